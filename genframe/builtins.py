@@ -1,0 +1,17 @@
+"""The core's own plugin: registers the built-in datasets and loggers the same way any plugin would."""
+
+from __future__ import annotations
+
+from genframe.hookspecs import hookimpl
+
+
+@hookimpl
+def genframe_register(registry) -> None:
+    from genframe.data.mnist import MNIST, FashionMNIST
+    from genframe.loggers.console import ConsoleLogger
+    from genframe.loggers.jsonl import JsonlLogger
+
+    registry.add("dataset", MNIST.name, MNIST)
+    registry.add("dataset", FashionMNIST.name, FashionMNIST)
+    registry.add("logger", "console", ConsoleLogger)
+    registry.add("logger", "jsonl", JsonlLogger)

@@ -1,0 +1,136 @@
+"""The ``genframe`` command line: a thin shell over the Python API (``genframe.train``, ``genframe.load``...).
+
+Every user error (a :class:`GenframeError`) is printed as one ``Error: ...`` line with a non-zero
+exit status; tracebacks are kept for bugs.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import warnings
+
+import click
+
+from genframe.errors import GenframeError
+
+
+def _one_line_warning(message, category, filename, lineno, line=None) -> str:
+    return f"warning: {message}\n"
+
+
+class GenframeGroup(click.Group):
+    """Turns genframe's user errors into one-line click errors."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except GenframeError as exc:
+            error = click.ClickException(str(exc))
+            error.exit_code = exc.exit_code
+            raise error from None
+
+
+@click.group(cls=GenframeGroup)
+@click.version_option(package_name="genframe")
+def cli() -> None:
+    """Train, sample and compare generative models; model families come from plugins."""
+    warnings.formatwarning = _one_line_warning
+
+
+@cli.command()
+@click.argument("recipe")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), help="TOML, YAML or JSON config file.")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a setting, e.g. trainer.epochs=3.")
+@click.option("--run-dir", type=click.Path(file_okay=False), help="Where to write the run (default runs/RECIPE-TIME).")
+@click.option("--resume", type=click.Path(), help="Continue the run in this directory (or from this checkpoint).")
+def run(recipe: str, config_path: str | None, overrides: tuple[str, ...], run_dir: str | None, resume: str | None) -> None:
+    """Train RECIPE (e.g. ebm); without --config, the recipe's defaults."""
+    from genframe.run import train
+
+    if resume and run_dir:
+        raise click.UsageError("--resume continues the run in its own directory; leave out --run-dir")
+    result = train(recipe, config_path, overrides, run_dir=run_dir, resume=resume)
+    click.echo(f"run {result.status}: {result.run_dir} (step {result.step}, checkpoint {result.checkpoint})")
+
+
+@cli.command()
+@click.argument("path", type=click.Path())
+@click.option("--n", "n", default=64, show_default=True, type=click.IntRange(min=1), help="Number of samples.")
+@click.option("--steps", type=click.IntRange(min=0), help="Sampler steps (default: the recipe's generation steps).")
+@click.option("--out", default="samples.png", show_default=True, type=click.Path(dir_okay=False), help="PNG grid to write.")
+@click.option("--gif", type=click.Path(dir_okay=False), help="Also write the sampling chain as an animated GIF.")
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--device", default="auto", show_default=True, help="cpu, cuda, cuda:N or auto.")
+def sample(path: str, n: int, steps: int | None, out: str, gif: str | None, seed: int, device: str) -> None:
+    """Generate samples from a trained run directory or checkpoint PATH."""
+    from genframe.api import sample_to_files
+
+    sample_to_files(path, out, n=n, steps=steps, gif=gif, seed=seed, device=device)
+    click.echo(f"wrote {out}" + (f" and {gif}" if gif else ""))
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def plugins(as_json: bool) -> None:
+    """List installed plugins, their hooks and components, and any that failed to load."""
+    from genframe.plugins import get_host
+
+    host = get_host()
+    components = {}
+    for entry in host.registry.entries():
+        components.setdefault(entry.kind, []).append({"name": entry.name, "plugin": entry.plugin})
+    if as_json:
+        click.echo(json.dumps({
+            "plugins": [vars(p) for p in host.plugins],
+            "components": components,
+            "failed": [vars(f) for f in host.failures],
+        }, indent=2))
+        return
+    click.echo("Plugins:")
+    for p in host.plugins:
+        click.echo(f"  {p.name} {p.version} ({p.source})  hooks: {', '.join(p.hooks) or '-'}")
+    click.echo("Components:")
+    for kind, entries in components.items():
+        click.echo(f"  {kind + ':':9} " + ", ".join(f"{e['name']} [{e['plugin']}]" for e in entries))
+    if host.failures:
+        click.echo("Failed to load:")
+        for failure in host.failures:
+            click.echo(f"  {failure.name}: {failure.error}")
+
+
+@cli.group()
+def config() -> None:
+    """Show a recipe's config or its JSON schema."""
+
+
+@config.command("show")
+@click.argument("recipe")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), help="Start from this file.")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE")
+@click.option("--format", "fmt", type=click.Choice(["toml", "json"]), default="toml", show_default=True)
+def config_show(recipe: str, config_path: str | None, overrides: tuple[str, ...], fmt: str) -> None:
+    """Print RECIPE's resolved config (its defaults unless --config/--set are given)."""
+    from genframe.api import recipe_config
+    from genframe.config import config_to_dict
+    from genframe.tomlwrite import dumps
+
+    data = config_to_dict(recipe_config(recipe, config_path, overrides))
+    click.echo(json.dumps(data, indent=2) if fmt == "json" else dumps(data), nl=fmt == "json")
+
+
+@config.command("schema")
+@click.argument("recipe")
+def config_schema(recipe: str) -> None:
+    """Print the JSON schema of RECIPE's config."""
+    from genframe.api import get_recipe
+
+    click.echo(json.dumps(get_recipe(recipe).config_class.model_json_schema(), indent=2))
+
+
+def main() -> None:
+    cli(prog_name="genframe")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,210 @@
+"""Typed run configuration: pydantic sections, TOML/YAML/JSON files, ``--set a.b=value`` overrides.
+
+Every error is reported as one line per problem with its dotted path and reason
+(``trainer.epochs: Input should be a valid integer, got 'abc'``), never as a pydantic dump.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import tomllib
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, field_validator
+
+from genframe.errors import ConfigError
+
+
+class Section(BaseModel):
+    """Base for config sections: unknown keys are errors, assignments are validated."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DataConfig(Section):
+    name: str = Field("mnist", description="Registered dataset name (see `genframe plugins`).")
+    root: str | None = Field(
+        None, description="Data directory; default $GENFRAME_DATA_DIR, then ~/.cache/genframe/datasets."
+    )
+    download: bool = Field(True, description="Download missing files from the public mirrors.")
+
+
+class TrainerConfig(Section):
+    epochs: PositiveInt = Field(60, description="Passes over the training data.")
+    max_steps: PositiveInt | None = Field(None, description="Stop after this many optimizer steps.")
+    batch_size: PositiveInt = 128
+    device: str = Field("auto", description="cpu, cuda, cuda:N or auto (cuda when available).")
+
+    @field_validator("device")
+    @classmethod
+    def _known_device(cls, value: str) -> str:
+        if value in ("auto", "cpu", "cuda", "mps") or (value.startswith("cuda:") and value[5:].isdigit()):
+            return value
+        raise ValueError("should be one of auto, cpu, cuda, cuda:N, mps")
+
+
+class LoggingConfig(Section):
+    loggers: list[str] = Field(["console", "jsonl"], description="Registered logger names.")
+    log_every: PositiveInt = Field(10, description="Log metrics every N optimizer steps.")
+    sample_every: PositiveInt | None = Field(
+        None, description="Save sample grids every N steps (default: at the end of each epoch)."
+    )
+    sample_n: PositiveInt = Field(64, description="Images in each sample grid.")
+    sample_steps: PositiveInt | None = Field(
+        None, description="Sampler steps for the fresh-noise grid (default: the recipe's generation steps)."
+    )
+
+
+class RecipeConfig(Section):
+    """Sections every recipe has; a recipe's config subclasses this and adds its own."""
+
+    recipe: str | None = Field(None, description="Recipe name; if given it must match `genframe run NAME`.")
+    seed: int = Field(0, description="Seeds model init, data order, sampler noise.")
+    data: DataConfig = DataConfig()
+    trainer: TrainerConfig = TrainerConfig()
+    logging: LoggingConfig = LoggingConfig()
+
+
+FORMATS: dict[str, Literal["toml", "yaml", "json"]] = {
+    ".toml": "toml",
+    ".yaml": "yaml",
+    ".yml": "yaml",
+    ".json": "json",
+}
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """Parse a TOML, YAML or JSON config file into a dict, with one-line errors."""
+    path = Path(path)
+    fmt = FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        raise ConfigError(f"config file {path}: unknown extension {path.suffix!r}; use .toml, .yaml, .yml or .json")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist; check the path given to --config") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"config file {path} cannot be read: {exc}") from None
+    if not text.strip():
+        raise ConfigError(f"config file {path} is empty; add settings or leave out --config for the defaults")
+    try:
+        if fmt == "toml":
+            data = tomllib.loads(text)
+        elif fmt == "json":
+            data = json.loads(text)
+        else:
+            import yaml
+
+            data = yaml.safe_load(text)
+    except Exception as exc:  # each parser has its own error type; all mean "malformed"
+        reason = " ".join(str(exc).split())
+        raise ConfigError(f"config file {path} is not valid {fmt.upper()}: {reason}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a table/mapping of sections, not {type(data).__name__}")
+    return data
+
+
+def parse_value(text: str) -> Any:
+    """An override's value: JSON literals (numbers, true/false/null, lists, quoted strings), else a string."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        lowered = text.strip().lower()
+        if lowered in ("true", "false"):
+            return lowered == "true"
+        if lowered in ("none", "null"):
+            return None
+        return text
+
+
+def apply_overrides(data: dict[str, Any], overrides: Iterable[str]) -> dict[str, Any]:
+    """Return a copy of ``data`` with each ``a.b.c=value`` override set."""
+    result = json.loads(json.dumps(data))  # deep copy of plain data
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ConfigError(f"override {item!r} must look like section.key=value, e.g. trainer.epochs=3")
+        parts = key.split(".")
+        if any(not part for part in parts):
+            raise ConfigError(f"override {item!r}: {key!r} is not a dotted key like trainer.epochs")
+        node = result
+        for depth, part in enumerate(parts[:-1]):
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                prefix = ".".join(parts[: depth + 1])
+                raise ConfigError(f"override {item!r}: {prefix} is a value, not a section")
+            node = child
+        node[parts[-1]] = parse_value(raw)
+    return result
+
+
+def deep_merge(base: Mapping[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
+    """``base`` with ``update`` laid over it, section by section."""
+    merged = dict(base)
+    for key, value in update.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _suggest(model: type[BaseModel], loc: tuple[Any, ...]) -> str:
+    """' (did you mean trainer.epochs?)' for an unknown key at ``loc``, else ''."""
+    for part in loc[:-1]:
+        field = model.model_fields.get(str(part))
+        annotation = getattr(field, "annotation", None)
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return ""
+        model = annotation
+    close = difflib.get_close_matches(str(loc[-1]), list(model.model_fields), n=1)
+    if not close:
+        return f" (known keys here: {', '.join(model.model_fields)})"
+    return f" (did you mean {'.'.join(map(str, (*loc[:-1], close[0])))}?)"
+
+
+def format_validation_error(error: ValidationError, model: type[BaseModel]) -> str:
+    """One readable line per problem: ``dotted.path: reason, got value``."""
+    lines = []
+    for item in error.errors(include_url=False):
+        loc = ".".join(str(part) for part in item["loc"]) or "(top level)"
+        if item["type"] == "extra_forbidden":
+            lines.append(f"{loc}: unknown key{_suggest(model, tuple(item['loc']))}")
+            continue
+        message = item["msg"]
+        if "input" in item and not isinstance(item["input"], (dict, list)):
+            message += f", got {item['input']!r}"
+        lines.append(f"{loc}: {message}")
+    return "; ".join(lines)
+
+
+def validate_config(model: type[RecipeConfig], data: Mapping[str, Any]) -> RecipeConfig:
+    """Build ``model`` from plain data, or raise a one-line :class:`ConfigError`."""
+    try:
+        return model.model_validate(dict(data))
+    except ValidationError as exc:
+        raise ConfigError(f"invalid config: {format_validation_error(exc, model)}") from None
+
+
+def build_config(
+    model: type[RecipeConfig],
+    path: str | Path | None = None,
+    overrides: Iterable[str] = (),
+    data: Mapping[str, Any] | None = None,
+) -> RecipeConfig:
+    """Defaults, then ``data`` or the file at ``path``, then ``--set`` overrides, validated."""
+    base: dict[str, Any] = {}
+    if path is not None:
+        base = read_config_file(path)
+    if data is not None:
+        base = deep_merge(base, data)
+    return validate_config(model, apply_overrides(base, overrides))
+
+
+def config_to_dict(config: BaseModel) -> dict[str, Any]:
+    """Plain JSON-able data for saving a resolved config."""
+    return config.model_dump(mode="json")

@@ -1,0 +1,34 @@
+"""User-facing error types: each carries a one-line message that says what was wrong and how to fix it.
+
+The CLI prints ``str(error)`` for any :class:`GenframeError` and exits non-zero, never a traceback.
+"""
+
+
+class GenframeError(Exception):
+    """Base class for errors caused by the user's input or environment, not by a bug."""
+
+    exit_code = 2
+
+
+class ConfigError(GenframeError):
+    """A config file, key, value or override is invalid."""
+
+
+class PluginError(GenframeError):
+    """A plugin failed to load or registered something invalid."""
+
+
+class UnknownComponentError(GenframeError):
+    """A recipe, model, sampler, trainer, dataset or logger name is not registered."""
+
+
+class DataError(GenframeError):
+    """A data file is missing, damaged, or could not be downloaded."""
+
+
+class CheckpointError(GenframeError):
+    """A checkpoint or run directory is missing, damaged or incompatible."""
+
+
+class RunError(GenframeError):
+    """A run cannot start as requested (run directory exists, device unavailable, ...)."""

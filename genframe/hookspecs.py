@@ -1,0 +1,40 @@
+"""The plugin contract: pluggy hook specifications every genframe plugin may implement.
+
+A plugin is a module (or object) with functions marked ``@genframe.hookimpl`` whose names match
+the specs below. ``genframe_register`` adds components; the lifecycle hooks let loggers and
+callbacks follow a run without the core knowing about them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pluggy
+
+hookspec = pluggy.HookspecMarker("genframe")
+hookimpl = pluggy.HookimplMarker("genframe")
+
+
+@hookspec
+def genframe_register(registry: Any) -> None:
+    """Add components (recipes, datasets, loggers, ...) with ``registry.add(kind, name, obj)``."""
+
+
+@hookspec
+def genframe_run_start(run: Any) -> None:
+    """A run started (or resumed); ``run`` has ``run_dir``, ``config``, ``recipe_name``, ``step``."""
+
+
+@hookspec
+def genframe_log(run: Any, step: int, metrics: dict[str, float], images: dict[str, Any]) -> None:
+    """Metrics (scalars) and images (tensors N,C,H,W in [-1, 1]) at global optimizer ``step``."""
+
+
+@hookspec
+def genframe_checkpoint(run: Any, path: Any, step: int) -> None:
+    """A checkpoint was written atomically to ``path`` at global ``step``."""
+
+
+@hookspec
+def genframe_run_end(run: Any, status: str) -> None:
+    """The run ended with ``status``: ``completed``, ``interrupted`` or ``failed``."""

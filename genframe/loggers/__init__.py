@@ -1,0 +1,1 @@
+"""Built-in loggers. Each is a plugin object implementing the lifecycle hooks (see hookspecs)."""

@@ -1,0 +1,40 @@
+"""JSON-lines metrics: one object per logged step in ``RUN_DIR/metrics.jsonl``, flushed as written."""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+
+from genframe.atomic import atomic_write_text
+from genframe.hookspecs import hookimpl
+from genframe.interfaces import Logger
+
+METRICS_NAME = "metrics.jsonl"
+
+
+class JsonlLogger(Logger):
+    """Appends metrics; on resume, drops lines logged after the checkpoint so the file has no repeats."""
+
+    @hookimpl
+    def genframe_run_start(self, run) -> None:
+        self.path = run.run_dir / METRICS_NAME
+        if run.resumed and self.path.exists():
+            kept = [line for line in self.path.read_text(encoding="utf-8").splitlines()
+                    if line.strip() and json.loads(line).get("step", 0) <= run.step]
+            atomic_write_text(self.path, "".join(line + "\n" for line in kept))
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.handle = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - closed in run_end
+
+    @hookimpl
+    def genframe_log(self, run, step, metrics, images) -> None:
+        if not metrics:
+            return
+        record = {"step": step, "epoch": run.epoch, "time": round(time.time(), 3)}
+        record.update({k: (v if math.isfinite(v) else str(v)) for k, v in metrics.items()})
+        self.handle.write(json.dumps(record) + "\n")
+        self.handle.flush()
+
+    @hookimpl
+    def genframe_run_end(self, run, status) -> None:
+        self.handle.close()

@@ -1,0 +1,75 @@
+"""Small pieces a run is assembled from: device choice, run directory, saved config, seeded streams."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from genframe.atomic import atomic_write_text
+from genframe.config import DataConfig
+from genframe.errors import RunError
+from genframe.interfaces import Dataset
+from genframe.registry import Registry
+
+CONFIG_NAME = "config.json"
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` picks CUDA when available; asking for a device that is missing is a clear error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise RunError(f"trainer.device={name} but no CUDA GPU is available to PyTorch; "
+                           "use --set trainer.device=cpu (or auto)")
+        index = int(name.partition(":")[2] or 0)
+        if index >= torch.cuda.device_count():
+            raise RunError(f"trainer.device={name} but only {torch.cuda.device_count()} CUDA device(s) exist")
+    if name == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
+        raise RunError("trainer.device=mps but MPS is not available; use --set trainer.device=cpu (or auto)")
+    return torch.device(name)
+
+
+def new_run_dir(recipe: str, base: str | Path = "runs") -> Path:
+    """``runs/<recipe>-<timestamp>``, made unique if a run started in the same second."""
+    stem = Path(base) / f"{recipe}-{time.strftime('%Y%m%d-%H%M%S')}"
+    candidate, n = stem, 1
+    while candidate.exists():
+        n += 1
+        candidate = stem.with_name(f"{stem.name}-{n}")
+    return candidate
+
+
+def save_resolved_config(run_dir: Path, config: dict[str, Any], resumed_at: int | None = None) -> Path:
+    """Write ``config.json``; a resume that changes settings keeps the old one as ``config.stepN.json``."""
+    path = run_dir / CONFIG_NAME
+    text = json.dumps(config, indent=2, sort_keys=True) + "\n"
+    if path.exists():
+        old = path.read_text(encoding="utf-8")
+        if old == text:
+            return path
+        atomic_write_text(run_dir / f"config.step{resumed_at or 0}.json", old)
+    return atomic_write_text(path, text)
+
+
+def seeded_generator(seed: int, stream: int, device: torch.device | str = "cpu") -> torch.Generator:
+    """An independent random stream for (seed, stream), so streams never disturb each other."""
+    generator = torch.Generator(device=device)
+    generator.manual_seed((seed * 1_000_003 + stream) % (2**63))
+    return generator
+
+
+def epoch_permutation(n: int, seed: int, epoch: int, device: torch.device | str = "cpu") -> torch.Tensor:
+    """The shuffled order of epoch ``epoch``: a function of (seed, epoch) only, for exact resume."""
+    order = torch.randperm(n, generator=seeded_generator(seed, epoch))
+    return order.to(device)
+
+
+def build_dataset(registry: Registry, data: DataConfig, split: str) -> Dataset:
+    """Instantiate the configured dataset for ``split`` ("train" or "test")."""
+    factory = registry.get("dataset", data.name)
+    return factory(split=split, root=data.root, download=data.download)

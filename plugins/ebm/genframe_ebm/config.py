@@ -1,0 +1,52 @@
+"""Config of the ``ebm`` recipe. Defaults are the reference recipe (Foster, Generative Deep Learning, ch. 7)."""
+
+from __future__ import annotations
+
+from pydantic import Field, PositiveFloat, PositiveInt, model_validator
+
+from genframe.config import RecipeConfig, Section, TrainerConfig
+
+
+class EnergyNetConfig(Section):
+    name: str = Field("swish_cnn", description="Registered model name.")
+    in_channels: PositiveInt = 1
+    image_size: PositiveInt = 32
+    channels: list[PositiveInt] = Field([16, 32, 64, 64], description="Conv widths; each conv has stride 2.")
+    kernel_sizes: list[PositiveInt] = Field([5, 3, 3, 3], description="Conv kernel sizes, one per conv.")
+    hidden: PositiveInt = Field(64, description="Width of the dense layer before the score.")
+
+    @model_validator(mode="after")
+    def _one_kernel_per_conv(self) -> EnergyNetConfig:
+        if len(self.channels) != len(self.kernel_sizes):
+            raise ValueError(f"model.channels has {len(self.channels)} entries but model.kernel_sizes has "
+                             f"{len(self.kernel_sizes)}; give one kernel size per conv")
+        return self
+
+
+class SGLDConfig(Section):
+    steps: PositiveInt = Field(60, description="Langevin steps per training update.")
+    step_size: PositiveFloat = Field(10.0, description="Multiplier of the clipped score gradient.")
+    noise: float = Field(0.005, ge=0, description="Std of the Gaussian noise added before each step.")
+    grad_clip: PositiveFloat = Field(0.03, description="Score gradients are clipped to +-grad_clip.")
+    generate_steps: PositiveInt = Field(1000, description="Langevin steps when generating from uniform noise.")
+
+
+class BufferConfig(Section):
+    size: PositiveInt = Field(8192, description="Replay buffer capacity; the oldest samples fall out.")
+    fresh_prob: float = Field(0.05, ge=0, le=1, description="Chance that a chain restarts from uniform noise.")
+
+
+class EBMTrainerConfig(TrainerConfig):
+    lr: PositiveFloat = Field(1e-4, description="Adam learning rate.")
+    betas: tuple[float, float] = Field((0.9, 0.999), description="Adam betas.")
+    eps: PositiveFloat = Field(1e-7, description="Adam epsilon (Keras' default, as in the reference).")
+    alpha: float = Field(0.1, ge=0, description="Weight of the score-magnitude regulariser.")
+    real_noise: float = Field(0.005, ge=0, description="Std of the noise added to real images.")
+    val_batch_size: PositiveInt = Field(1000, description="Batch size for validation.")
+
+
+class EBMConfig(RecipeConfig):
+    model: EnergyNetConfig = EnergyNetConfig()
+    sampler: SGLDConfig = SGLDConfig()
+    buffer: BufferConfig = BufferConfig()
+    trainer: EBMTrainerConfig = EBMTrainerConfig()
