@@ -30,6 +30,7 @@ class DataConfig(Section):
         None, description="Data directory; default $GENFRAME_DATA_DIR, then ~/.cache/genframe/datasets."
     )
     download: bool = Field(True, description="Download missing files from the public mirrors.")
+    limit: PositiveInt | None = Field(None, description="Use only the first N examples of each split (smoke runs).")
 
 
 class TrainerConfig(Section):

@@ -122,6 +122,8 @@ class TrainingRun:
             "model": model.state_dict(),
             "trainer": trainer.state_dict(),
             "loop": loop,
+            "rng": {"torch": torch.get_rng_state(),
+                    "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []},
             "extra": dict(ctx.extra),
         }
 
@@ -133,9 +135,9 @@ class TrainingRun:
         trainer = self.recipe.build_trainer(cfg, model, sampler, self.device)
         train_data = build_dataset(self.host.registry, cfg.data, "train").to(self.device)
         val_data = build_dataset(self.host.registry, cfg.data, "test").to(self.device)
-        steps_per_epoch = len(train_data) // tcfg.batch_size
+        steps_per_epoch = len(train_data) // tcfg.batch_size  # the last partial batch is dropped: real and fake halves stay equal
         if steps_per_epoch == 0:
-            raise ConfigError(f"trainer.batch_size: {tcfg.batch_size} is larger than the dataset ({len(train_data)})")
+            raise ConfigError(f"trainer.batch_size: {tcfg.batch_size} is larger than the training data ({len(train_data)})")
         total = steps_per_epoch * tcfg.epochs if tcfg.max_steps is None else min(tcfg.max_steps, steps_per_epoch * tcfg.epochs)
         loop = {"epoch": 0, "batch": 0, "step": 0}
         ctx = RunContext(self.run_dir, self.recipe_name, cfg, self.device, steps_per_epoch, total)
@@ -143,6 +145,10 @@ class TrainingRun:
             model.load_state_dict(self.checkpoint_state["model"])
             trainer.load_state_dict(self.checkpoint_state["trainer"])
             loop = dict(self.checkpoint_state["loop"])
+            rng = self.checkpoint_state["rng"]  # global streams, for plugins that draw from them
+            torch.set_rng_state(rng["torch"])
+            if rng["cuda"] and torch.cuda.is_available():
+                torch.cuda.set_rng_state_all(rng["cuda"])
             ctx.extra.update(self.checkpoint_state.get("extra", {}))
             ctx.resumed = True
         ctx.step, ctx.epoch = loop["step"], loop["epoch"]

@@ -69,7 +69,30 @@ def epoch_permutation(n: int, seed: int, epoch: int, device: torch.device | str 
     return order.to(device)
 
 
+class Subset(Dataset):
+    """The first ``limit`` examples of a dataset (``data.limit``)."""
+
+    def __init__(self, dataset: Dataset, limit: int) -> None:
+        self.dataset, self.limit = dataset, min(limit, len(dataset))
+        self.labels = None if dataset.labels is None else dataset.labels[: self.limit]
+
+    def __len__(self) -> int:
+        return self.limit
+
+    def get_batch(self, indices: torch.Tensor) -> torch.Tensor:
+        return self.dataset.get_batch(indices)
+
+    @property
+    def example_shape(self) -> tuple[int, ...]:
+        return self.dataset.example_shape
+
+    def to(self, device: torch.device | str) -> Subset:
+        self.dataset = self.dataset.to(device)
+        return self
+
+
 def build_dataset(registry: Registry, data: DataConfig, split: str) -> Dataset:
-    """Instantiate the configured dataset for ``split`` ("train" or "test")."""
+    """The configured dataset for ``split`` ("train" or "test"), cut to ``data.limit`` examples if set."""
     factory = registry.get("dataset", data.name)
-    return factory(split=split, root=data.root, download=data.download)
+    dataset = factory(split=split, root=data.root, download=data.download)
+    return dataset if data.limit is None else Subset(dataset, data.limit)

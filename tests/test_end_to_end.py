@@ -1,0 +1,127 @@
+"""End to end on real MNIST: train a few steps, checkpoint, resume, sample; the CLI and the Python API."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+from click.testing import CliRunner
+from PIL import Image
+
+import genframe
+from genframe.checkpoint import load_checkpoint
+from genframe.cli import cli
+
+from conftest import REPO, TINY
+
+# 64 training images in batches of 16: a 4-step epoch, so validation and epoch checkpoints run too.
+SMALL_EPOCHS = [*TINY, "data.limit=64", "trainer.max_steps=null"]
+
+
+def test_train_writes_a_complete_run_directory(data_dir, tmp_path):
+    result = genframe.train("ebm", overrides=[*SMALL_EPOCHS, "trainer.epochs=2"], run_dir=tmp_path / "run")
+    run = tmp_path / "run"
+    assert result.status == "completed" and result.step == 8
+    saved = json.loads((run / "config.json").read_text())
+    assert saved["trainer"]["batch_size"] == 16 and saved["sampler"]["step_size"] == 10.0
+    lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    steps = [line["step"] for line in lines if "loss" in line]
+    assert steps == [2, 4, 6, 8]
+    validation = [line for line in lines if "val/cdiv" in line]
+    assert [v["epoch"] for v in validation] == [1, 2]
+    assert all(abs(v["val/cdiv"] - (v["val/fake"] - v["val/real"])) < 1e-5 for v in validation)
+    grids = sorted(p.name for p in (run / "samples").iterdir())
+    assert grids == ["step0000004_buffer.png", "step0000004_samples.png",
+                     "step0000008_buffer.png", "step0000008_samples.png"]
+    state = load_checkpoint(run)
+    assert state["recipe"] == "ebm" and state["plugin"] == "ebm" and state["loop"] == {"epoch": 2, "batch": 0, "step": 8}
+    assert state["genframe_version"] == genframe.__version__ and len(state["config_hash"]) == 16
+    assert state["trainer"]["buffer"]["size"] == 64  # 16 initial + 8 * 16 pushed, capped at 64
+
+
+def test_resume_continues_exactly_where_a_straight_run_would_be(data_dir, tmp_path):
+    straight = genframe.train("ebm", overrides=[*TINY, "trainer.max_steps=10"], run_dir=tmp_path / "straight")
+    genframe.train("ebm", overrides=[*TINY, "trainer.max_steps=4"], run_dir=tmp_path / "resumed")
+    resumed = genframe.train("ebm", overrides=["trainer.max_steps=10"], resume=tmp_path / "resumed")
+    assert resumed.step == straight.step == 10
+    a, b = load_checkpoint(straight.checkpoint), load_checkpoint(resumed.checkpoint)
+    for name, tensor in a["model"].items():
+        assert torch.equal(tensor, b["model"][name]), name
+    assert torch.equal(a["trainer"]["buffer"]["storage"], b["trainer"]["buffer"]["storage"])
+    assert a["loop"] == b["loop"]
+    steps = [json.loads(line)["step"] for line in (tmp_path / "resumed" / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [2, 4, 6, 8, 10]  # no repeats, nothing lost
+    assert (tmp_path / "resumed" / "config.step4.json").exists()  # the changed config is kept, not overwritten
+
+
+def test_cli_run_resume_and_sample(data_dir, tmp_path):
+    runner = CliRunner()
+    run = tmp_path / "cli-run"
+    sets = [arg for item in TINY for arg in ("--set", item)]
+    result = runner.invoke(cli, ["run", "ebm", *sets, "--run-dir", str(run)])
+    assert result.exit_code == 0, result.output
+    assert f"run completed: {run}" in result.output
+    result = runner.invoke(cli, ["run", "ebm", "--resume", str(run), "--set", "trainer.max_steps=8"])
+    assert result.exit_code == 0, result.output
+    assert load_checkpoint(run)["loop"]["step"] == 8
+
+    grid, gif = tmp_path / "grid.png", tmp_path / "chain.gif"
+    result = runner.invoke(cli, ["sample", str(run), "--n", "9", "--steps", "20", "--out", str(grid), "--gif", str(gif)])
+    assert result.exit_code == 0, result.output
+    image = Image.open(grid)
+    assert image.size == (2 * (3 * 34 + 2), 2 * (3 * 34 + 2))  # 3x3 grid of 32px images, 2px padding, scale 2
+    animation = Image.open(gif)
+    assert animation.n_frames == 21  # the start and each of 20 steps (20 steps / 50 frames -> every step)
+
+
+def test_cli_errors_are_one_line_with_nonzero_exit(data_dir, tmp_path):
+    runner = CliRunner()
+    cases = [
+        (["run", "emb"], "unknown recipe 'emb'. Did you mean 'ebm'?"),
+        (["run", "ebm", "--set", "trainer.epochs"], "must look like section.key=value"),
+        (["run", "ebm", "--set", "trainer.epochs=abc"], "trainer.epochs: Input should be a valid integer"),
+        (["run", "ebm", "--config", str(tmp_path / "missing.toml")], "does not exist"),
+        (["run", "ebm", "--resume", str(tmp_path)], "has no checkpoint"),
+        (["sample", str(tmp_path / "nothing")], "does not exist"),
+        (["config", "show", "nope"], "unknown recipe 'nope'"),
+    ]
+    if not torch.cuda.is_available():
+        cases.append((["run", "ebm", "--set", "trainer.device=cuda"], "no CUDA GPU is available"))
+    for args, fragment in cases:
+        result = runner.invoke(cli, args)
+        assert result.exit_code == 2, (args, result.output)
+        assert fragment in result.output, (args, result.output)
+        assert result.output.startswith("Error: ") and result.output.count("\n") == 1, result.output
+        assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
+def test_existing_run_directory_is_never_overwritten(data_dir, tmp_path):
+    run = tmp_path / "run"
+    genframe.train("ebm", overrides=[*TINY, "trainer.max_steps=2"], run_dir=run)
+    before = (run / "checkpoints" / "last.pt").read_bytes()
+    result = CliRunner().invoke(cli, ["run", "ebm", "--run-dir", str(run)])
+    assert result.exit_code == 2 and "already exists; continue it with --resume" in result.output
+    assert (run / "checkpoints" / "last.pt").read_bytes() == before
+
+
+def test_config_commands():
+    runner = CliRunner()
+    shown = runner.invoke(cli, ["config", "show", "ebm", "--set", "trainer.epochs=3"])
+    assert shown.exit_code == 0 and "epochs = 3" in shown.output and "[sampler]" in shown.output
+    schema = json.loads(runner.invoke(cli, ["config", "schema", "ebm"]).output)
+    assert {"trainer", "sampler", "buffer", "model", "data", "logging"} <= set(schema["properties"])
+
+
+@pytest.mark.slow
+def test_api_example_runs_from_another_directory(data_dir, tmp_path):
+    env = {**os.environ, "GENFRAME_DATA_DIR": str(data_dir)}
+    out = subprocess.run([sys.executable, str(REPO / "examples" / "api.py"), str(tmp_path / "api-run")],
+                         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr
+    assert "trained 20 steps" in out.stdout and "sampled (16, 1, 32, 32)" in out.stdout
+    assert "chain of 6 states" in out.stdout
+    assert (tmp_path / "api-run" / "api_samples.png").is_file()
