@@ -10,8 +10,10 @@ def genframe_register(registry) -> None:
     from genframe.data.mnist import MNIST, FashionMNIST
     from genframe.loggers.console import ConsoleLogger
     from genframe.loggers.jsonl import JsonlLogger
+    from genframe.loggers.wandb_logger import WandbLogger
 
     registry.add("dataset", MNIST.name, MNIST)
     registry.add("dataset", FashionMNIST.name, FashionMNIST)
     registry.add("logger", "console", ConsoleLogger)
     registry.add("logger", "jsonl", JsonlLogger)
+    registry.add("logger", "wandb", WandbLogger)

@@ -44,13 +44,15 @@ def cli() -> None:
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a setting, e.g. trainer.epochs=3.")
 @click.option("--run-dir", type=click.Path(file_okay=False), help="Where to write the run (default runs/RECIPE-TIME).")
 @click.option("--resume", type=click.Path(), help="Continue the run in this directory (or from this checkpoint).")
-def run(recipe: str, config_path: str | None, overrides: tuple[str, ...], run_dir: str | None, resume: str | None) -> None:
+@click.option("--quiet", is_flag=True, help="No console progress (other loggers still log).")
+def run(recipe: str, config_path: str | None, overrides: tuple[str, ...], run_dir: str | None, resume: str | None,
+        quiet: bool) -> None:
     """Train RECIPE (e.g. ebm); without --config, the recipe's defaults."""
     from genframe.run import train
 
     if resume and run_dir:
         raise click.UsageError("--resume continues the run in its own directory; leave out --run-dir")
-    result = train(recipe, config_path, overrides, run_dir=run_dir, resume=resume)
+    result = train(recipe, config_path, overrides, run_dir=run_dir, resume=resume, quiet=quiet)
     click.echo(f"run {result.status}: {result.run_dir} (step {result.step}, checkpoint {result.checkpoint})")
 
 
@@ -68,6 +70,17 @@ def sample(path: str, n: int, steps: int | None, out: str, gif: str | None, seed
 
     sample_to_files(path, out, n=n, steps=steps, gif=gif, seed=seed, device=device)
     click.echo(f"wrote {out}" + (f" and {gif}" if gif else ""))
+
+
+@cli.command()
+@click.argument("run_dir", type=click.Path())
+@click.option("--out", type=click.Path(dir_okay=False), help="PNG to write (default RUN_DIR/curves.png).")
+@click.option("--metric", "metrics", multiple=True, help="Only these metrics (repeatable), e.g. --metric cdiv.")
+def plot(run_dir: str, out: str | None, metrics: tuple[str, ...]) -> None:
+    """Draw RUN_DIR's training curves (from metrics.jsonl) to a PNG; works while the run is going."""
+    from genframe.plot import plot_run
+
+    click.echo(f"wrote {plot_run(run_dir, out, list(metrics) or None)}")
 
 
 @cli.command()

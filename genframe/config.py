@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, ValidationError, field_validator
 
 from genframe.errors import ConfigError
 
@@ -47,8 +47,21 @@ class TrainerConfig(Section):
         raise ValueError("should be one of auto, cpu, cuda, cuda:N, mps")
 
 
+class WandbConfig(Section):
+    project: str = Field("genframe", description="W&B project.")
+    entity: str | None = Field(None, description="W&B team or user (default: your default entity).")
+    name: str | None = Field(None, description="Run name shown in W&B (default: the run directory's name).")
+    tags: list[str] = Field([], description="W&B tags.")
+    mode: Literal["online", "offline", "disabled"] = Field(
+        "online", description="offline writes RUN_DIR/wandb for `wandb sync`; disabled logs nothing."
+    )
+    init_timeout: PositiveFloat = Field(60.0, description="Seconds to wait for W&B to start before going offline.")
+
+
 class LoggingConfig(Section):
-    loggers: list[str] = Field(["console", "jsonl"], description="Registered logger names.")
+    loggers: list[str] = Field(
+        ["console", "jsonl"], description="Registered logger names, e.g. console, jsonl, wandb."
+    )
     log_every: PositiveInt = Field(10, description="Log metrics every N optimizer steps.")
     sample_every: PositiveInt | None = Field(
         None, description="Save sample grids every N steps (default: at the end of each epoch)."
@@ -57,6 +70,8 @@ class LoggingConfig(Section):
     sample_steps: PositiveInt | None = Field(
         None, description="Sampler steps for the fresh-noise grid (default: the recipe's generation steps)."
     )
+    chain_n: int = Field(16, ge=0, description="Chains in the final sampling GIF (0: no GIF).")
+    wandb: WandbConfig = WandbConfig()
 
 
 class RecipeConfig(Section):

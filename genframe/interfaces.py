@@ -113,6 +113,10 @@ class Trainer(ABC):
     @abstractmethod
     def load_state_dict(self, state: dict[str, Any]) -> None: ...
 
+    def work_per_step(self, batch_size: int) -> tuple[str, float] | None:
+        """The unit and amount of work in one step, for throughput displays (e.g. ``("img-steps", 7680)``)."""
+        return None
+
     def preview_images(self, n: int) -> dict[str, torch.Tensor]:
         """Pictures of training state worth showing (e.g. replay-buffer samples); default none."""
         return {}

@@ -18,15 +18,14 @@ import torch
 from genframe.checkpoint import CHECKPOINT_DIR, LAST_NAME, config_hash, load_checkpoint, save_checkpoint
 from genframe.config import RecipeConfig, build_config, config_to_dict, deep_merge
 from genframe.errors import CheckpointError, ConfigError, RunError
-from genframe.images import save_grid
 from genframe.plugins import PluginHost, get_host
+from genframe.previews import Previewer
 from genframe.runsetup import (
     build_dataset,
     epoch_permutation,
     new_run_dir,
     resolve_device,
     save_resolved_config,
-    seeded_generator,
 )
 
 
@@ -43,6 +42,7 @@ class RunContext:
     step: int = 0
     epoch: int = 0
     resumed: bool = False
+    work_unit: tuple[str, float] | None = None  # e.g. ("img-steps", 7680.0) per step, for throughput
     rank: int = 0
     world_size: int = 1
     extra: dict[str, Any] = field(default_factory=dict)  # loggers keep resumable ids here
@@ -87,8 +87,10 @@ class TrainingRun:
         run_dir: str | Path | None = None,
         resume: str | Path | None = None,
         host: PluginHost | None = None,
+        quiet: bool = False,
     ) -> None:
         self.host = host or get_host()
+        self.quiet = quiet
         entry = self.host.registry.entry("recipe", recipe)
         self.recipe_name, self.recipe, self.plugin = recipe, entry.obj, entry.plugin
         self.checkpoint_state: dict[str, Any] | None = None
@@ -140,7 +142,8 @@ class TrainingRun:
             raise ConfigError(f"trainer.batch_size: {tcfg.batch_size} is larger than the training data ({len(train_data)})")
         total = steps_per_epoch * tcfg.epochs if tcfg.max_steps is None else min(tcfg.max_steps, steps_per_epoch * tcfg.epochs)
         loop = {"epoch": 0, "batch": 0, "step": 0}
-        ctx = RunContext(self.run_dir, self.recipe_name, cfg, self.device, steps_per_epoch, total)
+        ctx = RunContext(self.run_dir, self.recipe_name, cfg, self.device, steps_per_epoch, total,
+                         work_unit=trainer.work_per_step(tcfg.batch_size))
         if self.checkpoint_state is not None:
             model.load_state_dict(self.checkpoint_state["model"])
             trainer.load_state_dict(self.checkpoint_state["trainer"])
@@ -162,17 +165,10 @@ class TrainingRun:
             save_checkpoint(checkpoint_path, self._checkpoint_state(model, trainer, loop, ctx))
             self.host.hook.genframe_checkpoint(run=ctx, path=checkpoint_path, step=ctx.step)
 
-        def samples() -> dict[str, torch.Tensor]:
-            lcfg = cfg.logging
-            images = dict(trainer.preview_images(lcfg.sample_n))
-            generator = seeded_generator(cfg.seed, 1_000_003 + ctx.step, self.device)
-            images["samples"] = sampler.generate(model, lcfg.sample_n, steps=lcfg.sample_steps,
-                                                 generator=generator, device=self.device).images
-            for name, batch in images.items():
-                save_grid(batch, self.run_dir / "samples" / f"step{ctx.step:07d}_{name}.png")
-            return images
+        previews = Previewer(self.run_dir, cfg, model, sampler, trainer, self.device)
 
-        loggers = [self.host.registry.get("logger", name)(ctx) for name in cfg.logging.loggers]
+        names = [name for name in cfg.logging.loggers if not (self.quiet and name == "console")]
+        loggers = [self.host.registry.get("logger", name)(ctx) for name in names]
         for index, logger in enumerate(loggers):
             self.host.pm.register(logger, name=f"logger-{index}-{id(logger)}")
         status, sums, count, last_metrics = "failed", {}, 0, {}
@@ -195,18 +191,18 @@ class TrainingRun:
                         self.host.hook.genframe_log(run=ctx, step=ctx.step, metrics=last_metrics, images={})
                         sums, count = {}, 0
                     if cfg.logging.sample_every and ctx.step % cfg.logging.sample_every == 0:
-                        self.host.hook.genframe_log(run=ctx, step=ctx.step, metrics={}, images=samples())
+                        self.host.hook.genframe_log(run=ctx, step=ctx.step, metrics={}, images=previews.grids(ctx.step))
                 if loop["batch"] == steps_per_epoch:  # a whole epoch: validate, picture, checkpoint
                     loop["epoch"], loop["batch"] = loop["epoch"] + 1, 0
                     val = {f"val/{k}": float(v) for k, v in trainer.validate(val_data).items()}
                     val["epoch"] = loop["epoch"]
-                    images = samples() if not cfg.logging.sample_every else {}
+                    images = previews.grids(ctx.step) if not cfg.logging.sample_every else {}
                     self.host.hook.genframe_log(run=ctx, step=ctx.step, metrics=val, images=images)
                     last_metrics.update(val)
                     checkpoint()
-            if not cfg.logging.sample_every and loop["batch"] != 0:  # stopped mid-epoch by max_steps
-                self.host.hook.genframe_log(run=ctx, step=ctx.step, metrics={}, images=samples())
             checkpoint()
+            final = previews.grids(ctx.step) if previews.last_grid_step != ctx.step else {}
+            self.host.hook.genframe_log(run=ctx, step=ctx.step, metrics={}, images={**final, **previews.chain(ctx.step)})
             status = "completed"
         except KeyboardInterrupt:
             status = "interrupted"
@@ -225,10 +221,12 @@ def train(
     overrides: Iterable[str] = (),
     run_dir: str | Path | None = None,
     resume: str | Path | None = None,
+    quiet: bool = False,
 ) -> RunResult:
     """Train ``recipe`` with ``config`` (a config object, a dict, a file path or None for defaults).
 
     ``overrides`` are ``section.key=value`` strings; ``resume`` is a run directory or checkpoint
     to continue, using its saved config (overrides still apply, e.g. ``trainer.epochs=10``).
+    ``quiet`` leaves out the console logger.
     """
-    return TrainingRun(recipe, config, overrides, run_dir, resume).run()
+    return TrainingRun(recipe, config, overrides, run_dir, resume, quiet=quiet).run()

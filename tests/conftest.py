@@ -13,7 +13,10 @@ SHARED_DATA = REPO.parent / "shared" / "datasets"
 # Offline machines read the shared copy in place; a user's own GENFRAME_DATA_DIR wins.
 if "GENFRAME_DATA_DIR" not in os.environ and SHARED_DATA.is_dir():
     os.environ["GENFRAME_DATA_DIR"] = str(SHARED_DATA)
+# W&B in tests: the real package, offline, never phoning home (no error reports, no update checks).
 os.environ.setdefault("WANDB_MODE", "offline")
+os.environ["WANDB_ERROR_REPORTING"] = "false"
+os.environ["WANDB_DISABLE_CODE"] = "true"
 
 # A few SGLD steps on small batches of real MNIST: fast, but every code path runs.
 TINY = [

@@ -35,8 +35,9 @@ def test_train_writes_a_complete_run_directory(data_dir, tmp_path):
     assert [v["epoch"] for v in validation] == [1, 2]
     assert all(abs(v["val/cdiv"] - (v["val/fake"] - v["val/real"])) < 1e-5 for v in validation)
     grids = sorted(p.name for p in (run / "samples").iterdir())
-    assert grids == ["step0000004_buffer.png", "step0000004_samples.png",
+    assert grids == ["final_chain.gif", "step0000004_buffer.png", "step0000004_samples.png",
                      "step0000008_buffer.png", "step0000008_samples.png"]
+    assert Image.open(run / "samples" / "final_chain.gif").n_frames == 21  # start + every step of 20
     state = load_checkpoint(run)
     assert state["recipe"] == "ebm" and state["plugin"] == "ebm" and state["loop"] == {"epoch": 2, "batch": 0, "step": 8}
     assert state["genframe_version"] == genframe.__version__ and len(state["config_hash"]) == 16

@@ -1,4 +1,6 @@
-"""Console progress: a live bar on a terminal, one plain line per log step elsewhere (CI logs stay readable)."""
+"""Console progress on stderr: a live per-epoch bar on a terminal; elsewhere (CI, files) a plain line
+at most every ``PLAIN_INTERVAL`` seconds plus each epoch's validation, so logs stay readable.
+"""
 
 from __future__ import annotations
 
@@ -9,20 +11,28 @@ from genframe.hookspecs import hookimpl
 from genframe.interfaces import Logger
 
 SHOWN = ("loss", "cdiv", "real", "fake", "recon", "kl", "elbo")
+PLAIN_INTERVAL = 30.0
+BAR_WIDTH = 20
 
 
 def _duration(seconds: float) -> str:
     seconds = int(seconds)
-    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}" if seconds >= 3600 else f"{seconds // 60}:{seconds % 60:02d}"
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
+
+
+def _rate(value: float) -> str:
+    return f"{value / 1000:.1f}k" if value >= 10_000 else f"{value:.0f}"
 
 
 class ConsoleLogger(Logger):
-    """Step, epoch, rate (examples/s), ETA and the latest key metrics, on stderr."""
+    """Epoch bar, step rate, work rate (e.g. img-steps/s), ETA and the latest key metrics."""
 
     def __init__(self, run, stream=None) -> None:
         super().__init__(run)
         self.stream = stream or sys.stderr
-        self.live = self.stream.isatty()
+        self.live = hasattr(self.stream, "isatty") and self.stream.isatty()
+        self.last_plain = float("-inf")
 
     def _write(self, text: str, final: bool = False) -> None:
         if self.live:
@@ -33,35 +43,45 @@ class ConsoleLogger(Logger):
 
     @hookimpl
     def genframe_run_start(self, run) -> None:
-        self.start_time, self.start_step = time.perf_counter(), run.step
+        self.start_time = self.window_time = time.perf_counter()
+        self.start_step = self.window_step = run.step
         verb = f"resuming at step {run.step}" if run.resumed else "starting"
         self._write(f"genframe: {run.recipe_name} {verb} in {run.run_dir} on {run.device} "
                     f"({run.total_steps} steps, {run.steps_per_epoch} per epoch)", final=True)
+
+    def progress_line(self, run, step: int, metrics: dict[str, float]) -> str:
+        now = time.perf_counter()
+        steps_per_s = (step - self.window_step) / max(now - self.window_time, 1e-9)
+        self.window_time, self.window_step = now, step
+        in_epoch = step - run.epoch * run.steps_per_epoch
+        filled = int(BAR_WIDTH * in_epoch / max(run.steps_per_epoch, 1))
+        epochs = -(-run.total_steps // run.steps_per_epoch)
+        eta = (run.total_steps - step) / steps_per_s if steps_per_s > 0 else 0.0
+        work = ""
+        if run.work_unit is not None:
+            work = f" {_rate(steps_per_s * run.work_unit[1])} {run.work_unit[0]}/s"
+        shown = " ".join(f"{k}={metrics[k]:.4g}" for k in SHOWN if k in metrics)
+        return (f"epoch {run.epoch + 1}/{epochs} [{'#' * filled}{'.' * (BAR_WIDTH - filled)}] "
+                f"{in_epoch}/{run.steps_per_epoch} {steps_per_s:.2f} it/s{work} eta {_duration(eta)} {shown}")
 
     @hookimpl
     def genframe_log(self, run, step, metrics, images) -> None:
         if any(key.startswith("val/") for key in metrics):
             shown = " ".join(f"{k}={v:.4g}" for k, v in metrics.items() if k.startswith("val/"))
-            self._write(f"epoch {run.epoch + 1} done at step {step}: {shown}", final=True)
+            self._write(f"epoch {metrics.get('epoch', run.epoch + 1)} done at step {step}: {shown}", final=True)
             return
         if not metrics:
             return
-        elapsed = time.perf_counter() - self.start_time
-        done = step - self.start_step
-        rate = done / elapsed if elapsed > 0 else 0.0
-        eta = (run.total_steps - step) / rate if rate > 0 else 0.0
-        shown = " ".join(f"{k}={metrics[k]:.4g}" for k in SHOWN if k in metrics)
-        width, filled = 20, int(20 * step / max(run.total_steps, 1))
-        bar = "#" * filled + "." * (width - filled)
-        examples = rate * run.config.trainer.batch_size
-        self._write(f"[{bar}] step {step}/{run.total_steps} epoch {run.epoch + 1} "
-                    f"{rate:.2f} it/s {examples:.0f} ex/s eta {_duration(eta)} {shown}")
+        line = self.progress_line(run, step, metrics)
+        now = time.perf_counter()
+        if self.live or now - self.last_plain >= PLAIN_INTERVAL or step == run.total_steps:
+            self.last_plain = now
+            self._write(line)
 
     @hookimpl
     def genframe_checkpoint(self, run, path, step) -> None:
-        if self.live:
-            return
-        self._write(f"checkpoint written: {path} (step {step})")
+        if not self.live:
+            self._write(f"checkpoint: {path} (step {step})")
 
     @hookimpl
     def genframe_run_end(self, run, status) -> None:

@@ -1,0 +1,150 @@
+"""Loggers as plugins: W&B (real package, offline, read back from disk), console, jsonl, third-party, plot."""
+
+from __future__ import annotations
+
+import json
+import socket
+
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+import genframe
+from genframe.cli import cli
+from genframe.loggers.wandb_logger import WandbWarning
+
+import wandb_records
+from conftest import TINY
+from test_plugins import make_distribution
+
+SMALL = [*TINY, "data.limit=64", "trainer.max_steps=6"]  # 4-step epochs: validation at step 4
+WANDB = ['logging.loggers=["jsonl", "wandb"]', "logging.wandb.mode=offline", "logging.wandb.project=tests"]
+
+
+def wandb_files(run_dir):
+    return sorted(run_dir.glob("wandb/offline-run-*/run-*.wandb"))
+
+
+def test_wandb_offline_writes_metrics_config_and_pictures(data_dir, tmp_path):
+    run = tmp_path / "run"
+    genframe.train("ebm", overrides=[*SMALL, *WANDB], run_dir=run)
+    (datastore,) = wandb_files(run)
+    rows = wandb_records.history(datastore)
+    assert [r["trainer/step"] for r in rows if "loss" in r] == [2, 4, 6]
+    assert all({"loss", "reg", "cdiv", "real", "fake"} <= set(r) for r in rows if "loss" in r)
+    (val,) = [r for r in rows if "val/cdiv" in r]
+    assert val["trainer/step"] == 4 and val["epoch"] == 1
+    images = [r for r in rows if "samples/samples/path" in r]
+    assert [r["trainer/step"] for r in images] == [4, 6]  # end of epoch 1, end of run
+    assert any("samples/buffer/path" in r for r in images)
+    (final,) = [r for r in rows if "samples/chain/path" in r]
+    media = datastore.parent / "files"
+    assert (media / final["samples/chain/path"]).stat().st_size > 0
+    for row in images:  # 8 samples: a 3x3 grid of 32-pixel images with 2-pixel gaps
+        assert Image.open(media / row["samples/samples/path"]).size == (3 * 34 + 2, 3 * 34 + 2)
+    config = wandb_records.config(datastore)
+    assert config["trainer"]["max_steps"] == 6 and config["sampler"]["step_size"] == 10.0
+    checkpoint = genframe.load(run)
+    assert checkpoint.step == 6
+
+
+def test_resuming_continues_the_same_wandb_run_without_dropping_steps(data_dir, tmp_path):
+    run = tmp_path / "run"
+    genframe.train("ebm", overrides=[*SMALL, *WANDB, "trainer.max_steps=4"], run_dir=run)
+    genframe.train("ebm", overrides=["trainer.max_steps=8"], resume=run)
+    first, second = wandb_files(run)
+    assert first.name == second.name  # run-<same id>.wandb: one W&B run
+    rows = wandb_records.history(second)
+    assert [r["trainer/step"] for r in rows if "loss" in r] == [6, 8]
+
+
+def test_wandb_that_cannot_start_never_stops_training(data_dir, tmp_path, monkeypatch):
+    with socket.socket() as probe:  # a loopback port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    monkeypatch.setenv("WANDB_BASE_URL", f"http://127.0.0.1:{port}")
+    monkeypatch.setenv("WANDB_API_KEY", "0" * 40)
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    online = ['logging.loggers=["wandb"]', "logging.wandb.mode=online", "logging.wandb.init_timeout=3"]
+    with pytest.warns(WandbWarning, match="W&B failed to start in online mode .* logging offline to"):
+        result = genframe.train("ebm", overrides=[*SMALL, *online], run_dir=tmp_path / "run")
+    assert result.status == "completed" and result.step == 6
+    (datastore,) = wandb_files(tmp_path / "run")  # fell back to offline: nothing lost
+    assert [r["trainer/step"] for r in wandb_records.history(datastore) if "loss" in r] == [2, 4, 6]
+
+
+RECORDER = """
+import json
+import genframe
+from genframe.interfaces import Logger
+
+class Recorder(Logger):
+    def _note(self, **event):
+        with open(self.run.run_dir.parent / "events.jsonl", "a") as handle:
+            handle.write(json.dumps(event) + "\\n")
+
+    @genframe.hookimpl
+    def genframe_run_start(self, run):
+        self._note(hook="start", step=run.step)
+
+    @genframe.hookimpl
+    def genframe_log(self, run, step, metrics, images):
+        lines = (run.run_dir / "metrics.jsonl").read_text().splitlines()
+        self._note(hook="log", step=step, metrics=sorted(metrics), images=sorted(images),
+                   jsonl_last=json.loads(lines[-1])["step"] if lines else None)
+
+    @genframe.hookimpl
+    def genframe_checkpoint(self, run, path, step):
+        self._note(hook="checkpoint", step=step, exists=path.is_file())
+
+    @genframe.hookimpl
+    def genframe_run_end(self, run, status):
+        self._note(hook="end", status=status)
+
+@genframe.hookimpl
+def genframe_register(registry):
+    registry.add("logger", "recorder", Recorder)
+"""
+
+
+def test_a_third_party_logger_receives_every_hook(data_dir, tmp_path, monkeypatch):
+    site = tmp_path / "site"
+    site.mkdir()
+    make_distribution(site, "genframe_recorder", "recorder", "gf_recorder_plugin", RECORDER)
+    monkeypatch.syspath_prepend(str(site))
+    genframe.reset_host()
+    genframe.train("ebm", overrides=[*SMALL, 'logging.loggers=["jsonl", "recorder"]'], run_dir=tmp_path / "run")
+    events = [json.loads(line) for line in (tmp_path / "events.jsonl").read_text().splitlines()]
+    assert events[0] == {"hook": "start", "step": 0} and events[-1] == {"hook": "end", "status": "completed"}
+    logs = [e for e in events if e["hook"] == "log" and "loss" in e["metrics"]]
+    assert [e["step"] for e in logs] == [2, 4, 6]
+    # metrics.jsonl is flushed as written: each earlier log line is on disk by the next log call
+    assert [e["jsonl_last"] for e in logs[1:]] == [2, 4] or [e["jsonl_last"] for e in logs] == [2, 4, 6]
+    pictures = [e for e in events if e["hook"] == "log" and e["images"]]
+    assert pictures[0]["images"] == ["buffer", "samples"] and "chain" in pictures[-1]["images"]
+    assert [e["step"] for e in events if e["hook"] == "checkpoint"] == [4, 6]
+    assert all(e["exists"] for e in events if e["hook"] == "checkpoint")
+
+
+def test_console_progress_and_quiet(data_dir, tmp_path):
+    sets = [arg for item in SMALL for arg in ("--set", item)]
+    runner = CliRunner()
+    shown = runner.invoke(cli, ["run", "ebm", *sets, "--run-dir", str(tmp_path / "a")])
+    assert shown.exit_code == 0, shown.output
+    assert "img-steps/s" in shown.output and "eta" in shown.output and "loss=" in shown.output
+    assert "epoch 1 done at step 4: val/cdiv=" in shown.output
+    quiet = runner.invoke(cli, ["run", "ebm", *sets, "--quiet", "--run-dir", str(tmp_path / "b")])
+    assert quiet.exit_code == 0 and "img-steps/s" not in quiet.output and "epoch 1 done" not in quiet.output
+    assert (tmp_path / "b" / "metrics.jsonl").is_file()  # the other loggers still ran
+
+
+def test_plot_draws_the_curves(data_dir, tmp_path):
+    run = tmp_path / "run"
+    genframe.train("ebm", overrides=SMALL, run_dir=run, quiet=True)
+    result = CliRunner().invoke(cli, ["plot", str(run)])
+    assert result.exit_code == 0 and (run / "curves.png").is_file()
+    assert Image.open(run / "curves.png").size == (2 * 440, 3 * 250)  # loss, reg, cdiv, real, fake
+    only = CliRunner().invoke(cli, ["plot", str(run), "--metric", "cdiv", "--out", str(tmp_path / "c.png")])
+    assert only.exit_code == 0 and Image.open(tmp_path / "c.png").size == (440, 250)  # cdiv with val/cdiv
+    bad = CliRunner().invoke(cli, ["plot", str(run), "--metric", "nope"])
+    assert bad.exit_code == 2 and "no metric nope" in bad.output
