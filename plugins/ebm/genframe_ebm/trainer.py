@@ -71,6 +71,10 @@ class CDTrainer(Trainer):
         real_mean, fake_mean = float(real_sum) / total, float(fake_sum) / total
         return {"cdiv": fake_mean - real_mean, "real": real_mean, "fake": fake_mean}
 
+    def work_per_step(self, batch_size: int) -> tuple[str, float]:
+        """Langevin image-steps: nearly all of an EBM's training cost."""
+        return "img-steps", float(batch_size * self.sampler.steps)
+
     def preview_images(self, n: int) -> dict[str, torch.Tensor]:
         return {"buffer": self.buffer.newest(n)}
 
