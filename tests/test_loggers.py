@@ -113,7 +113,8 @@ def test_a_third_party_logger_receives_every_hook(data_dir, tmp_path, monkeypatc
     make_distribution(site, "genframe_recorder", "recorder", "gf_recorder_plugin", RECORDER)
     monkeypatch.syspath_prepend(str(site))
     genframe.reset_host()
-    genframe.train("ebm", overrides=[*SMALL, 'logging.loggers=["jsonl", "recorder"]'], run_dir=tmp_path / "run")
+    genframe.train("ebm", overrides=[*SMALL, 'logging.loggers=["jsonl", "recorder"]', "logging.sample_every=3"],
+                   run_dir=tmp_path / "run")
     events = [json.loads(line) for line in (tmp_path / "events.jsonl").read_text().splitlines()]
     assert events[0] == {"hook": "start", "step": 0} and events[-1] == {"hook": "end", "status": "completed"}
     logs = [e for e in events if e["hook"] == "log" and "loss" in e["metrics"]]
@@ -121,7 +122,11 @@ def test_a_third_party_logger_receives_every_hook(data_dir, tmp_path, monkeypatc
     # metrics.jsonl is flushed as written: each earlier log line is on disk by the next log call
     assert [e["jsonl_last"] for e in logs[1:]] == [2, 4] or [e["jsonl_last"] for e in logs] == [2, 4, 6]
     pictures = [e for e in events if e["hook"] == "log" and e["images"]]
-    assert pictures[0]["images"] == ["buffer", "samples"] and "chain" in pictures[-1]["images"]
+    assert [(e["step"], e["images"]) for e in pictures] == [(3, ["buffer", "samples"]), (6, ["buffer", "samples"]),
+                                                            (6, ["chain"])]
+    assert sorted(p.name for p in (tmp_path / "run" / "samples").iterdir()) == [
+        "final_chain.gif", "step0000003_buffer.png", "step0000003_samples.png",
+        "step0000006_buffer.png", "step0000006_samples.png"]
     assert [e["step"] for e in events if e["hook"] == "checkpoint"] == [4, 6]
     assert all(e["exists"] for e in events if e["hook"] == "checkpoint")
 
@@ -136,6 +141,30 @@ def test_console_progress_and_quiet(data_dir, tmp_path):
     quiet = runner.invoke(cli, ["run", "ebm", *sets, "--quiet", "--run-dir", str(tmp_path / "b")])
     assert quiet.exit_code == 0 and "img-steps/s" not in quiet.output and "epoch 1 done" not in quiet.output
     assert (tmp_path / "b" / "metrics.jsonl").is_file()  # the other loggers still ran
+
+
+def test_console_off_a_terminal_prints_at_most_every_interval(tmp_path):
+    import io
+
+    import torch
+
+    from genframe.loggers.console import ConsoleLogger
+    from genframe.run import RunContext
+    from genframe_ebm.config import EBMConfig
+
+    ctx = RunContext(tmp_path, "ebm", EBMConfig(), torch.device("cpu"), steps_per_epoch=10, total_steps=30,
+                     work_unit=("img-steps", 7680.0))
+    stream = io.StringIO()  # not a terminal
+    logger = ConsoleLogger(ctx, stream=stream)
+    logger.genframe_run_start(run=ctx)
+    for step in range(1, 31):
+        ctx.step, ctx.epoch = step, (step - 1) // 10
+        logger.genframe_log(run=ctx, step=step, metrics={"loss": 0.5, "cdiv": -0.1}, images={})
+    lines = stream.getvalue().splitlines()
+    progress = [line for line in lines if "it/s" in line]
+    assert len(progress) == 2  # the first line, then only the last step within 30 s
+    assert "\r" not in stream.getvalue() and "img-steps/s" in progress[0] and "cdiv=-0.1" in progress[0]
+    assert progress[-1].startswith("epoch 3/3 [####################] 10/10")
 
 
 def test_plot_draws_the_curves(data_dir, tmp_path):
