@@ -38,6 +38,14 @@ class TrainerConfig(Section):
     max_steps: PositiveInt | None = Field(None, description="Stop after this many optimizer steps.")
     batch_size: PositiveInt = 128
     device: str = Field("auto", description="cpu, cuda, cuda:N or auto (cuda when available).")
+    checkpoint_every: PositiveInt | None = Field(
+        None, description="Also checkpoint every N steps (always: each epoch end, the run's end, on SIGINT/SIGTERM)."
+    )
+    on_divergence: Literal["rollback", "stop"] = Field(
+        "rollback", description="rollback: reload the last good checkpoint with a lower learning rate; stop: end the run."
+    )
+    max_rollbacks: int = Field(3, ge=0, description="Rollbacks before giving up.")
+    rollback_lr_factor: float = Field(0.5, gt=0, lt=1, description="Learning-rate factor applied at each rollback.")
 
     @field_validator("device")
     @classmethod

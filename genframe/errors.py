@@ -32,3 +32,17 @@ class CheckpointError(GenframeError):
 
 class RunError(GenframeError):
     """A run cannot start as requested (run directory exists, device unavailable, ...)."""
+
+
+class DivergenceError(GenframeError):
+    """Training diverged (non-finite or out-of-bound values); raised by trainers, handled by the loop."""
+
+    exit_code = 3
+
+
+class RunInterrupted(GenframeError):
+    """SIGINT/SIGTERM stopped the run after a checkpoint was written; exit 128 + signal number."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code

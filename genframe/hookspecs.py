@@ -36,5 +36,10 @@ def genframe_checkpoint(run: Any, path: Any, step: int) -> None:
 
 
 @hookspec
+def genframe_rollback(run: Any, step: int, reason: str) -> None:
+    """Training diverged and was rolled back to the checkpoint at ``step``; later records are void."""
+
+
+@hookspec
 def genframe_run_end(run: Any, status: str) -> None:
     """The run ended with ``status``: ``completed``, ``interrupted`` or ``failed``."""

@@ -113,6 +113,18 @@ class Trainer(ABC):
     @abstractmethod
     def load_state_dict(self, state: dict[str, Any]) -> None: ...
 
+    def scale_learning_rate(self, factor: float) -> list[float]:
+        """Multiply the learning rate by ``factor`` (after a divergence); returns the new rates.
+
+        The default handles a trainer whose ``optimizer`` attribute is a ``torch.optim.Optimizer``.
+        """
+        optimizer = getattr(self, "optimizer", None)
+        if optimizer is None:
+            raise NotImplementedError(f"{type(self).__name__} has no optimizer attribute; override scale_learning_rate")
+        for group in optimizer.param_groups:
+            group["lr"] *= factor
+        return [group["lr"] for group in optimizer.param_groups]
+
     def work_per_step(self, batch_size: int) -> tuple[str, float] | None:
         """The unit and amount of work in one step, for throughput displays (e.g. ``("img-steps", 7680)``)."""
         return None

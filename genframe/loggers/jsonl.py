@@ -14,17 +14,41 @@ METRICS_NAME = "metrics.jsonl"
 
 
 class JsonlLogger(Logger):
-    """Appends metrics; on resume, drops lines logged after the checkpoint so the file has no repeats."""
+    """Appends metrics; on resume or rollback, drops lines logged after the checkpoint: no repeats."""
+
+    def _keep_until(self, step: int) -> None:
+        """Drop records after ``step`` (and a line cut short by a crash), atomically."""
+        kept = []
+        for line in self.path.read_text(encoding="utf-8").splitlines():
+            try:
+                if json.loads(line).get("step", 0) <= step:
+                    kept.append(line)
+            except json.JSONDecodeError:
+                continue
+        atomic_write_text(self.path, "".join(line + "\n" for line in kept))
+
+    def _open(self) -> None:
+        self.handle = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - closed in run_end
 
     @hookimpl
     def genframe_run_start(self, run) -> None:
         self.path = run.run_dir / METRICS_NAME
         if run.resumed and self.path.exists():
-            kept = [line for line in self.path.read_text(encoding="utf-8").splitlines()
-                    if line.strip() and json.loads(line).get("step", 0) <= run.step]
-            atomic_write_text(self.path, "".join(line + "\n" for line in kept))
+            self._keep_until(run.step)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.handle = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - closed in run_end
+        self._open()
+
+    @hookimpl
+    def genframe_rollback(self, run, step, reason) -> None:
+        self.handle.close()
+        self._keep_until(step)
+        self._open()
+        self._write({"step": step, "epoch": run.epoch, "time": round(time.time(), 3), "event": "rollback",
+                     "reason": reason})
+
+    def _write(self, record: dict) -> None:
+        self.handle.write(json.dumps(record) + "\n")
+        self.handle.flush()
 
     @hookimpl
     def genframe_log(self, run, step, metrics, images) -> None:
@@ -32,8 +56,7 @@ class JsonlLogger(Logger):
             return
         record = {"step": step, "epoch": run.epoch, "time": round(time.time(), 3)}
         record.update({k: (v if math.isfinite(v) else str(v)) for k, v in metrics.items()})
-        self.handle.write(json.dumps(record) + "\n")
-        self.handle.flush()
+        self._write(record)
 
     @hookimpl
     def genframe_run_end(self, run, status) -> None:

@@ -43,6 +43,9 @@ class EBMTrainerConfig(TrainerConfig):
     alpha: float = Field(0.1, ge=0, description="Weight of the score-magnitude regulariser.")
     real_noise: float = Field(0.005, ge=0, description="Std of the noise added to real images.")
     val_batch_size: PositiveInt = Field(1000, description="Batch size for validation.")
+    score_limit: PositiveFloat = Field(
+        1e4, description="A step whose |score| exceeds this counts as diverged (as do non-finite values)."
+    )
 
 
 class EBMConfig(RecipeConfig):

@@ -10,6 +10,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from genframe.errors import DivergenceError
 from genframe.interfaces import Dataset, Trainer
 from genframe_ebm.buffer import ReplayBuffer
 from genframe_ebm.sampler import SGLDSampler
@@ -37,6 +38,7 @@ class CDTrainer(Trainer):
         self.model, self.sampler, self.device = model, sampler, device
         tcfg = config.trainer
         self.alpha, self.real_noise, self.val_batch_size = tcfg.alpha, tcfg.real_noise, tcfg.val_batch_size
+        self.score_limit = tcfg.score_limit
         self.generator = torch.Generator(device=device)
         self.generator.manual_seed(seed)
         self.buffer = ReplayBuffer(config.buffer.size, sampler.example_shape, tcfg.batch_size,
@@ -52,8 +54,27 @@ class CDTrainer(Trainer):
         parts = cd_loss(real_scores, fake_scores, self.alpha)
         self.optimizer.zero_grad(set_to_none=True)
         parts["loss"].backward()
+        self.check_divergence(parts["loss"], real_scores, fake_scores)
         self.optimizer.step()
         return {name: value.detach() for name, value in parts.items()}
+
+    def check_divergence(self, loss: torch.Tensor, real: torch.Tensor, fake: torch.Tensor) -> None:
+        """Refuse the update if the loss, scores or gradients are non-finite or the scores out of bounds.
+
+        One host sync per step, folded into a single flag; the details are worked out only on failure.
+        """
+        grads = [p.grad for p in self.model.parameters() if p.grad is not None]
+        grad_norm = torch.linalg.vector_norm(torch.stack([g.detach().norm() for g in grads]))
+        peak = torch.maximum(real.detach().abs().max(), fake.detach().abs().max())
+        healthy = torch.isfinite(loss) & torch.isfinite(grad_norm) & (peak <= self.score_limit)
+        if bool(healthy):
+            return
+        self.optimizer.zero_grad(set_to_none=True)
+        if not torch.isfinite(loss):
+            raise DivergenceError(f"non-finite loss ({float(loss)})")
+        if not torch.isfinite(peak) or peak > self.score_limit:
+            raise DivergenceError(f"score {float(peak):.4g} beyond trainer.score_limit={self.score_limit:g}")
+        raise DivergenceError(f"non-finite gradients (norm {float(grad_norm)})")
 
     @torch.no_grad()
     def validate(self, dataset: Dataset) -> dict[str, float]:

@@ -1,0 +1,218 @@
+"""The generic training loop: deterministic batches, train steps, logging, checkpoints, pictures,
+signals and the divergence guard, for any recipe.
+
+Exact resume: the order of epoch ``e`` depends only on (seed, e); the trainer saves its own RNG
+streams; the checkpoint also holds the loop position and the metric sums not yet logged, so a run
+stopped at any checkpoint and resumed logs and trains exactly as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import math
+import signal
+import warnings
+from contextlib import contextmanager
+from typing import Any
+
+import torch
+
+from genframe.checkpoint import CHECKPOINT_DIR, LAST_NAME, config_hash, load_checkpoint, save_checkpoint
+from genframe.config import config_to_dict
+from genframe.errors import CheckpointError, ConfigError, DivergenceError, RunError, RunInterrupted
+from genframe.previews import Previewer
+from genframe.run import RunContext, RunResult, TrainingRun
+from genframe.runsetup import build_dataset, epoch_permutation, save_resolved_config
+from genframe.signals import StopSignals
+
+
+class DivergenceWarning(UserWarning):
+    """Training diverged and was rolled back."""
+
+
+class TrainingLoop:
+    def __init__(self, run: TrainingRun) -> None:
+        self.run_spec, self.host = run, run.host
+        cfg, tcfg, device = run.config, run.config.trainer, run.device
+        self.cfg, self.tcfg, self.hook = cfg, tcfg, run.host.hook
+        torch.manual_seed(cfg.seed)  # model init; every other random stream is seeded explicitly
+        self.model = run.recipe.build_model(cfg).to(device)
+        self.sampler = run.recipe.build_sampler(cfg)
+        self.trainer = run.recipe.build_trainer(cfg, self.model, self.sampler, device)
+        self.train_data = build_dataset(run.host.registry, cfg.data, "train").to(device)
+        self.val_data = build_dataset(run.host.registry, cfg.data, "test").to(device)
+        self.steps_per_epoch = len(self.train_data) // tcfg.batch_size  # a last partial batch is dropped
+        if self.steps_per_epoch == 0:
+            raise ConfigError(f"trainer.batch_size: {tcfg.batch_size} is larger than the training data "
+                              f"({len(self.train_data)} examples)")
+        epochs_total = self.steps_per_epoch * tcfg.epochs
+        self.total = epochs_total if tcfg.max_steps is None else min(tcfg.max_steps, epochs_total)
+        self.loop: dict[str, int] = {"epoch": 0, "batch": 0, "step": 0, "rollbacks": 0}
+        self.sums: dict[str, Any] = {}
+        self.count = 0
+        self.ctx = RunContext(run.run_dir, run.recipe_name, cfg, device, self.steps_per_epoch, self.total,
+                              work_unit=self.trainer.work_per_step(tcfg.batch_size))
+        self.checkpoint_path = run.run_dir / CHECKPOINT_DIR / LAST_NAME
+        self.previews = Previewer(run.run_dir, cfg, self.model, self.sampler, self.trainer, device)
+        self.last_metrics: dict[str, float] = {}
+        if run.checkpoint_state is not None:
+            self.restore(run.checkpoint_state)
+            self.ctx.extra.update(run.checkpoint_state.get("extra", {}))
+            self.ctx.resumed = True
+            if self.loop["step"] >= self.total:
+                raise RunError(f"run {run.run_dir} already finished at step {self.loop['step']}; to train further "
+                               f"resume with --set trainer.epochs=N (now {tcfg.epochs}) or trainer.max_steps=N "
+                               f"(now {tcfg.max_steps})")
+        save_resolved_config(run.run_dir, config_to_dict(cfg), resumed_at=self.loop["step"] if self.ctx.resumed else None)
+
+    # --- checkpoints --------------------------------------------------------------------------
+    def state(self) -> dict[str, Any]:
+        from genframe import __version__
+
+        config = config_to_dict(self.cfg)
+        plugin = self.run_spec.plugin
+        return {
+            "genframe_version": __version__,
+            "recipe": self.run_spec.recipe_name,
+            "plugin": plugin,
+            "plugin_version": next((p.version for p in self.host.plugins if p.name == plugin), "unknown"),
+            "config": config,
+            "config_hash": config_hash(config),
+            "model": self.model.state_dict(),
+            "trainer": self.trainer.state_dict(),
+            "loop": dict(self.loop),
+            "pending": {"sums": dict(self.sums), "count": self.count},
+            "rng": {"torch": torch.get_rng_state(),
+                    "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []},
+            "extra": dict(self.ctx.extra),
+        }
+
+    def restore(self, state: dict[str, Any]) -> None:
+        try:
+            self.model.load_state_dict(state["model"])
+            self.trainer.load_state_dict(state["trainer"])
+        except (RuntimeError, KeyError, ValueError) as exc:
+            reason = " ".join(str(exc).split())[:300]
+            raise CheckpointError(f"the checkpoint does not fit this config's model or trainer ({reason}); "
+                                  "resume without changing model settings, or start a new run") from None
+        self.loop = {"rollbacks": 0, **state["loop"]}
+        pending = state.get("pending", {"sums": {}, "count": 0})
+        self.sums = {k: (v.to(self.ctx.device) if torch.is_tensor(v) else v) for k, v in pending["sums"].items()}
+        self.count = pending["count"]
+        torch.set_rng_state(state["rng"]["torch"])  # global streams, for plugins that draw from them
+        if state["rng"]["cuda"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+        self.ctx.step, self.ctx.epoch = self.loop["step"], self.loop["epoch"]
+
+    def checkpoint(self) -> None:
+        # Never let a diverged model overwrite the last good checkpoint.
+        if not all(bool(torch.isfinite(p).all()) for p in self.model.parameters()):
+            raise DivergenceError("non-finite model weights")
+        save_checkpoint(self.checkpoint_path, self.state())
+        self.hook.genframe_checkpoint(run=self.ctx, path=self.checkpoint_path, step=self.ctx.step)
+
+    # --- divergence ---------------------------------------------------------------------------
+    def rollback(self, error: DivergenceError) -> None:
+        where = f"{error} at step {self.ctx.step + 1} (epoch {self.loop['epoch'] + 1})"
+        rollbacks = self.loop["rollbacks"] + 1
+        if self.tcfg.on_divergence == "stop" or rollbacks > self.tcfg.max_rollbacks:
+            tried = f" after {rollbacks - 1} rollback(s)" if rollbacks > 1 else ""
+            raise DivergenceError(f"training diverged: {where}{tried}; the last good checkpoint is "
+                                  f"{self.checkpoint_path}; lower trainer.lr or raise trainer.alpha, then --resume")
+        self.restore(load_checkpoint(self.checkpoint_path))
+        self.loop["rollbacks"] = rollbacks
+        rates = self.trainer.scale_learning_rate(self.tcfg.rollback_lr_factor)
+        reason = f"{where}; rolled back to step {self.ctx.step} with learning rate {rates[0]:.3g}"
+        warnings.warn(f"genframe: training diverged: {reason} (rollback {rollbacks}/{self.tcfg.max_rollbacks})",
+                      DivergenceWarning, stacklevel=2)
+        self.hook.genframe_rollback(run=self.ctx, step=self.ctx.step, reason=reason)
+        self.checkpoint()  # the lower learning rate and the rollback count survive a crash
+
+    # --- the loop -----------------------------------------------------------------------------
+    def log_metrics(self) -> None:
+        averaged = {k: float(v) / self.count for k, v in self.sums.items()}
+        bad = [k for k, v in averaged.items() if not math.isfinite(v)]
+        if bad:
+            raise DivergenceError(f"non-finite {', '.join(bad)}")
+        self.last_metrics = averaged
+        self.hook.genframe_log(run=self.ctx, step=self.ctx.step, metrics=averaged, images={})
+        self.sums, self.count = {}, 0
+
+    def train_epoch(self, signals: StopSignals) -> None:
+        loop, lcfg = self.loop, self.cfg.logging
+        self.ctx.epoch = loop["epoch"]
+        order = epoch_permutation(len(self.train_data), self.cfg.seed, loop["epoch"], self.ctx.device)
+        while loop["batch"] < self.steps_per_epoch and loop["step"] < self.total:
+            start = loop["batch"] * self.tcfg.batch_size
+            metrics = self.trainer.train_step(self.train_data.get_batch(order[start : start + self.tcfg.batch_size]))
+            loop["batch"] += 1
+            self.ctx.step = loop["step"] = loop["step"] + 1
+            for key, value in metrics.items():  # accumulate on the device: no per-step host sync
+                self.sums[key] = self.sums.get(key, 0.0) + (value.detach() if torch.is_tensor(value) else value)
+            self.count += 1
+            if self.ctx.step % lcfg.log_every == 0 or self.ctx.step == self.total:
+                self.log_metrics()
+            if lcfg.sample_every and self.ctx.step % lcfg.sample_every == 0:
+                self.hook.genframe_log(run=self.ctx, step=self.ctx.step, metrics={},
+                                       images=self.previews.grids(self.ctx.step))
+            end_of_epoch = loop["batch"] == self.steps_per_epoch
+            if end_of_epoch:
+                loop["epoch"], loop["batch"] = loop["epoch"] + 1, 0
+                self.end_epoch()
+            elif self.tcfg.checkpoint_every and self.ctx.step % self.tcfg.checkpoint_every == 0:
+                self.checkpoint()
+            if signals.received is not None:
+                self.interrupt(signals.received)
+
+    def end_epoch(self) -> None:
+        val = {f"val/{k}": float(v) for k, v in self.trainer.validate(self.val_data).items()}
+        bad = [k for k, v in val.items() if not math.isfinite(v)]
+        if bad:
+            raise DivergenceError(f"non-finite {', '.join(bad)}")
+        val["epoch"] = self.loop["epoch"]
+        images = self.previews.grids(self.ctx.step) if not self.cfg.logging.sample_every else {}
+        self.hook.genframe_log(run=self.ctx, step=self.ctx.step, metrics=val, images=images)
+        self.last_metrics.update(val)
+        self.checkpoint()
+
+    def interrupt(self, signum: int) -> None:
+        self.checkpoint()
+        name = signal.Signals(signum).name
+        raise RunInterrupted(f"{name} at step {self.ctx.step}: checkpoint written to {self.checkpoint_path}; "
+                             f"continue with: genframe run {self.run_spec.recipe_name} --resume {self.ctx.run_dir}",
+                             exit_code=128 + signum)
+
+    @contextmanager
+    def loggers(self):
+        names = [n for n in self.cfg.logging.loggers if not (self.run_spec.quiet and n == "console")]
+        loggers = [self.host.registry.get("logger", name)(self.ctx) for name in names]
+        for index, logger in enumerate(loggers):
+            self.host.pm.register(logger, name=f"logger-{index}-{id(logger)}")
+        try:
+            yield
+        finally:
+            for logger in loggers:
+                self.host.pm.unregister(logger)
+
+    def run(self) -> RunResult:
+        status = "failed"
+        with self.loggers(), StopSignals() as signals:
+            self.hook.genframe_run_start(run=self.ctx)
+            try:
+                if not self.ctx.resumed:
+                    self.checkpoint()  # step 0: something to resume from and to roll back to
+                while self.loop["epoch"] < self.tcfg.epochs and self.loop["step"] < self.total:
+                    try:
+                        self.train_epoch(signals)
+                    except DivergenceError as error:
+                        self.rollback(error)
+                self.checkpoint()
+                final = self.previews.grids(self.ctx.step) if self.previews.last_grid_step != self.ctx.step else {}
+                self.hook.genframe_log(run=self.ctx, step=self.ctx.step, metrics={},
+                                       images={**final, **self.previews.chain(self.ctx.step)})
+                status = "completed"
+            except (RunInterrupted, KeyboardInterrupt):
+                status = "interrupted"
+                raise
+            finally:
+                self.hook.genframe_run_end(run=self.ctx, status=status)
+        return RunResult(self.ctx.run_dir, self.checkpoint_path, self.ctx.step, status, self.last_metrics)

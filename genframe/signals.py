@@ -1,0 +1,41 @@
+"""SIGINT/SIGTERM during training: the first asks the loop to checkpoint and stop after the current
+step; a second exits at once (the last checkpoint is safe: checkpoints are only ever renamed into place).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+from types import FrameType
+
+HANDLED = (signal.SIGINT, signal.SIGTERM)
+
+
+class StopSignals:
+    """Context manager recording the first stop signal in ``received``; handlers restored on exit."""
+
+    def __init__(self) -> None:
+        self.received: int | None = None
+        self._previous: dict[int, object] = {}
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        if self.received is not None:  # second signal: the user means it
+            sys.stderr.write(f"\ngenframe: second {signal.Signals(signum).name}, exiting now\n")
+            sys.stderr.flush()
+            os._exit(128 + signum)
+        self.received = signum
+        sys.stderr.write(f"\ngenframe: {signal.Signals(signum).name} received, stopping after this step "
+                         "(send it again to exit at once)\n")
+        sys.stderr.flush()
+
+    def __enter__(self) -> StopSignals:
+        if threading.current_thread() is threading.main_thread():  # Python only allows handlers there
+            for signum in HANDLED:
+                self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
