@@ -27,7 +27,7 @@ from genframe.runsetup import resolve_device, seeded_generator
 
 def get_recipe(name: str) -> Recipe:
     """The registered recipe ``name`` (clear error listing known recipes otherwise)."""
-    return get_host().registry.get("recipe", name)
+    return get_host().entry("recipe", name).obj
 
 
 def recipe_config(

@@ -57,7 +57,13 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     path = resolve_checkpoint(path)
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, pickle.UnpicklingError, EOFError, ValueError, OSError) as exc:
+    except pickle.UnpicklingError as exc:
+        if "Weights only load failed" in str(exc):  # it pickles objects that would run code when loaded
+            raise CheckpointError(f"refused to load {path}: it holds Python objects that could run code, which no "
+                                  "genframe checkpoint does; only load checkpoints you trust") from None
+        raise CheckpointError(f"checkpoint {path} is damaged ({' '.join(str(exc).split())[:200]}); "
+                              "resume from an earlier one or start a new run") from None
+    except (RuntimeError, EOFError, ValueError, OSError) as exc:
         reason = " ".join(str(exc).split())[:200]
         raise CheckpointError(f"checkpoint {path} is damaged or not a genframe checkpoint ({reason}); "
                               "resume from an earlier one or start a new run") from None

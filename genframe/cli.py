@@ -12,7 +12,7 @@ import warnings
 
 import click
 
-from genframe.errors import GenframeError
+from genframe.errors import GenframeError, RunInterrupted
 
 
 def _one_line_warning(message, category, filename, lineno, line=None) -> str:
@@ -20,13 +20,21 @@ def _one_line_warning(message, category, filename, lineno, line=None) -> str:
 
 
 class GenframeGroup(click.Group):
-    """Turns genframe's user errors into one-line click errors."""
+    """Turns user errors, genframe's and click's usage errors alike, into one ``Error:`` line."""
 
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
+        except RunInterrupted as exc:  # not an error: the run stopped cleanly as asked
+            click.echo(f"genframe: {exc}", err=True)
+            ctx.exit(exc.exit_code)
         except GenframeError as exc:
             error = click.ClickException(str(exc))
+            error.exit_code = exc.exit_code
+            raise error from None
+        except click.UsageError as exc:
+            command = f" {exc.ctx.command_path} --help" if exc.ctx is not None else " genframe --help"
+            error = click.ClickException(f"{exc.format_message()} (see{command})")
             error.exit_code = exc.exit_code
             raise error from None
 

@@ -184,7 +184,7 @@ class TrainingLoop:
     @contextmanager
     def loggers(self):
         names = [n for n in self.cfg.logging.loggers if not (self.run_spec.quiet and n == "console")]
-        loggers = [self.host.registry.get("logger", name)(self.ctx) for name in names]
+        loggers = [self.host.entry("logger", name).obj(self.ctx) for name in names]
         for index, logger in enumerate(loggers):
             self.host.pm.register(logger, name=f"logger-{index}-{id(logger)}")
         try:

@@ -19,8 +19,8 @@ from typing import Any
 import pluggy
 
 from genframe import hookspecs
-from genframe.errors import PluginError
-from genframe.registry import Registry
+from genframe.errors import PluginError, UnknownComponentError
+from genframe.registry import Entry, Registry
 
 ENTRY_POINT_GROUP = "genframe"
 BUILTIN_MODULES = ("genframe.builtins",)
@@ -128,6 +128,19 @@ class PluginHost:
                 continue
             version = getattr(ep.dist, "version", None) or "unknown"
             self.add_plugin(plugin, ep.name, version, f"entry point {ep.value}")
+        for name in sorted((allowed or set()) - seen):
+            self._fail(name, f"GENFRAME_PLUGINS names it but no installed plugin has that name "
+                             f"(installed: {', '.join(sorted(seen)) or 'none'})")
+
+    def entry(self, kind: str, name: str) -> Entry:
+        """``registry.entry``, and when the name is unknown, say which plugins failed to load."""
+        try:
+            return self.registry.entry(kind, name)
+        except UnknownComponentError as exc:
+            if not self.failures:
+                raise
+            failed = "; ".join(f"{f.name}: {f.error}" for f in self.failures)
+            raise UnknownComponentError(f"{exc} (plugins that failed to load: {failed})") from None
 
     def register_components(self) -> None:
         """Call every plugin's ``genframe_register`` one at a time, so a failure names its plugin."""

@@ -80,7 +80,7 @@ class TrainingRun:
     ) -> None:
         self.host = host or get_host()
         self.quiet = quiet
-        entry = self.host.registry.entry("recipe", recipe)
+        entry = self.host.entry("recipe", recipe)
         self.recipe_name, self.recipe, self.plugin = recipe, entry.obj, entry.plugin
         self.checkpoint_state: dict[str, Any] | None = None
         if resume is not None:

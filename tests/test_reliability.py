@@ -1,0 +1,213 @@
+"""No lost work: exact resume after SIGKILL, clean stops on SIGINT/SIGTERM, atomic checkpoints,
+the divergence guard, and safe, clear checkpoint loading."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+import genframe
+from genframe.checkpoint import load_checkpoint
+from genframe.errors import CheckpointError, DivergenceError
+from genframe.loop import DivergenceWarning
+
+from conftest import TINY
+
+# 320 images in batches of 16: 20-step epochs, 2 of them; checkpoints every 3 steps.
+KILLABLE = ["trainer.batch_size=16", "sampler.steps=20", "sampler.generate_steps=10", "buffer.size=128",
+            "data.limit=320", "trainer.epochs=2", "trainer.checkpoint_every=3", "logging.log_every=2",
+            "logging.sample_n=4", "logging.chain_n=0"]
+# Slow steps (about a second each), so a signal lands mid-run.
+SLOW = ["trainer.batch_size=64", "sampler.steps=200", "sampler.generate_steps=10", "buffer.size=256",
+        "data.limit=6400", "logging.log_every=1", "logging.sample_n=4", "logging.chain_n=0"]
+
+
+def genframe_cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "genframe", *args]
+
+
+def with_sets(settings: list[str]) -> list[str]:
+    return [arg for item in settings for arg in ("--set", item)]
+
+
+def logged_steps(run: Path) -> list[int]:
+    path = run / "metrics.jsonl"
+    if not path.exists():
+        return []
+    steps = []
+    for line in path.read_text().splitlines():
+        try:
+            steps.append(json.loads(line)["step"])
+        except (json.JSONDecodeError, KeyError):
+            pass
+    return steps
+
+
+def wait_for_step(process: subprocess.Popen, run: Path, step: int, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while max(logged_steps(run), default=0) < step:
+        assert process.poll() is None, f"run ended early: {process.communicate()}"
+        assert time.monotonic() < deadline, "run did not reach the step in time"
+        time.sleep(0.005)
+
+
+def test_sigkill_mid_epoch_then_resume_equals_an_uninterrupted_run(data_dir, tmp_path):
+    straight, killed = tmp_path / "straight", tmp_path / "killed"
+    subprocess.run(genframe_cli("run", "ebm", *with_sets(KILLABLE), "--run-dir", str(straight), "--quiet"),
+                   check=True, capture_output=True)
+    process = subprocess.Popen(genframe_cli("run", "ebm", *with_sets(KILLABLE), "--run-dir", str(killed), "--quiet"),
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_for_step(process, killed, 8)  # past the checkpoint at step 6, mid-epoch 1
+    process.send_signal(signal.SIGKILL)
+    assert process.wait() == -signal.SIGKILL
+    resumed_from = load_checkpoint(killed)["loop"]["step"]
+    assert 0 < resumed_from < 20 and resumed_from % 3 == 0
+    subprocess.run(genframe_cli("run", "ebm", "--resume", str(killed), "--quiet"), check=True, capture_output=True)
+
+    a, b = load_checkpoint(straight), load_checkpoint(killed)
+    assert a["loop"] == b["loop"] == {"epoch": 2, "batch": 0, "step": 40, "rollbacks": 0}
+    for name in a["model"]:
+        assert torch.equal(a["model"][name], b["model"][name]), name
+    assert torch.equal(a["trainer"]["buffer"]["storage"], b["trainer"]["buffer"]["storage"])
+    assert torch.equal(a["trainer"]["generator"], b["trainer"]["generator"])
+    for sa, sb in zip(a["trainer"]["optimizer"]["state"].values(), b["trainer"]["optimizer"]["state"].values()):
+        assert torch.equal(sa["exp_avg"], sb["exp_avg"]) and torch.equal(sa["exp_avg_sq"], sb["exp_avg_sq"])
+
+    def records(run):
+        return [{k: v for k, v in json.loads(line).items() if k != "time"}
+                for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+    assert records(straight) == records(killed)  # every metric, bit for bit, nothing repeated or lost
+
+
+@pytest.mark.parametrize("signum,code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_a_stop_signal_checkpoints_closes_loggers_and_exits(data_dir, tmp_path, signum, code):
+    run = tmp_path / "run"
+    process = subprocess.Popen(genframe_cli("run", "ebm", *with_sets(SLOW), "--run-dir", str(run)),
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_for_step(process, run, 2)
+    process.send_signal(signum)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == code, err
+    name = signal.Signals(signum).name
+    stopped_at = load_checkpoint(run)["loop"]["step"]
+    assert f"{name} at step {stopped_at}: checkpoint written to {run / 'checkpoints' / 'last.pt'}" in err
+    assert f"genframe run ebm --resume {run}" in err
+    assert "run interrupted" in err  # the console logger's run_end: loggers were closed
+    assert max(logged_steps(run)) == stopped_at and "Traceback" not in err
+
+
+def test_a_second_signal_exits_at_once_and_the_checkpoint_survives(data_dir, tmp_path):
+    run = tmp_path / "run"
+    process = subprocess.Popen(genframe_cli("run", "ebm", *with_sets(SLOW), "--run-dir", str(run)),
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_for_step(process, run, 1)
+    process.send_signal(signal.SIGINT)
+    time.sleep(0.2)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 130
+    assert "second SIGINT, exiting now" in err
+    state = load_checkpoint(run)  # whatever was last renamed into place is whole
+    assert state["recipe"] == "ebm" and state["loop"]["step"] in (0, *logged_steps(run))
+    assert not [p for p in (run / "checkpoints").iterdir() if p.name != "last.pt"]  # no temp files left
+
+
+def test_a_failed_checkpoint_write_keeps_the_previous_one(data_dir, tmp_path, monkeypatch):
+    run = tmp_path / "run"
+    genframe.train("ebm", overrides=[*TINY, "trainer.max_steps=2"], run_dir=run, quiet=True)
+    before = (run / "checkpoints" / "last.pt").read_bytes()
+    real_save = torch.save
+
+    def full_disk(obj, handle, *args, **kwargs):
+        handle.write(b"partial bytes")  # something was written before the disk filled up
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", full_disk)
+    with pytest.raises(CheckpointError, match="No space left on device; the previous checkpoint is unchanged"):
+        genframe.train("ebm", overrides=["trainer.max_steps=4"], resume=run, quiet=True)
+    monkeypatch.setattr(torch, "save", real_save)
+    assert (run / "checkpoints" / "last.pt").read_bytes() == before
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["last.pt"]
+    assert load_checkpoint(run)["loop"]["step"] == 2
+
+
+def test_divergence_rolls_back_with_a_lower_learning_rate_then_recovers(data_dir, tmp_path, monkeypatch):
+    from genframe_ebm.trainer import CDTrainer
+
+    real_step, calls = CDTrainer.train_step, {"n": 0}
+
+    def diverges_once(self, batch):
+        calls["n"] += 1
+        if calls["n"] == 3:  # the third update blows up, once
+            raise DivergenceError("non-finite loss (nan)")
+        return real_step(self, batch)
+
+    monkeypatch.setattr(CDTrainer, "train_step", diverges_once)
+    run = tmp_path / "run"
+    with pytest.warns(DivergenceWarning, match=r"non-finite loss \(nan\) at step 3 .* rolled back to step 2"):
+        result = genframe.train("ebm", overrides=[*TINY, "trainer.checkpoint_every=2"], run_dir=run, quiet=True)
+    assert result.status == "completed" and result.step == 6
+    state = load_checkpoint(run)
+    assert state["loop"]["rollbacks"] == 1
+    assert state["trainer"]["optimizer"]["param_groups"][0]["lr"] == pytest.approx(0.5e-4)
+    events = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [e.get("event", e["step"]) for e in events] == [2, "rollback", 4, 6]
+
+
+def test_persistent_divergence_stops_with_a_message_after_the_allowed_rollbacks(data_dir, tmp_path):
+    run = tmp_path / "run"
+    with pytest.raises(DivergenceError) as err, pytest.warns(DivergenceWarning):
+        genframe.train("ebm", overrides=[*TINY, "trainer.score_limit=1e-9", "trainer.max_rollbacks=2"],
+                       run_dir=run, quiet=True)
+    message = str(err.value)
+    assert "training diverged: score" in message and "beyond trainer.score_limit=1e-09 at step 1" in message
+    assert "after 2 rollback(s)" in message and str(run / "checkpoints" / "last.pt") in message
+    state = load_checkpoint(run)  # the last good checkpoint, with the lowered learning rate
+    assert state["loop"]["step"] == 0 and state["loop"]["rollbacks"] == 2
+    assert state["trainer"]["optimizer"]["param_groups"][0]["lr"] == pytest.approx(0.25e-4)
+
+
+def test_divergence_with_on_divergence_stop_stops_at_once(data_dir, tmp_path):
+    with pytest.raises(DivergenceError, match=r"training diverged: score .* at step 1 \(epoch 1\); the last good"):
+        genframe.train("ebm", overrides=[*TINY, "trainer.score_limit=1e-9", "trainer.on_divergence=stop"],
+                       run_dir=tmp_path / "run", quiet=True)
+
+
+def test_a_crafted_pickle_is_refused_without_running_it(tmp_path):
+    marker = tmp_path / "pwned"
+
+    class Payload:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    path = tmp_path / "evil.pt"
+    torch.save({"format": 1, "recipe": "ebm", "model": Payload()}, path)
+    with pytest.raises(CheckpointError, match="refused to load .*could run code"):
+        load_checkpoint(path)
+    assert not marker.exists()
+
+
+def test_damaged_and_foreign_checkpoints_give_clear_errors(data_dir, tmp_path):
+    run = tmp_path / "run"
+    genframe.train("ebm", overrides=[*TINY, "trainer.max_steps=2"], run_dir=run, quiet=True)
+    good = (run / "checkpoints" / "last.pt").read_bytes()
+    truncated = tmp_path / "truncated.pt"
+    truncated.write_bytes(good[: len(good) // 2])
+    with pytest.raises(CheckpointError, match="is damaged"):
+        load_checkpoint(truncated)
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"weights": torch.zeros(3)}, foreign)
+    with pytest.raises(CheckpointError, match="is not a genframe checkpoint"):
+        load_checkpoint(foreign)
+    with pytest.raises(CheckpointError, match="does not fit this config's model"):
+        genframe.train("ebm", overrides=["trainer.max_steps=4", "model.hidden=32"], resume=run, quiet=True)
