@@ -39,7 +39,7 @@ class GenframeGroup(click.Group):
             raise error from None
 
 
-@click.group(cls=GenframeGroup)
+@click.group(cls=GenframeGroup, name="genframe")
 @click.version_option(package_name="genframe")
 def cli() -> None:
     """Train, sample and compare generative models; model families come from plugins."""

@@ -1,0 +1,158 @@
+"""A table of bad inputs a user is likely to hit: each one gives a single ``Error:`` line that names
+what was wrong, and a non-zero exit, never a traceback."""
+
+from __future__ import annotations
+
+import gzip
+import os
+import shutil
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from genframe.checkpoint import load_checkpoint
+from genframe.cli import cli
+
+from conftest import TINY
+from test_plugins import BROKEN, make_distribution
+
+TINY_SETS = [arg for item in TINY for arg in ("--set", item)]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, data_dir_module):
+    """One tiny finished run, and a copy of its checkpoint claiming to come from another recipe."""
+    import genframe
+
+    base = tmp_path_factory.mktemp("bad-inputs")
+    genframe.train("ebm", overrides=[*TINY, "trainer.max_steps=2"], run_dir=base / "run", quiet=True)
+    state = load_checkpoint(base / "run")
+    state["recipe"] = "vae"
+    torch.save(state, base / "vae.pt")
+    (base / "damaged.pt").write_bytes((base / "run" / "checkpoints" / "last.pt").read_bytes()[:1000])
+    (base / "empty-run").mkdir()
+    return base
+
+
+@pytest.fixture(scope="module")
+def data_dir_module():
+    path = os.environ.get("GENFRAME_DATA_DIR", "")
+    if not os.path.isdir(os.path.join(path, "mnist")):
+        pytest.skip("MNIST not found; set GENFRAME_DATA_DIR to the shared datasets folder")
+    return path
+
+
+@pytest.fixture(scope="module")
+def bad_data(tmp_path_factory, data_dir_module):
+    """Data folders with one broken file each (the rest links to the real files)."""
+    base = tmp_path_factory.mktemp("bad-data")
+    source = os.path.join(data_dir_module, "mnist")
+    raw_labels = gzip.decompress(open(os.path.join(source, "train-labels-idx1-ubyte.gz"), "rb").read())
+    broken = {
+        "truncated": gzip.compress(raw_labels[:-100]),
+        "wrong-magic": gzip.compress(b"\x00\x00\x08\x07" + raw_labels[4:]),
+        "wrong-checksum": gzip.compress(raw_labels[:-1] + bytes([(raw_labels[-1] + 1) % 10])),
+        "not-gzip": b"<html>not found</html>",
+    }
+    for name, payload in broken.items():
+        folder = base / name / "mnist"
+        folder.mkdir(parents=True)
+        for file in os.listdir(source):
+            os.symlink(os.path.join(source, file), folder / file)
+        os.unlink(folder / "train-labels-idx1-ubyte.gz")
+        (folder / "train-labels-idx1-ubyte.gz").write_bytes(payload)
+    return base
+
+
+def files(tmp_path):
+    (tmp_path / "empty.toml").write_text("")
+    (tmp_path / "bad.toml").write_text("[trainer\nepochs = 3\n")
+    (tmp_path / "bad.yaml").write_text("trainer: [1, 2\n")
+    (tmp_path / "config.ini").write_text("[trainer]\n")
+    (tmp_path / "other.toml").write_text('recipe = "vae"\n')
+    (tmp_path / "typo.toml").write_text("[trainer]\nepoch = 3\n")
+    (tmp_path / "a-directory.toml").mkdir()
+
+
+CASES = [
+    # (id, argv with {tmp}/{run}/{base}/{data} placeholders, env, fragment of the message)
+    ("unknown recipe", ["run", "emb"], {}, "unknown recipe 'emb'. Did you mean 'ebm'?"),
+    ("unknown model", ["run", "ebm", "--set", "model.name=resnet"], {}, "unknown model 'resnet'"),
+    ("unknown dataset", ["run", "ebm", "--set", "data.name=cifar10"], {}, "unknown dataset 'cifar10'"),
+    ("unknown logger", ["run", "ebm", *TINY_SETS, "--set", 'logging.loggers=["tensorboard"]', "--run-dir", "{tmp}/r1"],
+     {}, "unknown logger 'tensorboard'"),
+    ("unknown key", ["run", "ebm", "--set", "trainer.epoch=3"], {}, "trainer.epoch: unknown key (did you mean trainer.epochs?)"),
+    ("unknown section", ["run", "ebm", "--set", "optimizer.lr=1"], {}, "optimizer: unknown key"),
+    ("mistyped value", ["run", "ebm", "--set", "trainer.epochs=abc"], {}, "trainer.epochs: Input should be a valid integer"),
+    ("zero batch", ["run", "ebm", "--set", "trainer.batch_size=0"], {}, "trainer.batch_size: Input should be greater than 0"),
+    ("negative batch", ["run", "ebm", "--set", "trainer.batch_size=-8"], {}, "trainer.batch_size: Input should be greater than 0"),
+    ("zero learning rate", ["run", "ebm", "--set", "trainer.lr=0"], {}, "trainer.lr: Input should be greater than 0"),
+    ("negative step size", ["run", "ebm", "--set", "sampler.step_size=-1"], {}, "sampler.step_size: Input should be greater than 0"),
+    ("zero sampler steps", ["run", "ebm", "--set", "sampler.steps=0"], {}, "sampler.steps: Input should be greater than 0"),
+    ("zero max_steps", ["run", "ebm", "--set", "trainer.max_steps=0"], {}, "trainer.max_steps: Input should be greater than 0"),
+    ("zero buffer", ["run", "ebm", "--set", "buffer.size=0"], {}, "buffer.size: Input should be greater than 0"),
+    ("fresh share above 1", ["run", "ebm", "--set", "buffer.fresh_prob=1.5"], {}, "buffer.fresh_prob: Input should be less than or equal to 1"),
+    ("unknown device", ["run", "ebm", "--set", "trainer.device=tpu"], {}, "trainer.device: Value error, should be one of"),
+    ("kernel list mismatch", ["run", "ebm", "--set", "model.kernel_sizes=[5, 3]"], {}, "give one kernel size per conv"),
+    ("--set without =", ["run", "ebm", "--set", "trainer.epochs"], {}, "must look like section.key=value"),
+    ("missing config", ["run", "ebm", "--config", "{tmp}/missing.toml"], {}, "missing.toml does not exist"),
+    ("empty config", ["run", "ebm", "--config", "{tmp}/empty.toml"], {}, "empty.toml is empty"),
+    ("malformed TOML", ["run", "ebm", "--config", "{tmp}/bad.toml"], {}, "bad.toml is not valid TOML"),
+    ("malformed YAML", ["run", "ebm", "--config", "{tmp}/bad.yaml"], {}, "bad.yaml is not valid YAML"),
+    ("unknown extension", ["run", "ebm", "--config", "{tmp}/config.ini"], {}, "unknown extension '.ini'"),
+    ("unreadable config", ["run", "ebm", "--config", "{tmp}/a-directory.toml"], {}, "a-directory.toml"),
+    ("typo in config file", ["run", "ebm", "--config", "{tmp}/typo.toml"], {}, "trainer.epoch: unknown key"),
+    ("config for another recipe", ["run", "ebm", "--config", "{tmp}/other.toml"], {}, "the config is for 'vae'"),
+    ("missing data offline", ["run", "ebm", *TINY_SETS, "--set", "data.root={tmp}/no-data", "--run-dir", "{tmp}/r2"],
+     {"GENFRAME_OFFLINE": "1"}, "train-images-idx3-ubyte.gz"),
+    ("truncated data file", ["run", "ebm", *TINY_SETS, "--set", "data.root={data}/truncated", "--run-dir", "{tmp}/r3"],
+     {"GENFRAME_OFFLINE": "1"}, "train-labels-idx1-ubyte.gz"),
+    ("wrong-magic data file", ["run", "ebm", *TINY_SETS, "--set", "data.root={data}/wrong-magic", "--run-dir", "{tmp}/r4"],
+     {"GENFRAME_OFFLINE": "1"}, "train-labels-idx1-ubyte.gz"),
+    ("wrong-checksum data file", ["run", "ebm", *TINY_SETS, "--set", "data.root={data}/wrong-checksum", "--run-dir", "{tmp}/r5"],
+     {"GENFRAME_OFFLINE": "1"}, "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5"),
+    ("not-gzip data file", ["run", "ebm", *TINY_SETS, "--set", "data.root={data}/not-gzip", "--run-dir", "{tmp}/r6"],
+     {"GENFRAME_OFFLINE": "1"}, "train-labels-idx1-ubyte.gz"),
+    ("run dir exists", ["run", "ebm", "--run-dir", "{base}/run"], {}, "already exists; continue it with --resume"),
+    ("resume without checkpoint", ["run", "ebm", "--resume", "{base}/empty-run"], {}, "has no checkpoint"),
+    ("resume a missing run", ["run", "ebm", "--resume", "{tmp}/never-ran"], {}, "does not exist"),
+    ("checkpoint of another recipe", ["run", "ebm", "--resume", "{base}/vae.pt"], {}, "is a checkpoint of recipe 'vae', not 'ebm'"),
+    ("damaged checkpoint", ["sample", "{base}/damaged.pt"], {}, "is damaged"),
+    ("resume a finished run", ["run", "ebm", "--resume", "{base}/run"], {}, "already finished at step 2"),
+    ("--config with --resume", ["run", "ebm", "--resume", "{base}/run", "--config", "{tmp}/typo.toml"], {},
+     "--config cannot be combined with --resume"),
+    ("--resume with --run-dir", ["run", "ebm", "--resume", "{base}/run", "--run-dir", "{tmp}/x"], {}, "leave out --run-dir"),
+    ("sample nothing", ["sample", "{tmp}/nothing"], {}, "does not exist"),
+    ("sample zero images", ["sample", "{base}/run", "--n", "0"], {}, "Invalid value for '--n'"),
+    ("plot without metrics", ["plot", "{base}/empty-run"], {}, "metrics.jsonl does not exist"),
+    ("config show unknown recipe", ["config", "show", "nope"], {}, "unknown recipe 'nope'"),
+    ("unknown command", ["trian"], {}, "No such command 'trian'"),
+    ("plugin raises on import (strict)", ["plugins"], {"GENFRAME_STRICT_PLUGINS": "1"}, "plugin 'broken' failed to load: ImportError"),
+    ("unknown plugin named (strict)", ["plugins"], {"GENFRAME_STRICT_PLUGINS": "1", "GENFRAME_PLUGINS": "ebm,nonexistent"},
+     "plugin 'nonexistent' failed to load: GENFRAME_PLUGINS names it"),
+    ("recipe of a broken plugin", ["run", "broken-recipe"], {}, "plugins that failed to load: broken: ImportError"),
+]
+if not torch.cuda.is_available():
+    CASES.append(("GPU where none exists", ["run", "ebm", "--set", "trainer.device=cuda"], {}, "no CUDA GPU is available"))
+
+
+@pytest.mark.parametrize("name,argv,env,fragment", CASES, ids=[case[0] for case in CASES])
+def test_bad_input_gives_one_line_error(name, argv, env, fragment, tmp_path, trained, bad_data, monkeypatch):
+    assert len(CASES) >= 25
+    files(tmp_path)
+    site = tmp_path / "site"
+    site.mkdir()
+    make_distribution(site, "genframe_broken", "broken", "gf_broken_plugin", BROKEN)
+    monkeypatch.syspath_prepend(str(site))
+    monkeypatch.delitem(__import__("sys").modules, "gf_broken_plugin", raising=False)
+    args = [a.format(tmp=tmp_path, base=trained, data=bad_data) for a in argv]
+    result = CliRunner().invoke(cli, args, env=env)
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    errors = [line for line in lines if line.startswith("Error: ")]
+    assert result.exit_code in (2, 3), (result.exit_code, result.output)
+    assert len(errors) == 1 and fragment in errors[0], result.output
+    assert "Traceback" not in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    assert not (tmp_path / "no-data").exists()  # nothing was created on the way to the error
+    shutil.rmtree(site)
