@@ -4,6 +4,7 @@ check the recipe, run directory and device before anything heavy starts, then ha
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -89,6 +90,7 @@ class TrainingRun:
                 raise CheckpointError(f"{resume} is a checkpoint of recipe {self.checkpoint_state['recipe']!r}, "
                                       f"not {recipe!r}; run `genframe run {self.checkpoint_state['recipe']} --resume ...`")
             run_dir = Path(resume) if Path(resume).is_dir() else Path(resume).resolve().parent.parent
+            self._warn_on_version_change(self.checkpoint_state)
         saved = self.checkpoint_state["config"] if self.checkpoint_state else None
         self.config = _resolve_config(self.recipe.config_class, config, overrides, saved)
         if self.config.recipe not in (None, recipe):
@@ -98,6 +100,17 @@ class TrainingRun:
             raise RunError(f"run directory {self.run_dir} already exists; continue it with --resume {self.run_dir} "
                            "or choose another --run-dir")
         self.device = resolve_device(self.config.trainer.device)
+
+    def _warn_on_version_change(self, state: dict[str, Any]) -> None:
+        from genframe import __version__
+
+        made_by = {"genframe": state.get("genframe_version"), self.plugin: state.get("plugin_version")}
+        now = {"genframe": __version__,
+               self.plugin: next((p.version for p in self.host.plugins if p.name == self.plugin), "unknown")}
+        changed = [f"{name} {made_by[name]} -> {now[name]}" for name in now if made_by[name] != now[name]]
+        if changed:
+            warnings.warn(f"genframe: resuming a checkpoint made by other versions ({', '.join(changed)}); "
+                          "results may differ from an uninterrupted run", UserWarning, stacklevel=3)
 
     def run(self) -> RunResult:
         from genframe.loop import TrainingLoop

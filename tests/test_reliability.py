@@ -211,3 +211,13 @@ def test_damaged_and_foreign_checkpoints_give_clear_errors(data_dir, tmp_path):
         load_checkpoint(foreign)
     with pytest.raises(CheckpointError, match="does not fit this config's model"):
         genframe.train("ebm", overrides=["trainer.max_steps=4", "model.hidden=32"], resume=run, quiet=True)
+
+
+def test_resuming_a_checkpoint_from_other_versions_warns(data_dir, tmp_path):
+    run = tmp_path / "run"
+    genframe.train("ebm", overrides=[*TINY, "trainer.max_steps=2"], run_dir=run, quiet=True)
+    state = load_checkpoint(run)
+    state["plugin_version"] = "0.0.1"
+    torch.save(state, run / "checkpoints" / "last.pt")
+    with pytest.warns(UserWarning, match=r"made by other versions \(ebm 0.0.1 -> 0.1.0\)"):
+        genframe.train("ebm", overrides=["trainer.max_steps=4"], resume=run, quiet=True)
