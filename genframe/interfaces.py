@@ -1,7 +1,7 @@
 """The contracts every model family implements: Dataset, Model, Sampler, Trainer, Recipe and Logger.
 
 The core's run loop, checkpointing, sampling commands and loggers only talk to these, so a new family
-(an EBM, a VAE, ...) plugs in by implementing them and registering a Recipe.
+(energy-based, latent-variable, ...) plugs in by implementing them and registering a Recipe.
 """
 
 from __future__ import annotations
@@ -65,7 +65,7 @@ class Sampler(ABC):
     def init_state(
         self, n: int, device: torch.device | str = "cpu", generator: torch.Generator | None = None
     ) -> torch.Tensor:
-        """Starting points for ``n`` chains (uniform noise for SGLD, prior latents for a VAE)."""
+        """Starting points for ``n`` samples (e.g. uniform noise for Langevin chains, codes drawn from a prior)."""
 
     @abstractmethod
     def sample(

@@ -10,7 +10,8 @@ import time
 from genframe.hookspecs import hookimpl
 from genframe.interfaces import Logger
 
-SHOWN = ("loss", "cdiv", "real", "fake", "recon", "kl", "elbo")
+# The first metrics a trainer returns, in its order, fit on the line; the core names none of them.
+MAX_SHOWN = 5
 PLAIN_INTERVAL = 30.0
 BAR_WIDTH = 20
 
@@ -60,7 +61,7 @@ class ConsoleLogger(Logger):
         work = ""
         if run.work_unit is not None:
             work = f" {_rate(steps_per_s * run.work_unit[1])} {run.work_unit[0]}/s"
-        shown = " ".join(f"{k}={metrics[k]:.4g}" for k in SHOWN if k in metrics)
+        shown = " ".join(f"{k}={v:.4g}" for k, v in list(metrics.items())[:MAX_SHOWN])
         return (f"epoch {run.epoch + 1}/{epochs} [{'#' * filled}{'.' * (BAR_WIDTH - filled)}] "
                 f"{in_epoch}/{run.steps_per_epoch} {steps_per_s:.2f} it/s{work} eta {_duration(eta)} {shown}")
 

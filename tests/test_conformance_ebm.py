@@ -1,0 +1,17 @@
+"""The ebm plugin against the core's plugin conformance suite (genframe.testing), on real MNIST."""
+
+from __future__ import annotations
+
+import pytest
+
+from genframe.testing import RecipeContract
+
+from conftest import TINY
+
+pytestmark = pytest.mark.usefixtures("data_dir")  # skips cleanly where MNIST is missing
+
+
+class TestEBMConformance(RecipeContract):
+    recipe = "ebm"
+    # 64 images in batches of 16: the resume test crosses an epoch end (validation, epoch checkpoint).
+    overrides = [*TINY, "data.limit=64", "trainer.max_steps=null", "logging.sample_n=4"]
