@@ -7,6 +7,7 @@ __version__ = "0.1.0"
 
 from genframe.api import LoadedModel, get_recipe, load, recipe_config, sample_to_files  # noqa: E402
 from genframe.config import RecipeConfig, Section, TrainerConfig  # noqa: E402
+from genframe.evaluate import evaluate  # noqa: E402
 from genframe.errors import (  # noqa: E402
     CheckpointError,
     ConfigError,
@@ -25,6 +26,6 @@ __all__ = [
     "__version__", "CheckpointError", "ConfigError", "DataError", "Dataset", "GenframeError", "LoadedModel",
     "Logger", "Model", "PluginError", "Recipe", "RecipeConfig", "RunContext", "RunError", "RunResult",
     "SampleOutput", "Sampler", "Section", "Trainer", "TrainerConfig", "TrainingRun", "UnknownComponentError",
-    "get_host", "get_recipe", "hookimpl", "load", "load_plugins", "recipe_config", "reset_host",
+    "evaluate", "get_host", "get_recipe", "hookimpl", "load", "load_plugins", "recipe_config", "reset_host",
     "sample_to_files", "train",
 ]

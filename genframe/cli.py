@@ -91,6 +91,25 @@ def plot(run_dir: str, out: str | None, metrics: tuple[str, ...]) -> None:
     click.echo(f"wrote {plot_run(run_dir, out, list(metrics) or None)}")
 
 
+@cli.command("eval")
+@click.argument("path", type=click.Path())
+@click.option("--n", "n", default=1000, show_default=True, type=click.IntRange(min=2), help="Samples to generate.")
+@click.option("--steps", type=click.IntRange(min=0), help="Sampler steps (default: the recipe's generation steps).")
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--device", default="auto", show_default=True, help="cpu, cuda, cuda:N or auto.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def eval_command(path: str, n: int, steps: int | None, seed: int, device: str, as_json: bool) -> None:
+    """Measure sample quality of a run directory or checkpoint PATH against the test set.
+
+    Fréchet distance in a small classifier's feature space (lower is better), the classifier's
+    confidence, the share of confident samples and class coverage; writes RUN_DIR/eval.json.
+    """
+    from genframe.evaluate import evaluate, format_report
+
+    report = evaluate(path, n=n, steps=steps, seed=seed, device=device)
+    click.echo(json.dumps(report, indent=2) if as_json else format_report(report))
+
+
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def plugins(as_json: bool) -> None:

@@ -82,6 +82,13 @@ class LoggingConfig(Section):
     wandb: WandbConfig = WandbConfig()
 
 
+class EvalConfig(Section):
+    every_epochs: PositiveInt | None = Field(None, description="Evaluate sample quality every N epochs.")
+    every_minutes: PositiveFloat | None = Field(None, description="... and/or every N minutes of training.")
+    n: PositiveInt = Field(1000, description="Samples per evaluation.")
+    steps: PositiveInt | None = Field(None, description="Sampler steps (default: the recipe's generation steps).")
+
+
 class RecipeConfig(Section):
     """Sections every recipe has; a recipe's config subclasses this and adds its own."""
 
@@ -90,6 +97,7 @@ class RecipeConfig(Section):
     data: DataConfig = DataConfig()
     trainer: TrainerConfig = TrainerConfig()
     logging: LoggingConfig = LoggingConfig()
+    eval: EvalConfig = EvalConfig()
 
 
 FORMATS: dict[str, Literal["toml", "yaml", "json"]] = {

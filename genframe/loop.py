@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import signal
+import time
 import warnings
 from contextlib import contextmanager
 from typing import Any
@@ -54,6 +55,8 @@ class TrainingLoop:
         self.checkpoint_path = run.run_dir / CHECKPOINT_DIR / LAST_NAME
         self.previews = Previewer(run.run_dir, cfg, self.model, self.sampler, self.trainer, device)
         self.last_metrics: dict[str, float] = {}
+        self.evaluator = None
+        self.last_eval = time.monotonic()
         if run.checkpoint_state is not None:
             self.restore(run.checkpoint_state)
             self.ctx.extra.update(run.checkpoint_state.get("extra", {}))
@@ -160,6 +163,7 @@ class TrainingLoop:
                 self.end_epoch()
             elif self.tcfg.checkpoint_every and self.ctx.step % self.tcfg.checkpoint_every == 0:
                 self.checkpoint()
+            self.maybe_evaluate(end_of_epoch)
             if signals.received is not None:
                 self.interrupt(signals.received)
 
@@ -173,6 +177,24 @@ class TrainingLoop:
         self.hook.genframe_log(run=self.ctx, step=self.ctx.step, metrics=val, images=images)
         self.last_metrics.update(val)
         self.checkpoint()
+
+    def maybe_evaluate(self, end_of_epoch: bool) -> None:
+        """Sample quality during training, every ``eval.every_epochs`` and/or ``eval.every_minutes``."""
+        ecfg = self.cfg.eval
+        by_epoch = end_of_epoch and ecfg.every_epochs and self.loop["epoch"] % ecfg.every_epochs == 0
+        by_time = ecfg.every_minutes and time.monotonic() - self.last_eval >= ecfg.every_minutes * 60
+        if not (by_epoch or by_time):
+            return
+        from genframe.evaluate import generate_in_chunks, shared_evaluator  # built only when first used
+
+        if self.evaluator is None:
+            self.evaluator = shared_evaluator(self.host.registry, self.cfg.data)
+        images = generate_in_chunks(self.sampler, self.model, ecfg.n, ecfg.steps, self.cfg.seed,
+                                    stream=5_000 + self.ctx.step, device=self.ctx.device)
+        metrics = {f"eval/{k}": v for k, v in self.evaluator(images).items()}
+        self.hook.genframe_log(run=self.ctx, step=self.ctx.step, metrics=metrics, images={})
+        self.last_metrics.update(metrics)
+        self.last_eval = time.monotonic()  # time spent evaluating does not count as training time
 
     def interrupt(self, signum: int) -> None:
         self.checkpoint()

@@ -36,6 +36,7 @@ class RunContext:
     rank: int = 0
     world_size: int = 1
     extra: dict[str, Any] = field(default_factory=dict)  # loggers keep resumable ids here
+    purpose: str = "train"  # "eval": a standalone evaluation reporting into the run's loggers
 
     @property
     def is_main(self) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,9 @@ SHARED_DATA = REPO.parent / "shared" / "datasets"
 # Offline machines read the shared copy in place; a user's own GENFRAME_DATA_DIR wins.
 if "GENFRAME_DATA_DIR" not in os.environ and SHARED_DATA.is_dir():
     os.environ["GENFRAME_DATA_DIR"] = str(SHARED_DATA)
+# The quality metric's classifier is trained once per test session, never into the user's cache.
+os.environ["GENFRAME_CACHE_DIR"] = tempfile.mkdtemp(prefix="genframe-test-cache-")
+
 # W&B in tests: the real package, offline, never phoning home (no error reports, no update checks).
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ["WANDB_ERROR_REPORTING"] = "false"

@@ -33,7 +33,7 @@ class JsonlLogger(Logger):
     @hookimpl
     def genframe_run_start(self, run) -> None:
         self.path = run.run_dir / METRICS_NAME
-        if run.resumed and self.path.exists():
+        if run.resumed and run.purpose == "train" and self.path.exists():  # an eval only appends
             self._keep_until(run.step)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._open()
