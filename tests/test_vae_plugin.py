@@ -166,3 +166,20 @@ class TestVAEConformance(RecipeContract):
     @pytest.fixture(autouse=True)
     def _mnist(self, data_dir):  # skips cleanly where MNIST is missing
         pass
+
+
+def test_genframe_eval_scores_the_vae_on_the_same_scale(data_dir, tmp_path):
+    """The core's sample-quality metric takes a one-pass sampler as it is.
+
+    The metric's classifier is trained once per test session and shared with tests/test_eval.py, which
+    runs first; run on its own, this test trains it first (a minute or two on 2 busy cores).
+    """
+    run = tmp_path / "run"
+    genframe.train("vae", overrides=[*VAE_TINY, "trainer.max_steps=4"], run_dir=run, quiet=True)
+    result = CliRunner().invoke(cli, ["eval", str(run), "--n", "64"])
+    assert result.exit_code == 0, result.output
+    assert "vae at step 4: 64 samples" in result.output and "uniform noise" in result.output
+    report = json.loads((run / "eval.json").read_text())
+    assert report["recipe"] == "vae" and report["steps"] is None
+    assert report["anchors"]["train"]["fd"] < report["samples"]["fd"]  # four tiny steps are not MNIST yet
+    assert json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])["eval/fd"] == report["samples"]["fd"]
