@@ -47,7 +47,7 @@ class TrainingLoop:
                               f"({len(self.train_data)} examples)")
         epochs_total = self.steps_per_epoch * tcfg.epochs
         self.total = epochs_total if tcfg.max_steps is None else min(tcfg.max_steps, epochs_total)
-        self.loop: dict[str, int] = {"epoch": 0, "batch": 0, "step": 0, "rollbacks": 0}
+        self.loop: dict[str, Any] = {"epoch": 0, "batch": 0, "step": 0, "rollbacks": 0, "train_seconds": 0.0}
         self.sums: dict[str, Any] = {}
         self.count = 0
         self.ctx = RunContext(run.run_dir, run.recipe_name, cfg, device, self.steps_per_epoch, self.total,
@@ -97,7 +97,7 @@ class TrainingLoop:
             reason = " ".join(str(exc).split())[:300]
             raise CheckpointError(f"the checkpoint does not fit this config's model or trainer ({reason}); "
                                   "resume without changing model settings, or start a new run") from None
-        self.loop = {"rollbacks": 0, **state["loop"]}
+        self.loop = {"rollbacks": 0, "train_seconds": 0.0, **state["loop"]}
         pending = state.get("pending", {"sums": {}, "count": 0})
         self.sums = {k: (v.to(self.ctx.device) if torch.is_tensor(v) else v) for k, v in pending["sums"].items()}
         self.count = pending["count"]
@@ -146,7 +146,9 @@ class TrainingLoop:
         order = epoch_permutation(len(self.train_data), self.cfg.seed, loop["epoch"], self.ctx.device)
         while loop["batch"] < self.steps_per_epoch and loop["step"] < self.total:
             start = loop["batch"] * self.tcfg.batch_size
+            began = time.perf_counter()
             metrics = self.trainer.train_step(self.train_data.get_batch(order[start : start + self.tcfg.batch_size]))
+            loop["train_seconds"] += time.perf_counter() - began  # training alone: no eval, pictures, checkpoints
             loop["batch"] += 1
             self.ctx.step = loop["step"] = loop["step"] + 1
             for key, value in metrics.items():  # accumulate on the device: no per-step host sync
@@ -192,6 +194,7 @@ class TrainingLoop:
         images = generate_in_chunks(self.sampler, self.model, ecfg.n, ecfg.steps, self.cfg.seed,
                                     stream=5_000 + self.ctx.step, device=self.ctx.device)
         metrics = {f"eval/{k}": v for k, v in self.evaluator(images).items()}
+        metrics["eval/train_minutes"] = self.loop["train_seconds"] / 60
         self.hook.genframe_log(run=self.ctx, step=self.ctx.step, metrics=metrics, images={})
         self.last_metrics.update(metrics)
         self.last_eval = time.monotonic()  # time spent evaluating does not count as training time

@@ -117,3 +117,4 @@ def test_training_evaluates_every_epoch(data_dir, tmp_path, mnist_evaluator):
     evals = [r for r in rows if "eval/fd" in r]
     assert [r["step"] for r in evals] == [4, 8]
     assert all(r["eval/fd"] > 0 and 0 <= r["eval/coverage"] <= 1 for r in evals)
+    assert 0 < evals[0]["eval/train_minutes"] < evals[1]["eval/train_minutes"] < 1
