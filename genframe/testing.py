@@ -41,7 +41,7 @@ from genframe.run import train
 from genframe.runsetup import build_dataset
 from genframe.tomlwrite import dumps as toml_dumps
 
-# Settings every contract run shares: CPU for bit-exact comparisons, no console, no GIF.
+# Settings every contract run shares (besides the device): no console output, no final GIF.
 CONTRACT_SETTINGS = ('logging.loggers=["jsonl"]', "logging.chain_n=0")
 
 
@@ -239,7 +239,7 @@ class RecipeContract:
         assert all(tuple(state.shape) == shape for state in chained.chain), "chain states must be shaped like samples"
         if chained.chain:
             assert torch.equal(chained.chain[-1], chained.images), "the chain should end at the returned images"
-        init = parts.sampler.init_state(3, device=self.device, generator=torch.Generator().manual_seed(1))
+        init = parts.sampler.init_state(3, device=self.device, generator=torch.Generator(self.device).manual_seed(1))
         alone = parts.sampler.sample(parts.model, init, steps=parts.sampler.generate_steps)  # usable on its own
         assert tuple(alone.images.shape) == shape
         assert_states_equal(weights, parts.model.state_dict(), "model after sampling")

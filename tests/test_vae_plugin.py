@@ -22,6 +22,7 @@ from genframe.checkpoint import load_checkpoint
 from genframe.cli import cli
 from genframe.testing import RecipeContract
 
+import wandb_records
 from conftest import REPO
 
 EXAMPLE = REPO / "examples" / "plugins" / "genframe-vae"
@@ -151,6 +152,20 @@ def test_python_api_trains_loads_and_samples(data_dir, tmp_path):
     images = loaded.sample(6, seed=1).images
     assert images.shape == (6, 1, 32, 32) and -1 <= float(images.min()) and float(images.max()) <= 1
     assert torch.equal(images, loaded.sample(6, seed=1).images) and not torch.equal(images, loaded.sample(6).images)
+
+
+def test_wandb_and_plot_take_the_vae_metrics_and_pictures(data_dir, tmp_path):
+    run = tmp_path / "run"
+    genframe.train("vae", overrides=[*VAE_TINY, "trainer.max_steps=6", 'logging.loggers=["jsonl", "wandb"]',
+                                     "logging.wandb.mode=offline", "logging.wandb.project=tests"], run_dir=run)
+    (datastore,) = sorted(run.glob("wandb/offline-run-*/run-*.wandb"))
+    rows = wandb_records.history(datastore)
+    assert [r["trainer/step"] for r in rows if "elbo" in r] == [2, 4, 6]
+    assert [r["trainer/step"] for r in rows if "val/elbo" in r] == [4]
+    assert [r["trainer/step"] for r in rows if "samples/reconstructions/path" in r] == [4, 6]
+    assert wandb_records.config(datastore)["model"]["latent_dim"] == 4
+    result = CliRunner().invoke(cli, ["plot", str(run), "--metric", "elbo"])
+    assert result.exit_code == 0 and (run / "curves.png").is_file(), result.output
 
 
 def test_the_core_never_mentions_the_plugin():

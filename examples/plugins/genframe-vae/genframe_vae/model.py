@@ -28,7 +28,7 @@ def logits_to_images(logits: torch.Tensor) -> torch.Tensor:
 
 
 class ConvVAE(Model):
-    """Stride-2 convs down to a 4x4-ish feature map, a linear layer to (mu, log-variance); the decoder mirrors it."""
+    """Stride-2 convs (each halves the image), then a linear layer to (mean, log-variance); the decoder mirrors it."""
 
     def __init__(
         self,
