@@ -61,7 +61,8 @@ def run(recipe: str, config_path: str | None, overrides: tuple[str, ...], run_di
     if resume and run_dir:
         raise click.UsageError("--resume continues the run in its own directory; leave out --run-dir")
     result = train(recipe, config_path, overrides, run_dir=run_dir, resume=resume, quiet=quiet)
-    click.echo(f"run {result.status}: {result.run_dir} (step {result.step}, checkpoint {result.checkpoint})")
+    if result.rank == 0:  # under torchrun, one summary
+        click.echo(f"run {result.status}: {result.run_dir} (step {result.step}, checkpoint {result.checkpoint})")
 
 
 @cli.command()

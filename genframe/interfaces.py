@@ -113,6 +113,10 @@ class Trainer(ABC):
     @abstractmethod
     def load_state_dict(self, state: dict[str, Any]) -> None: ...
 
+    def distribute(self, rank: int, world_size: int) -> None:
+        """Called on each process of a torchrun job before training from scratch (and for processes
+        beyond a checkpoint's count on resume): give this rank its own random streams. Default: nothing."""
+
     def scale_learning_rate(self, factor: float) -> list[float]:
         """Multiply the learning rate by ``factor`` (after a divergence); returns the new rates.
 

@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 
+from genframe import distributed
 from genframe.checkpoint import CHECKPOINT_DIR, LAST_NAME, config_hash, load_checkpoint, save_checkpoint
 from genframe.config import config_to_dict
 from genframe.errors import CheckpointError, ConfigError, DivergenceError, RunError, RunInterrupted
@@ -32,7 +33,7 @@ class DivergenceWarning(UserWarning):
 
 class TrainingLoop:
     def __init__(self, run: TrainingRun) -> None:
-        self.run_spec, self.host = run, run.host
+        self.run_spec, self.host, self.world = run, run.host, run.world
         cfg, tcfg, device = run.config, run.config.trainer, run.device
         self.cfg, self.tcfg, self.hook = cfg, tcfg, run.host.hook
         torch.manual_seed(cfg.seed)  # model init; every other random stream is seeded explicitly
@@ -41,34 +42,50 @@ class TrainingLoop:
         self.trainer = run.recipe.build_trainer(cfg, self.model, self.sampler, device)
         self.train_data = build_dataset(run.host.registry, cfg.data, "train").to(device)
         self.val_data = build_dataset(run.host.registry, cfg.data, "test").to(device)
-        self.steps_per_epoch = len(self.train_data) // tcfg.batch_size  # a last partial batch is dropped
+        # torchrun: each process takes every world_size-th example of the epoch's order; the last
+        # partial batch is dropped (real and fake halves of the CD loss stay equal)
+        self.steps_per_epoch = len(self.train_data) // self.world.world_size // tcfg.batch_size
         if self.steps_per_epoch == 0:
             raise ConfigError(f"trainer.batch_size: {tcfg.batch_size} is larger than the training data "
                               f"({len(self.train_data)} examples)")
-        epochs_total = self.steps_per_epoch * tcfg.epochs
-        self.total = epochs_total if tcfg.max_steps is None else min(tcfg.max_steps, epochs_total)
+        self.total = 0  # set once the loop position is known (a resume may change steps per epoch)
         self.loop: dict[str, Any] = {"epoch": 0, "batch": 0, "step": 0, "rollbacks": 0, "train_seconds": 0.0}
         self.sums: dict[str, Any] = {}
         self.count = 0
         self.ctx = RunContext(run.run_dir, run.recipe_name, cfg, device, self.steps_per_epoch, self.total,
-                              work_unit=self.trainer.work_per_step(tcfg.batch_size))
+                              work_unit=self.trainer.work_per_step(tcfg.batch_size), rank=self.world.rank,
+                              world_size=self.world.world_size, model=self.model)
         self.checkpoint_path = run.run_dir / CHECKPOINT_DIR / LAST_NAME
         self.previews = Previewer(run.run_dir, cfg, self.model, self.sampler, self.trainer, device)
         self.last_metrics: dict[str, float] = {}
         self.evaluator = None
         self.last_eval = time.monotonic()
+        self.last_checkpoint_step: int | None = None
         if run.checkpoint_state is not None:
             self.restore(run.checkpoint_state)
             self.ctx.extra.update(run.checkpoint_state.get("extra", {}))
             self.ctx.resumed = True
-            if self.loop["step"] >= self.total:
-                raise RunError(f"run {run.run_dir} already finished at step {self.loop['step']}; to train further "
-                               f"resume with --set trainer.epochs=N (now {tcfg.epochs}) or trainer.max_steps=N "
-                               f"(now {tcfg.max_steps})")
-        save_resolved_config(run.run_dir, config_to_dict(cfg), resumed_at=self.loop["step"] if self.ctx.resumed else None)
+        elif self.world.active:
+            self.trainer.distribute(self.world.rank, self.world.world_size)
+        if self.world.active:
+            distributed.broadcast_parameters(self.model)
+            self.grad_hooks = distributed.average_gradients_on_backward(self.model, self.world)
+        # steps still to go: the rest of this epoch and the epochs after it (counted with the present
+        # number of processes, so a run resumed on more or fewer processes still ends after trainer.epochs)
+        to_go = (tcfg.epochs - self.loop["epoch"]) * self.steps_per_epoch - self.loop["batch"]
+        self.total = self.loop["step"] + max(to_go, 0)
+        if tcfg.max_steps is not None:
+            self.total = min(self.total, tcfg.max_steps)
+        self.ctx.total_steps = self.total
+        if self.ctx.resumed and self.loop["step"] >= self.total:
+            raise RunError(f"run {run.run_dir} already finished at step {self.loop['step']}; to train further "
+                           f"resume with --set trainer.epochs=N (now {tcfg.epochs}) or trainer.max_steps=N "
+                           f"(now {tcfg.max_steps})")
+        if self.world.is_main:
+            save_resolved_config(run.run_dir, config_to_dict(cfg), resumed_at=self.loop["step"] if self.ctx.resumed else None)
 
     # --- checkpoints --------------------------------------------------------------------------
-    def state(self) -> dict[str, Any]:
+    def state(self, trainer_states: list[dict[str, Any]]) -> dict[str, Any]:
         from genframe import __version__
 
         config = config_to_dict(self.cfg)
@@ -81,7 +98,8 @@ class TrainingLoop:
             "config": config,
             "config_hash": config_hash(config),
             "model": self.model.state_dict(),
-            "trainer": self.trainer.state_dict(),
+            "trainer": trainer_states[0],
+            "trainer_ranks": trainer_states,  # each process's buffer and RNG streams (torchrun)
             "loop": dict(self.loop),
             "pending": {"sums": dict(self.sums), "count": self.count},
             "rng": {"torch": torch.get_rng_state(),
@@ -90,13 +108,17 @@ class TrainingLoop:
         }
 
     def restore(self, state: dict[str, Any]) -> None:
+        ranks = state.get("trainer_ranks") or [state["trainer"]]
+        own = ranks[self.world.rank % len(ranks)]  # more processes than saved: copies, reseeded below
         try:
             self.model.load_state_dict(state["model"])
-            self.trainer.load_state_dict(state["trainer"])
+            self.trainer.load_state_dict(own)
         except (RuntimeError, KeyError, ValueError) as exc:
             reason = " ".join(str(exc).split())[:300]
             raise CheckpointError(f"the checkpoint does not fit this config's model or trainer ({reason}); "
                                   "resume without changing model settings, or start a new run") from None
+        if self.world.rank >= len(ranks):
+            self.trainer.distribute(self.world.rank, self.world.world_size)
         self.loop = {"rollbacks": 0, "train_seconds": 0.0, **state["loop"]}
         pending = state.get("pending", {"sums": {}, "count": 0})
         self.sums = {k: (v.to(self.ctx.device) if torch.is_tensor(v) else v) for k, v in pending["sums"].items()}
@@ -110,8 +132,12 @@ class TrainingLoop:
         # Never let a diverged model overwrite the last good checkpoint.
         if not all(bool(torch.isfinite(p).all()) for p in self.model.parameters()):
             raise DivergenceError("non-finite model weights")
-        save_checkpoint(self.checkpoint_path, self.state())
-        self.hook.genframe_checkpoint(run=self.ctx, path=self.checkpoint_path, step=self.ctx.step)
+        own = self.trainer.state_dict()
+        states = distributed.gather_to_main(own, self.world) if self.world.active else [own]
+        if self.world.is_main:  # only rank 0 writes
+            save_checkpoint(self.checkpoint_path, self.state(states))
+            self.hook.genframe_checkpoint(run=self.ctx, path=self.checkpoint_path, step=self.ctx.step)
+        self.last_checkpoint_step = self.ctx.step
 
     # --- divergence ---------------------------------------------------------------------------
     def rollback(self, error: DivergenceError) -> None:
@@ -133,6 +159,8 @@ class TrainingLoop:
     # --- the loop -----------------------------------------------------------------------------
     def log_metrics(self) -> None:
         averaged = {k: float(v) / self.count for k, v in self.sums.items()}
+        if self.world.active:
+            averaged = distributed.mean_across(averaged, self.ctx.device)
         bad = [k for k, v in averaged.items() if not math.isfinite(v)]
         if bad:
             raise DivergenceError(f"non-finite {', '.join(bad)}")
@@ -144,19 +172,20 @@ class TrainingLoop:
         loop, lcfg = self.loop, self.cfg.logging
         self.ctx.epoch = loop["epoch"]
         order = epoch_permutation(len(self.train_data), self.cfg.seed, loop["epoch"], self.ctx.device)
+        order = order[self.world.rank :: self.world.world_size]  # this process's shard
         while loop["batch"] < self.steps_per_epoch and loop["step"] < self.total:
             start = loop["batch"] * self.tcfg.batch_size
             began = time.perf_counter()
-            metrics = self.trainer.train_step(self.train_data.get_batch(order[start : start + self.tcfg.batch_size]))
+            metrics = self.step(order[start : start + self.tcfg.batch_size], signals)
             loop["train_seconds"] += time.perf_counter() - began  # training alone: no eval, pictures, checkpoints
-            loop["batch"] += 1
+            self.ctx.batch = loop["batch"] = loop["batch"] + 1
             self.ctx.step = loop["step"] = loop["step"] + 1
             for key, value in metrics.items():  # accumulate on the device: no per-step host sync
                 self.sums[key] = self.sums.get(key, 0.0) + (value.detach() if torch.is_tensor(value) else value)
             self.count += 1
             if self.ctx.step % lcfg.log_every == 0 or self.ctx.step == self.total:
                 self.log_metrics()
-            if lcfg.sample_every and self.ctx.step % lcfg.sample_every == 0:
+            if lcfg.sample_every and self.ctx.step % lcfg.sample_every == 0 and self.world.is_main:
                 self.hook.genframe_log(run=self.ctx, step=self.ctx.step, metrics={},
                                        images=self.previews.grids(self.ctx.step))
             end_of_epoch = loop["batch"] == self.steps_per_epoch
@@ -168,6 +197,27 @@ class TrainingLoop:
             self.maybe_evaluate(end_of_epoch)
             if signals.received is not None:
                 self.interrupt(signals.received)
+            if end_of_epoch:
+                return  # the next epoch draws a new order
+
+    def step(self, index: torch.Tensor, signals: StopSignals) -> dict[str, Any]:
+        """One train step; under torchrun, divergence and stop signals are decided by all processes
+        together, so no process waits forever in a collective the others have left."""
+        diverged, metrics = None, {}
+        try:
+            metrics = self.trainer.train_step(self.train_data.get_batch(index))
+        except DivergenceError as error:
+            diverged = error
+        if self.world.active:
+            any_diverged, any_stop = distributed.any_rank([diverged is not None, signals.received is not None],
+                                                         self.ctx.device)
+            if any_diverged and diverged is None:
+                diverged = DivergenceError("diverged on another process")
+            if any_stop and signals.received is None:
+                signals.received = signal.SIGTERM  # another process was told to stop
+        if diverged is not None:
+            raise diverged
+        return metrics
 
     def end_epoch(self) -> None:
         val = {f"val/{k}": float(v) for k, v in self.trainer.validate(self.val_data).items()}
@@ -175,7 +225,8 @@ class TrainingLoop:
         if bad:
             raise DivergenceError(f"non-finite {', '.join(bad)}")
         val["epoch"] = self.loop["epoch"]
-        images = self.previews.grids(self.ctx.step) if not self.cfg.logging.sample_every else {}
+        wants_grid = self.world.is_main and not self.cfg.logging.sample_every
+        images = self.previews.grids(self.ctx.step) if wants_grid else {}
         self.hook.genframe_log(run=self.ctx, step=self.ctx.step, metrics=val, images=images)
         self.last_metrics.update(val)
         self.checkpoint()
@@ -183,6 +234,8 @@ class TrainingLoop:
     def maybe_evaluate(self, end_of_epoch: bool) -> None:
         """Sample quality during training, every ``eval.every_epochs`` and/or ``eval.every_minutes``."""
         ecfg = self.cfg.eval
+        if not self.world.is_main:
+            return
         by_epoch = end_of_epoch and ecfg.every_epochs and self.loop["epoch"] % ecfg.every_epochs == 0
         by_time = ecfg.every_minutes and time.monotonic() - self.last_eval >= ecfg.every_minutes * 60
         if not (by_epoch or by_time):
@@ -209,6 +262,8 @@ class TrainingLoop:
     @contextmanager
     def loggers(self):
         names = [n for n in self.cfg.logging.loggers if not (self.run_spec.quiet and n == "console")]
+        if not self.world.is_main:
+            names = []  # metrics, pictures, W&B: rank 0 only
         loggers = [self.host.entry("logger", name).obj(self.ctx) for name in names]
         for index, logger in enumerate(loggers):
             self.host.pm.register(logger, name=f"logger-{index}-{id(logger)}")
@@ -230,14 +285,17 @@ class TrainingLoop:
                         self.train_epoch(signals)
                     except DivergenceError as error:
                         self.rollback(error)
-                self.checkpoint()
-                final = self.previews.grids(self.ctx.step) if self.previews.last_grid_step != self.ctx.step else {}
-                self.hook.genframe_log(run=self.ctx, step=self.ctx.step, metrics={},
-                                       images={**final, **self.previews.chain(self.ctx.step)})
+                if self.last_checkpoint_step != self.ctx.step:
+                    self.checkpoint()
+                if self.world.is_main:
+                    final = self.previews.grids(self.ctx.step) if self.previews.last_grid_step != self.ctx.step else {}
+                    self.hook.genframe_log(run=self.ctx, step=self.ctx.step, metrics={},
+                                           images={**final, **self.previews.chain(self.ctx.step)})
                 status = "completed"
             except (RunInterrupted, KeyboardInterrupt):
                 status = "interrupted"
                 raise
             finally:
                 self.hook.genframe_run_end(run=self.ctx, status=status)
-        return RunResult(self.ctx.run_dir, self.checkpoint_path, self.ctx.step, status, self.last_metrics)
+        return RunResult(self.ctx.run_dir, self.checkpoint_path, self.ctx.step, status, self.last_metrics,
+                         rank=self.world.rank)

@@ -16,6 +16,7 @@ from genframe.checkpoint import load_checkpoint
 from genframe.config import RecipeConfig, build_config, config_to_dict, deep_merge
 from genframe.errors import CheckpointError, ConfigError, RunError
 from genframe.plugins import PluginHost, get_host
+from genframe.distributed import barrier, device_for, init_world, shutdown
 from genframe.runsetup import new_run_dir, resolve_device
 
 
@@ -31,12 +32,14 @@ class RunContext:
     total_steps: int
     step: int = 0
     epoch: int = 0
+    batch: int = 0  # steps done in the current epoch
     resumed: bool = False
     work_unit: tuple[str, float] | None = None  # e.g. ("img-steps", 7680.0) per step, for throughput
     rank: int = 0
     world_size: int = 1
     extra: dict[str, Any] = field(default_factory=dict)  # loggers keep resumable ids here
     purpose: str = "train"  # "eval": a standalone evaluation reporting into the run's loggers
+    model: Any = None  # the network being trained, for callbacks (EMA, probes, ...)
 
     @property
     def is_main(self) -> bool:
@@ -52,6 +55,7 @@ class RunResult:
     step: int
     status: str
     metrics: dict[str, float]
+    rank: int = 0
 
 
 def _resolve_config(
@@ -96,11 +100,16 @@ class TrainingRun:
         self.config = _resolve_config(self.recipe.config_class, config, overrides, saved)
         if self.config.recipe not in (None, recipe):
             raise ConfigError(f"recipe: the config is for {self.config.recipe!r} but `genframe run {recipe}` was asked")
+        self.device = resolve_device(self.config.trainer.device)
+        self.world = init_world(self.config.trainer.device)  # torchrun: join the process group first
+        self.device = device_for(self.world, self.device)
+        if run_dir is None and self.world.active:
+            raise RunError("under torchrun give --run-dir (or --resume): every process must write to the same place")
         self.run_dir = Path(run_dir) if run_dir is not None else new_run_dir(recipe)
         if resume is None and self.run_dir.exists() and any(self.run_dir.iterdir()):
             raise RunError(f"run directory {self.run_dir} already exists; continue it with --resume {self.run_dir} "
                            "or choose another --run-dir")
-        self.device = resolve_device(self.config.trainer.device)
+        barrier(self.world)  # every process has checked before rank 0 writes anything
 
     def _warn_on_version_change(self, state: dict[str, Any]) -> None:
         from genframe import __version__
@@ -116,7 +125,10 @@ class TrainingRun:
     def run(self) -> RunResult:
         from genframe.loop import TrainingLoop
 
-        return TrainingLoop(self).run()
+        try:
+            return TrainingLoop(self).run()
+        finally:
+            shutdown(self.world)
 
 
 def train(

@@ -31,6 +31,7 @@ def test_train_writes_a_complete_run_directory(data_dir, tmp_path):
     lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     steps = [line["step"] for line in lines if "loss" in line]
     assert steps == [2, 4, 6, 8]
+    assert [line["epoch"] for line in lines if "loss" in line] == [0, 0, 1, 1]
     validation = [line for line in lines if "val/cdiv" in line]
     assert [v["epoch"] for v in validation] == [1, 2]
     assert all(abs(v["val/cdiv"] - (v["val/fake"] - v["val/real"])) < 1e-5 for v in validation)
@@ -43,6 +44,22 @@ def test_train_writes_a_complete_run_directory(data_dir, tmp_path):
     assert 0 < state["loop"]["train_seconds"] < 60
     assert state["genframe_version"] == genframe.__version__ and len(state["config_hash"]) == 16
     assert state["trainer"]["buffer"]["size"] == 64  # 16 initial + 8 * 16 pushed, capped at 64
+
+
+def test_every_epoch_sees_every_example_once_in_a_new_order(data_dir, tmp_path, monkeypatch):
+    from genframe_ebm.trainer import CDTrainer
+
+    seen, real_step = [], CDTrainer.train_step
+
+    def recording(self, batch):
+        seen.append(batch.flatten(1).sum(1))  # a fingerprint per image
+        return real_step(self, batch)
+
+    monkeypatch.setattr(CDTrainer, "train_step", recording)
+    genframe.train("ebm", overrides=[*SMALL_EPOCHS, "trainer.epochs=2"], run_dir=tmp_path / "run", quiet=True)
+    first, second = torch.cat(seen[:4]), torch.cat(seen[4:])
+    assert len(seen) == 8 and torch.equal(first.sort().values, second.sort().values)  # the same 64 images
+    assert not torch.equal(first, second)  # reshuffled
 
 
 def test_resume_continues_exactly_where_a_straight_run_would_be(data_dir, tmp_path):

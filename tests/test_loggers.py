@@ -21,8 +21,19 @@ SMALL = [*TINY, "data.limit=64", "trainer.max_steps=6"]  # 4-step epochs: valida
 WANDB = ['logging.loggers=["jsonl", "wandb"]', "logging.wandb.mode=offline", "logging.wandb.project=tests"]
 
 
-def wandb_files(run_dir):
-    return sorted(run_dir.glob("wandb/offline-run-*/run-*.wandb"))
+def wandb_files(run_dir, timeout: float = 60.0):
+    """The offline datastores, once W&B's service has flushed each to its closing ``exit`` record
+    (``finish()`` returns before the separate wandb-core process has written everything)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        files = sorted(run_dir.glob("wandb/offline-run-*/run-*.wandb"))
+        complete = files and all(any(r.WhichOneof("record_type") == "exit" for r in wandb_records.records(f))
+                                 for f in files)
+        if complete or time.monotonic() > deadline:
+            return files
+        time.sleep(0.2)
 
 
 def test_wandb_offline_writes_metrics_config_and_pictures(data_dir, tmp_path):
@@ -152,13 +163,14 @@ def test_console_off_a_terminal_prints_at_most_every_interval(tmp_path):
     from genframe.run import RunContext
     from genframe_ebm.config import EBMConfig
 
-    ctx = RunContext(tmp_path, "ebm", EBMConfig(), torch.device("cpu"), steps_per_epoch=10, total_steps=30,
+    ctx = RunContext(tmp_path, "ebm", EBMConfig(trainer={"epochs": 3}), torch.device("cpu"), steps_per_epoch=10,
+                     total_steps=30,
                      work_unit=("img-steps", 7680.0))
     stream = io.StringIO()  # not a terminal
     logger = ConsoleLogger(ctx, stream=stream)
     logger.genframe_run_start(run=ctx)
     for step in range(1, 31):
-        ctx.step, ctx.epoch = step, (step - 1) // 10
+        ctx.step, ctx.epoch, ctx.batch = step, (step - 1) // 10, (step - 1) % 10 + 1
         logger.genframe_log(run=ctx, step=step, metrics={"loss": 0.5, "cdiv": -0.1}, images={})
     lines = stream.getvalue().splitlines()
     progress = [line for line in lines if "it/s" in line]

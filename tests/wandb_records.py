@@ -20,6 +20,8 @@ CHUNK_HEADER = 7
 
 def records(path: Path):
     data = Path(path).read_bytes()
+    if not data:  # created, not yet written
+        return
     assert data[:4] == b":W&B", f"{path} is not a W&B datastore"
     pos, pending = HEADER, b""
     while pos + CHUNK_HEADER <= len(data):
@@ -28,6 +30,8 @@ def records(path: Path):
             pos += left_in_block
             continue
         _crc, length, kind = struct.unpack("<IHB", data[pos : pos + CHUNK_HEADER])
+        if pos + CHUNK_HEADER + length > len(data):  # a chunk still being written
+            return
         chunk = data[pos + CHUNK_HEADER : pos + CHUNK_HEADER + length]
         pos += CHUNK_HEADER + length
         if kind == 0 and length == 0:

@@ -54,9 +54,9 @@ class ConsoleLogger(Logger):
         now = time.perf_counter()
         steps_per_s = (step - self.window_step) / max(now - self.window_time, 1e-9)
         self.window_time, self.window_step = now, step
-        in_epoch = step - run.epoch * run.steps_per_epoch
+        in_epoch = run.batch  # steps done in this epoch
         filled = int(BAR_WIDTH * in_epoch / max(run.steps_per_epoch, 1))
-        epochs = -(-run.total_steps // run.steps_per_epoch)
+        epochs = run.config.trainer.epochs
         eta = (run.total_steps - step) / steps_per_s if steps_per_s > 0 else 0.0
         work = ""
         if run.work_unit is not None:

@@ -39,6 +39,7 @@ class CDTrainer(Trainer):
         tcfg = config.trainer
         self.alpha, self.real_noise, self.val_batch_size = tcfg.alpha, tcfg.real_noise, tcfg.val_batch_size
         self.score_limit = tcfg.score_limit
+        self.seed = seed
         self.generator = torch.Generator(device=device)
         self.generator.manual_seed(seed)
         self.buffer = ReplayBuffer(config.buffer.size, sampler.example_shape, tcfg.batch_size,
@@ -91,6 +92,12 @@ class CDTrainer(Trainer):
             fake_sum += self.model(noise).sum()
         real_mean, fake_mean = float(real_sum) / total, float(fake_sum) / total
         return {"cdiv": fake_mean - real_mean, "real": real_mean, "fake": fake_mean}
+
+    def distribute(self, rank: int, world_size: int) -> None:
+        """Each process its own noise and replay-buffer draws; rank 0 keeps the single-process stream."""
+        if rank > 0:
+            self.generator.manual_seed(self.seed * 1_000_003 + rank)
+            self.buffer.push(self.buffer.uniform(len(self.buffer)))  # and its own starting noise
 
     def work_per_step(self, batch_size: int) -> tuple[str, float]:
         """Langevin image-steps: nearly all of an EBM's training cost."""

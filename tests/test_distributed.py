@@ -1,0 +1,102 @@
+"""Data-parallel training with real ``torchrun`` processes (gloo on CPU, loopback only)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+import torch.distributed as dist
+
+import genframe
+from genframe.checkpoint import load_checkpoint
+
+from test_plugins import make_distribution
+
+pytestmark = pytest.mark.skipif(not dist.is_available() or not dist.is_gloo_available(),
+                                reason="this PyTorch build has no torch.distributed with gloo")
+
+# Each process records, at the end of the run, its final weights and whether it had any loggers.
+PROBE = """
+import os
+import torch
+import genframe
+
+@genframe.hookimpl
+def genframe_run_end(run, status):
+    host = genframe.get_host()
+    loggers = [name for name, _ in host.pm.list_name_plugin() if name.startswith("logger-")]
+    out = os.environ["GF_PROBE_DIR"]
+    torch.save({"state": {k: v.clone() for k, v in run.model.state_dict().items()}, "loggers": loggers,
+                "rank": run.rank, "world": run.world_size, "status": status}, f"{out}/rank{run.rank}.pt")
+"""
+
+SETTINGS = ["trainer.batch_size=16", "sampler.steps=5", "sampler.generate_steps=10", "buffer.size=64",
+            "data.limit=128", "trainer.epochs=2", "logging.log_every=1", "logging.sample_n=4", "logging.chain_n=0",
+            'logging.loggers=["console", "jsonl", "wandb"]', "logging.wandb.mode=offline"]
+
+
+def torchrun(nproc: int, args: list[str], site, probe_dir) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")]),
+           "GF_PROBE_DIR": str(probe_dir), "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
+               "-m", "genframe", *args]
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+
+
+@pytest.fixture
+def site(tmp_path):
+    site = tmp_path / "site"
+    site.mkdir()
+    make_distribution(site, "genframe_probe", "probe", "gf_probe_plugin", PROBE)
+    return site
+
+
+def probes(folder, world):
+    return [torch.load(folder / f"rank{r}.pt", weights_only=True) for r in range(world)]
+
+
+def test_two_processes_train_one_model_and_only_rank_zero_writes(data_dir, tmp_path, site):
+    run, probe = tmp_path / "run", tmp_path / "probe"
+    probe.mkdir()
+    sets = [arg for item in SETTINGS for arg in ("--set", item)]
+    result = torchrun(2, ["run", "ebm", *sets, "--run-dir", str(run)], site, probe)
+    assert result.returncode == 0, result.stderr[-3000:]
+    rank0, rank1 = probes(probe, 2)
+    assert rank0["world"] == rank1["world"] == 2 and rank0["status"] == rank1["status"] == "completed"
+    for name, tensor in rank0["state"].items():  # gradients averaged: the replicas never drift apart
+        assert torch.equal(tensor, rank1["state"][name]), name
+    assert len(rank0["loggers"]) == 3 and rank1["loggers"] == []  # only rank 0 logs
+    # 128 images / 2 processes / batch 16 = 4 steps per epoch; each step logged once, by rank 0
+    steps = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()
+             if "loss" in json.loads(line)]
+    assert steps == list(range(1, 9))
+    assert len(list(run.glob("wandb/offline-run-*"))) == 1
+    assert result.stdout.count("run completed:") == 1
+    state = load_checkpoint(run)
+    assert state["loop"]["step"] == 8 and len(state["trainer_ranks"]) == 2
+    buffers = [s["buffer"]["storage"] for s in state["trainer_ranks"]]
+    assert not torch.equal(buffers[0], buffers[1])  # each process keeps its own replay buffer and stream
+    assert not torch.equal(state["trainer_ranks"][0]["generator"], state["trainer_ranks"][1]["generator"])
+    for name, tensor in rank0["state"].items():
+        assert torch.equal(tensor, state["model"][name])
+
+    # N -> 1: the two-process checkpoint resumes in a single process (rank 0's buffer and stream)
+    resumed = genframe.train("ebm", overrides=["trainer.epochs=3", 'logging.loggers=["jsonl"]'], resume=run,
+                             quiet=True)
+    assert resumed.status == "completed" and resumed.step == 8 + 8  # a single process sees 128 / 16 = 8 steps
+    assert len(load_checkpoint(run)["trainer_ranks"]) == 1
+
+    # 1 -> 2: and back onto two processes; the second starts from a copy with its own fresh stream
+    probe2 = tmp_path / "probe2"
+    probe2.mkdir()
+    again = torchrun(2, ["run", "ebm", "--resume", str(run), "--set", "trainer.epochs=4"], site, probe2)
+    assert again.returncode == 0, again.stderr[-3000:]
+    first, second = probes(probe2, 2)
+    for name, tensor in first["state"].items():
+        assert torch.equal(tensor, second["state"][name]), name
+    final = load_checkpoint(run)
+    assert final["loop"]["step"] == 16 + 4 and len(final["trainer_ranks"]) == 2
