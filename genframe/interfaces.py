@@ -116,6 +116,7 @@ class Trainer(ABC):
     def distribute(self, rank: int, world_size: int) -> None:
         """Called on each process of a torchrun job before training from scratch (and for processes
         beyond a checkpoint's count on resume): give this rank its own random streams. Default: nothing."""
+        return None
 
     def scale_learning_rate(self, factor: float) -> list[float]:
         """Multiply the learning rate by ``factor`` (after a divergence); returns the new rates.

@@ -35,6 +35,13 @@ TINY = [
 ]
 
 
+def shared_datasets() -> Path:
+    """The read-only shared data folder (never copied into the repository); data tests fail without it."""
+    path = Path(os.environ.get("GENFRAME_DATA_DIR", SHARED_DATA))
+    assert (path / "mnist").is_dir(), f"shared MNIST data not found at {path}/mnist; set GENFRAME_DATA_DIR"
+    return path
+
+
 @pytest.fixture
 def data_dir() -> Path:
     path = Path(os.environ["GENFRAME_DATA_DIR"])

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import os
 import shutil
 import socket
 import threading
@@ -20,17 +19,11 @@ from genframe.data.download import ensure_dataset_files, resolve_data_root, sha2
 from genframe.data.mnist import MNIST
 from genframe.errors import DataError
 
+from conftest import shared_datasets
+
 # The two small label files are enough to exercise downloading; images would only add time.
 LABELS = ("t10k-labels-idx1-ubyte.gz", "train-labels-idx1-ubyte.gz")
 LABEL_FILES = {name: MNIST.checksums[name] for name in LABELS}
-
-
-def shared_datasets() -> Path:
-    """The read-only shared data folder (never copied into the repo)."""
-    default = Path(__file__).resolve().parents[1].parent / "shared" / "datasets"
-    path = Path(os.environ.get("GENFRAME_DATA_DIR", default))
-    assert (path / "mnist").is_dir(), f"shared MNIST data not found at {path}/mnist; set GENFRAME_DATA_DIR"
-    return path
 
 
 class _MirrorHandler(BaseHTTPRequestHandler):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gzip
-import os
 import struct
 from pathlib import Path
 
@@ -13,13 +12,7 @@ import pytest
 from genframe.data.idx import read_idx, read_idx_bytes
 from genframe.errors import DataError
 
-
-def shared_datasets() -> Path:
-    """The read-only shared data folder (never copied into the repo)."""
-    default = Path(__file__).resolve().parents[1].parent / "shared" / "datasets"
-    path = Path(os.environ.get("GENFRAME_DATA_DIR", default))
-    assert (path / "mnist").is_dir(), f"shared MNIST data not found at {path}/mnist; set GENFRAME_DATA_DIR"
-    return path
+from conftest import shared_datasets
 
 
 @pytest.fixture(scope="module")

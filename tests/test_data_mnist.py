@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -12,13 +11,7 @@ from genframe.data import MNIST, FashionMNIST, read_idx
 from genframe.errors import DataError
 from genframe.interfaces import Dataset
 
-
-def shared_datasets() -> Path:
-    """The read-only shared data folder (never copied into the repo)."""
-    default = Path(__file__).resolve().parents[1].parent / "shared" / "datasets"
-    path = Path(os.environ.get("GENFRAME_DATA_DIR", default))
-    assert (path / "mnist").is_dir(), f"shared MNIST data not found at {path}/mnist; set GENFRAME_DATA_DIR"
-    return path
+from conftest import shared_datasets
 
 
 @pytest.fixture(scope="module")
