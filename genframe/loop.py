@@ -126,7 +126,7 @@ class TrainingLoop:
         torch.set_rng_state(state["rng"]["torch"])  # global streams, for plugins that draw from them
         if state["rng"]["cuda"] and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["rng"]["cuda"])
-        self.ctx.step, self.ctx.epoch = self.loop["step"], self.loop["epoch"]
+        self.ctx.step, self.ctx.epoch, self.ctx.batch = self.loop["step"], self.loop["epoch"], self.loop["batch"]
 
     def checkpoint(self) -> None:
         # Never let a diverged model overwrite the last good checkpoint.
