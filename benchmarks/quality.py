@@ -61,18 +61,26 @@ def main() -> None:
     parser.add_argument("--set", dest="overrides", action="append", default=[], help="extra config override")
     parser.add_argument("--out", default="benchmarks/results/quality.json")
     parser.add_argument("--runs", default=None, help="keep run directories here (default: a temporary folder)")
+    parser.add_argument("--combine", nargs="+", help="only merge the per-seed results of earlier JSON outputs")
     args = parser.parse_args()
 
     started = time.time()
-    base = Path(args.runs) if args.runs else Path(tempfile.mkdtemp(prefix="genframe-quality-"))
-    per_seed = {}
-    for seed in args.seeds:
-        per_seed[seed] = run_seed(args.recipe, args.config, seed, args.epochs, args.n, args.steps, args.overrides,
-                                  base / f"seed{seed}")
-        print(f"seed {seed} done: {per_seed[seed]}", flush=True)
+    per_seed: dict = {}
+    if args.combine:  # seeds run as separate processes (e.g. side by side, one core each): merge their JSON
+        for path in args.combine:
+            per_seed.update(json.loads(Path(path).read_text())["per_seed"])
+        args.seeds = sorted(int(seed) for seed in per_seed)
+    else:
+        base = Path(args.runs) if args.runs else Path(tempfile.mkdtemp(prefix="genframe-quality-"))
+        for seed in args.seeds:
+            per_seed[seed] = run_seed(args.recipe, args.config, seed, args.epochs, args.n, args.steps,
+                                      args.overrides, base / f"seed{seed}")
+            print(f"seed {seed} done: {per_seed[seed]}", flush=True)
 
     summary = []
-    print(f"\n{args.recipe} ({args.config}), {args.n} samples per evaluation, {os.cpu_count()} cores: {cpu_name()}")
+    threads = torch.get_num_threads()
+    print(f"\n{args.recipe} ({args.config}), {args.n} samples per evaluation, {threads} torch threads, "
+          f"{os.cpu_count()} cores: {cpu_name()}")
     print(f"{'epoch':>5} {'train min':>9} {'fd mean':>9} {'fd min-max':>17} {'conf':>6} {'conf>0.9':>8} {'coverage':>8}")
     for epoch in range(1, args.epochs + 1):
         rows = [r for seed_rows in per_seed.values() for r in seed_rows if r["epoch"] == epoch]
@@ -86,7 +94,7 @@ def main() -> None:
               f"{mean['confidence']:6.3f} {mean['confident']:8.3f} {mean['coverage']:8.3f}")
     result = {"recipe": args.recipe, "config": args.config, "seeds": args.seeds, "epochs": args.epochs, "n": args.n,
               "steps": args.steps, "overrides": args.overrides, "machine": {"cpu": cpu_name(), "cores": os.cpu_count(),
-              "torch": torch.__version__}, "per_seed": per_seed, "summary": summary,
+              "torch_threads": threads, "torch": torch.__version__}, "per_seed": per_seed, "summary": summary,
               "wall_minutes": round((time.time() - started) / 60, 1)}
     atomic_write_text(args.out, json.dumps(result, indent=2) + "\n")
     print(f"wrote {args.out}")
