@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field, PositiveFloat, PositiveInt, model_validator
 
 from genframe.config import RecipeConfig, Section, TrainerConfig
@@ -29,6 +31,12 @@ class SGLDConfig(Section):
     noise: float = Field(0.005, ge=0, description="Std of the Gaussian noise added before each step.")
     grad_clip: PositiveFloat = Field(0.03, description="Score gradients are clipped to +-grad_clip.")
     generate_steps: PositiveInt = Field(1000, description="Langevin steps when generating from uniform noise.")
+    impl: Literal["auto", "autograd", "fused", "native"] = Field(
+        "auto", description="SGLD implementation: auto = fastest valid one (native C kernels + hand-written gradient "
+        "on CPU for the Swish CNN; autograd elsewhere); autograd = reference loop, any model/device; fused = "
+        "hand-written gradient, no compiler needed; native = fused + compiled first-layer kernels (CPU).")
+    threads: PositiveInt | None = Field(
+        None, description="CPU worker threads for the fast paths (chains split across them); default: torch's.")
 
 
 class BufferConfig(Section):

@@ -3,6 +3,16 @@
 Each step, exactly as the reference: x += N(0, noise); clamp to [-1, 1]; g = d score / dx;
 clip g to +-grad_clip; x += step_size * g; clamp to [-1, 1]. Model weights are frozen while
 sampling, so only the input gradient is computed.
+
+Implementations (``impl``), all drawing the same noise from the same generator:
+- ``autograd``: the reference loop with ``torch.autograd.grad``; right for any nn.Module, any device.
+- ``fused``: the Swish CNN's gradient written out by hand (swish_plan.py), chains split across
+  worker threads on CPU (fastpath.py); any device.
+- ``native``: ``fused`` plus compiled C kernels for the first layer (native.py); CPU only.
+- ``auto`` (default): ``native`` on CPU where the model is a SwishEnergyNet and the kernels build,
+  ``fused`` there if they do not, and ``autograd`` otherwise (other models; GPUs, whose fast path
+  is a separate piece of work).
+The fast paths agree with the reference loop to float rounding (tests/test_sampler_fast.py).
 """
 
 from __future__ import annotations
@@ -14,6 +24,11 @@ import torch
 from torch import nn
 
 from genframe.interfaces import SampleOutput, Sampler
+from genframe_ebm import native
+from genframe_ebm.fastpath import FastChains
+from genframe_ebm.swish_plan import SwishPlan
+
+IMPLS = ("auto", "autograd", "fused", "native")
 
 
 @contextmanager
@@ -41,14 +56,20 @@ class SGLDSampler(Sampler):
         steps: int = 60,
         generate_steps: int = 1000,
         example_shape: Sequence[int] = (1, 32, 32),
+        impl: str = "auto",
+        threads: int | None = None,
     ) -> None:
+        if impl not in IMPLS:
+            raise ValueError(f"sampler impl must be one of {', '.join(IMPLS)}, not {impl!r}")
         self.step_size, self.noise, self.grad_clip = step_size, noise, grad_clip
         self.steps, self.generate_steps = steps, generate_steps
         self.example_shape = tuple(example_shape)
+        self.impl, self.threads = impl, threads
 
     @classmethod
     def from_config(cls, config, example_shape: Sequence[int]) -> SGLDSampler:
-        return cls(config.step_size, config.noise, config.grad_clip, config.steps, config.generate_steps, example_shape)
+        return cls(config.step_size, config.noise, config.grad_clip, config.steps, config.generate_steps, example_shape,
+                   impl=config.impl, threads=config.threads)
 
     def init_state(self, n, device="cpu", generator=None) -> torch.Tensor:
         """Uniform noise in [-1, 1]."""
@@ -67,6 +88,10 @@ class SGLDSampler(Sampler):
         With ``keep_every=k`` the chain holds the start and every k-th state (for GIFs).
         """
         steps = self.steps if steps is None else steps
+        fast = self.fast_chains(model, init)
+        if fast is not None:
+            threads = self.threads or torch.get_num_threads()
+            return fast.sample(init, steps, keep_every, generator, threads)
         x = init.detach()
         chain = [x.clone()] if keep_every else []
         with frozen(model):
@@ -75,3 +100,34 @@ class SGLDSampler(Sampler):
                 if keep_every and (index + 1) % keep_every == 0:
                     chain.append(x.clone())
         return SampleOutput(x, chain)
+
+    def implementation(self, model: nn.Module, init: torch.Tensor) -> str:
+        """Which implementation ``sample`` runs for this model and input: autograd, fused or native."""
+        fast = self.fast_chains(model, init)
+        return "autograd" if fast is None else ("native" if fast.kernels is not None else "fused")
+
+    def fast_chains(self, model: nn.Module, init: torch.Tensor) -> FastChains | None:
+        """The fast path for this call (weights read now), or None for the autograd loop."""
+        if self.impl == "autograd":
+            return None
+        plan = SwishPlan.for_model(model, tuple(init.shape[1:])) if init.dtype == torch.float32 else None
+        if plan is None:
+            if self.impl != "auto":
+                raise ValueError(f"sampler.impl={self.impl!r} needs a SwishEnergyNet (plain Conv2d/SiLU layers, "
+                                 f"no hooks, float32) and float32 images; got {type(model).__name__} with "
+                                 f"{init.dtype} images. Use impl='auto' or 'autograd' for other models.")
+            return None
+        on_cpu = init.device.type == "cpu" and all(p.device.type == "cpu" for p in model.parameters())
+        if self.impl == "auto" and not on_cpu:
+            return None  # GPUs keep the autograd loop until their own fast path (CUDA graphs) exists
+        kernels = None
+        if self.impl in ("auto", "native"):
+            spec = plan.native_spec()
+            if not on_cpu or spec is None:
+                if self.impl == "native":
+                    raise ValueError("sampler.impl='native' runs on CPU only, for a first conv with 1 input channel, "
+                                     "stride 2, 'same' padding, a multiple of 16 channels and 32, 64... pixel images")
+            else:
+                kernels = native.load(spec, required=self.impl == "native")
+        return FastChains(plan, plan.weights(native=kernels is not None), kernels,
+                          self.step_size, self.noise, self.grad_clip)

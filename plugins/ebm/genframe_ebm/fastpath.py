@@ -1,0 +1,146 @@
+"""Fast SGLD chains: the hand-written gradient (swish_plan), native first-layer kernels (native) and,
+on CPU, the batch split across worker threads.
+
+Why threads over the batch: chains are independent, and one SGLD step is ~25 small ops. Run with
+intra-op threads, every op pays a fork/join and splits work too small to split well; each worker
+thread instead runs its own chunk of chains on one core (intra-op threads = 1), which measured ~1.5x
+on a 2-core machine. Torch ops and ctypes calls release the GIL, so the workers run in parallel.
+This needs the OpenMP build of PyTorch (thread count per thread); other builds use one chunk.
+
+Random numbers: all noise comes from the caller's generator, drawn in the main thread exactly as the
+reference loop draws it (one ``randn`` of the batch's shape per step, then scaled), so a seed gives
+the same chain on every implementation up to float rounding, and the generator ends in the same
+state (checkpoint resume stays exact). Noise is drawn in blocks of steps; the main thread draws the
+next block while the workers run the current one.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+
+import torch
+
+from genframe.interfaces import SampleOutput
+from genframe_ebm.native import FirstLayerKernels
+from genframe_ebm.swish_plan import SwishPlan, Weights
+
+MIN_CHUNK = 4  # chains per worker below which another thread costs more than it gives
+BLOCK_FLOATS = 1 << 22  # noise drawn per block: 16 MB (32 steps of a 128 batch of 32x32 images)
+
+_pool_lock = threading.Lock()
+_pool: ThreadPoolExecutor | None = None
+_pool_size = 0
+
+
+def threads_available() -> bool:
+    """Per-thread intra-op thread counts exist only with the OpenMP backend."""
+    return "OpenMP" in torch.__config__.parallel_info()
+
+
+def _one_thread() -> None:
+    torch.set_num_threads(1)  # OpenMP and MKL keep this per thread: this worker's ops run on its core only
+
+
+def worker_pool(size: int) -> ThreadPoolExecutor:
+    global _pool, _pool_size
+    with _pool_lock:
+        if _pool is None or _pool_size != size:
+            if _pool is not None:
+                _pool.shutdown(wait=True)
+            keep = torch.get_num_threads()
+            pool = ThreadPoolExecutor(size, thread_name_prefix="genframe-sgld", initializer=_one_thread)
+            barrier = threading.Barrier(size)
+            # Start all threads now (one task each, held at a barrier), so every initializer has run ...
+            list(pool.map(lambda _: barrier.wait(timeout=60), range(size)))
+            # ... and undo what set_num_threads(1) also did process-wide (the default for new threads).
+            torch.set_num_threads(keep)
+            _pool, _pool_size = pool, size
+        return _pool
+
+
+def chunk_bounds(n: int, workers: int) -> list[tuple[int, int]]:
+    edges = [round(i * n / workers) for i in range(workers + 1)]
+    return [(lo, hi) for lo, hi in zip(edges, edges[1:]) if hi > lo]
+
+
+class FastChains:
+    """Runs SGLD for one ``sample`` call: fixed weights, step settings and (optionally) kernels."""
+
+    def __init__(self, plan: SwishPlan, weights: Weights, kernels: FirstLayerKernels | None,
+                 step_size: float, noise: float, grad_clip: float) -> None:
+        self.plan, self.weights, self.kernels = plan, weights, kernels
+        self.step_size, self.noise, self.grad_clip = step_size, noise, grad_clip
+
+    def run_chunk(self, x: torch.Tensor, noise: torch.Tensor, t0: int,
+                  snapshot: Callable[[int, torch.Tensor], None] | None) -> None:
+        """``noise.shape[0]`` steps on the chains ``x`` (updated in place), from global step ``t0``."""
+        if self.kernels is not None:
+            spec = self.kernels.spec
+            act = torch.empty((x.shape[0], spec.out_size, spec.out_size, spec.channels))  # NHWC, reused
+            slope = torch.empty_like(act)  # SiLU'(z) of the first conv
+            act_cl = act.permute(0, 3, 1, 2)
+        for t in range(noise.shape[0]):
+            if self.kernels is not None:
+                # noise add, clamp, conv, SiLU in one kernel; the rest through ATen; then the first
+                # layer's input gradient and the update in one more kernel.
+                self.kernels.forward(x, noise[t], self.weights.first_wt, self.weights.convs[0][1], act, slope)
+                grad = self.plan.grad_from(self.weights, act_cl, 1).contiguous(memory_format=torch.channels_last)
+                self.kernels.backward_update(grad, slope, self.weights.first_wt2, x, self.step_size, self.grad_clip)
+            else:
+                x.add_(noise[t]).clamp_(-1.0, 1.0)
+                grad = self.plan.input_grad(self.weights, x)
+                x.add_(grad.clamp_(-self.grad_clip, self.grad_clip), alpha=self.step_size).clamp_(-1.0, 1.0)
+            if snapshot is not None:
+                snapshot(t0 + t + 1, x)
+
+    def sample(self, init: torch.Tensor, steps: int, keep_every: int | None,
+               generator: torch.Generator | None, threads: int) -> SampleOutput:
+        x = init.detach().clone(memory_format=torch.contiguous_format)
+        n = x.shape[0]
+        chain = [x.clone()] if keep_every else []
+        snaps = torch.empty((steps // keep_every, *x.shape), dtype=x.dtype, device=x.device) if keep_every else None
+        on_cpu = x.device.type == "cpu"
+        workers = max(1, min(threads, n // MIN_CHUNK)) if on_cpu and threads_available() else 1
+        bounds = chunk_bounds(n, workers)
+
+        def snapshot_for(lo: int) -> Callable[[int, torch.Tensor], None] | None:
+            if snaps is None:
+                return None
+
+            def keep(step: int, chunk: torch.Tensor) -> None:
+                if step % keep_every == 0:
+                    snaps[step // keep_every - 1, lo:lo + chunk.shape[0]].copy_(chunk)
+            return keep
+
+        block = max(1, min(steps, BLOCK_FLOATS // max(1, x.numel())))
+        buffers = [torch.empty((block, *x.shape), dtype=x.dtype, device=x.device) for _ in range(min(2, steps))]
+
+        def draw(buffer: torch.Tensor, count: int) -> torch.Tensor:
+            for t in range(count):  # one randn per step, as the reference loop, for the same stream
+                torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device, out=buffer[t])
+            return buffer[:count].mul_(self.noise)
+
+        done = 0
+        noise = draw(buffers[0], min(block, steps)) if steps else None
+        while done < steps:
+            count = noise.shape[0]
+            if workers == 1:
+                self.run_chunk(x, noise, done, snapshot_for(0))
+                futures = []
+            else:
+                pool = worker_pool(workers)
+                futures = [pool.submit(self.run_chunk, x[lo:hi], noise[:, lo:hi], done, snapshot_for(lo))
+                           for lo, hi in bounds]
+            left = steps - done - count
+            upcoming = draw(buffers[1], min(block, left)) if left else None  # overlaps with the workers
+            concurrent.futures.wait(futures)  # all finished before anything is raised or returned
+            for future in futures:
+                future.result()
+            buffers.reverse()
+            noise, done = upcoming, done + count
+        if snaps is not None:
+            chain.extend(snaps.unbind(0))
+        return SampleOutput(x, chain)
