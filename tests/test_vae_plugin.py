@@ -9,6 +9,9 @@ the config commands, the plugin listing, the Python API, and the conformance sui
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
@@ -37,7 +40,7 @@ def sets(settings: list[str]) -> list[str]:
 
 
 @pytest.fixture(autouse=True)
-def vae_plugin_installed(tmp_path, monkeypatch):
+def vae_plugin_installed(tmp_path, monkeypatch) -> Path:
     """The example plugin as an installed distribution: package dir on sys.path, dist-info from its pyproject."""
     site = tmp_path / "site"
     info = site / f"genframe_vae-{PROJECT['version']}.dist-info"
@@ -48,6 +51,7 @@ def vae_plugin_installed(tmp_path, monkeypatch):
     monkeypatch.syspath_prepend(str(EXAMPLE))
     monkeypatch.syspath_prepend(str(site))
     genframe.reset_host()
+    return site
 
 
 def test_the_plugin_is_discovered_through_its_entry_point():
@@ -166,6 +170,26 @@ def test_wandb_and_plot_take_the_vae_metrics_and_pictures(data_dir, tmp_path):
     assert wandb_records.config(datastore)["model"]["latent_dim"] == 4
     result = CliRunner().invoke(cli, ["plot", str(run), "--metric", "elbo"])
     assert result.exit_code == 0 and (run / "curves.png").is_file(), result.output
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not torch.distributed.is_available() or not torch.distributed.is_gloo_available(),
+                    reason="this PyTorch build has no torch.distributed with gloo")
+def test_torchrun_trains_the_vae_on_two_processes(data_dir, tmp_path, vae_plugin_installed):
+    run = tmp_path / "run"
+    path = os.pathsep.join([str(vae_plugin_installed), str(EXAMPLE), os.environ.get("PYTHONPATH", "")])
+    env = {**os.environ, "PYTHONPATH": path, "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2", "-m", "genframe",
+               "run", "vae", *sets([*VAE_TINY, "data.limit=128", "trainer.epochs=2", "logging.chain_n=0"]),
+               "--run-dir", str(run), "--quiet"]
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    state = load_checkpoint(run)
+    assert state["loop"]["step"] == 8  # 128 images / 2 processes / batch 16 = 4 steps per epoch
+    generators = [rank["generator"] for rank in state["trainer_ranks"]]
+    assert len(generators) == 2 and not torch.equal(*generators)  # each process its own noise
+    steps = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines() if '"elbo"' in line]
+    assert steps == [2, 4, 6, 8]  # logged once, by rank 0
 
 
 def test_the_core_never_mentions_the_plugin():

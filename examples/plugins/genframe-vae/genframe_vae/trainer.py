@@ -27,8 +27,9 @@ class ELBOTrainer(Trainer):
         self.model, self.device = model, device
         tcfg = config.trainer
         self.kl_weight, self.val_batch_size = tcfg.kl_weight, tcfg.val_batch_size
+        self.seed = config.seed
         self.generator = torch.Generator(device=device)
-        self.generator.manual_seed(NOISE_STREAM_OFFSET + config.seed)
+        self.generator.manual_seed(NOISE_STREAM_OFFSET + self.seed)
         self.optimizer = torch.optim.Adam(model.parameters(), lr=tcfg.lr, betas=tcfg.betas)
         self.last_batch: torch.Tensor | None = None  # for the reconstruction preview only
 
@@ -43,6 +44,11 @@ class ELBOTrainer(Trainer):
         self.optimizer.step()
         self.last_batch = batch.detach()
         return {"loss": loss.detach(), **{name: value.detach() for name, value in terms.items()}}
+
+    def distribute(self, rank: int, world_size: int) -> None:
+        """torchrun: each process draws its own noise; rank 0 keeps the single-process stream."""
+        if rank > 0:
+            self.generator.manual_seed(NOISE_STREAM_OFFSET + self.seed + rank * 1_000_003)
 
     @torch.no_grad()
     def validate(self, dataset: Dataset) -> dict[str, float]:
