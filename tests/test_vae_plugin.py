@@ -27,6 +27,7 @@ from genframe.testing import RecipeContract
 
 import wandb_records
 from conftest import REPO
+from test_loggers import wandb_files
 
 EXAMPLE = REPO / "examples" / "plugins" / "genframe-vae"
 PROJECT = tomllib.loads((EXAMPLE / "pyproject.toml").read_text())["project"]
@@ -162,7 +163,7 @@ def test_wandb_and_plot_take_the_vae_metrics_and_pictures(data_dir, tmp_path):
     run = tmp_path / "run"
     genframe.train("vae", overrides=[*VAE_TINY, "trainer.max_steps=6", 'logging.loggers=["jsonl", "wandb"]',
                                      "logging.wandb.mode=offline", "logging.wandb.project=tests"], run_dir=run)
-    (datastore,) = sorted(run.glob("wandb/offline-run-*/run-*.wandb"))
+    (datastore,) = wandb_files(run)  # waits for W&B's service to finish writing
     rows = wandb_records.history(datastore)
     assert [r["trainer/step"] for r in rows if "elbo" in r] == [2, 4, 6]
     assert [r["trainer/step"] for r in rows if "val/elbo" in r] == [4]
