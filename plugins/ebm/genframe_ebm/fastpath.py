@@ -24,7 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 import torch
 
 from genframe.interfaces import SampleOutput
-from genframe_ebm.native import FirstLayerKernels
+from genframe_ebm.native import NativeKernels
 from genframe_ebm.swish_plan import SwishPlan, Weights
 
 MIN_CHUNK = 4  # chains per worker below which another thread costs more than it gives
@@ -69,7 +69,7 @@ def chunk_bounds(n: int, workers: int) -> list[tuple[int, int]]:
 class FastChains:
     """Runs SGLD for one ``sample`` call: fixed weights, step settings and (optionally) kernels."""
 
-    def __init__(self, plan: SwishPlan, weights: Weights, kernels: FirstLayerKernels | None,
+    def __init__(self, plan: SwishPlan, weights: Weights, kernels: NativeKernels | None,
                  step_size: float, noise: float, grad_clip: float) -> None:
         self.plan, self.weights, self.kernels = plan, weights, kernels
         self.step_size, self.noise, self.grad_clip = step_size, noise, grad_clip
@@ -78,20 +78,26 @@ class FastChains:
                   snapshot: Callable[[int, torch.Tensor], None] | None) -> None:
         """``noise.shape[0]`` steps on the chains ``x`` (updated in place), from global step ``t0``."""
         if self.kernels is not None:
-            spec = self.kernels.spec
-            act = torch.empty((x.shape[0], spec.out_size, spec.out_size, spec.channels))  # NHWC, reused
-            slope = torch.empty_like(act)  # SiLU'(z) of the first conv
-            act_cl = act.permute(0, 3, 1, 2)
+            spec, n = self.kernels.spec, x.shape[0]
+            slope1 = torch.empty((n, spec.out_size, spec.out_size, spec.channels))  # SiLU' of conv 1 (NHWC)
+            act2 = torch.empty((n, spec.out_size // 2, spec.out_size // 2, spec.channels2))  # conv 2: SiLU, SiLU'
+            slope2 = torch.empty_like(act2)
+            act2_cl = act2.permute(0, 3, 1, 2)
+        scratch = {}  # activation buffers reused across steps
+        w = self.weights
         for t in range(noise.shape[0]):
             if self.kernels is not None:
-                # noise add, clamp, conv, SiLU in one kernel; the rest through ATen; then the first
-                # layer's input gradient and the update in one more kernel.
-                self.kernels.forward(x, noise[t], self.weights.first_wt, self.weights.convs[0][1], act, slope)
-                grad = self.plan.grad_from(self.weights, act_cl, 1).contiguous(memory_format=torch.channels_last)
-                self.kernels.backward_update(grad, slope, self.weights.first_wt2, x, self.step_size, self.grad_clip)
+                # Noise add, clamp and the first two convs with SiLU in one kernel; ATen for the rest of
+                # the net and back to d score / d a2; one kernel for the rest of the gradient and the update.
+                self.kernels.forward(x, noise[t], w.first_wt, w.convs[0][1], w.second_wf, w.convs[1][1],
+                                     act2, slope1, slope2)
+                grad = self.plan.grad_from(w, act2_cl, 2, scratch=scratch)
+                grad = grad.contiguous(memory_format=torch.channels_last)
+                self.kernels.backward_update(grad, slope2, w.second_wt, slope1, w.first_wt2, x, self.step_size,
+                                             self.grad_clip)
             else:
                 x.add_(noise[t]).clamp_(-1.0, 1.0)
-                grad = self.plan.input_grad(self.weights, x)
+                grad = self.plan.input_grad(w, x, scratch)
                 x.add_(grad.clamp_(-self.grad_clip, self.grad_clip), alpha=self.step_size).clamp_(-1.0, 1.0)
             if snapshot is not None:
                 snapshot(t0 + t + 1, x)

@@ -22,9 +22,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from genframe_ebm.energy import SwishEnergyNet
-from genframe_ebm.native import FirstLayerSpec
+from genframe_ebm.native import NativeSpec
 
 silu_backward = torch.ops.aten.silu_backward.default
+
+
+def silu_backward_(grad: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    """ATen's SiLU backward (as autograd runs it), written into ``grad`` itself."""
+    return torch.ops.aten.silu_backward.grad_input(grad, z, grad_input=grad)
 
 
 def channels_last(x: torch.Tensor) -> torch.Tensor:
@@ -45,8 +50,10 @@ class Weights:
     fc_weight: torch.Tensor  # columns permuted to the channels-last flatten order
     fc_bias: torch.Tensor
     out_weight: torch.Tensor  # (1, hidden)
-    first_wt: torch.Tensor | None = None  # native kernel layouts: [K][K][C_out] and [C_out][K][K]
+    first_wt: torch.Tensor | None = None  # native kernel layouts: [K][K][C_out] and [C_out][K][K] ...
     first_wt2: torch.Tensor | None = None
+    second_wf: torch.Tensor | None = None  # ... and the second conv's [K][K][C_in][C_out] (forward) ...
+    second_wt: torch.Tensor | None = None  # ... and [K][K][C_out][C_in] (input gradient)
 
 
 def _has_hooks(model: nn.Module) -> bool:
@@ -103,15 +110,20 @@ class SwishPlan:
             return None
         return cls(convs, head[1], head[3], sizes, (channels, h, w))
 
-    def native_spec(self) -> FirstLayerSpec | None:
-        """The first conv's shape for the native kernels, if they support it (1 channel, stride 2, ...)."""
-        conv, (h, w) = self.convs[0], self.sizes[0]
-        k, s, p = conv.kernel_size, conv.stride, conv.padding
-        if h != w or k[0] != k[1] or s[0] != s[1] or p[0] != p[1]:
+    def native_spec(self) -> NativeSpec | None:
+        """Shapes for the native kernels, if they support this net (1-channel first conv, stride 2, ...)."""
+        if len(self.convs) < 2:
             return None
-        if not FirstLayerSpec.supported(h, k[0], conv.out_channels, p[0], s[0], conv.in_channels):
+        shapes = []
+        for conv in self.convs[:2]:
+            k, s, p = conv.kernel_size, conv.stride, conv.padding
+            if k[0] != k[1] or s[0] != s[1] or p[0] != p[1]:
+                return None
+            shapes.append((conv.in_channels, conv.out_channels, k[0], s[0], p[0]))
+        (h, w), first, second = self.sizes[0], self.convs[0], self.convs[1]
+        if h != w or not NativeSpec.supported(h, shapes[0], shapes[1]):
             return None
-        return FirstLayerSpec(h, k[0], conv.out_channels)
+        return NativeSpec(h, first.kernel_size[0], first.out_channels, second.kernel_size[0], second.out_channels)
 
     def weights(self, native: bool = False) -> Weights:
         with torch.no_grad():
@@ -124,21 +136,34 @@ class SwishPlan:
                 first = self.convs[0].weight.detach()[:, 0]
                 weights.first_wt = first.permute(1, 2, 0).contiguous()
                 weights.first_wt2 = first.contiguous()
+                second = self.convs[1].weight.detach()
+                weights.second_wf = second.permute(2, 3, 1, 0).contiguous()
+                weights.second_wt = second.permute(2, 3, 0, 1).contiguous()
         return weights
 
-    def input_grad(self, weights: Weights, x: torch.Tensor) -> torch.Tensor:
+    def input_grad(self, weights: Weights, x: torch.Tensor, scratch: dict | None = None) -> torch.Tensor:
         """d score(x).sum() / dx for a batch x (N, C, H, W); any device."""
-        return self.grad_from(weights, channels_last(x), 0)
+        return self.grad_from(weights, channels_last(x), 0, scratch=scratch)
 
-    def grad_from(self, weights: Weights, a: torch.Tensor, first: int) -> torch.Tensor:
+    def grad_from(self, weights: Weights, a: torch.Tensor, first: int, scratch: dict | None = None) -> torch.Tensor:
         """d score / d a, where ``a`` is the input of conv ``first`` (channels-last); the result is
-        channels-last. ``first=1`` is what the native path asks for: it did conv 0 itself."""
+        channels-last. The native path asks for ``first=2``: its kernels run the first two convs.
+
+        ``scratch`` (a dict kept by the caller across steps) holds the activations' buffers, and SiLU's
+        backward runs in place: fewer fresh allocations per step. Fresh MB-sized tensors each step
+        cost page faults whenever the allocator has handed the memory back to the OS meanwhile."""
         pre = []  # each conv's pre-activation z: silu_backward needs it
         for weight, bias in weights.convs[first:]:
             conv = self.convs[first + len(pre)]
             z = F.conv2d(a, weight, bias, conv.stride, conv.padding)
             pre.append(z)
-            a = F.silu(z)
+            if scratch is None:
+                a = F.silu(z)
+            else:
+                out = scratch.get(len(pre))
+                if out is None or out.shape != z.shape or out.stride() != z.stride():
+                    out = scratch[len(pre)] = torch.empty_like(z)
+                a = torch.ops.aten.silu.out(z, out=out)
         n = a.shape[0]
         # Head: score = out(silu(fc(flatten(a)))); its gradient w.r.t. the last activation.
         hidden = torch.addmm(weights.fc_bias, a.permute(0, 2, 3, 1).reshape(n, -1), weights.fc_weight.t())
@@ -148,7 +173,7 @@ class SwishPlan:
         for offset in reversed(range(len(pre))):
             index = first + offset
             conv = self.convs[index]
-            g = silu_backward(g, pre[offset])
+            g = silu_backward_(g, pre[offset])  # g is always a fresh temporary here: overwrite it
             g = F.conv_transpose2d(g, weights.convs[index][0], None, conv.stride, conv.padding,
                                    self.output_padding[index])
         return g
