@@ -14,4 +14,5 @@ pytestmark = pytest.mark.usefixtures("data_dir")  # skips cleanly where MNIST is
 class TestEBMConformance(RecipeContract):
     recipe = "ebm"
     # 64 images in batches of 16: the resume test crosses an epoch end (validation, epoch checkpoint).
-    overrides = [*TINY, "data.limit=64", "trainer.max_steps=null", "logging.sample_n=4"]
+    # 5 generation steps: the sampler test generates four times, and SGLD steps are most of its cost.
+    overrides = [*TINY, "data.limit=64", "trainer.max_steps=null", "logging.sample_n=4", "sampler.generate_steps=5"]
