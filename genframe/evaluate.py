@@ -133,7 +133,8 @@ def format_report(report: dict[str, Any]) -> str:
     """The table ``genframe eval`` prints."""
     rows = [("samples", report["samples"]), ("train images (floor)", report["anchors"]["train"]),
             ("uniform noise", report["anchors"]["noise"])]
-    lines = [f"{report['recipe']} at step {report['step']}: {report['n']} samples, {report['steps']} sampler steps, "
+    steps = "one pass" if report["steps"] is None else f"{report['steps']} sampler steps"
+    lines = [f"{report['recipe']} at step {report['step']}: {report['n']} samples, {steps}, "
              f"{report['generation_seconds']} s to generate; vs the {report['dataset']} test set",
              f"{'':22}{'fd':>10}{'confidence':>12}{'conf>0.9':>10}{'coverage':>10}"]
     for name, m in rows:

@@ -146,7 +146,7 @@ class TrainingLoop:
         if self.tcfg.on_divergence == "stop" or rollbacks > self.tcfg.max_rollbacks:
             tried = f" after {rollbacks - 1} rollback(s)" if rollbacks > 1 else ""
             raise DivergenceError(f"training diverged: {where}{tried}; the last good checkpoint is "
-                                  f"{self.checkpoint_path}; lower trainer.lr or raise trainer.alpha, then --resume")
+                                  f"{self.checkpoint_path}; lower trainer.lr (or regularise more), then --resume")
         self.restore(load_checkpoint(self.checkpoint_path))
         self.loop["rollbacks"] = rollbacks
         rates = self.trainer.scale_learning_rate(self.tcfg.rollback_lr_factor)
