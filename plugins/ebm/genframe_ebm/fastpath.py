@@ -1,5 +1,5 @@
-"""Fast SGLD chains: the hand-written gradient (swish_plan), native first-layer kernels (native) and,
-on CPU, the batch split across worker threads.
+"""Fast SGLD chains: the native step (native.py) or the hand-written gradient in ATen ops (swish_plan)
+and, on CPU, the batch split across worker threads.
 
 Why threads over the batch: chains are independent, and one SGLD step is ~25 small ops. Run with
 intra-op threads, every op pays a fork/join and splits work too small to split well; each worker
@@ -78,26 +78,15 @@ class FastChains:
                   snapshot: Callable[[int, torch.Tensor], None] | None) -> None:
         """``noise.shape[0]`` steps on the chains ``x`` (updated in place), from global step ``t0``."""
         if self.kernels is not None:
-            spec, n = self.kernels.spec, x.shape[0]
-            slope1 = torch.empty((n, spec.out_size, spec.out_size, spec.channels))  # SiLU' of conv 1 (NHWC)
-            act2 = torch.empty((n, spec.out_size // 2, spec.out_size // 2, spec.channels2))  # conv 2: SiLU, SiLU'
-            slope2 = torch.empty_like(act2)
-            act2_cl = act2.permute(0, 3, 1, 2)
-        scratch = {}  # activation buffers reused across steps
-        w = self.weights
+            pointers = self.kernels.pointers(self.weights.native)
+            workspace = torch.zeros(self.kernels.workspace_floats)  # per-image buffers, borders kept zero
+        scratch = {}  # activation buffers reused across steps (ATen path)
         for t in range(noise.shape[0]):
             if self.kernels is not None:
-                # Noise add, clamp and the first two convs with SiLU in one kernel; ATen for the rest of
-                # the net and back to d score / d a2; one kernel for the rest of the gradient and the update.
-                self.kernels.forward(x, noise[t], w.first_wt, w.convs[0][1], w.second_wf, w.convs[1][1],
-                                     act2, slope1, slope2)
-                grad = self.plan.grad_from(w, act2_cl, 2, scratch=scratch)
-                grad = grad.contiguous(memory_format=torch.channels_last)
-                self.kernels.backward_update(grad, slope2, w.second_wt, slope1, w.first_wt2, x, self.step_size,
-                                             self.grad_clip)
+                self.kernels.step(x, noise[t], pointers, workspace, self.step_size, self.grad_clip)
             else:
                 x.add_(noise[t]).clamp_(-1.0, 1.0)
-                grad = self.plan.input_grad(w, x, scratch)
+                grad = self.plan.input_grad(self.weights, x, scratch)
                 x.add_(grad.clamp_(-self.grad_clip, self.grad_clip), alpha=self.step_size).clamp_(-1.0, 1.0)
             if snapshot is not None:
                 snapshot(t0 + t + 1, x)

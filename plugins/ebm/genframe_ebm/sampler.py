@@ -8,7 +8,8 @@ Implementations (``impl``), all drawing the same noise from the same generator:
 - ``autograd``: the reference loop with ``torch.autograd.grad``; right for any nn.Module, any device.
 - ``fused``: the Swish CNN's gradient written out by hand (swish_plan.py), chains split across
   worker threads on CPU (fastpath.py); any device.
-- ``native``: ``fused`` plus compiled C kernels for the first layer (native.py); CPU only.
+- ``native``: the whole step (forward, input gradient, update) as one C function generated for the
+  net's shape and compiled on first use (native_src.py, native.py), chains split across threads; CPU only.
 - ``auto`` (default): ``native`` on CPU where the model is a SwishEnergyNet and the kernels build,
   ``fused`` there if they do not, and ``autograd`` otherwise (other models; GPUs, whose fast path
   is a separate piece of work).
@@ -125,8 +126,9 @@ class SGLDSampler(Sampler):
             spec = plan.native_spec()
             if not on_cpu or spec is None:
                 if self.impl == "native":
-                    raise ValueError("sampler.impl='native' runs on CPU only, for a first conv with 1 input channel, "
-                                     "stride 2, 'same' padding, a multiple of 16 channels and 32, 64... pixel images")
+                    raise ValueError("sampler.impl='native' runs on CPU only, for one-channel images of 32, 64... "
+                                     "pixels and stride-2 convs with padding kernel // 2, odd kernels, multiples "
+                                     "of 16 channels and hidden units")
             else:
                 kernels = native.load(spec, required=self.impl == "native")
         return FastChains(plan, plan.weights(native=kernels is not None), kernels,

@@ -50,10 +50,7 @@ class Weights:
     fc_weight: torch.Tensor  # columns permuted to the channels-last flatten order
     fc_bias: torch.Tensor
     out_weight: torch.Tensor  # (1, hidden)
-    first_wt: torch.Tensor | None = None  # native kernel layouts: [K][K][C_out] and [C_out][K][K] ...
-    first_wt2: torch.Tensor | None = None
-    second_wf: torch.Tensor | None = None  # ... and the second conv's [K][K][C_in][C_out] (forward) ...
-    second_wt: torch.Tensor | None = None  # ... and [K][K][C_out][C_in] (input gradient)
+    native: list[torch.Tensor] | None = None  # the native step's weight list, in its layouts
 
 
 def _has_hooks(model: nn.Module) -> bool:
@@ -111,19 +108,17 @@ class SwishPlan:
         return cls(convs, head[1], head[3], sizes, (channels, h, w))
 
     def native_spec(self) -> NativeSpec | None:
-        """Shapes for the native kernels, if they support this net (1-channel first conv, stride 2, ...)."""
-        if len(self.convs) < 2:
-            return None
+        """The net's shape for the native kernels, if they support it (1-channel input, stride 2, ...)."""
         shapes = []
-        for conv in self.convs[:2]:
+        for conv in self.convs:
             k, s, p = conv.kernel_size, conv.stride, conv.padding
             if k[0] != k[1] or s[0] != s[1] or p[0] != p[1]:
                 return None
             shapes.append((conv.in_channels, conv.out_channels, k[0], s[0], p[0]))
-        (h, w), first, second = self.sizes[0], self.convs[0], self.convs[1]
-        if h != w or not NativeSpec.supported(h, shapes[0], shapes[1]):
+        (h, w), hidden = self.sizes[0], self.fc.out_features
+        if h != w or not NativeSpec.supported(h, shapes, hidden):
             return None
-        return NativeSpec(h, first.kernel_size[0], first.out_channels, second.kernel_size[0], second.out_channels)
+        return NativeSpec(h, tuple((ci, co, k) for ci, co, k, _, _ in shapes), hidden)
 
     def weights(self, native: bool = False) -> Weights:
         with torch.no_grad():
@@ -132,13 +127,15 @@ class SwishPlan:
             fc = self.fc.weight.detach()
             fc = fc.view(fc.shape[0], c, h, w).permute(0, 2, 3, 1).reshape(fc.shape[0], -1).contiguous()
             weights = Weights(convs, fc, self.fc.bias.detach(), self.out.weight.detach().reshape(1, -1))
-            if native:
-                first = self.convs[0].weight.detach()[:, 0]
-                weights.first_wt = first.permute(1, 2, 0).contiguous()
-                weights.first_wt2 = first.contiguous()
-                second = self.convs[1].weight.detach()
-                weights.second_wf = second.permute(2, 3, 1, 0).contiguous()
-                weights.second_wt = second.permute(2, 3, 0, 1).contiguous()
+            if native:  # the order and layouts native_src's sgld_step reads
+                tensors = []
+                for conv in self.convs:
+                    tensors += [conv.weight.detach().permute(2, 3, 1, 0).contiguous(), conv.bias.detach().contiguous()]
+                tensors += [fc.t().contiguous(), fc, self.fc.bias.detach().contiguous(),
+                            self.out.weight.detach().reshape(-1).contiguous()]
+                tensors += [conv.weight.detach().permute(2, 3, 0, 1).contiguous() for conv in self.convs[:0:-1]]
+                tensors.append(self.convs[0].weight.detach()[:, 0].contiguous())
+                weights.native = tensors
         return weights
 
     def input_grad(self, weights: Weights, x: torch.Tensor, scratch: dict | None = None) -> torch.Tensor:
@@ -147,7 +144,7 @@ class SwishPlan:
 
     def grad_from(self, weights: Weights, a: torch.Tensor, first: int, scratch: dict | None = None) -> torch.Tensor:
         """d score / d a, where ``a`` is the input of conv ``first`` (channels-last); the result is
-        channels-last. The native path asks for ``first=2``: its kernels run the first two convs.
+        channels-last.
 
         ``scratch`` (a dict kept by the caller across steps) holds the activations' buffers, and SiLU's
         backward runs in place: fewer fresh allocations per step. Fresh MB-sized tensors each step

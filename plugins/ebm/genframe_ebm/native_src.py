@@ -1,0 +1,269 @@
+"""C source of the native SGLD step for one Swish CNN shape (see native.py for why and how it is built).
+
+One call runs one SGLD step on a chunk of chains, image by image: every activation, SiLU' and
+gradient of one image (~120 KB) stays in the core's L1/L2 cache, and nothing goes back to Python
+between layers. Per image: noise add and clamp; each stride-2 conv with bias and SiLU (keeping SiLU'
+for the backward); the dense head; back through the head, each conv's transposed conv (its input
+gradient) times the SiLU' below; the first conv's input gradient; the update (clip, step, clamp).
+
+Layouts are channels-last with zero borders, so the inner loops have no bounds checks. Convs are
+vectorised over 16 output (forward) or input (backward) channels with GCC/Clang vector extensions
+(lowered to AVX-512, AVX2 or NEON as the CPU allows); several output positions share each weight
+load. The shapes are baked in as literals, so the compiler unrolls and keeps accumulators in registers.
+"""
+
+from __future__ import annotations
+
+PRELUDE = r"""
+#include <stdint.h>
+#include <string.h>
+typedef float v16 __attribute__((vector_size(64)));
+typedef int32_t v16i __attribute__((vector_size(64)));
+typedef float v16u __attribute__((vector_size(64), aligned(4)));
+static inline v16 ld(const float *p) { return *(const v16u *)p; }
+static inline void st(float *p, v16 v) { *(v16u *)p = v; }
+static inline v16 splat(float c) { return (v16){0} + c; }
+static inline v16 vsel(v16i m, v16 a, v16 b) { return (v16)((m & (v16i)a) | (~m & (v16i)b)); }
+/* exp for SiLU: Cephes-style range reduction and polynomial, ~1 ulp, branch-free so it vectorises. */
+static inline v16 vexp(v16 x) {
+    x = vsel(x < splat(-87.0f), splat(-87.0f), x);
+    x = vsel(x > splat(88.0f), splat(88.0f), x);
+    v16 n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;   /* round to nearest */
+    v16 r = x - n * 0.693359375f;
+    r = r + n * 2.12194440e-4f;
+    v16 p = r * 1.9875691500E-4f + 1.3981999507E-3f;
+    p = p * r + 8.3334519073E-3f;
+    p = p * r + 4.1665795894E-2f;
+    p = p * r + 1.6666665459E-1f;
+    p = p * r + 5.0000001201E-1f;
+    p = p * r * r + r + 1.0f;
+    v16i e = (__builtin_convertvector(n, v16i) + 127) << 23;
+    return p * (v16)e;
+}
+/* a = SiLU(z); d = SiLU'(z), written as ATen's silu_backward computes it */
+static inline void silu2(v16 z, float *a, float *d) {
+    const v16 s = 1.0f / (1.0f + vexp(-z));
+    st(a, z * s);
+    st(d, s * (1.0f + z * (1.0f - s)));
+}
+"""
+
+# Conv l forward: input [HI+2P][HI+2P][CI] (zero border), output a [HO+2Q][HO+2Q][CO] at border Q (the
+# next conv's padding), d [HO][HO][CO]. wf: [K][K][CI][CO]. JB positions x CB vectors of accumulators.
+CONV_FWD = r"""
+static void conv{l}_fwd(const float *restrict in, const float *restrict wf, const float *restrict bias,
+                       float *restrict a, float *restrict d) {{
+    for (int i = 0; i < {HO}; i++)
+        for (int j0 = 0; j0 < {HO}; j0 += {JB}) {{
+            v16 acc[{JB}][{CB}];
+            for (int jj = 0; jj < {JB}; jj++)
+                for (int cb = 0; cb < {CB}; cb++) acc[jj][cb] = ld(bias + 16 * cb);
+            for (int u = 0; u < {K}; u++)
+                for (int v = 0; v < {K}; v++)
+                    for (int c = 0; c < {CI}; c++) {{
+                        const float *w = wf + ((u * {K} + v) * {CI} + c) * {CO};
+                        const float *x = in + ((2 * i + u) * {WI} + 2 * j0 + v) * {CI} + c;
+                        v16 wk[{CB}];
+                        for (int cb = 0; cb < {CB}; cb++) wk[cb] = ld(w + 16 * cb);
+                        for (int jj = 0; jj < {JB}; jj++) {{
+                            const float xv = x[2 * jj * {CI}];
+                            for (int cb = 0; cb < {CB}; cb++) acc[jj][cb] += xv * wk[cb];
+                        }}
+                    }}
+            for (int jj = 0; jj < {JB}; jj++)
+                for (int cb = 0; cb < {CB}; cb++)
+                    silu2(acc[jj][cb], a + ((i + {Q}) * {WO} + j0 + jj + {Q}) * {CO} + 16 * cb,
+                          d + (i * {HO} + j0 + jj) * {CO} + 16 * cb);
+        }}
+}}
+"""
+
+# Conv l input gradient: g [HO+2R][HO+2R][CO] (d score / dz_l, zero border R), wt: [K][K][CO][CI];
+# out[p][q] = (sum over taps) * dprev[p][q] = d score / dz_(l-1), written by STORE. Output rows and columns
+# of one parity use the same taps; JB columns of one parity share each weight load.
+CONV_BWD = r"""
+static void conv{l}_bwd(const float *restrict g, const float *restrict wt, const float *restrict dprev,
+                       float *restrict out) {{
+    for (int p = 0; p < {HI}; p++) {{
+        const int pp = p & 1, r = p >> 1;
+        for (int pq = 0; pq < 2; pq++)
+            for (int m0 = 0; m0 < {HO}; m0 += {JB}) {{
+                v16 acc[{JB}][{CB}];
+                for (int jj = 0; jj < {JB}; jj++)
+                    for (int cb = 0; cb < {CB}; cb++) acc[jj][cb] = splat(0.0f);
+                for (int u = 0; u < {K}; u++) {{
+                    if ((pp + {P} - u) & 1) continue;   /* row p = 2i + u - P for an integer i */
+                    const int i = r + (pp + {P} - u) / 2;
+                    for (int v = 0; v < {K}; v++) {{
+                        if ((pq + {P} - v) & 1) continue;
+                        const float *gr = g + ((i + {R}) * {WG} + m0 + (pq + {P} - v) / 2 + {R}) * {CO};
+                        const float *w = wt + (u * {K} + v) * {CO} * {CI};
+                        for (int k = 0; k < {CO}; k++) {{
+                            v16 wk[{CB}];
+                            for (int cb = 0; cb < {CB}; cb++) wk[cb] = ld(w + k * {CI} + 16 * cb);
+                            for (int jj = 0; jj < {JB}; jj++) {{
+                                const float gv = gr[jj * {CO} + k];
+                                for (int cb = 0; cb < {CB}; cb++) acc[jj][cb] += gv * wk[cb];
+                            }}
+                        }}
+                    }}
+                }}
+                for (int jj = 0; jj < {JB}; jj++) {{
+                    const int q = 2 * (m0 + jj) + pq;
+                    for (int cb = 0; cb < {CB}; cb++) {{
+                        const v16 val = acc[jj][cb] * ld(dprev + (p * {HI} + q) * {CI} + 16 * cb);
+                        {STORE}
+                    }}
+                }}
+            }}
+    }}
+}}
+"""
+STORE_PADDED = "st(out + ((p + {R2}) * {WG2} + q + {R2}) * {CI} + 16 * cb, val);"
+STORE_TRANSPOSED = "for (int c = 0; c < 16; c++) out[((p * {CI}) + 16 * cb + c) * {WT} + q + {P1}] = val[c];"
+
+# The first conv's input gradient (1 channel out) from gt[row][channel][column + P1] = d score / dz_1,
+# streamed row by row: output row 2i-P1+u takes input row i with tap u, so after row i the rows 2i-P1
+# and 2i-P1+1 are complete; then the SGLD update of those rows of x.
+FIRST_BWD_UPDATE = r"""
+static void first_bwd_update(const float *restrict gt, const float *restrict w1b, float *restrict x,
+                             float step, float clip) {{
+    v16 acc[{K}][2][{MB}];   /* [row offset u][column parity][16-column block] */
+    memset(acc, 0, sizeof acc);
+    for (int i = 0; i <= {HO} + ({K} - 1) / 2; i++) {{
+        if (i < {HO})
+            for (int c = 0; c < {CO}; c++) {{
+                const float *src = gt + (i * {CO} + c) * {WT} + {P}, *w = w1b + c * {K} * {K};
+                for (int u = 0; u < {K}; u++)
+                    for (int v = 0; v < {K}; v++) {{
+                        const int px = (v - {P}) & 1, sh = (v - {P} - px) / 2;   /* column 2j+v-P = 2(j+sh)+px */
+                        for (int mb = 0; mb < {MB}; mb++) acc[u][px][mb] += w[u * {K} + v] * ld(src - sh + 16 * mb);
+                    }}
+            }}
+        for (int r = 0; r < 2; r++) {{
+            const int y = 2 * i - {P} + r;
+            if (y < 0 || y >= {H}) continue;
+            float *xr = x + y * {H};
+            for (int mb = 0; mb < {MB}; mb++)
+                for (int m = 0; m < 16; m++)
+                    for (int px = 0; px < 2; px++) {{
+                        float gv = acc[r][px][mb][m];
+                        gv = gv < -clip ? -clip : (gv > clip ? clip : gv);
+                        const int q = 32 * mb + 2 * m + px;
+                        const float val = xr[q] + step * gv;
+                        xr[q] = val < -1.0f ? -1.0f : (val > 1.0f ? 1.0f : val);
+                    }}
+        }}
+        for (int u = 0; u + 2 < {K}; u++) memcpy(acc[u], acc[u + 2], sizeof acc[u]);
+        for (int u = {K} - 2 < 0 ? 0 : {K} - 2; u < {K}; u++) memset(acc[u], 0, sizeof acc[u]);
+    }}
+}}
+"""
+
+# Head: z = fc(h) + b, hidden SiLU, score = out . SiLU(z); gradient back to the last conv's activation,
+# times its SiLU' (d score / dz_L), into g [HL+2R][HL+2R][CL] at border R. fct: [NIN][NH], fc: [NH][NIN].
+HEAD = r"""
+static void head(const float *restrict h, const float *restrict fct, const float *restrict fc,
+                 const float *restrict b, const float *restrict wout, const float *restrict dl, float *restrict g) {{
+    v16 z[2][{NHB}];
+    for (int o = 0; o < {NHB}; o++) {{ z[0][o] = ld(b + 16 * o); z[1][o] = splat(0.0f); }}
+    for (int i = 0; i < {NIN}; i += 2)   /* two accumulator sets: half the dependency chain */
+        for (int e = 0; e < 2; e++)
+            for (int o = 0; o < {NHB}; o++) z[e][o] += h[i + e] * ld(fct + (i + e) * {NH} + 16 * o);
+    float gz[{NH}], tmp[16];
+    for (int o = 0; o < {NHB}; o++) {{
+        silu2(z[0][o] + z[1][o], tmp, gz + 16 * o);
+        st(gz + 16 * o, ld(gz + 16 * o) * ld(wout + 16 * o));
+    }}
+    v16 acc[{NINB}];
+    for (int q = 0; q < {NINB}; q++) acc[q] = splat(0.0f);
+    for (int o = 0; o < {NH}; o++)
+        for (int q = 0; q < {NINB}; q++) acc[q] += gz[o] * ld(fc + o * {NIN} + 16 * q);
+    for (int q = 0; q < {NINB}; q++) {{
+        const int pos = 16 * q / {CL}, c = 16 * q % {CL};   /* h is [HL][HL][CL] */
+        st(g + (((pos / {HL}) + {R}) * {WG} + pos % {HL} + {R}) * {CL} + c, acc[q] * ld(dl + 16 * q));
+    }}
+}}
+"""
+
+
+def source(size: int, convs: list[tuple[int, int, int]], hidden: int) -> str:
+    """C for a net whose convs are (in_channels, out_channels, kernel), all stride 2 with padding k // 2,
+    on size x size one-channel images, followed by Dense(hidden), SiLU, Dense(1)."""
+    parts, sizes = [PRELUDE], [size]
+    for _ in convs:
+        sizes.append(sizes[-1] // 2)
+    pads = [k // 2 for _, _, k in convs]
+    n = len(convs)
+    for l, ((ci, co, k), hi) in enumerate(zip(convs, sizes), start=1):
+        ho, q = hi // 2, (pads[l] if l < n else 0)  # output border: the next conv's padding
+        parts.append(CONV_FWD.format(l=l, HO=ho, JB=min(8, ho), CB=co // 16, K=k, CI=ci, CO=co, WI=hi + 2 * pads[l - 1],
+                                     Q=q, WO=ho + 2 * q))
+    r = [max(1, k // 2) for _, _, k in convs]  # zero border of each conv's output gradient
+    for l in range(n, 1, -1):
+        (ci, co, k), hi, ho = convs[l - 1], sizes[l - 1], sizes[l]
+        if l > 2:
+            store = STORE_PADDED.format(R2=r[l - 2], WG2=hi + 2 * r[l - 2], CI=ci)
+        else:
+            store = STORE_TRANSPOSED.format(CI=ci, WT=hi + 2 * pads[0], P1=pads[0])
+        parts.append(CONV_BWD.format(l=l, HI=hi, HO=ho, JB=min(8, ho), CB=ci // 16, K=k, P=k // 2, R=r[l - 1],
+                                     WG=ho + 2 * r[l - 1], CO=co, CI=ci, STORE=store))
+    ci1, co1, k1 = convs[0]
+    parts.append(FIRST_BWD_UPDATE.format(K=k1, P=k1 // 2, MB=sizes[1] // 16, HO=sizes[1], CO=co1,
+                                         WT=sizes[1] + 2 * pads[0], H=size))
+    cl, hl = convs[-1][1], sizes[-1]
+    parts.append(HEAD.format(NH=hidden, NHB=hidden // 16, NIN=hl * hl * cl, NINB=hl * hl * cl // 16, CL=cl, HL=hl,
+                             R=r[-1], WG=hl + 2 * r[-1]))
+    parts.append(_step(size, convs, sizes, pads, r))
+    return "".join(parts)
+
+
+def _step(size, convs, sizes, pads, r) -> str:
+    """The entry point: buffers carved from a zeroed workspace (borders stay zero: only interiors are
+    ever written), then per image the layers in order."""
+    n = len(convs)
+    bufs = [("xin", (size + 2 * pads[0]) ** 2)]
+    for l in range(1, n + 1):
+        border, co = (pads[l] if l < n else 0), convs[l - 1][1]
+        bufs += [(f"a{l}", (sizes[l] + 2 * border) ** 2 * co), (f"d{l}", sizes[l] ** 2 * co)]
+        if l > 1:
+            bufs.append((f"g{l}", (sizes[l] + 2 * r[l - 1]) ** 2 * co))
+    bufs.append(("gt", sizes[1] * convs[0][1] * (sizes[1] + 2 * pads[0])))
+    carve, offset = [], 0
+    for name, count in bufs:
+        carve.append(f"float *{name} = ws + {offset};")
+        offset += (count + 15) // 16 * 16
+    body = ["conv1_fwd(xin, w[0], w[1], a1, d1);"]
+    for l in range(2, n + 1):
+        body.append(f"conv{l}_fwd(a{l - 1}, w[{2 * l - 2}], w[{2 * l - 1}], a{l}, d{l});")
+    k = 2 * n  # after the conv weights: fc^T, fc, bias, out weights, the transposed-conv weights, w1b
+    body.append(f"head(a{n}, w[{k}], w[{k + 1}], w[{k + 2}], w[{k + 3}], d{n}, g{n});")
+    for l in range(n, 1, -1):
+        body.append(f"conv{l}_bwd(g{l}, w[{k + 4 + n - l}], d{l - 1}, {f'g{l - 1}' if l > 2 else 'gt'});")
+    body.append(f"first_bwd_update(gt, w[{k + 4 + n - 1}], xb, step, clip);")
+    hp, nl = size + 2 * pads[0], "\n        "
+    return f"""
+size_t sgld_workspace_floats(void) {{ return {offset}; }}
+
+/* One SGLD step for n images: x [n][{size}][{size}] updated in place; noise alike (pre-scaled) or NULL.
+   w: per conv its weights [K][K][CI][CO] and bias; fc^T, fc, fc bias, out weights; the transposed-conv
+   weights [K][K][CO][CI] of convs n..2; the first conv's weights [CO][K][K]. ws: zeroed workspace. */
+void sgld_step(float *restrict x, const float *restrict noise, const float *const *w, float *restrict ws,
+               int n, float step, float clip) {{
+    {" ".join(carve)}
+    for (int b = 0; b < n; b++) {{
+        float *xb = x + (size_t)b * {size * size};
+        for (int y = 0; y < {size}; y++)
+            for (int c = 0; c < {size}; c++) {{
+                float val = xb[y * {size} + c];
+                if (noise) {{
+                    val += noise[(size_t)b * {size * size} + y * {size} + c];
+                    val = val < -1.0f ? -1.0f : (val > 1.0f ? 1.0f : val);
+                    xb[y * {size} + c] = val;
+                }}
+                xin[(y + {pads[0]}) * {hp} + c + {pads[0]}] = val;
+            }}
+        {nl.join(body)}
+    }}
+}}
+"""
