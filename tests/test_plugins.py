@@ -104,7 +104,8 @@ def test_environment_restricts_which_plugins_load(site, monkeypatch):
     monkeypatch.delenv("GENFRAME_PLUGINS")
     monkeypatch.setenv("GENFRAME_DISABLE_PLUGINS", "broken,typo,raises,hello")
     host = load_plugins()
-    assert {p.name for p in host.plugins} == {"genframe.builtins", "ebm"}
+    loaded = {p.name for p in host.plugins}  # whatever else the environment has installed may load too
+    assert {"genframe.builtins", "ebm"} <= loaded and not loaded & {"broken", "typo", "raises", "hello"}
 
 
 def test_core_never_imports_a_plugin():
