@@ -17,6 +17,7 @@ next block while the workers run the current one.
 from __future__ import annotations
 
 import concurrent.futures
+import os
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -34,6 +35,7 @@ FIRST_BLOCK = 4  # steps in the first block
 _pool_lock = threading.Lock()
 _pool: ThreadPoolExecutor | None = None
 _pool_size = 0
+_pool_pid = 0
 
 
 def threads_available() -> bool:
@@ -46,8 +48,10 @@ def _one_thread() -> None:
 
 
 def worker_pool(size: int) -> ThreadPoolExecutor:
-    global _pool, _pool_size
+    global _pool, _pool_size, _pool_pid
     with _pool_lock:
+        if _pool_pid != os.getpid():  # a forked child has the pool object but not its threads
+            _pool = None
         if _pool is None or _pool_size != size:
             if _pool is not None:
                 _pool.shutdown(wait=True)
@@ -58,7 +62,7 @@ def worker_pool(size: int) -> ThreadPoolExecutor:
             list(pool.map(lambda _: barrier.wait(timeout=60), range(size)))
             # ... and undo what set_num_threads(1) also did process-wide (the default for new threads).
             torch.set_num_threads(keep)
-            _pool, _pool_size = pool, size
+            _pool, _pool_size, _pool_pid = pool, size, os.getpid()
         return _pool
 
 
