@@ -175,3 +175,25 @@ def test_device_choice(device):
 def test_bad_impl_is_a_clear_error():
     with pytest.raises(ValueError, match="impl must be one of"):
         SGLDSampler(impl="fast")
+
+
+def test_a_failing_worker_raises_instead_of_hanging(monkeypatch):
+    import threading
+
+    from genframe_ebm.fastpath import FastChains
+
+    original = FastChains.run_chunk
+
+    def flaky(self, x, noise, t0, snapshot):
+        if t0 > 0 and threading.current_thread().name.endswith("_0"):  # one worker fails in a later block
+            raise RuntimeError("boom")
+        return original(self, x, noise, t0, snapshot)
+
+    monkeypatch.setattr(FastChains, "run_chunk", flaky)
+    model = make_net()
+    init = torch.rand((16, 1, 32, 32), generator=torch.Generator().manual_seed(0)) * 2 - 1
+    sampler = SGLDSampler(threads=2)
+    with pytest.raises(RuntimeError, match="boom"):
+        sampler.sample(model, init, 40)
+    monkeypatch.setattr(FastChains, "run_chunk", original)
+    assert sampler.sample(model, init, 5).images.shape == init.shape  # the pool still works afterwards

@@ -116,33 +116,68 @@ class FastChains:
             return keep
 
         block = max(1, min(steps, BLOCK_FLOATS // max(1, x.numel())))
-        buffers = [torch.empty((block, *x.shape), dtype=x.dtype, device=x.device) for _ in range(min(2, steps))]
+        # A short first block (the only noise the workers wait for), then blocks growing 4x, drawn while
+        # the workers run the previous one (drawing a step takes ~1/6 of computing it).
+        blocks, count = [], min(FIRST_BLOCK, block, steps)
+        while sum(c for _, c in blocks) < steps:
+            start = sum(c for _, c in blocks)
+            blocks.append((start, min(count, steps - start)))
+            count = min(block, 4 * count)
+        buffers = [torch.empty((block, *x.shape), dtype=x.dtype, device=x.device) for _ in range(min(2, len(blocks)))]
 
-        def draw(buffer: torch.Tensor, count: int) -> torch.Tensor:
+        def draw(index: int) -> torch.Tensor:
+            buffer, count = buffers[index % 2], blocks[index][1]
             for t in range(count):  # one randn per step, as the reference loop, for the same stream
                 torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device, out=buffer[t])
             return buffer[:count].mul_(self.noise)
 
-        done = 0
-        # A short first block: drawing it is the only noise work the workers wait for.
-        noise = draw(buffers[0], min(FIRST_BLOCK, block, steps)) if steps else None
-        while done < steps:
-            count = noise.shape[0]
-            if workers == 1:
-                self.run_chunk(x, noise, done, snapshot_for(0))
-                futures = []
-            else:
-                pool = worker_pool(workers)
-                futures = [pool.submit(self.run_chunk, x[lo:hi], noise[:, lo:hi], done, snapshot_for(lo))
-                           for lo, hi in bounds]
-            left = steps - done - count
-            # Drawn while the workers run; blocks grow 4x, as drawing a step takes ~1/6 of computing it.
-            upcoming = draw(buffers[1], min(block, left, 4 * count)) if left else None
-            concurrent.futures.wait(futures)  # all finished before anything is raised or returned
-            for future in futures:
-                future.result()
-            buffers.reverse()
-            noise, done = upcoming, done + count
+        if workers == 1:
+            for index, (start, _) in enumerate(blocks):
+                self.run_chunk(x, draw(index), start, snapshot_for(0))
+        else:
+            self._run_threads(x, blocks, buffers, draw, bounds, snapshot_for, worker_pool(workers))
         if snaps is not None:
             chain.extend(snaps.unbind(0))
         return SampleOutput(x, chain)
+
+    def _run_threads(self, x, blocks, buffers, draw, bounds, snapshot_for, pool) -> None:
+        """Each worker runs its chunk through all blocks, waiting only for each block's noise: no barrier
+        between workers per block (one sharing its core with the noise-drawing thread falls behind for a
+        while, then catches up). A buffer is redrawn once every worker is done with it."""
+        drawn = [threading.Event() for _ in blocks]
+        finished = [threading.Semaphore(0) for _ in blocks]
+        abort = threading.Event()
+
+        def work(lo: int, hi: int) -> None:
+            try:
+                for index, (start, count) in enumerate(blocks):
+                    drawn[index].wait()
+                    if abort.is_set():
+                        return
+                    self.run_chunk(x[lo:hi], buffers[index % 2][:count, lo:hi], start, snapshot_for(lo))
+                    finished[index].release()
+            except BaseException:
+                abort.set()
+                for semaphore in finished:  # never leave the drawing thread waiting for this worker
+                    semaphore.release(len(bounds))
+                raise
+
+        futures = [pool.submit(work, lo, hi) for lo, hi in bounds]
+        try:
+            for index in range(len(blocks)):
+                if index >= 2:
+                    for _ in bounds:
+                        finished[index - 2].acquire()
+                if abort.is_set():
+                    break
+                draw(index)
+                drawn[index].set()
+        except BaseException:
+            abort.set()
+            raise
+        finally:
+            for event in drawn:  # workers waiting for noise that will not come now return
+                event.set()
+            concurrent.futures.wait(futures)
+        for future in futures:
+            future.result()
