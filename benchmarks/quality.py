@@ -79,6 +79,8 @@ def main() -> None:
 
     summary = []
     threads = torch.get_num_threads()
+    if args.combine:  # the runs' own thread count, not this merging process's
+        threads = json.loads(Path(args.combine[0]).read_text())["machine"].get("torch_threads", threads)
     print(f"\n{args.recipe} ({args.config}), {args.n} samples per evaluation, {threads} torch threads, "
           f"{os.cpu_count()} cores: {cpu_name()}")
     print(f"{'epoch':>5} {'train min':>9} {'fd mean':>9} {'fd min-max':>17} {'conf':>6} {'conf>0.9':>8} {'coverage':>8}")
