@@ -49,8 +49,23 @@ def cpu_name() -> str:
     return platform.processor() or "unknown"
 
 
+def cpu_details() -> str:
+    """Family/model and vector ISA: a VM often shows only "AMD EPYC" as the name."""
+    try:
+        info = {}
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            info.setdefault(key.strip(), value.strip())
+        flags = info.get("flags", "").split()
+        isa = next((f for f in ("avx512f", "avx2", "neon", "asimd") if f in flags), "?")
+        return f"family {info.get('cpu family', '?')} model {info.get('model', '?')}, {isa}, {info.get('cpu MHz', '?')} MHz"
+    except OSError:
+        return platform.machine()
+
+
 def machine() -> dict:
-    return {"cpu": cpu_name(), "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+    return {"cpu": cpu_name(), "cpu_details": cpu_details(), "cores": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(),
             "torch": torch.__version__, "python": platform.python_version(),
             "load_average": [round(v, 2) for v in os.getloadavg()] if hasattr(os, "getloadavg") else None}
 

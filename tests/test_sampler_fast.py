@@ -149,7 +149,7 @@ def test_without_a_compiler_native_warns_and_fused_takes_over(monkeypatch, tmp_p
     monkeypatch.setattr(native, "_loaded_errors", {})
     model = make_net()
     init = torch.rand((8, 1, 32, 32), generator=torch.Generator().manual_seed(0)) * 2 - 1
-    with pytest.warns(RuntimeWarning, match="native SGLD kernels unavailable"):
+    with pytest.warns(RuntimeWarning, match="native SGLD step unavailable"):
         assert SGLDSampler().implementation(model, init) == "fused"
     out, _ = run("auto", model, init, 10)
     ref, _ = run("autograd", model, init, 10)
