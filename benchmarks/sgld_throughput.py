@@ -58,7 +58,8 @@ def cpu_details() -> str:
             info.setdefault(key.strip(), value.strip())
         flags = info.get("flags", "").split()
         isa = next((f for f in ("avx512f", "avx2", "neon", "asimd") if f in flags), "?")
-        return f"family {info.get('cpu family', '?')} model {info.get('model', '?')}, {isa}, {info.get('cpu MHz', '?')} MHz"
+        family, model, mhz = info.get("cpu family", "?"), info.get("model", "?"), info.get("cpu MHz", "?")
+        return f"family {family} model {model}, {isa}, {mhz} MHz"
     except OSError:
         return platform.machine()
 

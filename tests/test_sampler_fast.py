@@ -44,8 +44,8 @@ def run(impl: str, model, init, steps, seed=0, keep=None, **kwargs):
 
 
 @pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("arch", [{}, {"in_channels": 3, "image_size": 28, "channels": [8, 16, 24], "kernel_sizes": [3, 5, 3],
-                                       "hidden": 32}])
+@pytest.mark.parametrize("arch", [{}, {"in_channels": 3, "image_size": 28, "channels": [8, 16, 24],
+                                       "kernel_sizes": [3, 5, 3], "hidden": 32}])
 def test_hand_written_gradient_matches_autograd(device, arch):
     model = make_net(bias_std=0.1, **arch).to(device)
     shape = (arch.get("in_channels", 1), arch.get("image_size", 32), arch.get("image_size", 32))

@@ -32,9 +32,9 @@ class SGLDConfig(Section):
     grad_clip: PositiveFloat = Field(0.03, description="Score gradients are clipped to +-grad_clip.")
     generate_steps: PositiveInt = Field(1000, description="Langevin steps when generating from uniform noise.")
     impl: Literal["auto", "autograd", "fused", "native"] = Field(
-        "auto", description="SGLD implementation: auto = fastest valid one (native C kernels + hand-written gradient "
-        "on CPU for the Swish CNN; autograd elsewhere); autograd = reference loop, any model/device; fused = "
-        "hand-written gradient, no compiler needed; native = fused + compiled first-layer kernels (CPU).")
+        "auto", description="SGLD implementation: auto = the fastest valid one (native on CPU for the Swish CNN, "
+        "fused there without a C compiler, autograd otherwise); autograd = reference loop, any model and device; "
+        "fused = hand-written gradient in ATen ops, any device; native = the whole step as compiled C (CPU).")
     threads: PositiveInt | None = Field(
         None, description="CPU worker threads for the fast paths (chains split across them); default: torch's.")
 

@@ -17,6 +17,7 @@ next block while the workers run the current one.
 from __future__ import annotations
 
 import concurrent.futures
+import itertools
 import os
 import threading
 from collections.abc import Callable
@@ -68,7 +69,7 @@ def worker_pool(size: int) -> ThreadPoolExecutor:
 
 def chunk_bounds(n: int, workers: int) -> list[tuple[int, int]]:
     edges = [round(i * n / workers) for i in range(workers + 1)]
-    return [(lo, hi) for lo, hi in zip(edges, edges[1:]) if hi > lo]
+    return [(lo, hi) for lo, hi in itertools.pairwise(edges) if hi > lo]
 
 
 class FastChains:

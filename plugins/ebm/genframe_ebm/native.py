@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import ctypes
 import hashlib
+import itertools
 import os
 import platform
 import shutil
@@ -52,7 +53,7 @@ class NativeSpec:
             if s != 2 or k % 2 != 1 or p != k // 2 or c_out % 16 or size % 2 or out < 1 or out % min(8, out):
                 return False
             size = out
-        return all(a[1] == b[0] for a, b in zip(convs, convs[1:]))
+        return all(a[1] == b[0] for a, b in itertools.pairwise(convs))
 
 
 class NativeKernels:
@@ -117,7 +118,7 @@ def _build(spec: NativeSpec) -> Path:
         src, out = Path(tmp) / "kernels.c", Path(tmp) / "kernels.so"
         src.write_text(source)
         result = subprocess.run([compiler, *_FLAGS, str(src), "-o", str(out)], capture_output=True, text=True,
-                                timeout=120)
+                                timeout=120, check=False)
         if result.returncode != 0:
             raise RuntimeError(f"{compiler} failed: {result.stderr.strip()[-500:]}")
         os.replace(out, target)

@@ -208,7 +208,7 @@ def source(size: int, convs: list[tuple[int, int, int]], hidden: int) -> str:
             store = STORE_TRANSPOSED.format(CI=ci, WT=hi + 2 * pads[0], P1=pads[0])
         parts.append(CONV_BWD.format(l=l, HI=hi, HO=ho, JB=min(8, ho), CB=ci // 16, K=k, P=k // 2, R=r[l - 1],
                                      WG=ho + 2 * r[l - 1], CO=co, CI=ci, STORE=store))
-    ci1, co1, k1 = convs[0]
+    _, co1, k1 = convs[0]
     parts.append(FIRST_BWD_UPDATE.format(K=k1, P=k1 // 2, MB=sizes[1] // 16, HO=sizes[1], CO=co1,
                                          WT=sizes[1] + 2 * pads[0], H=size))
     cl, hl = convs[-1][1], sizes[-1]

@@ -35,7 +35,7 @@ def silu_backward_(grad: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
 def channels_last(x: torch.Tensor) -> torch.Tensor:
     """``x`` in channels-last strides. With one channel NCHW memory already is NHWC, but PyTorch keeps
     the NCHW strides and oneDNN then takes a several times slower path, so restride it (no copy)."""
-    n, c, h, w = x.shape
+    _, c, h, w = x.shape
     if c == 1 and x.is_contiguous():
         return x.as_strided(x.shape, (h * w, 1, w, 1))
     return x.contiguous(memory_format=torch.channels_last)
@@ -92,7 +92,8 @@ class SwishPlan:
             convs.append(modules[index])
             index += 2
         head = modules[index:]
-        if (not convs or len(example_shape) != 3 or [type(m) for m in head] != [nn.Flatten, nn.Linear, nn.SiLU, nn.Linear]
+        if (not convs or len(example_shape) != 3
+                or [type(m) for m in head] != [nn.Flatten, nn.Linear, nn.SiLU, nn.Linear]
                 or (head[0].start_dim, head[0].end_dim) != (1, -1) or head[3].out_features != 1):
             return None
         channels, h, w = example_shape
@@ -101,7 +102,8 @@ class SwishPlan:
             if conv.in_channels != channels:
                 return None
             sizes.append((h, w))
-            h, w = ((size + 2 * p - k) // s + 1 for size, p, k, s in zip((h, w), conv.padding, conv.kernel_size, conv.stride))
+            h, w = ((size + 2 * p - k) // s + 1
+                    for size, p, k, s in zip((h, w), conv.padding, conv.kernel_size, conv.stride))
             channels = conv.out_channels
         if head[1].in_features != channels * h * w or min(h, w) < 1:
             return None
