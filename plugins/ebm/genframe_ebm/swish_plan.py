@@ -1,8 +1,8 @@
 """The Swish CNN's input gradient written out by hand, so SGLD needs no autograd.
 
-SGLD wants only d score / dx with the weights frozen. ``autograd.grad`` records a graph every step
-and runs the convs' generic backward (which also builds weight-gradient machinery and, for NCHW
-tensors, a slow transposed conv). Here the gradient is the chain rule spelled out: forward with
+SGLD wants only d score / dx with the weights frozen. ``autograd.grad`` records a graph every step,
+and on the model's NCHW tensors the convs' backward took ~3x their forward's time (oneDNN's slow
+layout path). Here the gradient is the chain rule spelled out: forward with
 each conv's pre-activation kept, then back through ``silu_backward`` (the same ATen kernel autograd
 calls, so the numbers match) and ``conv_transpose2d`` (the conv's input gradient), all in
 channels-last layout, which oneDNN runs much faster on CPU. ATen ops only, so it runs on any device;
@@ -10,7 +10,8 @@ channels-last layout, which oneDNN runs much faster on CPU. ATen ops only, so it
 
 A plan exists only for models whose computation is exactly the SwishEnergyNet pattern (plain
 Conv2d/SiLU pairs, Flatten, Linear, SiLU, Linear to one score, no hooks); anything else returns
-None and the sampler keeps the autograd loop, which is right for every nn.Module.
+None and the sampler keeps the autograd loop, which is right for every nn.Module. The plan also
+gives the native step (native.py) the net's shape and its weights in that step's layouts.
 """
 
 from __future__ import annotations
