@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import tempfile
 import time
@@ -23,18 +22,9 @@ import torch
 
 import genframe
 from genframe.atomic import atomic_write_text
+from sgld_throughput import cpu_name  # run as a script, benchmarks/ is on sys.path
 
 METRICS = ("fd", "confidence", "confident", "coverage")
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def run_seed(recipe: str, config: str, seed: int, epochs: int, n: int, steps: int | None, extra: list[str],
