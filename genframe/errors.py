@@ -10,8 +10,8 @@ class GenframeError(Exception):
     exit_code = 2
 
 
-class ConfigError(GenframeError):
-    """A config file, key, value or override is invalid."""
+class ConfigError(GenframeError, ValueError):
+    """A config file, key, value or override is invalid (also a ValueError, for code that catches those)."""
 
 
 class PluginError(GenframeError):

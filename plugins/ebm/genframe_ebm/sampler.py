@@ -24,6 +24,7 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
+from genframe.errors import ConfigError
 from genframe.interfaces import SampleOutput, Sampler
 from genframe_ebm import native
 from genframe_ebm.fastpath import FastChains
@@ -61,7 +62,7 @@ class SGLDSampler(Sampler):
         threads: int | None = None,
     ) -> None:
         if impl not in IMPLS:
-            raise ValueError(f"sampler impl must be one of {', '.join(IMPLS)}, not {impl!r}")
+            raise ConfigError(f"sampler impl must be one of {', '.join(IMPLS)}, not {impl!r}")
         self.step_size, self.noise, self.grad_clip = step_size, noise, grad_clip
         self.steps, self.generate_steps = steps, generate_steps
         self.example_shape = tuple(example_shape)
@@ -114,7 +115,7 @@ class SGLDSampler(Sampler):
         plan = SwishPlan.for_model(model, tuple(init.shape[1:])) if init.dtype == torch.float32 else None
         if plan is None:
             if self.impl != "auto":
-                raise ValueError(f"sampler.impl={self.impl!r} needs a SwishEnergyNet (plain Conv2d/SiLU layers, "
+                raise ConfigError(f"sampler.impl={self.impl!r} needs a SwishEnergyNet (plain Conv2d/SiLU layers, "
                                  f"no hooks, float32) and float32 images; got {type(model).__name__} with "
                                  f"{init.dtype} images. Use impl='auto' or 'autograd' for other models.")
             return None
@@ -126,7 +127,7 @@ class SGLDSampler(Sampler):
             spec = plan.native_spec()
             if not on_cpu or spec is None:
                 if self.impl == "native":
-                    raise ValueError("sampler.impl='native' runs on CPU only, for one-channel images of 32, 64... "
+                    raise ConfigError("sampler.impl='native' runs on CPU only, for one-channel images of 32, 64... "
                                      "pixels and stride-2 convs with padding kernel // 2, odd kernels, multiples "
                                      "of 16 channels and hidden units")
             else:
