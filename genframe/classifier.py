@@ -68,9 +68,10 @@ def train_classifier(dataset: Dataset, num_classes: int, spec: ClassifierSpec) -
     """Deterministic training on ``dataset`` (train split, labels required)."""
     if dataset.labels is None:
         raise DataError(f"dataset {dataset.name!r} has no labels; the quality metric needs a labelled dataset")
-    torch.manual_seed(spec.seed)
     channels, size = dataset.example_shape[0], dataset.example_shape[-1]
-    model = FeatureClassifier(channels, num_classes, size)
+    with torch.random.fork_rng(devices=[]):  # seeded init without disturbing a training run's global stream
+        torch.manual_seed(spec.seed)
+        model = FeatureClassifier(channels, num_classes, size)
     optimizer = torch.optim.Adam(model.parameters(), lr=spec.lr)
     n = len(dataset) if spec.train_limit is None else min(spec.train_limit, len(dataset))
     generator = torch.Generator().manual_seed(spec.seed)

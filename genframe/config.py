@@ -6,6 +6,7 @@ Every error is reported as one line per problem with its dotted path and reason
 
 from __future__ import annotations
 
+import copy
 import difflib
 import json
 import tomllib
@@ -154,7 +155,7 @@ def parse_value(text: str) -> Any:
 
 def apply_overrides(data: dict[str, Any], overrides: Iterable[str]) -> dict[str, Any]:
     """Return a copy of ``data`` with each ``a.b.c=value`` override set."""
-    result = json.loads(json.dumps(data))  # deep copy of plain data
+    result = copy.deepcopy(dict(data))
     for item in overrides:
         key, sep, raw = item.partition("=")
         key = key.strip()

@@ -17,6 +17,7 @@ import torch
 from genframe.atomic import atomic_write_text
 from genframe.classifier import ClassifierSpec, load_or_train
 from genframe.config import DataConfig
+from genframe.errors import DataError
 from genframe.metrics import features_and_probs, gaussian, quality
 from genframe.registry import Registry
 from genframe.runsetup import build_dataset, seeded_generator
@@ -31,6 +32,8 @@ class Evaluator:
         full = data.model_copy(update={"limit": None})  # always the whole test set: comparable numbers
         self.train = build_dataset(registry, full, "train")
         test = build_dataset(registry, full, "test")
+        if self.train.labels is None:
+            raise DataError(f"dataset {data.name!r} has no labels; the quality metric needs a labelled dataset")
         num_classes = getattr(self.train, "num_classes", None) or int(self.train.labels.max()) + 1
         self.classifier = load_or_train(data.name, self.train, num_classes, spec)
         self.example_shape = test.example_shape

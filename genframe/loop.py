@@ -49,7 +49,8 @@ class TrainingLoop:
             raise ConfigError(f"trainer.batch_size: {tcfg.batch_size} is larger than the training data "
                               f"({len(self.train_data)} examples)")
         self.total = 0  # set once the loop position is known (a resume may change steps per epoch)
-        self.loop: dict[str, Any] = {"epoch": 0, "batch": 0, "step": 0, "rollbacks": 0, "train_seconds": 0.0}
+        self.loop: dict[str, Any] = {"epoch": 0, "batch": 0, "step": 0, "rollbacks": 0, "train_seconds": 0.0,
+                                     "world_size": self.world.world_size}
         self.sums: dict[str, Any] = {}
         self.count = 0
         self.ctx = RunContext(run.run_dir, run.recipe_name, cfg, device, self.steps_per_epoch, self.total,
@@ -61,8 +62,10 @@ class TrainingLoop:
         self.evaluator = None
         self.last_eval = time.monotonic()
         self.last_checkpoint_step: int | None = None
+        self.stop_signal: int | None = None
         if run.checkpoint_state is not None:
             self.restore(run.checkpoint_state)
+            self.loop["rollbacks"] = 0  # the user stepped in: the divergence guard starts afresh
             self.ctx.extra.update(run.checkpoint_state.get("extra", {}))
             self.ctx.resumed = True
         elif self.world.active:
@@ -119,7 +122,14 @@ class TrainingLoop:
                                   "resume without changing model settings, or start a new run") from None
         if self.world.rank >= len(ranks):
             self.trainer.distribute(self.world.rank, self.world.world_size)
-        self.loop = {"rollbacks": 0, "train_seconds": 0.0, **state["loop"]}
+        self.loop = {"rollbacks": 0, "train_seconds": 0.0, "world_size": 1, **state["loop"]}
+        saved_world = self.loop["world_size"]
+        if saved_world != self.world.world_size:  # keep the position as examples seen, not batches
+            seen = self.loop["batch"] * saved_world
+            self.loop["batch"] = seen // self.world.world_size
+            if self.loop["batch"] >= self.steps_per_epoch:
+                self.loop["epoch"], self.loop["batch"] = self.loop["epoch"] + 1, 0
+            self.loop["world_size"] = self.world.world_size
         pending = state.get("pending", {"sums": {}, "count": 0})
         self.sums = {k: (v.to(self.ctx.device) if torch.is_tensor(v) else v) for k, v in pending["sums"].items()}
         self.count = pending["count"]
@@ -195,8 +205,8 @@ class TrainingLoop:
             elif self.tcfg.checkpoint_every and self.ctx.step % self.tcfg.checkpoint_every == 0:
                 self.checkpoint()
             self.maybe_evaluate(end_of_epoch)
-            if signals.received is not None:
-                self.interrupt(signals.received)
+            if self.stop_signal is not None:
+                self.interrupt(self.stop_signal)
             if end_of_epoch:
                 return  # the next epoch draws a new order
 
@@ -208,13 +218,16 @@ class TrainingLoop:
             metrics = self.trainer.train_step(self.train_data.get_batch(index))
         except DivergenceError as error:
             diverged = error
+        self.stop_signal = signals.received  # read once: what every process acts on after this step
         if self.world.active:
-            any_diverged, any_stop = distributed.any_rank([diverged is not None, signals.received is not None],
+            any_diverged, any_stop = distributed.any_rank([diverged is not None, self.stop_signal is not None],
                                                          self.ctx.device)
             if any_diverged and diverged is None:
                 diverged = DivergenceError("diverged on another process")
-            if any_stop and signals.received is None:
-                signals.received = signal.SIGTERM  # another process was told to stop
+            if any_stop and self.stop_signal is None:
+                self.stop_signal = signal.SIGTERM  # another process was told to stop
+            elif not any_stop:
+                self.stop_signal = None  # arrived here after the others decided: acted on next step
         if diverged is not None:
             raise diverged
         return metrics

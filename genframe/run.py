@@ -109,6 +109,11 @@ class TrainingRun:
         if resume is None and self.run_dir.exists() and any(self.run_dir.iterdir()):
             raise RunError(f"run directory {self.run_dir} already exists; continue it with --resume {self.run_dir} "
                            "or choose another --run-dir")
+        try:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise RunError(f"cannot create run directory {self.run_dir}: {exc.strerror or exc}; "
+                           "choose another --run-dir") from None
         barrier(self.world)  # every process has checked before rank 0 writes anything
 
     def _warn_on_version_change(self, state: dict[str, Any]) -> None:

@@ -84,19 +84,23 @@ def test_two_processes_train_one_model_and_only_rank_zero_writes(data_dir, tmp_p
     for name, tensor in rank0["state"].items():
         assert torch.equal(tensor, state["model"][name])
 
-    # N -> 1: the two-process checkpoint resumes in a single process (rank 0's buffer and stream)
-    resumed = genframe.train("ebm", overrides=["trainer.epochs=3", 'logging.loggers=["jsonl"]'], resume=run,
-                             quiet=True)
-    assert resumed.status == "completed" and resumed.step == 8 + 8  # a single process sees 128 / 16 = 8 steps
-    assert len(load_checkpoint(run)["trainer_ranks"]) == 1
+    # N -> 1: the two-process checkpoint resumes in a single process (rank 0's buffer and stream),
+    # stopping mid-epoch: 6 of the 8 single-process batches of epoch 3
+    resumed = genframe.train("ebm", overrides=["trainer.epochs=3", "trainer.max_steps=14",
+                                               'logging.loggers=["jsonl"]'], resume=run, quiet=True)
+    assert resumed.status == "completed" and resumed.step == 14
+    mid = load_checkpoint(run)
+    assert len(mid["trainer_ranks"]) == 1 and (mid["loop"]["epoch"], mid["loop"]["batch"]) == (2, 6)
 
-    # 1 -> 2: and back onto two processes; the second starts from a copy with its own fresh stream
+    # 1 -> 2: back onto two processes mid-epoch: 6 x 16 examples seen = 3 two-process batches of 4
     probe2 = tmp_path / "probe2"
     probe2.mkdir()
-    again = torchrun(2, ["run", "ebm", "--resume", str(run), "--set", "trainer.epochs=4"], site, probe2)
+    again = torchrun(2, ["run", "ebm", "--resume", str(run), "--set", "trainer.epochs=4",
+                         "--set", "trainer.max_steps=null"], site, probe2)
     assert again.returncode == 0, again.stderr[-3000:]
     first, second = probes(probe2, 2)
     for name, tensor in first["state"].items():
         assert torch.equal(tensor, second["state"][name]), name
     final = load_checkpoint(run)
-    assert final["loop"]["step"] == 16 + 4 and len(final["trainer_ranks"]) == 2
+    assert final["loop"]["step"] == 14 + 1 + 4 and len(final["trainer_ranks"]) == 2  # rest of epoch 3, epoch 4
+    assert final["trainer_ranks"][1]["buffer"]["size"] == 64  # the extra process started from a copied, full buffer

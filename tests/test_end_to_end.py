@@ -40,7 +40,7 @@ def test_train_writes_a_complete_run_directory(data_dir, tmp_path):
                      "step0000008_buffer.png", "step0000008_samples.png"]
     assert Image.open(run / "samples" / "final_chain.gif").n_frames == 21  # start + every step of 20
     state = load_checkpoint(run)
-    assert state["recipe"] == "ebm" and state["plugin"] == "ebm" and {k: v for k, v in state["loop"].items() if k != "train_seconds"} == {"epoch": 2, "batch": 0, "step": 8, "rollbacks": 0}
+    assert state["recipe"] == "ebm" and state["plugin"] == "ebm" and {k: v for k, v in state["loop"].items() if k != "train_seconds"} == {"epoch": 2, "batch": 0, "step": 8, "rollbacks": 0, "world_size": 1}
     assert 0 < state["loop"]["train_seconds"] < 60
     assert state["genframe_version"] == genframe.__version__ and len(state["config_hash"]) == 16
     assert state["trainer"]["buffer"]["size"] == 64  # 16 initial + 8 * 16 pushed, capped at 64

@@ -75,7 +75,8 @@ def test_sigkill_mid_epoch_then_resume_equals_an_uninterrupted_run(data_dir, tmp
 
     a, b = load_checkpoint(straight), load_checkpoint(killed)
     a["loop"].pop("train_seconds"), b["loop"].pop("train_seconds")  # wall time: the one thing that differs
-    assert a["loop"] == b["loop"] == {"epoch": 2, "batch": 0, "step": 40, "rollbacks": 0}
+    assert a["loop"] == b["loop"] == {"epoch": 2, "batch": 0, "step": 40, "rollbacks": 0,
+                                  "world_size": 1}
     for name in a["model"]:
         assert torch.equal(a["model"][name], b["model"][name]), name
     assert torch.equal(a["trainer"]["buffer"]["storage"], b["trainer"]["buffer"]["storage"])
@@ -222,3 +223,19 @@ def test_resuming_a_checkpoint_from_other_versions_warns(data_dir, tmp_path):
     torch.save(state, run / "checkpoints" / "last.pt")
     with pytest.warns(UserWarning, match=r"made by other versions \(ebm 0.0.1 -> 0.1.0\)"):
         genframe.train("ebm", overrides=["trainer.max_steps=4"], resume=run, quiet=True)
+
+
+def test_a_learning_rate_set_on_resume_takes_effect(data_dir, tmp_path):
+    run = tmp_path / "run"
+    genframe.train("ebm", overrides=[*TINY, "trainer.max_steps=2"], run_dir=run, quiet=True)
+    genframe.train("ebm", overrides=["trainer.max_steps=3", "trainer.lr=0.0005"], resume=run, quiet=True)
+    assert load_checkpoint(run)["trainer"]["optimizer"]["param_groups"][0]["lr"] == pytest.approx(5e-4)
+    genframe.train("ebm", overrides=["trainer.max_steps=4"], resume=run, quiet=True)  # unchanged: kept
+    assert load_checkpoint(run)["trainer"]["optimizer"]["param_groups"][0]["lr"] == pytest.approx(5e-4)
+
+
+def test_an_unwritable_run_directory_is_a_one_line_error(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    with pytest.raises(genframe.RunError, match="cannot create run directory"):
+        genframe.train("ebm", overrides=TINY, run_dir=blocker / "run", quiet=True)

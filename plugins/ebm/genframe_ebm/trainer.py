@@ -38,7 +38,7 @@ class CDTrainer(Trainer):
         self.model, self.sampler, self.device = model, sampler, device
         tcfg = config.trainer
         self.alpha, self.real_noise, self.val_batch_size = tcfg.alpha, tcfg.real_noise, tcfg.val_batch_size
-        self.score_limit = tcfg.score_limit
+        self.score_limit, self.lr = tcfg.score_limit, tcfg.lr
         self.seed = seed
         self.generator = torch.Generator(device=device)
         self.generator.manual_seed(seed)
@@ -95,9 +95,8 @@ class CDTrainer(Trainer):
 
     def distribute(self, rank: int, world_size: int) -> None:
         """Each process its own noise and replay-buffer draws; rank 0 keeps the single-process stream."""
-        if rank > 0:
+        if rank > 0:  # (a resumed extra process keeps the copied buffer and only gets a fresh stream)
             self.generator.manual_seed(self.seed * 1_000_003 + rank)
-            self.buffer.push(self.buffer.uniform(len(self.buffer)))  # and its own starting noise
 
     def work_per_step(self, batch_size: int) -> tuple[str, float]:
         """Langevin image-steps: nearly all of an EBM's training cost."""
@@ -109,9 +108,12 @@ class CDTrainer(Trainer):
     def state_dict(self) -> dict[str, Any]:
         """Optimizer, replay buffer and RNG; the core saves the model's weights itself."""
         return {"optimizer": self.optimizer.state_dict(), "buffer": self.buffer.state_dict(),
-                "generator": self.generator.get_state()}
+                "generator": self.generator.get_state(), "config_lr": self.lr}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.optimizer.load_state_dict(state["optimizer"])
+        self.optimizer.load_state_dict(state["optimizer"])  # its learning rate, lowered by any rollback
+        if state.get("config_lr", self.lr) != self.lr:  # but `--set trainer.lr=...` on resume wins
+            for group in self.optimizer.param_groups:
+                group["lr"] = self.lr
         self.buffer.load_state_dict(state["buffer"])
         self.generator.set_state(state["generator"])
