@@ -19,8 +19,14 @@ def _umask() -> int:
     return mask
 
 
-def atomic_write(path: str | Path, write: Callable[[BinaryIO], None]) -> Path:
-    """Call ``write(file)`` on a temporary file next to ``path``, then move it into place."""
+def atomic_write(
+    path: str | Path, write: Callable[[BinaryIO], None], check: Callable[[Path], None] | None = None
+) -> Path:
+    """Call ``write(file)`` on a temporary file next to ``path``, then move it into place.
+
+    ``check(temporary_path)``, if given, runs on the complete file before the rename; raising there
+    (a checksum mismatch, say) discards the file like any other failure.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -30,6 +36,8 @@ def atomic_write(path: str | Path, write: Callable[[BinaryIO], None]) -> Path:
             write(handle)
             handle.flush()
             os.fsync(handle.fileno())
+        if check is not None:
+            check(Path(tmp_name))
         os.replace(tmp_name, path)
     except BaseException:
         try:

@@ -20,6 +20,7 @@ import zlib
 from pathlib import Path
 from typing import BinaryIO
 
+from genframe.atomic import atomic_write
 from genframe.data.idx import GZIP_MAGIC
 from genframe.errors import DataError
 
@@ -187,24 +188,21 @@ def _make_writable_folder(folder: Path) -> None:
 
 
 def _fetch_verified(url: str, target: Path, expected: str, timeout: float) -> None:
-    """Download ``url`` to a temp file beside ``target`` and rename it into place once verified."""
-    fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            _copy_url(url, out, timeout)
+    """Download ``url`` to a temp file beside ``target`` and rename it into place once verified
+    (``atomic_write``: a failure never leaves partial bytes behind)."""
+    verified: list[str] = []
+
+    def verify(tmp: Path) -> None:
         try:
             actual = sha256_of_content(tmp)
         except DataError as exc:
             raise _MirrorFailure("served a damaged gzip file") from exc
         if actual != expected:
             raise _MirrorFailure(f"checksum mismatch: sha256 {actual[:12]}..., expected {expected[:12]}...")
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; a dataset cache should be readable like any file
-        os.replace(tmp, target)
-        _verified_hashes[_cache_key(target)] = actual  # the caller will read it next: don't hash twice
-    finally:
-        # On success the temp name is gone already; on any failure, never leave partial bytes behind.
-        tmp.unlink(missing_ok=True)
+        verified.append(actual)
+
+    atomic_write(target, lambda out: _copy_url(url, out, timeout), check=verify)
+    _verified_hashes[_cache_key(target)] = verified[0]  # the caller will read it next: don't hash twice
 
 
 def _copy_url(url: str, out: BinaryIO, timeout: float) -> None:
