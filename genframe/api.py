@@ -11,7 +11,7 @@ The CLI calls these same functions; from another project::
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +51,8 @@ class LoadedModel:
     device: torch.device
     checkpoint: Path
     step: int
+    epoch: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)  # what loggers saved in the run (e.g. a W&B id)
 
     def sample(self, n: int = 64, steps: int | None = None, keep_every: int | None = None, seed: int = 0) -> SampleOutput:
         """``n`` fresh samples with the recipe's generation settings (``steps`` overrides them)."""
@@ -70,7 +72,7 @@ def load(path: str | Path, device: str = "auto") -> LoadedModel:
     model.load_state_dict(state["model"])
     model.to(torch_device).eval()
     return LoadedModel(state["recipe"], config, model, recipe.build_sampler(config), torch_device,
-                       checkpoint, state["loop"]["step"])
+                       checkpoint, state["loop"]["step"], state["loop"]["epoch"], dict(state.get("extra", {})))
 
 
 def sample_to_files(

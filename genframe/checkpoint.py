@@ -52,6 +52,12 @@ def resolve_checkpoint(path: str | Path) -> Path:
     return path
 
 
+def run_dir_of(checkpoint: str | Path) -> Path:
+    """The run directory a checkpoint file belongs to (``RUN/checkpoints/x.pt`` -> ``RUN``), else its folder."""
+    checkpoint = Path(checkpoint).resolve()
+    return checkpoint.parent.parent if checkpoint.parent.name == CHECKPOINT_DIR else checkpoint.parent
+
+
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
     """Load a genframe checkpoint safely (tensors and plain data only) onto the CPU."""
     path = resolve_checkpoint(path)

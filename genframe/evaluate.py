@@ -15,7 +15,8 @@ from typing import Any
 import torch
 
 from genframe.atomic import atomic_write_text
-from genframe.classifier import ClassifierSpec, load_or_train
+from genframe.checkpoint import run_dir_of
+from genframe.classifier import ClassifierSpec, cache_dir, load_or_train
 from genframe.config import DataConfig
 from genframe.errors import DataError
 from genframe.metrics import features_and_probs, gaussian, quality
@@ -61,8 +62,6 @@ _SHARED: dict[tuple[str, str | None, str], Evaluator] = {}
 
 def shared_evaluator(registry: Registry, data: DataConfig) -> Evaluator:
     """One Evaluator per dataset and cache folder in this process: evaluating many checkpoints is cheap."""
-    from genframe.classifier import cache_dir
-
     key = (data.name, data.root, str(cache_dir()))
     if key not in _SHARED:
         _SHARED[key] = Evaluator(registry, data)
@@ -78,10 +77,6 @@ def generate_in_chunks(sampler, model, n: int, steps: int | None, seed: int, str
         parts.append(sampler.generate(model, min(chunk, n - start), steps=steps, generator=generator,
                                       device=device).images.cpu())
     return torch.cat(parts)
-
-
-def _report_dir(checkpoint: Path) -> Path:
-    return checkpoint.parent.parent if checkpoint.parent.name == "checkpoints" else checkpoint.parent
 
 
 def evaluate(path: str | Path, n: int = 1000, steps: int | None = None, seed: int = 0, device: str = "auto",
@@ -101,7 +96,7 @@ def evaluate(path: str | Path, n: int = 1000, steps: int | None = None, seed: in
         "seed": seed, "generation_seconds": round(seconds, 2),
         "samples": evaluator(images), "anchors": evaluator.anchors(n),
     }
-    run_dir = _report_dir(loaded.checkpoint)
+    run_dir = run_dir_of(loaded.checkpoint)
     atomic_write_text(run_dir / EVAL_NAME, json.dumps(report, indent=2) + "\n")
     if log:
         _send_to_loggers(run_dir, loaded, report)
@@ -110,26 +105,18 @@ def evaluate(path: str | Path, n: int = 1000, steps: int | None = None, seed: in
 
 def _send_to_loggers(run_dir: Path, loaded, report: dict[str, Any]) -> None:
     """Hand the result to the run's own loggers (not the console: the caller prints it)."""
-    from genframe.checkpoint import load_checkpoint
-    from genframe.plugins import get_host
+    from genframe.plugins import attached_loggers, get_host
     from genframe.run import RunContext
 
     host = get_host()
-    state = load_checkpoint(loaded.checkpoint)
     ctx = RunContext(run_dir, loaded.recipe_name, loaded.config, loaded.device, steps_per_epoch=1,
-                     total_steps=loaded.step, step=loaded.step, epoch=state["loop"]["epoch"], resumed=True,
-                     extra=dict(state.get("extra", {})), purpose="eval")
-    loggers = [host.entry("logger", name).obj(ctx) for name in loaded.config.logging.loggers if name != "console"]
-    for index, logger in enumerate(loggers):
-        host.pm.register(logger, name=f"eval-logger-{index}-{id(logger)}")
-    try:
+                     total_steps=loaded.step, step=loaded.step, epoch=loaded.epoch, resumed=True,
+                     extra=dict(loaded.extra), purpose="eval")
+    with attached_loggers(host, [n for n in loaded.config.logging.loggers if n != "console"], ctx):
         host.hook.genframe_run_start(run=ctx)
         metrics = {f"eval/{k}": v for k, v in report["samples"].items()}
         host.hook.genframe_log(run=ctx, step=loaded.step, metrics=metrics, images={})
         host.hook.genframe_run_end(run=ctx, status="completed")
-    finally:
-        for logger in loggers:
-            host.pm.unregister(logger)
 
 
 def format_report(report: dict[str, Any]) -> str:

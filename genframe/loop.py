@@ -21,6 +21,7 @@ from genframe import distributed
 from genframe.checkpoint import CHECKPOINT_DIR, LAST_NAME, config_hash, load_checkpoint, save_checkpoint
 from genframe.config import config_to_dict
 from genframe.errors import CheckpointError, ConfigError, DivergenceError, RunError, RunInterrupted
+from genframe.plugins import attached_loggers
 from genframe.previews import Previewer
 from genframe.run import RunContext, RunResult, TrainingRun
 from genframe.runsetup import build_dataset, epoch_permutation, save_resolved_config
@@ -277,14 +278,8 @@ class TrainingLoop:
         names = [n for n in self.cfg.logging.loggers if not (self.run_spec.quiet and n == "console")]
         if not self.world.is_main:
             names = []  # metrics, pictures, W&B: rank 0 only
-        loggers = [self.host.entry("logger", name).obj(self.ctx) for name in names]
-        for index, logger in enumerate(loggers):
-            self.host.pm.register(logger, name=f"logger-{index}-{id(logger)}")
-        try:
+        with attached_loggers(self.host, names, self.ctx):
             yield
-        finally:
-            for logger in loggers:
-                self.host.pm.unregister(logger)
 
     def run(self) -> RunResult:
         status = "failed"

@@ -12,6 +12,8 @@ from __future__ import annotations
 import importlib
 import os
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Any
@@ -155,6 +157,19 @@ class PluginHost:
                 self.plugins = [p for p in self.plugins if p.name != impl.plugin_name]
                 self._fail(impl.plugin_name, exc)
         self.registry.current_plugin = "?"
+
+
+@contextmanager
+def attached_loggers(host: PluginHost, names: list[str], run: Any) -> Iterator[None]:
+    """Create the named loggers for ``run`` and register them as plugins while the block runs."""
+    loggers = [host.entry("logger", name).obj(run) for name in names]
+    for index, logger in enumerate(loggers):
+        host.pm.register(logger, name=f"logger-{index}-{id(logger)}")
+    try:
+        yield
+    finally:
+        for logger in loggers:
+            host.pm.unregister(logger)
 
 
 def load_plugins(strict: bool | None = None, entry_points: bool = True) -> PluginHost:

@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from genframe.checkpoint import load_checkpoint
+from genframe.checkpoint import load_checkpoint, run_dir_of
 from genframe.config import RecipeConfig, build_config, config_to_dict, deep_merge
 from genframe.errors import CheckpointError, ConfigError, RunError
 from genframe.plugins import PluginHost, get_host
@@ -94,7 +94,7 @@ class TrainingRun:
             if self.checkpoint_state["recipe"] != recipe:
                 raise CheckpointError(f"{resume} is a checkpoint of recipe {self.checkpoint_state['recipe']!r}, "
                                       f"not {recipe!r}; run `genframe run {self.checkpoint_state['recipe']} --resume ...`")
-            run_dir = Path(resume) if Path(resume).is_dir() else Path(resume).resolve().parent.parent
+            run_dir = Path(resume) if Path(resume).is_dir() else run_dir_of(resume)
             self._warn_on_version_change(self.checkpoint_state)
         saved = self.checkpoint_state["config"] if self.checkpoint_state else None
         self.config = _resolve_config(self.recipe.config_class, config, overrides, saved)
