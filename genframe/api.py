@@ -10,13 +10,15 @@ The CLI calls these same functions; from another project::
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import io
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from genframe.atomic import atomic_write_bytes
 from genframe.checkpoint import load_checkpoint, resolve_checkpoint
 from genframe.config import RecipeConfig, build_config
 from genframe.images import save_gif, save_grid
@@ -84,13 +86,29 @@ def sample_to_files(
     frames: int = 50,
     seed: int = 0,
     device: str = "auto",
+    tensor: str | Path | None = None,
+    chunk: int | None = None,
+    grid_n: int = 256,
+    progress: Callable[[int], None] | None = None,
 ) -> SampleOutput:
-    """Generate ``n`` samples from a trained run; write a PNG grid and, if asked, a GIF of the chain."""
+    """Generate ``n`` samples from a trained run, ``chunk`` at a time (default: by device).
+
+    Writes a PNG grid of the first ``grid_n``, and if asked a GIF of the first chains and all
+    samples as a tensor file (``torch.load`` gives an (n, C, H, W) float32 tensor in the data's
+    range). ``progress(k)`` is called as each chunk of ``k`` samples is done.
+    """
+    from genframe.generation import generate_in_chunks
+
     loaded = load(path, device)
     total = loaded.sampler.generate_steps if steps is None else steps
     keep_every = max(1, (total or 1) // frames) if gif else None
-    output = loaded.sample(n, steps=steps, keep_every=keep_every, seed=seed)
-    save_grid(output.images, out)
+    output = generate_in_chunks(loaded.sampler, loaded.model, n, steps, seed, stream=0, device=loaded.device,
+                                chunk=chunk, progress=progress, keep_every=keep_every, keep_n=grid_n)
+    if tensor is not None:  # first: the costly result is on disk before anything else can fail
+        buffer = io.BytesIO()
+        torch.save(output.images, buffer)
+        atomic_write_bytes(tensor, buffer.getvalue())
+    save_grid(output.images[:grid_n], out)
     if gif:
-        save_gif(output.chain or [output.images], gif)
+        save_gif(output.chain or [output.images[:grid_n]], gif)
     return output

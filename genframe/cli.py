@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 import sys
 import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import click
 
@@ -65,20 +67,47 @@ def run(recipe: str, config_path: str | None, overrides: tuple[str, ...], run_di
         click.echo(f"run {result.status}: {result.run_dir} (step {result.step}, checkpoint {result.checkpoint})")
 
 
+@contextmanager
+def progress_reporter(total: int, label: str) -> Iterator[Callable[[int], None]]:
+    """A bar on a terminal; one line per chunk otherwise (logs, CI), both on stderr."""
+    if sys.stderr.isatty():
+        with click.progressbar(length=total, label=label, file=sys.stderr, show_pos=True, show_eta=True) as bar:
+            yield bar.update
+        return
+    done = 0
+
+    def report(count: int) -> None:
+        nonlocal done
+        done += count
+        click.echo(f"{label}: {done}/{total}", err=True)
+
+    yield report
+
+
 @cli.command()
 @click.argument("path", type=click.Path())
 @click.option("--n", "n", default=64, show_default=True, type=click.IntRange(min=1), help="Number of samples.")
 @click.option("--steps", type=click.IntRange(min=0), help="Sampler steps (default: the recipe's generation steps).")
 @click.option("--out", default="samples.png", show_default=True, type=click.Path(dir_okay=False), help="PNG grid to write.")
 @click.option("--gif", type=click.Path(dir_okay=False), help="Also write the sampling chain as an animated GIF.")
+@click.option("--tensor", type=click.Path(dir_okay=False),
+              help="Also write all samples as a tensor file (torch.load gives an N x C x H x W float tensor).")
+@click.option("--chunk", type=click.IntRange(min=1),
+              help="Samples generated at once [default: 500 on CPU, 8192 on a GPU, halved if memory runs out].")
+@click.option("--grid-n", default=256, show_default=True, type=click.IntRange(min=1),
+              help="How many of the samples the PNG grid (and GIF) show.")
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--device", default="auto", show_default=True, help="cpu, cuda, cuda:N or auto.")
-def sample(path: str, n: int, steps: int | None, out: str, gif: str | None, seed: int, device: str) -> None:
+def sample(path: str, n: int, steps: int | None, out: str, gif: str | None, tensor: str | None, chunk: int | None,
+           grid_n: int, seed: int, device: str) -> None:
     """Generate samples from a trained run directory or checkpoint PATH."""
     from genframe.api import sample_to_files
 
-    sample_to_files(path, out, n=n, steps=steps, gif=gif, seed=seed, device=device)
-    click.echo(f"wrote {out}" + (f" and {gif}" if gif else ""))
+    with progress_reporter(n, "sampling") as progress:
+        sample_to_files(path, out, n=n, steps=steps, gif=gif, seed=seed, device=device, tensor=tensor, chunk=chunk,
+                        grid_n=grid_n, progress=progress)
+    written = [out, *(name for name in (gif, tensor) if name)]
+    click.echo(f"wrote {', '.join(written)}")
 
 
 @cli.command()

@@ -86,6 +86,8 @@ class LoggingConfig(Section):
 class EvalConfig(Section):
     every_epochs: PositiveInt | None = Field(None, description="Evaluate sample quality every N epochs.")
     every_minutes: PositiveFloat | None = Field(None, description="... and/or every N minutes of training.")
+    every_steps: PositiveInt | None = Field(
+        None, description="... and/or every N optimizer steps (a schedule that does not depend on the machine).")
     n: PositiveInt = Field(1000, description="Samples per evaluation.")
     steps: PositiveInt | None = Field(None, description="Sampler steps (default: the recipe's generation steps).")
 

@@ -1,5 +1,5 @@
 """Evaluate a trained model's samples: ``genframe eval`` and ``genframe.evaluate``, and the
-evaluations run during training (``eval.every_epochs`` / ``eval.every_minutes``).
+evaluations run during training (``eval.every_epochs`` / ``_minutes`` / ``_steps``).
 
 Works for any recipe whose sampler produces images of its dataset's shape: the samples and the
 dataset's test split go through the same cached classifier (see ``genframe.classifier``).
@@ -19,11 +19,13 @@ from genframe.checkpoint import run_dir_of
 from genframe.classifier import ClassifierSpec, cache_dir, load_or_train
 from genframe.config import DataConfig
 from genframe.errors import DataError
+from genframe.generation import generate_in_chunks
 from genframe.metrics import features_and_probs, gaussian, quality
 from genframe.registry import Registry
-from genframe.runsetup import build_dataset, seeded_generator
+from genframe.runsetup import build_dataset
 
 EVAL_NAME = "eval.json"
+EVAL_CHUNK = 500  # fixed, so a figure does not depend on the device it was measured on
 
 
 class Evaluator:
@@ -68,17 +70,6 @@ def shared_evaluator(registry: Registry, data: DataConfig) -> Evaluator:
     return _SHARED[key]
 
 
-def generate_in_chunks(sampler, model, n: int, steps: int | None, seed: int, stream: int,
-                       device: torch.device, chunk: int = 500) -> torch.Tensor:
-    """``n`` samples from fresh chains, ``chunk`` at a time, each chunk with its own seeded stream."""
-    parts = []
-    for index, start in enumerate(range(0, n, chunk)):
-        generator = seeded_generator(seed, stream * 1_000_003 + index, device)
-        parts.append(sampler.generate(model, min(chunk, n - start), steps=steps, generator=generator,
-                                      device=device).images.cpu())
-    return torch.cat(parts)
-
-
 def evaluate(path: str | Path, n: int = 1000, steps: int | None = None, seed: int = 0, device: str = "auto",
              log: bool = True) -> dict[str, Any]:
     """Generate ``n`` samples from a run or checkpoint and measure them; writes ``RUN_DIR/eval.json``."""
@@ -88,7 +79,8 @@ def evaluate(path: str | Path, n: int = 1000, steps: int | None = None, seed: in
     loaded = load(path, device)
     evaluator = shared_evaluator(get_host().registry, loaded.config.data)
     start = time.perf_counter()
-    images = generate_in_chunks(loaded.sampler, loaded.model, n, steps, seed, stream=7, device=loaded.device)
+    images = generate_in_chunks(loaded.sampler, loaded.model, n, steps, seed, stream=7, device=loaded.device,
+                                chunk=EVAL_CHUNK).images
     seconds = time.perf_counter() - start
     report = {
         "recipe": loaded.recipe_name, "checkpoint": str(loaded.checkpoint), "step": loaded.step,

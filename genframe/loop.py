@@ -246,20 +246,22 @@ class TrainingLoop:
         self.checkpoint()
 
     def maybe_evaluate(self, end_of_epoch: bool) -> None:
-        """Sample quality during training, every ``eval.every_epochs`` and/or ``eval.every_minutes``."""
+        """Sample quality during training, every ``eval.every_epochs``, ``eval.every_minutes`` and/or ``eval.every_steps``."""
         ecfg = self.cfg.eval
         if not self.world.is_main:
             return
         by_epoch = end_of_epoch and ecfg.every_epochs and self.loop["epoch"] % ecfg.every_epochs == 0
         by_time = ecfg.every_minutes and time.monotonic() - self.last_eval >= ecfg.every_minutes * 60
-        if not (by_epoch or by_time):
+        by_step = ecfg.every_steps and self.ctx.step % ecfg.every_steps == 0
+        if not (by_epoch or by_time or by_step):
             return
-        from genframe.evaluate import generate_in_chunks, shared_evaluator  # built only when first used
+        from genframe.evaluate import EVAL_CHUNK, shared_evaluator  # built only when first used
+        from genframe.generation import generate_in_chunks
 
         if self.evaluator is None:
             self.evaluator = shared_evaluator(self.host.registry, self.cfg.data)
         images = generate_in_chunks(self.sampler, self.model, ecfg.n, ecfg.steps, self.cfg.seed,
-                                    stream=5_000 + self.ctx.step, device=self.ctx.device)
+                                    stream=5_000 + self.ctx.step, device=self.ctx.device, chunk=EVAL_CHUNK).images
         metrics = {f"eval/{k}": v for k, v in self.evaluator(images).items()}
         metrics["eval/train_minutes"] = self.loop["train_seconds"] / 60
         self.hook.genframe_log(run=self.ctx, step=self.ctx.step, metrics=metrics, images={})

@@ -118,3 +118,10 @@ def test_training_evaluates_every_epoch(data_dir, tmp_path, mnist_evaluator):
     assert [r["step"] for r in evals] == [4, 8]
     assert all(r["eval/fd"] > 0 and 0 <= r["eval/coverage"] <= 1 for r in evals)
     assert 0 < evals[0]["eval/train_minutes"] < evals[1]["eval/train_minutes"] < 1
+
+
+def test_training_evaluates_every_n_steps(data_dir, tmp_path, mnist_evaluator):
+    run = tmp_path / "run"
+    genframe.train("ebm", overrides=[*TINY, "eval.every_steps=2", "eval.n=16", "eval.steps=3"], run_dir=run, quiet=True)
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows if "eval/fd" in r] == [2, 4, 6]  # TINY runs 6 steps
