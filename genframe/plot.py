@@ -52,7 +52,8 @@ def panels(names: list[str]) -> list[list[str]]:
     return list(groups.values())
 
 
-def _draw_panel(draw: ImageDraw.ImageDraw, box: tuple[int, int], names: list[str], data, font) -> None:
+def _draw_panel(draw: ImageDraw.ImageDraw, box: tuple[int, int], names: list[str], data, font,
+                xlabel: str = "step") -> None:
     left, top = box
     x0, y0 = left + MARGIN_L, top + MARGIN_T
     x1, y1 = left + PANEL_W - 12, top + PANEL_H - MARGIN_B
@@ -71,7 +72,7 @@ def _draw_panel(draw: ImageDraw.ImageDraw, box: tuple[int, int], names: list[str
         y = y1 - frac * (y1 - y0)
         draw.line([x0 - 4, y, x0, y], fill=(120, 120, 120))
         draw.text((left + 4, y - 6), f"{value:.3g}", fill=(0, 0, 0), font=font)
-    draw.text((x0, y1 + 6), f"step {smin:.0f}", fill=(0, 0, 0), font=font)
+    draw.text((x0, y1 + 6), f"{xlabel} {smin:.0f}", fill=(0, 0, 0), font=font)
     draw.text((x1 - 70, y1 + 6), f"{smax:.0f}", fill=(0, 0, 0), font=font)
     for index, name in enumerate(names):
         color = COLORS[index % len(COLORS)]
@@ -82,6 +83,16 @@ def _draw_panel(draw: ImageDraw.ImageDraw, box: tuple[int, int], names: list[str
         else:
             draw.line(line, fill=color, width=2)
         draw.text((x0 + 4 + 110 * index, top + 6), name, fill=color, font=font)
+
+
+def plot_curves(curves: dict[str, list[tuple[float, float]]], out: str | Path, xlabel: str = "step") -> Path:
+    """One panel with a line per named curve of (x, y) points, e.g. two runs' quality against minutes."""
+    if not any(curves.values()):
+        raise RunError("nothing to plot: every curve is empty")
+    image = Image.new("RGB", (PANEL_W, PANEL_H), "white")
+    _draw_panel(ImageDraw.Draw(image), (0, 0), [k for k, v in curves.items() if v], curves,
+                ImageFont.load_default(), xlabel)
+    return _save(image, out)
 
 
 def plot_run(run_dir: str | Path, out: str | Path | None = None, metrics: list[str] | None = None) -> Path:
@@ -102,7 +113,10 @@ def plot_run(run_dir: str | Path, out: str | Path | None = None, metrics: list[s
     for index, names in enumerate(groups):
         row, col = divmod(index, cols)
         _draw_panel(draw, (col * PANEL_W, row * PANEL_H), names, data, font)
-    out = Path(out) if out is not None else Path(run_dir) / "curves.png"
+    return _save(image, Path(out) if out is not None else Path(run_dir) / "curves.png")
+
+
+def _save(image: Image.Image, out: str | Path) -> Path:
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
     return atomic_write_bytes(out, buffer.getvalue())

@@ -28,6 +28,9 @@ class EnergyNetConfig(Section):
 class SGLDConfig(Section):
     steps: PositiveInt = Field(60, description="Langevin steps per training update.")
     step_size: PositiveFloat = Field(10.0, description="Multiplier of the clipped score gradient.")
+    step_size_end: PositiveFloat | None = Field(
+        None, description="Step size at a chain's last step; it moves geometrically from step_size "
+        "(default: constant step_size).")
     noise: float = Field(0.005, ge=0, description="Std of the Gaussian noise added before each step.")
     grad_clip: PositiveFloat = Field(0.03, description="Score gradients are clipped to +-grad_clip.")
     generate_steps: PositiveInt = Field(1000, description="Langevin steps when generating from uniform noise.")

@@ -79,9 +79,10 @@ class FastChains:
     """Runs SGLD for one ``sample`` call: fixed weights, step settings and (optionally) kernels."""
 
     def __init__(self, plan: SwishPlan, weights: Weights, kernels: NativeKernels | None,
-                 step_size: float, noise: float, grad_clip: float) -> None:
+                 noise: float, grad_clip: float) -> None:
         self.plan, self.weights, self.kernels = plan, weights, kernels
-        self.step_size, self.noise, self.grad_clip = step_size, noise, grad_clip
+        self.noise, self.grad_clip = noise, grad_clip
+        self.step_sizes: list[float] = []  # per step of the current ``sample`` call
 
     def run_chunk(self, x: torch.Tensor, noise: torch.Tensor, t0: int,
                   snapshot: Callable[[int, torch.Tensor], None] | None) -> None:
@@ -91,17 +92,20 @@ class FastChains:
             workspace = torch.zeros(self.kernels.workspace_floats)  # per-image buffers, borders kept zero
         scratch = {}  # activation buffers reused across steps (ATen path)
         for t in range(noise.shape[0]):
+            step_size = self.step_sizes[t0 + t]
             if self.kernels is not None:
-                self.kernels.step(x, noise[t], pointers, workspace, self.step_size, self.grad_clip)
+                self.kernels.step(x, noise[t], pointers, workspace, step_size, self.grad_clip)
             else:
                 x.add_(noise[t]).clamp_(-1.0, 1.0)
                 grad = self.plan.input_grad(self.weights, x, scratch)
-                x.add_(grad.clamp_(-self.grad_clip, self.grad_clip), alpha=self.step_size).clamp_(-1.0, 1.0)
+                x.add_(grad.clamp_(-self.grad_clip, self.grad_clip), alpha=step_size).clamp_(-1.0, 1.0)
             if snapshot is not None:
                 snapshot(t0 + t + 1, x)
 
-    def sample(self, init: torch.Tensor, steps: int, keep_every: int | None,
+    def sample(self, init: torch.Tensor, step_sizes: list[float], keep_every: int | None,
                generator: torch.Generator | None, threads: int) -> SampleOutput:
+        """As many SGLD steps as ``step_sizes`` has entries, step t with step size ``step_sizes[t]``."""
+        self.step_sizes, steps = step_sizes, len(step_sizes)
         x = init.detach().clone(memory_format=torch.contiguous_format)
         n = x.shape[0]
         chain = [x.clone()] if keep_every else []

@@ -60,10 +60,12 @@ class SGLDSampler(Sampler):
         example_shape: Sequence[int] = (1, 32, 32),
         impl: str = "auto",
         threads: int | None = None,
+        step_size_end: float | None = None,
     ) -> None:
         if impl not in IMPLS:
             raise ConfigError(f"sampler impl must be one of {', '.join(IMPLS)}, not {impl!r}")
         self.step_size, self.noise, self.grad_clip = step_size, noise, grad_clip
+        self.step_size_end = step_size_end
         self.steps, self.generate_steps = steps, generate_steps
         self.example_shape = tuple(example_shape)
         self.impl, self.threads = impl, threads
@@ -71,18 +73,28 @@ class SGLDSampler(Sampler):
     @classmethod
     def from_config(cls, config, example_shape: Sequence[int]) -> SGLDSampler:
         return cls(config.step_size, config.noise, config.grad_clip, config.steps, config.generate_steps, example_shape,
-                   impl=config.impl, threads=config.threads)
+                   impl=config.impl, threads=config.threads, step_size_end=config.step_size_end)
 
     def init_state(self, n, device="cpu", generator=None) -> torch.Tensor:
         """Uniform noise in [-1, 1]."""
         return torch.rand((n, *self.example_shape), generator=generator, device=device) * 2 - 1
 
-    def step(self, model: nn.Module, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    def step_sizes(self, steps: int) -> list[float]:
+        """The step size of each of a chain's ``steps`` steps: constant, or moving geometrically from
+        ``step_size`` to ``step_size_end`` (big moves while the image is noise, fine ones at the end)."""
+        if self.step_size_end is None or steps < 2:
+            return [self.step_size] * steps
+        ratio = self.step_size_end / self.step_size
+        return [self.step_size * ratio ** (t / (steps - 1)) for t in range(steps)]
+
+    def step(self, model: nn.Module, x: torch.Tensor, generator: torch.Generator | None = None,
+             step_size: float | None = None) -> torch.Tensor:
         """One Langevin step from ``x`` (not modified); weights must already be frozen."""
+        step_size = self.step_size if step_size is None else step_size
         x = x + self.noise * torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
         x = x.clamp_(-1.0, 1.0).requires_grad_(True)
         (grad,) = torch.autograd.grad(model(x).sum(), x)
-        return x.detach().add_(grad.clamp_(-self.grad_clip, self.grad_clip), alpha=self.step_size).clamp_(-1.0, 1.0)
+        return x.detach().add_(grad.clamp_(-self.grad_clip, self.grad_clip), alpha=step_size).clamp_(-1.0, 1.0)
 
     def sample(self, model, init, steps=None, keep_every=None, generator=None) -> SampleOutput:
         """Run ``steps`` (default: the training steps) Langevin steps from ``init``.
@@ -93,12 +105,12 @@ class SGLDSampler(Sampler):
         fast = self.fast_chains(model, init)
         if fast is not None:
             threads = self.threads or torch.get_num_threads()
-            return fast.sample(init, steps, keep_every, generator, threads)
+            return fast.sample(init, self.step_sizes(steps), keep_every, generator, threads)
         x = init.detach()
         chain = [x.clone()] if keep_every else []
         with frozen(model):
-            for index in range(steps):
-                x = self.step(model, x, generator)
+            for index, step_size in enumerate(self.step_sizes(steps)):
+                x = self.step(model, x, generator, step_size)
                 if keep_every and (index + 1) % keep_every == 0:
                     chain.append(x.clone())
         return SampleOutput(x, chain)
@@ -132,5 +144,4 @@ class SGLDSampler(Sampler):
                                      "of 16 channels and hidden units")
             else:
                 kernels = native.load(spec, required=self.impl == "native")
-        return FastChains(plan, plan.weights(native=kernels is not None), kernels,
-                          self.step_size, self.noise, self.grad_clip)
+        return FastChains(plan, plan.weights(native=kernels is not None), kernels, self.noise, self.grad_clip)
