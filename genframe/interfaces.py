@@ -138,6 +138,12 @@ class Trainer(ABC):
         """Pictures of training state worth showing (e.g. replay-buffer samples); default none."""
         return {}
 
+    def sampling_model(self) -> torch.nn.Module | None:
+        """The network to sample and evaluate with when it is not the one being trained (e.g. an
+        exponential moving average of its weights); the checkpoint keeps its weights for ``genframe
+        sample`` and ``eval``. Default None: the trained model itself."""
+        return None
+
 
 class Recipe(ABC):
     """What ``genframe run NAME`` names: a config model and builders for the components."""

@@ -102,6 +102,7 @@ class TrainingLoop:
             "config": config,
             "config_hash": config_hash(config),
             "model": self.model.state_dict(),
+            **({} if (sampling := self.trainer.sampling_model()) is None else {"sampling_model": sampling.state_dict()}),
             "trainer": trainer_states[0],
             "trainer_ranks": trainer_states,  # each process's buffer and RNG streams (torchrun)
             "loop": dict(self.loop),
@@ -260,7 +261,7 @@ class TrainingLoop:
 
         if self.evaluator is None:
             self.evaluator = shared_evaluator(self.host.registry, self.cfg.data)
-        images = generate_in_chunks(self.sampler, self.model, ecfg.n, ecfg.steps, self.cfg.seed,
+        images = generate_in_chunks(self.sampler, self.previews.sampling_model(), ecfg.n, ecfg.steps, self.cfg.seed,
                                     stream=5_000 + self.ctx.step, device=self.ctx.device, chunk=EVAL_CHUNK).images
         metrics = {f"eval/{k}": v for k, v in self.evaluator(images).items()}
         metrics["eval/train_minutes"] = self.loop["train_seconds"] / 60

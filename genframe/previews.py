@@ -25,6 +25,10 @@ class Previewer:
         self.config, self.model, self.sampler, self.trainer, self.device = config, model, sampler, trainer, device
         self.last_grid_step: int | None = None
 
+    def sampling_model(self) -> torch.nn.Module:
+        averaged = self.trainer.sampling_model()
+        return self.model if averaged is None else averaged
+
     def _generator(self, step: int, stream: int) -> torch.Generator:
         # Its own stream: pictures never disturb training's random numbers (exact resume).
         return seeded_generator(self.config.seed, stream * 1_000_003 + step, self.device)
@@ -33,7 +37,7 @@ class Previewer:
         """Sample grids at ``step``, saved as ``samples/stepNNNNNNN_<name>.png``."""
         lcfg = self.config.logging
         images = dict(self.trainer.preview_images(lcfg.sample_n))
-        images["samples"] = self.sampler.generate(self.model, lcfg.sample_n, steps=lcfg.sample_steps,
+        images["samples"] = self.sampler.generate(self.sampling_model(), lcfg.sample_n, steps=lcfg.sample_steps,
                                                   generator=self._generator(step, 1), device=self.device).images
         for name, batch in images.items():
             save_grid(batch, self.dir / f"step{step:07d}_{name}.png")
@@ -46,7 +50,7 @@ class Previewer:
         if lcfg.chain_n == 0:
             return {}
         steps = lcfg.sample_steps or self.sampler.generate_steps or 1
-        output = self.sampler.generate(self.model, lcfg.chain_n, steps=lcfg.sample_steps,
+        output = self.sampler.generate(self.sampling_model(), lcfg.chain_n, steps=lcfg.sample_steps,
                                        keep_every=max(1, steps // GIF_FRAMES),
                                        generator=self._generator(step, 2), device=self.device)
         return {"chain": save_gif(output.chain or [output.images], self.dir / "final_chain.gif")}

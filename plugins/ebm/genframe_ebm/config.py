@@ -54,6 +54,9 @@ class EBMTrainerConfig(TrainerConfig):
     alpha: float = Field(0.1, ge=0, description="Weight of the score-magnitude regulariser.")
     real_noise: float = Field(0.005, ge=0, description="Std of the noise added to real images.")
     val_batch_size: PositiveInt = Field(1000, description="Batch size for validation.")
+    ema: float | None = Field(
+        None, gt=0, lt=1, description="Sample and evaluate with an exponential moving average of the weights, "
+        "updated after each step with this decay (e.g. 0.999); default: the trained weights themselves.")
     score_limit: PositiveFloat = Field(
         1e4, description="A step whose |score| exceeds this counts as diverged (as do non-finite values)."
     )

@@ -5,6 +5,7 @@ loss = mean(score_fake) - mean(score_real) + alpha * mean(score_real^2 + score_f
 
 from __future__ import annotations
 
+from copy import deepcopy
 from typing import Any
 
 import torch
@@ -16,6 +17,20 @@ from genframe_ebm.buffer import ReplayBuffer
 from genframe_ebm.sampler import SGLDSampler
 
 VALIDATION_SEED = 20_240_601  # fixed noise: validation is comparable across epochs and draws no training randomness
+
+
+def averaged_copy(model: nn.Module) -> nn.Module:
+    """A frozen copy of ``model`` to hold the moving average of its weights (the Swish net has no buffers)."""
+    copy = deepcopy(model)
+    for parameter in copy.parameters():
+        parameter.requires_grad_(False)
+    return copy.eval()
+
+
+@torch.no_grad()
+def update_average(average: nn.Module, model: nn.Module, decay: float) -> None:
+    """average <- decay * average + (1 - decay) * model, parameter by parameter, in one fused call."""
+    torch._foreach_lerp_(list(average.parameters()), list(model.parameters()), 1.0 - decay)
 
 
 def cd_loss(real_scores: torch.Tensor, fake_scores: torch.Tensor, alpha: float) -> dict[str, torch.Tensor]:
@@ -45,6 +60,8 @@ class CDTrainer(Trainer):
         self.buffer = ReplayBuffer(config.buffer.size, sampler.example_shape, tcfg.batch_size,
                                    config.buffer.fresh_prob, device, self.generator)
         self.optimizer = torch.optim.Adam(model.parameters(), lr=tcfg.lr, betas=tcfg.betas, eps=tcfg.eps)
+        self.ema_decay = tcfg.ema
+        self.ema_model = None if tcfg.ema is None else averaged_copy(model)
 
     def train_step(self, batch: torch.Tensor) -> dict[str, torch.Tensor]:
         real = batch + self.real_noise * torch.randn(batch.shape, generator=self.generator, device=batch.device)
@@ -57,6 +74,8 @@ class CDTrainer(Trainer):
         parts["loss"].backward()
         self.check_divergence(parts["loss"], real_scores, fake_scores)
         self.optimizer.step()
+        if self.ema_model is not None:
+            update_average(self.ema_model, self.model, self.ema_decay)
         return {name: value.detach() for name, value in parts.items()}
 
     def check_divergence(self, loss: torch.Tensor, real: torch.Tensor, fake: torch.Tensor) -> None:
@@ -105,10 +124,16 @@ class CDTrainer(Trainer):
     def preview_images(self, n: int) -> dict[str, torch.Tensor]:
         return {"buffer": self.buffer.newest(n)}
 
+    def sampling_model(self) -> nn.Module | None:
+        return self.ema_model
+
     def state_dict(self) -> dict[str, Any]:
         """Optimizer, replay buffer and RNG; the core saves the model's weights itself."""
-        return {"optimizer": self.optimizer.state_dict(), "buffer": self.buffer.state_dict(),
-                "generator": self.generator.get_state(), "config_lr": self.lr}
+        state = {"optimizer": self.optimizer.state_dict(), "buffer": self.buffer.state_dict(),
+                 "generator": self.generator.get_state(), "config_lr": self.lr}
+        if self.ema_model is not None:
+            state["ema"] = self.ema_model.state_dict()
+        return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.optimizer.load_state_dict(state["optimizer"])  # its learning rate, lowered by any rollback
@@ -117,3 +142,5 @@ class CDTrainer(Trainer):
                 group["lr"] = self.lr
         self.buffer.load_state_dict(state["buffer"])
         self.generator.set_state(state["generator"])
+        if self.ema_model is not None:  # a run that turns the average on at resume starts it from the weights
+            self.ema_model.load_state_dict(state.get("ema", self.model.state_dict()))
