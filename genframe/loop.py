@@ -261,9 +261,14 @@ class TrainingLoop:
 
         if self.evaluator is None:
             self.evaluator = shared_evaluator(self.host.registry, self.cfg.data)
-        images = generate_in_chunks(self.sampler, self.previews.sampling_model(), ecfg.n, ecfg.steps, self.cfg.seed,
-                                    stream=5_000 + self.ctx.step, device=self.ctx.device, chunk=EVAL_CHUNK).images
-        metrics = {f"eval/{k}": v for k, v in self.evaluator(images).items()}
+        models = {"eval": self.previews.sampling_model()}
+        if models["eval"] is not self.model:  # e.g. averaged weights: the trained ones too, for comparison
+            models["eval/trained"] = self.model
+        metrics = {}
+        for prefix, model in models.items():
+            images = generate_in_chunks(self.sampler, model, ecfg.n, ecfg.steps, self.cfg.seed,
+                                        stream=5_000 + self.ctx.step, device=self.ctx.device, chunk=EVAL_CHUNK).images
+            metrics.update({f"{prefix}/{k}": v for k, v in self.evaluator(images).items()})
         metrics["eval/train_minutes"] = self.loop["train_seconds"] / 60
         self.hook.genframe_log(run=self.ctx, step=self.ctx.step, metrics=metrics, images={})
         self.last_metrics.update(metrics)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import tomllib
 
 import pytest
@@ -15,7 +16,11 @@ from conftest import REPO, TINY
 
 def test_ema_weights_are_sampled_checkpointed_and_resumed(data_dir, tmp_path):
     run = tmp_path / "run"
-    genframe.train("ebm", overrides=[*TINY, "trainer.ema=0.5", "trainer.max_steps=4"], run_dir=run, quiet=True)
+    genframe.train("ebm", overrides=[*TINY, "trainer.ema=0.5", "trainer.max_steps=4", "eval.every_steps=4",
+                                     "eval.n=16", "eval.steps=3"], run_dir=run, quiet=True)
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    evals = [r for r in rows if "eval/fd" in r]  # the averaged weights, and the trained ones beside them
+    assert len(evals) == 1 and evals[0]["eval/fd"] != evals[0]["eval/trained/fd"]
     state = load_checkpoint(run)
     live, averaged = state["model"], state["sampling_model"]
     assert state["trainer"]["ema"].keys() == live.keys()

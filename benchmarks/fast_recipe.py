@@ -1,0 +1,145 @@
+"""The fast EBM recipe against the reference recipe: sample quality per minute of CPU training.
+
+    python benchmarks/fast_recipe.py speed                      # s/step of each recipe here (~3 minutes)
+    python benchmarks/fast_recipe.py train --minutes 60         # both recipes, N minutes' worth of steps each
+    python benchmarks/fast_recipe.py report RUN_REF RUN_FAST    # table, stability check, plot
+
+``speed`` runs each recipe for a few hundred steps in this process, alternating in rounds, with all
+the machine's threads, and keeps the median seconds per step (nothing else may run meanwhile).
+``train`` gives each recipe the number of steps that fits in ``--minutes`` at that speed, with an
+evaluation (1000 samples, the recipe's own generation settings) every twelfth of the budget; the
+steps, not the clock, end the run, so both recipes get the same compute even if the two runs share
+the machine (``--threads 1`` runs them one core each, side by side, from two shells).
+``report`` converts steps to minutes at the measured speed, prints both curves side by side, checks
+the fast recipe's stability (after its first 15 minutes, no evaluation worse than twice the best so
+far) and draws both curves on one plot. Figures depend on the machine; quote them with the command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import tempfile
+from pathlib import Path
+
+import torch
+
+import genframe
+from genframe.atomic import atomic_write_text
+from genframe.plot import plot_curves, read_metrics
+from sgld_throughput import cpu_name  # run as a script, benchmarks/ is on sys.path
+
+REPO = Path(__file__).resolve().parents[1]
+RECIPES = {"reference": REPO / "examples" / "ebm_mnist.toml", "fast": REPO / "examples" / "ebm_mnist_fast.toml"}
+RESULTS = REPO / "benchmarks" / "results"
+SPEED_JSON = RESULTS / "fast_recipe_speed.json"
+QUIET = ['logging.loggers=["jsonl"]', "logging.chain_n=0", "logging.sample_n=4", "logging.log_every=10"]
+
+
+def seconds_per_step(config: Path, warmup: int, steps: int, run_dir: Path) -> float:
+    """Median of 10-step intervals after ``warmup`` steps, from the run's own log times."""
+    genframe.train("ebm", config, [f"trainer.max_steps={warmup + steps}", "eval.every_epochs=null",
+                                   "eval.every_steps=null", *QUIET], run_dir=run_dir, quiet=True)
+    rows = [r for r in read_metrics(run_dir) if "loss" in r and r["step"] >= warmup]
+    return statistics.median((b["time"] - a["time"]) / (b["step"] - a["step"]) for a, b in zip(rows, rows[1:]))
+
+
+def speed(args: argparse.Namespace) -> None:
+    base = Path(tempfile.mkdtemp(prefix="genframe-speed-"))
+    timings: dict[str, list[float]] = {name: [] for name in RECIPES}
+    for round_index in range(args.rounds):
+        for name, config in RECIPES.items():
+            timings[name].append(seconds_per_step(config, 20, args.steps, base / f"{name}{round_index}"))
+            print(f"round {round_index + 1}: {name} {timings[name][-1]:.4f} s/step", flush=True)
+    result = {name: {"s_per_step": statistics.median(t), "rounds": t} for name, t in timings.items()}
+    result["machine"] = {"cpu": cpu_name(), "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+                         "torch": torch.__version__}
+    for name in RECIPES:
+        s = result[name]["s_per_step"]
+        print(f"{name:>9}: {s:.4f} s/step, {60 / s:,.0f} steps per minute")
+    atomic_write_text(args.out or SPEED_JSON, json.dumps(result, indent=2) + "\n")
+
+
+def budget_steps(name: str, minutes: float) -> int:
+    return int(minutes * 60 / json.loads(SPEED_JSON.read_text())[name]["s_per_step"])
+
+
+def train(args: argparse.Namespace) -> None:
+    for name in args.recipes:
+        steps = budget_steps(name, args.minutes)
+        every = max(1, steps // 12)
+        run_dir = Path(args.runs) / name
+        print(f"{name}: {steps} steps (= {args.minutes} minutes here), evaluating every {every}", flush=True)
+        genframe.train("ebm", RECIPES[name], [f"trainer.max_steps={steps}", "eval.every_epochs=null",
+                                              f"eval.every_steps={every}", "eval.n=1000", *QUIET[:2]],
+                       run_dir=run_dir, quiet=True)
+
+
+def curve(run_dir: str, s_per_step: float) -> list[dict]:
+    return [{"step": r["step"], "minutes": round(r["step"] * s_per_step / 60, 2),
+             "own_clock_minutes": round(r["eval/train_minutes"], 2), "fd": round(r["eval/fd"], 2),
+             "confidence": round(r["eval/confidence"], 3), "coverage": round(r["eval/coverage"], 3)}
+            for r in read_metrics(run_dir) if "eval/fd" in r]
+
+
+def stable(points: list[dict], after_minutes: float = 15.0) -> bool:
+    """After ``after_minutes``, no evaluation worse than twice the best so far."""
+    best = float("inf")
+    for point in points:
+        if point["minutes"] > after_minutes and point["fd"] > 2 * best:
+            return False
+        best = min(best, point["fd"])
+    return True
+
+
+def report(args: argparse.Namespace) -> None:
+    speeds = json.loads(SPEED_JSON.read_text())
+    curves = {name: curve(run, speeds[name]["s_per_step"]) for name, run in zip(RECIPES, args.runs)}
+    for name, points in curves.items():
+        print(f"\n{name} ({speeds[name]['s_per_step']:.4f} s/step): minutes = steps x s/step")
+        print(f"{'step':>7} {'minutes':>8} {'fd':>8} {'conf':>6} {'coverage':>8}")
+        for p in points:
+            print(f"{p['step']:7d} {p['minutes']:8.1f} {p['fd']:8.1f} {p['confidence']:6.3f} {p['coverage']:8.3f}")
+    ref = [p for p in curves["reference"] if p["minutes"] <= args.minutes + 0.5]
+    fast = [p for p in curves["fast"] if p["minutes"] <= args.minutes + 0.5]
+    summary = {"minutes": args.minutes, "reference_fd_at_budget": ref[-1]["fd"] if ref else None,
+               "fast_fd_at_budget": fast[-1]["fd"] if fast else None,
+               "fast_stable_after_15_minutes": stable(fast)}
+    if ref and fast:
+        summary["ratio"] = round(fast[-1]["fd"] / ref[-1]["fd"], 3)
+        print(f"\nat {args.minutes} minutes: reference fd {ref[-1]['fd']:.1f}, fast fd {fast[-1]['fd']:.1f} "
+              f"(ratio {summary['ratio']:.3f}); fast curve stable after 15 minutes: {summary['fast_stable_after_15_minutes']}")
+    plot = plot_curves({f"{name} fd": [(p["minutes"], p["fd"]) for p in points] for name, points in curves.items()},
+                       args.plot, xlabel="minutes")
+    print(f"wrote {plot}")
+    atomic_write_text(args.out, json.dumps({"speed": speeds, "curves": curves, "summary": summary}, indent=2) + "\n")
+    print(f"wrote {args.out}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True)
+    p = commands.add_parser("speed")
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--steps", type=int, default=100)
+    p.add_argument("--out", default=None)
+    p = commands.add_parser("train")
+    p.add_argument("--minutes", type=float, default=60)
+    p.add_argument("--recipes", nargs="+", default=list(RECIPES), choices=list(RECIPES))
+    p.add_argument("--runs", default="runs/fast_recipe")
+    p.add_argument("--threads", type=int, default=None)
+    p = commands.add_parser("report")
+    p.add_argument("runs", nargs=2, metavar=("RUN_REF", "RUN_FAST"))
+    p.add_argument("--minutes", type=float, default=60)
+    p.add_argument("--plot", default=str(REPO / "docs" / "images" / "fast_vs_reference.png"))
+    p.add_argument("--out", default=str(RESULTS / "fast_recipe.json"))
+    args = parser.parse_args()
+    if getattr(args, "threads", None):
+        torch.set_num_threads(args.threads)
+    {"speed": speed, "train": train, "report": report}[args.command](args)
+
+
+if __name__ == "__main__":
+    main()
