@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import tomllib
 
-import pytest
 import torch
 
 import genframe
@@ -54,6 +53,39 @@ def test_ema_is_the_moving_average_of_the_weights():
 def test_without_ema_the_checkpoint_has_only_the_trained_weights(data_dir, tmp_path):
     genframe.train("ebm", overrides=TINY, run_dir=tmp_path / "run", quiet=True)
     assert "sampling_model" not in load_checkpoint(tmp_path / "run")
+
+
+def test_fast_recipe_file_is_short_run_training_with_matching_generation():
+    fast = genframe.recipe_config("ebm", REPO / "examples" / "ebm_mnist_fast.toml")
+    assert fast.buffer.fresh_prob == 1.0  # every chain from noise...
+    assert fast.sampler.generate_steps == fast.sampler.steps == 30  # ...for as many steps as generation runs
+    assert fast.trainer.ema is not None and fast.eval.every_steps
+    reference = genframe.recipe_config("ebm", REPO / "examples" / "ebm_mnist.toml")
+    assert fast.model == reference.model  # same network: the gain is in how it is trained and sampled
+    with open(REPO / "examples" / "ebm_mnist_fast.toml", "rb") as file:
+        assert tomllib.load(file)["recipe"] == "ebm"
+
+
+def test_fast_recipe_runs_and_samples_with_its_own_generation_settings(data_dir, tmp_path, monkeypatch):
+    from genframe_ebm.sampler import SGLDSampler
+
+    run = tmp_path / "fast"
+    small = ["trainer.batch_size=16", "trainer.max_steps=4", "eval.every_steps=4", "eval.n=16",
+             "logging.sample_every=4", "logging.sample_n=4", "logging.chain_n=2", "trainer.val_batch_size=2000"]
+    result = genframe.train("ebm", REPO / "examples" / "ebm_mnist_fast.toml", small, run_dir=run, quiet=True)
+    assert result.status == "completed" and result.step == 4
+    loaded = genframe.load(run)
+    assert loaded.sampler.generate_steps == 30
+    calls = []
+    original = SGLDSampler.sample
+
+    def counting(self, model, init, steps=None, keep_every=None, generator=None):
+        calls.append(steps)
+        return original(self, model, init, steps, keep_every, generator)
+
+    monkeypatch.setattr(SGLDSampler, "sample", counting)
+    genframe.sample_to_files(run, tmp_path / "grid.png", n=4)
+    assert calls == [30]  # no --steps: the recipe's 30-step generation
 
 
 def test_fresh_prob_one_trains_short_run_chains_from_noise(data_dir, tmp_path):
