@@ -34,10 +34,11 @@ class SGLDConfig(Section):
     noise: float = Field(0.005, ge=0, description="Std of the Gaussian noise added before each step.")
     grad_clip: PositiveFloat = Field(0.03, description="Score gradients are clipped to +-grad_clip.")
     generate_steps: PositiveInt = Field(1000, description="Langevin steps when generating from uniform noise.")
-    impl: Literal["auto", "autograd", "fused", "native"] = Field(
+    impl: Literal["auto", "autograd", "fused", "native", "cudagraph"] = Field(
         "auto", description="SGLD implementation: auto = the fastest valid one (native on CPU for the Swish CNN, "
-        "fused there without a C compiler, autograd otherwise); autograd = reference loop, any model and device; "
-        "fused = hand-written gradient in ATen ops, any device; native = the whole step as compiled C (CPU).")
+        "fused there without a C compiler, cudagraph on a CUDA GPU, autograd otherwise); autograd = reference "
+        "loop, any model and device; fused = hand-written gradient in ATen ops, any device; native = the whole "
+        "step as compiled C (CPU); cudagraph = blocks of reference steps replayed as CUDA graphs (GPU).")
     threads: PositiveInt | None = Field(
         None, description="CPU worker threads for the fast paths (chains split across them); default: torch's.")
 

@@ -10,9 +10,10 @@ Implementations (``impl``), all drawing the same noise from the same generator:
   worker threads on CPU (fastpath.py); any device.
 - ``native``: the whole step (forward, input gradient, update) as one C function generated for the
   net's shape and compiled on first use (native_src.py, native.py), chains split across threads; CPU only.
+- ``cudagraph``: on a CUDA GPU, blocks of reference steps captured as CUDA graphs and replayed
+  (cudagraph.py); any model.
 - ``auto`` (default): ``native`` on CPU where the model is a SwishEnergyNet and the kernels build,
-  ``fused`` there if they do not, and ``autograd`` otherwise (other models; GPUs, whose fast path
-  is a separate piece of work).
+  ``fused`` there if they do not, ``cudagraph`` on a CUDA GPU, and ``autograd`` otherwise.
 The fast paths agree with the reference loop to float rounding (tests/test_sampler_fast.py).
 """
 
@@ -27,10 +28,11 @@ from torch import nn
 from genframe.errors import ConfigError
 from genframe.interfaces import SampleOutput, Sampler
 from genframe_ebm import native
+from genframe_ebm.cudagraph import GraphedChains
 from genframe_ebm.fastpath import FastChains
 from genframe_ebm.swish_plan import SwishPlan
 
-IMPLS = ("auto", "autograd", "fused", "native")
+IMPLS = ("auto", "autograd", "fused", "native", "cudagraph")
 
 
 @contextmanager
@@ -69,6 +71,7 @@ class SGLDSampler(Sampler):
         self.steps, self.generate_steps = steps, generate_steps
         self.example_shape = tuple(example_shape)
         self.impl, self.threads = impl, threads
+        self.graphs = GraphedChains()  # captured CUDA graphs, reused across calls of the same shape
 
     @classmethod
     def from_config(cls, config, example_shape: Sequence[int]) -> SGLDSampler:
@@ -102,6 +105,11 @@ class SGLDSampler(Sampler):
         With ``keep_every=k`` the chain holds the start and every k-th state (for GIFs).
         """
         steps = self.steps if steps is None else steps
+        if self.uses_cuda_graph(model, init, keep_every):
+            with frozen(model):
+                images = self.graphs.sample(model, init.detach(), self.step_sizes(steps), self.noise, self.grad_clip,
+                                            generator)
+            return SampleOutput(images, [])
         fast = self.fast_chains(model, init)
         if fast is not None:
             threads = self.threads or torch.get_num_threads()
@@ -115,8 +123,19 @@ class SGLDSampler(Sampler):
                     chain.append(x.clone())
         return SampleOutput(x, chain)
 
+    def uses_cuda_graph(self, model: nn.Module, init: torch.Tensor, keep_every: int | None = None) -> bool:
+        """CUDA graphs for chains on a GPU (``auto`` or ``cudagraph``), except when intermediate states
+        are kept (GIFs), which the eager loop records."""
+        if self.impl not in ("auto", "cudagraph") or init.device.type != "cuda":
+            if self.impl == "cudagraph":
+                raise ConfigError("sampler.impl='cudagraph' needs a CUDA GPU; use impl='auto' to pick by device")
+            return False
+        return keep_every is None
+
     def implementation(self, model: nn.Module, init: torch.Tensor) -> str:
-        """Which implementation ``sample`` runs for this model and input: autograd, fused or native."""
+        """Which implementation ``sample`` runs for this model and input: cudagraph, autograd, fused or native."""
+        if self.uses_cuda_graph(model, init):
+            return "cudagraph"
         fast = self.fast_chains(model, init)
         return "autograd" if fast is None else ("native" if fast.kernels is not None else "fused")
 
@@ -133,7 +152,7 @@ class SGLDSampler(Sampler):
             return None
         on_cpu = init.device.type == "cpu" and all(p.device.type == "cpu" for p in model.parameters())
         if self.impl == "auto" and not on_cpu:
-            return None  # GPUs keep the autograd loop until their own fast path (CUDA graphs) exists
+            return None  # on a GPU, auto means CUDA graphs (or this loop, when chain states are kept)
         kernels = None
         if self.impl in ("auto", "native"):
             spec = plan.native_spec()
