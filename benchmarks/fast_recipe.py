@@ -22,6 +22,7 @@ import json
 import os
 import statistics
 import tempfile
+from itertools import pairwise
 from pathlib import Path
 
 import torch
@@ -43,7 +44,7 @@ def seconds_per_step(config: Path, warmup: int, steps: int, run_dir: Path) -> fl
     genframe.train("ebm", config, [f"trainer.max_steps={warmup + steps}", "eval.every_epochs=null",
                                    "eval.every_steps=null", *QUIET], run_dir=run_dir, quiet=True)
     rows = [r for r in read_metrics(run_dir) if "loss" in r and r["step"] >= warmup]
-    return statistics.median((b["time"] - a["time"]) / (b["step"] - a["step"]) for a, b in zip(rows, rows[1:]))
+    return statistics.median((b["time"] - a["time"]) / (b["step"] - a["step"]) for a, b in pairwise(rows))
 
 
 def speed(args: argparse.Namespace) -> None:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -57,8 +58,8 @@ def sgld_table(batch_sizes, steps, rounds) -> list[dict]:
     for batch in batch_sizes:
         init = torch.rand((batch, 1, 32, 32), device="cuda") * 2 - 1
         generator = torch.Generator(device="cuda").manual_seed(0)
-        variants = {"plain": lambda: plain_sgld(model, init, steps, generator),
-                    "genframe": lambda: graphed.sample(model, init, generator=generator)}
+        variants = {"plain": partial(plain_sgld, model, init, steps, generator),
+                    "genframe": partial(graphed.sample, model, init, generator=generator)}
         for run in variants.values():  # warm-up: cuDNN autotuning, graph capture
             run()
         seconds: dict[str, list[float]] = {name: [] for name in variants}

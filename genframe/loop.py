@@ -102,7 +102,7 @@ class TrainingLoop:
             "config": config,
             "config_hash": config_hash(config),
             "model": self.model.state_dict(),
-            **({} if (sampling := self.trainer.sampling_model()) is None else {"sampling_model": sampling.state_dict()}),
+            **self.sampling_weights(),
             "trainer": trainer_states[0],
             "trainer_ranks": trainer_states,  # each process's buffer and RNG streams (torchrun)
             "loop": dict(self.loop),
@@ -111,6 +111,11 @@ class TrainingLoop:
                     "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []},
             "extra": dict(self.ctx.extra),
         }
+
+    def sampling_weights(self) -> dict[str, Any]:
+        """The weights ``genframe sample`` should load, when the trainer samples with other ones (e.g. EMA)."""
+        sampling = self.trainer.sampling_model()
+        return {} if sampling is None else {"sampling_model": sampling.state_dict()}
 
     def restore(self, state: dict[str, Any]) -> None:
         ranks = state.get("trainer_ranks") or [state["trainer"]]
@@ -247,7 +252,7 @@ class TrainingLoop:
         self.checkpoint()
 
     def maybe_evaluate(self, end_of_epoch: bool) -> None:
-        """Sample quality during training, every ``eval.every_epochs``, ``eval.every_minutes`` and/or ``eval.every_steps``."""
+        """Sample quality during training, every ``eval.every_epochs``, ``_minutes`` and/or ``_steps``."""
         ecfg = self.cfg.eval
         if not self.world.is_main:
             return
