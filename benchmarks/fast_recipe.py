@@ -78,11 +78,19 @@ def train(args: argparse.Namespace) -> None:
                        run_dir=run_dir, quiet=True)
 
 
-def curve(run_dir: str, s_per_step: float) -> list[dict]:
-    return [{"step": r["step"], "minutes": round(r["step"] * s_per_step / 60, 2),
-             "own_clock_minutes": round(r["eval/train_minutes"], 2), "fd": round(r["eval/fd"], 2),
-             "confidence": round(r["eval/confidence"], 3), "coverage": round(r["eval/coverage"], 3)}
-            for r in read_metrics(run_dir) if "eval/fd" in r]
+def curve(run_dir: str, s_per_step: float, weights: str = "sampling") -> list[dict]:
+    """The run's evaluations; ``weights="trained"`` takes the trained weights' figures where the run
+    also logged averaged ones (``eval/trained/*``, with ``trainer.ema``): the recipe without the average."""
+    points = []
+    for r in read_metrics(run_dir):
+        if "eval/fd" not in r:
+            continue
+        prefix = "eval/trained" if weights == "trained" and "eval/trained/fd" in r else "eval"
+        points.append({"step": r["step"], "minutes": round(r["step"] * s_per_step / 60, 2),
+                       "own_clock_minutes": round(r.get("eval/train_minutes", float("nan")), 2), "fd": round(r[f"{prefix}/fd"], 2),
+                       "confidence": round(r[f"{prefix}/confidence"], 3),
+                       "coverage": round(r[f"{prefix}/coverage"], 3)})
+    return points
 
 
 def stable(points: list[dict], after_minutes: float = 15.0) -> bool:
@@ -97,18 +105,22 @@ def stable(points: list[dict], after_minutes: float = 15.0) -> bool:
 
 def report(args: argparse.Namespace) -> None:
     speeds = json.loads(SPEED_JSON.read_text())
-    curves = {name: curve(run, speeds[name]["s_per_step"]) for name, run in zip(RECIPES, args.runs)}
+    curves = {name: curve(run, speeds[name]["s_per_step"], args.weights) for name, run in zip(RECIPES, args.runs)}
     for name, points in curves.items():
         print(f"\n{name} ({speeds[name]['s_per_step']:.4f} s/step): minutes = steps x s/step")
-        print(f"{'step':>7} {'minutes':>8} {'fd':>8} {'conf':>6} {'coverage':>8}")
+        print(f"{'step':>7} {'minutes':>8} {'own clock':>9} {'fd':>8} {'conf':>6} {'coverage':>8}")
         for p in points:
-            print(f"{p['step']:7d} {p['minutes']:8.1f} {p['fd']:8.1f} {p['confidence']:6.3f} {p['coverage']:8.3f}")
+            print(f"{p['step']:7d} {p['minutes']:8.1f} {p['own_clock_minutes']:9.1f} {p['fd']:8.1f} "
+                  f"{p['confidence']:6.3f} {p['coverage']:8.3f}")
     ref = [p for p in curves["reference"] if p["minutes"] <= args.minutes + 0.5]
     fast = [p for p in curves["fast"] if p["minutes"] <= args.minutes + 0.5]
     summary = {"minutes": args.minutes, "reference_fd_at_budget": ref[-1]["fd"] if ref else None,
                "fast_fd_at_budget": fast[-1]["fd"] if fast else None,
                "fast_stable_after_15_minutes": stable(fast)}
-    if ref and fast:
+    reached = bool(ref and fast) and min(ref[-1]["minutes"], fast[-1]["minutes"]) >= args.minutes - 1
+    if not reached:
+        print(f"\nnot both runs have reached {args.minutes} minutes yet")
+    else:
         summary["ratio"] = round(fast[-1]["fd"] / ref[-1]["fd"], 3)
         print(f"\nat {args.minutes} minutes: reference fd {ref[-1]['fd']:.1f}, fast fd {fast[-1]['fd']:.1f} "
               f"(ratio {summary['ratio']:.3f}); fast curve stable after 15 minutes: {summary['fast_stable_after_15_minutes']}")
@@ -134,6 +146,8 @@ def main() -> None:
     p = commands.add_parser("report")
     p.add_argument("runs", nargs=2, metavar=("RUN_REF", "RUN_FAST"))
     p.add_argument("--minutes", type=float, default=60)
+    p.add_argument("--weights", choices=["sampling", "trained"], default="sampling",
+                   help="with trainer.ema: the averaged weights' figures (the default) or the trained ones'")
     p.add_argument("--plot", default=str(REPO / "docs" / "images" / "fast_vs_reference.png"))
     p.add_argument("--out", default=str(RESULTS / "fast_recipe.json"))
     args = parser.parse_args()
