@@ -10,7 +10,6 @@ The CLI calls these same functions; from another project::
 
 from __future__ import annotations
 
-import io
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +17,7 @@ from typing import Any
 
 import torch
 
-from genframe.atomic import atomic_write_bytes
+from genframe.atomic import atomic_write
 from genframe.checkpoint import load_checkpoint, resolve_checkpoint
 from genframe.config import RecipeConfig, build_config
 from genframe.images import save_gif, save_grid
@@ -105,9 +104,7 @@ def sample_to_files(
     output = generate_in_chunks(loaded.sampler, loaded.model, n, steps, seed, stream=0, device=loaded.device,
                                 chunk=chunk, progress=progress, keep_every=keep_every, keep_n=grid_n)
     if tensor is not None:  # first: the costly result is on disk before anything else can fail
-        buffer = io.BytesIO()
-        torch.save(output.images, buffer)
-        atomic_write_bytes(tensor, buffer.getvalue())
+        atomic_write(tensor, lambda handle: torch.save(output.images, handle))
     save_grid(output.images[:grid_n], out)
     if gif:
         save_gif(output.chain or [output.images[:grid_n]], gif)
