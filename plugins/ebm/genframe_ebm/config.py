@@ -50,6 +50,10 @@ class BufferConfig(Section):
 
 class EBMTrainerConfig(TrainerConfig):
     lr: PositiveFloat = Field(1e-4, description="Adam learning rate.")
+    lr_decay_steps: PositiveInt | None = Field(
+        None, description="Cosine decay of the learning rate from lr to lr_min over this many steps, then "
+        "lr_min; default: a constant lr.")
+    lr_min: float = Field(0.0, ge=0, description="The learning rate at the end of the cosine decay.")
     betas: tuple[float, float] = Field((0.9, 0.999), description="Adam betas.")
     eps: PositiveFloat = Field(1e-7, description="Adam epsilon (Keras' default, as in the reference).")
     alpha: float = Field(0.1, ge=0, description="Weight of the score-magnitude regulariser.")
@@ -61,6 +65,13 @@ class EBMTrainerConfig(TrainerConfig):
     score_limit: PositiveFloat = Field(
         1e4, description="A step whose |score| exceeds this counts as diverged (as do non-finite values)."
     )
+
+    @model_validator(mode="after")
+    def _decay_goes_down(self) -> EBMTrainerConfig:
+        if self.lr_decay_steps is not None and self.lr_min >= self.lr:
+            raise ValueError(f"trainer.lr_min={self.lr_min:g} is not below trainer.lr={self.lr:g}; a decay "
+                             "needs lr_min < lr (or drop trainer.lr_decay_steps for a constant rate)")
+        return self
 
 
 class EBMConfig(RecipeConfig):

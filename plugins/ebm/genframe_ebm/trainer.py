@@ -5,6 +5,7 @@ loss = mean(score_fake) - mean(score_real) + alpha * mean(score_real^2 + score_f
 
 from __future__ import annotations
 
+import math
 from copy import deepcopy
 from typing import Any
 
@@ -33,6 +34,14 @@ def update_average(average: nn.Module, model: nn.Module, decay: float) -> None:
     torch._foreach_lerp_(list(average.parameters()), list(model.parameters()), 1.0 - decay)
 
 
+def cosine_rate(step: int, lr: float, lr_min: float, decay_steps: int | None) -> float:
+    """The learning rate at ``step``: a half cosine from ``lr`` down to ``lr_min`` over ``decay_steps``, then flat."""
+    if decay_steps is None:
+        return lr
+    progress = min(step, decay_steps) / decay_steps
+    return lr_min + (lr - lr_min) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
 def cd_loss(real_scores: torch.Tensor, fake_scores: torch.Tensor, alpha: float) -> dict[str, torch.Tensor]:
     """The reference loss and its parts."""
     cdiv = fake_scores.mean() - real_scores.mean()
@@ -54,6 +63,10 @@ class CDTrainer(Trainer):
         tcfg = config.trainer
         self.alpha, self.real_noise, self.val_batch_size = tcfg.alpha, tcfg.real_noise, tcfg.val_batch_size
         self.score_limit, self.lr = tcfg.score_limit, tcfg.lr
+        self.lr_min, self.lr_decay_steps = tcfg.lr_min, tcfg.lr_decay_steps
+        # The rate is worked out afresh each step from the schedule, the steps taken and the rollbacks'
+        # factor, so a rollback's halving and the schedule compose, and both survive a resume.
+        self.steps_taken, self.lr_scale = 0, 1.0
         self.seed = seed
         self.generator = torch.Generator(device=device)
         self.generator.manual_seed(seed)
@@ -73,10 +86,29 @@ class CDTrainer(Trainer):
         self.optimizer.zero_grad(set_to_none=True)
         parts["loss"].backward()
         self.check_divergence(parts["loss"], real_scores, fake_scores)
+        rate = self.current_rate()
+        for group in self.optimizer.param_groups:
+            group["lr"] = rate
         self.optimizer.step()
+        self.steps_taken += 1
         if self.ema_model is not None:
             update_average(self.ema_model, self.model, self.ema_decay)
-        return {name: value.detach() for name, value in parts.items()}
+        metrics = {name: value.detach() for name, value in parts.items()}
+        if self.lr_decay_steps is not None or self.lr_scale != 1.0:  # a constant rate is in the config already
+            metrics["lr"] = torch.tensor(rate)
+        return metrics
+
+    def current_rate(self) -> float:
+        """The learning rate of the next step: the schedule's, times the rollbacks' factor."""
+        return cosine_rate(self.steps_taken, self.lr, self.lr_min, self.lr_decay_steps) * self.lr_scale
+
+    def scale_learning_rate(self, factor: float) -> list[float]:
+        """After a divergence: every later step's rate (schedule included) is multiplied by ``factor``."""
+        self.lr_scale *= factor
+        rate = self.current_rate()
+        for group in self.optimizer.param_groups:
+            group["lr"] = rate
+        return [rate for _ in self.optimizer.param_groups]
 
     def check_divergence(self, loss: torch.Tensor, real: torch.Tensor, fake: torch.Tensor) -> None:
         """Refuse the update if the loss, scores or gradients are non-finite or the scores out of bounds.
@@ -130,16 +162,22 @@ class CDTrainer(Trainer):
     def state_dict(self) -> dict[str, Any]:
         """Optimizer, replay buffer and RNG; the core saves the model's weights itself."""
         state = {"optimizer": self.optimizer.state_dict(), "buffer": self.buffer.state_dict(),
-                 "generator": self.generator.get_state(), "config_lr": self.lr}
+                 "generator": self.generator.get_state(), "config_lr": self.lr,
+                 "steps_taken": self.steps_taken, "lr_scale": self.lr_scale}
         if self.ema_model is not None:
             state["ema"] = self.ema_model.state_dict()
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.optimizer.load_state_dict(state["optimizer"])  # its learning rate, lowered by any rollback
-        if state.get("config_lr", self.lr) != self.lr:  # but `--set trainer.lr=...` on resume wins
-            for group in self.optimizer.param_groups:
-                group["lr"] = self.lr
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.steps_taken = state.get("steps_taken", 0)
+        saved_lr = state.get("config_lr", self.lr)
+        # A checkpoint from before the schedule kept the rollbacks' factor only in the optimizer's rate.
+        self.lr_scale = state.get("lr_scale", self.optimizer.param_groups[0]["lr"] / saved_lr)
+        if saved_lr != self.lr:  # `--set trainer.lr=...` on resume wins over any rollback's lowering
+            self.lr_scale = 1.0
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.current_rate()
         self.buffer.load_state_dict(state["buffer"])
         self.generator.set_state(state["generator"])
         if self.ema_model is not None:  # a run that turns the average on at resume starts it from the weights
