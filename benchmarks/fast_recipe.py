@@ -2,7 +2,7 @@
 
     python benchmarks/fast_recipe.py speed                      # s/step of each recipe here (~3 minutes)
     python benchmarks/fast_recipe.py train --minutes 60         # both recipes, N minutes' worth of steps each
-    python benchmarks/fast_recipe.py report RUN_REF RUN_FAST    # table, stability check, plot
+    python benchmarks/fast_recipe.py report RUN_REF RUN_FAST [RUN_FAST ...]   # table, stability, plot
 
 ``speed`` runs each recipe for a few hundred steps in this process, alternating in rounds, with all
 the machine's threads, and keeps the median seconds per step (nothing else may run meanwhile).
@@ -10,9 +10,10 @@ the machine's threads, and keeps the median seconds per step (nothing else may r
 evaluation (1000 samples, the recipe's own generation settings) every twelfth of the budget; the
 steps, not the clock, end the run, so both recipes get the same compute even if the two runs share
 the machine (``--threads 1`` runs them one core each, side by side, from two shells).
-``report`` converts steps to minutes at the measured speed, prints both curves side by side, checks
-the fast recipe's stability (after its first 15 minutes, no evaluation worse than twice the best so
-far) and draws both curves on one plot. Figures depend on the machine; quote them with the command.
+``report`` converts steps to minutes at the measured speed, prints the curves, checks each fast run's
+stability (after its first 15 minutes, no evaluation worse than twice the best so far) and draws all
+curves on one plot; give several fast runs (seeds) to judge the recipe, not one run. Figures depend
+on the machine; quote them with the command.
 """
 
 from __future__ import annotations
@@ -103,27 +104,45 @@ def stable(points: list[dict], after_minutes: float = 15.0) -> bool:
     return True
 
 
+def run_label(run_dir: str) -> str:
+    """The run's folder name and seed (from its own config), so the plot says which run is which."""
+    seed = json.loads((Path(run_dir) / "config.json").read_text()).get("seed")
+    return f"{Path(run_dir).name} (seed {seed})"
+
+
+def print_curve(title: str, points: list[dict]) -> None:
+    print(f"\n{title}")
+    print(f"{'step':>7} {'minutes':>8} {'own clock':>9} {'fd':>8} {'conf':>6} {'coverage':>8}")
+    for p in points:
+        print(f"{p['step']:7d} {p['minutes']:8.1f} {p['own_clock_minutes']:9.1f} {p['fd']:8.1f} "
+              f"{p['confidence']:6.3f} {p['coverage']:8.3f}")
+
+
 def report(args: argparse.Namespace) -> None:
     speeds = json.loads(SPEED_JSON.read_text())
-    curves = {name: curve(run, speeds[name]["s_per_step"], args.weights) for name, run in zip(RECIPES, args.runs)}
+    ref_run, *fast_runs = args.runs
+    within = args.minutes + 0.5
+    curves = {"reference": curve(ref_run, speeds["reference"]["s_per_step"], args.weights)}
+    for run in fast_runs:
+        curves[f"fast {run_label(run)}"] = curve(run, speeds["fast"]["s_per_step"], args.weights)
     for name, points in curves.items():
-        print(f"\n{name} ({speeds[name]['s_per_step']:.4f} s/step): minutes = steps x s/step")
-        print(f"{'step':>7} {'minutes':>8} {'own clock':>9} {'fd':>8} {'conf':>6} {'coverage':>8}")
-        for p in points:
-            print(f"{p['step']:7d} {p['minutes']:8.1f} {p['own_clock_minutes']:9.1f} {p['fd']:8.1f} "
-                  f"{p['confidence']:6.3f} {p['coverage']:8.3f}")
-    ref = [p for p in curves["reference"] if p["minutes"] <= args.minutes + 0.5]
-    fast = [p for p in curves["fast"] if p["minutes"] <= args.minutes + 0.5]
-    summary = {"minutes": args.minutes, "reference_fd_at_budget": ref[-1]["fd"] if ref else None,
-               "fast_fd_at_budget": fast[-1]["fd"] if fast else None,
-               "fast_stable_after_15_minutes": stable(fast)}
-    reached = bool(ref and fast) and min(ref[-1]["minutes"], fast[-1]["minutes"]) >= args.minutes - 1
-    if not reached:
-        print(f"\nnot both runs have reached {args.minutes} minutes yet")
-    else:
-        summary["ratio"] = round(fast[-1]["fd"] / ref[-1]["fd"], 3)
-        print(f"\nat {args.minutes} minutes: reference fd {ref[-1]['fd']:.1f}, fast fd {fast[-1]['fd']:.1f} "
-              f"(ratio {summary['ratio']:.3f}); fast curve stable after 15 minutes: {summary['fast_stable_after_15_minutes']}")
+        kind = name.split()[0]  # "reference" or "fast"
+        print_curve(f"{name} ({speeds[kind]['s_per_step']:.4f} s/step): minutes = steps x s/step", points)
+    ref = [p for p in curves["reference"] if p["minutes"] <= within]
+    summary: dict = {"minutes": args.minutes, "reference_fd_at_budget": ref[-1]["fd"] if ref else None, "fast": {}}
+    print()
+    for name, points in list(curves.items())[1:]:
+        fast = [p for p in points if p["minutes"] <= within]
+        entry = {"fd_at_budget": fast[-1]["fd"] if fast else None, "best_fd": min((p["fd"] for p in fast), default=None),
+                 "stable_after_15_minutes": stable(fast)}
+        if ref and fast and min(ref[-1]["minutes"], fast[-1]["minutes"]) >= args.minutes - 1:
+            entry["ratio"] = round(fast[-1]["fd"] / ref[-1]["fd"], 3)
+            print(f"at {args.minutes} minutes: reference fd {ref[-1]['fd']:.1f}, {name} fd {fast[-1]['fd']:.1f} "
+                  f"(ratio {entry['ratio']:.3f}); stable after 15 minutes: {entry['stable_after_15_minutes']}")
+        else:
+            print(f"{name}: not both runs have reached {args.minutes} minutes yet "
+                  f"(stable so far: {entry['stable_after_15_minutes']})")
+        summary["fast"][name] = entry
     plot = plot_curves({f"{name} fd": [(p["minutes"], p["fd"]) for p in points] for name, points in curves.items()},
                        args.plot, xlabel="minutes")
     print(f"wrote {plot}")
@@ -144,13 +163,15 @@ def main() -> None:
     p.add_argument("--runs", default="runs/fast_recipe")
     p.add_argument("--threads", type=int, default=None)
     p = commands.add_parser("report")
-    p.add_argument("runs", nargs=2, metavar=("RUN_REF", "RUN_FAST"))
+    p.add_argument("runs", nargs="+", metavar="RUN", help="the reference run, then one or more fast runs")
     p.add_argument("--minutes", type=float, default=60)
     p.add_argument("--weights", choices=["sampling", "trained"], default="sampling",
                    help="with trainer.ema: the averaged weights' figures (the default) or the trained ones'")
     p.add_argument("--plot", default=str(REPO / "docs" / "images" / "fast_vs_reference.png"))
     p.add_argument("--out", default=str(RESULTS / "fast_recipe.json"))
     args = parser.parse_args()
+    if args.command == "report" and len(args.runs) < 2:
+        parser.error("report needs the reference run and at least one fast run")
     if getattr(args, "threads", None):
         torch.set_num_threads(args.threads)
     {"speed": speed, "train": train, "report": report}[args.command](args)
