@@ -33,3 +33,44 @@ def test_sgld_and_train_throughput_benchmarks_run(tmp_path):
     report = json.loads(train.read_text())
     assert [r["variant"] for r in report["results"]] == ["plain", "genframe"]
     assert all(r["seconds_per_step"] > 0 for r in report["results"])
+
+
+def test_fast_recipe_report_judges_each_fast_run_and_plots_all(data_dir, tmp_path):
+    import genframe
+
+    tiny_eval = ["trainer.batch_size=16", "trainer.max_steps=4", "sampler.steps=3", "sampler.generate_steps=3",
+                 "buffer.size=64", "eval.every_epochs=null", "eval.every_steps=2", "eval.n=16", "eval.steps=3",
+                 'logging.loggers=["jsonl"]', "logging.chain_n=0", "logging.sample_n=4"]
+    runs = {"ref": [], "f0": ["seed=0"], "f1": ["seed=1"]}
+    for name, extra in runs.items():
+        genframe.train("ebm", overrides=[*tiny_eval, *extra], run_dir=tmp_path / name, quiet=True)
+    plot, out = tmp_path / "plot.png", tmp_path / "report.json"
+    done = subprocess.run([sys.executable, "benchmarks/fast_recipe.py", "report", *(str(tmp_path / n) for n in runs),
+                           "--minutes", "0.001", "--plot", str(plot), "--out", str(out)],
+                          cwd=REPO, capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(out.read_text())
+    assert list(report["curves"]) == ["reference", "fast f0 (seed 0)", "fast f1 (seed 1)"]
+    assert all([p["step"] for p in c] == [2, 4] for c in report["curves"].values())
+    for name in ["fast f0 (seed 0)", "fast f1 (seed 1)"]:
+        entry = report["summary"]["fast"][name]
+        assert entry["ratio"] == round(report["curves"][name][-1]["fd"] / report["curves"]["reference"][-1]["fd"], 3)
+    assert plot.stat().st_size > 0 and "ratio" in done.stdout
+
+    lonely = subprocess.run([sys.executable, "benchmarks/fast_recipe.py", "report", str(tmp_path / "ref")],
+                            cwd=REPO, capture_output=True, text=True, timeout=60, check=False)
+    assert lonely.returncode == 2 and "at least one fast run" in lonely.stderr
+
+
+def test_fast_recipe_stability_rule():
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    try:
+        from fast_recipe import stable
+    finally:
+        sys.path.remove(str(REPO / "benchmarks"))
+    steady = [{"minutes": m, "fd": fd} for m, fd in [(6, 60), (12, 25), (18, 12), (24, 20), (30, 10)]]
+    assert stable(steady)  # 20 is under twice the best so far (12)
+    collapse = [*steady, {"minutes": 36, "fd": 390}]
+    assert not stable(collapse)
+    early = [{"minutes": 6, "fd": 24}, {"minutes": 12, "fd": 50}, {"minutes": 18, "fd": 30}]
+    assert stable(early)  # the first 15 minutes may swing
