@@ -179,6 +179,16 @@ def test_persistent_divergence_stops_with_a_message_after_the_allowed_rollbacks(
     assert state["trainer"]["optimizer"]["param_groups"][0]["lr"] == pytest.approx(0.25e-4)
 
 
+def test_a_cdiv_beyond_its_limit_counts_as_divergence_and_none_is_the_default(data_dir, tmp_path):
+    # The collapse of short-run training: every chain told from real data, a large |cdiv| with small scores.
+    with pytest.raises(DivergenceError, match=r"cdiv -?[0-9.e-]+ beyond trainer.cdiv_limit=1e-09 \(the net tells "
+                                              r"every chain from real data\) at step 1 \(epoch 1\)"):
+        genframe.train("ebm", overrides=[*TINY, "trainer.cdiv_limit=1e-9", "trainer.on_divergence=stop"],
+                       run_dir=tmp_path / "limited", quiet=True)
+    result = genframe.train("ebm", overrides=[*TINY, "trainer.cdiv_limit=100"], run_dir=tmp_path / "loose", quiet=True)
+    assert result.status == "completed" and result.step == 6
+
+
 def test_divergence_with_on_divergence_stop_stops_at_once(data_dir, tmp_path):
     with pytest.raises(DivergenceError, match=r"training diverged: score .* at step 1 \(epoch 1\); the last good"):
         genframe.train("ebm", overrides=[*TINY, "trainer.score_limit=1e-9", "trainer.on_divergence=stop"],

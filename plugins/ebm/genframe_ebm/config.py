@@ -65,6 +65,9 @@ class EBMTrainerConfig(TrainerConfig):
     score_limit: PositiveFloat = Field(
         1e4, description="A step whose |score| exceeds this counts as diverged (as do non-finite values)."
     )
+    cdiv_limit: PositiveFloat | None = Field(
+        None, description="A step whose |cdiv| (mean chain score minus mean real score) exceeds this counts as "
+        "diverged: the net tells every chain from real data, the collapse of short-run training; default: no limit.")
 
     @model_validator(mode="after")
     def _decay_goes_down(self) -> EBMTrainerConfig:

@@ -62,7 +62,7 @@ class CDTrainer(Trainer):
         self.model, self.sampler, self.device = model, sampler, device
         tcfg = config.trainer
         self.alpha, self.real_noise, self.val_batch_size = tcfg.alpha, tcfg.real_noise, tcfg.val_batch_size
-        self.score_limit, self.lr = tcfg.score_limit, tcfg.lr
+        self.score_limit, self.cdiv_limit, self.lr = tcfg.score_limit, tcfg.cdiv_limit, tcfg.lr
         self.lr_min, self.lr_decay_steps = tcfg.lr_min, tcfg.lr_decay_steps
         # The rate is worked out afresh each step from the schedule, the steps taken and the rollbacks'
         # factor, so a rollback's halving and the schedule compose, and both survive a resume.
@@ -85,7 +85,7 @@ class CDTrainer(Trainer):
         parts = cd_loss(real_scores, fake_scores, self.alpha)
         self.optimizer.zero_grad(set_to_none=True)
         parts["loss"].backward()
-        self.check_divergence(parts["loss"], real_scores, fake_scores)
+        self.check_divergence(parts["loss"], real_scores, fake_scores, parts["cdiv"])
         rate = self.current_rate()
         for group in self.optimizer.param_groups:
             group["lr"] = rate
@@ -110,8 +110,9 @@ class CDTrainer(Trainer):
             group["lr"] = rate
         return [rate for _ in self.optimizer.param_groups]
 
-    def check_divergence(self, loss: torch.Tensor, real: torch.Tensor, fake: torch.Tensor) -> None:
-        """Refuse the update if the loss, scores or gradients are non-finite or the scores out of bounds.
+    def check_divergence(self, loss: torch.Tensor, real: torch.Tensor, fake: torch.Tensor,
+                         cdiv: torch.Tensor) -> None:
+        """Refuse the update if the loss, scores or gradients are non-finite, or the scores or cdiv out of bounds.
 
         One host sync per step, folded into a single flag; the details are worked out only on failure.
         """
@@ -119,6 +120,8 @@ class CDTrainer(Trainer):
         grad_norm = torch.linalg.vector_norm(torch.stack([g.detach().norm() for g in grads]))
         peak = torch.maximum(real.detach().abs().max(), fake.detach().abs().max())
         healthy = torch.isfinite(loss) & torch.isfinite(grad_norm) & (peak <= self.score_limit)
+        if self.cdiv_limit is not None:
+            healthy &= cdiv.detach().abs() <= self.cdiv_limit
         if bool(healthy):
             return
         self.optimizer.zero_grad(set_to_none=True)
@@ -126,6 +129,9 @@ class CDTrainer(Trainer):
             raise DivergenceError(f"non-finite loss ({float(loss)})")
         if not torch.isfinite(peak) or peak > self.score_limit:
             raise DivergenceError(f"score {float(peak):.4g} beyond trainer.score_limit={self.score_limit:g}")
+        if self.cdiv_limit is not None and not abs(float(cdiv)) <= self.cdiv_limit:
+            raise DivergenceError(f"cdiv {float(cdiv):.4g} beyond trainer.cdiv_limit={self.cdiv_limit:g} "
+                                  "(the net tells every chain from real data)")
         raise DivergenceError(f"non-finite gradients (norm {float(grad_norm)})")
 
     @torch.no_grad()
