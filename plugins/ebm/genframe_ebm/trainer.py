@@ -129,8 +129,9 @@ class CDTrainer(Trainer):
             raise DivergenceError(f"non-finite loss ({float(loss)})")
         if not torch.isfinite(peak) or peak > self.score_limit:
             raise DivergenceError(f"score {float(peak):.4g} beyond trainer.score_limit={self.score_limit:g}")
-        if self.cdiv_limit is not None and not abs(float(cdiv)) <= self.cdiv_limit:
-            raise DivergenceError(f"cdiv {float(cdiv):.4g} beyond trainer.cdiv_limit={self.cdiv_limit:g} "
+        gap = float(cdiv.detach())
+        if self.cdiv_limit is not None and not abs(gap) <= self.cdiv_limit:
+            raise DivergenceError(f"cdiv {gap:.4g} beyond trainer.cdiv_limit={self.cdiv_limit:g} "
                                   "(the net tells every chain from real data)")
         raise DivergenceError(f"non-finite gradients (norm {float(grad_norm)})")
 
