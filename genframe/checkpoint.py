@@ -21,6 +21,7 @@ from genframe.errors import CheckpointError
 FORMAT_VERSION = 1
 CHECKPOINT_DIR = "checkpoints"
 LAST_NAME = "last.pt"
+BEST_NAME = "best.pt"  # the weights of the best training-time evaluation (lowest fd)
 
 
 def config_hash(config: dict[str, Any]) -> str:

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 from genframe import distributed
-from genframe.checkpoint import CHECKPOINT_DIR, LAST_NAME, config_hash, load_checkpoint, save_checkpoint
+from genframe.checkpoint import BEST_NAME, CHECKPOINT_DIR, LAST_NAME, config_hash, load_checkpoint, save_checkpoint
 from genframe.config import config_to_dict
 from genframe.errors import CheckpointError, ConfigError, DivergenceError, RunError, RunInterrupted
 from genframe.plugins import attached_loggers
@@ -164,7 +164,9 @@ class TrainingLoop:
             tried = f" after {rollbacks - 1} rollback(s)" if rollbacks > 1 else ""
             raise DivergenceError(f"training diverged: {where}{tried}; the last good checkpoint is "
                                   f"{self.checkpoint_path}; lower trainer.lr (or regularise more), then --resume")
+        best = {k: self.loop[k] for k in ("best_fd", "best_step") if k in self.loop}
         self.restore(load_checkpoint(self.checkpoint_path))
+        self.loop.update(best)  # best.pt on disk is not rolled back, so neither is the record of it
         self.loop["rollbacks"] = rollbacks
         rates = self.trainer.scale_learning_rate(self.tcfg.rollback_lr_factor)
         reason = f"{where}; rolled back to step {self.ctx.step} with learning rate {rates[0]:.3g}"
@@ -275,9 +277,20 @@ class TrainingLoop:
                                         stream=5_000 + self.ctx.step, device=self.ctx.device, chunk=EVAL_CHUNK).images
             metrics.update({f"{prefix}/{k}": v for k, v in self.evaluator(images).items()})
         metrics["eval/train_minutes"] = self.loop["train_seconds"] / 60
+        self.keep_if_best(metrics["eval/fd"])
         self.hook.genframe_log(run=self.ctx, step=self.ctx.step, metrics=metrics, images={})
         self.last_metrics.update(metrics)
         self.last_eval = time.monotonic()  # time spent evaluating does not count as training time
+
+    def keep_if_best(self, fd: float) -> None:
+        """Write ``checkpoints/best.pt`` when an evaluation beats every earlier one, so that a run whose
+        quality later falls (an EBM can collapse) still holds its best weights. Main process only."""
+        if not fd < self.loop.get("best_fd", float("inf")):
+            return
+        if not all(bool(torch.isfinite(p).all()) for p in self.model.parameters()):
+            return
+        self.loop["best_fd"], self.loop["best_step"] = fd, self.ctx.step
+        save_checkpoint(self.checkpoint_path.with_name(BEST_NAME), self.state([self.trainer.state_dict()]))
 
     def interrupt(self, signum: int) -> None:
         self.checkpoint()

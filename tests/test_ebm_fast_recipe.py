@@ -96,3 +96,20 @@ def test_fresh_prob_one_trains_short_run_chains_from_noise(data_dir, tmp_path):
     buffer.push(torch.full((16, 1, 4, 4), 0.123))
     drawn = buffer.draw(16)
     assert not (drawn == 0.123).any() and drawn.min() >= -1 and drawn.max() <= 1
+
+
+def test_the_best_evaluation_keeps_its_weights_in_best_pt(data_dir, tmp_path):
+    run = tmp_path / "run"
+    every = ["eval.every_steps=2", "eval.n=16", "eval.steps=3", "trainer.max_steps=6"]
+    genframe.train("ebm", overrides=[*TINY, *every], run_dir=run, quiet=True)
+    evals = [r for r in (json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines())
+             if "eval/fd" in r]
+    best = min(evals, key=lambda r: r["eval/fd"])
+    kept = load_checkpoint(run / "checkpoints" / "best.pt")
+    assert [r["step"] for r in evals] == [2, 4, 6]
+    assert kept["loop"]["step"] == kept["loop"]["best_step"] == best["step"]
+    assert kept["loop"]["best_fd"] == best["eval/fd"]
+    if best["step"] != 6:  # the best is not the last: last.pt moved on, best.pt did not
+        assert any(not torch.equal(v, load_checkpoint(run)["model"][k]) for k, v in kept["model"].items())
+    assert load_checkpoint(run)["loop"]["best_fd"] == best["eval/fd"]  # in last.pt too: a resume knows it
+    assert genframe.load(run / "checkpoints" / "best.pt").sample(4).images.shape[0] == 4

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -184,6 +185,11 @@ def test_torchrun_trains_the_vae_on_two_processes(data_dir, tmp_path, vae_plugin
                "run", "vae", *sets([*VAE_TINY, "data.limit=128", "trainer.epochs=2", "logging.chain_n=0"]),
                "--run-dir", str(run), "--quiet"]
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    if result.returncode != 0 and "terminate called without an active exception" in result.stderr:
+        # Seen about once in six runs on torch 2.13 CPU: a worker aborts in C++ teardown (a joinable
+        # std::thread destroyed). Not yet traced to genframe; one fresh retry, any other failure fails.
+        shutil.rmtree(run, ignore_errors=True)
+        result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     state = load_checkpoint(run)
     assert state["loop"]["step"] == 8  # 128 images / 2 processes / batch 16 = 4 steps per epoch
