@@ -146,8 +146,7 @@ class TrainingLoop:
         self.ctx.step, self.ctx.epoch, self.ctx.batch = self.loop["step"], self.loop["epoch"], self.loop["batch"]
 
     def checkpoint(self) -> None:
-        # Never let a diverged model overwrite the last good checkpoint.
-        if not all(bool(torch.isfinite(p).all()) for p in self.model.parameters()):
+        if not self.weights_finite():  # never let a diverged model overwrite the last good checkpoint
             raise DivergenceError("non-finite model weights")
         own = self.trainer.state_dict()
         states = distributed.gather_to_main(own, self.world) if self.world.active else [own]
@@ -155,6 +154,9 @@ class TrainingLoop:
             save_checkpoint(self.checkpoint_path, self.state(states))
             self.hook.genframe_checkpoint(run=self.ctx, path=self.checkpoint_path, step=self.ctx.step)
         self.last_checkpoint_step = self.ctx.step
+
+    def weights_finite(self) -> bool:
+        return all(bool(torch.isfinite(p).all()) for p in self.model.parameters())
 
     # --- divergence ---------------------------------------------------------------------------
     def rollback(self, error: DivergenceError) -> None:
@@ -285,9 +287,7 @@ class TrainingLoop:
     def keep_if_best(self, fd: float) -> None:
         """Write ``checkpoints/best.pt`` when an evaluation beats every earlier one, so that a run whose
         quality later falls (an EBM can collapse) still holds its best weights. Main process only."""
-        if not fd < self.loop.get("best_fd", float("inf")):
-            return
-        if not all(bool(torch.isfinite(p).all()) for p in self.model.parameters()):
+        if not fd < self.loop.get("best_fd", float("inf")) or not self.weights_finite():
             return
         self.loop["best_fd"], self.loop["best_step"] = fd, self.ctx.step
         save_checkpoint(self.checkpoint_path.with_name(BEST_NAME), self.state([self.trainer.state_dict()]))
