@@ -122,12 +122,11 @@ def report(args: argparse.Namespace) -> None:
     speeds = json.loads(SPEED_JSON.read_text())
     ref_run, *fast_runs = args.runs
     within = args.minutes + 0.5
-    curves = {"reference": curve(ref_run, speeds["reference"]["s_per_step"], args.weights)}
-    for run in fast_runs:
-        curves[f"fast {run_label(run)}"] = curve(run, speeds["fast"]["s_per_step"], args.weights)
+    runs = {"reference": (ref_run, speeds["reference"]["s_per_step"])}
+    runs.update({f"fast {run_label(run)}": (run, speeds["fast"]["s_per_step"]) for run in fast_runs})
+    curves = {name: curve(run, s_per_step, args.weights) for name, (run, s_per_step) in runs.items()}
     for name, points in curves.items():
-        kind = name.split()[0]  # "reference" or "fast"
-        print_curve(f"{name} ({speeds[kind]['s_per_step']:.4f} s/step): minutes = steps x s/step", points)
+        print_curve(f"{name} ({runs[name][1]:.4f} s/step): minutes = steps x s/step", points)
     ref = [p for p in curves["reference"] if p["minutes"] <= within]
     summary: dict = {"minutes": args.minutes, "reference_fd_at_budget": ref[-1]["fd"] if ref else None, "fast": {}}
     print()

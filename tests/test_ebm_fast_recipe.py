@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import tomllib
 
 import torch
 
 import genframe
 from genframe.checkpoint import load_checkpoint
+from genframe.plot import read_metrics
 
 from conftest import REPO, TINY
 
@@ -17,7 +17,7 @@ def test_ema_weights_are_sampled_checkpointed_and_resumed(data_dir, tmp_path):
     run = tmp_path / "run"
     genframe.train("ebm", overrides=[*TINY, "trainer.ema=0.5", "trainer.max_steps=4", "eval.every_steps=4",
                                      "eval.n=16", "eval.steps=3"], run_dir=run, quiet=True)
-    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    rows = read_metrics(run)
     evals = [r for r in rows if "eval/fd" in r]  # the averaged weights, and the trained ones beside them
     assert len(evals) == 1 and evals[0]["eval/fd"] != evals[0]["eval/trained/fd"]
     state = load_checkpoint(run)
@@ -102,8 +102,7 @@ def test_the_best_evaluation_keeps_its_weights_in_best_pt(data_dir, tmp_path):
     run = tmp_path / "run"
     every = ["eval.every_steps=2", "eval.n=16", "eval.steps=3", "trainer.max_steps=6"]
     genframe.train("ebm", overrides=[*TINY, *every], run_dir=run, quiet=True)
-    evals = [r for r in (json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines())
-             if "eval/fd" in r]
+    evals = [r for r in read_metrics(run) if "eval/fd" in r]
     best = min(evals, key=lambda r: r["eval/fd"])
     kept = load_checkpoint(run / "checkpoints" / "best.pt")
     assert [r["step"] for r in evals] == [2, 4, 6]

@@ -3,7 +3,6 @@ divergence rollback and survives a resume."""
 
 from __future__ import annotations
 
-import json
 import math
 
 import pytest
@@ -13,6 +12,7 @@ import genframe
 from genframe.checkpoint import load_checkpoint
 from genframe.errors import ConfigError, DivergenceError
 from genframe.loop import DivergenceWarning
+from genframe.plot import read_metrics
 
 from conftest import TINY
 
@@ -24,14 +24,10 @@ def rate(step: int) -> float:
     return 1e-4 + 0.9e-3 * 0.5 * (1 + math.cos(math.pi * min(step, 4) / 4))
 
 
-def logged(run) -> list[dict]:
-    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-
-
 def test_training_follows_the_cosine_schedule_and_logs_the_rate(data_dir, tmp_path):
     run = tmp_path / "run"
     genframe.train("ebm", overrides=[*DECAY, "logging.log_every=1"], run_dir=run, quiet=True)
-    rates = [row["lr"] for row in logged(run)]
+    rates = [row["lr"] for row in read_metrics(run)]
     assert rates == pytest.approx([rate(step) for step in range(6)], rel=1e-6)  # step k uses rate(k - 1)
     assert rates[0] == pytest.approx(1e-3) and rates[-1] == pytest.approx(1e-4)  # from lr, then flat at lr_min
     assert load_checkpoint(run)["trainer"]["steps_taken"] == 6
@@ -40,7 +36,7 @@ def test_training_follows_the_cosine_schedule_and_logs_the_rate(data_dir, tmp_pa
 def test_a_constant_rate_is_the_default_and_is_not_logged(data_dir, tmp_path):
     run = tmp_path / "run"
     genframe.train("ebm", overrides=TINY, run_dir=run, quiet=True)
-    assert all("lr" not in row for row in logged(run))
+    assert all("lr" not in row for row in read_metrics(run))
     assert load_checkpoint(run)["trainer"]["optimizer"]["param_groups"][0]["lr"] == 1e-4
 
 
@@ -69,7 +65,7 @@ def test_a_rollback_halves_the_scheduled_rate_from_then_on(data_dir, tmp_path, m
     with pytest.warns(DivergenceWarning):
         genframe.train("ebm", overrides=[*DECAY, "trainer.checkpoint_every=2", "logging.log_every=1"],
                        run_dir=run, quiet=True)
-    rates = [row["lr"] for row in logged(run) if "lr" in row]
+    rates = [row["lr"] for row in read_metrics(run) if "lr" in row]
     # Steps 1-2 at the schedule; after the rollback steps 3-6 at half of it (the schedule keeps going).
     assert rates == pytest.approx([rate(0), rate(1), *(0.5 * rate(k) for k in range(2, 6))], rel=1e-6)
     state = load_checkpoint(run)["trainer"]
