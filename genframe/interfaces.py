@@ -130,6 +130,12 @@ class Trainer(ABC):
             group["lr"] *= factor
         return [group["lr"] for group in optimizer.param_groups]
 
+    def is_settled(self) -> bool:
+        """False while the trainer suspects a divergence it has not confirmed yet (e.g. a loss that has
+        looked wrong for a few steps): the loop then puts off its routine checkpoint, so that a rollback
+        never lands on a state that was already going bad. Default: always settled."""
+        return True
+
     def work_per_step(self, batch_size: int) -> tuple[str, float] | None:
         """The unit and amount of work in one step, for throughput displays (e.g. ``("img-steps", 7680)``)."""
         return None

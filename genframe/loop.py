@@ -63,6 +63,8 @@ class TrainingLoop:
         self.evaluator = None
         self.last_eval = time.monotonic()
         self.last_checkpoint_step: int | None = None
+        self.checkpoint_due = False  # a routine checkpoint put off while the trainer was unsettled
+        self.unsettled = False  # the trainer suspects a divergence (decided by all processes together)
         self.stop_signal: int | None = None
         if run.checkpoint_state is not None:
             self.restore(run.checkpoint_state)
@@ -166,9 +168,12 @@ class TrainingLoop:
             tried = f" after {rollbacks - 1} rollback(s)" if rollbacks > 1 else ""
             raise DivergenceError(f"training diverged: {where}{tried}; the last good checkpoint is "
                                   f"{self.checkpoint_path}; lower trainer.lr (or regularise more), then --resume")
-        best = {k: self.loop[k] for k in ("best_fd", "best_step") if k in self.loop}
+        # best.pt on disk is not rolled back, so neither is the record of it; and the training time
+        # spent on the steps now thrown away was spent: train_minutes keeps counting it
+        kept = {k: self.loop[k] for k in ("best_fd", "best_step", "train_seconds") if k in self.loop}
         self.restore(load_checkpoint(self.checkpoint_path))
-        self.loop.update(best)  # best.pt on disk is not rolled back, so neither is the record of it
+        self.loop.update(kept)
+        self.checkpoint_due = self.unsettled = False
         self.loop["rollbacks"] = rollbacks
         rates = self.trainer.scale_learning_rate(self.tcfg.rollback_lr_factor)
         reason = f"{where}; rolled back to step {self.ctx.step} with learning rate {rates[0]:.3g}"
@@ -197,8 +202,10 @@ class TrainingLoop:
         while loop["batch"] < self.steps_per_epoch and loop["step"] < self.total:
             start = loop["batch"] * self.tcfg.batch_size
             began = time.perf_counter()
-            metrics = self.step(order[start : start + self.tcfg.batch_size], signals)
-            loop["train_seconds"] += time.perf_counter() - began  # training alone: no eval, pictures, checkpoints
+            try:
+                metrics = self.step(order[start : start + self.tcfg.batch_size], signals)
+            finally:  # training alone (no eval, pictures, checkpoints), a step that diverged included
+                loop["train_seconds"] += time.perf_counter() - began
             self.ctx.batch = loop["batch"] = loop["batch"] + 1
             self.ctx.step = loop["step"] = loop["step"] + 1
             for key, value in metrics.items():  # accumulate on the device: no per-step host sync
@@ -213,8 +220,8 @@ class TrainingLoop:
             if end_of_epoch:
                 loop["epoch"], loop["batch"] = loop["epoch"] + 1, 0
                 self.end_epoch()
-            elif self.tcfg.checkpoint_every and self.ctx.step % self.tcfg.checkpoint_every == 0:
-                self.checkpoint()
+            elif (self.tcfg.checkpoint_every and self.ctx.step % self.tcfg.checkpoint_every == 0) or self.checkpoint_due:
+                self.routine_checkpoint()
             self.maybe_evaluate(end_of_epoch)
             if self.stop_signal is not None:
                 self.interrupt(self.stop_signal)
@@ -230,9 +237,10 @@ class TrainingLoop:
         except DivergenceError as error:
             diverged = error
         self.stop_signal = signals.received  # read once: what every process acts on after this step
+        self.unsettled = not self.trainer.is_settled()
         if self.world.active:
-            any_diverged, any_stop = distributed.any_rank([diverged is not None, self.stop_signal is not None],
-                                                         self.ctx.device)
+            any_diverged, any_stop, self.unsettled = distributed.any_rank(
+                [diverged is not None, self.stop_signal is not None, self.unsettled], self.ctx.device)
             if any_diverged and diverged is None:
                 diverged = DivergenceError("diverged on another process")
             if any_stop and self.stop_signal is None:
@@ -253,7 +261,14 @@ class TrainingLoop:
         images = self.previews.grids(self.ctx.step) if wants_grid else {}
         self.hook.genframe_log(run=self.ctx, step=self.ctx.step, metrics=val, images=images)
         self.last_metrics.update(val)
-        self.checkpoint()
+        self.routine_checkpoint()
+
+    def routine_checkpoint(self) -> None:
+        """The end-of-epoch or ``checkpoint_every`` checkpoint, put off to the first step at which the
+        trainer is settled: the checkpoint is what a rollback returns to, so it must be a good state."""
+        self.checkpoint_due = self.unsettled
+        if not self.unsettled:
+            self.checkpoint()
 
     def maybe_evaluate(self, end_of_epoch: bool) -> None:
         """Sample quality during training, every ``eval.every_epochs``, ``_minutes`` and/or ``_steps``."""

@@ -68,6 +68,9 @@ class EBMTrainerConfig(TrainerConfig):
     cdiv_limit: PositiveFloat | None = Field(
         None, description="A step whose |cdiv| (mean chain score minus mean real score) exceeds this counts as "
         "diverged: the net tells every chain from real data, the collapse of short-run training; default: no limit.")
+    cdiv_patience: PositiveInt = Field(
+        1, description="Consecutive steps beyond cdiv_limit that count as diverged: 1 refuses the first such "
+        "step; more lets one-step spikes, which heal by themselves, train on, and catches only a lasting collapse.")
 
     @model_validator(mode="after")
     def _decay_goes_down(self) -> EBMTrainerConfig:

@@ -63,6 +63,7 @@ class CDTrainer(Trainer):
         tcfg = config.trainer
         self.alpha, self.real_noise, self.val_batch_size = tcfg.alpha, tcfg.real_noise, tcfg.val_batch_size
         self.score_limit, self.cdiv_limit, self.lr = tcfg.score_limit, tcfg.cdiv_limit, tcfg.lr
+        self.cdiv_patience, self.cdiv_streak = tcfg.cdiv_patience, 0  # steps in a row beyond cdiv_limit
         self.lr_min, self.lr_decay_steps = tcfg.lr_min, tcfg.lr_decay_steps
         # The rate is worked out afresh each step from the schedule, the steps taken and the rollbacks'
         # factor, so a rollback's halving and the schedule compose, and both survive a resume.
@@ -112,28 +113,37 @@ class CDTrainer(Trainer):
 
     def check_divergence(self, loss: torch.Tensor, real: torch.Tensor, fake: torch.Tensor,
                          cdiv: torch.Tensor) -> None:
-        """Refuse the update if the loss, scores or gradients are non-finite, or the scores or cdiv out of bounds.
+        """Refuse the update if the loss, scores or gradients are non-finite, the scores out of bounds, or
+        |cdiv| beyond its limit for ``cdiv_patience`` steps in a row (the steps before that still train).
 
-        One host sync per step, folded into a single flag; the details are worked out only on failure.
+        One host sync per step, both flags in one tensor; the details are worked out only on failure.
         """
         grads = [p.grad for p in self.model.parameters() if p.grad is not None]
         grad_norm = torch.linalg.vector_norm(torch.stack([g.detach().norm() for g in grads]))
         peak = torch.maximum(real.detach().abs().max(), fake.detach().abs().max())
         healthy = torch.isfinite(loss) & torch.isfinite(grad_norm) & (peak <= self.score_limit)
-        if self.cdiv_limit is not None:
-            healthy &= cdiv.detach().abs() <= self.cdiv_limit
-        if bool(healthy):
+        limit = math.inf if self.cdiv_limit is None else self.cdiv_limit
+        beyond = ~(cdiv.detach().abs() <= limit)
+        healthy, beyond = (bool(flag) for flag in torch.stack([healthy, beyond]).tolist())
+        self.cdiv_streak = self.cdiv_streak + 1 if beyond else 0
+        if healthy and self.cdiv_streak < self.cdiv_patience:
             return
         self.optimizer.zero_grad(set_to_none=True)
         if not torch.isfinite(loss):
             raise DivergenceError(f"non-finite loss ({float(loss)})")
         if not torch.isfinite(peak) or peak > self.score_limit:
             raise DivergenceError(f"score {float(peak):.4g} beyond trainer.score_limit={self.score_limit:g}")
-        gap = float(cdiv.detach())
-        if self.cdiv_limit is not None and not abs(gap) <= self.cdiv_limit:
-            raise DivergenceError(f"cdiv {gap:.4g} beyond trainer.cdiv_limit={self.cdiv_limit:g} "
+        if self.cdiv_streak >= self.cdiv_patience:
+            streak, self.cdiv_streak = self.cdiv_streak, 0
+            in_a_row = f" for {streak} steps in a row" if streak > 1 else ""
+            raise DivergenceError(f"cdiv {float(cdiv.detach()):.4g} beyond trainer.cdiv_limit={limit:g}{in_a_row} "
                                   "(the net tells every chain from real data)")
         raise DivergenceError(f"non-finite gradients (norm {float(grad_norm)})")
+
+    def is_settled(self) -> bool:
+        """Not while |cdiv| has been beyond its limit for a step or more and the patience is not used up:
+        the loop then puts off its checkpoint, so a rollback goes back to before the trouble began."""
+        return self.cdiv_streak == 0
 
     @torch.no_grad()
     def validate(self, dataset: Dataset) -> dict[str, float]:
@@ -177,6 +187,7 @@ class CDTrainer(Trainer):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.optimizer.load_state_dict(state["optimizer"])
+        self.cdiv_streak = 0  # checkpoints are written only when settled (and a rollback starts afresh)
         self.steps_taken = state.get("steps_taken", 0)
         saved_lr = state.get("config_lr", self.lr)
         # A checkpoint from before the schedule kept the rollbacks' factor only in the optimizer's rate.

@@ -1,0 +1,82 @@
+"""The collapse guard of short-run EBM training: |cdiv| beyond trainer.cdiv_limit for
+trainer.cdiv_patience steps in a row rolls back; shorter spikes train on, and no checkpoint is
+written while one is under way, so a rollback always returns to a state from before the trouble."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+import genframe
+import genframe.loop
+import genframe_ebm.trainer
+from genframe.checkpoint import load_checkpoint
+from genframe.errors import DivergenceError
+from genframe.loop import DivergenceWarning
+
+from conftest import TINY
+
+
+def recorded_checkpoints(monkeypatch) -> list[int]:
+    """The step of every last.pt/best.pt the loop writes."""
+    steps: list[int] = []
+    real_save = genframe.loop.save_checkpoint
+
+    def save(path, state):
+        steps.append(state["loop"]["step"])
+        return real_save(path, state)
+
+    monkeypatch.setattr(genframe.loop, "save_checkpoint", save)
+    return steps
+
+
+def test_a_lasting_cdiv_collapse_stops_after_the_patience_and_no_checkpoint_is_written_during_it(
+        data_dir, tmp_path, monkeypatch):
+    saved = recorded_checkpoints(monkeypatch)
+    run = tmp_path / "run"
+    with pytest.raises(DivergenceError, match=r"cdiv -?[0-9.e-]+ beyond trainer.cdiv_limit=1e-09 for 3 steps in a "
+                                              r"row \(the net tells every chain from real data\) at step 3 "):
+        genframe.train("ebm", overrides=[*TINY, "trainer.cdiv_limit=1e-9", "trainer.cdiv_patience=3",
+                                         "trainer.checkpoint_every=1", "trainer.on_divergence=stop"],
+                       run_dir=run, quiet=True)
+    # Steps 1 and 2 trained (the patience), but their checkpoints were put off: the only one is step 0.
+    assert saved == [0]
+    assert load_checkpoint(run)["loop"]["step"] == 0
+
+
+def test_a_one_step_cdiv_spike_trains_on_and_only_delays_the_checkpoint(data_dir, tmp_path, monkeypatch):
+    real_loss, calls = genframe_ebm.trainer.cd_loss, {"n": 0}
+
+    def spikes_at_step_2(real_scores, fake_scores, alpha):
+        calls["n"] += 1
+        parts = real_loss(real_scores, fake_scores, alpha)
+        if calls["n"] == 2:
+            parts["cdiv"] = parts["cdiv"] - 50.0  # what a one-step spike of a healthy run looks like
+        return parts
+
+    monkeypatch.setattr(genframe_ebm.trainer, "cd_loss", spikes_at_step_2)
+    saved = recorded_checkpoints(monkeypatch)
+    result = genframe.train("ebm", overrides=[*TINY, "trainer.cdiv_limit=1", "trainer.cdiv_patience=3",
+                                              "trainer.checkpoint_every=2"], run_dir=tmp_path / "run", quiet=True)
+    assert result.status == "completed" and result.step == 6
+    assert saved == [0, 3, 4, 6]  # step 2's checkpoint waited one step for the spike to pass
+    assert load_checkpoint(tmp_path / "run")["loop"]["rollbacks"] == 0
+
+
+def test_the_time_of_steps_a_rollback_throws_away_still_counts_as_training_time(data_dir, tmp_path, monkeypatch):
+    # train_minutes is what a recipe's "60 minutes" is measured by: work redone after a rollback is not free.
+    real_step, real_clock, calls = genframe_ebm.trainer.CDTrainer.train_step, time.perf_counter, {"n": 0, "late": 0.0}
+
+    def slow_then_diverges(self, batch):
+        calls["n"] += 1
+        if calls["n"] == 3:  # a step that takes 1000 s of the clock, then diverges
+            calls["late"] = 1000.0
+            raise DivergenceError("non-finite loss (nan)")
+        return real_step(self, batch)
+
+    monkeypatch.setattr(genframe_ebm.trainer.CDTrainer, "train_step", slow_then_diverges)
+    monkeypatch.setattr(time, "perf_counter", lambda: real_clock() + calls["late"])
+    with pytest.warns(DivergenceWarning, match="rolled back to step 2"):
+        genframe.train("ebm", overrides=[*TINY, "trainer.checkpoint_every=2"], run_dir=tmp_path / "run", quiet=True)
+    assert 1000 <= load_checkpoint(tmp_path / "run")["loop"]["train_seconds"] < 1100
