@@ -10,7 +10,8 @@ the machine's threads, and keeps the median seconds per step (nothing else may r
 evaluation (1000 samples, the recipe's own generation settings) every twelfth of the budget; the
 steps, not the clock, end the run, so both recipes get the same compute even if the two runs share
 the machine (``--threads 1`` runs them one core each, side by side, from two shells).
-``report`` converts steps to minutes at the measured speed, prints the curves, checks each fast run's
+``report`` converts steps to minutes at the measured speed (steps that a divergence rollback threw
+away and redid count too), prints the curves, checks each fast run's
 stability (after its first 15 minutes, no evaluation worse than twice the best so far) and draws all
 curves on one plot; give several fast runs (seeds) to judge the recipe, not one run. Figures depend
 on the machine; quote them with the command.
@@ -21,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import statistics
 import tempfile
 from itertools import pairwise
@@ -82,12 +84,14 @@ def train(args: argparse.Namespace) -> None:
 def curve(run_dir: str, s_per_step: float, weights: str = "sampling") -> list[dict]:
     """The run's evaluations; ``weights="trained"`` takes the trained weights' figures where the run
     also logged averaged ones (``eval/trained/*``, with ``trainer.ema``): the recipe without the average."""
-    points = []
+    points, redone = [], 0
     for r in read_metrics(run_dir):
+        if r.get("event") == "rollback":  # the steps it threw away were computed: they cost minutes too
+            redone += int(re.search(r" at step (\d+) ", r["reason"]).group(1)) - r["step"]
         if "eval/fd" not in r:
             continue
         prefix = "eval/trained" if weights == "trained" and "eval/trained/fd" in r else "eval"
-        points.append({"step": r["step"], "minutes": round(r["step"] * s_per_step / 60, 2),
+        points.append({"step": r["step"], "redone_steps": redone, "minutes": round((r["step"] + redone) * s_per_step / 60, 2),
                        "own_clock_minutes": round(r.get("eval/train_minutes", float("nan")), 2), "fd": round(r[f"{prefix}/fd"], 2),
                        "confidence": round(r[f"{prefix}/confidence"], 3),
                        "coverage": round(r[f"{prefix}/coverage"], 3)})

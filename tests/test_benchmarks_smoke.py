@@ -74,3 +74,21 @@ def test_fast_recipe_stability_rule():
     assert not stable(collapse)
     early = [{"minutes": 6, "fd": 24}, {"minutes": 12, "fd": 50}, {"minutes": 18, "fd": 30}]
     assert stable(early)  # the first 15 minutes may swing
+
+
+def test_fast_recipe_minutes_count_the_steps_a_rollback_redid(tmp_path):
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    try:
+        from fast_recipe import curve
+    finally:
+        sys.path.remove(str(REPO / "benchmarks"))
+    evaluation = {"eval/fd": 9.0, "eval/confidence": 0.9, "eval/coverage": 0.99, "eval/train_minutes": 1.0}
+    records = [{"step": 100, **evaluation},
+               {"step": 150, "event": "rollback", "reason": "cdiv -3.1 beyond trainer.cdiv_limit=1 for 25 steps in a "
+                "row (the net tells every chain from real data) at step 190 (epoch 1); rolled back to step 150 with "
+                "learning rate 0.0005"},
+               {"step": 200, **evaluation}]
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    points = curve(str(tmp_path), s_per_step=0.6)
+    # Steps 151-190 were computed, thrown away and computed again: step 200 cost 240 steps, 2.4 minutes.
+    assert [(p["step"], p["redone_steps"], p["minutes"]) for p in points] == [(100, 0, 1.0), (200, 40, 2.4)]
