@@ -87,7 +87,8 @@ def curve(run_dir: str, s_per_step: float, weights: str = "sampling") -> list[di
     points, redone = [], 0
     for r in read_metrics(run_dir):
         if r.get("event") == "rollback":  # the steps it threw away were computed: they cost minutes too
-            redone += int(re.search(r" at step (\d+) ", r["reason"]).group(1)) - r["step"]
+            failed = re.search(r" at step (\d+) \(epoch \d+\); rolled back", r["reason"])  # the loop's wording
+            redone += int(failed.group(1)) - r["step"]
         if "eval/fd" not in r:
             continue
         prefix = "eval/trained" if weights == "trained" and "eval/trained/fd" in r else "eval"

@@ -104,3 +104,33 @@ def test_two_processes_train_one_model_and_only_rank_zero_writes(data_dir, tmp_p
     final = load_checkpoint(run)
     assert final["loop"]["step"] == 14 + 1 + 4 and len(final["trainer_ranks"]) == 2  # rest of epoch 3, epoch 4
     assert final["trainer_ranks"][1]["buffer"]["size"] == 64  # the extra process started from a copied, full buffer
+
+
+# Each process's batch looks collapsed every other step, in turn: rank 0 on odd steps, rank 1 on even ones.
+SPIKES = """
+import os
+import genframe_ebm.trainer as trainer
+
+rank, real_loss, calls = int(os.environ.get("RANK", "0")), trainer.cd_loss, [0]
+
+def turns(real_scores, fake_scores, alpha):
+    calls[0] += 1
+    parts = real_loss(real_scores, fake_scores, alpha)
+    if calls[0] % 2 == (1 - rank % 2):
+        parts["cdiv"] = parts["cdiv"] - 50.0
+    return parts
+
+trainer.cd_loss = turns
+"""
+
+
+def test_the_collapse_guard_counts_the_streak_of_the_whole_batch_across_processes(data_dir, tmp_path):
+    # Counted per process, the streaks would be 1, 0, 1, 0...: never 2, and checkpoints put off for good.
+    site = tmp_path / "site"
+    site.mkdir()
+    make_distribution(site, "genframe_spikes", "spikes", "gf_spikes_plugin", SPIKES)
+    sets = [arg for item in [*SETTINGS, "trainer.cdiv_limit=1", "trainer.cdiv_patience=2",
+                             "trainer.on_divergence=stop"] for arg in ("--set", item)]
+    result = torchrun(2, ["run", "ebm", *sets, "--run-dir", str(tmp_path / "run")], site, tmp_path)
+    assert result.returncode != 0, result.stderr[-3000:]  # torchrun reports a failed process as its own exit 1
+    assert "beyond trainer.cdiv_limit=1 for 2 steps in a row" in result.stderr and "at step 2 " in result.stderr

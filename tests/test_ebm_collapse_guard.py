@@ -12,7 +12,7 @@ import genframe
 import genframe.loop
 import genframe_ebm.trainer
 from genframe.checkpoint import load_checkpoint
-from genframe.errors import DivergenceError
+from genframe.errors import ConfigError, DivergenceError
 from genframe.loop import DivergenceWarning
 
 from conftest import TINY
@@ -80,3 +80,19 @@ def test_the_time_of_steps_a_rollback_throws_away_still_counts_as_training_time(
     with pytest.warns(DivergenceWarning, match="rolled back to step 2"):
         genframe.train("ebm", overrides=[*TINY, "trainer.checkpoint_every=2"], run_dir=tmp_path / "run", quiet=True)
     assert 1000 <= load_checkpoint(tmp_path / "run")["loop"]["train_seconds"] < 1100
+
+
+def test_a_streak_under_way_survives_a_stop_and_resume(data_dir, tmp_path):
+    # Every step is beyond a limit of 1e-9: a run stopped after 3 steps and resumed diverges at step 5,
+    # exactly where a straight run would (patience 5), not 5 steps after the resume.
+    run, settings = tmp_path / "run", [*TINY, "trainer.cdiv_limit=1e-9", "trainer.cdiv_patience=5",
+                                       "trainer.on_divergence=stop"]
+    first = genframe.train("ebm", overrides=[*settings, "trainer.max_steps=3"], run_dir=run, quiet=True)
+    assert first.status == "completed" and load_checkpoint(run)["trainer"]["cdiv_streak"] == 3
+    with pytest.raises(DivergenceError, match=r"for 5 steps in a row .* at step 5 "):
+        genframe.train("ebm", overrides=["trainer.max_steps=6"], resume=run, quiet=True)
+
+
+def test_a_patience_without_a_limit_is_a_one_line_error(data_dir, tmp_path):
+    with pytest.raises(ConfigError, match=r"trainer.cdiv_patience=25 has no effect without trainer.cdiv_limit"):
+        genframe.train("ebm", overrides=[*TINY, "trainer.cdiv_patience=25"], run_dir=tmp_path / "run", quiet=True)

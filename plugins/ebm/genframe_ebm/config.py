@@ -79,6 +79,13 @@ class EBMTrainerConfig(TrainerConfig):
                              "needs lr_min < lr (or drop trainer.lr_decay_steps for a constant rate)")
         return self
 
+    @model_validator(mode="after")
+    def _patience_needs_a_limit(self) -> EBMTrainerConfig:
+        if self.cdiv_patience > 1 and self.cdiv_limit is None:
+            raise ValueError(f"trainer.cdiv_patience={self.cdiv_patience} has no effect without trainer.cdiv_limit; "
+                             "set a limit (e.g. trainer.cdiv_limit=1) or drop the patience")
+        return self
+
 
 class EBMConfig(RecipeConfig):
     model: EnergyNetConfig = EnergyNetConfig()

@@ -10,6 +10,7 @@ from copy import deepcopy
 from typing import Any
 
 import torch
+import torch.distributed as dist
 from torch import nn
 
 from genframe.errors import DivergenceError
@@ -123,6 +124,12 @@ class CDTrainer(Trainer):
         peak = torch.maximum(real.detach().abs().max(), fake.detach().abs().max())
         healthy = torch.isfinite(loss) & torch.isfinite(grad_norm) & (peak <= self.score_limit)
         limit = math.inf if self.cdiv_limit is None else self.cdiv_limit
+        if self.cdiv_limit is not None and dist.is_available() and dist.is_initialized():
+            # under torchrun the batch is every process's batch: judge (and count a streak of) its cdiv,
+            # so all processes keep the same streak and stop or put off checkpoints together
+            cdiv = cdiv.detach().clone()
+            dist.all_reduce(cdiv)
+            cdiv /= dist.get_world_size()
         beyond = ~(cdiv.detach().abs() <= limit)
         healthy, beyond = (bool(flag) for flag in torch.stack([healthy, beyond]).tolist())
         self.cdiv_streak = self.cdiv_streak + 1 if beyond else 0
@@ -180,14 +187,15 @@ class CDTrainer(Trainer):
         """Optimizer, replay buffer and RNG; the core saves the model's weights itself."""
         state = {"optimizer": self.optimizer.state_dict(), "buffer": self.buffer.state_dict(),
                  "generator": self.generator.get_state(), "config_lr": self.lr,
-                 "steps_taken": self.steps_taken, "lr_scale": self.lr_scale}
+                 "steps_taken": self.steps_taken, "lr_scale": self.lr_scale, "cdiv_streak": self.cdiv_streak}
         if self.ema_model is not None:
             state["ema"] = self.ema_model.state_dict()
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.optimizer.load_state_dict(state["optimizer"])
-        self.cdiv_streak = 0  # checkpoints are written only when settled (and a rollback starts afresh)
+        # routine checkpoints hold 0 (they wait for a settled step); one written on Ctrl-C may not
+        self.cdiv_streak = state.get("cdiv_streak", 0)
         self.steps_taken = state.get("steps_taken", 0)
         saved_lr = state.get("config_lr", self.lr)
         # A checkpoint from before the schedule kept the rollbacks' factor only in the optimizer's rate.
