@@ -56,6 +56,9 @@ def test_fast_recipe_report_judges_each_fast_run_and_plots_all(data_dir, tmp_pat
         entry = report["summary"]["fast"][name]
         assert entry["ratio"] == round(report["curves"][name][-1]["fd"] / report["curves"]["reference"][-1]["fd"], 3)
     assert plot.stat().st_size > 0 and "ratio" in done.stdout
+    ratios = [report["summary"]["fast"][name]["ratio"] for name in ["fast f0 (seed 0)", "fast f1 (seed 1)"]]
+    assert report["summary"]["over_runs"]["worst_ratio"] == max(ratios)
+    assert f"over 2 fast runs: mean ratio {sum(ratios) / 2:.3f}" in done.stdout
 
     lonely = subprocess.run([sys.executable, "benchmarks/fast_recipe.py", "report", str(tmp_path / "ref")],
                             cwd=REPO, capture_output=True, text=True, timeout=60, check=False)
