@@ -3,6 +3,7 @@
     python benchmarks/fast_recipe.py speed                      # s/step of each recipe here (~3 minutes)
     python benchmarks/fast_recipe.py train --minutes 60         # both recipes, N minutes' worth of steps each
     python benchmarks/fast_recipe.py report RUN_REF RUN_FAST [RUN_FAST ...]   # table, stability, plot
+    python benchmarks/fast_recipe.py seeds RUN_OR_CHECKPOINT [...] --seeds 1 2 3 4 5   # one model, many draws
 
 ``speed`` runs each recipe for a few hundred steps in this process, alternating in rounds, with all
 the machine's threads, and keeps the median seconds per step (nothing else may run meanwhile).
@@ -13,8 +14,10 @@ the machine (``--threads 1`` runs them one core each, side by side, from two she
 ``report`` converts steps to minutes at the measured speed (steps that a divergence rollback threw
 away and redid count too), prints the curves, checks each fast run's
 stability (after its first 15 minutes, no evaluation worse than twice the best so far) and draws all
-curves on one plot; give several fast runs (seeds) to judge the recipe, not one run. Figures depend
-on the machine; quote them with the command.
+curves on one plot; give several fast runs (seeds) to judge the recipe, not one run. ``seeds``
+evaluates each given model with several generation seeds: the spread is the measurement's own noise
+(an fd from 1000 samples of one fixed model varies by tens of percent from draw to draw), which one
+evaluation per point of a curve cannot show. Figures depend on the machine; quote them with the command.
 """
 
 from __future__ import annotations
@@ -163,6 +166,27 @@ def report(args: argparse.Namespace) -> None:
     print(f"wrote {args.out}")
 
 
+def seeds(args: argparse.Namespace) -> None:
+    """Each model evaluated with each generation seed: mean, spread and every draw."""
+    import genframe
+
+    results = {}
+    for path in args.models:
+        draws = [genframe.evaluate(path, n=args.n, seed=seed, log=False) for seed in args.seeds]
+        fds = [d["samples"]["fd"] for d in draws]
+        results[path] = {
+            "step": draws[0]["step"], "n": args.n, "seeds": args.seeds, "fd": [round(f, 2) for f in fds],
+            "fd_mean": round(statistics.mean(fds), 2), "fd_sd": round(statistics.stdev(fds), 2) if len(fds) > 1 else 0.0,
+            **{f"{k}_mean": round(statistics.mean(d["samples"][k] for d in draws), 3) for k in ("confidence", "coverage")}}
+        r = results[path]
+        print(f"{path} (step {r['step']}): fd {r['fd_mean']:.1f} +- {r['fd_sd']:.1f} over seeds {args.seeds} "
+              f"({', '.join(f'{f:.1f}' for f in r['fd'])}); confidence {r['confidence_mean']:.3f}, "
+              f"coverage {r['coverage_mean']:.3f}", flush=True)
+    if args.out:
+        atomic_write_text(args.out, json.dumps(results, indent=2) + "\n")
+        print(f"wrote {args.out}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -182,12 +206,17 @@ def main() -> None:
                    help="with trainer.ema: the averaged weights' figures (the default) or the trained ones'")
     p.add_argument("--plot", default=str(REPO / "docs" / "images" / "fast_vs_reference.png"))
     p.add_argument("--out", default=str(RESULTS / "fast_recipe.json"))
+    p = commands.add_parser("seeds")
+    p.add_argument("models", nargs="+", metavar="RUN_OR_CHECKPOINT")
+    p.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3, 4, 5])
+    p.add_argument("--n", type=int, default=1000)
+    p.add_argument("--out", default=None)
     args = parser.parse_args()
     if args.command == "report" and len(args.runs) < 2:
         parser.error("report needs the reference run and at least one fast run")
     if getattr(args, "threads", None):
         torch.set_num_threads(args.threads)
-    {"speed": speed, "train": train, "report": report}[args.command](args)
+    {"speed": speed, "train": train, "report": report, "seeds": seeds}[args.command](args)
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import subprocess
@@ -95,3 +96,23 @@ def test_fast_recipe_minutes_count_the_steps_a_rollback_redid(tmp_path):
     points = curve(str(tmp_path), s_per_step=0.6)
     # Steps 151-190 were computed, thrown away and computed again: step 200 cost 240 steps, 2.4 minutes.
     assert [(p["step"], p["redone_steps"], p["minutes"]) for p in points] == [(100, 0, 1.0), (200, 40, 2.4)]
+
+
+def test_fast_recipe_seeds_evaluates_one_model_with_several_draws(data_dir, tmp_path):
+    import genframe
+
+    run = tmp_path / "run"
+    genframe.train("ebm", overrides=["trainer.batch_size=16", "trainer.max_steps=2", "sampler.steps=3",
+                                     "sampler.generate_steps=3", "buffer.size=64", 'logging.loggers=["jsonl"]',
+                                     "logging.chain_n=0", "logging.sample_n=4"], run_dir=run, quiet=True)
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    try:
+        from fast_recipe import seeds
+    finally:
+        sys.path.remove(str(REPO / "benchmarks"))
+    out = tmp_path / "seeds.json"  # in this process: the metric's classifier is trained once per test session
+    seeds(argparse.Namespace(models=[str(run)], seeds=[1, 2], n=16, out=str(out)))
+    entry = json.loads(out.read_text())[str(run)]
+    assert entry["step"] == 2 and entry["seeds"] == [1, 2] and len(entry["fd"]) == 2
+    assert entry["fd"][0] != entry["fd"][1]  # different draws of the same model
+    assert entry["fd_mean"] == pytest.approx(sum(entry["fd"]) / 2, abs=0.01)
