@@ -1,6 +1,6 @@
 """The collapse guard of short-run EBM training: |cdiv| beyond trainer.cdiv_limit for
 trainer.cdiv_patience steps in a row rolls back; shorter spikes train on, and no checkpoint is
-written while one is under way, so a rollback always returns to a state from before the trouble."""
+written while one is under way (bar the one a Ctrl-C writes), so a rollback returns to a state from before it."""
 
 from __future__ import annotations
 
