@@ -13,6 +13,16 @@ import pytest
 from conftest import REPO
 
 
+def fast_recipe():
+    """benchmarks/fast_recipe.py as a module (the benchmarks are scripts, not a package)."""
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    try:
+        import fast_recipe
+    finally:
+        sys.path.remove(str(REPO / "benchmarks"))
+    return fast_recipe
+
+
 @pytest.mark.slow
 def test_sgld_and_train_throughput_benchmarks_run(tmp_path):
     sgld, train = tmp_path / "sgld.json", tmp_path / "train.json"
@@ -67,11 +77,7 @@ def test_fast_recipe_report_judges_each_fast_run_and_plots_all(data_dir, tmp_pat
 
 
 def test_fast_recipe_stability_rule():
-    sys.path.insert(0, str(REPO / "benchmarks"))
-    try:
-        from fast_recipe import stable
-    finally:
-        sys.path.remove(str(REPO / "benchmarks"))
+    stable = fast_recipe().stable
     steady = [{"minutes": m, "fd": fd} for m, fd in [(6, 60), (12, 25), (18, 12), (24, 20), (30, 10)]]
     assert stable(steady)  # 20 is under twice the best so far (12)
     collapse = [*steady, {"minutes": 36, "fd": 390}]
@@ -81,11 +87,7 @@ def test_fast_recipe_stability_rule():
 
 
 def test_fast_recipe_minutes_count_the_steps_a_rollback_redid(tmp_path):
-    sys.path.insert(0, str(REPO / "benchmarks"))
-    try:
-        from fast_recipe import curve
-    finally:
-        sys.path.remove(str(REPO / "benchmarks"))
+    curve = fast_recipe().curve
     evaluation = {"eval/fd": 9.0, "eval/confidence": 0.9, "eval/coverage": 0.99, "eval/train_minutes": 1.0}
     records = [{"step": 100, **evaluation},
                {"step": 150, "event": "rollback", "reason": "cdiv -3.1 beyond trainer.cdiv_limit=1 for 25 steps in a "
@@ -105,11 +107,7 @@ def test_fast_recipe_seeds_evaluates_one_model_with_several_draws(data_dir, tmp_
     genframe.train("ebm", overrides=["trainer.batch_size=16", "trainer.max_steps=2", "sampler.steps=3",
                                      "sampler.generate_steps=3", "buffer.size=64", 'logging.loggers=["jsonl"]',
                                      "logging.chain_n=0", "logging.sample_n=4"], run_dir=run, quiet=True)
-    sys.path.insert(0, str(REPO / "benchmarks"))
-    try:
-        from fast_recipe import seeds
-    finally:
-        sys.path.remove(str(REPO / "benchmarks"))
+    seeds = fast_recipe().seeds
     out = tmp_path / "seeds.json"  # in this process: the metric's classifier is trained once per test session
     seeds(argparse.Namespace(models=[str(run)], seeds=[1, 2], n=16, out=str(out)))
     entry = json.loads(out.read_text())[str(run)]

@@ -123,14 +123,15 @@ class CDTrainer(Trainer):
         grad_norm = torch.linalg.vector_norm(torch.stack([g.detach().norm() for g in grads]))
         peak = torch.maximum(real.detach().abs().max(), fake.detach().abs().max())
         healthy = torch.isfinite(loss) & torch.isfinite(grad_norm) & (peak <= self.score_limit)
+        cdiv = cdiv.detach()
         limit = math.inf if self.cdiv_limit is None else self.cdiv_limit
-        if self.cdiv_limit is not None and dist.is_available() and dist.is_initialized():
+        if limit < math.inf and dist.is_available() and dist.is_initialized():
             # under torchrun the batch is every process's batch: judge (and count a streak of) its cdiv,
             # so all processes keep the same streak and stop or put off checkpoints together
-            cdiv = cdiv.detach().clone()
+            cdiv = cdiv.clone()
             dist.all_reduce(cdiv)
             cdiv /= dist.get_world_size()
-        beyond = ~(cdiv.detach().abs() <= limit)
+        beyond = ~(cdiv.abs() <= limit)
         healthy, beyond = (bool(flag) for flag in torch.stack([healthy, beyond]).tolist())
         self.cdiv_streak = self.cdiv_streak + 1 if beyond else 0
         if healthy and self.cdiv_streak < self.cdiv_patience:
@@ -143,7 +144,7 @@ class CDTrainer(Trainer):
         if self.cdiv_streak >= self.cdiv_patience:
             streak, self.cdiv_streak = self.cdiv_streak, 0
             in_a_row = f" for {streak} steps in a row" if streak > 1 else ""
-            raise DivergenceError(f"cdiv {float(cdiv.detach()):.4g} beyond trainer.cdiv_limit={limit:g}{in_a_row} "
+            raise DivergenceError(f"cdiv {float(cdiv):.4g} beyond trainer.cdiv_limit={limit:g}{in_a_row} "
                                   "(the net tells every chain from real data)")
         raise DivergenceError(f"non-finite gradients (norm {float(grad_norm)})")
 
