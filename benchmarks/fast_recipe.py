@@ -87,7 +87,7 @@ def train(args: argparse.Namespace) -> None:
 def curve(run_dir: str, s_per_step: float, weights: str = "sampling") -> list[dict]:
     """The run's evaluations; ``weights="trained"`` takes the trained weights' figures where the run
     also logged averaged ones (``eval/trained/*``, with ``trainer.ema``): the recipe without the average."""
-    points, redone = [], 0
+    points, redone, own_n = [], 0, training_n(run_dir)
     for r in read_metrics(run_dir):
         if r.get("event") == "rollback":  # the steps it threw away were computed: they cost minutes too
             failed = re.search(r" at step (\d+) \(epoch \d+\); rolled back", r["reason"])  # the loop's wording
@@ -95,11 +95,25 @@ def curve(run_dir: str, s_per_step: float, weights: str = "sampling") -> list[di
         if "eval/fd" not in r:
             continue
         prefix = "eval/trained" if weights == "trained" and "eval/trained/fd" in r else "eval"
-        points.append({"step": r["step"], "redone_steps": redone, "minutes": round((r["step"] + redone) * s_per_step / 60, 2),
+        # Records from before "eval/n" was logged: the training-time ones used the run's eval.n, and the
+        # `genframe eval` ones in these runs used its default, 1000, which every such run also trained with.
+        points.append({"step": r["step"], "n": int(r.get("eval/n", own_n)), "redone_steps": redone, "minutes": round((r["step"] + redone) * s_per_step / 60, 2),
                        "own_clock_minutes": round(r.get("eval/train_minutes", float("nan")), 2), "fd": round(r[f"{prefix}/fd"], 2),
                        "confidence": round(r[f"{prefix}/confidence"], 3),
                        "coverage": round(r[f"{prefix}/coverage"], 3)})
     return points
+
+
+def training_n(run_dir: str) -> int:
+    """The sample count of the run's own evaluations (its ``eval.n``)."""
+    return int(json.loads((Path(run_dir) / "config.json").read_text())["eval"]["n"])
+
+
+def at_budget(points: list[dict], within: float, n: int | None = None) -> dict | None:
+    """The latest evaluation within the budget (of ``n`` samples, if given); of two evaluations of the
+    same step, the one with more samples, the more precise."""
+    eligible = [p for p in points if p["minutes"] <= within and (n is None or p["n"] == n)]
+    return max(eligible, key=lambda p: (p["step"], p["n"]), default=None)
 
 
 def stable(points: list[dict], after_minutes: float = 15.0) -> bool:
@@ -120,9 +134,9 @@ def run_label(run_dir: str) -> str:
 
 def print_curve(title: str, points: list[dict]) -> None:
     print(f"\n{title}")
-    print(f"{'step':>7} {'minutes':>8} {'own clock':>9} {'fd':>8} {'conf':>6} {'coverage':>8}")
+    print(f"{'step':>7} {'minutes':>8} {'own clock':>9} {'n':>6} {'fd':>8} {'conf':>6} {'coverage':>8}")
     for p in points:
-        print(f"{p['step']:7d} {p['minutes']:8.1f} {p['own_clock_minutes']:9.1f} {p['fd']:8.1f} "
+        print(f"{p['step']:7d} {p['minutes']:8.1f} {p['own_clock_minutes']:9.1f} {p['n']:6d} {p['fd']:8.1f} "
               f"{p['confidence']:6.3f} {p['coverage']:8.3f}")
 
 
@@ -135,20 +149,28 @@ def report(args: argparse.Namespace) -> None:
     curves = {name: curve(run, s_per_step, args.weights) for name, (run, s_per_step) in runs.items()}
     for name, points in curves.items():
         print_curve(f"{name} ({runs[name][1]:.4f} s/step): minutes = steps x s/step", points)
-    ref = [p for p in curves["reference"] if p["minutes"] <= within]
-    summary: dict = {"minutes": args.minutes, "reference_fd_at_budget": ref[-1]["fd"] if ref else None, "fast": {}}
+    # A run's own curve is its training-time evaluations (one sample count); a later `genframe eval` of
+    # the same step with more samples is the more precise figure at the budget.
+    own = {name: [p for p in points if p["n"] == training_n(runs[name][0])] for name, points in curves.items()}
+    summary: dict = {"minutes": args.minutes, "fast": {}}
     print()
     for name, points in list(curves.items())[1:]:
-        fast = [p for p in points if p["minutes"] <= within]
-        entry = {"fd_at_budget": fast[-1]["fd"] if fast else None, "best_fd": min((p["fd"] for p in fast), default=None),
-                 "stable_after_15_minutes": stable(fast)}
-        if ref and fast and min(ref[-1]["minutes"], fast[-1]["minutes"]) >= args.minutes - 1:
-            entry["ratio"] = round(fast[-1]["fd"] / ref[-1]["fd"], 3)
-            entry["no_worse_confidence_and_coverage"] = all(fast[-1][k] >= ref[-1][k] for k in ("confidence", "coverage"))
-            print(f"at {args.minutes} minutes: reference fd {ref[-1]['fd']:.1f}, {name} fd {fast[-1]['fd']:.1f} "
-                  f"(ratio {entry['ratio']:.3f}); confidence {fast[-1]['confidence']:.3f} vs {ref[-1]['confidence']:.3f}, "
-                  f"coverage {fast[-1]['coverage']:.3f} vs {ref[-1]['coverage']:.3f}; "
+        fast = at_budget(points, within)
+        ref = at_budget(curves["reference"], within, fast["n"]) if fast else None
+        entry = {"fd_at_budget": fast and fast["fd"], "n_at_budget": fast and fast["n"],
+                 "best_fd": min((p["fd"] for p in own[name] if p["minutes"] <= within), default=None),
+                 "stable_after_15_minutes": stable([p for p in own[name] if p["minutes"] <= within])}
+        if ref and fast and min(ref["minutes"], fast["minutes"]) >= args.minutes - 1:
+            entry["reference_fd_at_budget"] = ref["fd"]
+            entry["ratio"] = round(fast["fd"] / ref["fd"], 3)
+            entry["no_worse_confidence_and_coverage"] = all(fast[k] >= ref[k] for k in ("confidence", "coverage"))
+            print(f"at {args.minutes} minutes ({fast['n']} samples each): reference fd {ref['fd']:.1f}, {name} fd "
+                  f"{fast['fd']:.1f} (ratio {entry['ratio']:.3f}); confidence {fast['confidence']:.3f} vs "
+                  f"{ref['confidence']:.3f}, coverage {fast['coverage']:.3f} vs {ref['coverage']:.3f}; "
                   f"stable after 15 minutes: {entry['stable_after_15_minutes']}")
+        elif fast and not at_budget(curves["reference"], within, fast["n"]):
+            print(f"{name}: the reference has no evaluation of {fast['n']} samples within {args.minutes} minutes "
+                  f"to compare with; run: genframe eval {runs['reference'][0]} --n {fast['n']}")
         else:
             print(f"{name}: not both runs have reached {args.minutes} minutes yet "
                   f"(stable so far: {entry['stable_after_15_minutes']})")
@@ -159,7 +181,8 @@ def report(args: argparse.Namespace) -> None:
                                 "all_stable": all(e["stable_after_15_minutes"] for e in summary["fast"].values())}
         print(f"over {len(ratios)} fast runs: mean ratio {summary['over_runs']['mean_ratio']:.3f}, worst "
               f"{summary['over_runs']['worst_ratio']:.3f}; stable in every run: {summary['over_runs']['all_stable']}")
-    plot = plot_curves({f"{name} fd": [(p["minutes"], p["fd"]) for p in points] for name, points in curves.items()},
+    plot = plot_curves({f"{name} fd ({own[name][0]['n'] if own[name] else '?'} samples)": [(p["minutes"], p["fd"]) for p in points]
+                        for name, points in own.items()},
                        args.plot, xlabel="minutes")
     print(f"wrote {plot}")
     atomic_write_text(args.out, json.dumps({"speed": speeds, "curves": curves, "summary": summary}, indent=2) + "\n")

@@ -106,7 +106,7 @@ def _send_to_loggers(run_dir: Path, loaded, report: dict[str, Any]) -> None:
                      extra=dict(loaded.extra), purpose="eval")
     with attached_loggers(host, [n for n in loaded.config.logging.loggers if n != "console"], ctx):
         host.hook.genframe_run_start(run=ctx)
-        metrics = {f"eval/{k}": v for k, v in report["samples"].items()}
+        metrics = {**{f"eval/{k}": v for k, v in report["samples"].items()}, "eval/n": report["n"]}
         host.hook.genframe_log(run=ctx, step=loaded.step, metrics=metrics, images={})
         host.hook.genframe_run_end(run=ctx, status="completed")
 

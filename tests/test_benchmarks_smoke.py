@@ -52,19 +52,28 @@ def test_fast_recipe_report_judges_each_fast_run_and_plots_all(data_dir, tmp_pat
     tiny_eval = ["trainer.batch_size=16", "trainer.max_steps=4", "sampler.steps=3", "sampler.generate_steps=3",
                  "buffer.size=64", "eval.every_epochs=null", "eval.every_steps=2", "eval.n=16", "eval.steps=3",
                  'logging.loggers=["jsonl"]', "logging.chain_n=0", "logging.sample_n=4"]
-    runs = {"ref": [], "f0": ["seed=0"], "f1": ["seed=1"]}
+    # The fast runs evaluate with more samples than the reference did (an fd depends on n).
+    runs = {"ref": [], "f0": ["seed=0", "eval.n=24"], "f1": ["seed=1", "eval.n=24"]}
     for name, extra in runs.items():
         genframe.train("ebm", overrides=[*tiny_eval, *extra], run_dir=tmp_path / name, quiet=True)
     plot, out = tmp_path / "plot.png", tmp_path / "report.json"
-    done = subprocess.run([sys.executable, "benchmarks/fast_recipe.py", "report", *(str(tmp_path / n) for n in runs),
-                           "--minutes", "0.001", "--plot", str(plot), "--out", str(out)],
-                          cwd=REPO, capture_output=True, text=True, timeout=300, check=False)
+    command = [sys.executable, "benchmarks/fast_recipe.py", "report", *(str(tmp_path / n) for n in runs),
+               "--minutes", "0.001", "--plot", str(plot), "--out", str(out)]
+    unpaired = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300, check=False)
+    assert unpaired.returncode == 0, unpaired.stderr
+    assert "no evaluation of 24 samples" in unpaired.stdout and f"genframe eval {tmp_path / 'ref'} --n 24" in unpaired.stdout
+    assert not any("ratio" in e for e in json.loads(out.read_text())["summary"]["fast"].values())
+
+    genframe.evaluate(tmp_path / "ref", n=24)  # the reference's last step again, with the fast runs' sample count
+    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300, check=False)
     assert done.returncode == 0, done.stderr
     report = json.loads(out.read_text())
     assert list(report["curves"]) == ["reference", "fast f0 (seed 0)", "fast f1 (seed 1)"]
-    assert all([p["step"] for p in c] == [2, 4] for c in report["curves"].values())
+    assert [(p["step"], p["n"]) for p in report["curves"]["reference"]] == [(2, 16), (4, 16), (4, 24)]
+    assert all([(p["step"], p["n"]) for p in report["curves"][name]] == [(2, 24), (4, 24)] for name in list(report["curves"])[1:])
     for name in ["fast f0 (seed 0)", "fast f1 (seed 1)"]:
-        entry = report["summary"]["fast"][name]
+        entry = report["summary"]["fast"][name]  # paired with the reference's 24-sample figure, not its 16-sample one
+        assert entry["reference_fd_at_budget"] == report["curves"]["reference"][-1]["fd"]
         assert entry["ratio"] == round(report["curves"][name][-1]["fd"] / report["curves"]["reference"][-1]["fd"], 3)
     assert plot.stat().st_size > 0 and "ratio" in done.stdout
     ratios = [report["summary"]["fast"][name]["ratio"] for name in ["fast f0 (seed 0)", "fast f1 (seed 1)"]]
@@ -95,6 +104,7 @@ def test_fast_recipe_minutes_count_the_steps_a_rollback_redid(tmp_path):
                 "learning rate 0.0005"},
                {"step": 200, **evaluation}]
     (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    (tmp_path / "config.json").write_text(json.dumps({"eval": {"n": 1000}}))
     points = curve(str(tmp_path), s_per_step=0.6)
     # Steps 151-190 were computed, thrown away and computed again: step 200 cost 240 steps, 2.4 minutes.
     assert [(p["step"], p["redone_steps"], p["minutes"]) for p in points] == [(100, 0, 1.0), (200, 40, 2.4)]

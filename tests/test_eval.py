@@ -105,6 +105,7 @@ def test_genframe_eval_reports_to_stdout_file_and_loggers(data_dir, tmp_path, mn
     assert report["samples"]["fd"] > report["anchors"]["train"]["fd"]  # two training steps are not MNIST
     last = json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])
     assert last["step"] == 2 and last["eval/fd"] == pytest.approx(report["samples"]["fd"])
+    assert last["eval/n"] == 64  # the sample count rides along: fds of different n do not compare
     same = genframe.evaluate(run, n=64, steps=5, log=False)  # the Python API: same seed, same numbers
     assert same["samples"] == report["samples"]
 
@@ -116,7 +117,7 @@ def test_training_evaluates_every_epoch(data_dir, tmp_path, mnist_evaluator):
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     evals = [r for r in rows if "eval/fd" in r]
     assert [r["step"] for r in evals] == [4, 8]
-    assert all(r["eval/fd"] > 0 and 0 <= r["eval/coverage"] <= 1 for r in evals)
+    assert all(r["eval/fd"] > 0 and 0 <= r["eval/coverage"] <= 1 and r["eval/n"] == 32 for r in evals)
     assert 0 < evals[0]["eval/train_minutes"] < evals[1]["eval/train_minutes"] < 1
 
 
