@@ -8,13 +8,15 @@
 ``speed`` runs each recipe for a few hundred steps in this process, alternating in rounds, with all
 the machine's threads, and keeps the median seconds per step (nothing else may run meanwhile).
 ``train`` gives each recipe the number of steps that fits in ``--minutes`` at that speed, with an
-evaluation (1000 samples, the recipe's own generation settings) every twelfth of the budget; the
-steps, not the clock, end the run, so both recipes get the same compute even if the two runs share
-the machine (``--threads 1`` runs them one core each, side by side, from two shells).
+evaluation (the recipe's own ``eval.n`` and generation settings) every twelfth of the budget, and
+evaluates the reference's last step again with the fast recipe's ``eval.n``; the steps, not the
+clock, end the run, so both recipes get the same compute even if the two runs share the machine
+(``--threads 1`` runs them one core each, side by side, from two shells).
 ``report`` converts steps to minutes at the measured speed (steps that a divergence rollback threw
 away and redid count too), prints the curves, checks each fast run's
-stability (after its first 15 minutes, no evaluation worse than twice the best so far) and draws all
-curves on one plot; give several fast runs (seeds) to judge the recipe, not one run. ``seeds``
+stability (after its first 15 minutes, no evaluation worse than twice the best so far), compares
+the figures at the budget only between evaluations of the same sample count (an fd depends on it)
+and draws all curves on one plot; give several fast runs (seeds) to judge the recipe, not one run. ``seeds``
 evaluates each given model with several generation seeds: the spread is the measurement's own noise
 (an fd from 1000 samples of one fixed model varies by tens of percent from draw to draw), which one
 evaluation per point of a curve cannot show. Figures depend on the machine; quote them with the command.
@@ -79,9 +81,12 @@ def train(args: argparse.Namespace) -> None:
         every = max(1, steps // 12)
         run_dir = Path(args.runs) / name
         print(f"{name}: {steps} steps (= {args.minutes} minutes here), evaluating every {every}", flush=True)
+        # Each recipe's own eval.n (the reference's 1000-step generation makes 10000 samples a 20-minute job)...
         genframe.train("ebm", RECIPES[name], [f"trainer.max_steps={steps}", "eval.every_epochs=null",
-                                              f"eval.every_steps={every}", "eval.n=1000", *QUIET[:2]],
-                       run_dir=run_dir, quiet=True)
+                                              f"eval.every_steps={every}", *QUIET[:2]], run_dir=run_dir, quiet=True)
+    if "reference" in args.recipes:  # ...and the reference's last step again with the fast recipe's n, to compare
+        fast_n = genframe.recipe_config("ebm", RECIPES["fast"]).eval.n
+        genframe.evaluate(Path(args.runs) / "reference", n=fast_n)
 
 
 def curve(run_dir: str, s_per_step: float, weights: str = "sampling") -> list[dict]:
@@ -97,8 +102,10 @@ def curve(run_dir: str, s_per_step: float, weights: str = "sampling") -> list[di
         prefix = "eval/trained" if weights == "trained" and "eval/trained/fd" in r else "eval"
         # Records from before "eval/n" was logged: the training-time ones used the run's eval.n, and the
         # `genframe eval` ones in these runs used its default, 1000, which every such run also trained with.
-        points.append({"step": r["step"], "n": int(r.get("eval/n", own_n)), "redone_steps": redone, "minutes": round((r["step"] + redone) * s_per_step / 60, 2),
-                       "own_clock_minutes": round(r.get("eval/train_minutes", float("nan")), 2), "fd": round(r[f"{prefix}/fd"], 2),
+        points.append({"step": r["step"], "n": int(r.get("eval/n", own_n)), "redone_steps": redone,
+                       "minutes": round((r["step"] + redone) * s_per_step / 60, 2),
+                       "own_clock_minutes": round(r.get("eval/train_minutes", float("nan")), 2),
+                       "fd": round(r[f"{prefix}/fd"], 2),
                        "confidence": round(r[f"{prefix}/confidence"], 3),
                        "coverage": round(r[f"{prefix}/coverage"], 3)})
     return points
@@ -112,8 +119,13 @@ def training_n(run_dir: str) -> int:
 def at_budget(points: list[dict], within: float, n: int | None = None) -> dict | None:
     """The latest evaluation within the budget (of ``n`` samples, if given); of two evaluations of the
     same step, the one with more samples, the more precise."""
-    eligible = [p for p in points if p["minutes"] <= within and (n is None or p["n"] == n)]
-    return max(eligible, key=lambda p: (p["step"], p["n"]), default=None)
+    best = None
+    for p in points:  # in the order logged: of two equal keys the later wins (a rollback re-evaluates a step)
+        if p["minutes"] > within or (n is not None and p["n"] != n):
+            continue
+        if best is None or (p["minutes"], p["n"]) >= (best["minutes"], best["n"]):
+            best = p
+    return best
 
 
 def stable(points: list[dict], after_minutes: float = 15.0) -> bool:
@@ -149,18 +161,19 @@ def report(args: argparse.Namespace) -> None:
     curves = {name: curve(run, s_per_step, args.weights) for name, (run, s_per_step) in runs.items()}
     for name, points in curves.items():
         print_curve(f"{name} ({runs[name][1]:.4f} s/step): minutes = steps x s/step", points)
-    # A run's own curve is its training-time evaluations (one sample count); a later `genframe eval` of
-    # the same step with more samples is the more precise figure at the budget.
-    own = {name: [p for p in points if p["n"] == training_n(runs[name][0])] for name, points in curves.items()}
+    # A run's own curve (stability, plot) is its evaluations of its eval.n samples; at the budget, a later
+    # `genframe eval` of the same step with more samples is the more precise figure (at_budget).
+    own_n = {name: training_n(run) for name, (run, _) in runs.items()}
+    own = {name: [p for p in points if p["n"] == own_n[name]] for name, points in curves.items()}
     summary: dict = {"minutes": args.minutes, "fast": {}}
     print()
     for name, points in list(curves.items())[1:]:
         fast = at_budget(points, within)
         ref = at_budget(curves["reference"], within, fast["n"]) if fast else None
-        entry = {"fd_at_budget": fast and fast["fd"], "n_at_budget": fast and fast["n"],
+        entry = {"fd_at_budget": fast["fd"] if fast else None, "n_at_budget": fast["n"] if fast else None,
                  "best_fd": min((p["fd"] for p in own[name] if p["minutes"] <= within), default=None),
                  "stable_after_15_minutes": stable([p for p in own[name] if p["minutes"] <= within])}
-        if ref and fast and min(ref["minutes"], fast["minutes"]) >= args.minutes - 1:
+        if ref and min(ref["minutes"], fast["minutes"]) >= args.minutes - 1:
             entry["reference_fd_at_budget"] = ref["fd"]
             entry["ratio"] = round(fast["fd"] / ref["fd"], 3)
             entry["no_worse_confidence_and_coverage"] = all(fast[k] >= ref[k] for k in ("confidence", "coverage"))
@@ -168,9 +181,10 @@ def report(args: argparse.Namespace) -> None:
                   f"{fast['fd']:.1f} (ratio {entry['ratio']:.3f}); confidence {fast['confidence']:.3f} vs "
                   f"{ref['confidence']:.3f}, coverage {fast['coverage']:.3f} vs {ref['coverage']:.3f}; "
                   f"stable after 15 minutes: {entry['stable_after_15_minutes']}")
-        elif fast and not at_budget(curves["reference"], within, fast["n"]):
-            print(f"{name}: the reference has no evaluation of {fast['n']} samples within {args.minutes} minutes "
-                  f"to compare with; run: genframe eval {runs['reference'][0]} --n {fast['n']}")
+        elif fast and (ref is None or fast["minutes"] >= args.minutes - 1):
+            print(f"{name}: the reference has no evaluation of {fast['n']} samples at {args.minutes} minutes to "
+                  f"compare with; evaluate its checkpoint of that time: genframe eval {runs['reference'][0]} "
+                  f"--n {fast['n']} (stable so far: {entry['stable_after_15_minutes']})")
         else:
             print(f"{name}: not both runs have reached {args.minutes} minutes yet "
                   f"(stable so far: {entry['stable_after_15_minutes']})")
@@ -181,12 +195,12 @@ def report(args: argparse.Namespace) -> None:
                                 "all_stable": all(e["stable_after_15_minutes"] for e in summary["fast"].values())}
         print(f"over {len(ratios)} fast runs: mean ratio {summary['over_runs']['mean_ratio']:.3f}, worst "
               f"{summary['over_runs']['worst_ratio']:.3f}; stable in every run: {summary['over_runs']['all_stable']}")
-    plot = plot_curves({f"{name} fd ({own[name][0]['n'] if own[name] else '?'} samples)": [(p["minutes"], p["fd"]) for p in points]
-                        for name, points in own.items()},
-                       args.plot, xlabel="minutes")
-    print(f"wrote {plot}")
     atomic_write_text(args.out, json.dumps({"speed": speeds, "curves": curves, "summary": summary}, indent=2) + "\n")
     print(f"wrote {args.out}")
+    labels = {name: f"{name.removeprefix('fast ')}, n={own_n[name]}" for name in own}  # short: the legend is one row
+    plot = plot_curves({labels[name]: [(p["minutes"], p["fd"]) for p in points] for name, points in own.items()},
+                       args.plot, xlabel="minutes")
+    print(f"wrote {plot}")
 
 
 def seeds(args: argparse.Namespace) -> None:

@@ -293,8 +293,8 @@ class TrainingLoop:
             images = generate_in_chunks(self.sampler, model, ecfg.n, ecfg.steps, self.cfg.seed,
                                         stream=5_000 + self.ctx.step, device=self.ctx.device, chunk=EVAL_CHUNK).images
             metrics.update({f"{prefix}/{k}": v for k, v in self.evaluator(images).items()})
-        metrics["eval/n"] = ecfg.n  # an fd depends on its sample count: records say which they used
         metrics["eval/train_minutes"] = self.loop["train_seconds"] / 60
+        metrics["eval/n"] = ecfg.n  # an fd depends on its sample count: records say which they used
         self.keep_if_best(metrics["eval/fd"])
         self.hook.genframe_log(run=self.ctx, step=self.ctx.step, metrics=metrics, images={})
         self.last_metrics.update(metrics)

@@ -16,7 +16,7 @@ from genframe.atomic import atomic_write_bytes
 from genframe.errors import RunError
 from genframe.loggers.jsonl import METRICS_NAME
 
-META_KEYS = {"step", "epoch", "time"}
+META_KEYS = {"step", "epoch", "time", "eval/n"}  # eval/n: the sample count behind an fd, not a curve
 PANEL_W, PANEL_H, MARGIN_L, MARGIN_B, MARGIN_T = 440, 250, 64, 28, 26
 COLORS = [(31, 119, 180), (214, 39, 40), (44, 160, 44), (148, 103, 189), (255, 127, 14)]
 

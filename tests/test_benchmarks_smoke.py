@@ -61,20 +61,23 @@ def test_fast_recipe_report_judges_each_fast_run_and_plots_all(data_dir, tmp_pat
                "--minutes", "0.001", "--plot", str(plot), "--out", str(out)]
     unpaired = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300, check=False)
     assert unpaired.returncode == 0, unpaired.stderr
-    assert "no evaluation of 24 samples" in unpaired.stdout and f"genframe eval {tmp_path / 'ref'} --n 24" in unpaired.stdout
+    assert "no evaluation of 24 samples" in unpaired.stdout
+    assert f"genframe eval {tmp_path / 'ref'} --n 24" in unpaired.stdout
     assert not any("ratio" in e for e in json.loads(out.read_text())["summary"]["fast"].values())
 
     genframe.evaluate(tmp_path / "ref", n=24)  # the reference's last step again, with the fast runs' sample count
+    genframe.evaluate(tmp_path / "ref", n=32)  # and with more samples still: not the fast runs' count, not paired
     done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300, check=False)
     assert done.returncode == 0, done.stderr
     report = json.loads(out.read_text())
     assert list(report["curves"]) == ["reference", "fast f0 (seed 0)", "fast f1 (seed 1)"]
-    assert [(p["step"], p["n"]) for p in report["curves"]["reference"]] == [(2, 16), (4, 16), (4, 24)]
-    assert all([(p["step"], p["n"]) for p in report["curves"][name]] == [(2, 24), (4, 24)] for name in list(report["curves"])[1:])
+    assert [(p["step"], p["n"]) for p in report["curves"]["reference"]] == [(2, 16), (4, 16), (4, 24), (4, 32)]
     for name in ["fast f0 (seed 0)", "fast f1 (seed 1)"]:
-        entry = report["summary"]["fast"][name]  # paired with the reference's 24-sample figure, not its 16-sample one
-        assert entry["reference_fd_at_budget"] == report["curves"]["reference"][-1]["fd"]
-        assert entry["ratio"] == round(report["curves"][name][-1]["fd"] / report["curves"]["reference"][-1]["fd"], 3)
+        assert [(p["step"], p["n"]) for p in report["curves"][name]] == [(2, 24), (4, 24)]
+    for name in ["fast f0 (seed 0)", "fast f1 (seed 1)"]:
+        entry = report["summary"]["fast"][name]  # paired with the reference's 24-sample figure, not its 16 or 32
+        assert entry["reference_fd_at_budget"] == report["curves"]["reference"][2]["fd"]
+        assert entry["ratio"] == round(report["curves"][name][-1]["fd"] / report["curves"]["reference"][2]["fd"], 3)
     assert plot.stat().st_size > 0 and "ratio" in done.stdout
     ratios = [report["summary"]["fast"][name]["ratio"] for name in ["fast f0 (seed 0)", "fast f1 (seed 1)"]]
     assert report["summary"]["over_runs"]["worst_ratio"] == max(ratios)
@@ -108,6 +111,18 @@ def test_fast_recipe_minutes_count_the_steps_a_rollback_redid(tmp_path):
     points = curve(str(tmp_path), s_per_step=0.6)
     # Steps 151-190 were computed, thrown away and computed again: step 200 cost 240 steps, 2.4 minutes.
     assert [(p["step"], p["redone_steps"], p["minutes"]) for p in points] == [(100, 0, 1.0), (200, 40, 2.4)]
+    assert [p["n"] for p in points] == [1000, 1000]  # records without eval/n: the run's own eval.n
+
+
+def test_fast_recipe_budget_figure_is_the_latest_and_most_precise_evaluation():
+    at_budget = fast_recipe().at_budget
+    points = [{"minutes": 50.0, "n": 1000, "fd": 9.0}, {"minutes": 60.0, "n": 1000, "fd": 5.0},
+              {"minutes": 60.0, "n": 10000, "fd": 4.0}, {"minutes": 60.0, "n": 1000, "fd": 6.0},
+              {"minutes": 66.0, "n": 1000, "fd": 3.0}]
+    assert at_budget(points, 60.5)["fd"] == 4.0  # the same step with more samples
+    assert at_budget(points, 60.5, n=1000)["fd"] == 6.0  # the later of two equal ones (a rollback re-evaluated)
+    assert at_budget(points, 55.0)["fd"] == 9.0 and at_budget(points, 40.0) is None
+    assert at_budget(points, 60.5, n=5000) is None
 
 
 def test_fast_recipe_seeds_evaluates_one_model_with_several_draws(data_dir, tmp_path):
