@@ -52,14 +52,31 @@ def panels(names: list[str]) -> list[list[str]]:
     return list(groups.values())
 
 
+def _legend_rows(draw: ImageDraw.ImageDraw, names: list[str], font, width: float) -> list[list[tuple[int, str]]]:
+    """The curve names laid out left to right, wrapped into as many rows as the panel's width needs."""
+    rows: list[list[tuple[int, str]]] = [[]]
+    used = 0.0
+    for index, name in enumerate(names):
+        needed = draw.textlength(name, font=font) + 14
+        if rows[-1] and used + needed > width:
+            rows.append([])
+            used = 0.0
+        rows[-1].append((index, name))
+        used += needed
+    return rows
+
+
 def _draw_panel(draw: ImageDraw.ImageDraw, box: tuple[int, int], names: list[str], data, font,
-                xlabel: str = "step") -> None:
+                xlabel: str = "step", size: tuple[int, int] = (PANEL_W, PANEL_H), log_y: bool = False) -> None:
     left, top = box
-    x0, y0 = left + MARGIN_L, top + MARGIN_T
-    x1, y1 = left + PANEL_W - 12, top + PANEL_H - MARGIN_B
+    x1, y1 = left + size[0] - 12, top + size[1] - MARGIN_B
+    x0 = left + MARGIN_L
+    legend = _legend_rows(draw, names, font, x1 - x0 - 4)
+    y0 = top + MARGIN_T + 12 * (len(legend) - 1)
     points = [p for name in names for p in data[name]]
     steps = [p[0] for p in points]
-    values = [p[1] for p in points]
+    scale = math.log10 if log_y else float  # a log axis shows a curve falling from 200 to 2 as clearly as from 20
+    values = [scale(p[1]) for p in points]
     smin, smax = min(steps), max(steps)
     vmin, vmax = min(values), max(values)
     if vmax - vmin < 1e-12:
@@ -71,27 +88,39 @@ def _draw_panel(draw: ImageDraw.ImageDraw, box: tuple[int, int], names: list[str
         value = vmin + frac * (vmax - vmin)
         y = y1 - frac * (y1 - y0)
         draw.line([x0 - 4, y, x0, y], fill=(120, 120, 120))
-        draw.text((left + 4, y - 6), f"{value:.3g}", fill=(0, 0, 0), font=font)
-    draw.text((x0, y1 + 6), f"{xlabel} {smin:.0f}", fill=(0, 0, 0), font=font)
+        draw.text((left + 4, y - 6), f"{10 ** value if log_y else value:.3g}", fill=(0, 0, 0), font=font)
+    axis = f"{xlabel} {smin:.0f}" + (", log scale" if log_y else "")
+    draw.text((x0, y1 + 6), axis, fill=(0, 0, 0), font=font)
     draw.text((x1 - 70, y1 + 6), f"{smax:.0f}", fill=(0, 0, 0), font=font)
     for index, name in enumerate(names):
         color = COLORS[index % len(COLORS)]
-        line = [(x0 + (s - smin) * sx, y1 - (v - vmin) * sy) for s, v in data[name]]
+        line = [(x0 + (s - smin) * sx, y1 - (scale(v) - vmin) * sy) for s, v in data[name]]
         if len(line) == 1:
             x, y = line[0]
             draw.ellipse([x - 2, y - 2, x + 2, y + 2], fill=color)
         else:
             draw.line(line, fill=color, width=2)
-        draw.text((x0 + 4 + 110 * index, top + 6), name, fill=color, font=font)
+    for row, entries in enumerate(legend):
+        x = x0 + 4
+        for index, name in entries:
+            draw.text((x, top + 6 + 12 * row), name, fill=COLORS[index % len(COLORS)], font=font)
+            x += draw.textlength(name, font=font) + 14
 
 
-def plot_curves(curves: dict[str, list[tuple[float, float]]], out: str | Path, xlabel: str = "step") -> Path:
-    """One panel with a line per named curve of (x, y) points, e.g. two runs' quality against minutes."""
+def plot_curves(curves: dict[str, list[tuple[float, float]]], out: str | Path, xlabel: str = "step",
+                log_y: bool = False, width: int = PANEL_W) -> Path:
+    """One panel with a line per named curve of (x, y) points, e.g. two runs' quality against minutes;
+    ``log_y`` draws the values on a log axis (they must all be positive)."""
     if not any(curves.values()):
         raise RunError("nothing to plot: every curve is empty")
-    image = Image.new("RGB", (PANEL_W, PANEL_H), "white")
-    _draw_panel(ImageDraw.Draw(image), (0, 0), [k for k, v in curves.items() if v], curves,
-                ImageFont.load_default(), xlabel)
+    if log_y and any(y <= 0 for points in curves.values() for _, y in points):
+        raise RunError("a log axis needs positive values; plot without log_y")
+    names = [k for k, v in curves.items() if v]
+    probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    font = ImageFont.load_default()
+    height = PANEL_H + 12 * (len(_legend_rows(probe, names, font, width - 12 - MARGIN_L - 4)) - 1)
+    image = Image.new("RGB", (width, height), "white")
+    _draw_panel(ImageDraw.Draw(image), (0, 0), names, curves, font, xlabel, (width, height), log_y)
     return _save(image, out)
 
 

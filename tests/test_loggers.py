@@ -189,3 +189,17 @@ def test_plot_draws_the_curves(data_dir, tmp_path):
     assert only.exit_code == 0 and Image.open(tmp_path / "c.png").size == (440, 250)  # cdiv with val/cdiv
     bad = CliRunner().invoke(cli, ["plot", str(run), "--metric", "nope"])
     assert bad.exit_code == 2 and "no metric nope" in bad.output
+
+
+def test_plot_curves_wraps_a_long_legend_and_draws_a_log_axis(tmp_path):
+    from genframe.errors import RunError
+    from genframe.plot import plot_curves
+
+    curves = {f"fast run {seed} (seed {seed}), n=10000": [(6.0, 200.0 / (seed + 1)), (60.0, 2.0 + seed)]
+              for seed in range(5)}
+    out = plot_curves(curves, tmp_path / "wide.png", xlabel="minutes", log_y=True)
+    width, height = Image.open(out).size
+    assert width == 440 and height > 250  # five long names do not fit one row: the legend wraps, the panel grows
+    assert Image.open(plot_curves(dict(list(curves.items())[:1]), tmp_path / "one.png")).size == (440, 250)
+    with pytest.raises(RunError, match="log axis needs positive values"):
+        plot_curves({"fd": [(1.0, 3.0), (2.0, 0.0)]}, tmp_path / "bad.png", log_y=True)
