@@ -209,10 +209,11 @@ def seeds(args: argparse.Namespace) -> None:
 
     results = {}
     for path in args.models:
-        draws = [genframe.evaluate(path, n=args.n, seed=seed, log=False) for seed in args.seeds]
+        n = args.n or genframe.load(path, device="cpu").config.eval.n  # the model's own recipe's sample count
+        draws = [genframe.evaluate(path, n=n, seed=seed, log=False) for seed in args.seeds]
         fds = [d["samples"]["fd"] for d in draws]
         results[path] = {
-            "step": draws[0]["step"], "n": args.n, "seeds": args.seeds, "fd": [round(f, 2) for f in fds],
+            "step": draws[0]["step"], "n": n, "seeds": args.seeds, "fd": [round(f, 2) for f in fds],
             "fd_mean": round(statistics.mean(fds), 2), "fd_sd": round(statistics.stdev(fds), 2) if len(fds) > 1 else 0.0,
             **{f"{k}_mean": round(statistics.mean(d["samples"][k] for d in draws), 3) for k in ("confidence", "coverage")}}
         r = results[path]
@@ -246,7 +247,7 @@ def main() -> None:
     p = commands.add_parser("seeds")
     p.add_argument("models", nargs="+", metavar="RUN_OR_CHECKPOINT")
     p.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3, 4, 5])
-    p.add_argument("--n", type=int, default=1000)
+    p.add_argument("--n", type=int, default=None, help="samples per draw (default: the model's own eval.n)")
     p.add_argument("--out", default=None)
     args = parser.parse_args()
     if args.command == "report" and len(args.runs) < 2:

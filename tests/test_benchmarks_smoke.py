@@ -131,11 +131,12 @@ def test_fast_recipe_seeds_evaluates_one_model_with_several_draws(data_dir, tmp_
     run = tmp_path / "run"
     genframe.train("ebm", overrides=["trainer.batch_size=16", "trainer.max_steps=2", "sampler.steps=3",
                                      "sampler.generate_steps=3", "buffer.size=64", 'logging.loggers=["jsonl"]',
-                                     "logging.chain_n=0", "logging.sample_n=4"], run_dir=run, quiet=True)
+                                     "logging.chain_n=0", "logging.sample_n=4", "eval.n=20"], run_dir=run, quiet=True)
     seeds = fast_recipe().seeds
     out = tmp_path / "seeds.json"  # in this process: the metric's classifier is trained once per test session
-    seeds(argparse.Namespace(models=[str(run)], seeds=[1, 2], n=16, out=str(out)))
+    seeds(argparse.Namespace(models=[str(run)], seeds=[1, 2], n=None, out=str(out)))
     entry = json.loads(out.read_text())[str(run)]
     assert entry["step"] == 2 and entry["seeds"] == [1, 2] and len(entry["fd"]) == 2
+    assert entry["n"] == 20  # the run's own eval.n
     assert entry["fd"][0] != entry["fd"][1]  # different draws of the same model
     assert entry["fd_mean"] == pytest.approx(sum(entry["fd"]) / 2, abs=0.01)
