@@ -105,7 +105,7 @@ def curve(run_dir: str, s_per_step: float, weights: str = "sampling") -> list[di
         points.append({"step": r["step"], "n": int(r.get("eval/n", own_n)), "redone_steps": redone,
                        "minutes": round((r["step"] + redone) * s_per_step / 60, 2),
                        "own_clock_minutes": round(r.get("eval/train_minutes", float("nan")), 2),
-                       "fd": round(r[f"{prefix}/fd"], 2),
+                       "fd": r[f"{prefix}/fd"],  # unrounded: the stability rule is a sharp factor of 2
                        "confidence": round(r[f"{prefix}/confidence"], 3),
                        "coverage": round(r[f"{prefix}/coverage"], 3)})
     return points
@@ -186,8 +186,8 @@ def report(args: argparse.Namespace) -> None:
                   f"compare with; evaluate its checkpoint of that time: genframe eval {runs['reference'][0]} "
                   f"--n {fast['n']} (stable so far: {entry['stable_after_15_minutes']})")
         else:
-            print(f"{name}: not both runs have reached {args.minutes} minutes yet "
-                  f"(stable so far: {entry['stable_after_15_minutes']})")
+            print(f"{name}: not both runs have an evaluation at {args.minutes} minutes (this one's last is at "
+                  f"{fast['minutes'] if fast else 0:.1f}; stable so far: {entry['stable_after_15_minutes']})")
         summary["fast"][name] = entry
     ratios = [entry["ratio"] for entry in summary["fast"].values() if "ratio" in entry]
     if len(ratios) == len(fast_runs) > 1:  # a recipe is judged over seeds, not by its luckiest run

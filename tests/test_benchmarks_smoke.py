@@ -98,6 +98,16 @@ def test_fast_recipe_stability_rule():
     assert stable(early)  # the first 15 minutes may swing
 
 
+def test_fast_recipe_stability_is_judged_on_unrounded_figures(tmp_path):
+    module = fast_recipe()
+    records = [{"step": step, "eval/fd": fd, "eval/confidence": 0.9, "eval/coverage": 0.99, "eval/n": 10000}
+               for step, fd in [(8850, 8.4913), (11800, 5.3158), (14750, 10.6344)]]  # seed 1's, measured
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    (tmp_path / "config.json").write_text(json.dumps({"eval": {"n": 10000}}))
+    points = module.curve(str(tmp_path), s_per_step=0.1217)
+    assert not module.stable(points)  # 10.6344 > 2 x 5.3158, though 10.63 < 2 x 5.32 once rounded
+
+
 def test_fast_recipe_minutes_count_the_steps_a_rollback_redid(tmp_path):
     curve = fast_recipe().curve
     evaluation = {"eval/fd": 9.0, "eval/confidence": 0.9, "eval/coverage": 0.99, "eval/train_minutes": 1.0}
