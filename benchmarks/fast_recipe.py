@@ -197,7 +197,7 @@ def report(args: argparse.Namespace) -> None:
               f"{summary['over_runs']['worst_ratio']:.3f}; stable in every run: {summary['over_runs']['all_stable']}")
     atomic_write_text(args.out, json.dumps({"speed": speeds, "curves": curves, "summary": summary}, indent=2) + "\n")
     print(f"wrote {args.out}")
-    labels = {name: f"{name.removeprefix('fast ')}, n={own_n[name]}" for name in own}  # short: the legend is one row
+    labels = {name: f"{name.removeprefix('fast ')}, n={own_n[name]}" for name in own}  # short: fewer legend rows
     plot = plot_curves({labels[name]: [(p["minutes"], p["fd"]) for p in points] for name, points in own.items()},
                        args.plot, xlabel="minutes", log_y=True, width=640)
     print(f"wrote {plot}")
