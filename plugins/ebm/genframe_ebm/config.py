@@ -27,6 +27,10 @@ class EnergyNetConfig(Section):
 
 class SGLDConfig(Section):
     steps: PositiveInt = Field(60, description="Langevin steps per training update.")
+    steps_min: PositiveInt | None = Field(
+        None, description="If set, each training update draws its number of Langevin steps uniformly from "
+        "steps_min..steps, so the net cannot learn to depend on one exact chain length (generation still "
+        "runs generate_steps).")
     step_size: PositiveFloat = Field(10.0, description="Multiplier of the clipped score gradient.")
     step_size_end: PositiveFloat | None = Field(
         None, description="Step size at a chain's last step; it moves geometrically from step_size "
@@ -41,6 +45,13 @@ class SGLDConfig(Section):
         "step as compiled C (CPU); cudagraph = blocks of reference steps replayed as CUDA graphs (GPU).")
     threads: PositiveInt | None = Field(
         None, description="CPU worker threads for the fast paths (chains split across them); default: torch's.")
+
+    @model_validator(mode="after")
+    def _steps_min_within_steps(self) -> SGLDConfig:
+        if self.steps_min is not None and self.steps_min > self.steps:
+            raise ValueError(f"sampler.steps_min={self.steps_min} is above sampler.steps={self.steps}; training "
+                             "chains draw their length from steps_min..steps, so give steps_min <= steps")
+        return self
 
 
 class BufferConfig(Section):
