@@ -32,6 +32,10 @@ def chain_lengths(overrides: list[str], updates: int = 12) -> list[int | None]:
 def test_each_update_draws_its_chain_length_from_steps_min_to_steps():
     lengths = chain_lengths(["sampler.steps=5", "sampler.steps_min=2"])
     assert all(2 <= n <= 5 for n in lengths) and len(set(lengths)) > 1
+    config = genframe.recipe_config("ebm", overrides=["sampler.steps=5", "sampler.steps_min=2"])
+    sampler = SGLDSampler.from_config(config.sampler, (1, 32, 32))
+    trainer = CDTrainer(SwishEnergyNet(), sampler, config, torch.device("cpu"))
+    assert trainer.work_per_step(4) == ("img-steps", 14.0)  # throughput counts the mean length, 3.5 steps
     assert chain_lengths(["sampler.steps=5"]) == [None] * 12  # unset: the sampler's own steps, every update
 
 

@@ -186,7 +186,8 @@ class CDTrainer(Trainer):
 
     def work_per_step(self, batch_size: int) -> tuple[str, float]:
         """Langevin image-steps: nearly all of an EBM's training cost."""
-        return "img-steps", float(batch_size * self.sampler.steps)
+        steps = self.sampler.steps if self.steps_min is None else (self.steps_min + self.sampler.steps) / 2  # the mean
+        return "img-steps", float(batch_size * steps)
 
     def preview_images(self, n: int) -> dict[str, torch.Tensor]:
         return {"buffer": self.buffer.newest(n)}
