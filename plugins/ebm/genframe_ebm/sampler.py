@@ -63,12 +63,14 @@ class SGLDSampler(Sampler):
         impl: str = "auto",
         threads: int | None = None,
         step_size_end: float | None = None,
+        steps_min: int | None = None,
     ) -> None:
         if impl not in IMPLS:
             raise ConfigError(f"sampler impl must be one of {', '.join(IMPLS)}, not {impl!r}")
         self.step_size, self.noise, self.grad_clip = step_size, noise, grad_clip
         self.step_size_end = step_size_end
         self.steps, self.generate_steps = steps, generate_steps
+        self.steps_min = steps_min  # None: every training chain runs `steps`
         self.example_shape = tuple(example_shape)
         self.impl, self.threads = impl, threads
         self.graphs = GraphedChains()  # captured CUDA graphs, reused across calls of the same shape
@@ -76,7 +78,18 @@ class SGLDSampler(Sampler):
     @classmethod
     def from_config(cls, config, example_shape: Sequence[int]) -> SGLDSampler:
         return cls(config.step_size, config.noise, config.grad_clip, config.steps, config.generate_steps, example_shape,
-                   impl=config.impl, threads=config.threads, step_size_end=config.step_size_end)
+                   impl=config.impl, threads=config.threads, step_size_end=config.step_size_end,
+                   steps_min=config.steps_min)
+
+    def training_steps(self, generator: torch.Generator) -> int | None:
+        """One training chain's Langevin steps: drawn from steps_min..steps when set (None: ``steps``)."""
+        if self.steps_min is None:
+            return None
+        return int(torch.randint(self.steps_min, self.steps + 1, (1,), generator=generator, device=generator.device))
+
+    @property
+    def mean_training_steps(self) -> float:
+        return self.steps if self.steps_min is None else (self.steps_min + self.steps) / 2
 
     def init_state(self, n, device="cpu", generator=None) -> torch.Tensor:
         """Uniform noise in [-1, 1]."""

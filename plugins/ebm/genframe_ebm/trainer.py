@@ -61,7 +61,6 @@ class CDTrainer(Trainer):
     ) -> None:
         """``config`` is the whole EBM config (trainer, buffer sections)."""
         self.model, self.sampler, self.device = model, sampler, device
-        self.steps_min = config.sampler.steps_min  # None: every training chain runs sampler.steps
         tcfg = config.trainer
         self.alpha, self.real_noise, self.val_batch_size = tcfg.alpha, tcfg.real_noise, tcfg.val_batch_size
         self.score_limit, self.cdiv_limit, self.lr = tcfg.score_limit, tcfg.cdiv_limit, tcfg.lr
@@ -82,7 +81,7 @@ class CDTrainer(Trainer):
     def train_step(self, batch: torch.Tensor) -> dict[str, torch.Tensor]:
         real = batch + self.real_noise * torch.randn(batch.shape, generator=self.generator, device=batch.device)
         real = real.clamp_(-1.0, 1.0)
-        fake = self.sampler.sample(self.model, self.buffer.draw(batch.shape[0]), steps=self.chain_length(),
+        fake = self.sampler.sample(self.model, self.buffer.draw(batch.shape[0]), steps=self.sampler.training_steps(self.generator),
                                    generator=self.generator).images
         self.buffer.push(fake)
         real_scores, fake_scores = self.model(torch.cat([real, fake])).split(batch.shape[0])
@@ -101,14 +100,6 @@ class CDTrainer(Trainer):
         if self.lr_decay_steps is not None or self.lr_scale != 1.0:  # a constant rate is in the config already
             metrics["lr"] = torch.tensor(rate)
         return metrics
-
-    def chain_length(self) -> int | None:
-        """This update's Langevin steps: drawn from steps_min..steps when set (None: the sampler's steps)."""
-        if self.steps_min is None:
-            return None
-        draw = torch.randint(self.steps_min, self.sampler.steps + 1, (1,), generator=self.generator,
-                             device=self.generator.device)
-        return int(draw.item())
 
     def current_rate(self) -> float:
         """The learning rate of the next step: the schedule's, times the rollbacks' factor."""
@@ -186,8 +177,7 @@ class CDTrainer(Trainer):
 
     def work_per_step(self, batch_size: int) -> tuple[str, float]:
         """Langevin image-steps: nearly all of an EBM's training cost."""
-        steps = self.sampler.steps if self.steps_min is None else (self.steps_min + self.sampler.steps) / 2  # the mean
-        return "img-steps", float(batch_size * steps)
+        return "img-steps", float(batch_size * self.sampler.mean_training_steps)
 
     def preview_images(self, n: int) -> dict[str, torch.Tensor]:
         return {"buffer": self.buffer.newest(n)}
