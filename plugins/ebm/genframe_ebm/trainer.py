@@ -1,6 +1,7 @@
 """Contrastive-divergence trainer: real images up, replay-buffer SGLD samples down, scores kept small.
 
 loss = mean(score_fake) - mean(score_real) + alpha * mean(score_real^2 + score_fake^2)
+       [+ r1 / 2 * mean ||d score_real / dx||^2, the optional R1 penalty]
 """
 
 from __future__ import annotations
@@ -43,6 +44,13 @@ def cosine_rate(step: int, lr: float, lr_min: float, decay_steps: int | None) ->
     return lr_min + (lr - lr_min) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
+def r1_penalty(model: nn.Module, real: torch.Tensor) -> torch.Tensor:
+    """mean over images of ||d score / dx||^2 at real images, differentiable in the weights (R1)."""
+    real = real.detach().requires_grad_(True)
+    (grad,) = torch.autograd.grad(model(real).sum(), real, create_graph=True)
+    return grad.square().flatten(1).sum(1).mean()
+
+
 def cd_loss(real_scores: torch.Tensor, fake_scores: torch.Tensor, alpha: float) -> dict[str, torch.Tensor]:
     """The reference loss and its parts."""
     cdiv = fake_scores.mean() - real_scores.mean()
@@ -65,6 +73,7 @@ class CDTrainer(Trainer):
         self.alpha, self.real_noise, self.val_batch_size = tcfg.alpha, tcfg.real_noise, tcfg.val_batch_size
         self.score_limit, self.cdiv_limit, self.lr = tcfg.score_limit, tcfg.cdiv_limit, tcfg.lr
         self.cdiv_patience, self.cdiv_streak = tcfg.cdiv_patience, 0  # steps in a row beyond cdiv_limit
+        self.r1, self.r1_every = tcfg.r1, tcfg.r1_every
         self.lr_min, self.lr_decay_steps = tcfg.lr_min, tcfg.lr_decay_steps
         # The rate is worked out afresh each step from the schedule, the steps taken and the rollbacks'
         # factor, so a rollback's halving and the schedule compose, and both survive a resume.
@@ -86,6 +95,13 @@ class CDTrainer(Trainer):
         self.buffer.push(fake)
         real_scores, fake_scores = self.model(torch.cat([real, fake])).split(batch.shape[0])
         parts = cd_loss(real_scores, fake_scores, self.alpha)
+        if self.r1 > 0:
+            # lazy: every r1_every-th step, weighted by r1_every, so the mean pull is the same. The metric
+            # is the penalty's share of the loss, 0 on the steps between, so its logged mean is the mean share.
+            parts["r1"] = torch.zeros((), device=real.device)
+            if self.steps_taken % self.r1_every == 0:
+                parts["r1"] = 0.5 * self.r1 * self.r1_every * r1_penalty(self.model, real)
+                parts["loss"] = parts["loss"] + parts["r1"]
         self.optimizer.zero_grad(set_to_none=True)
         parts["loss"].backward()
         self.check_divergence(parts["loss"], real_scores, fake_scores, parts["cdiv"])
