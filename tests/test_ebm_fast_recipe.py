@@ -60,6 +60,8 @@ def test_fast_recipe_file_is_short_run_training_with_matching_generation():
     assert fast.buffer.fresh_prob == 1.0  # every chain from noise...
     assert fast.sampler.generate_steps == fast.sampler.steps == 30  # ...for as many steps as generation runs
     assert fast.eval.every_steps and fast.trainer.lr == 1e-3
+    assert fast.trainer.r1 > 0 and fast.trainer.r1_every > 1  # the penalty that damps its swings, lazily
+    assert fast.trainer.lr_decay_steps == fast.trainer.max_steps  # the decay spans the 60-minute budget
     reference = genframe.recipe_config("ebm", REPO / "examples" / "ebm_mnist.toml")
     assert fast.model == reference.model  # same network: the gain is in how it is trained and sampled
     with open(REPO / "examples" / "ebm_mnist_fast.toml", "rb") as file:
