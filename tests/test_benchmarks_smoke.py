@@ -150,3 +150,11 @@ def test_fast_recipe_seeds_evaluates_one_model_with_several_draws(data_dir, tmp_
     assert entry["n"] == 20  # the run's own eval.n
     assert entry["fd"][0] != entry["fd"][1]  # different draws of the same model
     assert entry["fd_mean"] == pytest.approx(sum(entry["fd"]) / 2, abs=0.01)
+
+
+def test_fast_recipe_budget_tolerance_is_the_spread_of_the_speed_rounds():
+    tolerance = fast_recipe().tolerance
+    # 0.1284 to 0.1348 s/step around a median of 0.1293: 60 minutes are known to about 3 minutes
+    assert tolerance({"s_per_step": 0.1293, "rounds": [0.1284, 0.1293, 0.1348]}, 60) == pytest.approx(2.97, abs=0.01)
+    assert tolerance({"s_per_step": 0.2, "rounds": [0.2, 0.2, 0.2]}, 60) == 0.5  # never below half a minute
+    assert tolerance({"s_per_step": 0.2}, 60) == 0.5  # an older speed file without rounds
