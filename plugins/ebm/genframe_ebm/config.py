@@ -75,8 +75,8 @@ class EBMTrainerConfig(TrainerConfig):
         "updated after each step with this decay (e.g. 0.999); default: the trained weights themselves.")
     r1: float = Field(
         0.0, ge=0, description="Weight gamma of a zero-centred gradient penalty on real images, "
-        "gamma / 2 * mean ||d score / dx||^2 (R1, Mescheder et al. 2018): it makes real digits resting points "
-        "of the Langevin flow instead of places chains pass through; default 0: off.")
+        "gamma / 2 * mean ||d score / dx||^2 (R1, Mescheder et al. 2018): it pulls real images towards resting "
+        "points of the Langevin flow, where otherwise chains pass through them; default 0: off.")
     r1_every: PositiveInt = Field(
         1, description="Apply the R1 penalty every this many steps, weighted by as many (lazy regularisation, "
         "Karras et al. 2020): the double backward pass costs about a quarter of a fast-recipe step.")
