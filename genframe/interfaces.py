@@ -118,6 +118,12 @@ class Trainer(ABC):
         beyond a checkpoint's count on resume): give this rank its own random streams. Default: nothing."""
         return None
 
+    def reseed(self, seed: int) -> None:
+        """Called after a divergence rollback has restored the checkpoint: reseed the random streams
+        training draws from (noise, replay draws) with ``seed``, so the redone steps do not replay the
+        very draws that led to the divergence. Default: nothing."""
+        return None
+
     def scale_learning_rate(self, factor: float) -> list[float]:
         """Multiply the learning rate by ``factor`` (after a divergence); returns the new rates.
 

@@ -24,7 +24,7 @@ from genframe.errors import CheckpointError, ConfigError, DivergenceError, RunEr
 from genframe.plugins import attached_loggers
 from genframe.previews import Previewer
 from genframe.run import RunContext, RunResult, TrainingRun
-from genframe.runsetup import build_dataset, epoch_permutation, save_resolved_config
+from genframe.runsetup import build_dataset, epoch_permutation, rollback_seed, save_resolved_config
 from genframe.signals import StopSignals
 
 
@@ -175,6 +175,12 @@ class TrainingLoop:
         self.loop.update(kept)
         self.checkpoint_due = self.unsettled = False
         self.loop["rollbacks"] = rollbacks
+        # Fresh random draws for the redone steps: replaying the exact draws that diverged tends to
+        # diverge again (measured on the fast EBM recipe: the replay collapsed at the very same step,
+        # with the same cdiv, and four rollbacks in a row at ever lower rates collapsed again).
+        fresh = rollback_seed(self.cfg.seed, self.world.rank, self.ctx.step, rollbacks)
+        torch.manual_seed(fresh)
+        self.trainer.reseed(fresh)
         rates = self.trainer.scale_learning_rate(self.tcfg.rollback_lr_factor)
         reason = f"{where}; rolled back to step {self.ctx.step} with learning rate {rates[0]:.3g}"
         warnings.warn(f"genframe: training diverged: {reason} (rollback {rollbacks}/{self.tcfg.max_rollbacks})",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from pathlib import Path
@@ -67,6 +68,14 @@ def epoch_permutation(n: int, seed: int, epoch: int, device: torch.device | str 
     """The shuffled order of epoch ``epoch``: a function of (seed, epoch) only, for exact resume."""
     order = torch.randperm(n, generator=seeded_generator(seed, epoch))
     return order.to(device)
+
+
+def rollback_seed(seed: int, rank: int, step: int, rollbacks: int) -> int:
+    """The seed of the random streams after a divergence rollback to ``step``: a function of the run's
+    seed, the process, the step and the rollback's number, so each rollback draws afresh and a resumed
+    run still repeats exactly what the interrupted one did."""
+    digest = hashlib.sha256(f"{seed}/{rank}/{step}/{rollbacks}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") % (2**63)
 
 
 class Subset(Dataset):

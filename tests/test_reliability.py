@@ -166,6 +166,36 @@ def test_divergence_rolls_back_with_a_lower_learning_rate_then_recovers(data_dir
     assert [e.get("event", e["step"]) for e in events] == [2, "rollback", 4, 6]
 
 
+def test_the_steps_redone_after_a_rollback_draw_fresh_noise_rather_than_replay_the_diverged_draws(
+        data_dir, tmp_path, monkeypatch):
+    # Replaying the exact draws that diverged tends to diverge again (a fast-recipe collapse recurred at
+    # the very same step on replay), so a rollback reseeds the trainer's stream.
+    from genframe_ebm.trainer import CDTrainer
+
+    real_step, states = CDTrainer.train_step, []
+
+    def diverges_once(self, batch):
+        states.append(self.generator.get_state().clone())
+        if len(states) == 3:
+            raise DivergenceError("non-finite loss (nan)")
+        return real_step(self, batch)
+
+    monkeypatch.setattr(CDTrainer, "train_step", diverges_once)
+    with pytest.warns(DivergenceWarning, match="rolled back to step 2"):
+        genframe.train("ebm", overrides=[*TINY, "trainer.checkpoint_every=2"], run_dir=tmp_path / "run", quiet=True)
+    # Call 3 was step 3 the first time; call 4 is step 3 redone from the step-2 checkpoint.
+    assert not torch.equal(states[3], states[2])
+    assert len(states) == 7
+
+
+def test_the_seed_after_a_rollback_differs_by_rollback_process_and_step_and_is_reproducible():
+    from genframe.runsetup import rollback_seed
+
+    seeds = {rollback_seed(0, rank, step, n) for rank in (0, 1) for step in (0, 100) for n in (1, 2)}
+    assert len(seeds) == 8 and all(0 <= s < 2**63 for s in seeds)
+    assert rollback_seed(0, 0, 100, 1) == rollback_seed(0, 0, 100, 1) != rollback_seed(1, 0, 100, 1)
+
+
 def test_persistent_divergence_stops_with_a_message_after_the_allowed_rollbacks(data_dir, tmp_path):
     run = tmp_path / "run"
     with pytest.raises(DivergenceError) as err, pytest.warns(DivergenceWarning):

@@ -186,6 +186,10 @@ class CDTrainer(Trainer):
         real_mean, fake_mean = float(real_sum) / total, float(fake_sum) / total
         return {"cdiv": fake_mean - real_mean, "real": real_mean, "fake": fake_mean}
 
+    def reseed(self, seed: int) -> None:
+        """After a rollback: fresh chain noise, real-image noise and replay draws for the redone steps."""
+        self.generator.manual_seed(seed)
+
     def distribute(self, rank: int, world_size: int) -> None:
         """Each process its own noise and replay-buffer draws; rank 0 keeps the single-process stream."""
         if rank > 0:  # (a resumed extra process keeps the copied buffer and only gets a fresh stream)
