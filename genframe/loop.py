@@ -177,7 +177,8 @@ class TrainingLoop:
         self.loop["rollbacks"] = rollbacks
         # Fresh random draws for the redone steps: replaying the exact draws that diverged tends to
         # diverge again (measured on the fast EBM recipe: the replay collapsed at the very same step,
-        # with the same cdiv, and four rollbacks in a row at ever lower rates collapsed again).
+        # with the same cdiv, and after each of five rollbacks at ever lower rates it collapsed again).
+        # A new chance, not a cure: a state prone to collapse can still collapse with fresh draws.
         fresh = rollback_seed(self.cfg.seed, self.world.rank, self.ctx.step, rollbacks)
         torch.manual_seed(fresh)
         self.trainer.reseed(fresh)
