@@ -77,6 +77,10 @@ class EBMTrainerConfig(TrainerConfig):
         0.0, ge=0, description="Weight gamma of a zero-centred gradient penalty on real images, "
         "gamma / 2 * mean ||d score / dx||^2 (R1, Mescheder et al. 2018): it pulls real images towards resting "
         "points of the Langevin flow, where otherwise chains pass through them; default 0: off.")
+    r1_min: float | None = Field(
+        None, ge=0, description="With lr_decay_steps: the R1 weight follows the learning rate's cosine, from r1 "
+        "down to r1_min (strong while the rate is high and quality swings, weak late when a strong penalty "
+        "made runs collapse); default: a constant r1.")
     r1_every: PositiveInt = Field(
         1, description="Apply the R1 penalty every this many steps, weighted by as many (lazy regularisation, "
         "Karras et al. 2020): the double backward pass costs about a quarter of a fast-recipe step.")
@@ -95,6 +99,18 @@ class EBMTrainerConfig(TrainerConfig):
         if self.lr_decay_steps is not None and self.lr_min >= self.lr:
             raise ValueError(f"trainer.lr_min={self.lr_min:g} is not below trainer.lr={self.lr:g}; a decay "
                              "needs lr_min < lr (or drop trainer.lr_decay_steps for a constant rate)")
+        return self
+
+    @model_validator(mode="after")
+    def _r1_decay_needs_a_schedule(self) -> EBMTrainerConfig:
+        if self.r1_min is None:
+            return self
+        if self.lr_decay_steps is None:
+            raise ValueError(f"trainer.r1_min={self.r1_min:g} follows the learning-rate decay, which is off; "
+                             "set trainer.lr_decay_steps (e.g. to trainer.max_steps) or drop trainer.r1_min")
+        if self.r1_min > self.r1:
+            raise ValueError(f"trainer.r1_min={self.r1_min:g} is above trainer.r1={self.r1:g}; the weight falls "
+                             "from r1 to r1_min, so set r1_min <= r1")
         return self
 
     @model_validator(mode="after")

@@ -73,7 +73,7 @@ class CDTrainer(Trainer):
         self.alpha, self.real_noise, self.val_batch_size = tcfg.alpha, tcfg.real_noise, tcfg.val_batch_size
         self.score_limit, self.cdiv_limit, self.lr = tcfg.score_limit, tcfg.cdiv_limit, tcfg.lr
         self.cdiv_patience, self.cdiv_streak = tcfg.cdiv_patience, 0  # steps in a row beyond cdiv_limit
-        self.r1, self.r1_every = tcfg.r1, tcfg.r1_every
+        self.r1, self.r1_every, self.r1_min = tcfg.r1, tcfg.r1_every, tcfg.r1_min
         self.lr_min, self.lr_decay_steps = tcfg.lr_min, tcfg.lr_decay_steps
         # The rate is worked out afresh each step from the schedule, the steps taken and the rollbacks'
         # factor, so a rollback's halving and the schedule compose, and both survive a resume.
@@ -95,12 +95,13 @@ class CDTrainer(Trainer):
         self.buffer.push(fake)
         real_scores, fake_scores = self.model(torch.cat([real, fake])).split(batch.shape[0])
         parts = cd_loss(real_scores, fake_scores, self.alpha)
+        r1_weight = self.current_r1()
         if self.r1 > 0:
             # lazy: every r1_every-th step, weighted by r1_every, so the mean pull is the same. The metric
             # is the penalty's share of the loss, 0 on the steps between, so its logged mean is the mean share.
             parts["r1"] = torch.zeros((), device=real.device)
             if self.steps_taken % self.r1_every == 0:
-                parts["r1"] = 0.5 * self.r1 * self.r1_every * r1_penalty(self.model, real)
+                parts["r1"] = 0.5 * r1_weight * self.r1_every * r1_penalty(self.model, real)
                 parts["loss"] = parts["loss"] + parts["r1"]
         self.optimizer.zero_grad(set_to_none=True)
         parts["loss"].backward()
@@ -115,11 +116,20 @@ class CDTrainer(Trainer):
         metrics = {name: value.detach() for name, value in parts.items()}
         if self.lr_decay_steps is not None or self.lr_scale != 1.0:  # a constant rate is in the config already
             metrics["lr"] = torch.tensor(rate)
+        if self.r1_min is not None:  # likewise a constant R1 weight
+            metrics["r1_weight"] = torch.tensor(r1_weight)
         return metrics
 
     def current_rate(self) -> float:
         """The learning rate of the next step: the schedule's, times the rollbacks' factor."""
         return cosine_rate(self.steps_taken, self.lr, self.lr_min, self.lr_decay_steps) * self.lr_scale
+
+    def current_r1(self) -> float:
+        """The R1 weight of the next step: r1, or with r1_min the learning rate's cosine from r1 to r1_min.
+        A rollback's halving of the rate leaves it alone: the penalty is a regulariser, not a step size."""
+        if self.r1_min is None:
+            return self.r1
+        return cosine_rate(self.steps_taken, self.r1, self.r1_min, self.lr_decay_steps)
 
     def scale_learning_rate(self, factor: float) -> list[float]:
         """After a divergence: every later step's rate (schedule included) is multiplied by ``factor``."""
