@@ -68,7 +68,11 @@ class TrainingLoop:
         self.stop_signal: int | None = None
         if run.checkpoint_state is not None:
             self.restore(run.checkpoint_state)
-            self.loop["rollbacks"] = 0  # the user stepped in: the divergence guard starts afresh
+            if self.rollbacks_counted() >= self.tcfg.max_rollbacks:
+                # the guard stopped this run and the user stepped in: its allowance starts afresh. Only
+                # then: the count itself goes on (it seeds the next rollback's draws), so a run resumed
+                # after a crash or a Ctrl-C repeats exactly what it would have done
+                self.loop["rollbacks_forgiven"] = self.loop["rollbacks"]
             self.ctx.extra.update(run.checkpoint_state.get("extra", {}))
             self.ctx.resumed = True
         elif self.world.active:
@@ -161,16 +165,21 @@ class TrainingLoop:
         return all(bool(torch.isfinite(p).all()) for p in self.model.parameters())
 
     # --- divergence ---------------------------------------------------------------------------
+    def rollbacks_counted(self) -> int:
+        """Rollbacks that count against trainer.max_rollbacks: those since the guard last stopped the run."""
+        return self.loop["rollbacks"] - self.loop.get("rollbacks_forgiven", 0)
+
     def rollback(self, error: DivergenceError) -> None:
         where = f"{error} at step {self.ctx.step + 1} (epoch {self.loop['epoch'] + 1})"
-        rollbacks = self.loop["rollbacks"] + 1
-        if self.tcfg.on_divergence == "stop" or rollbacks > self.tcfg.max_rollbacks:
-            tried = f" after {rollbacks - 1} rollback(s)" if rollbacks > 1 else ""
+        rollbacks, counted = self.loop["rollbacks"] + 1, self.rollbacks_counted() + 1
+        if self.tcfg.on_divergence == "stop" or counted > self.tcfg.max_rollbacks:
+            tried = f" after {counted - 1} rollback(s)" if counted > 1 else ""
             raise DivergenceError(f"training diverged: {where}{tried}; the last good checkpoint is "
                                   f"{self.checkpoint_path}; lower trainer.lr (or regularise more), then --resume")
         # best.pt on disk is not rolled back, so neither is the record of it; and the training time
         # spent on the steps now thrown away was spent: train_minutes keeps counting it
-        kept = {k: self.loop[k] for k in ("best_fd", "best_step", "train_seconds") if k in self.loop}
+        kept = {k: self.loop[k] for k in ("best_fd", "best_step", "train_seconds", "rollbacks_forgiven")
+                if k in self.loop}
         self.restore(load_checkpoint(self.checkpoint_path))
         self.loop.update(kept)
         self.checkpoint_due = self.unsettled = False
@@ -184,7 +193,7 @@ class TrainingLoop:
         self.trainer.reseed(fresh)
         rates = self.trainer.scale_learning_rate(self.tcfg.rollback_lr_factor)
         reason = f"{where}; rolled back to step {self.ctx.step} with learning rate {rates[0]:.3g}"
-        warnings.warn(f"genframe: training diverged: {reason} (rollback {rollbacks}/{self.tcfg.max_rollbacks})",
+        warnings.warn(f"genframe: training diverged: {reason} (rollback {counted}/{self.tcfg.max_rollbacks})",
                       DivergenceWarning, stacklevel=2)
         self.hook.genframe_rollback(run=self.ctx, step=self.ctx.step, reason=reason)
         self.checkpoint()  # the lower learning rate and the rollback count survive a crash

@@ -188,6 +188,39 @@ def test_the_steps_redone_after_a_rollback_draw_fresh_noise_rather_than_replay_t
     assert len(states) == 7
 
 
+def test_a_crash_right_after_a_rollback_then_resume_equals_a_run_that_went_straight_on(data_dir, tmp_path, monkeypatch):
+    # The rollback writes a checkpoint after it reseeds, so a resume redoes the steps with the same fresh draws.
+    from genframe_ebm.trainer import CDTrainer
+
+    real_step, calls, crash_on = CDTrainer.train_step, [], []
+
+    def diverges_on_the_third_call(self, batch):
+        calls.append(len(calls) + 1)
+        if calls[-1] == 3:
+            raise DivergenceError("non-finite loss (nan)")
+        if calls[-1] in crash_on:
+            raise RuntimeError("simulated crash")
+        return real_step(self, batch)
+
+    monkeypatch.setattr(CDTrainer, "train_step", diverges_on_the_third_call)
+    settings = [*TINY, "trainer.checkpoint_every=2"]
+    straight, crashed = tmp_path / "straight", tmp_path / "crashed"
+    with pytest.warns(DivergenceWarning, match="rolled back to step 2"):
+        genframe.train("ebm", overrides=settings, run_dir=straight, quiet=True)
+    calls.clear()
+    crash_on.append(4)  # the first redone step: nothing after the rollback's own checkpoint is saved
+    with pytest.warns(DivergenceWarning), pytest.raises(RuntimeError, match="simulated crash"):
+        genframe.train("ebm", overrides=settings, run_dir=crashed, quiet=True)
+    assert load_checkpoint(crashed)["loop"]["step"] == 2
+    genframe.train("ebm", resume=crashed, quiet=True)
+
+    a, b = load_checkpoint(straight), load_checkpoint(crashed)
+    assert a["loop"]["step"] == b["loop"]["step"] == 6 and a["loop"]["rollbacks"] == b["loop"]["rollbacks"] == 1
+    for name in a["model"]:
+        assert torch.equal(a["model"][name], b["model"][name]), name
+    assert torch.equal(a["trainer"]["generator"], b["trainer"]["generator"])
+
+
 def test_the_seed_after_a_rollback_differs_by_rollback_process_and_step_and_is_reproducible():
     from genframe.runsetup import rollback_seed
 
@@ -207,6 +240,10 @@ def test_persistent_divergence_stops_with_a_message_after_the_allowed_rollbacks(
     state = load_checkpoint(run)  # the last good checkpoint, with the lowered learning rate
     assert state["loop"]["step"] == 0 and state["loop"]["rollbacks"] == 2
     assert state["trainer"]["optimizer"]["param_groups"][0]["lr"] == pytest.approx(0.25e-4)
+    # resumed, the guard's allowance starts afresh, and the count goes on (it seeds each rollback's draws)
+    with pytest.raises(DivergenceError, match=r"after 2 rollback\(s\)"), pytest.warns(DivergenceWarning):
+        genframe.train("ebm", resume=run, quiet=True)
+    assert load_checkpoint(run)["loop"]["rollbacks"] == 4
 
 
 def test_a_cdiv_beyond_its_limit_counts_as_divergence_and_none_is_the_default(data_dir, tmp_path):
