@@ -167,6 +167,11 @@ class Recipe(ABC):
     @abstractmethod
     def build_model(self, config: RecipeConfig) -> torch.nn.Module: ...
 
+    def build_sampling_model(self, config: RecipeConfig) -> torch.nn.Module:
+        """The network that a checkpoint's ``sampling_model`` weights (``Trainer.sampling_model``) load
+        into, for ``genframe sample`` and ``eval``. Default: one like the trained model (e.g. averaged weights)."""
+        return self.build_model(config)
+
     @abstractmethod
     def build_sampler(self, config: RecipeConfig) -> Sampler: ...
 

@@ -73,6 +73,11 @@ class EBMTrainerConfig(TrainerConfig):
     ema: float | None = Field(
         None, gt=0, lt=1, description="Sample and evaluate with an exponential moving average of the weights, "
         "updated after each step with this decay (e.g. 0.999); default: the trained weights themselves.")
+    mixture: PositiveInt = Field(
+        1, description="Sample and evaluate with an equal mixture of this many nets: the trained one and its "
+        "last mixture - 1 snapshots, each chain following one member (genframe_ebm.mixture); default 1: the "
+        "trained net alone.")
+    mixture_every: PositiveInt = Field(500, description="Steps between the mixture's snapshots.")
     r1: float = Field(
         0.0, ge=0, description="Weight gamma of a zero-centred gradient penalty on real images, "
         "gamma / 2 * mean ||d score / dx||^2 (R1, Mescheder et al. 2018): it pulls real images towards resting "
@@ -99,6 +104,14 @@ class EBMTrainerConfig(TrainerConfig):
         if self.lr_decay_steps is not None and self.lr_min >= self.lr:
             raise ValueError(f"trainer.lr_min={self.lr_min:g} is not below trainer.lr={self.lr:g}; a decay "
                              "needs lr_min < lr (or drop trainer.lr_decay_steps for a constant rate)")
+        return self
+
+    @model_validator(mode="after")
+    def _one_way_to_sample(self) -> EBMTrainerConfig:
+        if self.mixture > 1 and self.ema is not None:
+            raise ValueError(f"trainer.mixture={self.mixture} and trainer.ema={self.ema:g} are two ways to sample "
+                             "with other weights than the trained ones; choose one (drop trainer.ema or set "
+                             "trainer.mixture=1)")
         return self
 
     @model_validator(mode="after")

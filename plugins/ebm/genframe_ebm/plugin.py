@@ -5,6 +5,7 @@ from __future__ import annotations
 from genframe import Recipe, hookimpl
 from genframe_ebm.config import EBMConfig
 from genframe_ebm.energy import SwishEnergyNet
+from genframe_ebm.mixture import SnapshotMixture
 from genframe_ebm.sampler import SGLDSampler
 from genframe_ebm.trainer import CDTrainer
 
@@ -21,6 +22,10 @@ class EBMRecipe(Recipe):
 
     def build_model(self, config: EBMConfig):
         return self.registry.get("model", config.model.name).from_config(config.model)
+
+    def build_sampling_model(self, config: EBMConfig):
+        model = self.build_model(config)
+        return SnapshotMixture.around(model, config.trainer.mixture) if config.trainer.mixture > 1 else model
 
     def build_sampler(self, config: EBMConfig) -> SGLDSampler:
         shape = (config.model.in_channels, config.model.image_size, config.model.image_size)

@@ -30,6 +30,7 @@ from genframe.interfaces import SampleOutput, Sampler
 from genframe_ebm import native
 from genframe_ebm.cudagraph import GraphedChains
 from genframe_ebm.fastpath import FastChains
+from genframe_ebm.mixture import SnapshotMixture
 from genframe_ebm.swish_plan import SwishPlan
 
 IMPLS = ("auto", "autograd", "fused", "native", "cudagraph")
@@ -118,6 +119,12 @@ class SGLDSampler(Sampler):
         With ``keep_every=k`` the chain holds the start and every k-th state (for GIFs).
         """
         steps = self.steps if steps is None else steps
+        if isinstance(model, SnapshotMixture):  # each member runs its own share of the chains, on its fast path
+            shares = init.split(model.parts(init.shape[0]))
+            outputs = [self.sample(member, share, steps, keep_every, generator)
+                       for member, share in zip(model.members, shares) if share.shape[0]]
+            chain = [torch.cat(frames) for frames in zip(*(output.chain for output in outputs))]
+            return SampleOutput(torch.cat([output.images for output in outputs]), chain)
         if self.uses_cuda_graph(model, init, keep_every):
             with frozen(model):
                 images = self.graphs.sample(model, init.detach(), self.step_sizes(steps), self.noise, self.grad_clip,

@@ -17,6 +17,7 @@ from torch import nn
 from genframe.errors import DivergenceError
 from genframe.interfaces import Dataset, Trainer
 from genframe_ebm.buffer import ReplayBuffer
+from genframe_ebm.mixture import SnapshotMixture
 from genframe_ebm.sampler import SGLDSampler
 
 VALIDATION_SEED = 20_240_601  # fixed noise: validation is comparable across epochs and draws no training randomness
@@ -86,6 +87,8 @@ class CDTrainer(Trainer):
         self.optimizer = torch.optim.Adam(model.parameters(), lr=tcfg.lr, betas=tcfg.betas, eps=tcfg.eps)
         self.ema_decay = tcfg.ema
         self.ema_model = None if tcfg.ema is None else averaged_copy(model)
+        self.mixture_every = tcfg.mixture_every
+        self.mixture = SnapshotMixture.around(model, tcfg.mixture) if tcfg.mixture > 1 else None
 
     def train_step(self, batch: torch.Tensor) -> dict[str, torch.Tensor]:
         real = batch + self.real_noise * torch.randn(batch.shape, generator=self.generator, device=batch.device)
@@ -113,6 +116,8 @@ class CDTrainer(Trainer):
         self.steps_taken += 1
         if self.ema_model is not None:
             update_average(self.ema_model, self.model, self.ema_decay)
+        if self.mixture is not None and self.steps_taken % self.mixture_every == 0:
+            self.mixture.snapshot()
         metrics = {name: value.detach() for name, value in parts.items()}
         if self.lr_decay_steps is not None or self.lr_scale != 1.0:  # a constant rate is in the config already
             metrics["lr"] = torch.tensor(rate)
@@ -213,7 +218,7 @@ class CDTrainer(Trainer):
         return {"buffer": self.buffer.newest(n)}
 
     def sampling_model(self) -> nn.Module | None:
-        return self.ema_model
+        return self.ema_model if self.ema_model is not None else self.mixture
 
     def state_dict(self) -> dict[str, Any]:
         """Optimizer, replay buffer and RNG; the core saves the model's weights itself."""
@@ -222,6 +227,8 @@ class CDTrainer(Trainer):
                  "steps_taken": self.steps_taken, "lr_scale": self.lr_scale, "cdiv_streak": self.cdiv_streak}
         if self.ema_model is not None:
             state["ema"] = self.ema_model.state_dict()
+        if self.mixture is not None:
+            state["mixture"] = self.mixture.snapshots_state()
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -240,3 +247,9 @@ class CDTrainer(Trainer):
         self.generator.set_state(state["generator"])
         if self.ema_model is not None:  # a run that turns the average on at resume starts it from the weights
             self.ema_model.load_state_dict(state.get("ema", self.model.state_dict()))
+        if self.mixture is not None:  # a run that turns the mixture on (or resizes it) at resume starts it afresh
+            saved = state.get("mixture", [])
+            if len(saved) == len(self.mixture.members) - 1:
+                self.mixture.load_snapshots_state(saved)
+            else:
+                self.mixture.restart()
