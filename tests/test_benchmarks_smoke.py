@@ -158,3 +158,27 @@ def test_fast_recipe_budget_tolerance_is_the_spread_of_the_speed_rounds():
     assert tolerance({"s_per_step": 0.1293, "rounds": [0.1284, 0.1293, 0.1348]}, 60) == pytest.approx(2.97, abs=0.01)
     assert tolerance({"s_per_step": 0.2, "rounds": [0.2, 0.2, 0.2]}, 60) == 0.5  # never below half a minute
     assert tolerance({"s_per_step": 0.2}, 60) == 0.5  # an older speed file without rounds
+
+
+def test_snapshot_mixture_measures_each_checkpoint_and_the_mixtures_of_the_last_ones(data_dir, tmp_path):
+    import shutil
+
+    import genframe
+
+    run, saved = tmp_path / "run", []
+    small = ["trainer.batch_size=16", "sampler.steps=3", "sampler.generate_steps=3", "buffer.size=64",
+             'logging.loggers=["jsonl"]', "logging.chain_n=0", "logging.sample_n=4"]
+    for steps in (1, 2, 3):
+        genframe.train("ebm", overrides=[*small, f"trainer.max_steps={steps}"], run_dir=None if steps > 1 else run,
+                       resume=run if steps > 1 else None, quiet=True)
+        saved.append(shutil.copy(run / "checkpoints" / "last.pt", tmp_path / f"step{steps}.pt"))
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    try:
+        import snapshot_mixture
+    finally:
+        sys.path.remove(str(REPO / "benchmarks"))
+    rows = snapshot_mixture.main([*map(str, reversed(saved)), "--n", "20", "--mix", "2", "3"])
+    assert [row["step"] for row in rows] == [1, 2, 3]  # sorted by step
+    assert "mix2_fd" not in rows[0] and "mix3_fd" not in rows[1]
+    assert rows[2]["mix2_fd"] > 0 and rows[2]["mix3_fd"] > 0 and sum(rows[2]["classes"]) == 20
+    assert rows[2]["mix3_fd"] not in (rows[0]["fd"], rows[1]["fd"], rows[2]["fd"])  # a mixture, not one of them
