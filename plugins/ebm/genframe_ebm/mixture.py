@@ -4,8 +4,8 @@ Why: a short-run model's 30-step chains are tuned so finely to the weights that 
 its samples changes from one epoch to the next (fd 5.1, 13.1, 7.2 and 18.2 at four snapshots 468 steps
 apart, measured in a fast-recipe run), while a moving average of the weights samples badly, because the
 sampler is tuned to the weights themselves, not to their average. A mixture keeps each snapshot with
-its own sampler: chain ``i`` of ``n`` follows member ``i * K // n``, so the samples are an equal mixture
-of the K members' samples and the class balances of the members average out.
+its own sampler: the chains are split into K contiguous, nearly equal parts, part ``j`` following member
+``j``, so the samples are an equal mixture of the K members' samples and their class balances average out.
 
 The members are the last K - 1 snapshots, taken every ``trainer.mixture_every`` steps, and the trained
 net itself (the last member, shared, not copied). Before the first snapshots exist, the earlier members
