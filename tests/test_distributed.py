@@ -20,8 +20,11 @@ pytestmark = pytest.mark.skipif(not dist.is_available() or not dist.is_gloo_avai
                                 reason="this PyTorch build has no torch.distributed with gloo")
 
 # Each process records, at the end of the run, its final weights and whether it had any loggers.
+# Rank 0 also dawdles a second in its last hook and notes when it is done; the others note when they exit.
 PROBE = """
+import atexit
 import os
+import time
 import torch
 import genframe
 
@@ -32,6 +35,11 @@ def genframe_run_end(run, status):
     out = os.environ["GF_PROBE_DIR"]
     torch.save({"state": {k: v.clone() for k, v in run.model.state_dict().items()}, "loggers": loggers,
                 "rank": run.rank, "world": run.world_size, "status": status}, f"{out}/rank{run.rank}.pt")
+    if run.rank == 0:
+        time.sleep(1.0)
+        open(f"{out}/done0", "w").write(repr(time.time()))
+    else:
+        atexit.register(lambda: open(f"{out}/exit{run.rank}", "w").write(repr(time.time())))
 """
 
 SETTINGS = ["trainer.batch_size=16", "sampler.steps=5", "sampler.generate_steps=10", "buffer.size=64",
@@ -41,7 +49,8 @@ SETTINGS = ["trainer.batch_size=16", "sampler.steps=5", "sampler.generate_steps=
 
 def torchrun(nproc: int, args: list[str], site, probe_dir) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")]),
-           "GF_PROBE_DIR": str(probe_dir), "OMP_NUM_THREADS": "1"}
+           "GF_PROBE_DIR": str(probe_dir), "OMP_NUM_THREADS": "1",
+           "PYTHONFAULTHANDLER": "1"}  # a process that aborts says where its threads were
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
                "-m", "genframe", *args]
     return subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
@@ -70,6 +79,9 @@ def test_two_processes_train_one_model_and_only_rank_zero_writes(data_dir, tmp_p
     for name, tensor in rank0["state"].items():  # gradients averaged: the replicas never drift apart
         assert torch.equal(tensor, rank1["state"][name]), name
     assert len(rank0["loggers"]) == 3 and rank1["loggers"] == []  # only rank 0 logs
+    # Rank 1 leaves only after rank 0 is done: one that tore down gloo and exited while rank 0 still
+    # worked aborted now and then (benchmarks/torchrun_exit.py)
+    assert float((probe / "exit1").read_text()) >= float((probe / "done0").read_text())
     # 128 images / 2 processes / batch 16 = 4 steps per epoch; each step logged once, by rank 0
     steps = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()
              if "loss" in json.loads(line)]
