@@ -39,12 +39,8 @@ class SnapshotMixture(nn.Module):
 
     def snapshot(self) -> None:
         """Drop the oldest snapshot and keep the trained net's present weights as the newest."""
-        with torch.no_grad():
-            for older, newer in zip(self.members[:-1], self.members[1:]):
-                for a, b in zip(older.parameters(), newer.parameters()):
-                    a.copy_(b)
-                for a, b in zip(older.buffers(), newer.buffers()):
-                    a.copy_(b)
+        for older, newer in zip(self.members[:-1], self.members[1:]):  # oldest first: each takes the next's
+            older.load_state_dict(newer.state_dict())
 
     def snapshots_state(self) -> list[dict[str, torch.Tensor]]:
         """The snapshots' weights (not the trained net's, which the checkpoint holds anyway)."""
