@@ -1,13 +1,16 @@
 """How much one model's quality jumps between nearby checkpoints, and how much a mixture of them does.
 
-    python benchmarks/snapshot_mixture.py CHECKPOINT... [--n 10000] [--mix 2 4] [--from-step A] [--to-step B]
+    python benchmarks/snapshot_mixture.py CHECKPOINT... [--n 10000] [--mix 2 4] [--members 1 4]
+                                          [--from-step A] [--to-step B]
 
 For each checkpoint (sorted by step, one per step), generates ``--n`` samples with the recipe's own
 generation settings and prints its fd, confidence, coverage and how many samples the classifier puts in
 each class; then, for each K in ``--mix``, the fd of an equal mixture of the last K checkpoints' samples
 (the first n/K samples of each), which is what ``trainer.mixture = K`` samples when the checkpoints are its
-snapshots. Collect checkpoints while a run trains, e.g. by copying ``RUN/checkpoints/last.pt`` after each
-epoch. Figures depend on the machine's threads only through speed; quote them with the command.
+snapshots. For checkpoints of a ``trainer.mixture`` run, "fd" is the run's whole mixture, and
+``--members k...`` adds the fd of the mixture of its last k members (k = 1: the trained net alone), which
+is how a smaller ``trainer.mixture`` would have sampled the same training. Collect checkpoints while a
+run trains, e.g. by copying ``RUN/checkpoints/last.pt`` after each epoch. Figures depend on the machine's threads only through speed; quote them with the command.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from genframe.evaluate import EVAL_CHUNK, shared_evaluator
 from genframe.generation import generate_in_chunks
 from genframe.metrics import features_and_probs
 from genframe.plugins import get_host
+from genframe_ebm.mixture import SnapshotMixture
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
@@ -30,6 +34,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--mix", type=int, nargs="*", default=[2, 4], help="mixture sizes K")
     parser.add_argument("--from-step", type=int, default=0)
     parser.add_argument("--to-step", type=int, default=None)
+    parser.add_argument("--members", type=int, nargs="*", default=[],
+                        help="for checkpoints of a trainer.mixture run: the fd of the mixture of its last k "
+                             "members too (k = 1: the trained net alone), for each k given")
     args = parser.parse_args(argv)
 
     models = sorted((load(path, "cpu") for path in args.checkpoints), key=lambda m: m.step)
@@ -47,6 +54,13 @@ def main(argv: list[str] | None = None) -> list[dict]:
         row["classes"] = torch.bincount(probs.argmax(1), minlength=probs.shape[1]).tolist()
         line = (f"step {row['step']} fd {row['fd']:.2f} conf {row['confidence']:.3f} cov {row['coverage']:.3f} "
                 f"classes {row['classes']}")
+        for k in args.members:
+            if isinstance(model.model, SnapshotMixture) and k <= len(model.model.members):
+                part = SnapshotMixture(list(model.model.members[-k:]))
+                inner = generate_in_chunks(model.sampler, part, args.n, None, 0, stream=7, device=model.device,
+                                           chunk=EVAL_CHUNK).images
+                row[f"last{k}_fd"] = evaluator(inner)["fd"]
+                line += f" | last{k} {row[f'last{k}_fd']:.2f}"
         for k in args.mix:
             if len(kept) >= k:
                 mixed = torch.cat([batch[: args.n // k] for batch in kept[-k:]])

@@ -182,3 +182,21 @@ def test_snapshot_mixture_measures_each_checkpoint_and_the_mixtures_of_the_last_
     assert "mix2_fd" not in rows[0] and "mix3_fd" not in rows[1]
     assert rows[2]["mix2_fd"] > 0 and rows[2]["mix3_fd"] > 0 and sum(rows[2]["classes"]) == 20
     assert rows[2]["mix3_fd"] not in (rows[0]["fd"], rows[1]["fd"], rows[2]["fd"])  # a mixture, not one of them
+
+
+def test_snapshot_mixture_scores_the_last_members_of_a_mixture_checkpoint(data_dir, tmp_path):
+    import genframe
+
+    run = tmp_path / "run"
+    genframe.train("ebm", overrides=["trainer.batch_size=16", "sampler.steps=3", "sampler.generate_steps=3",
+                                     "buffer.size=64", 'logging.loggers=["jsonl"]', "logging.chain_n=0",
+                                     "logging.sample_n=4", "trainer.max_steps=3", "trainer.mixture=3",
+                                     "trainer.mixture_every=1"], run_dir=run, quiet=True)
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    try:
+        import snapshot_mixture
+    finally:
+        sys.path.remove(str(REPO / "benchmarks"))
+    [row] = snapshot_mixture.main([str(run / "checkpoints" / "last.pt"), "--n", "30", "--mix", "--members", "1", "3"])
+    assert row["last3_fd"] == row["fd"]  # all three members: the run's own mixture, the same draws
+    assert row["last1_fd"] != row["fd"]  # the trained net alone
