@@ -62,6 +62,7 @@ def test_fast_recipe_file_is_short_run_training_with_matching_generation():
     assert fast.eval.every_steps and fast.trainer.lr == 1e-3
     assert fast.trainer.r1 > 0 and fast.trainer.r1_every > 1  # the penalty that damps its swings, lazily
     assert fast.trainer.lr_decay_steps == fast.trainer.max_steps  # the decay spans the 60-minute budget
+    assert fast.trainer.mixture == 8 and fast.trainer.ema is None  # generation from the net and 7 snapshots
     reference = genframe.recipe_config("ebm", REPO / "examples" / "ebm_mnist.toml")
     assert fast.model == reference.model  # same network: the gain is in how it is trained and sampled
     with open(REPO / "examples" / "ebm_mnist_fast.toml", "rb") as file:
@@ -69,6 +70,7 @@ def test_fast_recipe_file_is_short_run_training_with_matching_generation():
 
 
 def test_fast_recipe_runs_and_samples_with_its_own_generation_settings(data_dir, tmp_path, monkeypatch):
+    from genframe_ebm.mixture import SnapshotMixture
     from genframe_ebm.sampler import SGLDSampler
 
     run = tmp_path / "fast"
@@ -78,6 +80,7 @@ def test_fast_recipe_runs_and_samples_with_its_own_generation_settings(data_dir,
     assert result.status == "completed" and result.step == 4
     loaded = genframe.load(run)
     assert loaded.sampler.generate_steps == 30
+    assert isinstance(loaded.model, SnapshotMixture) and len(loaded.model.members) == 8  # the recipe's mixture
     calls = []
     original = SGLDSampler.sample
 
@@ -87,7 +90,7 @@ def test_fast_recipe_runs_and_samples_with_its_own_generation_settings(data_dir,
 
     monkeypatch.setattr(SGLDSampler, "sample", counting)
     genframe.sample_to_files(run, tmp_path / "grid.png", n=4)
-    assert calls == [30]  # no --steps: the recipe's 30-step generation
+    assert calls == [30] * 5  # no --steps: the recipe's 30-step generation, then each member's share of it
 
 
 def test_fresh_prob_one_trains_short_run_chains_from_noise(data_dir, tmp_path):
