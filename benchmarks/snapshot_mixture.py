@@ -10,7 +10,8 @@ each class; then, for each K in ``--mix``, the fd of an equal mixture of the las
 snapshots. For checkpoints of a ``trainer.mixture`` run, "fd" is the run's whole mixture, and
 ``--members k...`` adds the fd of the mixture of its last k members (k = 1: the trained net alone), which
 is how a smaller ``trainer.mixture`` would have sampled the same training. Collect checkpoints while a
-run trains, e.g. by copying ``RUN/checkpoints/last.pt`` after each epoch. Figures depend on the machine's threads only through speed; quote them with the command.
+run trains, e.g. by copying ``RUN/checkpoints/last.pt`` after each epoch. Figures depend on the
+machine's threads only through speed; quote them with the command.
 """
 
 from __future__ import annotations
