@@ -69,12 +69,9 @@ def load(path: str | Path, device: str = "auto") -> LoadedModel:
     recipe = get_recipe(state["recipe"])
     config = build_config(recipe.config_class, data=state["config"])
     torch_device = resolve_device(device)
-    if "sampling_model" in state:  # e.g. averaged weights, or a mixture of snapshots
-        model = recipe.build_sampling_model(config)
-        model.load_state_dict(state["sampling_model"])
-    else:
-        model = recipe.build_model(config)
-        model.load_state_dict(state["model"])
+    kept = "sampling_model" in state  # e.g. averaged weights, or a mixture of snapshots
+    model = recipe.build_sampling_model(config) if kept else recipe.build_model(config)
+    model.load_state_dict(state["sampling_model" if kept else "model"])
     model.to(torch_device).eval()
     return LoadedModel(state["recipe"], config, model, recipe.build_sampler(config), torch_device,
                        checkpoint, state["loop"]["step"], state["loop"]["epoch"], dict(state.get("extra", {})))
