@@ -3,6 +3,7 @@
     python benchmarks/fast_recipe.py speed                      # s/step of each recipe here (~3 minutes)
     python benchmarks/fast_recipe.py train --minutes 60         # both recipes, N minutes' worth of steps each
     python benchmarks/fast_recipe.py report RUN_REF RUN_FAST [RUN_FAST ...]   # table, stability, plot
+    python benchmarks/fast_recipe.py report benchmarks/results/fast_recipe.json:reference RUN_FAST   # an earlier curve
     python benchmarks/fast_recipe.py seeds RUN_OR_CHECKPOINT [...] --seeds 1 2 3 4 5   # one model, many draws
 
 ``speed`` runs each recipe for a few hundred steps in this process, alternating in rounds, with all
@@ -160,20 +161,47 @@ def print_curve(title: str, points: list[dict]) -> None:
               f"{p['confidence']:6.3f} {p['coverage']:8.3f}")
 
 
+def earlier_curve(source: str) -> tuple[str, list[dict], int] | None:
+    """``RESULTS.json:NAME``, a curve that an earlier ``report`` wrote (its name as that file's ``curves``
+    key: ``reference``, ``fast RUN (seed N)``), for a run whose folder is gone: its name, its points and
+    its own sample count (its first evaluation's: the training-time ones come before any later
+    ``genframe eval``). None when ``source`` is a run folder."""
+    path, _, name = source.partition(":")
+    if not (name and path.endswith(".json")):
+        return None
+    curves = json.loads(Path(path).read_text())["curves"]
+    if name not in curves:
+        raise SystemExit(f"{path} has no curve {name!r}; it has: {', '.join(map(repr, curves))}")
+    return name, curves[name], curves[name][0]["n"]
+
+
+def load_curves(args: argparse.Namespace, speeds: dict) -> tuple[dict, dict, dict]:
+    """Each RUN's curve, seconds per step and own sample count, by name: the reference first."""
+    curves, s_per_step, own_n = {}, {}, {}
+    for index, source in enumerate(args.runs):
+        recipe = "reference" if index == 0 else "fast"
+        earlier = earlier_curve(source)
+        if earlier:  # already in minutes, at the speed the same speed file gave then
+            name, points, n = earlier
+            name = "reference" if index == 0 else "fast " + name.removeprefix("fast ")
+        else:
+            name = "reference" if index == 0 else f"fast {run_label(source)}"
+            points, n = curve(source, speeds[recipe]["s_per_step"], args.weights), training_n(source)
+        curves[name], s_per_step[name], own_n[name] = points, speeds[recipe]["s_per_step"], n
+    return curves, s_per_step, own_n
+
+
 def report(args: argparse.Namespace) -> None:
     speeds = json.loads(SPEED_JSON.read_text())
-    ref_run, *fast_runs = args.runs
-    runs = {"reference": (ref_run, speeds["reference"]["s_per_step"])}
-    runs.update({f"fast {run_label(run)}": (run, speeds["fast"]["s_per_step"]) for run in fast_runs})
+    fast_runs = args.runs[1:]
     tol = {"reference": tolerance(speeds["reference"], args.minutes), "fast": tolerance(speeds["fast"], args.minutes)}
     print(f"at the budget: within {tol['reference']:.1f} minutes for the reference, {tol['fast']:.1f} for the fast "
           "runs (the spread of each recipe's speed rounds)")
-    curves = {name: curve(run, s_per_step, args.weights) for name, (run, s_per_step) in runs.items()}
+    curves, s_per_step, own_n = load_curves(args, speeds)
     for name, points in curves.items():
-        print_curve(f"{name} ({runs[name][1]:.4f} s/step): minutes = steps x s/step", points)
+        print_curve(f"{name} ({s_per_step[name]:.4f} s/step): minutes = steps x s/step", points)
     # A run's own curve (stability, plot) is its evaluations of its eval.n samples; at the budget, a later
     # `genframe eval` of the same step with more samples is the more precise figure (at_budget).
-    own_n = {name: training_n(run) for name, (run, _) in runs.items()}
     own = {name: [p for p in points if p["n"] == own_n[name]] for name, points in curves.items()}
     summary: dict = {"minutes": args.minutes, "tolerance_minutes": tol, "fast": {}}
     print()
@@ -194,7 +222,7 @@ def report(args: argparse.Namespace) -> None:
                   f"stable after 15 minutes: {entry['stable_after_15_minutes']}")
         elif fast and fast["minutes"] >= args.minutes - tol["fast"]:
             print(f"{name}: the reference has no evaluation of {fast['n']} samples at {args.minutes} minutes to "
-                  f"compare with; evaluate its checkpoint of that time: genframe eval {runs['reference'][0]} "
+                  f"compare with; evaluate its checkpoint of that time: genframe eval {args.runs[0]} "
                   f"--n {fast['n']} (stable so far: {entry['stable_after_15_minutes']})")
         else:
             print(f"{name}: not both runs have an evaluation at {args.minutes} minutes (this one's last is at "
@@ -249,7 +277,9 @@ def main() -> None:
     p.add_argument("--runs", default="runs/fast_recipe")
     p.add_argument("--threads", type=int, default=None)
     p = commands.add_parser("report")
-    p.add_argument("runs", nargs="+", metavar="RUN", help="the reference run, then one or more fast runs")
+    p.add_argument("runs", nargs="+", metavar="RUN", help="the reference run, then one or more fast runs; each a "
+                   "run folder or RESULTS.json:NAME, a curve an earlier report wrote (e.g. "
+                   "benchmarks/results/fast_recipe.json:reference)")
     p.add_argument("--minutes", type=float, default=60)
     p.add_argument("--weights", choices=["sampling", "trained"], default="sampling",
                    help="with trainer.ema: the averaged weights' figures (the default) or the trained ones'")

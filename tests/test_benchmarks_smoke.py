@@ -83,6 +83,19 @@ def test_fast_recipe_report_judges_each_fast_run_and_plots_all(data_dir, tmp_pat
     assert report["summary"]["over_runs"]["worst_ratio"] == max(ratios)
     assert f"over 2 fast runs: mean ratio {sum(ratios) / 2:.3f}" in done.stdout
 
+    # Curves from that report stand in for run folders that are gone, beside a run folder that is not.
+    again = tmp_path / "again.json"
+    earlier = subprocess.run([sys.executable, "benchmarks/fast_recipe.py", "report", f"{out}:reference",
+                              f"{out}:fast f0 (seed 0)", str(tmp_path / "f1"), "--minutes", "0.001",
+                              "--plot", str(tmp_path / "again.png"), "--out", str(again)],
+                             cwd=REPO, capture_output=True, text=True, timeout=300, check=False)
+    assert earlier.returncode == 0, earlier.stderr
+    assert json.loads(again.read_text())["summary"] == report["summary"]
+    missing = subprocess.run([sys.executable, "benchmarks/fast_recipe.py", "report", f"{out}:reference",
+                              f"{out}:fast f9 (seed 9)", "--out", str(again)],
+                             cwd=REPO, capture_output=True, text=True, timeout=300, check=False)
+    assert missing.returncode == 1 and "has no curve 'fast f9 (seed 9)'" in missing.stderr
+
     lonely = subprocess.run([sys.executable, "benchmarks/fast_recipe.py", "report", str(tmp_path / "ref")],
                             cwd=REPO, capture_output=True, text=True, timeout=60, check=False)
     assert lonely.returncode == 2 and "at least one fast run" in lonely.stderr

@@ -83,6 +83,24 @@ def test_classifier_cache_is_reused_and_a_corrupted_cache_rebuilt(data_dir, tmp_
     assert load_or_train("mnist", train, 10, QUICK) is not None
 
 
+def test_the_classifier_is_the_same_whatever_the_thread_count_of_the_process_that_trains_it(data_dir):
+    # The cache keeps whichever process trained it first; every fd is measured with it.
+    from genframe.classifier import train_classifier
+
+    train = genframe.get_host().registry.get("dataset", "mnist")(split="train")
+    spec = ClassifierSpec(epochs=1, train_limit=1024)
+    threads = torch.get_num_threads()
+    try:
+        trained = {}
+        for count in (1, 2):
+            torch.set_num_threads(count)
+            trained[count] = train_classifier(train, 10, spec).state_dict()
+            assert torch.get_num_threads() == count  # the caller's setting is given back
+    finally:
+        torch.set_num_threads(threads)
+    assert all(torch.equal(trained[1][k], trained[2][k]) for k in trained[1])
+
+
 def test_fashion_mnist_has_its_own_classifier(data_dir, tmp_path, monkeypatch):
     monkeypatch.setenv("GENFRAME_CACHE_DIR", str(tmp_path))
     evaluator = Evaluator(get_host().registry, DataConfig(name="fashion_mnist"), QUICK)
