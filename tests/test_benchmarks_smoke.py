@@ -213,3 +213,16 @@ def test_snapshot_mixture_scores_the_last_members_of_a_mixture_checkpoint(data_d
     [row] = snapshot_mixture.main([str(run / "checkpoints" / "last.pt"), "--n", "30", "--mix", "--members", "1", "3"])
     assert row["last3_fd"] == row["fd"]  # all three members: the run's own mixture, the same draws
     assert row["last1_fd"] != row["fd"]  # the trained net alone
+
+
+def test_mixture_generation_times_one_net_against_a_mixture(tmp_path):
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    try:
+        import mixture_generation
+    finally:
+        sys.path.remove(str(REPO / "benchmarks"))
+    out = tmp_path / "gen.json"
+    result = mixture_generation.main(["--n", "24", "--members", "1", "3", "--rounds", "2", "--out", str(out)])
+    assert json.loads(out.read_text()) == result
+    assert [len(v["rounds"]) for v in result["variants"].values()] == [2, 2]
+    assert result["variants"]["1"]["ratio_to_first"] == 1.0 and result["variants"]["3"]["median_s"] > 0
