@@ -33,7 +33,7 @@ def model_with(members: int, device: torch.device) -> tuple[torch.nn.Module, obj
     recipe = genframe.get_recipe("ebm")
     config = genframe.recipe_config("ebm", RECIPE, [f"trainer.mixture={members}"])
     torch.manual_seed(0)
-    model = recipe.build_sampling_model(config) if members > 1 else recipe.build_model(config)
+    model = recipe.build_sampling_model(config)  # the plain net when members == 1
     return model.to(device).eval(), recipe.build_sampler(config)
 
 
