@@ -46,6 +46,10 @@ class TrainerConfig(Section):
         "rollback", description="rollback: reload the last good checkpoint with a lower learning rate; stop: end the run."
     )
     max_rollbacks: int = Field(3, ge=0, description="Rollbacks before giving up.")
+    out_of_rollbacks: Literal["stop", "finish"] = Field(
+        "stop", description="When a divergence comes after max_rollbacks: stop (an error, exit status 3), or "
+        "finish: go back to the last good checkpoint and end the run there, as completed, with its weights "
+        "as the result (early stopping: for a run whose late collapses no lower rate cures).")
     rollback_lr_factor: float = Field(0.5, gt=0, lt=1, description="Learning-rate factor applied at each rollback.")
 
     @field_validator("device")

@@ -66,6 +66,7 @@ class TrainingLoop:
         self.checkpoint_due = False  # a routine checkpoint put off while the trainer was unsettled
         self.unsettled = False  # the trainer suspects a divergence (decided by all processes together)
         self.stop_signal: int | None = None
+        self.finished_early = False  # trainer.out_of_rollbacks = finish ended the run on its last good checkpoint
         if run.checkpoint_state is not None:
             self.restore(run.checkpoint_state)
             if self.rollbacks_counted() >= self.tcfg.max_rollbacks:
@@ -172,17 +173,15 @@ class TrainingLoop:
     def rollback(self, error: DivergenceError) -> None:
         where = f"{error} at step {self.ctx.step + 1} (epoch {self.loop['epoch'] + 1})"
         rollbacks, counted = self.loop["rollbacks"] + 1, self.rollbacks_counted() + 1
-        if self.tcfg.on_divergence == "stop" or counted > self.tcfg.max_rollbacks:
+        out_of_rollbacks = counted > self.tcfg.max_rollbacks
+        if out_of_rollbacks and self.tcfg.on_divergence == "rollback" and self.tcfg.out_of_rollbacks == "finish":
+            self.finish_early(where, counted - 1)
+            return
+        if self.tcfg.on_divergence == "stop" or out_of_rollbacks:
             tried = f" after {counted - 1} rollback(s)" if counted > 1 else ""
             raise DivergenceError(f"training diverged: {where}{tried}; the last good checkpoint is "
                                   f"{self.checkpoint_path}; lower trainer.lr (or regularise more), then --resume")
-        # best.pt on disk is not rolled back, so neither is the record of it; and the training time
-        # spent on the steps now thrown away was spent: train_minutes keeps counting it
-        kept = {k: self.loop[k] for k in ("best_fd", "best_step", "train_seconds", "rollbacks_forgiven")
-                if k in self.loop}
-        self.restore(load_checkpoint(self.checkpoint_path))
-        self.loop.update(kept)
-        self.checkpoint_due = self.unsettled = False
+        self.return_to_last_checkpoint()
         self.loop["rollbacks"] = rollbacks
         # Fresh random draws for the redone steps: replaying the exact draws that diverged tends to
         # diverge again (measured on the fast EBM recipe: the replay collapsed at the very same step,
@@ -197,6 +196,28 @@ class TrainingLoop:
                       DivergenceWarning, stacklevel=2)
         self.hook.genframe_rollback(run=self.ctx, step=self.ctx.step, reason=reason)
         self.checkpoint()  # the lower learning rate and the rollback count survive a crash
+
+    def return_to_last_checkpoint(self) -> None:
+        """Reload the last good checkpoint. best.pt on disk is not rolled back, so neither is the record
+        of it; and the training time spent on the steps now thrown away was spent: train_minutes keeps
+        counting it."""
+        kept = {k: self.loop[k] for k in ("best_fd", "best_step", "train_seconds", "rollbacks_forgiven")
+                if k in self.loop}
+        self.restore(load_checkpoint(self.checkpoint_path))
+        self.loop.update(kept)
+        self.checkpoint_due = self.unsettled = False
+
+    def finish_early(self, where: str, rollbacks: int) -> None:
+        """trainer.out_of_rollbacks = "finish": end the run on the last good checkpoint (early stopping),
+        with a final evaluation of those weights; a `--resume` later trains on from there."""
+        self.return_to_last_checkpoint()
+        self.finished_early = True
+        reason = (f"{where}; rolled back to step {self.ctx.step} and finished there, out of rollbacks ({rollbacks} "
+                  "of trainer.max_rollbacks; trainer.out_of_rollbacks = finish): its weights are the run's result")
+        warnings.warn(f"genframe: training diverged: {reason}", DivergenceWarning, stacklevel=3)
+        self.hook.genframe_rollback(run=self.ctx, step=self.ctx.step, reason=reason)
+        self.maybe_evaluate(end_of_epoch=False, final=True)
+        self.checkpoint()  # the time spent, thrown-away steps included, and the final evaluation's record
 
     # --- the loop -----------------------------------------------------------------------------
     def log_metrics(self) -> None:
@@ -286,15 +307,17 @@ class TrainingLoop:
         if not self.unsettled:
             self.checkpoint()
 
-    def maybe_evaluate(self, end_of_epoch: bool) -> None:
-        """Sample quality during training, every ``eval.every_epochs``, ``_minutes`` and/or ``_steps``."""
+    def maybe_evaluate(self, end_of_epoch: bool, final: bool = False) -> None:
+        """Sample quality during training, every ``eval.every_epochs``, ``_minutes`` and/or ``_steps``;
+        ``final``: once more at the end, if the run evaluates at all."""
         ecfg = self.cfg.eval
         if not self.world.is_main:
             return
         by_epoch = end_of_epoch and ecfg.every_epochs and self.loop["epoch"] % ecfg.every_epochs == 0
         by_time = ecfg.every_minutes and time.monotonic() - self.last_eval >= ecfg.every_minutes * 60
         by_step = ecfg.every_steps and self.ctx.step % ecfg.every_steps == 0
-        if not (by_epoch or by_time or by_step):
+        by_end = final and (ecfg.every_epochs or ecfg.every_minutes or ecfg.every_steps)
+        if not (by_epoch or by_time or by_step or by_end):
             return
         from genframe.evaluate import EVAL_CHUNK, shared_evaluator  # built only when first used
         from genframe.generation import generate_in_chunks
@@ -346,7 +369,7 @@ class TrainingLoop:
             try:
                 if not self.ctx.resumed:
                     self.checkpoint()  # step 0: something to resume from and to roll back to
-                while self.loop["epoch"] < self.tcfg.epochs and self.loop["step"] < self.total:
+                while self.loop["epoch"] < self.tcfg.epochs and self.loop["step"] < self.total and not self.finished_early:
                     try:
                         self.train_epoch(signals)
                     except DivergenceError as error:

@@ -98,6 +98,10 @@ class EBMTrainerConfig(TrainerConfig):
     cdiv_patience: PositiveInt = Field(
         1, description="Consecutive steps beyond cdiv_limit that count as diverged: 1 refuses the first such "
         "step; more lets one-step spikes, which heal by themselves, train on, and catches only a lasting collapse.")
+    cdiv_settle: PositiveFloat | None = Field(
+        None, description="While the running mean of cdiv (over about the last 50 steps) is beyond this, the "
+        "routine checkpoint waits, as it does during a streak beyond cdiv_limit: a run sliding towards a collapse "
+        "is not a state to roll back to; default: only a streak makes it wait.")
 
     @model_validator(mode="after")
     def _decay_goes_down(self) -> EBMTrainerConfig:
@@ -124,6 +128,14 @@ class EBMTrainerConfig(TrainerConfig):
         if self.r1_min > self.r1:
             raise ValueError(f"trainer.r1_min={self.r1_min:g} is above trainer.r1={self.r1:g}; the weight falls "
                              "from r1 to r1_min, so set r1_min <= r1")
+        return self
+
+    @model_validator(mode="after")
+    def _settle_below_the_limit(self) -> EBMTrainerConfig:
+        if self.cdiv_settle is not None and self.cdiv_limit is not None and self.cdiv_settle >= self.cdiv_limit:
+            raise ValueError(f"trainer.cdiv_settle={self.cdiv_settle:g} is not below trainer.cdiv_limit="
+                             f"{self.cdiv_limit:g}; a run is settled well inside the limit (e.g. cdiv_settle = "
+                             "cdiv_limit / 10)")
         return self
 
     @model_validator(mode="after")

@@ -21,6 +21,7 @@ from genframe_ebm.mixture import SnapshotMixture
 from genframe_ebm.sampler import SGLDSampler
 
 VALIDATION_SEED = 20_240_601  # fixed noise: validation is comparable across epochs and draws no training randomness
+CDIV_MEAN_DECAY = 0.98  # the running mean of cdiv that cdiv_settle judges: about the last 50 steps, a logged window
 
 
 def averaged_copy(model: nn.Module) -> nn.Module:
@@ -74,6 +75,7 @@ class CDTrainer(Trainer):
         self.alpha, self.real_noise, self.val_batch_size = tcfg.alpha, tcfg.real_noise, tcfg.val_batch_size
         self.score_limit, self.cdiv_limit, self.lr = tcfg.score_limit, tcfg.cdiv_limit, tcfg.lr
         self.cdiv_patience, self.cdiv_streak = tcfg.cdiv_patience, 0  # steps in a row beyond cdiv_limit
+        self.cdiv_settle, self.cdiv_mean = tcfg.cdiv_settle, 0.0  # running mean of cdiv, for is_settled
         self.r1, self.r1_every, self.r1_min = tcfg.r1, tcfg.r1_every, tcfg.r1_min
         self.lr_min, self.lr_decay_steps = tcfg.lr_min, tcfg.lr_decay_steps
         # The rate is worked out afresh each step from the schedule, the steps taken and the rollbacks'
@@ -164,8 +166,11 @@ class CDTrainer(Trainer):
             dist.all_reduce(cdiv)
             cdiv /= dist.get_world_size()
         beyond = ~(cdiv.abs() <= limit)
-        healthy, beyond = (bool(flag) for flag in torch.stack([healthy, beyond]).tolist())
+        flags = torch.stack([healthy.to(cdiv.dtype), beyond.to(cdiv.dtype), cdiv]).tolist()
+        healthy, beyond, value = bool(flags[0]), bool(flags[1]), flags[2]
         self.cdiv_streak = self.cdiv_streak + 1 if beyond else 0
+        if math.isfinite(value):
+            self.cdiv_mean = CDIV_MEAN_DECAY * self.cdiv_mean + (1.0 - CDIV_MEAN_DECAY) * value
         if healthy and self.cdiv_streak < self.cdiv_patience:
             return
         self.optimizer.zero_grad(set_to_none=True)
@@ -181,9 +186,14 @@ class CDTrainer(Trainer):
         raise DivergenceError(f"non-finite gradients (norm {float(grad_norm)})")
 
     def is_settled(self) -> bool:
-        """Not while |cdiv| has been beyond its limit for a step or more and the patience is not used up:
-        the loop then puts off its checkpoint, so a rollback goes back to before the trouble began."""
-        return self.cdiv_streak == 0
+        """Not while |cdiv| has been beyond its limit for a step or more and the patience is not used up,
+        nor (with cdiv_settle) while its running mean is beyond cdiv_settle: the loop then puts off its
+        checkpoint, so a rollback goes back to before the trouble began. The second, because a collapse
+        can also come as a slow slide: measured on the fast recipe (seed 0, 52 to 57 minutes), the
+        50-step cdiv went from -0.03 to -1.2 over 2000 steps, and the guard kept rolling back to
+        checkpoints written on the way down, at cdiv -0.2, -0.6, -1.0 and -1.15, whose samples scored
+        fd 2.1, 5.6, 12.0 and 21.7 against 1.7 before the slide."""
+        return self.cdiv_streak == 0 and (self.cdiv_settle is None or abs(self.cdiv_mean) <= self.cdiv_settle)
 
     @torch.no_grad()
     def validate(self, dataset: Dataset) -> dict[str, float]:
@@ -224,7 +234,8 @@ class CDTrainer(Trainer):
         """Optimizer, replay buffer and RNG; the core saves the model's weights itself."""
         state = {"optimizer": self.optimizer.state_dict(), "buffer": self.buffer.state_dict(),
                  "generator": self.generator.get_state(), "config_lr": self.lr,
-                 "steps_taken": self.steps_taken, "lr_scale": self.lr_scale, "cdiv_streak": self.cdiv_streak}
+                 "steps_taken": self.steps_taken, "lr_scale": self.lr_scale, "cdiv_streak": self.cdiv_streak,
+                 "cdiv_mean": self.cdiv_mean}
         if self.ema_model is not None:
             state["ema"] = self.ema_model.state_dict()
         if self.mixture is not None:
@@ -235,6 +246,7 @@ class CDTrainer(Trainer):
         self.optimizer.load_state_dict(state["optimizer"])
         # routine checkpoints hold 0 (they wait for a settled step); one written on Ctrl-C may not
         self.cdiv_streak = state.get("cdiv_streak", 0)
+        self.cdiv_mean = state.get("cdiv_mean", 0.0)  # older checkpoints: from 0, as at a run's start
         self.steps_taken = state.get("steps_taken", 0)
         saved_lr = state.get("config_lr", self.lr)
         # A checkpoint from before the schedule kept the rollbacks' factor only in the optimizer's rate.
