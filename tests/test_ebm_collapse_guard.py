@@ -1,9 +1,12 @@
 """The collapse guard of short-run EBM training: |cdiv| beyond trainer.cdiv_limit for
 trainer.cdiv_patience steps in a row rolls back; shorter spikes train on, and no checkpoint is
-written while one is under way (bar the one a Ctrl-C writes), so a rollback returns to a state from before it."""
+written while one is under way (bar the one a Ctrl-C writes), nor with trainer.cdiv_settle while the
+running cdiv slides, so a rollback returns to a state from before it; out of rollbacks, the run stops or
+(trainer.out_of_rollbacks = finish) ends on its last good checkpoint."""
 
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
@@ -96,3 +99,66 @@ def test_a_streak_under_way_survives_a_stop_and_resume(data_dir, tmp_path):
 def test_a_patience_without_a_limit_is_a_one_line_error(data_dir, tmp_path):
     with pytest.raises(ConfigError, match=r"trainer.cdiv_patience=25 has no effect without trainer.cdiv_limit"):
         genframe.train("ebm", overrides=[*TINY, "trainer.cdiv_patience=25"], run_dir=tmp_path / "run", quiet=True)
+
+
+def test_a_slide_of_the_running_cdiv_puts_off_the_checkpoint_though_no_step_is_beyond_the_limit(
+        data_dir, tmp_path, monkeypatch):
+    # From step 4 on every batch's cdiv is 0.5 lower: inside cdiv_limit = 1, so no streak and no rollback,
+    # but the running mean (about 50 steps) passes cdiv_settle = 0.1 after a dozen such steps, and from
+    # then on no checkpoint is written: a later rollback would return to before the slide.
+    real_loss, calls = genframe_ebm.trainer.cd_loss, {"n": 0}
+
+    def slides_from_step_4(real_scores, fake_scores, alpha):
+        calls["n"] += 1
+        parts = real_loss(real_scores, fake_scores, alpha)
+        if calls["n"] >= 4:
+            parts["cdiv"] = parts["cdiv"].detach() * 0 - 0.5
+        return parts
+
+    monkeypatch.setattr(genframe_ebm.trainer, "cd_loss", slides_from_step_4)
+    settings = [*TINY, "trainer.max_steps=24", "trainer.cdiv_limit=1", "trainer.cdiv_patience=3",
+                "trainer.checkpoint_every=2"]
+    saved = recorded_checkpoints(monkeypatch)
+    genframe.train("ebm", overrides=[*settings, "trainer.cdiv_settle=0.1"], run_dir=tmp_path / "gated", quiet=True)
+    gated = saved.copy()
+    saved.clear()
+    calls["n"] = 0
+    genframe.train("ebm", overrides=settings, run_dir=tmp_path / "plain", quiet=True)
+    assert saved == [0, *range(2, 25, 2)]  # without cdiv_settle: every checkpoint, the slide's included
+    # With it: steps 2 to 14 (the running mean reaches -0.1 at the 12th step of the slide, step 15), then
+    # none until the run's own end (written whatever the state: the user's work is kept).
+    assert gated == [0, 2, 4, 6, 8, 10, 12, 14, 24]
+    assert load_checkpoint(tmp_path / "gated")["trainer"]["cdiv_mean"] < -0.1
+
+
+def test_a_settle_at_or_beyond_the_limit_is_a_one_line_error(data_dir, tmp_path):
+    with pytest.raises(ConfigError, match=r"trainer.cdiv_settle=1 is not below trainer.cdiv_limit=1"):
+        genframe.train("ebm", overrides=[*TINY, "trainer.cdiv_limit=1", "trainer.cdiv_settle=1"],
+                       run_dir=tmp_path / "run", quiet=True)
+
+
+def test_out_of_rollbacks_finish_ends_the_run_on_the_last_good_checkpoint_and_evaluates_it(
+        data_dir, tmp_path, monkeypatch):
+    real_step = genframe_ebm.trainer.CDTrainer.train_step
+
+    def diverges_from_step_4(self, batch):
+        if self.steps_taken >= 3:  # every step after the checkpoint at step 2... and every retry of it
+            raise DivergenceError("non-finite loss (nan)")
+        return real_step(self, batch)
+
+    monkeypatch.setattr(genframe_ebm.trainer.CDTrainer, "train_step", diverges_from_step_4)
+    run = tmp_path / "run"
+    settings = [*TINY, "trainer.checkpoint_every=2", "trainer.max_rollbacks=2", "eval.every_steps=100",
+                "eval.n=16", "eval.steps=3"]
+    with pytest.raises(DivergenceError, match="after 2 rollback"):  # the default: stop, exit status 3
+        genframe.train("ebm", overrides=settings, run_dir=tmp_path / "stopped", quiet=True)
+    with pytest.warns(DivergenceWarning, match=r"rolled back to step 2 and finished there, out of rollbacks"):
+        result = genframe.train("ebm", overrides=[*settings, "trainer.out_of_rollbacks=finish"], run_dir=run,
+                                quiet=True)
+    assert result.status == "completed" and result.step == 2
+    state = load_checkpoint(run)
+    assert state["loop"]["step"] == 2 and state["loop"]["rollbacks"] == 2
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert "finished there" in records[-2]["reason"] and records[-2]["step"] == 2
+    assert records[-1]["step"] == 2 and "eval/fd" in records[-1]  # the result's own evaluation (none was due)
+    assert all(r["step"] <= 2 for r in records)  # the thrown-away steps' records are gone
