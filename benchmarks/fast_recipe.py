@@ -93,11 +93,13 @@ def train(args: argparse.Namespace) -> None:
 def curve(run_dir: str, s_per_step: float, weights: str = "sampling") -> list[dict]:
     """The run's evaluations; ``weights="trained"`` takes the trained weights' figures where the run
     also logged averaged ones (``eval/trained/*``, with ``trainer.ema``): the recipe without the average."""
-    points, redone, own_n = [], 0, training_n(run_dir)
+    points, redone, own_n, finished = [], 0, training_n(run_dir), False
     for r in read_metrics(run_dir):
         if r.get("event") == "rollback":  # the steps it threw away were computed: they cost minutes too
             failed = re.search(r" at step (\d+) \(epoch \d+\); rolled back", r["reason"])  # the loop's wording
             redone += int(failed.group(1)) - r["step"]
+            # trainer.out_of_rollbacks = finish: the run ended here; what it evaluates next is its result
+            finished = finished or " and finished there" in r["reason"]
         if "eval/fd" not in r:
             continue
         prefix = "eval/trained" if weights == "trained" and "eval/trained/fd" in r else "eval"
@@ -109,6 +111,8 @@ def curve(run_dir: str, s_per_step: float, weights: str = "sampling") -> list[di
                        "fd": r[f"{prefix}/fd"],  # unrounded: the stability rule is a sharp factor of 2
                        "confidence": round(r[f"{prefix}/confidence"], 3),
                        "coverage": round(r[f"{prefix}/coverage"], 3)})
+        if finished:
+            points[-1]["final"] = True  # the run's final weights: its model at any later minute
     return points
 
 
@@ -212,7 +216,14 @@ def report(args: argparse.Namespace) -> None:
         entry = {"fd_at_budget": fast["fd"] if fast else None, "n_at_budget": fast["n"] if fast else None,
                  "best_fd": min((p["fd"] for p in own[name] if p["minutes"] <= within), default=None),
                  "stable_after_15_minutes": stable([p for p in own[name] if p["minutes"] <= within])}
-        if ref and ref["minutes"] >= args.minutes - tol["reference"] and fast["minutes"] >= args.minutes - tol["fast"]:
+        # A run that finished early (out of rollbacks, trainer.out_of_rollbacks = finish) holds its final
+        # weights from then on: their evaluation is its figure at the budget.
+        reached = fast and (fast["minutes"] >= args.minutes - tol["fast"] or fast.get("final", False))
+        if fast and fast.get("final"):
+            entry["finished_early_at_minutes"] = fast["minutes"]
+            print(f"{name} finished early at {fast['minutes']:.1f} minutes, on its last good checkpoint (step "
+                  f"{fast['step']}): its final weights are its model at {args.minutes} minutes")
+        if ref and ref["minutes"] >= args.minutes - tol["reference"] and reached:
             entry["reference_fd_at_budget"] = ref["fd"]
             entry["ratio"] = round(fast["fd"] / ref["fd"], 3)
             entry["no_worse_confidence_and_coverage"] = all(fast[k] >= ref[k] for k in ("confidence", "coverage"))
@@ -220,7 +231,7 @@ def report(args: argparse.Namespace) -> None:
                   f"{fast['fd']:.1f} (ratio {entry['ratio']:.3f}); confidence {fast['confidence']:.3f} vs "
                   f"{ref['confidence']:.3f}, coverage {fast['coverage']:.3f} vs {ref['coverage']:.3f}; "
                   f"stable after 15 minutes: {entry['stable_after_15_minutes']}")
-        elif fast and fast["minutes"] >= args.minutes - tol["fast"]:
+        elif reached:
             print(f"{name}: the reference has no evaluation of {fast['n']} samples at {args.minutes} minutes to "
                   f"compare with; evaluate its checkpoint of that time: genframe eval {args.runs[0]} "
                   f"--n {fast['n']} (stable so far: {entry['stable_after_15_minutes']})")

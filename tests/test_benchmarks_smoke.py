@@ -137,6 +137,35 @@ def test_fast_recipe_minutes_count_the_steps_a_rollback_redid(tmp_path):
     assert [p["n"] for p in points] == [1000, 1000]  # records without eval/n: the run's own eval.n
 
 
+def test_fast_recipe_report_takes_a_run_that_finished_early_at_its_final_weights(tmp_path):
+    # trainer.out_of_rollbacks = finish: the run ended at 50 minutes on its last good checkpoint, and
+    # evaluated it; that evaluation is its figure at 60 minutes. A run still training at 50 is not judged.
+    speeds = json.loads((REPO / "benchmarks/results/fast_recipe_speed.json").read_text())
+    ref_step, fast_step = [round(m * 60 / speeds[r]["s_per_step"]) for m, r in ((60, "reference"), (50, "fast"))]
+    evaluation = {"eval/confidence": 0.95, "eval/coverage": 0.99, "eval/train_minutes": 1.0, "eval/n": 1000}
+    finish = {"step": fast_step, "event": "rollback", "reason": f"non-finite loss (nan) at step {fast_step} (epoch 50); "
+              f"rolled back to step {fast_step} and finished there, out of rollbacks (5 of trainer.max_rollbacks; "
+              "trainer.out_of_rollbacks = finish): its weights are the run's result"}
+    runs = {"ref": [{"step": ref_step, **evaluation, "eval/fd": 60.0}],
+            "early": [{"step": fast_step - 10, **evaluation, "eval/fd": 2.5}, finish,
+                      {"step": fast_step, **evaluation, "eval/fd": 2.0}],
+            "still": [{"step": fast_step, **evaluation, "eval/fd": 2.0}]}
+    for name, records in runs.items():
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+        (tmp_path / name / "config.json").write_text(json.dumps({"seed": 0, "eval": {"n": 1000}}))
+    out = tmp_path / "report.json"
+    done = subprocess.run([sys.executable, "benchmarks/fast_recipe.py", "report", *(str(tmp_path / n) for n in runs),
+                           "--plot", str(tmp_path / "plot.png"), "--out", str(out)],
+                          cwd=REPO, capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(out.read_text())["summary"]["fast"]
+    early = summary["fast early (seed 0)"]
+    assert early["ratio"] == round(2.0 / 60.0, 3) and early["finished_early_at_minutes"] == 50.0
+    assert "fast early (seed 0) finished early at 50.0 minutes" in done.stdout
+    assert "ratio" not in summary["fast still (seed 0)"]  # its last evaluation, at 50 minutes, is not its 60
+
+
 def test_fast_recipe_budget_figure_is_the_latest_and_most_precise_evaluation():
     at_budget = fast_recipe().at_budget
     points = [{"minutes": 50.0, "n": 1000, "fd": 9.0}, {"minutes": 60.0, "n": 1000, "fd": 5.0},
