@@ -80,6 +80,11 @@ class ConsoleLogger(Logger):
             self._write(line)
 
     @hookimpl
+    def genframe_rollback(self, run, step, reason) -> None:
+        # the step count went back: measure the rate afresh from here, not as negative steps per second
+        self.window_time, self.window_step = time.perf_counter(), step
+
+    @hookimpl
     def genframe_checkpoint(self, run, path, step) -> None:
         if not self.live:
             self._write(f"checkpoint: {path} (step {step})")
