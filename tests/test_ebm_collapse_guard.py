@@ -10,6 +10,7 @@ import json
 import time
 
 import pytest
+import torch
 
 import genframe
 import genframe.loop
@@ -129,6 +130,9 @@ def test_a_slide_of_the_running_cdiv_puts_off_the_checkpoint_though_no_step_is_b
     # none until the run's own end (written whatever the state: the user's work is kept).
     assert gated == [0, 2, 4, 6, 8, 10, 12, 14, 24]
     assert load_checkpoint(tmp_path / "gated")["trainer"]["cdiv_mean"] < -0.1
+    # Putting checkpoints off changes no training step: a run without rollbacks trains the same with it.
+    gated_weights, plain_weights = (load_checkpoint(tmp_path / name)["model"] for name in ("gated", "plain"))
+    assert all(torch.equal(gated_weights[k], plain_weights[k]) for k in plain_weights)
 
 
 def test_a_settle_at_or_beyond_the_limit_is_a_one_line_error(data_dir, tmp_path):
