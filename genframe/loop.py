@@ -369,7 +369,8 @@ class TrainingLoop:
             try:
                 if not self.ctx.resumed:
                     self.checkpoint()  # step 0: something to resume from and to roll back to
-                while self.loop["epoch"] < self.tcfg.epochs and self.loop["step"] < self.total and not self.finished_early:
+                while (self.loop["epoch"] < self.tcfg.epochs and self.loop["step"] < self.total
+                       and not self.finished_early):
                     try:
                         self.train_epoch(signals)
                     except DivergenceError as error:

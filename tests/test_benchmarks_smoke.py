@@ -143,7 +143,8 @@ def test_fast_recipe_report_takes_a_run_that_finished_early_at_its_final_weights
     speeds = json.loads((REPO / "benchmarks/results/fast_recipe_speed.json").read_text())
     ref_step, fast_step = [round(m * 60 / speeds[r]["s_per_step"]) for m, r in ((60, "reference"), (50, "fast"))]
     evaluation = {"eval/confidence": 0.95, "eval/coverage": 0.99, "eval/train_minutes": 1.0, "eval/n": 1000}
-    finish = {"step": fast_step, "event": "rollback", "reason": f"non-finite loss (nan) at step {fast_step} (epoch 50); "
+    finish = {"step": fast_step, "event": "rollback",
+              "reason": f"non-finite loss (nan) at step {fast_step} (epoch 50); "
               f"rolled back to step {fast_step} and finished there, out of rollbacks (5 of trainer.max_rollbacks; "
               "trainer.out_of_rollbacks = finish): its weights are the run's result"}
     runs = {"ref": [{"step": ref_step, **evaluation, "eval/fd": 60.0}],
