@@ -93,13 +93,15 @@ def train(args: argparse.Namespace) -> None:
 def curve(run_dir: str, s_per_step: float, weights: str = "sampling") -> list[dict]:
     """The run's evaluations; ``weights="trained"`` takes the trained weights' figures where the run
     also logged averaged ones (``eval/trained/*``, with ``trainer.ema``): the recipe without the average."""
-    points, redone, own_n, finished = [], 0, training_n(run_dir), False
+    points, redone, own_n, finished_at = [], 0, training_n(run_dir), None
     for r in read_metrics(run_dir):
         if r.get("event") == "rollback":  # the steps it threw away were computed: they cost minutes too
             failed = re.search(r" at step (\d+) \(epoch \d+\); rolled back", r["reason"])  # the loop's wording
             redone += int(failed.group(1)) - r["step"]
-            # trainer.out_of_rollbacks = finish: the run ended here; what it evaluates next is its result
-            finished = finished or " and finished there" in r["reason"]
+            # trainer.out_of_rollbacks = finish: the run ended here; its evaluation of this step is its result
+            finished_at = r["step"] if " and finished there" in r["reason"] else None
+        elif finished_at is not None and r.get("step", 0) > finished_at:
+            finished_at = None  # resumed later: it trained on from there
         if "eval/fd" not in r:
             continue
         prefix = "eval/trained" if weights == "trained" and "eval/trained/fd" in r else "eval"
@@ -111,7 +113,7 @@ def curve(run_dir: str, s_per_step: float, weights: str = "sampling") -> list[di
                        "fd": r[f"{prefix}/fd"],  # unrounded: the stability rule is a sharp factor of 2
                        "confidence": round(r[f"{prefix}/confidence"], 3),
                        "coverage": round(r[f"{prefix}/coverage"], 3)})
-        if finished:
+        if finished_at == r["step"]:
             points[-1]["final"] = True  # the run's final weights: its model at any later minute
     return points
 

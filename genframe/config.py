@@ -14,7 +14,8 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, ValidationError, field_validator
+from pydantic import (BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, ValidationError, field_validator,
+                      model_validator)
 
 from genframe.errors import ConfigError
 
@@ -51,6 +52,14 @@ class TrainerConfig(Section):
         "finish: go back to the last good checkpoint and end the run there, as completed, with its weights "
         "as the result (early stopping: for a run whose late collapses no lower rate cures).")
     rollback_lr_factor: float = Field(0.5, gt=0, lt=1, description="Learning-rate factor applied at each rollback.")
+
+    @model_validator(mode="after")
+    def _finish_needs_rollbacks(self) -> TrainerConfig:
+        if self.out_of_rollbacks == "finish" and self.on_divergence == "stop":
+            raise ValueError('trainer.out_of_rollbacks="finish" acts after the last rollback, and '
+                             'trainer.on_divergence="stop" makes none; set on_divergence="rollback" (with '
+                             'max_rollbacks=0 to finish at the first divergence) or drop out_of_rollbacks')
+        return self
 
     @field_validator("device")
     @classmethod

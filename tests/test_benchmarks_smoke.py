@@ -166,6 +166,12 @@ def test_fast_recipe_report_takes_a_run_that_finished_early_at_its_final_weights
     assert "fast early (seed 0) finished early at 50.0 minutes" in done.stdout
     assert "ratio" not in summary["fast still (seed 0)"]  # its last evaluation, at 50 minutes, is not its 60
 
+    # Resumed after it finished, the run trained on: its later evaluations are not final.
+    with open(tmp_path / "early" / "metrics.jsonl", "a") as metrics:
+        metrics.write(json.dumps({"step": fast_step + 100, **evaluation, "eval/fd": 1.9}) + "\n")
+    points = fast_recipe().curve(str(tmp_path / "early"), speeds["fast"]["s_per_step"])
+    assert [p.get("final", False) for p in points] == [False, True, False]
+
 
 def test_fast_recipe_budget_figure_is_the_latest_and_most_precise_evaluation():
     at_budget = fast_recipe().at_budget

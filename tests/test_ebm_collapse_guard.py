@@ -130,14 +130,32 @@ def test_a_slide_of_the_running_cdiv_puts_off_the_checkpoint_though_no_step_is_b
     # none until the run's own end (written whatever the state: the user's work is kept).
     assert gated == [0, 2, 4, 6, 8, 10, 12, 14, 24]
     assert load_checkpoint(tmp_path / "gated")["trainer"]["cdiv_mean"] < -0.1
+    # The running mean is part of the checkpoint: stopped mid-slide (step 18, its end-of-run checkpoint)
+    # and resumed, the run still puts its checkpoints off, where one starting the mean afresh would not.
+    saved.clear()
+    calls["n"] = 0
+    genframe.train("ebm", overrides=[*settings, "trainer.cdiv_settle=0.1", "trainer.max_steps=18"],
+                   run_dir=tmp_path / "stopped", quiet=True)
+    genframe.train("ebm", overrides=["trainer.max_steps=24"], resume=tmp_path / "stopped", quiet=True)
+    assert saved == [0, 2, 4, 6, 8, 10, 12, 14, 18, 24]
     # Putting checkpoints off changes no training step: a run without rollbacks trains the same with it.
     gated_weights, plain_weights = (load_checkpoint(tmp_path / name)["model"] for name in ("gated", "plain"))
     assert all(torch.equal(gated_weights[k], plain_weights[k]) for k in plain_weights)
 
 
-def test_a_settle_at_or_beyond_the_limit_is_a_one_line_error(data_dir, tmp_path):
+def test_a_settle_at_or_beyond_the_limit_or_without_one_is_a_one_line_error(data_dir, tmp_path):
     with pytest.raises(ConfigError, match=r"trainer.cdiv_settle=1 is not below trainer.cdiv_limit=1"):
         genframe.train("ebm", overrides=[*TINY, "trainer.cdiv_limit=1", "trainer.cdiv_settle=1"],
+                       run_dir=tmp_path / "run", quiet=True)
+    with pytest.raises(ConfigError, match=r"trainer.cdiv_settle=0.1 guards the rollback target of "
+                                          r"trainer.cdiv_limit, which is off"):
+        genframe.train("ebm", overrides=[*TINY, "trainer.cdiv_settle=0.1"], run_dir=tmp_path / "run", quiet=True)
+
+
+def test_finish_without_rollbacks_is_a_one_line_error(data_dir, tmp_path):
+    with pytest.raises(ConfigError, match=r'trainer.out_of_rollbacks="finish" acts after the last rollback, and '
+                                          r'trainer.on_divergence="stop" makes none'):
+        genframe.train("ebm", overrides=[*TINY, "trainer.on_divergence=stop", "trainer.out_of_rollbacks=finish"],
                        run_dir=tmp_path / "run", quiet=True)
 
 
@@ -166,3 +184,10 @@ def test_out_of_rollbacks_finish_ends_the_run_on_the_last_good_checkpoint_and_ev
     assert "finished there" in records[-2]["reason"] and records[-2]["step"] == 2
     assert records[-1]["step"] == 2 and "eval/fd" in records[-1]  # the result's own evaluation (none was due)
     assert all(r["step"] <= 2 for r in records)  # the thrown-away steps' records are gone
+
+    # --resume trains on from the result (the user stepped in): with max_rollbacks afresh and the rate
+    # the rollbacks lowered.
+    monkeypatch.setattr(genframe_ebm.trainer.CDTrainer, "train_step", real_step)
+    resumed = genframe.train("ebm", resume=run, quiet=True)
+    assert resumed.status == "completed" and resumed.step == 6
+    assert load_checkpoint(run)["trainer"]["lr_scale"] == 0.25

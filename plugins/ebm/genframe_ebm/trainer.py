@@ -188,11 +188,8 @@ class CDTrainer(Trainer):
     def is_settled(self) -> bool:
         """Not while |cdiv| has been beyond its limit for a step or more and the patience is not used up,
         nor (with cdiv_settle) while its running mean is beyond cdiv_settle: the loop then puts off its
-        checkpoint, so a rollback goes back to before the trouble began. The second, because a collapse
-        can also come as a slow slide: measured on the fast recipe (seed 0, 52 to 57 minutes), the
-        50-step cdiv went from -0.03 to -1.2 over 2000 steps, and the guard kept rolling back to
-        checkpoints written on the way down, at cdiv -0.2, -0.6, -1.0 and -1.15, whose samples scored
-        fd 2.1, 5.6, 12.0 and 21.7 against 1.7 before the slide."""
+        checkpoint, so a rollback goes back to before the trouble began. The second because a collapse
+        can also come as a slow slide inside the limit (the README's fast recipe, seed 0)."""
         return self.cdiv_streak == 0 and (self.cdiv_settle is None or abs(self.cdiv_mean) <= self.cdiv_settle)
 
     @torch.no_grad()
