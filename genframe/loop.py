@@ -174,7 +174,7 @@ class TrainingLoop:
         where = f"{error} at step {self.ctx.step + 1} (epoch {self.loop['epoch'] + 1})"
         rollbacks, counted = self.loop["rollbacks"] + 1, self.rollbacks_counted() + 1
         out_of_rollbacks = counted > self.tcfg.max_rollbacks
-        if out_of_rollbacks and self.tcfg.on_divergence == "rollback" and self.tcfg.out_of_rollbacks == "finish":
+        if out_of_rollbacks and self.tcfg.out_of_rollbacks == "finish":  # (config: never with on_divergence=stop)
             self.finish_early(where, counted - 1)
             return
         if self.tcfg.on_divergence == "stop" or out_of_rollbacks:

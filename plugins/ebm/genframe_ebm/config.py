@@ -132,12 +132,14 @@ class EBMTrainerConfig(TrainerConfig):
 
     @model_validator(mode="after")
     def _settle_below_the_limit(self) -> EBMTrainerConfig:
-        if self.cdiv_settle is not None and self.cdiv_limit is None:  # (and under torchrun only a limit's
-            # cdiv is averaged over all processes' batches, as the running mean should be)
+        if self.cdiv_settle is None:
+            return self
+        if self.cdiv_limit is None:  # (and under torchrun only a limit's cdiv is averaged over all
+            # processes' batches, as the running mean should be)
             raise ValueError(f"trainer.cdiv_settle={self.cdiv_settle:g} guards the rollback target of "
                              "trainer.cdiv_limit, which is off; set a limit (e.g. trainer.cdiv_limit=1) or drop "
                              "cdiv_settle")
-        if self.cdiv_settle is not None and self.cdiv_limit is not None and self.cdiv_settle >= self.cdiv_limit:
+        if self.cdiv_settle >= self.cdiv_limit:
             raise ValueError(f"trainer.cdiv_settle={self.cdiv_settle:g} is not below trainer.cdiv_limit="
                              f"{self.cdiv_limit:g}; a run is settled well inside the limit (e.g. cdiv_settle = "
                              "cdiv_limit / 10)")
