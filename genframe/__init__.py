@@ -1,31 +1,65 @@
 """genframe: a plugin-based framework for generative models in PyTorch.
 
-The public Python API; everything here is re-exported from the module that defines it.
+The public Python API. Names are re-exported lazily from the modules that define them: importing
+``genframe`` imports neither torch nor pydantic, so the CLI starts fast and a plugin's entry point
+can be read cheaply.
 """
 
-__version__ = "0.1.0"
+from __future__ import annotations
 
-from genframe.api import LoadedModel, get_recipe, load, recipe_config, sample_to_files  # noqa: E402
-from genframe.config import RecipeConfig, Section, TrainerConfig  # noqa: E402
-from genframe.evaluate import evaluate  # noqa: E402
-from genframe.errors import (  # noqa: E402
-    CheckpointError,
-    ConfigError,
-    DataError,
-    GenframeError,
-    PluginError,
-    RunError,
-    UnknownComponentError,
-)
-from genframe.hookspecs import hookimpl  # noqa: E402
-from genframe.interfaces import Dataset, Logger, Model, Recipe, SampleOutput, Sampler, Trainer  # noqa: E402
-from genframe.plugins import get_host, load_plugins, reset_host  # noqa: E402
-from genframe.run import RunContext, RunResult, TrainingRun, train  # noqa: E402
+import importlib
+from typing import TYPE_CHECKING, Any
 
-__all__ = [
-    "__version__", "CheckpointError", "ConfigError", "DataError", "Dataset", "GenframeError", "LoadedModel",
-    "Logger", "Model", "PluginError", "Recipe", "RecipeConfig", "RunContext", "RunError", "RunResult",
-    "SampleOutput", "Sampler", "Section", "Trainer", "TrainerConfig", "TrainingRun", "UnknownComponentError",
-    "evaluate", "get_host", "get_recipe", "hookimpl", "load", "load_plugins", "recipe_config", "reset_host",
-    "sample_to_files", "train",
-]
+# public name -> the module that defines it
+_EXPORTS = {
+    "LoadedModel": "genframe.api", "get_recipe": "genframe.api", "load": "genframe.api",
+    "recipe_config": "genframe.api", "sample_to_files": "genframe.api",
+    "Callback": "genframe.callbacks", "Control": "genframe.callbacks",
+    "RecipeConfig": "genframe.config", "Section": "genframe.config", "TrainerConfig": "genframe.config",
+    "LoggingConfig": "genframe.config", "DataConfig": "genframe.config", "CallbacksConfig": "genframe.config",
+    "RunContext": "genframe.context", "RunResult": "genframe.context",
+    "CallbackError": "genframe.errors", "CheckpointError": "genframe.errors", "ConfigError": "genframe.errors",
+    "DataError": "genframe.errors", "DivergenceError": "genframe.errors", "GenframeError": "genframe.errors",
+    "PluginError": "genframe.errors", "RunError": "genframe.errors", "RunInterrupted": "genframe.errors",
+    "UnknownComponentError": "genframe.errors",
+    "evaluate": "genframe.evaluate",
+    "hookimpl": "genframe.hookspecs",
+    "Dataset": "genframe.interfaces", "Logger": "genframe.interfaces", "Model": "genframe.interfaces",
+    "Recipe": "genframe.interfaces", "SampleOutput": "genframe.interfaces", "Sampler": "genframe.interfaces",
+    "Trainer": "genframe.interfaces",
+    "get_host": "genframe.plugins", "load_plugins": "genframe.plugins", "reset_host": "genframe.plugins",
+    "TrainingRun": "genframe.run", "train": "genframe.run",
+}
+
+__all__ = ["__version__", *sorted(_EXPORTS)]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "__version__":
+        from genframe.version import genframe_version
+
+        return genframe_version()
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'genframe' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__
+
+
+if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
+    from genframe.api import LoadedModel, get_recipe, load, recipe_config, sample_to_files  # noqa: F401
+    from genframe.callbacks import Callback, Control  # noqa: F401
+    from genframe.config import CallbacksConfig, DataConfig, LoggingConfig, RecipeConfig, Section, TrainerConfig  # noqa: F401
+    from genframe.context import RunContext, RunResult  # noqa: F401
+    from genframe.errors import (CallbackError, CheckpointError, ConfigError, DataError, DivergenceError,  # noqa: F401
+                                 GenframeError, PluginError, RunError, RunInterrupted, UnknownComponentError)
+    from genframe.evaluate import evaluate  # noqa: F401
+    from genframe.hookspecs import hookimpl  # noqa: F401
+    from genframe.interfaces import Dataset, Logger, Model, Recipe, SampleOutput, Sampler, Trainer  # noqa: F401
+    from genframe.plugins import get_host, load_plugins, reset_host  # noqa: F401
+    from genframe.run import TrainingRun, train  # noqa: F401

@@ -20,7 +20,6 @@ import torch
 from genframe.atomic import atomic_write
 from genframe.checkpoint import load_checkpoint, resolve_checkpoint
 from genframe.config import RecipeConfig, build_config
-from genframe.images import save_gif, save_grid
 from genframe.interfaces import Recipe, SampleOutput, Sampler
 from genframe.plugins import get_host
 from genframe.runsetup import resolve_device, seeded_generator
@@ -35,10 +34,15 @@ def recipe_config(
     name: str, config: Mapping[str, Any] | str | Path | None = None, overrides: Iterable[str] = ()
 ) -> RecipeConfig:
     """The validated config of recipe ``name``: defaults, then a dict or file, then overrides."""
+    from genframe.callback_list import chosen_callbacks
+
     config_class = get_recipe(name).config_class
     if config is None or isinstance(config, Mapping):
-        return build_config(config_class, data=config, overrides=overrides)
-    return build_config(config_class, path=config, overrides=overrides)
+        resolved = build_config(config_class, data=config, overrides=overrides)
+    else:
+        resolved = build_config(config_class, path=config, overrides=overrides)
+    chosen_callbacks(resolved, get_host().registry)  # their settings checked and filled in
+    return resolved
 
 
 @dataclass
@@ -63,15 +67,32 @@ class LoadedModel:
 
 
 def load(path: str | Path, device: str = "auto") -> LoadedModel:
-    """Load a run directory (its last checkpoint) or a checkpoint file for sampling."""
+    """Load a run directory (its last checkpoint) or a checkpoint file for sampling.
+
+    The model is the one the run samples with: when a callback supplied other weights (averaged
+    ones, a mixture of snapshots), the run's callbacks are built again from its config to hold them.
+    """
+    from genframe.callback_list import CallbackList
+    from genframe.checkpoint import run_dir_of
+    from genframe.context import RunContext
+    from genframe.errors import CheckpointError
+
     checkpoint = resolve_checkpoint(path)
     state = load_checkpoint(checkpoint)
     recipe = get_recipe(state["recipe"])
+    state = recipe.config_class.upgrade_checkpoint(state)
     config = build_config(recipe.config_class, data=state["config"])
     torch_device = resolve_device(device)
-    kept = "sampling_model" in state  # e.g. averaged weights, or a mixture of snapshots
-    model = recipe.build_sampling_model(config) if kept else recipe.build_model(config)
-    model.load_state_dict(state["sampling_model" if kept else "model"])
+    model = recipe.build_model(config)
+    model.load_state_dict(state["model"])
+    if "sampling_model" in state:
+        run = RunContext(run_dir_of(checkpoint), state["recipe"], config, torch_device, 1, state["loop"]["step"],
+                         model=model, recipe=recipe, registry=get_host().registry)
+        model = CallbackList(config, get_host().registry, run).sampling_model()
+        if model is None:
+            raise CheckpointError(f"{checkpoint} holds sampling weights but none of its config's callbacks "
+                                  "supplies a sampling model; is the plugin that registered it installed?")
+        model.load_state_dict(state["sampling_model"])
     model.to(torch_device).eval()
     return LoadedModel(state["recipe"], config, model, recipe.build_sampler(config), torch_device,
                        checkpoint, state["loop"]["step"], state["loop"]["epoch"], dict(state.get("extra", {})))
@@ -93,20 +114,23 @@ def sample_to_files(
 ) -> SampleOutput:
     """Generate ``n`` samples from a trained run, ``chunk`` at a time (default: by device).
 
-    Writes a PNG grid of the first ``grid_n``, and if asked a GIF of the first chains and all
-    samples as a tensor file (``torch.load`` gives an (n, C, H, W) float32 tensor in the data's
-    range). ``progress(k)`` is called as each chunk of ``k`` samples is done.
+    Writes the recipe's picture of the first ``grid_n`` (``Recipe.draw_samples``: an image grid by
+    default) to ``out``, and if asked its animation of the first chains (``Recipe.draw_chain``) to
+    ``gif`` and all samples as a tensor file (``torch.load`` gives an (n, ...) float32 tensor shaped
+    like the dataset's examples, in the data's range). ``progress(k)`` is called as each chunk of
+    ``k`` samples is done.
     """
     from genframe.generation import generate_in_chunks
 
     loaded = load(path, device)
+    recipe = get_recipe(loaded.recipe_name)
     total = loaded.sampler.generate_steps if steps is None else steps
     keep_every = max(1, (total or 1) // frames) if gif else None
     output = generate_in_chunks(loaded.sampler, loaded.model, n, steps, seed, stream=0, device=loaded.device,
                                 chunk=chunk, progress=progress, keep_every=keep_every, keep_n=grid_n)
     if tensor is not None:  # first: the costly result is on disk before anything else can fail
         atomic_write(tensor, lambda handle: torch.save(output.images, handle))
-    save_grid(output.images[:grid_n], out)
+    recipe.draw_samples(output.images[:grid_n], Path(out))
     if gif:
-        save_gif(output.chain or [output.images[:grid_n]], gif)
+        recipe.draw_chain(output.chain or [output.images[:grid_n]], Path(gif))
     return output

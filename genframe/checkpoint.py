@@ -18,7 +18,7 @@ import torch
 from genframe.atomic import atomic_write
 from genframe.errors import CheckpointError
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: policies' state under "callbacks" (1: in the loop and trainer state)
 CHECKPOINT_DIR = "checkpoints"
 LAST_NAME = "last.pt"
 BEST_NAME = "best.pt"  # the weights of the best training-time evaluation (lowest fd)

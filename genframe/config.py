@@ -10,14 +10,18 @@ import copy
 import difflib
 import json
 import tomllib
+import warnings
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
-from pydantic import (BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, ValidationError, field_validator,
-                      model_validator)
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, ValidationError, field_validator
 
 from genframe.errors import ConfigError
+
+
+class ConfigMovedWarning(UserWarning):
+    """A config written before some settings moved was read with their new keys."""
 
 
 class Section(BaseModel):
@@ -43,23 +47,6 @@ class TrainerConfig(Section):
     checkpoint_every: PositiveInt | None = Field(
         None, description="Also checkpoint every N steps (always: each epoch end, the run's end, on SIGINT/SIGTERM)."
     )
-    on_divergence: Literal["rollback", "stop"] = Field(
-        "rollback", description="rollback: reload the last good checkpoint with a lower learning rate; stop: end the run."
-    )
-    max_rollbacks: int = Field(3, ge=0, description="Rollbacks before giving up.")
-    out_of_rollbacks: Literal["stop", "finish"] = Field(
-        "stop", description="When a divergence comes after max_rollbacks: stop (an error, exit status 3), or "
-        "finish: go back to the last good checkpoint and end the run there, as completed, with its weights "
-        "as the result (early stopping: for a run whose late collapses no lower rate cures).")
-    rollback_lr_factor: float = Field(0.5, gt=0, lt=1, description="Learning-rate factor applied at each rollback.")
-
-    @model_validator(mode="after")
-    def _finish_needs_rollbacks(self) -> TrainerConfig:
-        if self.out_of_rollbacks == "finish" and self.on_divergence == "stop":
-            raise ValueError('trainer.out_of_rollbacks="finish" acts after the last rollback, and '
-                             'trainer.on_divergence="stop" makes none; set on_divergence="rollback" (with '
-                             'max_rollbacks=0 to finish at the first divergence) or drop out_of_rollbacks')
-        return self
 
     @field_validator("device")
     @classmethod
@@ -88,7 +75,7 @@ class LoggingConfig(Section):
     sample_every: PositiveInt | None = Field(
         None, description="Save sample grids every N steps (default: at the end of each epoch)."
     )
-    sample_n: PositiveInt = Field(64, description="Images in each sample grid.")
+    sample_n: int = Field(64, ge=0, description="Samples in each preview picture (0: no previews).")
     sample_steps: PositiveInt | None = Field(
         None, description="Sampler steps for the fresh-noise grid (default: the recipe's generation steps)."
     )
@@ -96,13 +83,19 @@ class LoggingConfig(Section):
     wandb: WandbConfig = WandbConfig()
 
 
-class EvalConfig(Section):
-    every_epochs: PositiveInt | None = Field(None, description="Evaluate sample quality every N epochs.")
-    every_minutes: PositiveFloat | None = Field(None, description="... and/or every N minutes of training.")
-    every_steps: PositiveInt | None = Field(
-        None, description="... and/or every N optimizer steps (a schedule that does not depend on the machine).")
-    n: PositiveInt = Field(1000, description="Samples per evaluation.")
-    steps: PositiveInt | None = Field(None, description="Sampler steps (default: the recipe's generation steps).")
+class CallbacksConfig(Section):
+    """Which callbacks run: the recipe's defaults, plus ``use``, minus ``disable``; each one's settings
+    table sits beside them (``[callbacks.NAME]``) and is validated by that callback's settings class."""
+
+    model_config = ConfigDict(extra="allow", validate_assignment=True)
+
+    use: list[str] = Field([], description="Callbacks added to the recipe's defaults, run after them in this order.")
+    disable: list[str] = Field([], description="Default callbacks turned off by name.")
+
+    def table(self, name: str) -> dict[str, Any]:
+        """The settings given for callback ``name`` (empty when none were)."""
+        value = (self.model_extra or {}).get(name, {})
+        return dict(value) if isinstance(value, Mapping) else value
 
 
 class RecipeConfig(Section):
@@ -113,7 +106,26 @@ class RecipeConfig(Section):
     data: DataConfig = DataConfig()
     trainer: TrainerConfig = TrainerConfig()
     logging: LoggingConfig = LoggingConfig()
-    eval: EvalConfig = EvalConfig()
+    callbacks: CallbacksConfig = CallbacksConfig()
+
+    #: Callbacks every run of this recipe has unless ``callbacks.disable`` names them, in call order.
+    default_callbacks: ClassVar[tuple[str, ...]] = ("divergence_guard", "evaluation", "keep_best")
+
+    @classmethod
+    def upgrade(cls, data: dict[str, Any], moved: dict[str, str]) -> dict[str, Any]:
+        """Rewrite settings written before a key moved; record each ``old key: new key`` in ``moved``.
+        A recipe config that moves keys of its own overrides this and calls ``super().upgrade`` first."""
+        from genframe.upgrade import upgrade_core_config
+
+        return upgrade_core_config(data, moved)
+
+    @classmethod
+    def upgrade_checkpoint(cls, state: dict[str, Any]) -> dict[str, Any]:
+        """Rewrite a checkpoint of an older format (``state["format"]``) into today's layout; a recipe
+        whose trainer state moved overrides this and calls ``super().upgrade_checkpoint`` first."""
+        from genframe.upgrade import upgrade_core_checkpoint
+
+        return upgrade_core_checkpoint(state) if state.get("format", 1) < 2 else state
 
 
 FORMATS: dict[str, Literal["toml", "yaml", "json"]] = {
@@ -231,9 +243,15 @@ def format_validation_error(error: ValidationError, model: type[BaseModel]) -> s
 
 
 def validate_config(model: type[RecipeConfig], data: Mapping[str, Any]) -> RecipeConfig:
-    """Build ``model`` from plain data, or raise a one-line :class:`ConfigError`."""
+    """Build ``model`` from plain data (settings from before a key moved are upgraded, with one notice),
+    or raise a one-line :class:`ConfigError`."""
+    moved: dict[str, str] = {}
+    data = model.upgrade(copy.deepcopy(dict(data)), moved)
+    if moved:
+        warnings.warn("genframe: settings moved; read " + ", ".join(f"{old} as {new}" for old, new in moved.items())
+                      + " (write the new keys to silence this)", ConfigMovedWarning, stacklevel=2)
     try:
-        return model.model_validate(dict(data))
+        return model.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(f"invalid config: {format_validation_error(exc, model)}") from None
 

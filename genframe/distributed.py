@@ -112,3 +112,14 @@ def barrier(world: World) -> None:
 def shutdown(world: World) -> None:
     if world.active and dist.is_initialized():
         dist.destroy_process_group()
+
+
+def mean_of_tensors(values: dict[str, Any], device: torch.device) -> dict[str, torch.Tensor]:
+    """Average scalar tensors (or numbers) across processes, in one collective, without a host sync."""
+    keys = sorted(values)
+    if not keys:
+        return {}
+    stacked = torch.stack([torch.as_tensor(values[k], device=device).detach().float().reshape(()) for k in keys])
+    dist.all_reduce(stacked)
+    stacked /= dist.get_world_size()
+    return dict(zip(keys, stacked.unbind()))

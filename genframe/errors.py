@@ -46,3 +46,7 @@ class RunInterrupted(GenframeError):
     def __init__(self, message: str, exit_code: int) -> None:
         super().__init__(message)
         self.exit_code = exit_code
+
+
+class CallbackError(GenframeError):
+    """A callback that acts on training failed; the run stopped with a checkpoint."""

@@ -7,7 +7,9 @@ The core's run loop, checkpointing, sampling commands and loggers only talk to t
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
@@ -113,16 +115,22 @@ class Trainer(ABC):
     @abstractmethod
     def load_state_dict(self, state: dict[str, Any]) -> None: ...
 
-    def distribute(self, rank: int, world_size: int) -> None:
-        """Called on each process of a torchrun job before training from scratch (and for processes
-        beyond a checkpoint's count on resume): give this rank its own random streams. Default: nothing."""
-        return None
+    #: Set by the core's loop: what :meth:`check_update` reports to (the callbacks). None outside a run.
+    update_check: Callable[[dict[str, torch.Tensor]], None] | None = None
 
     def reseed(self, seed: int) -> None:
-        """Called after a divergence rollback has restored the checkpoint: reseed the random streams
-        training draws from (noise, replay draws) with ``seed``, so the redone steps do not replay the
-        very draws that led to the divergence. Default: nothing."""
+        """Give the random streams training draws from (its own ``torch.Generator`` s) the seed ``seed``.
+        The core calls it on each torchrun process beyond the first, so each draws its own, and after a
+        divergence rollback, so the redone steps do not replay the draws that went wrong. Default: nothing."""
         return None
+
+    def check_update(self, signals: dict[str, torch.Tensor]) -> None:
+        """Call in ``train_step`` after ``backward`` and before ``optimizer.step``, with the step's
+        divergence signals (scalar tensors, e.g. a loss gap the trainer watches): callbacks see them
+        (averaged across processes) and may veto the update, which raises DivergenceError here; zero
+        the gradients before re-raising if the optimizer could still see them."""
+        if self.update_check is not None:
+            self.update_check(signals)
 
     def scale_learning_rate(self, factor: float) -> list[float]:
         """Multiply the learning rate by ``factor`` (after a divergence); returns the new rates.
@@ -136,12 +144,6 @@ class Trainer(ABC):
             group["lr"] *= factor
         return [group["lr"] for group in optimizer.param_groups]
 
-    def is_settled(self) -> bool:
-        """False while the trainer suspects a divergence it has not confirmed yet (e.g. a loss that has
-        looked wrong for a few steps): the loop then puts off its routine checkpoint, so that a rollback
-        never lands on a state that was already going bad. Default: always settled."""
-        return True
-
     def work_per_step(self, batch_size: int) -> tuple[str, float] | None:
         """The unit and amount of work in one step, for throughput displays (e.g. ``("img-steps", 7680)``)."""
         return None
@@ -149,12 +151,6 @@ class Trainer(ABC):
     def preview_images(self, n: int) -> dict[str, torch.Tensor]:
         """Pictures of training state worth showing (e.g. replay-buffer samples); default none."""
         return {}
-
-    def sampling_model(self) -> torch.nn.Module | None:
-        """The network to sample and evaluate with when it is not the one being trained (e.g. an
-        exponential moving average of its weights); the checkpoint keeps its weights for ``genframe
-        sample`` and ``eval``. Default None: the trained model itself."""
-        return None
 
 
 class Recipe(ABC):
@@ -167,11 +163,6 @@ class Recipe(ABC):
     @abstractmethod
     def build_model(self, config: RecipeConfig) -> torch.nn.Module: ...
 
-    def build_sampling_model(self, config: RecipeConfig) -> torch.nn.Module:
-        """The network that a checkpoint's ``sampling_model`` weights (``Trainer.sampling_model``) load
-        into, for ``genframe sample`` and ``eval``. Default: one like the trained model (e.g. averaged weights)."""
-        return self.build_model(config)
-
     @abstractmethod
     def build_sampler(self, config: RecipeConfig) -> Sampler: ...
 
@@ -179,6 +170,40 @@ class Recipe(ABC):
     def build_trainer(
         self, config: RecipeConfig, model: torch.nn.Module, sampler: Sampler, device: torch.device
     ) -> Trainer: ...
+
+    def draw_samples(self, samples: torch.Tensor, path: Path) -> Path:
+        """Write a picture of ``samples`` to ``path`` (a PNG) and return where it went; previews during
+        training and ``genframe sample --out`` use it. Default: an image grid of (N, C, H, W) samples in
+        [-1, 1]; a recipe whose samples are anything else (points, sequences, ...) overrides this."""
+        from genframe.images import save_grid  # PIL and numpy only when a picture is drawn
+
+        self._check_images(samples, "draw_samples")
+        return save_grid(samples, path)
+
+    def draw_chain(self, chain: list[torch.Tensor], path: Path) -> Path:
+        """Write an animation of sampling states (each shaped like ``samples``) to ``path`` (a GIF) and
+        return where it went; the final chain GIF and ``genframe sample --gif`` use it. Default: a GIF
+        of image grids, one frame per state."""
+        from genframe.images import save_gif
+
+        for state in chain:
+            self._check_images(state, "draw_chain")
+        return save_gif(chain, path)
+
+    def quality_metric(self, config: RecipeConfig, registry: Any) -> Callable[[torch.Tensor], dict[str, float]] | None:
+        """This recipe's own measure of sample quality: a callable taking (N, ...) samples and returning
+        named numbers, used by ``genframe eval`` and the evaluations during training. It may also have an
+        ``anchors(n)`` method giving reference rows (e.g. real data) for the report. Default None: the
+        core's classifier metric, which measures labelled image datasets."""
+        return None
+
+    def _check_images(self, samples: torch.Tensor, method: str) -> None:
+        # A one-line error rather than a shape traceback from deep inside the picture code.
+        if samples.dim() != 4 or samples.shape[1] not in (1, 3):
+            from genframe.errors import PluginError
+
+            raise PluginError(f"recipe {self.name!r} makes samples of shape {tuple(samples.shape[1:])}, not images "
+                              f"(C, H, W) with 1 or 3 channels: it must override Recipe.{method} to draw them")
 
 
 class Logger:

@@ -12,7 +12,7 @@ from typing import Any
 
 from genframe.errors import PluginError, UnknownComponentError
 
-KINDS = ("recipe", "dataset", "model", "sampler", "trainer", "logger")
+KINDS = ("recipe", "dataset", "model", "logger", "callback")
 
 
 @dataclass(frozen=True)

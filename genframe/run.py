@@ -1,61 +1,46 @@
 """Assemble a run from a recipe and a config: resolve the config (defaults < saved < given < --set),
-check the recipe, run directory and device before anything heavy starts, then hand over to the loop.
+check the recipe, run directory and device before anything heavy starts, build the components and
+callbacks, restore a checkpoint when resuming, then hand over to the loop.
 """
 
 from __future__ import annotations
 
 import warnings
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from genframe.checkpoint import load_checkpoint, run_dir_of
+from genframe import distributed
+from genframe.callback_list import CallbackList, chosen_callbacks
+from genframe.checkpoint import CHECKPOINT_DIR, LAST_NAME, load_checkpoint, run_dir_of
 from genframe.config import RecipeConfig, build_config, config_to_dict, deep_merge
+from genframe.context import RunContext, RunResult
 from genframe.errors import CheckpointError, ConfigError, RunError
+from genframe.interfaces import Dataset, Sampler, Trainer
 from genframe.plugins import PluginHost, get_host
 from genframe.distributed import barrier, device_for, init_world, shutdown
-from genframe.runsetup import new_run_dir, resolve_device
+from genframe.runsetup import build_dataset, new_run_dir, resolve_device, save_resolved_config
+from genframe.runstate import RunState, stream_seed
+from genframe.version import genframe_version
 
 
 @dataclass
-class RunContext:
-    """What lifecycle hooks see of a run."""
+class Parts:
+    """Everything the loop works with, built and (when resuming) restored."""
 
-    run_dir: Path
-    recipe_name: str
-    config: RecipeConfig
-    device: torch.device
+    model: torch.nn.Module
+    sampler: Sampler
+    trainer: Trainer
+    train_data: Dataset
+    val_data: Dataset
+    callbacks: CallbackList
+    ctx: RunContext
+    state: RunState
     steps_per_epoch: int
-    total_steps: int
-    step: int = 0
-    epoch: int = 0
-    batch: int = 0  # steps done in the current epoch
-    resumed: bool = False
-    work_unit: tuple[str, float] | None = None  # e.g. ("img-steps", 7680.0) per step, for throughput
-    rank: int = 0
-    world_size: int = 1
-    extra: dict[str, Any] = field(default_factory=dict)  # loggers keep resumable ids here
-    purpose: str = "train"  # "eval": a standalone evaluation reporting into the run's loggers
-    model: Any = None  # the network being trained, for callbacks (EMA, probes, ...)
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
-
-@dataclass
-class RunResult:
-    """What ``train`` returns."""
-
-    run_dir: Path
-    checkpoint: Path
-    step: int
-    status: str
-    metrics: dict[str, float]
-    rank: int = 0
+    checkpoint_path: Path
 
 
 def _resolve_config(
@@ -90,7 +75,7 @@ class TrainingRun:
         self.recipe_name, self.recipe, self.plugin = recipe, entry.obj, entry.plugin
         self.checkpoint_state: dict[str, Any] | None = None
         if resume is not None:
-            self.checkpoint_state = load_checkpoint(resume)
+            self.checkpoint_state = self.recipe.config_class.upgrade_checkpoint(load_checkpoint(resume))
             if self.checkpoint_state["recipe"] != recipe:
                 raise CheckpointError(f"{resume} is a checkpoint of recipe {self.checkpoint_state['recipe']!r}, "
                                       f"not {recipe!r}; run `genframe run {self.checkpoint_state['recipe']} --resume ...`")
@@ -98,6 +83,7 @@ class TrainingRun:
             self._warn_on_version_change(self.checkpoint_state)
         saved = self.checkpoint_state["config"] if self.checkpoint_state else None
         self.config = _resolve_config(self.recipe.config_class, config, overrides, saved)
+        chosen_callbacks(self.config, self.host.registry)  # bad callback settings fail before anything starts
         if self.config.recipe not in (None, recipe):
             raise ConfigError(f"recipe: the config is for {self.config.recipe!r} but `genframe run {recipe}` was asked")
         self.device = resolve_device(self.config.trainer.device)
@@ -116,22 +102,68 @@ class TrainingRun:
                            "choose another --run-dir") from None
         barrier(self.world)  # every process has checked before rank 0 writes anything
 
-    def _warn_on_version_change(self, state: dict[str, Any]) -> None:
-        from genframe import __version__
+    @property
+    def plugin_version(self) -> str:
+        return next((p.version for p in self.host.plugins if p.name == self.plugin), "unknown")
 
+    def _warn_on_version_change(self, state: dict[str, Any]) -> None:
         made_by = {"genframe": state.get("genframe_version"), self.plugin: state.get("plugin_version")}
-        now = {"genframe": __version__,
-               self.plugin: next((p.version for p in self.host.plugins if p.name == self.plugin), "unknown")}
+        now = {"genframe": genframe_version(), self.plugin: self.plugin_version}
         changed = [f"{name} {made_by[name]} -> {now[name]}" for name in now if made_by[name] != now[name]]
         if changed:
             warnings.warn(f"genframe: resuming a checkpoint made by other versions ({', '.join(changed)}); "
                           "results may differ from an uninterrupted run", UserWarning, stacklevel=3)
 
+    def build(self) -> Parts:
+        """The components, datasets and callbacks, in the order that keeps runs reproducible."""
+        cfg, device, world = self.config, self.device, self.world
+        torch.manual_seed(cfg.seed)  # model init; every other random stream is seeded explicitly
+        model = self.recipe.build_model(cfg).to(device)
+        sampler = self.recipe.build_sampler(cfg)
+        trainer = self.recipe.build_trainer(cfg, model, sampler, device)
+        train_data = build_dataset(self.host.registry, cfg.data, "train").to(device)
+        val_data = build_dataset(self.host.registry, cfg.data, "test").to(device)
+        # torchrun: each process takes every world_size-th example of the epoch's order; the last
+        # partial batch is dropped (every process steps alike)
+        steps_per_epoch = len(train_data) // world.world_size // cfg.trainer.batch_size
+        if steps_per_epoch == 0:
+            raise ConfigError(f"trainer.batch_size: {cfg.trainer.batch_size} is larger than the training data "
+                              f"({len(train_data)} examples)")
+        ctx = RunContext(self.run_dir, self.recipe_name, cfg, device, steps_per_epoch, 0,
+                         work_unit=trainer.work_per_step(cfg.trainer.batch_size), rank=world.rank,
+                         world_size=world.world_size, model=model, sampler=sampler, trainer=trainer,
+                         recipe=self.recipe, registry=self.host.registry)
+        callbacks = CallbackList(cfg, self.host.registry, ctx)
+        ctx.sampling_model = lambda: model if callbacks.sampling_model() is None else callbacks.sampling_model()
+        state = RunState(ctx, trainer, callbacks, self.plugin, self.plugin_version)
+        if self.checkpoint_state is not None:
+            state.restore(self.checkpoint_state, steps_per_epoch)
+            callbacks.load_state_dict(self.checkpoint_state.get("callbacks", {}))
+            ctx.extra.update(self.checkpoint_state.get("extra", {}))
+            ctx.resumed = True
+        elif world.active and world.rank > 0:
+            trainer.reseed(stream_seed(cfg.seed, world.rank))
+        # steps still to go: the rest of this epoch and the epochs after it (counted with the present
+        # number of processes, so a run resumed on more or fewer processes still ends after trainer.epochs)
+        loop, tcfg = state.loop, cfg.trainer
+        total = loop["step"] + max((tcfg.epochs - loop["epoch"]) * steps_per_epoch - loop["batch"], 0)
+        ctx.total_steps = total if tcfg.max_steps is None else min(total, tcfg.max_steps)
+        if ctx.resumed and loop["step"] >= ctx.total_steps:
+            raise RunError(f"run {self.run_dir} already finished at step {loop['step']}; to train further "
+                           f"resume with --set trainer.epochs=N (now {tcfg.epochs}) or trainer.max_steps=N "
+                           f"(now {tcfg.max_steps})")
+        if world.active:
+            distributed.broadcast_parameters(model)
+        if world.is_main:
+            save_resolved_config(self.run_dir, config_to_dict(cfg), resumed_at=loop["step"] if ctx.resumed else None)
+        return Parts(model, sampler, trainer, train_data, val_data, callbacks, ctx, state, steps_per_epoch,
+                     self.run_dir / CHECKPOINT_DIR / LAST_NAME)
+
     def run(self) -> RunResult:
         from genframe.loop import TrainingLoop
 
         try:
-            result = TrainingLoop(self).run()
+            result = TrainingLoop(self, self.build()).run()
             # Leave together: a process that tears down gloo and exits while rank 0 is still writing
             # its last checkpoint now and then aborts at interpreter exit ("terminate called without
             # an active exception": 2 of 41 two-process launches here; 0 of 100 with this barrier;

@@ -83,7 +83,7 @@ def run_scenario(name: str, run_dir: Path, overrides_for=None) -> dict:
             status = f"{type(error).__name__}: {error}".replace(str(run_dir), "RUN_DIR")
     state = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)
     pin = {"status": status, "step": state["loop"]["step"], "rollbacks": state["loop"].get("rollbacks", 0),
-           "best_step": state["loop"].get("best_step"), "records": records(run_dir),
+           "best_step": state.get("callbacks", {}).get("keep_best", {}).get("step", state["loop"].get("best_step")), "records": records(run_dir),
            "model": weight_summary(state["model"])}
     if "sampling_model" in state:
         pin["sampling_model"] = weight_summary(state["sampling_model"])

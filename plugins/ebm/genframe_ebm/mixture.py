@@ -54,6 +54,11 @@ class SnapshotMixture(nn.Module):
         """How many of ``n`` chains each member runs: K nearly equal contiguous parts."""
         return [len(part) for part in torch.arange(n).tensor_split(len(self.members))]
 
+    def chain_members(self, n: int) -> list[tuple[nn.Module, int]]:
+        """How a sampler splits ``n`` chains: (member, count) pairs, in order (the sampler's protocol for
+        models made of parts, so it need not know this class)."""
+        return list(zip(self.members, self.parts(n)))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         pieces = x.split(self.parts(x.shape[0]))
         return torch.cat([member(piece) for member, piece in zip(self.members, pieces) if piece.shape[0]])

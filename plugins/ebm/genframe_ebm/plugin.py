@@ -5,7 +5,7 @@ from __future__ import annotations
 from genframe import Recipe, hookimpl
 from genframe_ebm.config import EBMConfig
 from genframe_ebm.energy import SwishEnergyNet
-from genframe_ebm.mixture import SnapshotMixture
+from genframe_ebm.policies import SettleGate, SnapshotMixtureCallback
 from genframe_ebm.sampler import SGLDSampler
 from genframe_ebm.trainer import CDTrainer
 
@@ -23,10 +23,6 @@ class EBMRecipe(Recipe):
     def build_model(self, config: EBMConfig):
         return self.registry.get("model", config.model.name).from_config(config.model)
 
-    def build_sampling_model(self, config: EBMConfig):
-        model = self.build_model(config)
-        return SnapshotMixture.around(model, config.trainer.mixture) if config.trainer.mixture > 1 else model
-
     def build_sampler(self, config: EBMConfig) -> SGLDSampler:
         shape = (config.model.in_channels, config.model.image_size, config.model.image_size)
         return SGLDSampler.from_config(config.sampler, shape)
@@ -39,5 +35,5 @@ class EBMRecipe(Recipe):
 def genframe_register(registry) -> None:
     registry.add("recipe", EBMRecipe.name, EBMRecipe(registry))
     registry.add("model", "swish_cnn", SwishEnergyNet)
-    registry.add("sampler", "sgld", SGLDSampler)
-    registry.add("trainer", "cd", CDTrainer)
+    registry.add("callback", SettleGate.name, SettleGate)
+    registry.add("callback", SnapshotMixtureCallback.name, SnapshotMixtureCallback)

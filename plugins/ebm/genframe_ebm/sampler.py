@@ -30,7 +30,6 @@ from genframe.interfaces import SampleOutput, Sampler
 from genframe_ebm import native
 from genframe_ebm.cudagraph import GraphedChains
 from genframe_ebm.fastpath import FastChains
-from genframe_ebm.mixture import SnapshotMixture
 from genframe_ebm.swish_plan import SwishPlan
 
 IMPLS = ("auto", "autograd", "fused", "native", "cudagraph")
@@ -63,15 +62,11 @@ class SGLDSampler(Sampler):
         example_shape: Sequence[int] = (1, 32, 32),
         impl: str = "auto",
         threads: int | None = None,
-        step_size_end: float | None = None,
-        steps_min: int | None = None,
     ) -> None:
         if impl not in IMPLS:
             raise ConfigError(f"sampler impl must be one of {', '.join(IMPLS)}, not {impl!r}")
         self.step_size, self.noise, self.grad_clip = step_size, noise, grad_clip
-        self.step_size_end = step_size_end
         self.steps, self.generate_steps = steps, generate_steps
-        self.steps_min = steps_min  # None: every training chain runs `steps`
         self.example_shape = tuple(example_shape)
         self.impl, self.threads = impl, threads
         self.graphs = GraphedChains()  # captured CUDA graphs, reused across calls of the same shape
@@ -79,30 +74,15 @@ class SGLDSampler(Sampler):
     @classmethod
     def from_config(cls, config, example_shape: Sequence[int]) -> SGLDSampler:
         return cls(config.step_size, config.noise, config.grad_clip, config.steps, config.generate_steps, example_shape,
-                   impl=config.impl, threads=config.threads, step_size_end=config.step_size_end,
-                   steps_min=config.steps_min)
-
-    def training_steps(self, generator: torch.Generator) -> int | None:
-        """One training chain's Langevin steps: drawn from steps_min..steps when set (None: ``steps``)."""
-        if self.steps_min is None:
-            return None
-        return int(torch.randint(self.steps_min, self.steps + 1, (1,), generator=generator, device=generator.device))
-
-    @property
-    def mean_training_steps(self) -> float:
-        return self.steps if self.steps_min is None else (self.steps_min + self.steps) / 2
+                   impl=config.impl, threads=config.threads)
 
     def init_state(self, n, device="cpu", generator=None) -> torch.Tensor:
         """Uniform noise in [-1, 1]."""
         return torch.rand((n, *self.example_shape), generator=generator, device=device) * 2 - 1
 
     def step_sizes(self, steps: int) -> list[float]:
-        """The step size of each of a chain's ``steps`` steps: constant, or moving geometrically from
-        ``step_size`` to ``step_size_end`` (big moves while the image is noise, fine ones at the end)."""
-        if self.step_size_end is None or steps < 2:
-            return [self.step_size] * steps
-        ratio = self.step_size_end / self.step_size
-        return [self.step_size * ratio ** (t / (steps - 1)) for t in range(steps)]
+        """The step size of each of a chain's ``steps`` steps (constant; the fast paths take a list)."""
+        return [self.step_size] * steps
 
     def step(self, model: nn.Module, x: torch.Tensor, generator: torch.Generator | None = None,
              step_size: float | None = None) -> torch.Tensor:
@@ -119,10 +99,12 @@ class SGLDSampler(Sampler):
         With ``keep_every=k`` the chain holds the start and every k-th state (for GIFs).
         """
         steps = self.steps if steps is None else steps
-        if isinstance(model, SnapshotMixture):  # each member runs its own share of the chains, on its fast path
-            shares = init.split(model.parts(init.shape[0]))
+        chain_members = getattr(model, "chain_members", None)
+        if callable(chain_members):  # a mixture: each member runs its own share of the chains, on its fast path
+            members = chain_members(init.shape[0])
+            shares = init.split([count for _, count in members])
             outputs = [self.sample(member, share, steps, keep_every, generator)
-                       for member, share in zip(model.members, shares) if share.shape[0]]
+                       for (member, _), share in zip(members, shares) if share.shape[0]]
             chain = [torch.cat(frames) for frames in zip(*(output.chain for output in outputs))]
             return SampleOutput(torch.cat([output.images for output in outputs]), chain)
         if self.uses_cuda_graph(model, init, keep_every):

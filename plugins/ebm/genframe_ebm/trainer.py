@@ -7,35 +7,17 @@ loss = mean(score_fake) - mean(score_real) + alpha * mean(score_real^2 + score_f
 from __future__ import annotations
 
 import math
-from copy import deepcopy
 from typing import Any
 
 import torch
-import torch.distributed as dist
 from torch import nn
 
 from genframe.errors import DivergenceError
 from genframe.interfaces import Dataset, Trainer
 from genframe_ebm.buffer import ReplayBuffer
-from genframe_ebm.mixture import SnapshotMixture
 from genframe_ebm.sampler import SGLDSampler
 
 VALIDATION_SEED = 20_240_601  # fixed noise: validation is comparable across epochs and draws no training randomness
-CDIV_MEAN_DECAY = 0.98  # the running mean of cdiv that cdiv_settle judges: about the last 50 steps, a logged window
-
-
-def averaged_copy(model: nn.Module) -> nn.Module:
-    """A frozen copy of ``model`` to hold the moving average of its weights (the Swish net has no buffers)."""
-    copy = deepcopy(model)
-    for parameter in copy.parameters():
-        parameter.requires_grad_(False)
-    return copy.eval()
-
-
-@torch.no_grad()
-def update_average(average: nn.Module, model: nn.Module, decay: float) -> None:
-    """average <- decay * average + (1 - decay) * model, parameter by parameter, in one fused call."""
-    torch._foreach_lerp_(list(average.parameters()), list(model.parameters()), 1.0 - decay)
 
 
 def cosine_rate(step: int, lr: float, lr_min: float, decay_steps: int | None) -> float:
@@ -73,10 +55,8 @@ class CDTrainer(Trainer):
         self.model, self.sampler, self.device = model, sampler, device
         tcfg = config.trainer
         self.alpha, self.real_noise, self.val_batch_size = tcfg.alpha, tcfg.real_noise, tcfg.val_batch_size
-        self.score_limit, self.cdiv_limit, self.lr = tcfg.score_limit, tcfg.cdiv_limit, tcfg.lr
-        self.cdiv_patience, self.cdiv_streak = tcfg.cdiv_patience, 0  # steps in a row beyond cdiv_limit
-        self.cdiv_settle, self.cdiv_mean = tcfg.cdiv_settle, 0.0  # running mean of cdiv, for is_settled
-        self.r1, self.r1_every, self.r1_min = tcfg.r1, tcfg.r1_every, tcfg.r1_min
+        self.score_limit, self.lr = tcfg.score_limit, tcfg.lr
+        self.r1, self.r1_every = tcfg.r1, tcfg.r1_every
         self.lr_min, self.lr_decay_steps = tcfg.lr_min, tcfg.lr_decay_steps
         # The rate is worked out afresh each step from the schedule, the steps taken and the rollbacks'
         # factor, so a rollback's halving and the schedule compose, and both survive a resume.
@@ -87,26 +67,20 @@ class CDTrainer(Trainer):
         self.buffer = ReplayBuffer(config.buffer.size, sampler.example_shape, tcfg.batch_size,
                                    config.buffer.fresh_prob, device, self.generator)
         self.optimizer = torch.optim.Adam(model.parameters(), lr=tcfg.lr, betas=tcfg.betas, eps=tcfg.eps)
-        self.ema_decay = tcfg.ema
-        self.ema_model = None if tcfg.ema is None else averaged_copy(model)
-        self.mixture_every = tcfg.mixture_every
-        self.mixture = SnapshotMixture.around(model, tcfg.mixture) if tcfg.mixture > 1 else None
 
     def train_step(self, batch: torch.Tensor) -> dict[str, torch.Tensor]:
         real = batch + self.real_noise * torch.randn(batch.shape, generator=self.generator, device=batch.device)
         real = real.clamp_(-1.0, 1.0)
-        fake = self.sampler.sample(self.model, self.buffer.draw(batch.shape[0]), steps=self.sampler.training_steps(self.generator),
-                                   generator=self.generator).images
+        fake = self.sampler.sample(self.model, self.buffer.draw(batch.shape[0]), generator=self.generator).images
         self.buffer.push(fake)
         real_scores, fake_scores = self.model(torch.cat([real, fake])).split(batch.shape[0])
         parts = cd_loss(real_scores, fake_scores, self.alpha)
-        r1_weight = self.current_r1()
         if self.r1 > 0:
             # lazy: every r1_every-th step, weighted by r1_every, so the mean pull is the same. The metric
             # is the penalty's share of the loss, 0 on the steps between, so its logged mean is the mean share.
             parts["r1"] = torch.zeros((), device=real.device)
             if self.steps_taken % self.r1_every == 0:
-                parts["r1"] = 0.5 * r1_weight * self.r1_every * r1_penalty(self.model, real)
+                parts["r1"] = 0.5 * self.r1 * self.r1_every * r1_penalty(self.model, real)
                 parts["loss"] = parts["loss"] + parts["r1"]
         self.optimizer.zero_grad(set_to_none=True)
         parts["loss"].backward()
@@ -116,27 +90,14 @@ class CDTrainer(Trainer):
             group["lr"] = rate
         self.optimizer.step()
         self.steps_taken += 1
-        if self.ema_model is not None:
-            update_average(self.ema_model, self.model, self.ema_decay)
-        if self.mixture is not None and self.steps_taken % self.mixture_every == 0:
-            self.mixture.snapshot()
         metrics = {name: value.detach() for name, value in parts.items()}
         if self.lr_decay_steps is not None or self.lr_scale != 1.0:  # a constant rate is in the config already
             metrics["lr"] = torch.tensor(rate)
-        if self.r1_min is not None:  # likewise a constant R1 weight
-            metrics["r1_weight"] = torch.tensor(r1_weight)
         return metrics
 
     def current_rate(self) -> float:
         """The learning rate of the next step: the schedule's, times the rollbacks' factor."""
         return cosine_rate(self.steps_taken, self.lr, self.lr_min, self.lr_decay_steps) * self.lr_scale
-
-    def current_r1(self) -> float:
-        """The R1 weight of the next step: r1, or with r1_min the learning rate's cosine from r1 to r1_min.
-        A rollback's halving of the rate leaves it alone: the penalty is a regulariser, not a step size."""
-        if self.r1_min is None:
-            return self.r1
-        return cosine_rate(self.steps_taken, self.r1, self.r1_min, self.lr_decay_steps)
 
     def scale_learning_rate(self, factor: float) -> list[float]:
         """After a divergence: every later step's rate (schedule included) is multiplied by ``factor``."""
@@ -148,49 +109,27 @@ class CDTrainer(Trainer):
 
     def check_divergence(self, loss: torch.Tensor, real: torch.Tensor, fake: torch.Tensor,
                          cdiv: torch.Tensor) -> None:
-        """Refuse the update if the loss, scores or gradients are non-finite, the scores out of bounds, or
-        |cdiv| beyond its limit for ``cdiv_patience`` steps in a row (the steps before that still train).
+        """Refuse the update if the loss, scores or gradients are non-finite or the scores out of bounds;
+        then hand cdiv, the divergence signal, to the callbacks (the guard's limit, the settle gate).
 
-        One host sync per step, both flags in one tensor; the details are worked out only on failure.
+        One host sync per step, the flag and cdiv in one tensor; the details are worked out only on failure.
         """
         grads = [p.grad for p in self.model.parameters() if p.grad is not None]
         grad_norm = torch.linalg.vector_norm(torch.stack([g.detach().norm() for g in grads]))
         peak = torch.maximum(real.detach().abs().max(), fake.detach().abs().max())
         healthy = torch.isfinite(loss) & torch.isfinite(grad_norm) & (peak <= self.score_limit)
-        cdiv = cdiv.detach()
-        limit = math.inf if self.cdiv_limit is None else self.cdiv_limit
-        if limit < math.inf and dist.is_available() and dist.is_initialized():
-            # under torchrun the batch is every process's batch: judge (and count a streak of) its cdiv,
-            # so all processes keep the same streak and stop or put off checkpoints together
-            cdiv = cdiv.clone()
-            dist.all_reduce(cdiv)
-            cdiv /= dist.get_world_size()
-        beyond = ~(cdiv.abs() <= limit)
-        flags = torch.stack([healthy.to(cdiv.dtype), beyond.to(cdiv.dtype), cdiv]).tolist()
-        healthy, beyond, value = bool(flags[0]), bool(flags[1]), flags[2]
-        self.cdiv_streak = self.cdiv_streak + 1 if beyond else 0
-        if math.isfinite(value):
-            self.cdiv_mean = CDIV_MEAN_DECAY * self.cdiv_mean + (1.0 - CDIV_MEAN_DECAY) * value
-        if healthy and self.cdiv_streak < self.cdiv_patience:
-            return
-        self.optimizer.zero_grad(set_to_none=True)
-        if not torch.isfinite(loss):
-            raise DivergenceError(f"non-finite loss ({float(loss)})")
-        if not torch.isfinite(peak) or peak > self.score_limit:
-            raise DivergenceError(f"score {float(peak):.4g} beyond trainer.score_limit={self.score_limit:g}")
-        if self.cdiv_streak >= self.cdiv_patience:
-            streak, self.cdiv_streak = self.cdiv_streak, 0
-            in_a_row = f" for {streak} steps in a row" if streak > 1 else ""
-            raise DivergenceError(f"cdiv {float(cdiv):.4g} beyond trainer.cdiv_limit={limit:g}{in_a_row} "
-                                  "(the net tells every chain from real data)")
-        raise DivergenceError(f"non-finite gradients (norm {float(grad_norm)})")
-
-    def is_settled(self) -> bool:
-        """Not while |cdiv| has been beyond its limit for a step or more and the patience is not used up,
-        nor (with cdiv_settle) while its running mean is beyond cdiv_settle: the loop then puts off its
-        checkpoint, so a rollback goes back to before the trouble began. The second because a collapse
-        can also come as a slow slide inside the limit (the README's fast recipe, seed 0)."""
-        return self.cdiv_streak == 0 and (self.cdiv_settle is None or abs(self.cdiv_mean) <= self.cdiv_settle)
+        flags = torch.stack([healthy.to(cdiv.dtype), cdiv.detach()]).tolist()
+        try:
+            if not flags[0]:
+                if not torch.isfinite(loss):
+                    raise DivergenceError(f"non-finite loss ({float(loss)})")
+                if not torch.isfinite(peak) or peak > self.score_limit:
+                    raise DivergenceError(f"score {float(peak):.4g} beyond trainer.score_limit={self.score_limit:g}")
+                raise DivergenceError(f"non-finite gradients (norm {float(grad_norm)})")
+            self.check_update({"cdiv": flags[1]})
+        except DivergenceError:
+            self.optimizer.zero_grad(set_to_none=True)
+            raise
 
     @torch.no_grad()
     def validate(self, dataset: Dataset) -> dict[str, float]:
@@ -209,41 +148,25 @@ class CDTrainer(Trainer):
         return {"cdiv": fake_mean - real_mean, "real": real_mean, "fake": fake_mean}
 
     def reseed(self, seed: int) -> None:
-        """After a rollback: fresh chain noise, real-image noise and replay draws for the redone steps."""
+        """Fresh chain noise, real-image noise and replay draws: a torchrun process's own, or after a rollback."""
         self.generator.manual_seed(seed)
-
-    def distribute(self, rank: int, world_size: int) -> None:
-        """Each process its own noise and replay-buffer draws; rank 0 keeps the single-process stream."""
-        if rank > 0:  # (a resumed extra process keeps the copied buffer and only gets a fresh stream)
-            self.generator.manual_seed(self.seed * 1_000_003 + rank)
 
     def work_per_step(self, batch_size: int) -> tuple[str, float]:
         """Langevin image-steps: nearly all of an EBM's training cost."""
-        return "img-steps", float(batch_size * self.sampler.mean_training_steps)
+        return "img-steps", float(batch_size * self.sampler.steps)
 
     def preview_images(self, n: int) -> dict[str, torch.Tensor]:
         return {"buffer": self.buffer.newest(n)}
-
-    def sampling_model(self) -> nn.Module | None:
-        return self.ema_model if self.ema_model is not None else self.mixture
 
     def state_dict(self) -> dict[str, Any]:
         """Optimizer, replay buffer and RNG; the core saves the model's weights itself."""
         state = {"optimizer": self.optimizer.state_dict(), "buffer": self.buffer.state_dict(),
                  "generator": self.generator.get_state(), "config_lr": self.lr,
-                 "steps_taken": self.steps_taken, "lr_scale": self.lr_scale, "cdiv_streak": self.cdiv_streak,
-                 "cdiv_mean": self.cdiv_mean}
-        if self.ema_model is not None:
-            state["ema"] = self.ema_model.state_dict()
-        if self.mixture is not None:
-            state["mixture"] = self.mixture.snapshots_state()
+                 "steps_taken": self.steps_taken, "lr_scale": self.lr_scale}
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.optimizer.load_state_dict(state["optimizer"])
-        # routine checkpoints hold 0 (they wait for a settled step); one written on Ctrl-C may not
-        self.cdiv_streak = state.get("cdiv_streak", 0)
-        self.cdiv_mean = state.get("cdiv_mean", 0.0)  # older checkpoints: from 0, as at a run's start
         self.steps_taken = state.get("steps_taken", 0)
         saved_lr = state.get("config_lr", self.lr)
         # A checkpoint from before the schedule kept the rollbacks' factor only in the optimizer's rate.
@@ -254,11 +177,3 @@ class CDTrainer(Trainer):
             group["lr"] = self.current_rate()
         self.buffer.load_state_dict(state["buffer"])
         self.generator.set_state(state["generator"])
-        if self.ema_model is not None:  # a run that turns the average on at resume starts it from the weights
-            self.ema_model.load_state_dict(state.get("ema", self.model.state_dict()))
-        if self.mixture is not None:  # a run that turns the mixture on (or resizes it) at resume starts it afresh
-            saved = state.get("mixture", [])
-            if len(saved) == len(self.mixture.members) - 1:
-                self.mixture.load_snapshots_state(saved)
-            else:
-                self.mixture.restart()

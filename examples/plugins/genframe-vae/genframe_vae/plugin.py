@@ -35,5 +35,3 @@ def genframe_register(registry) -> None:
     registry.add("recipe", VAERecipe.name, VAERecipe())
     # Listed by `genframe plugins`; other recipes could reuse them by name.
     registry.add("model", "conv_vae", ConvVAE)
-    registry.add("sampler", "prior", PriorSampler)
-    registry.add("trainer", "elbo", ELBOTrainer)

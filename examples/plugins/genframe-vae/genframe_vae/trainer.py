@@ -45,10 +45,9 @@ class ELBOTrainer(Trainer):
         self.last_batch = batch.detach()
         return {"loss": loss.detach(), **{name: value.detach() for name, value in terms.items()}}
 
-    def distribute(self, rank: int, world_size: int) -> None:
-        """torchrun: each process draws its own noise; rank 0 keeps the single-process stream."""
-        if rank > 0:
-            self.generator.manual_seed(NOISE_STREAM_OFFSET + self.seed + rank * 1_000_003)
+    def reseed(self, seed: int) -> None:
+        """A fresh noise stream: each torchrun process beyond the first, and the steps redone after a rollback."""
+        self.generator.manual_seed(NOISE_STREAM_OFFSET + seed)
 
     @torch.no_grad()
     def validate(self, dataset: Dataset) -> dict[str, float]:

@@ -1,0 +1,129 @@
+"""The run's callbacks: chosen from the config, built, called in order, their requests agreed.
+
+Order: the recipe's ``default_callbacks`` (less ``callbacks.disable``), then ``callbacks.use``. A
+callback that raises is named in one line: a watcher (``observer = True``) is dropped with a warning
+and the run goes on; any other stops the run (the loop writes a checkpoint first).
+"""
+
+from __future__ import annotations
+
+import traceback
+import warnings
+from typing import Any
+
+from pydantic import ValidationError
+
+from genframe import distributed
+from genframe.callbacks import Callback, Control
+from genframe.config import RecipeConfig, format_validation_error
+from genframe.context import RunContext
+from genframe.errors import CallbackError, ConfigError, UnknownComponentError
+
+
+class CallbackWarning(UserWarning):
+    """A watching callback failed and was dropped; the run goes on."""
+
+
+def chosen_callbacks(config: RecipeConfig, registry: Any) -> list[tuple[str, type[Callback], Any]]:
+    """(name, class, validated settings) of every callback the config turns on, in call order.
+
+    Also writes each one's full settings back into ``config.callbacks``, so config.json and
+    checkpoints hold every value used, defaults included.
+    """
+    section, defaults = config.callbacks, type(config).default_callbacks
+    unknown = [name for name in section.disable if name not in defaults]
+    if unknown:
+        raise ConfigError(f"invalid config: callbacks.disable: {', '.join(map(repr, unknown))} is not a default "
+                          f"callback of this recipe (its defaults: {', '.join(defaults) or 'none'})")
+    names = [n for n in defaults if n not in section.disable] + [n for n in section.use if n not in defaults]
+    tables = dict(section.model_extra or {})
+    idle = [name for name in tables if name not in names]
+    if idle:
+        raise ConfigError(f"invalid config: callbacks.{idle[0]}: settings for a callback that is not on; add "
+                          f"{idle[0]!r} to callbacks.use (or remove it from callbacks.disable), or drop the table")
+    chosen = []
+    for name in names:
+        try:
+            cls = registry.get("callback", name)
+        except UnknownComponentError as exc:
+            raise ConfigError(f"invalid config: callbacks.use: {exc}") from None
+        table = tables.get(name) or {}
+        if not isinstance(table, dict):
+            raise ConfigError(f"invalid config: callbacks.{name}: should be a table of settings, got {table!r}")
+        try:
+            settings = cls.settings_class.model_validate(table)
+        except ValidationError as exc:
+            detail = format_validation_error(exc, cls.settings_class).replace("; ", f"; callbacks.{name}.")
+            raise ConfigError(f"invalid config: callbacks.{name}.{detail}") from None
+        section.model_extra[name] = settings.model_dump(mode="json")
+        chosen.append((name, cls, settings))
+    return chosen
+
+
+def where(exc: BaseException) -> str:
+    """``file:line`` where ``exc`` was raised."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    return f"{frames[-1].filename}:{frames[-1].lineno}" if frames else "?"
+
+
+class CallbackList:
+    """The built callbacks of one run, and the agreement of their requests across processes."""
+
+    def __init__(self, config: RecipeConfig, registry: Any, run: RunContext) -> None:
+        self.callbacks = [cls(settings, run) for _, cls, settings in chosen_callbacks(config, registry)]
+
+    def call(self, point: str, run: RunContext, *args: Any, control: Control | None = None) -> Control:
+        """Call ``point`` on every callback; returns the requests they made."""
+        control = control if control is not None else Control()
+        for callback in list(self.callbacks):
+            method = getattr(callback, point)
+            try:
+                if point in ("on_checkpoint", "on_run_end", "on_rollback"):
+                    method(run, *args)
+                else:
+                    method(run, control, *args)
+            except Exception as exc:
+                reason = f"callback {callback.name!r} failed in {point}: {type(exc).__name__}: " \
+                         f"{' '.join(str(exc).split())} (at {where(exc)})"
+                if not callback.observer:
+                    raise CallbackError(reason) from exc
+                warnings.warn(f"genframe: {reason}; it is dropped for the rest of the run", CallbackWarning,
+                              stacklevel=2)
+                self.callbacks.remove(callback)
+        return control
+
+    def agree(self, control: Control, world: Any, device: Any) -> Control:
+        """Under torchrun, a request any process made is acted on by all (decisions are made once)."""
+        if not world.active:
+            return control
+        flags = [control.stop_reason is not None, control.veto_reason is not None,
+                 control.rollback_reason is not None, control.finish_reason is not None, control.skip]
+        stop, veto, rollback, finish, skip = distributed.any_rank(flags, device)
+        elsewhere = "requested on another process"
+        control.stop_reason = control.stop_reason or (elsewhere if stop else None)
+        control.veto_reason = control.veto_reason or (elsewhere if veto else None)
+        control.rollback_reason = control.rollback_reason or (elsewhere if rollback else None)
+        control.finish_reason = control.finish_reason or (elsewhere if finish else None)
+        control.skip = skip
+        return control
+
+    def sampling_model(self) -> Any:
+        """The first sampling model a callback supplies, else None (the trained net)."""
+        for callback in self.callbacks:
+            model = callback.sampling_model()
+            if model is not None:
+                return model
+        return None
+
+    def state_dict(self) -> dict[str, Any]:
+        return {callback.name: callback.state_dict() for callback in self.callbacks}
+
+    def load_state_dict(self, states: dict[str, Any]) -> None:
+        for callback in self.callbacks:
+            callback.load_state_dict(states.get(callback.name, {}))
+
+    def rolled_back(self, run: RunContext, before: dict[str, Any], states: dict[str, Any]) -> None:
+        """After a rollback: states from the checkpoint, then each callback keeps what outlives a rollback."""
+        self.load_state_dict(states)
+        for callback in self.callbacks:
+            callback.on_rollback(run, before.get(callback.name, {}))

@@ -1,0 +1,58 @@
+"""What hooks and callbacks see of a run (``RunContext``) and what ``train`` returns (``RunResult``).
+
+A leaf module: it imports nothing from genframe, so any module may import it without a cycle.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass
+class RunContext:
+    """A run as lifecycle hooks, loggers and callbacks see it; the loop keeps the position up to date."""
+
+    run_dir: Path
+    recipe_name: str
+    config: Any  # the resolved RecipeConfig
+    device: Any  # torch.device
+    steps_per_epoch: int
+    total_steps: int
+    step: int = 0
+    epoch: int = 0
+    batch: int = 0  # steps done in the current epoch
+    resumed: bool = False
+    work_unit: tuple[str, float] | None = None  # e.g. ("img-steps", 7680.0) per step, for throughput
+    rank: int = 0
+    world_size: int = 1
+    extra: dict[str, Any] = field(default_factory=dict)  # loggers keep resumable ids here
+    purpose: str = "train"  # "eval": a standalone evaluation reporting into the run's loggers
+    model: Any = None  # the network being trained
+    sampler: Any = None  # the recipe's Sampler
+    trainer: Any = None  # the recipe's Trainer
+    recipe: Any = None  # the Recipe object
+    registry: Any = None  # components by kind and name (datasets, for evaluations)
+    rollbacks: int = 0  # divergence rollbacks so far in this run (all of them, across resumes)
+    train_seconds: float = 0.0  # time spent in train steps (no evaluations, pictures or checkpoints)
+    end_of_epoch: bool = False  # the step just done ended an epoch
+    finished_early: bool = False  # a callback ended the run on its last good checkpoint
+    sampling_model: Callable[[], Any] | None = None  # the network to sample and evaluate with
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+@dataclass
+class RunResult:
+    """What ``train`` returns."""
+
+    run_dir: Path
+    checkpoint: Path
+    step: int
+    status: str
+    metrics: dict[str, float]
+    rank: int = 0
