@@ -36,7 +36,8 @@ def move_key(data: dict[str, Any], old: str, new: str, moved: dict[str, str]) ->
     for part in new_parents:
         target = target.setdefault(part, {})
     target.setdefault(new_leaf, value)
-    moved[old] = new
+    if value is not None:  # a setting that was off says nothing worth a notice
+        moved[old] = new
     if not node and len(parents) == 1 and parents[0] == "eval":
         data.pop("eval", None)  # a section that moved away entirely
     return True
