@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
+import textwrap
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -141,8 +142,9 @@ def eval_command(path: str, n: int, steps: int | None, seed: int, device: str, a
 
 
 @cli.command()
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def plugins(as_json: bool) -> None:
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output (failures with their tracebacks).")
+@click.option("--traceback", "show_traceback", is_flag=True, help="The whole traceback of each plugin that failed.")
+def plugins(as_json: bool, show_traceback: bool) -> None:
     """List installed plugins, their hooks and components, and any that failed to load."""
     from genframe.plugins import get_host
 
@@ -167,6 +169,8 @@ def plugins(as_json: bool) -> None:
         click.echo("Failed to load:")
         for failure in host.failures:
             click.echo(f"  {failure.name}: {failure.error}")
+            if show_traceback and failure.traceback:  # the one line says where; this says how it got there
+                click.echo(textwrap.indent(failure.traceback.rstrip("\n"), "      "))
 
 
 @cli.group()

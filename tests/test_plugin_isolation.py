@@ -1,0 +1,264 @@
+"""A plugin cannot break a run: a lifecycle hook that raises is reported once (package, hook, error,
+file:line) and switched off while everything else goes on; load failures say where and what was meant.
+
+Plugins are real installed distributions (a *.dist-info with entry points on sys.path), as a user's
+would be; their package names differ from their entry-point names so the reports must use the right one.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import textwrap
+from types import SimpleNamespace
+
+import pytest
+from click.testing import CliRunner
+
+import genframe
+from genframe.cli import cli
+from genframe.errors import PluginError
+from genframe.hookspecs import hookimpl
+from genframe.pluginfaults import HOOK_NAMES
+from genframe.plugins import PluginHost, PluginWarning, attached_loggers, load_plugins
+
+from test_plugins import make_distribution
+
+BOOM = """
+import json
+import genframe
+
+class Boom:
+    def __init__(self, run):
+        self.run = run
+
+    @genframe.hookimpl
+    def genframe_log(self, run, step, metrics, images):
+        json.loads("{not json")  # fails inside the json module; the report must point here
+
+class Tally:
+    def __init__(self, run):
+        self.run = run
+
+    @genframe.hookimpl
+    def genframe_log(self, run, step, metrics, images):
+        run.seen.append(step)
+
+@genframe.hookimpl
+def genframe_register(registry):
+    registry.add("logger", "boom", Boom)
+    registry.add("logger", "tally", Tally)
+"""
+IMPORT_FAILS = """
+import os
+import genframe_no_such_dependency
+"""
+MISSPELLED = """
+import genframe
+
+@genframe.hookimpl
+def genframe_logg(run, step, metrics, images):
+    pass
+"""
+UNKNOWN = """
+import genframe
+
+@genframe.hookimpl
+def genframe_frobnicate(run):
+    pass
+"""
+WRONG_ARGUMENT = """
+import genframe
+
+@genframe.hookimpl
+def genframe_log(run, step, metric, images):
+    pass
+"""
+TRAIN = ["trainer.device=cpu", "trainer.max_steps=4", "trainer.batch_size=16", "data.limit=64", "sampler.steps=3",
+         "sampler.generate_steps=3", "buffer.size=32", "logging.sample_n=4", "logging.chain_n=0",
+         'logging.loggers=["jsonl","boom"]', "logging.log_every=2"]
+
+
+def line_of(source: str, text: str) -> int:
+    """The line of ``text`` in the module file ``make_distribution`` writes from ``source``."""
+    return next(n for n, line in enumerate(textwrap.dedent(source).splitlines(), 1) if text in line)
+
+
+@pytest.fixture
+def install(tmp_path, monkeypatch):
+    """Install fake third-party plugins: install(dist, entry_point, module, source), then on sys.path."""
+    site = tmp_path / "site"
+    site.mkdir()
+    monkeypatch.delenv("GENFRAME_PLUGINS", raising=False)
+    monkeypatch.delenv("GENFRAME_STRICT_PLUGINS", raising=False)
+
+    def install(dist: str, entry_point: str, module: str, source: str):
+        make_distribution(site, dist, entry_point, module, source)
+        monkeypatch.delitem(sys.modules, module, raising=False)
+        monkeypatch.syspath_prepend(str(site))  # also invalidates the import caches
+        return site
+
+    return install
+
+
+def plugin_warnings(caught) -> list[str]:
+    return [str(w.message) for w in caught if issubclass(w.category, PluginWarning)]
+
+
+def test_notify_switches_off_a_raising_logger_once_and_calls_the_others(install, monkeypatch):
+    site = install("genframe_boom_tools", "boom", "gf_boom_plugin", BOOM)
+    monkeypatch.setenv("GENFRAME_PLUGINS", "boom")
+    host = load_plugins()
+    run = SimpleNamespace(seen=[])
+    with pytest.warns(PluginWarning) as caught:
+        with attached_loggers(host, ["tally", "boom"], run):  # boom registered last: pluggy calls it first
+            for step in (1, 2, 3):
+                host.notify("genframe_log", run=run, step=step, metrics={"loss": 1.0}, images={})
+    assert run.seen == [1, 2, 3]  # including the call in which boom raised
+    (message,) = plugin_warnings(caught)
+    where = f"{site / 'gf_boom_plugin.py'}:{line_of(BOOM, 'json.loads')}"
+    assert message.startswith("genframe: logger 'boom' from genframe_boom_tools raised in genframe_log: "
+                              "JSONDecodeError: Expecting property name")
+    assert f"(at {where})" in message and "\n" not in message  # the plugin's line, not json's
+    assert not [p for p in host.pm.get_plugins() if type(p).__name__ in ("Boom", "Tally")]  # run over
+
+
+def test_strict_notify_raises_a_one_line_plugin_error(install, monkeypatch):
+    site = install("genframe_boom_tools", "boom", "gf_boom_plugin", BOOM)
+    monkeypatch.setenv("GENFRAME_PLUGINS", "boom")
+    monkeypatch.setenv("GENFRAME_STRICT_PLUGINS", "1")
+    host = load_plugins()
+    run = SimpleNamespace(seen=[])
+    with attached_loggers(host, ["boom"], run), pytest.raises(PluginError) as raised:
+        host.notify("genframe_log", run=run, step=1, metrics={}, images={})
+    message = str(raised.value)
+    assert message.startswith("logger 'boom' from genframe_boom_tools raised in genframe_log: JSONDecodeError")
+    assert message.endswith(f"(at {site / 'gf_boom_plugin.py'}:{line_of(BOOM, 'json.loads')})")
+    assert "\n" not in message
+
+
+class Listener:
+    """Records its calls of genframe_run_end into ``calls``; ``order`` picks tryfirst/trylast."""
+
+    def __init__(self, name, calls, order=None, fail=False):
+        def genframe_run_end(run, status):
+            calls.append(name)
+            if fail:
+                raise RuntimeError(f"{name} broke")
+
+        self.genframe_run_end = hookimpl(**({order: True} if order else {}))(genframe_run_end)
+
+
+class Wrapper:
+    def __init__(self, calls):
+        self.calls = calls
+
+    @hookimpl(wrapper=True)
+    def genframe_run_end(self, run, status):
+        self.calls.append("wrapper before")
+        yield
+        self.calls.append("wrapper after")
+
+
+def test_notify_calls_in_pluggys_order_and_gives_a_failed_plugin_back_after_the_run():
+    host, calls = PluginHost(strict=False), []
+    for plugin, name in [(Listener("a", calls), "a"), (Listener("first", calls, "tryfirst"), "first"),
+                         (Listener("last", calls, "trylast"), "last"), (Wrapper(calls), "wrapper"),
+                         (Listener("b", calls), "b")]:
+        host.pm.register(plugin, name=name)
+    host.hook.genframe_run_end(run=None, status="completed")
+    pluggy_order = calls[:]
+    calls.clear()
+    host.notify("genframe_run_end", run=None, status="completed")
+    assert calls == pluggy_order == ["wrapper before", "first", "b", "a", "last", "wrapper after"]
+
+    flaky = Listener("flaky", calls, fail=True)
+    host.pm.register(flaky, name="flaky")
+    calls.clear()
+    with pytest.warns(PluginWarning, match=r"plugin 'flaky' from flaky raised in genframe_run_end: "
+                                           r"RuntimeError: flaky broke \(at .*test_plugin_isolation.py:\d+\)"):
+        host.notify("genframe_run_end", run=None, status="completed")
+    host.notify("genframe_run_end", run=None, status="completed")  # switched off: no second warning
+    assert calls.count("flaky") == 1 and calls.count("a") == 2
+    host.unmute()  # what attached_loggers does when the run ends: the next run tries it again
+    assert host.pm.get_plugin("flaky") is flaky
+
+
+def test_a_plugin_failing_on_import_says_where_and_keeps_its_traceback(install, monkeypatch):
+    site = install("genframe_needs_more", "needy", "gf_needy_plugin", IMPORT_FAILS)
+    monkeypatch.setenv("GENFRAME_PLUGINS", "needy")
+    with pytest.warns(PluginWarning) as caught:
+        host = load_plugins()
+    (failure,) = host.failures
+    where = f"{site / 'gf_needy_plugin.py'}:{line_of(IMPORT_FAILS, 'import genframe_no_such')}"
+    assert failure.error == f"ModuleNotFoundError: No module named 'genframe_no_such_dependency' (at {where})"
+    assert failure.distribution == "genframe_needs_more"
+    (message,) = plugin_warnings(caught)
+    assert f"plugin 'needy' failed to load: {failure.error} (package genframe_needs_more)" in message
+    assert failure.traceback.startswith("Traceback (most recent call last):")
+    assert f'gf_needy_plugin.py", line {line_of(IMPORT_FAILS, "import genframe_no_such")}' in failure.traceback
+
+    def plugins_command(*options):
+        genframe.reset_host()
+        with pytest.warns(PluginWarning):
+            return CliRunner().invoke(cli, ["plugins", *options])
+
+    plain = plugins_command()
+    assert plain.exit_code == 0 and f"needy: {failure.error}" in plain.output and "Traceback" not in plain.output
+    full = plugins_command("--traceback")
+    assert full.exit_code == 0 and "      Traceback (most recent call last):" in full.output
+    assert 'gf_needy_plugin.py", line 3' in full.output
+    listed = plugins_command("--json")
+    (failed,) = json.loads(listed.stdout)["failed"]
+    assert failed["traceback"] == failure.traceback and failed["distribution"] == "genframe_needs_more"
+
+
+def test_a_misspelled_hook_is_named_alone_with_a_did_you_mean(install, monkeypatch):
+    install("genframe_typo_pkg", "a_typo", "gf_typo_plugin", MISSPELLED)
+    install("genframe_odd_pkg", "b_odd", "gf_odd_plugin", UNKNOWN)  # loads after a_typo registered its typo
+    monkeypatch.setenv("GENFRAME_PLUGINS", "a_typo,b_odd")
+    with pytest.warns(PluginWarning):
+        host = load_plugins()
+    failures = {f.name: f.error for f in host.failures}
+    assert failures["a_typo"] == "unknown hook genframe_logg (did you mean genframe_log?)"
+    assert failures["b_odd"] == f"unknown hook genframe_frobnicate (genframe's hooks: {', '.join(HOOK_NAMES)})"
+    assert "genframe_logg" not in failures["b_odd"]  # the typo never becomes a known hook
+    assert {"genframe_log", "genframe_register", "genframe_run_end"} <= set(HOOK_NAMES)
+
+
+def test_a_wrong_argument_is_named_on_one_line_with_the_package(install, monkeypatch):
+    site = install("genframe_argbad_pkg", "argbad", "gf_argbad_plugin", WRONG_ARGUMENT)
+    monkeypatch.setenv("GENFRAME_PLUGINS", "argbad")
+    with pytest.warns(PluginWarning) as caught:
+        host = load_plugins()
+    (failure,) = host.failures
+    assert failure.error.startswith("genframe_log() takes argument 'metric' that the hook does not pass "
+                                    f"(did you mean 'metrics'?) (at {site / 'gf_argbad_plugin.py'}:")
+    (message,) = plugin_warnings(caught)
+    assert "plugin 'argbad' failed to load" in message and "(package genframe_argbad_pkg)" in message
+    assert "\n" not in message
+    monkeypatch.setenv("GENFRAME_STRICT_PLUGINS", "1")
+    with pytest.raises(PluginError, match=r"plugin 'argbad' failed to load: genframe_log\(\) takes argument 'metric'"
+                                          r".*\(package genframe_argbad_pkg\)$"):
+        load_plugins()
+
+
+def test_a_logger_that_raises_never_stops_training(install, tmp_path):
+    site = install("genframe_boom_tools", "boom", "gf_boom_plugin", BOOM)
+    genframe.reset_host()
+    with pytest.warns(PluginWarning) as caught:
+        result = genframe.train("ebm", overrides=TRAIN, run_dir=tmp_path / "r", quiet=True)
+    assert result.status == "completed" and result.step == 4
+    (message,) = plugin_warnings(caught)
+    assert "logger 'boom' from genframe_boom_tools raised in genframe_log" in message
+    assert f"(at {site / 'gf_boom_plugin.py'}:{line_of(BOOM, 'json.loads')})" in message
+    records = [json.loads(line) for line in (tmp_path / "r" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records if "loss" in r] == [2, 4]  # the jsonl logger never missed a step
+
+
+def test_a_logger_that_raises_fails_a_strict_run(install, tmp_path, monkeypatch):
+    install("genframe_boom_tools", "boom", "gf_boom_plugin", BOOM)
+    monkeypatch.setenv("GENFRAME_STRICT_PLUGINS", "1")
+    genframe.reset_host()
+    with pytest.raises(PluginError, match="logger 'boom' from genframe_boom_tools raised in genframe_log"):
+        genframe.train("ebm", overrides=TRAIN, run_dir=tmp_path / "r", quiet=True)
