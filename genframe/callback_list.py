@@ -53,8 +53,8 @@ def chosen_callbacks(config: RecipeConfig, registry: Any) -> list[tuple[str, typ
         try:
             settings = cls.settings_class.model_validate(table)
         except ValidationError as exc:
-            detail = format_validation_error(exc, cls.settings_class).replace("; ", f"; callbacks.{name}.")
-            raise ConfigError(f"invalid config: callbacks.{name}.{detail}") from None
+            detail = format_validation_error(exc, cls.settings_class, prefix=("callbacks", name))
+            raise ConfigError(f"invalid config: {detail}") from None
         section.model_extra[name] = settings.model_dump(mode="json")
         chosen.append((name, cls, settings))
     return chosen

@@ -213,7 +213,7 @@ def deep_merge(base: Mapping[str, Any], update: Mapping[str, Any]) -> dict[str, 
     return merged
 
 
-def _suggest(model: type[BaseModel], loc: tuple[Any, ...]) -> str:
+def _suggest(model: type[BaseModel], loc: tuple[Any, ...], prefix: tuple[str, ...] = ()) -> str:
     """' (did you mean trainer.epochs?)' for an unknown key at ``loc``, else ''."""
     for part in loc[:-1]:
         field = model.model_fields.get(str(part))
@@ -224,16 +224,17 @@ def _suggest(model: type[BaseModel], loc: tuple[Any, ...]) -> str:
     close = difflib.get_close_matches(str(loc[-1]), list(model.model_fields), n=1)
     if not close:
         return f" (known keys here: {', '.join(model.model_fields)})"
-    return f" (did you mean {'.'.join(map(str, (*loc[:-1], close[0])))}?)"
+    return f" (did you mean {'.'.join(map(str, (*prefix, *loc[:-1], close[0])))}?)"
 
 
-def format_validation_error(error: ValidationError, model: type[BaseModel]) -> str:
-    """One readable line per problem: ``dotted.path: reason, got value``."""
+def format_validation_error(error: ValidationError, model: type[BaseModel], prefix: tuple[str, ...] = ()) -> str:
+    """One readable line per problem: ``dotted.path: reason, got value``; ``prefix`` is where ``model``
+    sits in the whole config (e.g. ``("callbacks", "ema")`` for a callback's settings table)."""
     lines = []
     for item in error.errors(include_url=False):
-        loc = ".".join(str(part) for part in item["loc"]) or "(top level)"
+        loc = ".".join(str(part) for part in (*prefix, *item["loc"])) or "(top level)"
         if item["type"] == "extra_forbidden":
-            lines.append(f"{loc}: unknown key{_suggest(model, tuple(item['loc']))}")
+            lines.append(f"{loc}: unknown key{_suggest(model, tuple(item['loc']), prefix)}")
             continue
         message = item["msg"]
         if "input" in item and not isinstance(item["input"], (dict, list)):
