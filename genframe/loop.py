@@ -280,8 +280,5 @@ class TrainingLoop:
             yield
 
     def notify(self, hook: str, **kwargs: Any) -> None:
-        notify = getattr(self.host, "notify", None)
-        if notify is None:
-            getattr(self.host.hook, hook)(**kwargs)
-        else:
-            notify(hook, **kwargs)
+        """A lifecycle hook, each logger on its own: one that raises is switched off, the run goes on."""
+        self.host.notify(hook, **kwargs)
