@@ -1,14 +1,16 @@
 """Evaluate a trained model's samples: ``genframe eval`` and ``genframe.evaluate``, and the
-evaluations run during training (``eval.every_epochs`` / ``_minutes`` / ``_steps``).
+evaluations run during training (the ``evaluation`` callback).
 
-Works for any recipe whose sampler produces images of its dataset's shape: the samples and the
-dataset's test split go through the same cached classifier (see ``genframe.classifier``).
+The metric is the recipe's own when it offers one (``Recipe.quality_metric``); otherwise, for a
+labelled dataset of images, the samples and the dataset's test split go through the same cached
+classifier (see ``genframe.classifier``). Anything else is refused with one line, never a traceback.
 """
 
 from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,9 +19,10 @@ import torch
 from genframe.atomic import atomic_write_text
 from genframe.checkpoint import run_dir_of
 from genframe.classifier import ClassifierSpec, cache_dir, load_or_train
-from genframe.config import DataConfig
-from genframe.errors import DataError
+from genframe.config import DataConfig, RecipeConfig, config_to_dict
+from genframe.errors import DataError, PluginError
 from genframe.generation import generate_in_chunks
+from genframe.interfaces import Recipe
 from genframe.metrics import features_and_probs, gaussian, quality
 from genframe.registry import Registry
 from genframe.runsetup import build_dataset
@@ -35,8 +38,12 @@ class Evaluator:
         full = data.model_copy(update={"limit": None})  # always the whole test set: comparable numbers
         self.train = build_dataset(registry, full, "train")
         test = build_dataset(registry, full, "test")
-        if self.train.labels is None:
-            raise DataError(f"dataset {data.name!r} has no labels; the quality metric needs a labelled dataset")
+        if self.train.labels is None or len(test.example_shape) != 3:
+            raise DataError(f"dataset {data.name!r} has no quality classifier (genframe eval measures labelled "
+                            f"image datasets of shape (C, H, W), such as mnist and fashion_mnist, and this one's "
+                            f"examples are {'unlabelled ' if self.train.labels is None else ''}of shape "
+                            f"{tuple(test.example_shape)}); a recipe can offer its own metric by overriding "
+                            f"Recipe.quality_metric")
         num_classes = getattr(self.train, "num_classes", None) or int(self.train.labels.max()) + 1
         self.classifier = load_or_train(data.name, self.train, num_classes, spec)
         self.example_shape = test.example_shape
@@ -45,8 +52,9 @@ class Evaluator:
 
     def __call__(self, images: torch.Tensor) -> dict[str, float]:
         if tuple(images.shape[1:]) != tuple(self.example_shape):
-            raise ValueError(f"samples of shape {tuple(images.shape[1:])} cannot be compared with "
-                             f"{tuple(self.example_shape)} dataset images")
+            raise PluginError(f"the sampler made samples of shape {tuple(images.shape[1:])}, but the quality "
+                              f"classifier compares {tuple(self.example_shape)} dataset images; make the sampler "
+                              f"give the dataset's shape, or offer a metric by overriding Recipe.quality_metric")
         return quality(self.classifier, images, self.reference)
 
     def anchors(self, n: int) -> dict[str, dict[str, float]]:
@@ -59,12 +67,39 @@ class Evaluator:
         return self._anchors[n]
 
 
-_SHARED: dict[tuple[str, str | None, str], Evaluator] = {}
+class RecipeMetric:
+    """A recipe's own metric behind the Evaluator's interface: ``metric(samples)`` gives plain floats,
+    ``anchors(n)`` the metric's reference rows, or None when it has none."""
+
+    def __init__(self, metric: Callable[[torch.Tensor], dict[str, float]]) -> None:
+        self.metric = metric
+
+    def __call__(self, samples: torch.Tensor) -> dict[str, float]:
+        return {name: float(value) for name, value in self.metric(samples).items()}
+
+    def anchors(self, n: int) -> dict[str, dict[str, float]] | None:
+        anchors = getattr(self.metric, "anchors", None)
+        return None if anchors is None else anchors(n)
 
 
-def shared_evaluator(registry: Registry, data: DataConfig) -> Evaluator:
-    """One Evaluator per dataset and cache folder in this process: evaluating many checkpoints is cheap."""
-    key = (data.name, data.root, str(cache_dir()))
+_SHARED: dict[tuple[str, ...], Evaluator | RecipeMetric] = {}
+
+
+def shared_evaluator(registry: Registry, data: DataConfig, recipe: Recipe | None = None,
+                     config: RecipeConfig | None = None) -> Evaluator | RecipeMetric:
+    """The quality metric of ``recipe``'s runs on ``data``: the recipe's own (``Recipe.quality_metric``,
+    given ``config``, by default the recipe's defaults with this data section), else the classifier
+    metric. One per dataset (and recipe and config) in this process: evaluating many checkpoints is cheap."""
+    if recipe is not None:
+        config = config or recipe.config_class(data=data)
+        key = ("recipe", recipe.name, json.dumps(config_to_dict(config), sort_keys=True))
+        if key not in _SHARED:
+            metric = recipe.quality_metric(config, registry)
+            if metric is None:
+                return shared_evaluator(registry, data)
+            _SHARED[key] = RecipeMetric(metric)
+        return _SHARED[key]
+    key = ("classifier", data.name, str(data.root), str(cache_dir()))
     if key not in _SHARED:
         _SHARED[key] = Evaluator(registry, data)
     return _SHARED[key]
@@ -72,22 +107,28 @@ def shared_evaluator(registry: Registry, data: DataConfig) -> Evaluator:
 
 def evaluate(path: str | Path, n: int = 1000, steps: int | None = None, seed: int = 0, device: str = "auto",
              log: bool = True) -> dict[str, Any]:
-    """Generate ``n`` samples from a run or checkpoint and measure them; writes ``RUN_DIR/eval.json``."""
-    from genframe.api import load
+    """Generate ``n`` samples from a run or checkpoint and measure them; writes ``RUN_DIR/eval.json``.
+
+    The report's ``samples`` holds the metric's numbers; ``anchors`` (when the metric has a scale, like
+    the classifier's real images and noise) the same numbers for reference samples."""
+    from genframe.api import get_recipe, load
     from genframe.plugins import get_host
 
     loaded = load(path, device)
-    evaluator = shared_evaluator(get_host().registry, loaded.config.data)
+    evaluator = shared_evaluator(get_host().registry, loaded.config.data, get_recipe(loaded.recipe_name),
+                                 loaded.config)
     start = time.perf_counter()
-    images = generate_in_chunks(loaded.sampler, loaded.model, n, steps, seed, stream=7, device=loaded.device,
-                                chunk=EVAL_CHUNK).images
+    samples = generate_in_chunks(loaded.sampler, loaded.model, n, steps, seed, stream=7, device=loaded.device,
+                                 chunk=EVAL_CHUNK).images
     seconds = time.perf_counter() - start
     report = {
         "recipe": loaded.recipe_name, "checkpoint": str(loaded.checkpoint), "step": loaded.step,
         "dataset": loaded.config.data.name, "n": n, "steps": steps if steps is not None else loaded.sampler.generate_steps,
-        "seed": seed, "generation_seconds": round(seconds, 2),
-        "samples": evaluator(images), "anchors": evaluator.anchors(n),
+        "seed": seed, "generation_seconds": round(seconds, 2), "samples": evaluator(samples),
     }
+    anchors = evaluator.anchors(n)
+    if anchors:
+        report["anchors"] = anchors
     run_dir = run_dir_of(loaded.checkpoint)
     atomic_write_text(run_dir / EVAL_NAME, json.dumps(report, indent=2) + "\n")
     if log:
@@ -97,8 +138,8 @@ def evaluate(path: str | Path, n: int = 1000, steps: int | None = None, seed: in
 
 def _send_to_loggers(run_dir: Path, loaded, report: dict[str, Any]) -> None:
     """Hand the result to the run's own loggers (not the console: the caller prints it)."""
+    from genframe.context import RunContext
     from genframe.plugins import attached_loggers, get_host
-    from genframe.run import RunContext
 
     host = get_host()
     ctx = RunContext(run_dir, loaded.recipe_name, loaded.config, loaded.device, steps_per_epoch=1,
@@ -111,14 +152,24 @@ def _send_to_loggers(run_dir: Path, loaded, report: dict[str, Any]) -> None:
         host.hook.genframe_run_end(run=ctx, status="completed")
 
 
+# The classifier metric's columns keep their short headers; any other metric is shown by its own name.
+HEADERS = {"confident": "conf>0.9"}
+ANCHOR_ROWS = {"train": "train images (floor)", "noise": "uniform noise"}
+
+
 def format_report(report: dict[str, Any]) -> str:
-    """The table ``genframe eval`` prints."""
-    rows = [("samples", report["samples"]), ("train images (floor)", report["anchors"]["train"]),
-            ("uniform noise", report["anchors"]["noise"])]
+    """The table ``genframe eval`` prints: a row for the samples, and one per anchor if the metric has any."""
+    rows = [("samples", report["samples"])]
+    rows += [(ANCHOR_ROWS.get(name, name), values) for name, values in (report.get("anchors") or {}).items()]
+    names = list(report["samples"])
+    widths = [max(10, len(HEADERS.get(name, name)) + 2) for name in names]
+    label = max(22, *(len(row) + 2 for row, _ in rows))
     steps = "one pass" if report["steps"] is None else f"{report['steps']} sampler steps"
     lines = [f"{report['recipe']} at step {report['step']}: {report['n']} samples, {steps}, "
              f"{report['generation_seconds']} s to generate; vs the {report['dataset']} test set",
-             f"{'':22}{'fd':>10}{'confidence':>12}{'conf>0.9':>10}{'coverage':>10}"]
-    for name, m in rows:
-        lines.append(f"{name:22}{m['fd']:10.3f}{m['confidence']:12.3f}{m['confident']:10.3f}{m['coverage']:10.3f}")
+             " " * label + "".join(f"{HEADERS.get(name, name):>{w}}" for name, w in zip(names, widths))]
+    for row, values in rows:
+        cells = "".join(f"{values[name]:{w}.3f}" if name in values else " " * (w - 1) + "-"
+                        for name, w in zip(names, widths))
+        lines.append(f"{row:{label}}{cells}")
     return "\n".join(lines)

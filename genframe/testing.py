@@ -12,9 +12,10 @@ enough to run in seconds; pytest then runs every ``test_*`` method below against
 The contract is what the core's loop, checkpoints and sampling commands rely on: the config
 survives JSON and TOML, a train step moves the weights and returns finite scalars, the trainer's
 state survives a checkpoint (weights-only load) and brings the same next step, validation leaves
-training untouched, the sampler gives images of the data's shape in range, and a run stopped and
-resumed ends bit for bit where a straight run does. A check that cannot apply to a recipe can be
-switched off in the subclass by overriding its method (e.g. with ``pytest.mark.skip``).
+training untouched, the sampler gives samples of the data's example shape (images, points, ...),
+in range where the data is bounded, the recipe draws its samples and chains to files, and a run
+stopped and resumed ends bit for bit where a straight run does. A check that cannot apply to a
+recipe can be switched off in the subclass by overriding its method (e.g. with ``pytest.mark.skip``).
 
 Only test code imports this module; it needs pytest (for ``tmp_path``) but nothing else beyond genframe.
 """
@@ -111,8 +112,9 @@ class RecipeContract:
     overrides: ClassVar[Sequence[str]] = ()
     #: The device to test on; CPU keeps every comparison bit-exact.
     device: ClassVar[str] = "cpu"
-    #: Range every sampled pixel must lie in (genframe's image convention).
-    image_range: ClassVar[tuple[float, float]] = (-1.0, 1.0)
+    #: Range every sample value must lie in (genframe's image convention); None: unbounded (e.g. points
+    #: in the plane). A subclass that sets ``image_range``, the former name, is still honoured.
+    sample_range: ClassVar[tuple[float, float] | None] = (-1.0, 1.0)
     #: Steps of the resume test: a run stopped after the first number and resumed to the second.
     resume_steps: ClassVar[tuple[int, int]] = (2, 4)
 
@@ -215,7 +217,7 @@ class RecipeContract:
         work = parts.trainer.work_per_step(4)
         assert work is None or (isinstance(work[0], str) and work[1] >= 0), "work_per_step: None or (unit, amount)"
 
-    def test_sampler_gives_images_of_the_data_shape_in_range(self):
+    def test_sampler_gives_samples_of_the_data_shape_in_range(self):
         config = self.make_config()
         parts = self.build(config)
         shape = (3, *self.dataset(config).example_shape)
@@ -228,11 +230,13 @@ class RecipeContract:
                                           device=self.device)
 
         output = draw(0)
-        low, high = self.image_range
         assert tuple(output.images.shape) == shape, f"samples have shape {tuple(output.images.shape)}, want {shape}"
         assert bool(torch.isfinite(output.images).all()), "samples are not finite"
-        assert low <= float(output.images.min()) and float(output.images.max()) <= high, (
-            f"samples leave [{low}, {high}]: [{float(output.images.min())}, {float(output.images.max())}]")
+        bounds = getattr(self, "image_range", self.sample_range)
+        if bounds is not None:
+            low, high = bounds
+            assert low <= float(output.images.min()) and float(output.images.max()) <= high, (
+                f"samples leave [{low}, {high}]: [{float(output.images.min())}, {float(output.images.max())}]")
         assert not output.images.requires_grad, "samples should be detached from the graph"
         assert torch.equal(draw(0).images, output.images), "the same generator seed must give the same samples"
         chained = draw(0, keep_every=1)
@@ -244,6 +248,17 @@ class RecipeContract:
         assert tuple(alone.images.shape) == shape
         assert_states_equal(weights, parts.model.state_dict(), "model after sampling")
         assert flags == [p.requires_grad for p in parts.model.parameters()], "sampling must restore requires_grad"
+
+    def test_recipe_draws_its_samples_and_chains(self, tmp_path: Path):
+        # Previews, `genframe sample --out/--gif` and the final GIF all go through these two methods.
+        config = self.make_config()
+        parts, recipe = self.build(config), self.get_recipe()
+        generator = torch.Generator(device=self.device).manual_seed(0)
+        output = parts.sampler.generate(parts.model, 4, keep_every=1, generator=generator, device=self.device)
+        picture = recipe.draw_samples(output.images, tmp_path / "samples.png")
+        assert Path(picture).is_file() and Path(picture).stat().st_size > 0, "draw_samples must write its picture"
+        animation = recipe.draw_chain(output.chain or [output.images], tmp_path / "chain.gif")
+        assert Path(animation).is_file() and Path(animation).stat().st_size > 0, "draw_chain must write its animation"
 
     def test_resume_equals_straight_run(self, tmp_path: Path):
         stop, end = self.resume_steps

@@ -1,8 +1,8 @@
-"""The collapse guard of short-run EBM training: |cdiv| beyond trainer.cdiv_limit for
-trainer.cdiv_patience steps in a row rolls back; shorter spikes train on, and no checkpoint is
-written while one is under way (bar the one a Ctrl-C writes), nor with trainer.cdiv_settle while the
-running cdiv slides, so a rollback returns to a state from before it; out of rollbacks, the run stops or
-(trainer.out_of_rollbacks = finish) ends on its last good checkpoint."""
+"""The collapse guard of short-run EBM training: |cdiv| beyond callbacks.divergence_guard.limit for
+callbacks.divergence_guard.patience steps in a row rolls back; shorter spikes train on, and no checkpoint
+is written while one is under way (bar the one a Ctrl-C writes), nor with the settle_gate callback while
+the running cdiv slides, so a rollback returns to a state from before it; out of rollbacks, the run stops
+or (callbacks.divergence_guard.out_of_rollbacks = finish) ends on its last good checkpoint."""
 
 from __future__ import annotations
 
@@ -20,6 +20,9 @@ from genframe.errors import ConfigError, DivergenceError
 from genframe.loop import DivergenceWarning
 
 from conftest import TINY
+
+GUARD = "callbacks.divergence_guard"
+SETTLE = ['callbacks.use=["settle_gate"]', "callbacks.settle_gate.settle=0.1"]
 
 
 def recorded_checkpoints(monkeypatch) -> list[int]:
@@ -39,10 +42,10 @@ def test_a_lasting_cdiv_collapse_stops_after_the_patience_and_no_checkpoint_is_w
         data_dir, tmp_path, monkeypatch):
     saved = recorded_checkpoints(monkeypatch)
     run = tmp_path / "run"
-    with pytest.raises(DivergenceError, match=r"cdiv -?[0-9.e-]+ beyond trainer.cdiv_limit=1e-09 for 3 steps in a "
-                                              r"row \(the net tells every chain from real data\) at step 3 "):
-        genframe.train("ebm", overrides=[*TINY, "trainer.cdiv_limit=1e-9", "trainer.cdiv_patience=3",
-                                         "trainer.checkpoint_every=1", "trainer.on_divergence=stop"],
+    with pytest.raises(DivergenceError, match=r"cdiv -?[0-9.e-]+ beyond callbacks.divergence_guard.limit=1e-09 "
+                                              r"for 3 steps in a row at step 3 "):
+        genframe.train("ebm", overrides=[*TINY, f"{GUARD}.limit=1e-9", f"{GUARD}.patience=3",
+                                         "trainer.checkpoint_every=1", f"{GUARD}.on_divergence=stop"],
                        run_dir=run, quiet=True)
     # Steps 1 and 2 trained (the patience), but their checkpoints were put off: the only one is step 0.
     assert saved == [0]
@@ -61,7 +64,7 @@ def test_a_one_step_cdiv_spike_trains_on_and_only_delays_the_checkpoint(data_dir
 
     monkeypatch.setattr(genframe_ebm.trainer, "cd_loss", spikes_at_step_2)
     saved = recorded_checkpoints(monkeypatch)
-    result = genframe.train("ebm", overrides=[*TINY, "trainer.cdiv_limit=1", "trainer.cdiv_patience=3",
+    result = genframe.train("ebm", overrides=[*TINY, f"{GUARD}.limit=1", f"{GUARD}.patience=3",
                                               "trainer.checkpoint_every=2"], run_dir=tmp_path / "run", quiet=True)
     assert result.status == "completed" and result.step == 6
     assert saved == [0, 3, 4, 6]  # step 2's checkpoint waited one step for the spike to pass
@@ -89,23 +92,24 @@ def test_the_time_of_steps_a_rollback_throws_away_still_counts_as_training_time(
 def test_a_streak_under_way_survives_a_stop_and_resume(data_dir, tmp_path):
     # Every step is beyond a limit of 1e-9: a run stopped after 3 steps and resumed diverges at step 5,
     # exactly where a straight run would (patience 5), not 5 steps after the resume.
-    run, settings = tmp_path / "run", [*TINY, "trainer.cdiv_limit=1e-9", "trainer.cdiv_patience=5",
-                                       "trainer.on_divergence=stop"]
+    run, settings = tmp_path / "run", [*TINY, f"{GUARD}.limit=1e-9", f"{GUARD}.patience=5",
+                                       f"{GUARD}.on_divergence=stop"]
     first = genframe.train("ebm", overrides=[*settings, "trainer.max_steps=3"], run_dir=run, quiet=True)
-    assert first.status == "completed" and load_checkpoint(run)["trainer"]["cdiv_streak"] == 3
-    with pytest.raises(DivergenceError, match=r"for 5 steps in a row .* at step 5 "):
+    assert first.status == "completed" and load_checkpoint(run)["callbacks"]["divergence_guard"]["streak"] == 3
+    with pytest.raises(DivergenceError, match=r"for 5 steps in a row at step 5 "):
         genframe.train("ebm", overrides=["trainer.max_steps=6"], resume=run, quiet=True)
 
 
 def test_a_patience_without_a_limit_is_a_one_line_error(data_dir, tmp_path):
-    with pytest.raises(ConfigError, match=r"trainer.cdiv_patience=25 has no effect without trainer.cdiv_limit"):
-        genframe.train("ebm", overrides=[*TINY, "trainer.cdiv_patience=25"], run_dir=tmp_path / "run", quiet=True)
+    with pytest.raises(ConfigError, match=r"^invalid config: callbacks.divergence_guard: .*patience=25 has no "
+                                          r"effect without a limit; set limit or drop patience$"):
+        genframe.train("ebm", overrides=[*TINY, f"{GUARD}.patience=25"], run_dir=tmp_path / "run", quiet=True)
 
 
 def test_a_slide_of_the_running_cdiv_puts_off_the_checkpoint_though_no_step_is_beyond_the_limit(
         data_dir, tmp_path, monkeypatch):
-    # From step 4 on every batch's cdiv is 0.5 lower: inside cdiv_limit = 1, so no streak and no rollback,
-    # but the running mean (about 50 steps) passes cdiv_settle = 0.1 after a dozen such steps, and from
+    # From step 4 on every batch's cdiv is 0.5 lower: inside the guard's limit = 1, so no streak and no
+    # rollback, but the running mean (about 50 steps) passes settle = 0.1 after a dozen such steps, and from
     # then on no checkpoint is written: a later rollback would return to before the slide.
     real_loss, calls = genframe_ebm.trainer.cd_loss, {"n": 0}
 
@@ -117,24 +121,24 @@ def test_a_slide_of_the_running_cdiv_puts_off_the_checkpoint_though_no_step_is_b
         return parts
 
     monkeypatch.setattr(genframe_ebm.trainer, "cd_loss", slides_from_step_4)
-    settings = [*TINY, "trainer.max_steps=24", "trainer.cdiv_limit=1", "trainer.cdiv_patience=3",
+    settings = [*TINY, "trainer.max_steps=24", f"{GUARD}.limit=1", f"{GUARD}.patience=3",
                 "trainer.checkpoint_every=2"]
     saved = recorded_checkpoints(monkeypatch)
-    genframe.train("ebm", overrides=[*settings, "trainer.cdiv_settle=0.1"], run_dir=tmp_path / "gated", quiet=True)
+    genframe.train("ebm", overrides=[*settings, *SETTLE], run_dir=tmp_path / "gated", quiet=True)
     gated = saved.copy()
     saved.clear()
     calls["n"] = 0
     genframe.train("ebm", overrides=settings, run_dir=tmp_path / "plain", quiet=True)
-    assert saved == [0, *range(2, 25, 2)]  # without cdiv_settle: every checkpoint, the slide's included
+    assert saved == [0, *range(2, 25, 2)]  # without settle_gate: every checkpoint, the slide's included
     # With it: steps 2 to 14 (the running mean reaches -0.1 at the 12th step of the slide, step 15), then
     # none until the run's own end (written whatever the state: the user's work is kept).
     assert gated == [0, 2, 4, 6, 8, 10, 12, 14, 24]
-    assert load_checkpoint(tmp_path / "gated")["trainer"]["cdiv_mean"] < -0.1
+    assert load_checkpoint(tmp_path / "gated")["callbacks"]["settle_gate"]["mean"] < -0.1
     # The running mean is part of the checkpoint: stopped mid-slide (step 18, its end-of-run checkpoint)
     # and resumed, the run still puts its checkpoints off, where one starting the mean afresh would not.
     saved.clear()
     calls["n"] = 0
-    genframe.train("ebm", overrides=[*settings, "trainer.cdiv_settle=0.1", "trainer.max_steps=18"],
+    genframe.train("ebm", overrides=[*settings, *SETTLE, "trainer.max_steps=18"],
                    run_dir=tmp_path / "stopped", quiet=True)
     genframe.train("ebm", overrides=["trainer.max_steps=24"], resume=tmp_path / "stopped", quiet=True)
     assert saved == [0, 2, 4, 6, 8, 10, 12, 14, 18, 24]
@@ -144,18 +148,19 @@ def test_a_slide_of_the_running_cdiv_puts_off_the_checkpoint_though_no_step_is_b
 
 
 def test_a_settle_at_or_beyond_the_limit_or_without_one_is_a_one_line_error(data_dir, tmp_path):
-    with pytest.raises(ConfigError, match=r"trainer.cdiv_settle=1 is not below trainer.cdiv_limit=1"):
-        genframe.train("ebm", overrides=[*TINY, "trainer.cdiv_limit=1", "trainer.cdiv_settle=1"],
+    with pytest.raises(ConfigError, match=r"callbacks.settle_gate.settle=1 is not below "
+                                          r"callbacks.divergence_guard.limit=1"):
+        genframe.train("ebm", overrides=[*TINY, f"{GUARD}.limit=1", *SETTLE[:1], "callbacks.settle_gate.settle=1"],
                        run_dir=tmp_path / "run", quiet=True)
-    with pytest.raises(ConfigError, match=r"trainer.cdiv_settle=0.1 guards the rollback target of "
-                                          r"trainer.cdiv_limit, which is off"):
-        genframe.train("ebm", overrides=[*TINY, "trainer.cdiv_settle=0.1"], run_dir=tmp_path / "run", quiet=True)
+    with pytest.raises(ConfigError, match=r"callbacks.settle_gate.settle=0.1 guards the rollback target of "
+                                          r"callbacks.divergence_guard.limit, which is off"):
+        genframe.train("ebm", overrides=[*TINY, *SETTLE], run_dir=tmp_path / "run2", quiet=True)
 
 
 def test_finish_without_rollbacks_is_a_one_line_error(data_dir, tmp_path):
-    with pytest.raises(ConfigError, match=r'trainer.out_of_rollbacks="finish" acts after the last rollback, and '
-                                          r'trainer.on_divergence="stop" makes none'):
-        genframe.train("ebm", overrides=[*TINY, "trainer.on_divergence=stop", "trainer.out_of_rollbacks=finish"],
+    with pytest.raises(ConfigError, match=r'^invalid config: callbacks.divergence_guard: .*out_of_rollbacks="finish" '
+                                          r'acts after the last rollback, and on_divergence="stop" makes none; '):
+        genframe.train("ebm", overrides=[*TINY, f"{GUARD}.on_divergence=stop", f"{GUARD}.out_of_rollbacks=finish"],
                        run_dir=tmp_path / "run", quiet=True)
 
 
@@ -170,12 +175,12 @@ def test_out_of_rollbacks_finish_ends_the_run_on_the_last_good_checkpoint_and_ev
 
     monkeypatch.setattr(genframe_ebm.trainer.CDTrainer, "train_step", diverges_from_step_4)
     run = tmp_path / "run"
-    settings = [*TINY, "trainer.checkpoint_every=2", "trainer.max_rollbacks=2", "eval.every_steps=100",
-                "eval.n=16", "eval.steps=3"]
+    settings = [*TINY, "trainer.checkpoint_every=2", f"{GUARD}.max_rollbacks=2", "callbacks.evaluation.every_steps=100",
+                "callbacks.evaluation.n=16", "callbacks.evaluation.steps=3"]
     with pytest.raises(DivergenceError, match="after 2 rollback"):  # the default: stop, exit status 3
         genframe.train("ebm", overrides=settings, run_dir=tmp_path / "stopped", quiet=True)
     with pytest.warns(DivergenceWarning, match=r"rolled back to step 2 and finished there, out of rollbacks"):
-        result = genframe.train("ebm", overrides=[*settings, "trainer.out_of_rollbacks=finish"], run_dir=run,
+        result = genframe.train("ebm", overrides=[*settings, f"{GUARD}.out_of_rollbacks=finish"], run_dir=run,
                                 quiet=True)
     assert result.status == "completed" and result.step == 2
     state = load_checkpoint(run)
