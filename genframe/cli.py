@@ -114,7 +114,7 @@ def sample(path: str, n: int, steps: int | None, out: str, gif: str | None, tens
 @cli.command()
 @click.argument("run_dir", type=click.Path())
 @click.option("--out", type=click.Path(dir_okay=False), help="PNG to write (default RUN_DIR/curves.png).")
-@click.option("--metric", "metrics", multiple=True, help="Only these metrics (repeatable), e.g. --metric cdiv.")
+@click.option("--metric", "metrics", multiple=True, help="Only these metrics (repeatable), e.g. --metric loss.")
 def plot(run_dir: str, out: str | None, metrics: tuple[str, ...]) -> None:
     """Draw RUN_DIR's training curves (from metrics.jsonl) to a PNG; works while the run is going."""
     from genframe.plot import plot_run
