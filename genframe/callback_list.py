@@ -71,6 +71,10 @@ class CallbackList:
 
     def __init__(self, config: RecipeConfig, registry: Any, run: RunContext) -> None:
         self.callbacks = [cls(settings, run) for _, cls, settings in chosen_callbacks(config, registry)]
+        suppliers = [callback.name for callback in self.callbacks if callback.sampling_model() is not None]
+        if len(suppliers) > 1:  # only the first would be sampled: the others' weights kept for nothing
+            raise ConfigError(f"invalid config: callbacks {' and '.join(map(repr, suppliers))} each supply the "
+                              "weights to sample and evaluate with, and a run samples with one; choose one of them")
 
     def call(self, point: str, run: RunContext, *args: Any, control: Control | None = None) -> Control:
         """Call ``point`` on every callback; returns the requests they made."""
@@ -108,7 +112,7 @@ class CallbackList:
         return control
 
     def sampling_model(self) -> Any:
-        """The first sampling model a callback supplies, else None (the trained net)."""
+        """The sampling model a callback supplies (at most one does), else None (the trained net)."""
         for callback in self.callbacks:
             model = callback.sampling_model()
             if model is not None:

@@ -1,4 +1,5 @@
-"""Sampling with a mixture of recent snapshots (``trainer.mixture``): members, chains, checkpoints, resume."""
+"""Sampling with a mixture of recent snapshots (the ``snapshot_mixture`` callback): members, chains, checkpoints,
+resume."""
 
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ from genframe_ebm.mixture import SnapshotMixture
 from genframe_ebm.sampler import SGLDSampler
 
 from conftest import TINY
+
+MIXTURE = ['callbacks.use=["snapshot_mixture"]']
 
 
 def constant(value: float) -> nn.Module:
@@ -63,13 +66,14 @@ def test_a_mixtures_chains_are_each_members_own_chains():
 
 def test_the_mixture_is_sampled_evaluated_checkpointed_and_resumed(data_dir, tmp_path):
     run, straight = tmp_path / "run", tmp_path / "straight"
-    mixed = [*TINY, "trainer.mixture=3", "trainer.mixture_every=2"]
-    genframe.train("ebm", overrides=[*mixed, "trainer.max_steps=4", "eval.every_steps=4", "eval.n=16",
-                                     "eval.steps=3"], run_dir=run, quiet=True)
+    mixed = [*TINY, *MIXTURE, "callbacks.snapshot_mixture.members=3", "callbacks.snapshot_mixture.every=2"]
+    genframe.train("ebm", overrides=[*mixed, "trainer.max_steps=4", "callbacks.evaluation.every_steps=4",
+                                     "callbacks.evaluation.n=16", "callbacks.evaluation.steps=3"], run_dir=run,
+                   quiet=True)
     evals = [r for r in read_metrics(run) if "eval/fd" in r]  # the mixture, and the trained net beside it
     assert len(evals) == 1 and evals[0]["eval/fd"] != evals[0]["eval/trained/fd"]
     state = load_checkpoint(run)
-    live, mixture, snapshots = state["model"], state["sampling_model"], state["trainer"]["mixture"]
+    live, mixture, snapshots = state["model"], state["sampling_model"], state["callbacks"]["snapshot_mixture"]["snapshots"]
     assert len(snapshots) == 2  # the snapshots at steps 2 and 4: the newest is the trained net at step 4
     assert all(torch.equal(mixture[f"members.2.{k}"], live[k]) for k in live)
     assert all(torch.equal(snapshots[1][k], live[k]) for k in live)
@@ -90,13 +94,18 @@ def test_the_mixture_is_sampled_evaluated_checkpointed_and_resumed(data_dir, tmp
 
 def test_a_mixture_does_not_change_training(data_dir, tmp_path):
     # Snapshots draw no random numbers and touch no trained weight, so a run trains the same without them.
-    for name, extra in (("plain", []), ("mixed", ["trainer.mixture=3", "trainer.mixture_every=1"])):
+    for name, extra in (("plain", []), ("mixed", [*MIXTURE, "callbacks.snapshot_mixture.members=3",
+                                                  "callbacks.snapshot_mixture.every=1"])):
         genframe.train("ebm", overrides=[*TINY, *extra], run_dir=tmp_path / name, quiet=True)
     a, b = load_checkpoint(tmp_path / "plain"), load_checkpoint(tmp_path / "mixed")
     assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
     assert torch.equal(a["trainer"]["generator"], b["trainer"]["generator"])
 
 
-def test_a_mixture_with_a_moving_average_is_refused():
-    with pytest.raises(ConfigError, match="trainer.mixture=4 and trainer.ema=0.999 are two ways"):
-        genframe.recipe_config("ebm", overrides=["trainer.mixture=4", "trainer.ema=0.999"])
+def test_a_mixture_with_a_moving_average_is_refused(data_dir, tmp_path):
+    # Both supply the weights to sample with; a run samples with one, so the other's would be kept for nothing.
+    with pytest.raises(ConfigError, match=r"^invalid config: callbacks 'snapshot_mixture' and 'ema' each supply "
+                                          r"the weights to sample and evaluate with.*; choose one of them$"):
+        genframe.train("ebm", overrides=[*TINY, 'callbacks.use=["snapshot_mixture", "ema"]',
+                                         "callbacks.snapshot_mixture.members=4", "callbacks.ema.decay=0.999"],
+                       run_dir=tmp_path / "run", quiet=True)
