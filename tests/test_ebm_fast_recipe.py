@@ -12,18 +12,21 @@ from genframe.plot import read_metrics
 
 from conftest import REPO, TINY
 
+EMA = ['callbacks.use=["ema"]', "callbacks.ema.decay=0.5"]
+
 
 def test_ema_weights_are_sampled_checkpointed_and_resumed(data_dir, tmp_path):
     run = tmp_path / "run"
-    genframe.train("ebm", overrides=[*TINY, "trainer.ema=0.5", "trainer.max_steps=4", "eval.every_steps=4",
-                                     "eval.n=16", "eval.steps=3"], run_dir=run, quiet=True)
+    genframe.train("ebm", overrides=[*TINY, *EMA, "trainer.max_steps=4", "callbacks.evaluation.every_steps=4",
+                                     "callbacks.evaluation.n=16", "callbacks.evaluation.steps=3"], run_dir=run,
+                   quiet=True)
     rows = read_metrics(run)
     evals = [r for r in rows if "eval/fd" in r]  # the averaged weights, and the trained ones beside them
     assert len(evals) == 1 and evals[0]["eval/fd"] != evals[0]["eval/trained/fd"]
     state = load_checkpoint(run)
     live, averaged = state["model"], state["sampling_model"]
-    assert state["trainer"]["ema"].keys() == live.keys()
-    assert all(torch.equal(averaged[k], state["trainer"]["ema"][k]) for k in live)
+    assert state["callbacks"]["ema"]["average"].keys() == live.keys()
+    assert all(torch.equal(averaged[k], state["callbacks"]["ema"]["average"][k]) for k in live)
     assert any(not torch.equal(live[k], averaged[k]) for k in live)  # averaging lags the trained weights
 
     loaded = genframe.load(run)  # sample and eval use the averaged weights
@@ -32,13 +35,13 @@ def test_ema_weights_are_sampled_checkpointed_and_resumed(data_dir, tmp_path):
     # The average is part of the exact resume: 4 + 2 steps equal 6 straight.
     genframe.train("ebm", resume=run, overrides=["trainer.max_steps=6"], quiet=True)
     straight = tmp_path / "straight"
-    genframe.train("ebm", overrides=[*TINY, "trainer.ema=0.5"], run_dir=straight, quiet=True)
+    genframe.train("ebm", overrides=[*TINY, *EMA], run_dir=straight, quiet=True)
     a, b = load_checkpoint(run), load_checkpoint(straight)
     assert all(torch.equal(a["sampling_model"][k], b["sampling_model"][k]) for k in live)
 
 
 def test_ema_is_the_moving_average_of_the_weights():
-    from genframe_ebm.trainer import averaged_copy, update_average
+    from genframe.policies.ema import averaged_copy, update_average
 
     net = torch.nn.Linear(2, 1)
     average = averaged_copy(net)
@@ -59,10 +62,12 @@ def test_fast_recipe_file_is_short_run_training_with_matching_generation():
     fast = genframe.recipe_config("ebm", REPO / "examples" / "ebm_mnist_fast.toml")
     assert fast.buffer.fresh_prob == 1.0  # every chain from noise...
     assert fast.sampler.generate_steps == fast.sampler.steps == 30  # ...for as many steps as generation runs
-    assert fast.eval.every_steps and fast.trainer.lr == 1e-3
+    assert fast.callbacks.table("evaluation")["every_steps"] and fast.trainer.lr == 1e-3
     assert fast.trainer.r1 > 0 and fast.trainer.r1_every > 1  # the penalty that damps its swings, lazily
     assert fast.trainer.lr_decay_steps == fast.trainer.max_steps  # the decay spans the 60-minute budget
-    assert fast.trainer.mixture == 8 and fast.trainer.ema is None  # generation from the net and 7 snapshots
+    # generation from the net and 7 snapshots, no moving average
+    assert "snapshot_mixture" in fast.callbacks.use and "ema" not in fast.callbacks.use
+    assert fast.callbacks.table("snapshot_mixture")["members"] == 8
     reference = genframe.recipe_config("ebm", REPO / "examples" / "ebm_mnist.toml")
     assert fast.model == reference.model  # same network: the gain is in how it is trained and sampled
     with open(REPO / "examples" / "ebm_mnist_fast.toml", "rb") as file:
@@ -74,7 +79,8 @@ def test_fast_recipe_runs_and_samples_with_its_own_generation_settings(data_dir,
     from genframe_ebm.sampler import SGLDSampler
 
     run = tmp_path / "fast"
-    small = ["trainer.batch_size=16", "trainer.max_steps=4", "eval.every_steps=4", "eval.n=16",
+    small = ["trainer.batch_size=16", "trainer.max_steps=4", "callbacks.evaluation.every_steps=4",
+             "callbacks.evaluation.n=16",
              "logging.sample_every=4", "logging.sample_n=4", "logging.chain_n=2", "trainer.val_batch_size=2000"]
     result = genframe.train("ebm", REPO / "examples" / "ebm_mnist_fast.toml", small, run_dir=run, quiet=True)
     assert result.status == "completed" and result.step == 4
@@ -105,15 +111,16 @@ def test_fresh_prob_one_trains_short_run_chains_from_noise(data_dir, tmp_path):
 
 def test_the_best_evaluation_keeps_its_weights_in_best_pt(data_dir, tmp_path):
     run = tmp_path / "run"
-    every = ["eval.every_steps=2", "eval.n=16", "eval.steps=3", "trainer.max_steps=6"]
+    every = ["callbacks.evaluation.every_steps=2", "callbacks.evaluation.n=16", "callbacks.evaluation.steps=3",
+             "trainer.max_steps=6"]
     genframe.train("ebm", overrides=[*TINY, *every], run_dir=run, quiet=True)
     evals = [r for r in read_metrics(run) if "eval/fd" in r]
     best = min(evals, key=lambda r: r["eval/fd"])
     kept = load_checkpoint(run / "checkpoints" / "best.pt")
     assert [r["step"] for r in evals] == [2, 4, 6]
-    assert kept["loop"]["step"] == kept["loop"]["best_step"] == best["step"]
-    assert kept["loop"]["best_fd"] == best["eval/fd"]
+    assert kept["loop"]["step"] == kept["callbacks"]["keep_best"]["step"] == best["step"]
+    assert kept["callbacks"]["keep_best"]["best"] == best["eval/fd"]
     if best["step"] != 6:  # the best is not the last: last.pt moved on, best.pt did not
         assert any(not torch.equal(v, load_checkpoint(run)["model"][k]) for k, v in kept["model"].items())
-    assert load_checkpoint(run)["loop"]["best_fd"] == best["eval/fd"]  # in last.pt too: a resume knows it
+    assert load_checkpoint(run)["callbacks"]["keep_best"]["best"] == best["eval/fd"]  # in last.pt too: resumes know it
     assert genframe.load(run / "checkpoints" / "best.pt").sample(4).images.shape[0] == 4

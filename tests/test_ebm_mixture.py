@@ -73,7 +73,8 @@ def test_the_mixture_is_sampled_evaluated_checkpointed_and_resumed(data_dir, tmp
     evals = [r for r in read_metrics(run) if "eval/fd" in r]  # the mixture, and the trained net beside it
     assert len(evals) == 1 and evals[0]["eval/fd"] != evals[0]["eval/trained/fd"]
     state = load_checkpoint(run)
-    live, mixture, snapshots = state["model"], state["sampling_model"], state["callbacks"]["snapshot_mixture"]["snapshots"]
+    live, mixture = state["model"], state["sampling_model"]
+    snapshots = state["callbacks"]["snapshot_mixture"]["snapshots"]
     assert len(snapshots) == 2  # the snapshots at steps 2 and 4: the newest is the trained net at step 4
     assert all(torch.equal(mixture[f"members.2.{k}"], live[k]) for k in live)
     assert all(torch.equal(snapshots[1][k], live[k]) for k in live)
