@@ -100,3 +100,31 @@ def test_config_show_output_is_a_loadable_config(tmp_path):
     again = build_config(EBMConfig, path=path)
     assert again.model_dump(mode="json") == data
     assert json.loads(json.dumps(data))["trainer"]["max_steps"] == 7
+
+
+@pytest.mark.parametrize("key", ["sampler.steps_min", "sampler.step_size_end", "trainer.r1_min"])
+def test_a_removed_option_set_is_a_one_line_error_and_null_is_accepted(key):
+    # steps_min, step_size_end and r1_min measured worse and no recipe used them: a config that sets one
+    # says so (rather than training without it), and an old run's saved null still loads.
+    with pytest.raises(ConfigError) as err:
+        build_config(EBMConfig, overrides=[f"{key}=2"])
+    message = str(err.value)
+    assert f"{key} was removed" in message and f"--set {key}=null" in message and "\n" not in message
+    section, _, name = key.partition(".")
+    config = build_config(EBMConfig, overrides=[f"{key}=null"])
+    assert name not in config.model_dump(mode="json")[section]
+
+
+def test_a_callback_settings_error_names_its_dotted_path_once():
+    import genframe
+
+    with pytest.raises(ConfigError) as err:  # a whole-table check: the table's path, the validator's own words
+        genframe.recipe_config("ebm", overrides=["callbacks.divergence_guard.patience=25"])
+    assert str(err.value) == ("invalid config: callbacks.divergence_guard: Value error, patience=25 has no effect "
+                              "without a limit; set limit or drop patience")
+    with pytest.raises(ConfigError, match=r"^invalid config: callbacks\.divergence_guard\.pateince: unknown key "
+                                          r"\(did you mean callbacks\.divergence_guard\.patience\?\)$"):
+        genframe.recipe_config("ebm", overrides=["callbacks.divergence_guard.pateince=25"])
+    with pytest.raises(ConfigError, match=r"^invalid config: callbacks\.ema\.decay: Input should be less than 1, "
+                                          r"got 2; callbacks\.ema\.x: unknown key"):
+        genframe.recipe_config("ebm", overrides=['callbacks.use=["ema"]', "callbacks.ema.decay=2", "callbacks.ema.x=1"])

@@ -64,27 +64,3 @@ def test_a_negative_r1_is_refused():
     with pytest.raises(ConfigError, match="r1"):
         genframe.recipe_config("ebm", overrides=["trainer.r1=-1"])
 
-
-def test_r1_min_makes_the_weight_follow_the_learning_rates_cosine_down_to_r1_min():
-    real = torch.rand(16, 1, 32, 32) * 2 - 1
-    trainer = make_trainer(["trainer.r1=40", "trainer.r1_min=4", "trainer.lr_decay_steps=4", "trainer.lr_min=0.0001"])
-    weights, shares, penalties = [], [], []
-    for _ in range(6):
-        penalties.append(float(r1_penalty(trainer.model, real.clamp(-1, 1)).detach()))
-        metrics = trainer.train_step(real)
-        weights.append(float(metrics["r1_weight"]))
-        shares.append(float(metrics["r1"]))
-    # the weight of each step is the cosine's at that step: 40, 4 + 36 * (1 + cos(pi k / 4)) / 2, then 4 for good
-    assert weights == pytest.approx([40.0, 4 + 36 * 0.853553, 22.0, 4 + 36 * 0.146447, 4.0, 4.0], rel=1e-5)
-    for weight, share, penalty in zip(weights, shares, penalties):  # and the penalty uses it
-        assert share == pytest.approx(0.5 * weight * penalty, rel=0.1)
-    trainer.scale_learning_rate(0.5)  # a rollback halves the rate, not the penalty
-    assert trainer.current_r1() == 4.0
-    assert "r1_weight" not in make_trainer(["trainer.r1=10"]).train_step(real)  # constant: no metric
-
-
-def test_r1_min_without_a_decay_or_above_r1_is_refused():
-    with pytest.raises(ConfigError, match="r1_min.*lr_decay_steps"):
-        genframe.recipe_config("ebm", overrides=["trainer.r1=10", "trainer.r1_min=1"])
-    with pytest.raises(ConfigError, match="r1_min=20 is above trainer.r1=10"):
-        genframe.recipe_config("ebm", overrides=["trainer.r1=10", "trainer.r1_min=20", "trainer.lr_decay_steps=100"])
