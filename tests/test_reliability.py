@@ -232,7 +232,8 @@ def test_the_seed_after_a_rollback_differs_by_rollback_process_and_step_and_is_r
 def test_persistent_divergence_stops_with_a_message_after_the_allowed_rollbacks(data_dir, tmp_path):
     run = tmp_path / "run"
     with pytest.raises(DivergenceError) as err, pytest.warns(DivergenceWarning):
-        genframe.train("ebm", overrides=[*TINY, "trainer.score_limit=1e-9", "trainer.max_rollbacks=2"],
+        genframe.train("ebm", overrides=[*TINY, "trainer.score_limit=1e-9",
+                                         "callbacks.divergence_guard.max_rollbacks=2"],
                        run_dir=run, quiet=True)
     message = str(err.value)
     assert "training diverged: score" in message and "beyond trainer.score_limit=1e-09 at step 1" in message
@@ -240,25 +241,30 @@ def test_persistent_divergence_stops_with_a_message_after_the_allowed_rollbacks(
     state = load_checkpoint(run)  # the last good checkpoint, with the lowered learning rate
     assert state["loop"]["step"] == 0 and state["loop"]["rollbacks"] == 2
     assert state["trainer"]["optimizer"]["param_groups"][0]["lr"] == pytest.approx(0.25e-4)
-    # resumed, the guard's allowance starts afresh, and the count goes on (it seeds each rollback's draws)
-    with pytest.raises(DivergenceError, match=r"after 2 rollback\(s\)"), pytest.warns(DivergenceWarning):
+    # resumed, the guard's allowance starts afresh (2 more), and the run's count goes on (it seeds each
+    # rollback's draws; the message names the run's rollbacks, all 4)
+    with pytest.raises(DivergenceError, match=r"after 4 rollback\(s\)"), pytest.warns(DivergenceWarning):
         genframe.train("ebm", resume=run, quiet=True)
-    assert load_checkpoint(run)["loop"]["rollbacks"] == 4
+    state = load_checkpoint(run)
+    assert state["loop"]["rollbacks"] == 4 and state["callbacks"]["divergence_guard"]["forgiven"] == 2
 
 
 def test_a_cdiv_beyond_its_limit_counts_as_divergence_and_none_is_the_default(data_dir, tmp_path):
     # The collapse of short-run training: every chain told from real data, a large |cdiv| with small scores.
-    with pytest.raises(DivergenceError, match=r"cdiv -?[0-9.e-]+ beyond trainer.cdiv_limit=1e-09 \(the net tells "
-                                              r"every chain from real data\) at step 1 \(epoch 1\)"):
-        genframe.train("ebm", overrides=[*TINY, "trainer.cdiv_limit=1e-9", "trainer.on_divergence=stop"],
+    with pytest.raises(DivergenceError, match=r"cdiv -?[0-9.e-]+ beyond callbacks.divergence_guard.limit=1e-09 "
+                                              r"at step 1 \(epoch 1\)"):
+        genframe.train("ebm", overrides=[*TINY, "callbacks.divergence_guard.limit=1e-9",
+                                         "callbacks.divergence_guard.on_divergence=stop"],
                        run_dir=tmp_path / "limited", quiet=True)
-    result = genframe.train("ebm", overrides=[*TINY, "trainer.cdiv_limit=100"], run_dir=tmp_path / "loose", quiet=True)
+    result = genframe.train("ebm", overrides=[*TINY, "callbacks.divergence_guard.limit=100"],
+                            run_dir=tmp_path / "loose", quiet=True)
     assert result.status == "completed" and result.step == 6
 
 
 def test_divergence_with_on_divergence_stop_stops_at_once(data_dir, tmp_path):
     with pytest.raises(DivergenceError, match=r"training diverged: score .* at step 1 \(epoch 1\); the last good"):
-        genframe.train("ebm", overrides=[*TINY, "trainer.score_limit=1e-9", "trainer.on_divergence=stop"],
+        genframe.train("ebm", overrides=[*TINY, "trainer.score_limit=1e-9",
+                                         "callbacks.divergence_guard.on_divergence=stop"],
                        run_dir=tmp_path / "run", quiet=True)
 
 
