@@ -131,7 +131,8 @@ def test_genframe_eval_reports_to_stdout_file_and_loggers(data_dir, tmp_path, mn
 def test_training_evaluates_every_epoch(data_dir, tmp_path, mnist_evaluator):
     run = tmp_path / "run"
     genframe.train("ebm", overrides=[*TINY, "data.limit=64", "trainer.max_steps=null", "trainer.epochs=2",
-                                     "eval.every_epochs=1", "eval.n=32", "eval.steps=5"], run_dir=run, quiet=True)
+                                     "callbacks.evaluation.every_epochs=1", "callbacks.evaluation.n=32",
+                                     "callbacks.evaluation.steps=5"], run_dir=run, quiet=True)
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     evals = [r for r in rows if "eval/fd" in r]
     assert [r["step"] for r in evals] == [4, 8]
@@ -141,6 +142,7 @@ def test_training_evaluates_every_epoch(data_dir, tmp_path, mnist_evaluator):
 
 def test_training_evaluates_every_n_steps(data_dir, tmp_path, mnist_evaluator):
     run = tmp_path / "run"
-    genframe.train("ebm", overrides=[*TINY, "eval.every_steps=2", "eval.n=16", "eval.steps=3"], run_dir=run, quiet=True)
+    genframe.train("ebm", overrides=[*TINY, "callbacks.evaluation.every_steps=2", "callbacks.evaluation.n=16",
+                                     "callbacks.evaluation.steps=3"], run_dir=run, quiet=True)
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows if "eval/fd" in r] == [2, 4, 6]  # TINY runs 6 steps

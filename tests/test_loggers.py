@@ -160,7 +160,7 @@ def test_console_off_a_terminal_prints_at_most_every_interval(tmp_path):
     import torch
 
     from genframe.loggers.console import ConsoleLogger
-    from genframe.run import RunContext
+    from genframe.context import RunContext
     from genframe_ebm.config import EBMConfig
 
     ctx = RunContext(tmp_path, "ebm", EBMConfig(trainer={"epochs": 3}), torch.device("cpu"), steps_per_epoch=10,
@@ -185,7 +185,7 @@ def test_console_rate_after_a_rollback_is_never_negative(tmp_path):
     import torch
 
     from genframe.loggers.console import ConsoleLogger
-    from genframe.run import RunContext
+    from genframe.context import RunContext
     from genframe_ebm.config import EBMConfig
 
     ctx = RunContext(tmp_path, "ebm", EBMConfig(), torch.device("cpu"), steps_per_epoch=100, total_steps=1000)
@@ -193,7 +193,7 @@ def test_console_rate_after_a_rollback_is_never_negative(tmp_path):
     logger = ConsoleLogger(ctx, stream=stream)
     logger.genframe_run_start(run=ctx)
     logger.genframe_log(run=ctx, step=300, metrics={"loss": 0.5}, images={})
-    logger.genframe_rollback(run=ctx, step=200, reason="cdiv -3 beyond trainer.cdiv_limit=1 ...")
+    logger.genframe_rollback(run=ctx, step=200, reason="cdiv -3 beyond callbacks.divergence_guard.limit=1 ...")
     logger.last_plain = float("-inf")  # print the next line at once
     logger.genframe_log(run=ctx, step=210, metrics={"loss": 0.5}, images={})
     rates = [float(line.split(" it/s")[0].split()[-1]) for line in stream.getvalue().splitlines() if "it/s" in line]
