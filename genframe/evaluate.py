@@ -91,7 +91,7 @@ def shared_evaluator(registry: Registry, data: DataConfig, recipe: Recipe | None
     given ``config``, by default the recipe's defaults with this data section), else the classifier
     metric. One per dataset (and recipe and config) in this process: evaluating many checkpoints is cheap."""
     if recipe is not None:
-        config = config or recipe.config_class(data=data)
+        config = config or recipe.config_class(data=data.model_dump())  # a dict: the recipe's own data class
         key = ("recipe", recipe.name, json.dumps(config_to_dict(config), sort_keys=True))
         if key not in _SHARED:
             metric = recipe.quality_metric(config, registry)

@@ -177,7 +177,7 @@ class Recipe(ABC):
         [-1, 1]; a recipe whose samples are anything else (points, sequences, ...) overrides this."""
         from genframe.images import save_grid  # PIL and numpy only when a picture is drawn
 
-        self._check_images(samples, "draw_samples")
+        _require_images(self.name, samples, "draw_samples")
         return save_grid(samples, path)
 
     def draw_chain(self, chain: list[torch.Tensor], path: Path) -> Path:
@@ -187,23 +187,25 @@ class Recipe(ABC):
         from genframe.images import save_gif
 
         for state in chain:
-            self._check_images(state, "draw_chain")
+            _require_images(self.name, state, "draw_chain")
         return save_gif(chain, path)
 
     def quality_metric(self, config: RecipeConfig, registry: Any) -> Callable[[torch.Tensor], dict[str, float]] | None:
         """This recipe's own measure of sample quality: a callable taking (N, ...) samples and returning
-        named numbers, used by ``genframe eval`` and the evaluations during training. It may also have an
-        ``anchors(n)`` method giving reference rows (e.g. real data) for the report. Default None: the
-        core's classifier metric, which measures labelled image datasets."""
+        named numbers, used by ``genframe eval`` and the evaluations during training (``config``: the
+        run's, or the recipe's defaults with the run's data section). It may also have an ``anchors(n)``
+        method giving reference rows (e.g. real data) for the report. Built once per process and config.
+        Default None: the core's classifier metric, which measures labelled image datasets."""
         return None
 
-    def _check_images(self, samples: torch.Tensor, method: str) -> None:
-        # A one-line error rather than a shape traceback from deep inside the picture code.
-        if samples.dim() != 4 or samples.shape[1] not in (1, 3):
-            from genframe.errors import PluginError
 
-            raise PluginError(f"recipe {self.name!r} makes samples of shape {tuple(samples.shape[1:])}, not images "
-                              f"(C, H, W) with 1 or 3 channels: it must override Recipe.{method} to draw them")
+def _require_images(recipe: str, samples: torch.Tensor, method: str) -> None:
+    # A one-line error rather than a shape traceback from deep inside the picture code.
+    if samples.dim() != 4 or samples.shape[1] not in (1, 3):
+        from genframe.errors import PluginError
+
+        raise PluginError(f"recipe {recipe!r} makes samples of shape {tuple(samples.shape[1:])}, not images "
+                          f"(C, H, W) with 1 or 3 channels: it must override Recipe.{method} to draw them")
 
 
 class Logger:
