@@ -170,6 +170,16 @@ def test_eval_refuses_a_recipe_without_a_metric_in_one_line(data_dir, tmp_path, 
     assert result.output.count("\n") == 1 and "Traceback" not in result.output
 
 
+def test_an_eval_report_without_anchors_shows_whatever_the_metric_names():
+    from genframe.evaluate import format_report
+
+    report = {"recipe": "r", "step": 3, "n": 10, "steps": None, "generation_seconds": 0.1, "dataset": "d",
+              "samples": {"wasserstein_of_something": 0.25, "hits": 1.0}}  # a recipe metric with no anchors
+    header, columns, row = format_report(report).splitlines()
+    assert header.startswith("r at step 3: 10 samples, one pass")
+    assert columns.split() == ["wasserstein_of_something", "hits"] and row.split() == ["samples", "0.250", "1.000"]
+
+
 def test_sample_with_the_default_drawing_refuses_in_one_line(data_dir, tmp_path, monkeypatch):
     run = tmp_path / "run"
     genframe.train("toy2d", overrides=[*TOY_TINY, "trainer.max_steps=1", 'logging.loggers=["jsonl"]',
