@@ -141,8 +141,9 @@ def test_the_collapse_guard_counts_the_streak_of_the_whole_batch_across_processe
     site = tmp_path / "site"
     site.mkdir()
     make_distribution(site, "genframe_spikes", "spikes", "gf_spikes_plugin", SPIKES)
-    sets = [arg for item in [*SETTINGS, "trainer.cdiv_limit=1", "trainer.cdiv_patience=2",
-                             "trainer.on_divergence=stop"] for arg in ("--set", item)]
+    guard = ["callbacks.divergence_guard.limit=1", "callbacks.divergence_guard.patience=2",
+             "callbacks.divergence_guard.on_divergence=stop"]
+    sets = [arg for item in [*SETTINGS, *guard] for arg in ("--set", item)]
     result = torchrun(2, ["run", "ebm", *sets, "--run-dir", str(tmp_path / "run")], site, tmp_path)
     assert result.returncode != 0, result.stderr[-3000:]  # torchrun reports a failed process as its own exit 1
-    assert "beyond trainer.cdiv_limit=1 for 2 steps in a row" in result.stderr and "at step 2 " in result.stderr
+    assert "beyond callbacks.divergence_guard.limit=1 for 2 steps in a row at step 2 " in result.stderr
