@@ -9,8 +9,8 @@
 ``speed`` runs each recipe for a few hundred steps in this process, alternating in rounds, with all
 the machine's threads, and keeps the median seconds per step (nothing else may run meanwhile).
 ``train`` gives each recipe the number of steps that fits in ``--minutes`` at that speed, with an
-evaluation (the recipe's own ``eval.n`` and generation settings) every twelfth of the budget, and
-evaluates the reference's last step again with the fast recipe's ``eval.n``; the steps, not the
+evaluation (the recipe's own ``callbacks.evaluation.n`` and generation settings) every twelfth of the
+budget, and evaluates the reference's last step again with the fast recipe's sample count; the steps, not the
 clock, end the run, so both recipes get the same compute even if the two runs share the machine
 (``--threads 1`` runs them one core each, side by side, from two shells).
 ``report`` converts steps to minutes at the measured speed (steps that a divergence rollback threw
@@ -38,6 +38,7 @@ import torch
 
 import genframe
 from genframe.atomic import atomic_write_text
+from genframe.policies.evaluation import EvaluationSettings
 from genframe.plot import plot_curves, read_metrics
 from sgld_throughput import cpu_name  # run as a script, benchmarks/ is on sys.path
 
@@ -46,12 +47,13 @@ RECIPES = {"reference": REPO / "examples" / "ebm_mnist.toml", "fast": REPO / "ex
 RESULTS = REPO / "benchmarks" / "results"
 SPEED_JSON = RESULTS / "fast_recipe_speed.json"
 QUIET = ['logging.loggers=["jsonl"]', "logging.chain_n=0", "logging.sample_n=4", "logging.log_every=10"]
+NO_EVAL = ["callbacks.evaluation.every_epochs=null", "callbacks.evaluation.every_steps=null"]
 
 
 def seconds_per_step(config: Path, warmup: int, steps: int, run_dir: Path) -> float:
     """Median of 10-step intervals after ``warmup`` steps, from the run's own log times."""
-    genframe.train("ebm", config, [f"trainer.max_steps={warmup + steps}", "eval.every_epochs=null",
-                                   "eval.every_steps=null", *QUIET], run_dir=run_dir, quiet=True)
+    genframe.train("ebm", config, [f"trainer.max_steps={warmup + steps}", *NO_EVAL, *QUIET], run_dir=run_dir,
+                   quiet=True)
     rows = [r for r in read_metrics(run_dir) if "loss" in r and r["step"] >= warmup]
     return statistics.median((b["time"] - a["time"]) / (b["step"] - a["step"]) for a, b in pairwise(rows))
 
@@ -82,30 +84,33 @@ def train(args: argparse.Namespace) -> None:
         every = max(1, steps // 12)
         run_dir = Path(args.runs) / name
         print(f"{name}: {steps} steps (= {args.minutes} minutes here), evaluating every {every}", flush=True)
-        # Each recipe's own eval.n (the reference's 1000-step generation makes 10000 samples a 20-minute job)...
-        genframe.train("ebm", RECIPES[name], [f"trainer.max_steps={steps}", "eval.every_epochs=null",
-                                              f"eval.every_steps={every}", *QUIET[:2]], run_dir=run_dir, quiet=True)
+        # Each recipe's own sample count (the reference's 1000-step generation makes 10000 samples a 20-minute job)...
+        genframe.train("ebm", RECIPES[name], [f"trainer.max_steps={steps}", NO_EVAL[0],
+                                              f"callbacks.evaluation.every_steps={every}", *QUIET[:2]],
+                       run_dir=run_dir, quiet=True)
     if "reference" in args.recipes:  # ...and the reference's last step again with the fast recipe's n, to compare
-        fast_n = genframe.recipe_config("ebm", RECIPES["fast"]).eval.n
+        fast_n = evaluation_n(genframe.recipe_config("ebm", RECIPES["fast"]).callbacks.table("evaluation"))
         genframe.evaluate(Path(args.runs) / "reference", n=fast_n)
 
 
 def curve(run_dir: str, s_per_step: float, weights: str = "sampling") -> list[dict]:
     """The run's evaluations; ``weights="trained"`` takes the trained weights' figures where the run
-    also logged averaged ones (``eval/trained/*``, with ``trainer.ema``): the recipe without the average."""
+    also logged averaged ones (``eval/trained/*``, with the ``ema`` callback): the recipe without the average."""
     points, redone, own_n, finished_at = [], 0, training_n(run_dir), None
     for r in read_metrics(run_dir):
         if r.get("event") == "rollback":  # the steps it threw away were computed: they cost minutes too
-            failed = re.search(r" at step (\d+) \(epoch \d+\); rolled back", r["reason"])  # the loop's wording
+            # the loop's wording: "... at step N (epoch E); rolled back", or "... at step N; rolled back" when a
+            # callback asked between steps
+            failed = re.search(r" at step (\d+)(?: \(epoch \d+\))?; rolled back", r["reason"])
             redone += int(failed.group(1)) - r["step"]
-            # trainer.out_of_rollbacks = finish: the run ended here; its evaluation of this step is its result
+            # out_of_rollbacks = finish: the run ended here; its evaluation of this step is its result
             finished_at = r["step"] if " and finished there" in r["reason"] else None
         elif finished_at is not None and r.get("step", 0) > finished_at:
             finished_at = None  # resumed later: it trained on from there
         if "eval/fd" not in r:
             continue
         prefix = "eval/trained" if weights == "trained" and "eval/trained/fd" in r else "eval"
-        # Records from before "eval/n" was logged: the training-time ones used the run's eval.n, and the
+        # Records from before "eval/n" was logged: the training-time ones used the run's own n, and the
         # `genframe eval` ones in these runs used its default, 1000, which every such run also trained with.
         points.append({"step": r["step"], "n": int(r.get("eval/n", own_n)), "redone_steps": redone,
                        "minutes": round((r["step"] + redone) * s_per_step / 60, 2),
@@ -118,9 +123,16 @@ def curve(run_dir: str, s_per_step: float, weights: str = "sampling") -> list[di
     return points
 
 
+def evaluation_n(table: dict) -> int:
+    """The sample count of an evaluation settings table (its ``n``, else the default)."""
+    return int(table.get("n", EvaluationSettings().n))
+
+
 def training_n(run_dir: str) -> int:
-    """The sample count of the run's own evaluations (its ``eval.n``)."""
-    return int(json.loads((Path(run_dir) / "config.json").read_text())["eval"]["n"])
+    """The sample count of the run's own evaluations (``callbacks.evaluation.n``; ``eval.n`` in a run
+    written before the callback core)."""
+    config = json.loads((Path(run_dir) / "config.json").read_text())
+    return evaluation_n(config.get("callbacks", {}).get("evaluation") or config.get("eval") or {})
 
 
 def at_budget(points: list[dict], within: float, n: int | None = None) -> dict | None:
@@ -206,7 +218,7 @@ def report(args: argparse.Namespace) -> None:
     curves, s_per_step, own_n = load_curves(args, speeds)
     for name, points in curves.items():
         print_curve(f"{name} ({s_per_step[name]:.4f} s/step): minutes = steps x s/step", points)
-    # A run's own curve (stability, plot) is its evaluations of its eval.n samples; at the budget, a later
+    # A run's own curve (stability, plot) is its evaluations of its own n samples; at the budget, a later
     # `genframe eval` of the same step with more samples is the more precise figure (at_budget).
     own = {name: [p for p in points if p["n"] == own_n[name]] for name, points in curves.items()}
     summary: dict = {"minutes": args.minutes, "tolerance_minutes": tol, "fast": {}}
@@ -218,8 +230,8 @@ def report(args: argparse.Namespace) -> None:
         entry = {"fd_at_budget": fast["fd"] if fast else None, "n_at_budget": fast["n"] if fast else None,
                  "best_fd": min((p["fd"] for p in own[name] if p["minutes"] <= within), default=None),
                  "stable_after_15_minutes": stable([p for p in own[name] if p["minutes"] <= within])}
-        # A run that finished early (out of rollbacks, trainer.out_of_rollbacks = finish) holds its final
-        # weights from then on: their evaluation is its figure at the budget.
+        # A run that finished early (out of rollbacks, callbacks.divergence_guard.out_of_rollbacks = finish) holds
+        # its final weights from then on: their evaluation is its figure at the budget.
         reached = fast and (fast["minutes"] >= args.minutes - tol["fast"] or fast.get("final", False))
         if fast and fast.get("final"):
             entry["finished_early_at_minutes"] = fast["minutes"]
@@ -261,7 +273,8 @@ def seeds(args: argparse.Namespace) -> None:
 
     results = {}
     for path in args.models:
-        n = args.n or genframe.load(path, device="cpu").config.eval.n  # the model's own recipe's sample count
+        # the model's own recipe's sample count
+        n = args.n or evaluation_n(genframe.load(path, device="cpu").config.callbacks.table("evaluation"))
         draws = [genframe.evaluate(path, n=n, seed=seed, log=False) for seed in args.seeds]
         fds = [d["samples"]["fd"] for d in draws]
         results[path] = {
@@ -295,13 +308,14 @@ def main() -> None:
                    "benchmarks/results/fast_recipe.json:reference)")
     p.add_argument("--minutes", type=float, default=60)
     p.add_argument("--weights", choices=["sampling", "trained"], default="sampling",
-                   help="with trainer.ema: the averaged weights' figures (the default) or the trained ones'")
+                   help="with the ema callback: the averaged weights' figures (the default) or the trained ones'")
     p.add_argument("--plot", default=str(REPO / "docs" / "images" / "fast_vs_reference.png"))
     p.add_argument("--out", default=str(RESULTS / "fast_recipe.json"))
     p = commands.add_parser("seeds")
     p.add_argument("models", nargs="+", metavar="RUN_OR_CHECKPOINT")
     p.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3, 4, 5])
-    p.add_argument("--n", type=int, default=None, help="samples per draw (default: the model's own eval.n)")
+    p.add_argument("--n", type=int, default=None,
+                   help="samples per draw (default: the model's own callbacks.evaluation.n)")
     p.add_argument("--out", default=None)
     args = parser.parse_args()
     if args.command == "report" and len(args.runs) < 2:

@@ -24,6 +24,7 @@ import torch
 import genframe
 from genframe.atomic import atomic_write_text
 from genframe.generation import generate_in_chunks
+from genframe_ebm.mixture import SnapshotMixture
 
 REPO = Path(__file__).resolve().parents[1]
 RECIPE = REPO / "examples" / "ebm_mnist_fast.toml"
@@ -31,9 +32,11 @@ RECIPE = REPO / "examples" / "ebm_mnist_fast.toml"
 
 def model_with(members: int, device: torch.device) -> tuple[torch.nn.Module, object]:
     recipe = genframe.get_recipe("ebm")
-    config = genframe.recipe_config("ebm", RECIPE, [f"trainer.mixture={members}"])
+    config = genframe.recipe_config("ebm", RECIPE)
     torch.manual_seed(0)
-    model = recipe.build_sampling_model(config)  # the plain net when members == 1
+    model = recipe.build_model(config)
+    if members > 1:  # what the snapshot_mixture callback samples with: the net and members - 1 snapshots
+        model = SnapshotMixture.around(model, members)
     return model.to(device).eval(), recipe.build_sampler(config)
 
 

@@ -2,7 +2,7 @@
 
     python benchmarks/quality.py --config examples/ebm_mnist.toml --epochs 3 --seeds 0 1
 
-Trains each seed from scratch with ``eval.every_epochs=1`` (the evaluation's own time is not counted as
+Trains each seed from scratch with ``callbacks.evaluation.every_epochs=1`` (the evaluation's own time is not counted as
 training time), then prints a table of (epoch, training minutes, fd, confidence, confident share,
 coverage) per seed with the mean and spread across seeds, and writes it all as JSON. Figures depend
 on the machine; quote them with the machine and the command.
@@ -29,10 +29,10 @@ METRICS = ("fd", "confidence", "confident", "coverage")
 
 def run_seed(recipe: str, config: str, seed: int, epochs: int, n: int, steps: int | None, extra: list[str],
              run_dir: Path) -> list[dict]:
-    overrides = [f"seed={seed}", f"trainer.epochs={epochs}", "eval.every_epochs=1", f"eval.n={n}",
-                 'logging.loggers=["jsonl"]', "logging.chain_n=0", *extra]
+    overrides = [f"seed={seed}", f"trainer.epochs={epochs}", "callbacks.evaluation.every_epochs=1",
+                 f"callbacks.evaluation.n={n}", 'logging.loggers=["jsonl"]', "logging.chain_n=0", *extra]
     if steps is not None:
-        overrides.append(f"eval.steps={steps}")
+        overrides.append(f"callbacks.evaluation.steps={steps}")
     genframe.train(recipe, config, overrides, run_dir=run_dir, quiet=True)
     rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     return [{"epoch": i + 1, "train_minutes": round(r["eval/train_minutes"], 2),

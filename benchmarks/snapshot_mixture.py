@@ -6,10 +6,11 @@
 For each checkpoint (sorted by step, one per step), generates ``--n`` samples with the recipe's own
 generation settings and prints its fd, confidence, coverage and how many samples the classifier puts in
 each class; then, for each K in ``--mix``, the fd of an equal mixture of the last K checkpoints' samples
-(the first n/K samples of each), which is what ``trainer.mixture = K`` samples when the checkpoints are its
-snapshots. For checkpoints of a ``trainer.mixture`` run, "fd" is the run's whole mixture, and
-``--members k...`` adds the fd of the mixture of its last k members (k = 1: the trained net alone), which
-is how a smaller ``trainer.mixture`` would have sampled the same training. Collect checkpoints while a
+(the first n/K samples of each), which is what the ``snapshot_mixture`` callback with ``members = K``
+samples when the checkpoints are its snapshots. For checkpoints of a ``snapshot_mixture`` run, "fd" is the
+run's whole mixture, and ``--members k...`` adds the fd of the mixture of its last k members (k = 1: the
+trained net alone), which is how a smaller ``callbacks.snapshot_mixture.members`` would have sampled the
+same training. Collect checkpoints while a
 run trains, e.g. by copying ``RUN/checkpoints/last.pt`` after each epoch. Figures depend on the
 machine's threads only through speed; quote them with the command.
 """
@@ -36,7 +37,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--from-step", type=int, default=0)
     parser.add_argument("--to-step", type=int, default=None)
     parser.add_argument("--members", type=int, nargs="*", default=[],
-                        help="for checkpoints of a trainer.mixture run: the fd of the mixture of its last k "
+                        help="for checkpoints of a snapshot_mixture run: the fd of the mixture of its last k "
                              "members too (k = 1: the trained net alone), for each k given")
     args = parser.parse_args(argv)
 

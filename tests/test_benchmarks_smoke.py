@@ -50,10 +50,11 @@ def test_fast_recipe_report_judges_each_fast_run_and_plots_all(data_dir, tmp_pat
     import genframe
 
     tiny_eval = ["trainer.batch_size=16", "trainer.max_steps=4", "sampler.steps=3", "sampler.generate_steps=3",
-                 "buffer.size=64", "eval.every_epochs=null", "eval.every_steps=2", "eval.n=16", "eval.steps=3",
-                 'logging.loggers=["jsonl"]', "logging.chain_n=0", "logging.sample_n=4"]
+                 "buffer.size=64", "callbacks.evaluation.every_epochs=null", "callbacks.evaluation.every_steps=2",
+                 "callbacks.evaluation.n=16", "callbacks.evaluation.steps=3", 'logging.loggers=["jsonl"]',
+                 "logging.chain_n=0", "logging.sample_n=4"]
     # The fast runs evaluate with more samples than the reference did (an fd depends on n).
-    runs = {"ref": [], "f0": ["seed=0", "eval.n=24"], "f1": ["seed=1", "eval.n=24"]}
+    runs = {"ref": [], "f0": ["seed=0", "callbacks.evaluation.n=24"], "f1": ["seed=1", "callbacks.evaluation.n=24"]}
     for name, extra in runs.items():
         genframe.train("ebm", overrides=[*tiny_eval, *extra], run_dir=tmp_path / name, quiet=True)
     plot, out = tmp_path / "plot.png", tmp_path / "report.json"
@@ -116,8 +117,9 @@ def test_fast_recipe_stability_is_judged_on_unrounded_figures(tmp_path):
     records = [{"step": step, "eval/fd": fd, "eval/confidence": 0.9, "eval/coverage": 0.99, "eval/n": 10000}
                for step, fd in [(8850, 8.4913), (11800, 5.3158), (14750, 10.6344)]]  # seed 1's, measured
     (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
-    (tmp_path / "config.json").write_text(json.dumps({"eval": {"n": 10000}}))
+    (tmp_path / "config.json").write_text(json.dumps({"eval": {"n": 10000}}))  # a run from before the callbacks
     points = module.curve(str(tmp_path), s_per_step=0.1217)
+    assert [p["n"] for p in points] == [10000] * 3
     assert not module.stable(points)  # 10.6344 > 2 x 5.3158, though 10.63 < 2 x 5.32 once rounded
 
 
@@ -125,28 +127,33 @@ def test_fast_recipe_minutes_count_the_steps_a_rollback_redid(tmp_path):
     curve = fast_recipe().curve
     evaluation = {"eval/fd": 9.0, "eval/confidence": 0.9, "eval/coverage": 0.99, "eval/train_minutes": 1.0}
     records = [{"step": 100, **evaluation},
-               {"step": 150, "event": "rollback", "reason": "cdiv -3.1 beyond trainer.cdiv_limit=1 for 25 steps in a "
-                "row (the net tells every chain from real data) at step 190 (epoch 1); rolled back to step 150 with "
-                "learning rate 0.0005"},
-               {"step": 200, **evaluation}]
+               {"step": 150, "event": "rollback", "reason": "cdiv -3.1 beyond callbacks.divergence_guard.limit=1 for "
+                "25 steps in a row at step 190 (epoch 1); rolled back to step 150 with learning rate 0.0005"},
+               {"step": 200, **evaluation},
+               # a rollback a callback asked for between steps: its step has no epoch
+               {"step": 200, "event": "rollback", "reason": "loss plateau at step 230; rolled back to step 200 with "
+                "learning rate 0.00025"},
+               {"step": 300, **evaluation}]
     (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
-    (tmp_path / "config.json").write_text(json.dumps({"eval": {"n": 1000}}))
+    (tmp_path / "config.json").write_text(json.dumps({"callbacks": {"evaluation": {"n": 1000}}}))
     points = curve(str(tmp_path), s_per_step=0.6)
-    # Steps 151-190 were computed, thrown away and computed again: step 200 cost 240 steps, 2.4 minutes.
-    assert [(p["step"], p["redone_steps"], p["minutes"]) for p in points] == [(100, 0, 1.0), (200, 40, 2.4)]
-    assert [p["n"] for p in points] == [1000, 1000]  # records without eval/n: the run's own eval.n
+    # Steps 151-190 were computed, thrown away and computed again: step 200 cost 240 steps, 2.4 minutes;
+    # then steps 201-230 too: step 300 cost 370.
+    assert [(p["step"], p["redone_steps"], p["minutes"]) for p in points] == [(100, 0, 1.0), (200, 40, 2.4),
+                                                                                 (300, 70, 3.7)]
+    assert [p["n"] for p in points] == [1000] * 3  # records without eval/n: the run's own callbacks.evaluation.n
 
 
 def test_fast_recipe_report_takes_a_run_that_finished_early_at_its_final_weights(tmp_path):
-    # trainer.out_of_rollbacks = finish: the run ended at 50 minutes on its last good checkpoint, and
+    # callbacks.divergence_guard.out_of_rollbacks = finish: the run ended at 50 minutes on its last good checkpoint, and
     # evaluated it; that evaluation is its figure at 60 minutes. A run still training at 50 is not judged.
     speeds = json.loads((REPO / "benchmarks/results/fast_recipe_speed.json").read_text())
     ref_step, fast_step = [round(m * 60 / speeds[r]["s_per_step"]) for m, r in ((60, "reference"), (50, "fast"))]
     evaluation = {"eval/confidence": 0.95, "eval/coverage": 0.99, "eval/train_minutes": 1.0, "eval/n": 1000}
     finish = {"step": fast_step, "event": "rollback",
               "reason": f"non-finite loss (nan) at step {fast_step} (epoch 50); "
-              f"rolled back to step {fast_step} and finished there, out of rollbacks (5 of trainer.max_rollbacks; "
-              "trainer.out_of_rollbacks = finish): its weights are the run's result"}
+              f"rolled back to step {fast_step} and finished there, out of rollbacks (5 of "
+              "callbacks.divergence_guard.max_rollbacks; out_of_rollbacks = finish): its weights are the run's result"}
     runs = {"ref": [{"step": ref_step, **evaluation, "eval/fd": 60.0}],
             "early": [{"step": fast_step - 10, **evaluation, "eval/fd": 2.5}, finish,
                       {"step": fast_step, **evaluation, "eval/fd": 2.0}],
@@ -154,7 +161,7 @@ def test_fast_recipe_report_takes_a_run_that_finished_early_at_its_final_weights
     for name, records in runs.items():
         (tmp_path / name).mkdir()
         (tmp_path / name / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
-        (tmp_path / name / "config.json").write_text(json.dumps({"seed": 0, "eval": {"n": 1000}}))
+        (tmp_path / name / "config.json").write_text(json.dumps({"seed": 0, "callbacks": {"evaluation": {"n": 1000}}}))
     out = tmp_path / "report.json"
     done = subprocess.run([sys.executable, "benchmarks/fast_recipe.py", "report", *(str(tmp_path / n) for n in runs),
                            "--plot", str(tmp_path / "plot.png"), "--out", str(out)],
@@ -190,13 +197,14 @@ def test_fast_recipe_seeds_evaluates_one_model_with_several_draws(data_dir, tmp_
     run = tmp_path / "run"
     genframe.train("ebm", overrides=["trainer.batch_size=16", "trainer.max_steps=2", "sampler.steps=3",
                                      "sampler.generate_steps=3", "buffer.size=64", 'logging.loggers=["jsonl"]',
-                                     "logging.chain_n=0", "logging.sample_n=4", "eval.n=20"], run_dir=run, quiet=True)
+                                     "logging.chain_n=0", "logging.sample_n=4", "callbacks.evaluation.n=20"],
+                   run_dir=run, quiet=True)
     seeds = fast_recipe().seeds
     out = tmp_path / "seeds.json"  # in this process: the metric's classifier is trained once per test session
     seeds(argparse.Namespace(models=[str(run)], seeds=[1, 2], n=None, out=str(out)))
     entry = json.loads(out.read_text())[str(run)]
     assert entry["step"] == 2 and entry["seeds"] == [1, 2] and len(entry["fd"]) == 2
-    assert entry["n"] == 20  # the run's own eval.n
+    assert entry["n"] == 20  # the run's own callbacks.evaluation.n
     assert entry["fd"][0] != entry["fd"][1]  # different draws of the same model
     assert entry["fd_mean"] == pytest.approx(sum(entry["fd"]) / 2, abs=0.01)
 
@@ -239,8 +247,9 @@ def test_snapshot_mixture_scores_the_last_members_of_a_mixture_checkpoint(data_d
     run = tmp_path / "run"
     genframe.train("ebm", overrides=["trainer.batch_size=16", "sampler.steps=3", "sampler.generate_steps=3",
                                      "buffer.size=64", 'logging.loggers=["jsonl"]', "logging.chain_n=0",
-                                     "logging.sample_n=4", "trainer.max_steps=3", "trainer.mixture=3",
-                                     "trainer.mixture_every=1"], run_dir=run, quiet=True)
+                                     "logging.sample_n=4", "trainer.max_steps=3", 'callbacks.use=["snapshot_mixture"]',
+                                     "callbacks.snapshot_mixture.members=3", "callbacks.snapshot_mixture.every=1"],
+                   run_dir=run, quiet=True)
     sys.path.insert(0, str(REPO / "benchmarks"))
     try:
         import snapshot_mixture
