@@ -28,6 +28,7 @@ def test_train_writes_a_complete_run_directory(data_dir, tmp_path):
     assert result.status == "completed" and result.step == 8
     saved = json.loads((run / "config.json").read_text())
     assert saved["trainer"]["batch_size"] == 16 and saved["sampler"]["step_size"] == 10.0
+    assert saved["callbacks"]["divergence_guard"]["max_rollbacks"] == 3  # the default callbacks' settings, in full
     lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     steps = [line["step"] for line in lines if "loss" in line]
     assert steps == [2, 4, 6, 8]
@@ -44,6 +45,7 @@ def test_train_writes_a_complete_run_directory(data_dir, tmp_path):
     assert 0 < state["loop"]["train_seconds"] < 60
     assert state["genframe_version"] == genframe.__version__ and len(state["config_hash"]) == 16
     assert state["trainer"]["buffer"]["size"] == 64  # 16 initial + 8 * 16 pushed, capped at 64
+    assert state["format"] == 2 and set(state["callbacks"]) == {"divergence_guard", "evaluation", "keep_best"}
 
 
 def test_every_epoch_sees_every_example_once_in_a_new_order(data_dir, tmp_path, monkeypatch):
