@@ -47,7 +47,8 @@ def chosen_callbacks(config: RecipeConfig, registry: Any) -> list[tuple[str, typ
             cls = registry.get("callback", name)
         except UnknownComponentError as exc:
             raise ConfigError(f"invalid config: callbacks.use: {exc}") from None
-        table = tables.get(name) or {}
+        given = tables.get(name) or {}
+        table = {**type(config).callback_settings.get(name, {}), **given} if isinstance(given, dict) else given
         if not isinstance(table, dict):
             raise ConfigError(f"invalid config: callbacks.{name}: should be a table of settings, got {table!r}")
         try:

@@ -110,6 +110,9 @@ class RecipeConfig(Section):
 
     #: Callbacks every run of this recipe has unless ``callbacks.disable`` names them, in call order.
     default_callbacks: ClassVar[tuple[str, ...]] = ("divergence_guard", "evaluation", "keep_best")
+    #: The recipe's own defaults for callbacks' settings (a user's table overrides them key by key),
+    #: e.g. ``{"keep_best": {"metric": "eval/energy_distance"}}`` for a recipe with its own quality metric.
+    callback_settings: ClassVar[dict[str, dict[str, Any]]] = {}
 
     @classmethod
     def upgrade(cls, data: dict[str, Any], moved: dict[str, str]) -> dict[str, Any]:

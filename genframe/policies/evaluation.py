@@ -64,7 +64,7 @@ class Evaluation(Callback):
         from genframe.generation import generate_in_chunks
 
         if self.evaluator is None:
-            self.evaluator = shared_evaluator(run.registry, run.config.data, run.recipe)
+            self.evaluator = shared_evaluator(run.registry, run.config.data, run.recipe, run.config)
         models = {"eval": run.sampling_model()}
         if models["eval"] is not run.model:
             models["eval/trained"] = run.model

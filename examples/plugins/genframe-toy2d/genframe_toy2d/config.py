@@ -6,6 +6,8 @@ is what `genframe config schema toy2d` shows.
 
 from __future__ import annotations
 
+from typing import Any, ClassVar
+
 from pydantic import Field, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
 
 from genframe import RecipeConfig, Section, TrainerConfig
@@ -50,3 +52,6 @@ class Toy2DConfig(RecipeConfig):
     sampler: LangevinConfig = LangevinConfig()
     trainer: CDTrainerConfig = CDTrainerConfig()
     logging: Toy2DLoggingConfig = Toy2DLoggingConfig()
+
+    # best.pt follows this recipe's own quality metric (lower is better), not the image classifier's fd
+    callback_settings: ClassVar[dict[str, dict[str, Any]]] = {"keep_best": {"metric": "eval/energy_distance"}}
