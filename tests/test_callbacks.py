@@ -172,7 +172,7 @@ def test_callbacks_run_defaults_first_then_use_in_order(host):
     ("callbacks.stop_at.at=3", "callbacks.stop_at: settings for a callback that is not on"),
     ('callbacks.disable=["ema"]', "callbacks.disable: 'ema' is not a default callback"),
     ("callbacks.divergence_guard.max_rollbacks=-1", "callbacks.divergence_guard.max_rollbacks: Input should be"),
-    ("callbacks.evaluation.every_stpes=3", "callbacks.evaluation.every_stpes: unknown key (did you mean every_steps?)"),
+    ("callbacks.evaluation.every_stpes=3", "callbacks.evaluation.every_stpes: unknown key (did you mean callbacks.evaluation.every_steps?)"),
 ])
 def test_bad_callback_settings_are_one_line_errors(host, override, message):
     with pytest.raises(genframe.ConfigError) as error:
