@@ -89,10 +89,10 @@ def progress_reporter(total: int, label: str) -> Iterator[Callable[[int], None]]
 @click.argument("path", type=click.Path())
 @click.option("--n", "n", default=64, show_default=True, type=click.IntRange(min=1), help="Number of samples.")
 @click.option("--steps", type=click.IntRange(min=0), help="Sampler steps (default: the recipe's generation steps).")
-@click.option("--out", default="samples.png", show_default=True, type=click.Path(dir_okay=False), help="PNG grid to write.")
+@click.option("--out", default="samples.png", show_default=True, type=click.Path(dir_okay=False), help="Picture to write (for images, a PNG grid; a recipe may draw its samples otherwise).")
 @click.option("--gif", type=click.Path(dir_okay=False), help="Also write the sampling chain as an animated GIF.")
 @click.option("--tensor", type=click.Path(dir_okay=False),
-              help="Also write all samples as a tensor file (torch.load gives an N x C x H x W float tensor).")
+              help="Also write all samples as a tensor file (torch.load gives an N x <example shape> float tensor).")
 @click.option("--chunk", type=click.IntRange(min=1),
               help="Samples generated at once [default: 500 on CPU, 8192 on a GPU, halved if memory runs out].")
 @click.option("--grid-n", default=256, show_default=True, type=click.IntRange(min=1),

@@ -34,7 +34,8 @@ def genframe_run_start(run: Any) -> None:
 
 @hookspec
 def genframe_log(run: Any, step: int, metrics: dict[str, float], images: dict[str, Any]) -> None:
-    """Metrics (scalars) and images (tensors N,C,H,W in [-1, 1]) at global optimizer ``step``."""
+    """Metrics (scalars) and pictures at global optimizer ``step``: image samples as tensors N,C,H,W in
+    [-1, 1], anything a recipe draws itself (e.g. a scatter of 2-D samples, a GIF) as a file ``Path``."""
 
 
 @hookspec
