@@ -98,12 +98,17 @@ class CallbackList:
         return control
 
     def agree(self, control: Control, world: Any, device: Any) -> Control:
-        """Under torchrun, a request any process made is acted on by all (decisions are made once)."""
+        """Under torchrun, a request any process made is acted on by all (decisions are made once); the
+        evaluations reported are the main process's (it alone evaluates), handed to every process, so that
+        all of them call ``on_evaluation`` and agree on what it asks."""
         if not world.active:
             return control
         flags = [control.stop_reason is not None, control.veto_reason is not None,
-                 control.rollback_reason is not None, control.finish_reason is not None, control.skip]
-        stop, veto, rollback, finish, skip = distributed.any_rank(flags, device)
+                 control.rollback_reason is not None, control.finish_reason is not None, control.skip,
+                 bool(control.reports)]
+        stop, veto, rollback, finish, skip, reports = distributed.any_rank(flags, device)
+        if reports:
+            control.reports = distributed.from_main(control.reports, world)
         elsewhere = "requested on another process"
         control.stop_reason = control.stop_reason or (elsewhere if stop else None)
         control.veto_reason = control.veto_reason or (elsewhere if veto else None)

@@ -89,6 +89,13 @@ def any_rank(flags: list[bool], device: torch.device) -> list[bool]:
     return [bool(v) for v in tensor.tolist()]
 
 
+def from_main(obj: Any, world: World) -> Any:
+    """Rank 0's ``obj`` on every process (e.g. what only the main process measured)."""
+    holder = [obj if world.is_main else None]
+    dist.broadcast_object_list(holder, src=0)
+    return holder[0]
+
+
 def mean_across(values: dict[str, float], device: torch.device) -> dict[str, float]:
     """Average scalar metrics across processes."""
     keys = sorted(values)

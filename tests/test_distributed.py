@@ -147,3 +147,21 @@ def test_the_collapse_guard_counts_the_streak_of_the_whole_batch_across_processe
     result = torchrun(2, ["run", "ebm", *sets, "--run-dir", str(tmp_path / "run")], site, tmp_path)
     assert result.returncode != 0, result.stderr[-3000:]  # torchrun reports a failed process as its own exit 1
     assert "beyond callbacks.divergence_guard.limit=1 for 2 steps in a row at step 2 " in result.stderr
+
+
+def test_evaluations_under_torchrun_reach_every_process_and_keep_the_best(data_dir, tmp_path, site):
+    # Only rank 0 evaluates; the callbacks that act on an evaluation (keep-best) run on every process and
+    # agree across them, so no process waits in a collective the others never enter.
+    run, probe = tmp_path / "run", tmp_path / "probe"
+    probe.mkdir()
+    evaluation = ["callbacks.evaluation.every_steps=2", "callbacks.evaluation.n=16", "callbacks.evaluation.steps=3"]
+    sets = [arg for item in [*SETTINGS, *evaluation] for arg in ("--set", item)]
+    result = torchrun(2, ["run", "ebm", *sets, "--run-dir", str(run)], site, probe)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert [r["status"] for r in probes(probe, 2)] == ["completed", "completed"]
+    evals = [r for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines()) if "eval/fd" in r]
+    assert [r["step"] for r in evals] == [2, 4, 6, 8]  # each logged once, by rank 0
+    best = min(evals, key=lambda r: r["eval/fd"])
+    kept = load_checkpoint(run / "checkpoints" / "best.pt")
+    assert kept["loop"]["step"] == best["step"]
+    assert kept["callbacks"]["keep_best"] == {"best": best["eval/fd"], "step": best["step"]}
