@@ -128,7 +128,8 @@ class Trainer(ABC):
         """Call in ``train_step`` after ``backward`` and before ``optimizer.step``, with the step's
         divergence signals (scalar tensors, e.g. a loss gap the trainer watches): callbacks see them
         (averaged across processes) and may veto the update, which raises DivergenceError here; zero
-        the gradients before re-raising if the optimizer could still see them."""
+        the gradients before re-raising if the optimizer could still see them. Call it on every step,
+        before raising a divergence of the trainer's own: under torchrun it is a collective."""
         if self.update_check is not None:
             self.update_check(signals)
 

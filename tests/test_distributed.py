@@ -165,3 +165,35 @@ def test_evaluations_under_torchrun_reach_every_process_and_keep_the_best(data_d
     kept = load_checkpoint(run / "checkpoints" / "best.pt")
     assert kept["loop"]["step"] == best["step"]
     assert kept["callbacks"]["keep_best"] == {"best": best["eval/fd"], "step": best["step"]}
+
+
+# Rank 1's second step fails the trainer's own check (a score beyond trainer.score_limit); rank 0's is fine.
+ONE_RANK_DIVERGES = """
+import os
+import genframe_ebm.trainer as trainer
+
+rank, original, calls = int(os.environ.get("RANK", "0")), trainer.CDTrainer.check_divergence, [0]
+
+def check(self, loss, real, fake, cdiv):
+    calls[0] += 1
+    if rank == 1 and calls[0] == 2:
+        real = real * 0 + 1e9
+    return original(self, loss, real, fake, cdiv)
+
+trainer.CDTrainer.check_divergence = check
+"""
+
+
+def test_a_step_that_diverges_on_one_process_rolls_back_every_process(data_dir, tmp_path):
+    # The process whose step failed still hands its signals to the callbacks, which decide across all
+    # processes: had it skipped that collective, the others would wait in it for ever.
+    site = tmp_path / "site"
+    site.mkdir()
+    make_distribution(site, "genframe_onerank", "onerank", "gf_onerank_plugin", ONE_RANK_DIVERGES)
+    sets = [arg for item in SETTINGS for arg in ("--set", item)]
+    result = torchrun(2, ["run", "ebm", *sets, "--run-dir", str(tmp_path / "run")], site, tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "score 1e+09 beyond trainer.score_limit=10000 at step 2 (epoch 1); rolled back to step 0" in result.stderr
+    assert "diverged on another process at step 2 (epoch 1); rolled back to step 0" in result.stderr
+    state = load_checkpoint(tmp_path / "run")
+    assert state["loop"]["step"] == 8 and state["loop"]["rollbacks"] == 1

@@ -120,13 +120,21 @@ class CDTrainer(Trainer):
         healthy = torch.isfinite(loss) & torch.isfinite(grad_norm) & (peak <= self.score_limit)
         flags = torch.stack([healthy.to(cdiv.dtype), cdiv.detach()]).tolist()
         try:
+            # Handed over on every step, one that failed the checks below too: under torchrun the callbacks
+            # decide across all processes, and a process that skipped this would leave the others waiting.
+            vetoed = None
+            try:
+                self.check_update({"cdiv": flags[1]})
+            except DivergenceError as error:
+                vetoed = error
             if not flags[0]:
                 if not torch.isfinite(loss):
                     raise DivergenceError(f"non-finite loss ({float(loss)})")
                 if not torch.isfinite(peak) or peak > self.score_limit:
                     raise DivergenceError(f"score {float(peak):.4g} beyond trainer.score_limit={self.score_limit:g}")
                 raise DivergenceError(f"non-finite gradients (norm {float(grad_norm)})")
-            self.check_update({"cdiv": flags[1]})
+            if vetoed is not None:
+                raise vetoed
         except DivergenceError:
             self.optimizer.zero_grad(set_to_none=True)
             raise
