@@ -58,6 +58,10 @@ def chosen_callbacks(config: RecipeConfig, registry: Any) -> list[tuple[str, typ
             raise ConfigError(f"invalid config: {detail}") from None
         section.model_extra[name] = settings.model_dump(mode="json")
         chosen.append((name, cls, settings))
+    for name, cls, settings in chosen:  # every table is resolved: a check may look at another callback's
+        problem = cls.check_settings(settings, config)
+        if problem:
+            raise ConfigError(f"invalid config: callbacks.{name}: {problem}")
     return chosen
 
 

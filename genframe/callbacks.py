@@ -96,6 +96,13 @@ class Callback:
     #: disabled with a warning and the run goes on. Any other callback's failure stops the run.
     observer: ClassVar[bool] = False
 
+    @classmethod
+    def check_settings(cls, settings: BaseModel, config: Any) -> str | None:
+        """A problem with ``settings`` that depends on the rest of the resolved config (e.g. on another
+        callback's table, ``config.callbacks.table(name)``), as one line; None when there is none.
+        Called when the config is resolved, before a run starts."""
+        return None
+
     def __init__(self, settings: BaseModel, run: RunContext) -> None:
         self.settings = settings
         self.run = run

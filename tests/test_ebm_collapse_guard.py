@@ -148,13 +148,16 @@ def test_a_slide_of_the_running_cdiv_puts_off_the_checkpoint_though_no_step_is_b
 
 
 def test_a_settle_at_or_beyond_the_limit_or_without_one_is_a_one_line_error(data_dir, tmp_path):
-    with pytest.raises(ConfigError, match=r"callbacks.settle_gate.settle=1 is not below "
+    with pytest.raises(ConfigError, match=r"callbacks.settle_gate: settle=1 is not below "
                                           r"callbacks.divergence_guard.limit=1"):
         genframe.train("ebm", overrides=[*TINY, f"{GUARD}.limit=1", *SETTLE[:1], "callbacks.settle_gate.settle=1"],
                        run_dir=tmp_path / "run", quiet=True)
-    with pytest.raises(ConfigError, match=r"callbacks.settle_gate.settle=0.1 guards the rollback target of "
+    assert not (tmp_path / "run").exists()  # refused when the config is resolved, before the run directory
+    with pytest.raises(ConfigError, match=r"callbacks.settle_gate: settle=0.1 guards the rollback target of "
                                           r"callbacks.divergence_guard.limit, which is off"):
         genframe.train("ebm", overrides=[*TINY, *SETTLE], run_dir=tmp_path / "run2", quiet=True)
+    with pytest.raises(ConfigError, match=r"callbacks.settle_gate: settle=0.1 guards"):  # `config show` checks it too
+        genframe.recipe_config("ebm", overrides=SETTLE)
 
 
 def test_finish_without_rollbacks_is_a_one_line_error(data_dir, tmp_path):

@@ -1,4 +1,4 @@
-"""A mixture of recent snapshots of the energy net, to sample and evaluate with (``trainer.mixture``).
+"""A mixture of recent snapshots of the energy net, to sample and evaluate with (the ``snapshot_mixture`` callback).
 
 Why: a short-run model's 30-step chains are tuned so finely to the weights that the class balance of
 its samples changes from one epoch to the next (fd 5.1, 13.1, 7.2 and 18.2 at four snapshots 468 steps
@@ -7,7 +7,7 @@ sampler is tuned to the weights themselves, not to their average. A mixture keep
 its own sampler: the chains are split into K contiguous, nearly equal parts, part ``j`` following member
 ``j``, so the samples are an equal mixture of the K members' samples and their class balances average out.
 
-The members are the last K - 1 snapshots, taken every ``trainer.mixture_every`` steps, and the trained
+The members are the last K - 1 snapshots, taken every ``callbacks.snapshot_mixture.every`` steps, and the trained
 net itself (the last member, shared, not copied). Before the first snapshots exist, the earlier members
 hold the starting weights.
 """

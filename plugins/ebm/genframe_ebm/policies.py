@@ -16,7 +16,6 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt
 
 from genframe import Callback
-from genframe.errors import ConfigError
 from genframe_ebm.mixture import SnapshotMixture
 
 MEAN_DECAY = 0.98  # the running mean the gate judges: about the last 50 steps, a logged window
@@ -33,17 +32,19 @@ class SettleGate(Callback):
     name = "settle_gate"
     settings_class = SettleSettings
 
+    @classmethod
+    def check_settings(cls, settings: SettleSettings, config) -> str | None:
+        limit = config.callbacks.table("divergence_guard").get("limit")
+        if limit is None or "divergence_guard" in config.callbacks.disable:
+            return (f"settle={settings.settle:g} guards the rollback target of callbacks.divergence_guard.limit, "
+                    "which is off; set a limit (e.g. 1) or drop settle_gate")
+        if settings.settle >= limit:
+            return (f"settle={settings.settle:g} is not below callbacks.divergence_guard.limit={limit:g}; a run is "
+                    "settled well inside the limit (e.g. settle = limit / 10)")
+        return None
+
     def __init__(self, settings: SettleSettings, run) -> None:
         super().__init__(settings, run)
-        limit = run.config.callbacks.table("divergence_guard").get("limit")
-        if limit is None or "divergence_guard" in run.config.callbacks.disable:
-            raise ConfigError(f"invalid config: callbacks.settle_gate.settle={settings.settle:g} guards the rollback "
-                              "target of callbacks.divergence_guard.limit, which is off; set a limit (e.g. 1) or "
-                              "drop settle_gate")
-        if settings.settle >= limit:
-            raise ConfigError(f"invalid config: callbacks.settle_gate.settle={settings.settle:g} is not below "
-                              f"callbacks.divergence_guard.limit={limit:g}; a run is settled well inside the limit "
-                              "(e.g. settle = limit / 10)")
         self.mean = 0.0
 
     def on_before_update(self, run, control, signals: dict[str, float]) -> None:
