@@ -22,6 +22,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 import genframe
+from example_plugins import install_example, sets
 from genframe.checkpoint import load_checkpoint
 from genframe.cli import cli
 from genframe.testing import RecipeContract
@@ -37,23 +38,9 @@ VAE_TINY = ["trainer.device=cpu", "trainer.batch_size=16", "data.limit=64", "mod
             "model.latent_dim=4", "logging.log_every=2", "logging.sample_n=8", "logging.chain_n=4"]
 
 
-def sets(settings: list[str]) -> list[str]:
-    return [arg for item in settings for arg in ("--set", item)]
-
-
 @pytest.fixture(autouse=True)
 def vae_plugin_installed(tmp_path, monkeypatch) -> Path:
-    """The example plugin as an installed distribution: package dir on sys.path, dist-info from its pyproject."""
-    site = tmp_path / "site"
-    info = site / f"genframe_vae-{PROJECT['version']}.dist-info"
-    info.mkdir(parents=True)
-    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {PROJECT['name']}\nVersion: {PROJECT['version']}\n")
-    entry_points = "".join(f"{name} = {value}\n" for name, value in PROJECT["entry-points"]["genframe"].items())
-    (info / "entry_points.txt").write_text("[genframe]\n" + entry_points)
-    monkeypatch.syspath_prepend(str(EXAMPLE))
-    monkeypatch.syspath_prepend(str(site))
-    genframe.reset_host()
-    return site
+    return install_example(EXAMPLE, tmp_path / "site", monkeypatch)
 
 
 def test_the_plugin_is_discovered_through_its_entry_point():
