@@ -109,10 +109,12 @@ class CallbackList:
             return control
         flags = [control.stop_reason is not None, control.veto_reason is not None,
                  control.rollback_reason is not None, control.finish_reason is not None, control.skip,
-                 bool(control.reports)]
-        stop, veto, rollback, finish, skip, reports = distributed.any_rank(flags, device)
+                 bool(control.reports), bool(control.copies)]
+        stop, veto, rollback, finish, skip, reports, copies = distributed.any_rank(flags, device)
         if reports:
             control.reports = distributed.from_main(control.reports, world)
+        if copies:  # every process then takes part in the checkpoint a copy may bring (see TrainingLoop.act)
+            control.copies = distributed.from_main(control.copies, world)
         elsewhere = "requested on another process"
         control.stop_reason = control.stop_reason or (elsewhere if stop else None)
         control.veto_reason = control.veto_reason or (elsewhere if veto else None)

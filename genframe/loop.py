@@ -194,6 +194,9 @@ class TrainingLoop:
         for name in control.copies:
             if self.world.is_main and self.weights_finite():
                 save_checkpoint(self.p.checkpoint_path.with_name(name), self.state.checkpoint([self.trainer.state_dict()]))
+        if control.copies and self.last_checkpoint_step == self.ctx.step:
+            self.checkpoint()  # this step's checkpoint came first: it must hold the callbacks' new state (a resume
+            # would otherwise forget keep-best's record and overwrite best.pt with worse weights)
         if control.rollback_reason is not None or control.finish_reason is not None:
             raise Redirect(control)
         if control.stop_reason is not None and self.stop_reason is None:

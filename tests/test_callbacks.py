@@ -178,3 +178,14 @@ def test_bad_callback_settings_are_one_line_errors(host, override, message):
     with pytest.raises(genframe.ConfigError) as error:
         genframe.recipe_config("ebm", overrides=[override])
     assert message in str(error.value) and "\n" not in str(error.value)
+
+
+def test_keep_bests_record_reaches_the_checkpoint_of_the_step_it_evaluated(tmp_path, data_dir):
+    # Epoch ends evaluate after the epoch's checkpoint: that checkpoint is written again with the new record,
+    # or a resume would forget it and overwrite best.pt with worse weights.
+    result = train(tmp_path / "r", "trainer.max_steps=10", "callbacks.evaluation.every_epochs=1",
+                   "callbacks.evaluation.n=20", "callbacks.evaluation.steps=3")
+    record = load_checkpoint(result.checkpoint)["callbacks"]["keep_best"]
+    assert record["step"] is not None and record["step"] == load_checkpoint(tmp_path / "r/checkpoints/best.pt")["loop"]["step"]
+    fds = [r["eval/fd"] for r in records(tmp_path / "r") if "eval/fd" in r]
+    assert len(fds) == 1 and record["best"] == fds[0]
