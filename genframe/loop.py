@@ -61,7 +61,7 @@ class TrainingLoop:
         with self.loggers(), StopSignals() as signals:
             self.notify("genframe_run_start", run=ctx)
             try:
-                self.act(self.call("on_run_start"))
+                self.act(self.call("on_run_start"), between_steps=False)
                 if not ctx.resumed:
                     self.checkpoint()  # step 0: something to resume from and to roll back to
                 while (self.loop["epoch"] < self.tcfg.epochs and self.loop["step"] < ctx.total_steps
@@ -72,8 +72,8 @@ class TrainingLoop:
                         self.diverged(error)
                     except Redirect as redirect:
                         self.redirect(f"{redirect.control.rollback_reason or redirect.control.finish_reason} "
-                                      f"at step {ctx.step}", redirect.control)
-                self.act(self.call("on_train_end"))
+                                      f"at step {ctx.step} (epoch {ctx.epoch + 1})", redirect.control)
+                self.act(self.call("on_train_end"), between_steps=False)
                 if ctx.finished_early or self.last_checkpoint_step != ctx.step:
                     self.checkpoint()
                 if self.world.is_main:
@@ -185,8 +185,8 @@ class TrainingLoop:
     def call(self, point: str, *args: Any) -> Control:
         return self.callbacks.agree(self.callbacks.call(point, self.ctx, *args), self.world, self.ctx.device)
 
-    def act(self, control: Control) -> None:
-        """Carry out what callbacks asked for at a step boundary."""
+    def act(self, control: Control, between_steps: bool = True) -> None:
+        """Carry out what callbacks asked for; a rollback or finish only between training steps."""
         for metrics in control.reports:  # an evaluation: to the loggers, then to every callback
             self.notify("genframe_log", run=self.ctx, step=self.ctx.step, metrics=metrics, images={})
             self.last_metrics.update(metrics)
@@ -198,6 +198,10 @@ class TrainingLoop:
             self.checkpoint()  # this step's checkpoint came first: it must hold the callbacks' new state (a resume
             # would otherwise forget keep-best's record and overwrite best.pt with worse weights)
         if control.rollback_reason is not None or control.finish_reason is not None:
+            if not between_steps:
+                asked = control.rollback_reason or control.finish_reason
+                raise CallbackError(f"a callback asked to roll back or finish ({asked}) outside training steps, where "
+                                    "there is nothing to redo; ask in on_after_update, on_step_end or on_divergence")
             raise Redirect(control)
         if control.stop_reason is not None and self.stop_reason is None:
             self.stop_reason = control.stop_reason

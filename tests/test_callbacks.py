@@ -81,6 +81,13 @@ class Broken(genframe.Callback):
             raise RuntimeError("boom")
 
 
+class FinishAtStart(genframe.Callback):
+    name = "finish_at_start"
+
+    def on_run_start(self, run, control):
+        control.finish("too early")
+
+
 class BrokenWatcher(Broken):
     name, observer = "broken_watcher", True
 
@@ -88,7 +95,7 @@ class BrokenWatcher(Broken):
 @pytest.fixture
 def host():
     host = genframe.get_host()
-    for callback in (LossSum, StopAt, RollbackOnce, VetoAt, Broken, BrokenWatcher):
+    for callback in (LossSum, StopAt, RollbackOnce, VetoAt, Broken, BrokenWatcher, FinishAtStart):
         host.registry.add("callback", callback.name, callback)
     return host
 
@@ -122,7 +129,7 @@ def test_a_callback_stops_the_run_as_completed(host, tmp_path, data_dir):
 
 
 def test_a_callback_rolls_back_with_a_lower_rate(host, tmp_path, data_dir):
-    with pytest.warns(DivergenceWarning, match=r"asked by a test at step 5; rolled back to step 3"):
+    with pytest.warns(DivergenceWarning, match=r"asked by a test at step 5 \(epoch 1\); rolled back to step 3"):
         result = train(tmp_path / "r", 'callbacks.use=["rollback_once"]', "callbacks.rollback_once.at=5",
                        "trainer.max_steps=8", "trainer.checkpoint_every=3")
     state = load_checkpoint(result.checkpoint)
@@ -189,3 +196,9 @@ def test_keep_bests_record_reaches_the_checkpoint_of_the_step_it_evaluated(tmp_p
     assert record["step"] is not None and record["step"] == load_checkpoint(tmp_path / "r/checkpoints/best.pt")["loop"]["step"]
     fds = [r["eval/fd"] for r in records(tmp_path / "r") if "eval/fd" in r]
     assert len(fds) == 1 and record["best"] == fds[0]
+
+
+def test_a_rollback_or_finish_asked_outside_training_steps_is_one_clear_error(host, tmp_path, data_dir):
+    with pytest.raises(genframe.CallbackError, match=r"asked to roll back or finish \(too early\) outside training"):
+        train(tmp_path / "r", 'callbacks.use=["finish_at_start"]', "trainer.max_steps=4")
+    assert load_checkpoint(tmp_path / "r")["loop"]["step"] == 0  # the run so far is kept
