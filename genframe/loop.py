@@ -9,36 +9,26 @@ import math
 import signal
 import time
 import warnings
-from contextlib import contextmanager
 from typing import Any
 
 import torch
 
 from genframe import distributed
 from genframe.callbacks import Control
-from genframe.checkpoint import load_checkpoint, save_checkpoint
+from genframe.context import RunResult
+from genframe.checkpoint import save_checkpoint
 from genframe.errors import CallbackError, DivergenceError, RunInterrupted
 from genframe.plugins import attached_loggers
 from genframe.previews import Previewer
 from genframe.run import Parts, TrainingRun
-from genframe.runsetup import epoch_permutation, rollback_seed
+from genframe.rewind import DivergenceWarning, Redirect, Rewinding  # noqa: F401 - DivergenceWarning is public here
+from genframe.runsetup import epoch_permutation
 from genframe.signals import StopSignals
-from genframe.context import RunResult
 
 
-class DivergenceWarning(UserWarning):
-    """Training diverged and was rolled back."""
+class TrainingLoop(Rewinding):
+    """One run's training, from its first (or resumed) step to its last."""
 
-
-class Redirect(Exception):
-    """A callback asked, between steps, to roll back or finish: unwinds the epoch to the run loop."""
-
-    def __init__(self, control: Control) -> None:
-        super().__init__(control.rollback_reason or control.finish_reason)
-        self.control = control
-
-
-class TrainingLoop:
     def __init__(self, run: TrainingRun, parts: Parts) -> None:
         self.run_spec, self.host, self.world, self.cfg = run, run.host, run.world, run.config
         self.tcfg, self.p, self.ctx, self.state = run.config.trainer, parts, parts.ctx, parts.state
@@ -58,7 +48,8 @@ class TrainingLoop:
     # --- the run --------------------------------------------------------------------------------
     def run(self) -> RunResult:
         status, ctx = "failed", self.ctx
-        with self.loggers(), StopSignals() as signals:
+        loggers = [n for n in self.cfg.logging.loggers if not (self.run_spec.quiet and n == "console")]
+        with attached_loggers(self.host, loggers if self.world.is_main else [], ctx), StopSignals() as signals:
             self.notify("genframe_run_start", run=ctx)
             try:
                 self.act(self.call("on_run_start"), between_steps=False)
@@ -229,49 +220,6 @@ class TrainingLoop:
     def weights_finite(self) -> bool:
         return all(bool(torch.isfinite(p).all()) for p in self.model.parameters())
 
-    def diverged(self, error: DivergenceError) -> None:
-        """Callbacks decide (``on_divergence``): roll back, finish, or (no decision) stop with an error."""
-        where = f"{error} at step {self.ctx.step + 1} (epoch {self.loop['epoch'] + 1})"
-        control = self.call("on_divergence", where)
-        if control.rollback_reason is None and control.finish_reason is None:
-            tried = f" after {self.loop['rollbacks']} rollback(s)" if self.loop["rollbacks"] else ""
-            raise DivergenceError(f"training diverged: {where}{tried}; the last good checkpoint is "
-                                  f"{self.p.checkpoint_path}; lower trainer.lr (or regularise more), then --resume")
-        self.redirect(where, control)
-
-    def redirect(self, where: str, control: Control) -> None:
-        """Back to the last good checkpoint; then end there (finish) or redo the steps with fresh draws."""
-        rollbacks = self.loop["rollbacks"] + 1
-        self.return_to_last_checkpoint()
-        if control.finish_reason is not None:
-            self.ctx.finished_early = True
-            reason = f"{where}; rolled back to step {self.ctx.step} and finished there, {control.finish_reason}"
-            warnings.warn(f"genframe: training diverged: {reason}", DivergenceWarning, stacklevel=2)
-            self.notify("genframe_rollback", run=self.ctx, step=self.ctx.step, reason=reason)
-            return
-        self.ctx.rollbacks = self.loop["rollbacks"] = rollbacks
-        # Fresh random draws for the redone steps: replaying the exact draws that diverged tends to
-        # diverge again. A new chance, not a cure.
-        fresh = rollback_seed(self.cfg.seed, self.world.rank, self.ctx.step, rollbacks)
-        torch.manual_seed(fresh)
-        self.trainer.reseed(fresh)
-        rates = self.trainer.scale_learning_rate(control.rollback_lr_factor)
-        reason = f"{where}; rolled back to step {self.ctx.step} with learning rate {rates[0]:.3g}"
-        warnings.warn(f"genframe: training diverged: {reason} ({control.rollback_reason})", DivergenceWarning,
-                      stacklevel=2)
-        self.notify("genframe_rollback", run=self.ctx, step=self.ctx.step, reason=reason)
-        self.checkpoint()  # the lower learning rate and the rollback count survive a crash
-
-    def return_to_last_checkpoint(self) -> None:
-        """Reload the last good checkpoint. The training time spent on the steps now thrown away was
-        spent: train_minutes keeps counting it; callbacks keep what outlives a rollback."""
-        spent, before = self.loop["train_seconds"], self.callbacks.state_dict()
-        saved = load_checkpoint(self.p.checkpoint_path)
-        self.state.restore(saved, self.p.steps_per_epoch)
-        self.callbacks.rolled_back(self.ctx, before, saved.get("callbacks", {}))
-        self.ctx.train_seconds = self.loop["train_seconds"] = spent
-        self.checkpoint_due = False
-
     def interrupt(self, signum: int) -> None:
         self.checkpoint()
         name = signal.Signals(signum).name
@@ -279,13 +227,7 @@ class TrainingLoop:
                              f"continue with: genframe run {self.run_spec.recipe_name} --resume {self.ctx.run_dir}",
                              exit_code=128 + signum)
 
-    # --- loggers ------------------------------------------------------------------------------------
-    @contextmanager
-    def loggers(self):
-        names = [n for n in self.cfg.logging.loggers if not (self.run_spec.quiet and n == "console")]
-        with attached_loggers(self.host, names if self.world.is_main else [], self.ctx):  # rank 0 only
-            yield
-
+    # --- loggers: rank 0 only ----------------------------------------------------------------------
     def notify(self, hook: str, **kwargs: Any) -> None:
         """A lifecycle hook, each logger on its own: one that raises is switched off, the run goes on."""
         self.host.notify(hook, **kwargs)
