@@ -271,3 +271,14 @@ def test_mixture_generation_times_one_net_against_a_mixture(tmp_path):
     assert json.loads(out.read_text()) == result
     assert [len(v["rounds"]) for v in result["variants"].values()] == [2, 2]
     assert result["variants"]["1"]["ratio_to_first"] == 1.0 and result["variants"]["3"]["median_s"] > 0
+
+
+def test_loop_overhead_times_the_loop_against_plain_steps(data_dir, tmp_path):
+    out = tmp_path / "loop.json"
+    done = subprocess.run([sys.executable, "benchmarks/loop_overhead.py", "--rounds", "1", "--steps", "12", "--out",
+                           str(out)], cwd=REPO, capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(out.read_text())
+    assert len(result["rounds"]) == 1 and result["loop_ms"] > 0 and result["plain_ms"] > 0
+    assert result["ratio"] == result["rounds"][0]["loop_s"] / result["rounds"][0]["plain_s"]
+    assert "loop / plain" in done.stdout
