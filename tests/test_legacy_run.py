@@ -76,3 +76,16 @@ def test_an_old_setting_that_was_removed_is_one_clear_error(old_run, data_dir):
     result = genframe.train("ebm", overrides=["trainer.max_steps=6", "sampler.steps_min=null"], resume=old_run,
                             quiet=True)
     assert result.step == 6
+
+
+def test_an_old_checkpoints_policy_state_moves_to_its_callbacks():
+    from genframe_ebm.config import EBMConfig
+
+    state = torch.load(FIXTURE / "last.pt.c1304ec", weights_only=True)
+    mean, snapshots = state["trainer"]["cdiv_mean"], state["trainer"]["mixture"]
+    assert mean != 0.0 and state["trainer_ranks"][0] is state["trainer"]  # one dict, reached twice
+    upgraded = EBMConfig.upgrade_checkpoint(state)
+    assert upgraded["callbacks"]["settle_gate"] == {"mean": mean}
+    assert upgraded["callbacks"]["divergence_guard"]["streak"] == 0
+    assert upgraded["callbacks"]["snapshot_mixture"]["snapshots"] is snapshots
+    assert not {"cdiv_mean", "cdiv_streak", "mixture"} & set(upgraded["trainer"])

@@ -62,17 +62,16 @@ def upgrade_config(data: dict[str, Any], moved: dict[str, str]) -> dict[str, Any
 
 
 def upgrade_checkpoint(state: dict[str, Any]) -> dict[str, Any]:
-    """Format 1 -> 2: the CD trainer's policy state moves to the callbacks that now hold it."""
+    """Format 1 -> 2: the CD trainer's policy state moves to the callbacks that now hold it (rank 0's,
+    which every process shared; ``trainer`` is often the very dict of ``trainer_ranks[0]``)."""
     trainer, callbacks = state.get("trainer", {}), state.setdefault("callbacks", {})
+    callbacks.setdefault("divergence_guard", {})["streak"] = trainer.get("cdiv_streak", 0)
+    callbacks["settle_gate"] = {"mean": trainer.get("cdiv_mean", 0.0)}
+    if trainer.get("mixture") is not None:
+        callbacks["snapshot_mixture"] = {"snapshots": trainer["mixture"]}
+    if trainer.get("ema") is not None:
+        callbacks["ema"] = {"average": trainer["ema"]}
     for own in [trainer, *state.get("trainer_ranks", [])]:
-        streak, mean = own.pop("cdiv_streak", 0), own.pop("cdiv_mean", 0.0)
-        mixture, ema = own.pop("mixture", None), own.pop("ema", None)
-        if own is not trainer:
-            continue
-        callbacks.setdefault("divergence_guard", {})["streak"] = streak
-        callbacks["settle_gate"] = {"mean": mean}
-        if mixture is not None:
-            callbacks["snapshot_mixture"] = {"snapshots": mixture}
-        if ema is not None:
-            callbacks["ema"] = {"average": ema}
+        for key in ("cdiv_streak", "cdiv_mean", "mixture", "ema"):
+            own.pop(key, None)
     return state
