@@ -81,21 +81,22 @@ class CallbackList:
             raise ConfigError(f"invalid config: callbacks {' and '.join(map(repr, suppliers))} each supply the "
                               "weights to sample and evaluate with, and a run samples with one; choose one of them")
 
-    def call(self, point: str, run: RunContext, *args: Any, control: Control | None = None) -> Control:
-        """Call ``point`` on every callback; returns the requests they made."""
-        control = control if control is not None else Control()
+    def call(self, point: str, run: RunContext, *args: Any) -> Control:
+        """Call ``point`` on every callback; returns the requests they made. A failure that must stop the
+        run is recorded as ``control.failure`` (raised by the loop once every process agreed on it, so
+        that under torchrun no process is left waiting in a collective); at the points where a callback
+        cannot act (``on_checkpoint``, ``on_run_end``) any failure only drops the callback, with a warning."""
+        control = Control()
+        watching = point in ("on_checkpoint", "on_run_end")
         for callback in list(self.callbacks):
-            method = getattr(callback, point)
             try:
-                if point in ("on_checkpoint", "on_run_end", "on_rollback"):
-                    method(run, *args)
-                else:
-                    method(run, control, *args)
+                getattr(callback, point)(run, *args) if watching else getattr(callback, point)(run, control, *args)
             except Exception as exc:
                 reason = f"callback {callback.name!r} failed in {point}: {type(exc).__name__}: " \
                          f"{' '.join(str(exc).split())} (at {where(exc)})"
-                if not callback.observer:
-                    raise CallbackError(reason) from exc
+                if not (callback.observer or watching):
+                    control.failure = control.failure or reason
+                    break
                 warnings.warn(f"genframe: {reason}; it is dropped for the rest of the run", CallbackWarning,
                               stacklevel=2)
                 self.callbacks.remove(callback)
@@ -107,15 +108,16 @@ class CallbackList:
         all of them call ``on_evaluation`` and agree on what it asks."""
         if not world.active:
             return control
-        flags = [control.stop_reason is not None, control.veto_reason is not None,
+        flags = [control.failure is not None, control.stop_reason is not None, control.veto_reason is not None,
                  control.rollback_reason is not None, control.finish_reason is not None, control.skip,
                  bool(control.reports), bool(control.copies)]
-        stop, veto, rollback, finish, skip, reports, copies = distributed.any_rank(flags, device)
+        failed, stop, veto, rollback, finish, skip, reports, copies = distributed.any_rank(flags, device)
         if reports:
             control.reports = distributed.from_main(control.reports, world)
         if copies:  # every process then takes part in the checkpoint a copy may bring (see TrainingLoop.act)
             control.copies = distributed.from_main(control.copies, world)
         elsewhere = "requested on another process"
+        control.failure = control.failure or ("a callback failed on another process" if failed else None)
         control.stop_reason = control.stop_reason or (elsewhere if stop else None)
         control.veto_reason = control.veto_reason or (elsewhere if veto else None)
         control.rollback_reason = control.rollback_reason or (elsewhere if rollback else None)
@@ -140,6 +142,10 @@ class CallbackList:
 
     def rolled_back(self, run: RunContext, before: dict[str, Any], states: dict[str, Any]) -> None:
         """After a rollback: states from the checkpoint, then each callback keeps what outlives a rollback."""
-        self.load_state_dict(states)
         for callback in self.callbacks:
-            callback.on_rollback(run, before.get(callback.name, {}))
+            try:
+                callback.load_state_dict(states.get(callback.name, {}))
+                callback.on_rollback(run, before.get(callback.name, {}))
+            except Exception as exc:
+                raise CallbackError(f"callback {callback.name!r} failed in on_rollback: {type(exc).__name__}: "
+                                    f"{' '.join(str(exc).split())} (at {where(exc)})") from exc

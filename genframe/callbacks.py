@@ -47,6 +47,7 @@ class Control:
     skip: bool = False
     copies: list[str] = field(default_factory=list)
     reports: list[dict[str, float]] = field(default_factory=list)
+    failure: str | None = None  # set by the core: a callback that acts raised (the run stops)
 
     def stop(self, reason: str) -> None:
         """End the run after this step, as completed, with a checkpoint (e.g. early stopping)."""

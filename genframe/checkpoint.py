@@ -21,7 +21,6 @@ from genframe.errors import CheckpointError
 FORMAT_VERSION = 2  # 2: policies' state under "callbacks" (1: in the loop and trainer state)
 CHECKPOINT_DIR = "checkpoints"
 LAST_NAME = "last.pt"
-BEST_NAME = "best.pt"  # the weights of the best training-time evaluation (lowest fd)
 
 
 def config_hash(config: dict[str, Any]) -> str:

@@ -122,8 +122,9 @@ def shutdown(world: World) -> None:
 
 
 def mean_of_tensors(values: dict[str, Any], device: torch.device) -> dict[str, torch.Tensor]:
-    """Average scalar tensors (or numbers) across processes, in one collective, without a host sync."""
-    keys = sorted(values)
+    """Average scalar tensors (or numbers) across processes, in one collective, without a host sync; the
+    keys keep their order (every process runs the same code, so it is the same everywhere)."""
+    keys = list(values)
     if not keys:
         return {}
     stacked = torch.stack([torch.as_tensor(values[k], device=device).detach().float().reshape(()) for k in keys])

@@ -44,6 +44,7 @@ class TrainingLoop(Rewinding):
         self.checkpoint_due = False  # a routine checkpoint a callback put off: tried again each step
         self.stop_signal: int | None = None
         self.stop_reason: str | None = None  # a callback asked to end the run here
+        self.mid_update = False  # inside Trainer.check_update
 
     # --- the run --------------------------------------------------------------------------------
     def run(self) -> RunResult:
@@ -73,7 +74,8 @@ class TrainingLoop(Rewinding):
                                 images={**final, **self.previews.chain(ctx.step)})
                 status = "completed"
             except CallbackError:
-                self.checkpoint()  # the run so far is kept; the one line names the callback
+                if not self.mid_update:  # the run so far is kept (not a step half done); the line names the callback
+                    self.checkpoint()
                 raise
             except (RunInterrupted, KeyboardInterrupt):
                 status = "interrupted"
@@ -142,10 +144,12 @@ class TrainingLoop(Rewinding):
 
     def before_update(self, signals: dict[str, Any]) -> None:
         """``Trainer.check_update``: callbacks see the step's divergence signals before the optimizer steps."""
+        self.mid_update = True  # until the callbacks have been heard: a failure here leaves a half-done step
         if self.world.active:
             signals = distributed.mean_of_tensors(signals, self.ctx.device)
         values = {name: float(value) for name, value in signals.items()}
         control = self.call("on_before_update", values)
+        self.mid_update = False
         if control.veto_reason is not None:
             raise DivergenceError(control.veto_reason)
 
@@ -174,14 +178,17 @@ class TrainingLoop(Rewinding):
 
     # --- callbacks' requests ----------------------------------------------------------------------
     def call(self, point: str, *args: Any) -> Control:
-        return self.callbacks.agree(self.callbacks.call(point, self.ctx, *args), self.world, self.ctx.device)
+        control = self.callbacks.agree(self.callbacks.call(point, self.ctx, *args), self.world, self.ctx.device)
+        if control.failure is not None:  # on every process at once
+            raise CallbackError(control.failure)
+        return control
 
     def act(self, control: Control, between_steps: bool = True) -> None:
         """Carry out what callbacks asked for; a rollback or finish only between training steps."""
         for metrics in control.reports:  # an evaluation: to the loggers, then to every callback
             self.notify("genframe_log", run=self.ctx, step=self.ctx.step, metrics=metrics, images={})
             self.last_metrics.update(metrics)
-            self.act(self.call("on_evaluation", metrics))
+            self.act(self.call("on_evaluation", metrics), between_steps)
         for name in control.copies:
             if self.world.is_main and self.weights_finite():
                 save_checkpoint(self.p.checkpoint_path.with_name(name), self.state.checkpoint([self.trainer.state_dict()]))

@@ -73,7 +73,8 @@ class Rewinding:
         """Reload the last good checkpoint. The training time spent on the steps now thrown away was
         spent: train_minutes keeps counting it; callbacks keep what outlives a rollback."""
         spent, before = self.loop["train_seconds"], self.callbacks.state_dict()
-        saved = load_checkpoint(self.p.checkpoint_path)
+        # a run resumed from an older format may roll back to that very file
+        saved = self.run_spec.recipe.config_class.upgrade_checkpoint(load_checkpoint(self.p.checkpoint_path))
         self.state.restore(saved, self.p.steps_per_epoch)
         self.callbacks.rolled_back(self.ctx, before, saved.get("callbacks", {}))
         self.ctx.train_seconds = self.loop["train_seconds"] = spent

@@ -81,6 +81,21 @@ class Broken(genframe.Callback):
             raise RuntimeError("boom")
 
 
+class BrokenMidStep(genframe.Callback):
+    name = "broken_mid_step"
+
+    def on_before_update(self, run, control, signals):
+        if run.step == 3:
+            raise ValueError("bad signal")
+
+
+class BrokenOnCheckpoint(genframe.Callback):
+    name = "broken_on_checkpoint"
+
+    def on_checkpoint(self, run, path):
+        raise OSError("cannot copy")
+
+
 class FinishAtStart(genframe.Callback):
     name = "finish_at_start"
 
@@ -95,7 +110,8 @@ class BrokenWatcher(Broken):
 @pytest.fixture
 def host():
     host = genframe.get_host()
-    for callback in (LossSum, StopAt, RollbackOnce, VetoAt, Broken, BrokenWatcher, FinishAtStart):
+    for callback in (LossSum, StopAt, RollbackOnce, VetoAt, Broken, BrokenWatcher, FinishAtStart,
+                     BrokenMidStep, BrokenOnCheckpoint):
         host.registry.add("callback", callback.name, callback)
     return host
 
@@ -202,3 +218,15 @@ def test_a_rollback_or_finish_asked_outside_training_steps_is_one_clear_error(ho
     with pytest.raises(genframe.CallbackError, match=r"asked to roll back or finish \(too early\) outside training"):
         train(tmp_path / "r", 'callbacks.use=["finish_at_start"]', "trainer.max_steps=4")
     assert load_checkpoint(tmp_path / "r")["loop"]["step"] == 0  # the run so far is kept
+
+
+def test_a_failure_inside_an_update_keeps_the_last_good_checkpoint_not_a_half_done_step(host, tmp_path, data_dir):
+    with pytest.raises(genframe.CallbackError, match=r"'broken_mid_step' failed in on_before_update: ValueError"):
+        train(tmp_path / "r", 'callbacks.use=["broken_mid_step"]', "trainer.max_steps=6", "trainer.checkpoint_every=2")
+    assert load_checkpoint(tmp_path / "r")["loop"]["step"] == 2  # the step-4 update never finished
+
+
+def test_a_callback_that_fails_where_it_cannot_act_is_dropped_with_a_warning(host, tmp_path, data_dir):
+    with pytest.warns(CallbackWarning, match="'broken_on_checkpoint' failed in on_checkpoint: OSError"):
+        result = train(tmp_path / "r", 'callbacks.use=["broken_on_checkpoint"]', "trainer.max_steps=4")
+    assert (result.status, result.step) == ("completed", 4)
