@@ -43,12 +43,11 @@ class CDTrainer(Trainer):
         loss = cdiv + self.alpha * (real_score.square().mean() + fake_score.square().mean())
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        if hasattr(self, "check_update"):  # the core's callbacks may veto this update (a divergence)
-            try:
-                self.check_update({"cdiv": cdiv.detach()})
-            except DivergenceError:
-                self.optimizer.zero_grad(set_to_none=True)  # the vetoed gradients must not linger
-                raise
+        try:  # the core's callbacks see cdiv and may veto this update (a divergence)
+            self.check_update({"cdiv": cdiv.detach()})
+        except DivergenceError:
+            self.optimizer.zero_grad(set_to_none=True)  # the vetoed gradients must not linger
+            raise
         self.optimizer.step()
         return {"loss": loss.detach(), "cdiv": cdiv.detach(), "real": real_score.mean().detach(),
                 "fake": fake_score.mean().detach()}
