@@ -62,6 +62,10 @@ def chosen_callbacks(config: RecipeConfig, registry: Any) -> list[tuple[str, typ
         problem = cls.check_settings(settings, config)
         if problem:
             raise ConfigError(f"invalid config: callbacks.{name}: {problem}")
+    suppliers = [name for name, cls, _ in chosen if cls.sampling_model is not Callback.sampling_model]
+    if len(suppliers) > 1:  # only the first would be sampled: the others' weights kept for nothing
+        raise ConfigError(f"invalid config: callbacks {' and '.join(map(repr, suppliers))} each supply the "
+                          "weights to sample and evaluate with, and a run samples with one; choose one of them")
     return chosen
 
 
@@ -76,10 +80,6 @@ class CallbackList:
 
     def __init__(self, config: RecipeConfig, registry: Any, run: RunContext) -> None:
         self.callbacks = [cls(settings, run) for _, cls, settings in chosen_callbacks(config, registry)]
-        suppliers = [callback.name for callback in self.callbacks if callback.sampling_model() is not None]
-        if len(suppliers) > 1:  # only the first would be sampled: the others' weights kept for nothing
-            raise ConfigError(f"invalid config: callbacks {' and '.join(map(repr, suppliers))} each supply the "
-                              "weights to sample and evaluate with, and a run samples with one; choose one of them")
 
     def call(self, point: str, run: RunContext, *args: Any) -> Control:
         """Call ``point`` on every callback; returns the requests they made. A failure that must stop the
@@ -121,6 +121,8 @@ class CallbackList:
         control.stop_reason = control.stop_reason or (elsewhere if stop else None)
         control.veto_reason = control.veto_reason or (elsewhere if veto else None)
         control.rollback_reason = control.rollback_reason or (elsewhere if rollback else None)
+        if rollback:  # every replica must keep the same learning rate: the main process's factor
+            control.rollback_lr_factor = distributed.from_main(control.rollback_lr_factor, world)
         control.finish_reason = control.finish_reason or (elsewhere if finish else None)
         control.skip = skip
         return control

@@ -49,6 +49,13 @@ class Control:
     reports: list[dict[str, float]] = field(default_factory=list)
     failure: str | None = None  # set by the core: a callback that acts raised (the run stops)
 
+    def requests(self) -> set[str]:
+        """What was asked: a subset of stop, veto, rollback, finish, skip, copy, report."""
+        asked = {"stop": self.stop_reason, "veto": self.veto_reason, "rollback": self.rollback_reason,
+                 "finish": self.finish_reason, "skip": self.skip or None, "copy": self.copies or None,
+                 "report": self.reports or None}
+        return {name for name, value in asked.items() if value is not None}
+
     def stop(self, reason: str) -> None:
         """End the run after this step, as completed, with a checkpoint (e.g. early stopping)."""
         self.stop_reason = self.stop_reason or reason

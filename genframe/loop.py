@@ -26,6 +26,11 @@ from genframe.runsetup import epoch_permutation
 from genframe.signals import StopSignals
 
 
+# What the loop acts on at each point (None: every other point).
+ACTED_ON = {"on_before_update": {"veto", "stop"}, "on_before_checkpoint": {"skip"},
+            "on_divergence": {"rollback", "finish"}, None: {"stop", "rollback", "finish", "copy", "report"}}
+
+
 class TrainingLoop(Rewinding):
     """One run's training, from its first (or resumed) step to its last."""
 
@@ -74,7 +79,7 @@ class TrainingLoop(Rewinding):
                                 images={**final, **self.previews.chain(ctx.step)})
                 status = "completed"
             except CallbackError:
-                if not self.mid_update:  # the run so far is kept (not a step half done); the line names the callback
+                if not self.mid_update and self.weights_finite():  # the run so far (not a step half done) is kept
                     self.checkpoint()
                 raise
             except (RunInterrupted, KeyboardInterrupt):
@@ -150,6 +155,7 @@ class TrainingLoop(Rewinding):
         values = {name: float(value) for name, value in signals.items()}
         control = self.call("on_before_update", values)
         self.mid_update = False
+        self.stop_after_step(control)
         if control.veto_reason is not None:
             raise DivergenceError(control.veto_reason)
 
@@ -181,6 +187,10 @@ class TrainingLoop(Rewinding):
         control = self.callbacks.agree(self.callbacks.call(point, self.ctx, *args), self.world, self.ctx.device)
         if control.failure is not None:  # on every process at once
             raise CallbackError(control.failure)
+        ignored = control.requests() - ACTED_ON.get(point, ACTED_ON[None])
+        if ignored:
+            raise CallbackError(f"a callback asked to {' and '.join(sorted(ignored))} in {point}, where the loop "
+                                "does not act on it (docs/writing-plugins.md: the control surface)")
         return control
 
     def act(self, control: Control, between_steps: bool = True) -> None:
@@ -201,9 +211,12 @@ class TrainingLoop(Rewinding):
                 raise CallbackError(f"a callback asked to roll back or finish ({asked}) outside training steps, where "
                                     "there is nothing to redo; ask in on_after_update, on_step_end or on_divergence")
             raise Redirect(control)
+        self.stop_after_step(control)
+
+    def stop_after_step(self, control: Control) -> None:
         if control.stop_reason is not None and self.stop_reason is None:
             self.stop_reason = control.stop_reason
-            warnings.warn(f"genframe: stopping at step {self.ctx.step}: {control.stop_reason}", UserWarning, stacklevel=2)
+            warnings.warn(f"genframe: stopping at step {self.ctx.step}: {control.stop_reason}", UserWarning, stacklevel=3)
 
     # --- checkpoints and divergence -----------------------------------------------------------------
     def routine_checkpoint(self) -> None:

@@ -35,11 +35,14 @@ class Rewinding:
 
     ctx: Any
     loop: dict[str, Any]
+    mid_update: bool
 
     def diverged(self, error: DivergenceError) -> None:
         """Callbacks decide (``on_divergence``): roll back, finish, or (no decision) stop with an error."""
         where = f"{error} at step {self.ctx.step + 1} (epoch {self.loop['epoch'] + 1})"
+        self.mid_update = True  # the diverged step's draws are spent: no checkpoint of this state if a callback fails
         control = self.call("on_divergence", where)
+        self.mid_update = False
         if control.rollback_reason is None and control.finish_reason is None:
             tried = f" after {self.loop['rollbacks']} rollback(s)" if self.loop["rollbacks"] else ""
             raise DivergenceError(f"training diverged: {where}{tried}; the last good checkpoint is "

@@ -96,6 +96,21 @@ class BrokenOnCheckpoint(genframe.Callback):
         raise OSError("cannot copy")
 
 
+class VetoTooLate(genframe.Callback):
+    name = "veto_too_late"
+
+    def on_after_update(self, run, control, metrics):
+        control.veto("after the fact")
+
+
+class StopOnSignal(genframe.Callback):
+    name = "stop_on_signal"
+
+    def on_before_update(self, run, control, signals):
+        if run.step == 2:
+            control.stop("signals say enough")
+
+
 class FinishAtStart(genframe.Callback):
     name = "finish_at_start"
 
@@ -111,7 +126,7 @@ class BrokenWatcher(Broken):
 def host():
     host = genframe.get_host()
     for callback in (LossSum, StopAt, RollbackOnce, VetoAt, Broken, BrokenWatcher, FinishAtStart,
-                     BrokenMidStep, BrokenOnCheckpoint):
+                     BrokenMidStep, BrokenOnCheckpoint, VetoTooLate, StopOnSignal):
         host.registry.add("callback", callback.name, callback)
     return host
 
@@ -230,3 +245,14 @@ def test_a_callback_that_fails_where_it_cannot_act_is_dropped_with_a_warning(hos
     with pytest.warns(CallbackWarning, match="'broken_on_checkpoint' failed in on_checkpoint: OSError"):
         result = train(tmp_path / "r", 'callbacks.use=["broken_on_checkpoint"]', "trainer.max_steps=4")
     assert (result.status, result.step) == ("completed", 4)
+
+
+def test_a_request_where_the_loop_does_not_act_on_it_is_one_clear_error(host, tmp_path, data_dir):
+    with pytest.raises(genframe.CallbackError, match=r"asked to veto in on_after_update, where the loop does not act"):
+        train(tmp_path / "r", 'callbacks.use=["veto_too_late"]', "trainer.max_steps=4")
+
+
+def test_a_stop_asked_before_an_update_ends_the_run_after_that_step(host, tmp_path, data_dir):
+    with pytest.warns(UserWarning, match="stopping at step 2: signals say enough"):
+        result = train(tmp_path / "r", 'callbacks.use=["stop_on_signal"]', "trainer.max_steps=8")
+    assert (result.status, result.step) == ("completed", 3)

@@ -110,3 +110,4 @@ def test_a_mixture_with_a_moving_average_is_refused(data_dir, tmp_path):
         genframe.train("ebm", overrides=[*TINY, 'callbacks.use=["snapshot_mixture", "ema"]',
                                          "callbacks.snapshot_mixture.members=4", "callbacks.ema.decay=0.999"],
                        run_dir=tmp_path / "run", quiet=True)
+    assert not (tmp_path / "run").exists()  # refused when the config is resolved, before anything is written
