@@ -197,3 +197,34 @@ def test_a_step_that_diverges_on_one_process_rolls_back_every_process(data_dir, 
     assert "diverged on another process at step 2 (epoch 1); rolled back to step 0" in result.stderr
     state = load_checkpoint(tmp_path / "run")
     assert state["loop"]["step"] == 8 and state["loop"]["rollbacks"] == 1
+
+
+# A callback that acts (not an observer) and fails on rank 0 alone, after its third step.
+RANK_ZERO_CALLBACK_FAILS = """
+import genframe
+
+class FailsOnRankZero(genframe.Callback):
+    name = "fails_on_rank_zero"
+
+    def on_step_end(self, run, control):
+        if run.rank == 0 and run.step == 3:
+            raise RuntimeError("only here")
+
+@genframe.hookimpl
+def genframe_register(registry):
+    registry.add("callback", FailsOnRankZero.name, FailsOnRankZero)
+"""
+
+
+def test_a_callback_failing_on_one_process_stops_every_process(data_dir, tmp_path):
+    # The failure is agreed across processes like any request: every process stops together (with the
+    # step-3 checkpoint), none is left waiting in a collective the failed one never reaches.
+    site = tmp_path / "site"
+    site.mkdir()
+    make_distribution(site, "genframe_failing", "failing", "gf_failing_plugin", RANK_ZERO_CALLBACK_FAILS)
+    sets = [arg for item in [*SETTINGS, 'callbacks.use=["fails_on_rank_zero"]'] for arg in ("--set", item)]
+    result = torchrun(2, ["run", "ebm", *sets, "--run-dir", str(tmp_path / "run")], site, tmp_path)
+    assert result.returncode != 0
+    assert "Error: callback 'fails_on_rank_zero' failed in on_step_end: RuntimeError: only here" in result.stderr
+    assert "Error: a callback failed on another process" in result.stderr
+    assert load_checkpoint(tmp_path / "run")["loop"]["step"] == 3
