@@ -1,0 +1,34 @@
+"""Importing genframe and asking the CLI for help import neither torch nor pydantic: the CLI answers at
+once, and a plugin's entry point can import genframe cheaply."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+CHECK = """
+import sys
+{code}
+heavy = sorted(name for name in ("torch", "pydantic", "numpy") if name in sys.modules)
+print("heavy:", ",".join(heavy) or "none")
+"""
+
+
+def imported_after(code: str) -> str:
+    done = subprocess.run([sys.executable, "-c", CHECK.format(code=code)], capture_output=True, text=True,
+                          timeout=120, check=True)
+    return done.stdout.strip().splitlines()[-1]
+
+
+def test_import_genframe_is_light_and_its_names_resolve_on_use():
+    assert imported_after("import genframe") == "heavy: none"
+    # the callback contract needs pydantic (its settings), not torch
+    assert imported_after("import genframe; genframe.Callback; genframe.DivergenceError") == "heavy: pydantic"
+    # a name resolves to what its module defines: the evaluate function, even once its module is imported
+    assert imported_after("import genframe, genframe.evaluate, inspect\n"
+                          "assert inspect.isfunction(genframe.evaluate), genframe.evaluate").startswith("heavy:")
+
+
+def test_the_cli_help_imports_no_torch():
+    code = "from genframe.cli import cli\ntry:\n    cli(['--help'], prog_name='genframe')\nexcept SystemExit:\n    pass"
+    assert imported_after(code) == "heavy: none"
