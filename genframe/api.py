@@ -18,8 +18,11 @@ from typing import Any
 import torch
 
 from genframe.atomic import atomic_write
-from genframe.checkpoint import load_checkpoint, resolve_checkpoint
+from genframe.callback_list import CallbackList, chosen_callbacks
+from genframe.checkpoint import load_checkpoint, resolve_checkpoint, run_dir_of
 from genframe.config import RecipeConfig, build_config
+from genframe.context import RunContext
+from genframe.errors import CheckpointError
 from genframe.interfaces import Recipe, SampleOutput, Sampler
 from genframe.plugins import get_host
 from genframe.runsetup import resolve_device, seeded_generator
@@ -34,8 +37,6 @@ def recipe_config(
     name: str, config: Mapping[str, Any] | str | Path | None = None, overrides: Iterable[str] = ()
 ) -> RecipeConfig:
     """The validated config of recipe ``name``: defaults, then a dict or file, then overrides."""
-    from genframe.callback_list import chosen_callbacks
-
     config_class = get_recipe(name).config_class
     if config is None or isinstance(config, Mapping):
         resolved = build_config(config_class, data=config, overrides=overrides)
@@ -72,11 +73,6 @@ def load(path: str | Path, device: str = "auto") -> LoadedModel:
     The model is the one the run samples with: when a callback supplied other weights (averaged
     ones, a mixture of snapshots), the run's callbacks are built again from its config to hold them.
     """
-    from genframe.callback_list import CallbackList
-    from genframe.checkpoint import run_dir_of
-    from genframe.context import RunContext
-    from genframe.errors import CheckpointError
-
     checkpoint = resolve_checkpoint(path)
     state = load_checkpoint(checkpoint)
     recipe = get_recipe(state["recipe"])

@@ -18,6 +18,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, ValidationError, field_validator
 
 from genframe.errors import ConfigError
+from genframe.upgrade import upgrade_core_checkpoint, upgrade_core_config
 
 
 class ConfigMovedWarning(UserWarning):
@@ -118,16 +119,12 @@ class RecipeConfig(Section):
     def upgrade(cls, data: dict[str, Any], moved: dict[str, str]) -> dict[str, Any]:
         """Rewrite settings written before a key moved; record each ``old key: new key`` in ``moved``.
         A recipe config that moves keys of its own overrides this and calls ``super().upgrade`` first."""
-        from genframe.upgrade import upgrade_core_config
-
         return upgrade_core_config(data, moved)
 
     @classmethod
     def upgrade_checkpoint(cls, state: dict[str, Any]) -> dict[str, Any]:
         """Rewrite a checkpoint of an older format (``state["format"]``) into today's layout; a recipe
         whose trainer state moved overrides this and calls ``super().upgrade_checkpoint`` first."""
-        from genframe.upgrade import upgrade_core_checkpoint
-
         return upgrade_core_checkpoint(state) if state.get("format", 1) < 2 else state
 
 

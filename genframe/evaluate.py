@@ -16,14 +16,17 @@ from typing import Any
 
 import torch
 
+from genframe.api import get_recipe, load
 from genframe.atomic import atomic_write_text
 from genframe.checkpoint import run_dir_of
 from genframe.classifier import ClassifierSpec, cache_dir, load_or_train
 from genframe.config import DataConfig, RecipeConfig, config_to_dict
+from genframe.context import RunContext
 from genframe.errors import DataError, PluginError
 from genframe.generation import generate_in_chunks
 from genframe.interfaces import Recipe
 from genframe.metrics import features_and_probs, gaussian, quality
+from genframe.plugins import attached_loggers, get_host
 from genframe.registry import Registry
 from genframe.runsetup import build_dataset
 
@@ -111,9 +114,6 @@ def evaluate(path: str | Path, n: int = 1000, steps: int | None = None, seed: in
 
     The report's ``samples`` holds the metric's numbers; ``anchors`` (when the metric has a scale, like
     the classifier's real images and noise) the same numbers for reference samples."""
-    from genframe.api import get_recipe, load
-    from genframe.plugins import get_host
-
     loaded = load(path, device)
     evaluator = shared_evaluator(get_host().registry, loaded.config.data, get_recipe(loaded.recipe_name),
                                  loaded.config)
@@ -138,9 +138,6 @@ def evaluate(path: str | Path, n: int = 1000, steps: int | None = None, seed: in
 
 def _send_to_loggers(run_dir: Path, loaded, report: dict[str, Any]) -> None:
     """Hand the result to the run's own loggers (not the console: the caller prints it)."""
-    from genframe.context import RunContext
-    from genframe.plugins import attached_loggers, get_host
-
     host = get_host()
     ctx = RunContext(run_dir, loaded.recipe_name, loaded.config, loaded.device, steps_per_epoch=1,
                      total_steps=loaded.step, step=loaded.step, epoch=loaded.epoch, resumed=True,

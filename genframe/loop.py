@@ -9,7 +9,7 @@ import math
 import signal
 import time
 import warnings
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -20,10 +20,13 @@ from genframe.checkpoint import save_checkpoint
 from genframe.errors import CallbackError, DivergenceError, RunInterrupted
 from genframe.plugins import attached_loggers
 from genframe.previews import Previewer
-from genframe.run import Parts, TrainingRun
 from genframe.rewind import DivergenceWarning, Redirect, Rewinding  # noqa: F401 - DivergenceWarning is public here
 from genframe.runsetup import epoch_permutation
+from genframe.runstate import Parts
 from genframe.signals import StopSignals
+
+if TYPE_CHECKING:  # the run assembles the loop; the loop only reads it
+    from genframe.run import TrainingRun
 
 
 # What the loop acts on at each point (None: every other point).

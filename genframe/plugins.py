@@ -29,6 +29,7 @@ from genframe.errors import PluginError, UnknownComponentError
 from genframe.pluginfaults import (LIFECYCLE_HOOKS, bad_arguments, describe, one_line, traceback_text, unknown_hook,
                                    where)
 from genframe.registry import Entry, Registry
+from genframe.version import genframe_version
 
 ENTRY_POINT_GROUP = "genframe"
 BUILTIN_MODULES = ("genframe.builtins",)
@@ -138,11 +139,9 @@ class PluginHost:
         return True
 
     def load_builtins(self) -> None:
-        from genframe import __version__
-
         for module_name in BUILTIN_MODULES:
             module = __import__(module_name, fromlist=["_"])
-            self.add_plugin(module, module_name, __version__, "builtin", "genframe")
+            self.add_plugin(module, module_name, genframe_version(), "builtin", "genframe")
 
     def load_entry_points(self) -> None:
         allowed = _env_names("GENFRAME_PLUGINS")

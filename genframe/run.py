@@ -23,24 +23,9 @@ from genframe.interfaces import Dataset, Sampler, Trainer
 from genframe.plugins import PluginHost, get_host
 from genframe.distributed import barrier, device_for, init_world, shutdown
 from genframe.runsetup import build_dataset, new_run_dir, resolve_device, save_resolved_config
-from genframe.runstate import RunState, stream_seed
+from genframe.loop import TrainingLoop
+from genframe.runstate import Parts, RunState, stream_seed
 from genframe.version import genframe_version
-
-
-@dataclass
-class Parts:
-    """Everything the loop works with, built and (when resuming) restored."""
-
-    model: torch.nn.Module
-    sampler: Sampler
-    trainer: Trainer
-    train_data: Dataset
-    val_data: Dataset
-    callbacks: CallbackList
-    ctx: RunContext
-    state: RunState
-    steps_per_epoch: int
-    checkpoint_path: Path
 
 
 def _resolve_config(
@@ -160,8 +145,6 @@ class TrainingRun:
                      self.run_dir / CHECKPOINT_DIR / LAST_NAME)
 
     def run(self) -> RunResult:
-        from genframe.loop import TrainingLoop
-
         try:
             result = TrainingLoop(self, self.build()).run()
             # Leave together: a process that tears down gloo and exits while rank 0 is still writing

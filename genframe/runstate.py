@@ -9,6 +9,7 @@ trains exactly as an uninterrupted one.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -18,7 +19,7 @@ from genframe.checkpoint import config_hash
 from genframe.config import config_to_dict
 from genframe.context import RunContext
 from genframe.errors import CheckpointError
-from genframe.interfaces import Trainer
+from genframe.interfaces import Dataset, Sampler, Trainer
 from genframe.version import genframe_version
 
 
@@ -97,3 +98,19 @@ class RunState:
             torch.cuda.set_rng_state_all(state["rng"]["cuda"])
         ctx.step, ctx.epoch, ctx.batch = self.loop["step"], self.loop["epoch"], self.loop["batch"]
         ctx.rollbacks, ctx.train_seconds = self.loop["rollbacks"], self.loop["train_seconds"]
+
+
+@dataclass
+class Parts:
+    """Everything the loop works with, built and (when resuming) restored."""
+
+    model: torch.nn.Module
+    sampler: Sampler
+    trainer: Trainer
+    train_data: Dataset
+    val_data: Dataset
+    callbacks: CallbackList
+    ctx: RunContext
+    state: RunState
+    steps_per_epoch: int
+    checkpoint_path: Path
