@@ -20,17 +20,36 @@ CORE_MOVES = {
 }
 
 
-def move_key(data: dict[str, Any], old: str, new: str, moved: dict[str, str]) -> bool:
-    """Move the value at dotted ``old`` to dotted ``new`` (unless ``new`` is set too); True if it was there."""
-    *parents, leaf = old.split(".")
-    node = data
+def lookup(data: dict[str, Any], dotted: str) -> tuple[bool, Any]:
+    """Whether dotted key ``dotted`` is set in ``data``, and its value."""
+    *parents, leaf = dotted.split(".")
+    node: Any = data
     for part in parents:
         node = node.get(part) if isinstance(node, dict) else None
-        if node is None:
-            return False
-    if not isinstance(node, dict) or leaf not in node:
+    return (isinstance(node, dict) and leaf in node), (node.get(leaf) if isinstance(node, dict) else None)
+
+
+def pop_key(data: dict[str, Any], dotted: str) -> tuple[bool, Any]:
+    """Remove dotted key ``dotted`` (and a section it leaves empty, which may no longer exist); returns
+    whether it was there and its value."""
+    present, value = lookup(data, dotted)
+    if present:
+        *parents, leaf = dotted.split(".")
+        chain = [data]
+        for part in parents:
+            chain.append(chain[-1][part])
+        del chain[-1][leaf]
+        for parent, part, node in zip(reversed(chain[:-1]), reversed(parents), reversed(chain[1:])):
+            if not node:
+                del parent[part]
+    return present, value
+
+
+def move_key(data: dict[str, Any], old: str, new: str, moved: dict[str, str]) -> bool:
+    """Move the value at dotted ``old`` to dotted ``new`` (unless ``new`` is set too); True if it was there."""
+    present, value = pop_key(data, old)
+    if not present:
         return False
-    value = node.pop(leaf)
     target = data
     *new_parents, new_leaf = new.split(".")
     for part in new_parents:
@@ -38,8 +57,6 @@ def move_key(data: dict[str, Any], old: str, new: str, moved: dict[str, str]) ->
     target.setdefault(new_leaf, value)
     if value is not None:  # a setting that was off says nothing worth a notice
         moved[old] = new
-    if not node and len(parents) == 1 and parents[0] == "eval":
-        data.pop("eval", None)  # a section that moved away entirely
     return True
 
 

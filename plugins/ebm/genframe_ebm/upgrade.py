@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from genframe.errors import ConfigError
-from genframe.upgrade import move_key, use_callback
+from genframe.upgrade import lookup, move_key, pop_key, use_callback
 
 MOVES = {
     "trainer.cdiv_limit": "callbacks.divergence_guard.limit",
@@ -23,41 +23,21 @@ OPT_IN = {
 REMOVED = ("sampler.steps_min", "sampler.step_size_end", "trainer.r1_min")
 
 
-def _get(data: dict[str, Any], dotted: str) -> tuple[bool, Any]:
-    section, _, key = dotted.partition(".")
-    node = data.get(section)
-    return (isinstance(node, dict) and key in node), (node or {}).get(key) if isinstance(node, dict) else None
-
-
-def _drop(data: dict[str, Any], dotted: str) -> None:
-    section, _, key = dotted.partition(".")
-    data[section].pop(key)
-
-
 def upgrade_config(data: dict[str, Any], moved: dict[str, str]) -> dict[str, Any]:
     for old in REMOVED:
-        present, value = _get(data, old)
+        present, value = pop_key(data, old)
         if present and value is not None:
             raise ConfigError(f"invalid config: {old} was removed (it measured worse and no recipe used it: see "
                               f"docs/reports/fast-recipe.md); drop it (or --set {old}=null to resume an old run)")
-        if present:
-            _drop(data, old)
     for old, new in MOVES.items():
-        present, value = _get(data, old)
-        if present and value is None:
-            _drop(data, old)
-        else:
-            move_key(data, old, new, moved)
-    mixture_on = (_get(data, "trainer.mixture")[1] or 1) > 1
+        move_key(data, old, new, moved)
+    mixture_on = (lookup(data, "trainer.mixture")[1] or 1) > 1
     for old, (callback, setting) in OPT_IN.items():
-        present, value = _get(data, old)
-        if not present:
-            continue
+        _, value = lookup(data, old)
         if value is None or (callback == "snapshot_mixture" and not mixture_on):
-            _drop(data, old)  # the policy was off
-            continue
-        move_key(data, old, f"callbacks.{callback}.{setting}", moved)
-        use_callback(data, callback)
+            pop_key(data, old)  # the policy was off (or the key is not there)
+        elif move_key(data, old, f"callbacks.{callback}.{setting}", moved):
+            use_callback(data, callback)
     return data
 
 
