@@ -84,7 +84,7 @@ def load(path: str | Path, device: str = "auto") -> LoadedModel:
     if "sampling_model" in state:
         run = RunContext(run_dir_of(checkpoint), state["recipe"], config, torch_device, 1, state["loop"]["step"],
                          model=model, recipe=recipe, registry=get_host().registry)
-        model = CallbackList(config, get_host().registry, run).sampling_model()
+        model = CallbackList(chosen_callbacks(config, get_host().registry), run).sampling_model()
         if model is None:
             raise CheckpointError(f"{checkpoint} holds sampling weights but none of its config's callbacks "
                                   "supplies a sampling model; is the plugin that registered it installed?")

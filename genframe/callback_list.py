@@ -7,7 +7,6 @@ and the run goes on; any other stops the run (the loop writes a checkpoint first
 
 from __future__ import annotations
 
-import traceback
 import warnings
 from typing import Any
 
@@ -18,6 +17,7 @@ from genframe.callbacks import Callback, Control
 from genframe.config import RecipeConfig, format_validation_error
 from genframe.context import RunContext
 from genframe.errors import CallbackError, ConfigError, UnknownComponentError
+from genframe.pluginfaults import describe, where
 
 
 class CallbackWarning(UserWarning):
@@ -69,17 +69,17 @@ def chosen_callbacks(config: RecipeConfig, registry: Any) -> list[tuple[str, typ
     return chosen
 
 
-def where(exc: BaseException) -> str:
-    """``file:line`` where ``exc`` was raised."""
-    frames = traceback.extract_tb(exc.__traceback__)
-    return f"{frames[-1].filename}:{frames[-1].lineno}" if frames else "?"
+def failure(callback: Callback, point: str, exc: BaseException) -> str:
+    """One line: which callback failed, where in the run, why, and where in the callback's own code."""
+    return f"callback {callback.name!r} failed in {point}: {describe(exc)}{where(exc, type(callback).__module__)}"
 
 
 class CallbackList:
     """The built callbacks of one run, and the agreement of their requests across processes."""
 
-    def __init__(self, config: RecipeConfig, registry: Any, run: RunContext) -> None:
-        self.callbacks = [cls(settings, run) for _, cls, settings in chosen_callbacks(config, registry)]
+    def __init__(self, chosen: list[tuple[str, type[Callback], Any]], run: RunContext) -> None:
+        """Build the callbacks ``chosen_callbacks`` chose, for ``run``."""
+        self.callbacks = [cls(settings, run) for _, cls, settings in chosen]
 
     def call(self, point: str, run: RunContext, *args: Any) -> Control:
         """Call ``point`` on every callback; returns the requests they made. A failure that must stop the
@@ -92,8 +92,7 @@ class CallbackList:
             try:
                 getattr(callback, point)(run, *args) if watching else getattr(callback, point)(run, control, *args)
             except Exception as exc:
-                reason = f"callback {callback.name!r} failed in {point}: {type(exc).__name__}: " \
-                         f"{' '.join(str(exc).split())} (at {where(exc)})"
+                reason = failure(callback, point, exc)
                 if not (callback.observer or watching):
                     control.failure = control.failure or reason
                     break
@@ -127,13 +126,13 @@ class CallbackList:
         control.skip = skip
         return control
 
-    def sampling_model(self) -> Any:
-        """The sampling model a callback supplies (at most one does), else None (the trained net)."""
+    def sampling_model(self, default: Any = None) -> Any:
+        """The sampling model a callback supplies (at most one does), else ``default`` (e.g. the trained net)."""
         for callback in self.callbacks:
             model = callback.sampling_model()
             if model is not None:
                 return model
-        return None
+        return default
 
     def state_dict(self) -> dict[str, Any]:
         return {callback.name: callback.state_dict() for callback in self.callbacks}
@@ -149,5 +148,4 @@ class CallbackList:
                 callback.load_state_dict(states.get(callback.name, {}))
                 callback.on_rollback(run, before.get(callback.name, {}))
             except Exception as exc:
-                raise CallbackError(f"callback {callback.name!r} failed in on_rollback: {type(exc).__name__}: "
-                                    f"{' '.join(str(exc).split())} (at {where(exc)})") from exc
+                raise CallbackError(failure(callback, "on_rollback", exc)) from exc

@@ -5,6 +5,7 @@ callbacks, restore a checkpoint when resuming, then hand over to the loop.
 
 from __future__ import annotations
 
+import functools
 import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -68,7 +69,7 @@ class TrainingRun:
             self._warn_on_version_change(self.checkpoint_state)
         saved = self.checkpoint_state["config"] if self.checkpoint_state else None
         self.config = _resolve_config(self.recipe.config_class, config, overrides, saved)
-        chosen_callbacks(self.config, self.host.registry)  # bad callback settings fail before anything starts
+        self.callback_specs = chosen_callbacks(self.config, self.host.registry)  # bad settings fail before anything starts
         if self.config.recipe not in (None, recipe):
             raise ConfigError(f"recipe: the config is for {self.config.recipe!r} but `genframe run {recipe}` was asked")
         self.device = resolve_device(self.config.trainer.device)
@@ -118,8 +119,8 @@ class TrainingRun:
                          work_unit=trainer.work_per_step(cfg.trainer.batch_size), rank=world.rank,
                          world_size=world.world_size, model=model, sampler=sampler, trainer=trainer,
                          recipe=self.recipe, registry=self.host.registry)
-        callbacks = CallbackList(cfg, self.host.registry, ctx)
-        ctx.sampling_model = lambda: model if callbacks.sampling_model() is None else callbacks.sampling_model()
+        callbacks = CallbackList(self.callback_specs, ctx)
+        ctx.sampling_model = functools.partial(callbacks.sampling_model, model)
         state = RunState(ctx, trainer, callbacks, self.plugin, self.plugin_version)
         if self.checkpoint_state is not None:
             state.restore(self.checkpoint_state, steps_per_epoch)
