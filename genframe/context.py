@@ -35,8 +35,7 @@ class RunContext:
     trainer: Any = None  # the recipe's Trainer
     recipe: Any = None  # the Recipe object
     registry: Any = None  # components by kind and name (datasets, for evaluations)
-    rollbacks: int = 0  # divergence rollbacks so far in this run (all of them, across resumes)
-    train_seconds: float = 0.0  # time spent in train steps (no evaluations, pictures or checkpoints)
+    position: dict[str, Any] = field(default_factory=dict)  # the loop's saved counters (RunState.loop)
     end_of_epoch: bool = False  # the step just done ended an epoch
     finished_early: bool = False  # a callback ended the run on its last good checkpoint
     sampling_model: Callable[[], Any] | None = None  # the network to sample and evaluate with
@@ -44,6 +43,16 @@ class RunContext:
     @property
     def is_main(self) -> bool:
         return self.rank == 0
+
+    @property
+    def rollbacks(self) -> int:
+        """Divergence rollbacks so far in this run (all of them, across resumes)."""
+        return self.position.get("rollbacks", 0)
+
+    @property
+    def train_seconds(self) -> float:
+        """Time spent in train steps (no evaluations, pictures or checkpoints), thrown-away steps included."""
+        return self.position.get("train_seconds", 0.0)
 
 
 @dataclass

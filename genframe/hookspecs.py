@@ -46,7 +46,8 @@ def genframe_checkpoint(run: Any, path: Any, step: int) -> None:
 @hookspec
 def genframe_rollback(run: Any, step: int, reason: str) -> None:
     """Training diverged and was rolled back to the checkpoint at ``step``; later records are void. Also
-    when ``trainer.out_of_rollbacks = "finish"`` ends the run there (``reason`` says "finished there")."""
+    when a callback finishes the run there, e.g. the divergence guard out of rollbacks (``reason`` says
+    "finished there")."""
 
 
 @hookspec

@@ -104,7 +104,7 @@ class TrainingLoop(Rewinding):
             try:
                 metrics = self.step(order[start : start + batch_size], signals)
             finally:  # training alone (no evaluation, pictures, checkpoints), a step that diverged included
-                ctx.train_seconds = loop["train_seconds"] = loop["train_seconds"] + time.perf_counter() - began
+                loop["train_seconds"] += time.perf_counter() - began
             ctx.batch = loop["batch"] = loop["batch"] + 1
             ctx.step = loop["step"] = loop["step"] + 1
             for key, value in metrics.items():  # accumulate on the device: no per-step host sync

@@ -59,7 +59,7 @@ class Rewinding:
             warnings.warn(f"genframe: training diverged: {reason}", DivergenceWarning, stacklevel=2)
             self.notify("genframe_rollback", run=self.ctx, step=self.ctx.step, reason=reason)
             return
-        self.ctx.rollbacks = self.loop["rollbacks"] = rollbacks
+        self.loop["rollbacks"] = rollbacks
         # Fresh random draws for the redone steps: replaying the exact draws that diverged tends to
         # diverge again. A new chance, not a cure.
         fresh = rollback_seed(self.cfg.seed, self.world.rank, self.ctx.step, rollbacks)
@@ -80,5 +80,5 @@ class Rewinding:
         saved = self.run_spec.recipe.config_class.upgrade_checkpoint(load_checkpoint(self.p.checkpoint_path))
         self.state.restore(saved, self.p.steps_per_epoch)
         self.callbacks.rolled_back(self.ctx, before, saved.get("callbacks", {}))
-        self.ctx.train_seconds = self.loop["train_seconds"] = spent
+        self.loop["train_seconds"] = spent
         self.checkpoint_due = False

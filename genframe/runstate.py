@@ -44,6 +44,7 @@ class RunState:
     def __post_init__(self) -> None:
         self.loop = {"epoch": 0, "batch": 0, "step": 0, "rollbacks": 0, "train_seconds": 0.0,
                      "world_size": self.ctx.world_size, **self.loop}
+        self.ctx.position = self.loop  # one set of counters: restore() updates it in place
 
     def checkpoint(self, trainer_states: list[dict[str, Any]]) -> dict[str, Any]:
         """The whole state to save; ``trainer_states`` holds each process's trainer state (torchrun)."""
@@ -97,7 +98,6 @@ class RunState:
         if state["rng"]["cuda"] and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["rng"]["cuda"])
         ctx.step, ctx.epoch, ctx.batch = self.loop["step"], self.loop["epoch"], self.loop["batch"]
-        ctx.rollbacks, ctx.train_seconds = self.loop["rollbacks"], self.loop["train_seconds"]
 
 
 @dataclass
