@@ -84,6 +84,14 @@ def line_of(source: str, text: str) -> int:
     return next(n for n, line in enumerate(textwrap.dedent(source).splitlines(), 1) if text in line)
 
 
+def load_failing(monkeypatch, names: str):
+    """Load only the plugins ``names`` (GENFRAME_PLUGINS), which are expected to fail: (host, warnings)."""
+    monkeypatch.setenv("GENFRAME_PLUGINS", names)
+    with pytest.warns(PluginWarning) as caught:
+        host = load_plugins()
+    return host, caught
+
+
 @pytest.fixture
 def install(tmp_path, monkeypatch):
     """Install fake third-party plugins: install(dist, entry_point, module, source), then on sys.path."""
@@ -186,9 +194,7 @@ def test_notify_calls_in_pluggys_order_and_gives_a_failed_plugin_back_after_the_
 
 def test_a_plugin_failing_on_import_says_where_and_keeps_its_traceback(install, monkeypatch):
     site = install("genframe_needs_more", "needy", "gf_needy_plugin", IMPORT_FAILS)
-    monkeypatch.setenv("GENFRAME_PLUGINS", "needy")
-    with pytest.warns(PluginWarning) as caught:
-        host = load_plugins()
+    host, caught = load_failing(monkeypatch, "needy")
     (failure,) = host.failures
     where = f"{site / 'gf_needy_plugin.py'}:{line_of(IMPORT_FAILS, 'import genframe_no_such')}"
     assert failure.error == f"ModuleNotFoundError: No module named 'genframe_no_such_dependency' (at {where})"
@@ -216,9 +222,7 @@ def test_a_plugin_failing_on_import_says_where_and_keeps_its_traceback(install, 
 def test_a_misspelled_hook_is_named_alone_with_a_did_you_mean(install, monkeypatch):
     install("genframe_typo_pkg", "a_typo", "gf_typo_plugin", MISSPELLED)
     install("genframe_odd_pkg", "b_odd", "gf_odd_plugin", UNKNOWN)  # loads after a_typo registered its typo
-    monkeypatch.setenv("GENFRAME_PLUGINS", "a_typo,b_odd")
-    with pytest.warns(PluginWarning):
-        host = load_plugins()
+    host, _ = load_failing(monkeypatch, "a_typo,b_odd")
     failures = {f.name: f.error for f in host.failures}
     assert failures["a_typo"] == "unknown hook genframe_logg (did you mean genframe_log?)"
     assert failures["b_odd"] == f"unknown hook genframe_frobnicate (genframe's hooks: {', '.join(HOOK_NAMES)})"
@@ -228,9 +232,7 @@ def test_a_misspelled_hook_is_named_alone_with_a_did_you_mean(install, monkeypat
 
 def test_a_wrong_argument_is_named_on_one_line_with_the_package(install, monkeypatch):
     site = install("genframe_argbad_pkg", "argbad", "gf_argbad_plugin", WRONG_ARGUMENT)
-    monkeypatch.setenv("GENFRAME_PLUGINS", "argbad")
-    with pytest.warns(PluginWarning) as caught:
-        host = load_plugins()
+    host, caught = load_failing(monkeypatch, "argbad")
     (failure,) = host.failures
     assert failure.error.startswith("genframe_log() takes argument 'metric' that the hook does not pass "
                                     f"(did you mean 'metrics'?) (at {site / 'gf_argbad_plugin.py'}:")
