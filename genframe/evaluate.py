@@ -96,11 +96,9 @@ def shared_evaluator(registry: Registry, data: DataConfig, recipe: Recipe | None
     if recipe is not None:
         config = config or recipe.config_class(data=data.model_dump())  # a dict: the recipe's own data class
         key = ("recipe", recipe.name, json.dumps(config_to_dict(config), sort_keys=True))
-        if key not in _SHARED:
+        if key not in _SHARED:  # asked once: a recipe without a metric of its own maps to the classifier's
             metric = recipe.quality_metric(config, registry)
-            if metric is None:
-                return shared_evaluator(registry, data)
-            _SHARED[key] = RecipeMetric(metric)
+            _SHARED[key] = shared_evaluator(registry, data) if metric is None else RecipeMetric(metric)
         return _SHARED[key]
     key = ("classifier", data.name, str(data.root), str(cache_dir()))
     if key not in _SHARED:
