@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 # public name -> the module that defines it
 _EXPORTS = {
-    "LoadedModel": "genframe.api", "get_recipe": "genframe.api", "load": "genframe.api",
-    "recipe_config": "genframe.api", "sample_to_files": "genframe.api",
+    "LoadedModel": "genframe.api", "get_recipe": "genframe.recipes", "load": "genframe.api",
+    "recipe_config": "genframe.recipes", "sample_to_files": "genframe.api",
     "Callback": "genframe.callbacks", "Control": "genframe.callbacks",
     "RecipeConfig": "genframe.config", "Section": "genframe.config", "TrainerConfig": "genframe.config",
     "LoggingConfig": "genframe.config", "DataConfig": "genframe.config", "CallbacksConfig": "genframe.config",
@@ -67,7 +67,7 @@ sys.modules[__name__].__class__ = _Package
 
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
-    from genframe.api import LoadedModel, get_recipe, load, recipe_config, sample_to_files  # noqa: F401
+    from genframe.api import LoadedModel, load, sample_to_files  # noqa: F401
     from genframe.callbacks import Callback, Control  # noqa: F401
     from genframe.config import CallbacksConfig, DataConfig, LoggingConfig, RecipeConfig, Section, TrainerConfig  # noqa: F401
     from genframe.context import RunContext, RunResult  # noqa: F401
@@ -77,4 +77,5 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from genframe.hookspecs import hookimpl  # noqa: F401
     from genframe.interfaces import Dataset, Logger, Model, Recipe, SampleOutput, Sampler, Trainer  # noqa: F401
     from genframe.plugins import get_host, load_plugins, reset_host  # noqa: F401
+    from genframe.recipes import get_recipe, recipe_config  # noqa: F401
     from genframe.run import TrainingRun, train  # noqa: F401

@@ -18,32 +18,15 @@ from typing import Any
 import torch
 
 from genframe.atomic import atomic_write
-from genframe.callback_list import CallbackList, chosen_callbacks
+from genframe.callback_list import CallbackList
 from genframe.checkpoint import load_checkpoint, resolve_checkpoint, run_dir_of
-from genframe.config import RecipeConfig, build_config
+from genframe.config import RecipeConfig
 from genframe.context import RunContext
 from genframe.errors import CheckpointError
 from genframe.interfaces import Recipe, SampleOutput, Sampler
 from genframe.plugins import get_host
+from genframe.recipes import get_recipe, recipe_config  # noqa: F401  (part of this API)
 from genframe.runsetup import resolve_device, seeded_generator
-
-
-def get_recipe(name: str) -> Recipe:
-    """The registered recipe ``name`` (clear error listing known recipes otherwise)."""
-    return get_host().entry("recipe", name).obj
-
-
-def recipe_config(
-    name: str, config: Mapping[str, Any] | str | Path | None = None, overrides: Iterable[str] = ()
-) -> RecipeConfig:
-    """The validated config of recipe ``name``: defaults, then a dict or file, then overrides."""
-    config_class = get_recipe(name).config_class
-    if config is None or isinstance(config, Mapping):
-        resolved = build_config(config_class, data=config, overrides=overrides)
-    else:
-        resolved = build_config(config_class, path=config, overrides=overrides)
-    chosen_callbacks(resolved, get_host().registry)  # their settings checked and filled in
-    return resolved
 
 
 @dataclass

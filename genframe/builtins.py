@@ -1,4 +1,7 @@
-"""The core's own plugin: registers the built-in datasets, loggers and callbacks the same way any plugin would."""
+"""The core's own plugin: registers the built-in datasets, loggers and callbacks the same way any plugin would.
+
+Each is registered by reference (``"module:Class"``), so listing components imports none of them.
+"""
 
 from __future__ import annotations
 
@@ -7,19 +10,12 @@ from genframe.hookspecs import hookimpl
 
 @hookimpl
 def genframe_register(registry) -> None:
-    from genframe.data.mnist import MNIST, FashionMNIST
-    from genframe.loggers.console import ConsoleLogger
-    from genframe.loggers.jsonl import JsonlLogger
-    from genframe.loggers.wandb_logger import WandbLogger
-    from genframe.policies.ema import EMA
-    from genframe.policies.evaluation import Evaluation
-    from genframe.policies.guard import DivergenceGuard
-    from genframe.policies.keep_best import KeepBest
-
-    registry.add("dataset", MNIST.name, MNIST)
-    registry.add("dataset", FashionMNIST.name, FashionMNIST)
-    registry.add("logger", "console", ConsoleLogger)
-    registry.add("logger", "jsonl", JsonlLogger)
-    registry.add("logger", "wandb", WandbLogger)
-    for callback in (DivergenceGuard, Evaluation, KeepBest, EMA):
-        registry.add("callback", callback.name, callback)
+    registry.add("dataset", "mnist", "genframe.data.mnist:MNIST")
+    registry.add("dataset", "fashion_mnist", "genframe.data.mnist:FashionMNIST")
+    registry.add("logger", "console", "genframe.loggers.console:ConsoleLogger")
+    registry.add("logger", "jsonl", "genframe.loggers.jsonl:JsonlLogger")
+    registry.add("logger", "wandb", "genframe.loggers.wandb_logger:WandbLogger")
+    registry.add("callback", "divergence_guard", "genframe.policies.guard:DivergenceGuard")
+    registry.add("callback", "evaluation", "genframe.policies.evaluation:Evaluation")
+    registry.add("callback", "keep_best", "genframe.policies.keep_best:KeepBest")
+    registry.add("callback", "ema", "genframe.policies.ema:EMA")

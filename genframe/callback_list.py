@@ -12,7 +12,6 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from genframe import distributed
 from genframe.callbacks import Callback, Control
 from genframe.config import RecipeConfig, format_validation_error
 from genframe.context import RunContext
@@ -110,6 +109,8 @@ class CallbackList:
         flags = [control.failure is not None, control.stop_reason is not None, control.veto_reason is not None,
                  control.rollback_reason is not None, control.finish_reason is not None, control.skip,
                  bool(control.reports), bool(control.copies)]
+        from genframe import distributed  # torch.distributed, only once a run has callbacks to agree on
+
         failed, stop, veto, rollback, finish, skip, reports, copies = distributed.any_rank(flags, device)
         if reports:
             control.reports = distributed.from_main(control.reports, world)

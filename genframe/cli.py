@@ -185,7 +185,7 @@ def config() -> None:
 @click.option("--format", "fmt", type=click.Choice(["toml", "json"]), default="toml", show_default=True)
 def config_show(recipe: str, config_path: str | None, overrides: tuple[str, ...], fmt: str) -> None:
     """Print RECIPE's resolved config (its defaults unless --config/--set are given)."""
-    from genframe.api import recipe_config
+    from genframe.recipes import recipe_config
     from genframe.config import config_to_dict
     from genframe.tomlwrite import dumps
 
@@ -197,7 +197,7 @@ def config_show(recipe: str, config_path: str | None, overrides: tuple[str, ...]
 @click.argument("recipe")
 def config_schema(recipe: str) -> None:
     """Print the JSON schema of RECIPE's config."""
-    from genframe.api import get_recipe
+    from genframe.recipes import get_recipe
 
     click.echo(json.dumps(get_recipe(recipe).config_class.model_json_schema(), indent=2))
 

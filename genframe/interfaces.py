@@ -2,6 +2,8 @@
 
 The core's run loop, checkpointing, sampling commands and loggers only talk to these, so a new family
 (energy-based, latent-variable, ...) plugs in by implementing them and registering a Recipe.
+Importing this module imports no torch (``Model``, a ``torch.nn.Module``, is made on first use), so a
+plugin's recipe and config can be read by ``genframe plugins`` and ``genframe config show`` at once.
 """
 
 from __future__ import annotations
@@ -12,9 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-import torch
-
 if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
     from genframe.config import RecipeConfig
 
 
@@ -43,10 +45,6 @@ class Dataset(ABC):
     def to(self, device: torch.device | str) -> Dataset:
         """Move the stored data to ``device`` (whole datasets are small); default: no-op."""
         return self
-
-
-class Model(torch.nn.Module):
-    """Base class for a recipe's network. Any ``torch.nn.Module`` satisfies the contract."""
 
 
 @dataclass
@@ -219,3 +217,16 @@ class Logger:
 
     def __init__(self, run: Any) -> None:
         self.run = run
+
+
+def __getattr__(name: str) -> Any:
+    if name == "Model":  # a torch.nn.Module subclass: defined when first asked for, not on import
+        import torch
+
+        class Model(torch.nn.Module):
+            """Base class for a recipe's network. Any ``torch.nn.Module`` satisfies the contract."""
+
+        Model.__module__ = __name__
+        globals()["Model"] = Model
+        return Model
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,13 +1,15 @@
 """Components by kind and name, filled by plugins through ``genframe_register``.
 
-Unknown names fail with the list of known ones and a did-you-mean suggestion.
+A component is registered either as the object itself or as a ``"package.module:attribute"`` string,
+imported the first time the component is used: listing plugins or printing a config then imports no
+torch. Unknown names fail with the list of known ones and a did-you-mean suggestion.
 """
 
 from __future__ import annotations
 
 import difflib
+import importlib
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 from genframe.errors import PluginError, UnknownComponentError
@@ -15,14 +17,42 @@ from genframe.errors import PluginError, UnknownComponentError
 KINDS = ("recipe", "dataset", "model", "logger", "callback")
 
 
-@dataclass(frozen=True)
 class Entry:
-    """One registered component and the plugin that provided it."""
+    """One registered component and the plugin that provided it; a ``"module:attribute"`` reference is
+    imported on first use of ``obj``."""
 
-    kind: str
-    name: str
-    obj: Any
-    plugin: str
+    def __init__(self, kind: str, name: str, obj: Any, plugin: str) -> None:
+        self.kind, self.name, self.plugin = kind, name, plugin
+        self.reference = obj if isinstance(obj, str) else None
+        self._obj = None if isinstance(obj, str) else obj
+
+    @property
+    def obj(self) -> Any:
+        if self._obj is None:
+            self._obj = _import_reference(self.reference, f"{self.kind} {self.name!r} of plugin {self.plugin!r}")
+        return self._obj
+
+    def same_as(self, obj: Any) -> bool:
+        """Whether registering ``obj`` again under this name is the same registration (not a conflict)."""
+        return obj == self.reference if isinstance(obj, str) else self._obj is obj
+
+    def __repr__(self) -> str:
+        return f"Entry({self.kind!r}, {self.name!r}, {self.reference or self._obj!r}, plugin={self.plugin!r})"
+
+
+def _import_reference(reference: str, label: str) -> Any:
+    """The object ``"package.module:attribute"`` names, or a one-line PluginError naming ``label``."""
+    module_name, _, attribute = reference.partition(":")
+    try:
+        value: Any = importlib.import_module(module_name.strip())
+        for part in attribute.strip().split("."):
+            value = getattr(value, part)
+    except Exception as exc:
+        from genframe.pluginfaults import describe, where
+
+        raise PluginError(f"{label} is registered as {reference!r}, which could not be imported: "
+                          f"{describe(exc)}{where(exc, module_name.strip())}") from exc
+    return value
 
 
 class Registry:
@@ -33,14 +63,18 @@ class Registry:
         self.current_plugin = "?"  # set by the plugin manager while a plugin registers
 
     def add(self, kind: str, name: str, obj: Any) -> None:
-        """Register ``obj`` as ``kind`` ``name``; duplicate names are a plugin conflict."""
+        """Register ``obj`` (or a ``"package.module:attribute"`` string naming it) as ``kind`` ``name``;
+        duplicate names are a plugin conflict."""
         if kind not in self._entries:
             raise PluginError(
                 f"plugin {self.current_plugin!r} registered unknown kind {kind!r}; "
                 f"kinds are: {', '.join(KINDS)}"
             )
+        if isinstance(obj, str) and not all(part.strip() for part in obj.partition(":")):
+            raise PluginError(f"plugin {self.current_plugin!r} registered {kind} {name!r} as {obj!r}; a reference "
+                              "names a module and an attribute, e.g. 'my_package.models:MyModel'")
         existing = self._entries[kind].get(name)
-        if existing is not None and existing.obj is not obj:
+        if existing is not None and not existing.same_as(obj):
             raise PluginError(
                 f"{kind} {name!r} is registered by both {existing.plugin!r} and "
                 f"{self.current_plugin!r}; uninstall or block one of them (GENFRAME_PLUGINS)"

@@ -32,3 +32,21 @@ def test_import_genframe_is_light_and_its_names_resolve_on_use():
 def test_the_cli_help_imports_no_torch():
     code = "from genframe.cli import cli\ntry:\n    cli(['--help'], prog_name='genframe')\nexcept SystemExit:\n    pass"
     assert imported_after(code) == "heavy: none"
+
+
+def test_listing_plugins_and_printing_a_config_import_no_torch(monkeypatch, tmp_path):
+    # with the example plugins installed too: each registers by reference and imports torch in its builders
+    import os
+    from pathlib import Path
+
+    from example_plugins import install_example
+
+    examples = Path(__file__).resolve().parents[1] / "examples" / "plugins"
+    for name in ("genframe-vae", "genframe-toy2d"):
+        install_example(examples / name, tmp_path / name, monkeypatch)
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(sys.path))
+    for args in (["run", "--help"], ["plugins"], ["config", "show", "ebm"], ["config", "show", "vae"],
+                 ["config", "show", "toy2d"]):
+        code = (f"from genframe.cli import cli\ntry:\n    cli({args!r}, prog_name='genframe')\n"
+                "except SystemExit as exit:\n    assert not exit.code, exit.code")
+        assert "torch" not in imported_after(code), args

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from copy import deepcopy
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
 from pydantic import BaseModel, ConfigDict, Field
-from torch import nn
 
 from genframe.callbacks import Callback, Control
 from genframe.context import RunContext
+
+if TYPE_CHECKING:  # torch is imported when an average is made, not when configs are read
+    from torch import nn
 
 
 class EMASettings(BaseModel):
@@ -27,10 +28,12 @@ def averaged_copy(model: nn.Module) -> nn.Module:
     return copy.eval()
 
 
-@torch.no_grad()
 def update_average(average: nn.Module, model: nn.Module, decay: float) -> None:
     """average <- decay * average + (1 - decay) * model, parameter by parameter, in one fused call."""
-    torch._foreach_lerp_(list(average.parameters()), list(model.parameters()), 1.0 - decay)
+    import torch
+
+    with torch.no_grad():
+        torch._foreach_lerp_(list(average.parameters()), list(model.parameters()), 1.0 - decay)
 
 
 class EMA(Callback):

@@ -11,12 +11,14 @@ taken every ``every`` steps, each chain following one member (genframe_ebm.mixtu
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt
 
 from genframe import Callback
-from genframe_ebm.mixture import SnapshotMixture
+
+if TYPE_CHECKING:  # torch comes with the mixture, when a run makes one
+    from genframe_ebm.mixture import SnapshotMixture
 
 MEAN_DECAY = 0.98  # the running mean the gate judges: about the last 50 steps, a logged window
 
@@ -75,6 +77,8 @@ class SnapshotMixtureCallback(Callback):
     settings_class = MixtureSettings
 
     def __init__(self, settings: MixtureSettings, run) -> None:
+        from genframe_ebm.mixture import SnapshotMixture
+
         super().__init__(settings, run)
         self.mixture = SnapshotMixture.around(run.model, settings.members)
 

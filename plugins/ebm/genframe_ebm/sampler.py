@@ -12,8 +12,9 @@ Implementations (``impl``), all drawing the same noise from the same generator:
   net's shape and compiled on first use (native_src.py, native.py), chains split across threads; CPU only.
 - ``cudagraph``: on a CUDA GPU, blocks of reference steps captured as CUDA graphs and replayed
   (cudagraph.py); any model.
-- ``auto`` (default): ``native`` on CPU where the model is a SwishEnergyNet and the kernels build,
-  ``fused`` there if they do not, ``cudagraph`` on a CUDA GPU, and ``autograd`` otherwise.
+- ``auto`` (default): on CPU for a SwishEnergyNet, ``native`` or ``fused``, whichever a one-time race
+  on this machine found faster (calibrate.py; ``fused`` when the kernels do not build); ``cudagraph``
+  on a CUDA GPU; ``autograd`` otherwise.
 The fast paths agree with the reference loop to float rounding (tests/test_sampler_fast.py).
 """
 
@@ -27,7 +28,7 @@ from torch import nn
 
 from genframe.errors import ConfigError
 from genframe.interfaces import SampleOutput, Sampler
-from genframe_ebm import native
+from genframe_ebm import calibrate, native
 from genframe_ebm.cudagraph import GraphedChains
 from genframe_ebm.fastpath import FastChains
 from genframe_ebm.swish_plan import SwishPlan
@@ -165,4 +166,7 @@ class SGLDSampler(Sampler):
                                      "of 16 channels and hidden units")
             else:
                 kernels = native.load(spec, required=self.impl == "native")
+            if self.impl == "auto" and kernels is not None:
+                threads = self.threads or torch.get_num_threads()
+                kernels = kernels if calibrate.native_is_faster(plan, kernels, threads, self.grad_clip) else None
         return FastChains(plan, plan.weights(native=kernels is not None), kernels, self.noise, self.grad_clip)

@@ -2,22 +2,17 @@
 
 Registers the ``toy2d`` recipe and the ``ring8`` dataset. The recipe shows what a family whose samples
 are not images overrides: how its samples are drawn (scatter plots) and how their quality is measured.
+Components are imported when a run uses them, so listing plugins imports no torch.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import torch
-
 from genframe import Recipe, hookimpl
 from genframe_toy2d.config import Toy2DConfig
-from genframe_toy2d.data import Ring8
-from genframe_toy2d.draw import save_scatter, save_scatter_gif
-from genframe_toy2d.metric import RingMetric
-from genframe_toy2d.model import EnergyMLP
-from genframe_toy2d.sampler import LangevinSampler
-from genframe_toy2d.trainer import CDTrainer
+
+RING8 = "ring8"  # the dataset's registered name, known here without importing it (and torch)
 
 
 class Toy2DRecipe(Recipe):
@@ -25,28 +20,42 @@ class Toy2DRecipe(Recipe):
     description = "2-D energy-based model: MLP energy, Langevin sampling, contrastive divergence on ring8"
     config_class = Toy2DConfig
 
-    def build_model(self, config: Toy2DConfig) -> EnergyMLP:
+    def build_model(self, config: Toy2DConfig):
+        from genframe_toy2d.model import EnergyMLP
+
         return EnergyMLP(config.model.hidden)
 
-    def build_sampler(self, config: Toy2DConfig) -> LangevinSampler:
+    def build_sampler(self, config: Toy2DConfig):
+        from genframe_toy2d.sampler import LangevinSampler
+
         return LangevinSampler.from_config(config.sampler)
 
-    def build_trainer(self, config: Toy2DConfig, model, sampler, device) -> CDTrainer:
+    def build_trainer(self, config: Toy2DConfig, model, sampler, device):
+        from genframe_toy2d.trainer import CDTrainer
+
         return CDTrainer(model, sampler, config, device)
 
-    def draw_samples(self, samples: torch.Tensor, path: Path) -> Path:
+    def draw_samples(self, samples, path: Path) -> Path:
+        from genframe_toy2d.draw import save_scatter
+
         return save_scatter(samples, path)
 
-    def draw_chain(self, chain: list[torch.Tensor], path: Path) -> Path:
+    def draw_chain(self, chain: list, path: Path) -> Path:
+        from genframe_toy2d.draw import save_scatter_gif
+
         return save_scatter_gif(chain, path)
 
-    def quality_metric(self, config: Toy2DConfig, registry) -> RingMetric | None:
+    def quality_metric(self, config: Toy2DConfig, registry):
         # The metric knows ring8's modes; on any other dataset the core's own rules apply.
-        return RingMetric(config.sampler.box) if config.data.name == Ring8.name else None
+        if config.data.name != RING8:
+            return None
+        from genframe_toy2d.metric import RingMetric
+
+        return RingMetric(config.sampler.box)
 
 
 @hookimpl
 def genframe_register(registry) -> None:
     registry.add("recipe", Toy2DRecipe.name, Toy2DRecipe())
-    registry.add("dataset", Ring8.name, Ring8)
-    registry.add("model", "energy_mlp", EnergyMLP)
+    registry.add("dataset", RING8, "genframe_toy2d.data:Ring8")
+    registry.add("model", "energy_mlp", "genframe_toy2d.model:EnergyMLP")

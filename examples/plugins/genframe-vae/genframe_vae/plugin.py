@@ -2,15 +2,14 @@
 
 genframe imports this module, finds the ``@hookimpl`` functions by name and calls
 ``genframe_register`` once at start-up; that is all it takes for ``genframe run vae`` to exist.
+It imports no torch: the builders import the model, sampler and trainer when a run asks for them, and
+the model is registered by reference, so ``genframe plugins`` and ``genframe --help`` stay instant.
 """
 
 from __future__ import annotations
 
 from genframe import Recipe, hookimpl
 from genframe_vae.config import VAEConfig
-from genframe_vae.model import ConvVAE
-from genframe_vae.sampler import PriorSampler
-from genframe_vae.trainer import ELBOTrainer
 
 
 class VAERecipe(Recipe):
@@ -20,18 +19,24 @@ class VAERecipe(Recipe):
     description = "Variational autoencoder: conv encoder/decoder, Bernoulli pixels, ELBO, samples from the prior"
     config_class = VAEConfig
 
-    def build_model(self, config: VAEConfig) -> ConvVAE:
+    def build_model(self, config: VAEConfig):
+        from genframe_vae.model import ConvVAE
+
         return ConvVAE.from_config(config.model)
 
-    def build_sampler(self, config: VAEConfig) -> PriorSampler:
+    def build_sampler(self, config: VAEConfig):
+        from genframe_vae.sampler import PriorSampler
+
         return PriorSampler.from_config(config.model, config.sampler)
 
-    def build_trainer(self, config: VAEConfig, model, sampler, device) -> ELBOTrainer:
+    def build_trainer(self, config: VAEConfig, model, sampler, device):
+        from genframe_vae.trainer import ELBOTrainer
+
         return ELBOTrainer(model, config, device)
 
 
 @hookimpl
 def genframe_register(registry) -> None:
     registry.add("recipe", VAERecipe.name, VAERecipe())
-    # Listed by `genframe plugins`; other recipes could reuse them by name.
-    registry.add("model", "conv_vae", ConvVAE)
+    # By reference ("module:Class"): imported when first used. Other recipes could reuse it by name.
+    registry.add("model", "conv_vae", "genframe_vae.model:ConvVAE")
