@@ -263,7 +263,7 @@ def report(args: argparse.Namespace) -> None:
     print(f"wrote {args.out}")
     labels = {name: f"{name.removeprefix('fast ')}, n={own_n[name]}" for name in own}  # short: fewer legend rows
     plot = plot_curves({labels[name]: [(p["minutes"], p["fd"]) for p in points] for name, points in own.items()},
-                       args.plot, xlabel="minutes", log_y=True, width=640)
+                       args.plot, xlabel="minutes", log_y=True)
     print(f"wrote {plot}")
 
 

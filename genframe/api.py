@@ -18,9 +18,9 @@ from typing import Any
 import torch
 
 from genframe.atomic import atomic_write
-from genframe.callback_list import CallbackList
+from genframe.callback_list import CallbackList, chosen_callbacks
 from genframe.checkpoint import load_checkpoint, resolve_checkpoint, run_dir_of
-from genframe.config import RecipeConfig
+from genframe.config import RecipeConfig, build_config
 from genframe.context import RunContext
 from genframe.errors import CheckpointError
 from genframe.interfaces import Recipe, SampleOutput, Sampler

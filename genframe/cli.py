@@ -66,13 +66,17 @@ def run(recipe: str, config_path: str | None, overrides: tuple[str, ...], run_di
     result = train(recipe, config_path, overrides, run_dir=run_dir, resume=resume, quiet=quiet)
     if result.rank == 0:  # under torchrun, one summary
         click.echo(f"run {result.status}: {result.run_dir} (step {result.step}, checkpoint {result.checkpoint})")
+        if result.stopped:
+            click.echo(f"stopped early: {result.stopped}")
 
 
 @contextmanager
 def progress_reporter(total: int, label: str) -> Iterator[Callable[[int], None]]:
-    """A bar on a terminal; one line per chunk otherwise (logs, CI), both on stderr."""
+    """A tqdm bar on a terminal; one line per chunk otherwise (logs, CI), both on stderr."""
     if sys.stderr.isatty():
-        with click.progressbar(length=total, label=label, file=sys.stderr, show_pos=True, show_eta=True) as bar:
+        from tqdm import tqdm
+
+        with tqdm(total=total, desc=label, file=sys.stderr, unit="sample", dynamic_ncols=True) as bar:
             yield bar.update
         return
     done = 0
@@ -112,14 +116,15 @@ def sample(path: str, n: int, steps: int | None, out: str, gif: str | None, tens
 
 
 @cli.command()
-@click.argument("run_dir", type=click.Path())
-@click.option("--out", type=click.Path(dir_okay=False), help="PNG to write (default RUN_DIR/curves.png).")
-@click.option("--metric", "metrics", multiple=True, help="Only these metrics (repeatable), e.g. --metric loss.")
-def plot(run_dir: str, out: str | None, metrics: tuple[str, ...]) -> None:
-    """Draw RUN_DIR's training curves (from metrics.jsonl) to a PNG; works while the run is going."""
-    from genframe.plot import plot_run
+@click.argument("run_dirs", nargs=-1, required=True, type=click.Path())
+@click.option("--out", type=click.Path(dir_okay=False),
+              help="PNG, SVG or PDF to write (default RUN_DIR/curves.png; for several runs, curves.png here).")
+@click.option("--metric", "metrics", multiple=True, help="Only these metrics (repeatable), e.g. --metric eval/fd.")
+def plot(run_dirs: tuple[str, ...], out: str | None, metrics: tuple[str, ...]) -> None:
+    """Draw the training curves of one or more runs (from metrics.jsonl), overlaid; works during a run."""
+    from genframe.plot import plot_runs
 
-    click.echo(f"wrote {plot_run(run_dir, out, list(metrics) or None)}")
+    click.echo(f"wrote {plot_runs(list(run_dirs), out, list(metrics) or None)}")
 
 
 @cli.command("eval")

@@ -43,6 +43,9 @@ class DataConfig(Section):
 class TrainerConfig(Section):
     epochs: PositiveInt = Field(60, description="Passes over the training data.")
     max_steps: PositiveInt | None = Field(None, description="Stop after this many optimizer steps.")
+    max_minutes: PositiveFloat | None = Field(
+        None, description="Stop once this many minutes of training (steps only, not evaluations, pictures or "
+        "checkpoints; counted across resumes) are done; the run ends completed and resumable with a larger value.")
     batch_size: PositiveInt = 128
     device: str = Field("auto", description="cpu, cuda, cuda:N or auto (cuda when available).")
     checkpoint_every: PositiveInt | None = Field(

@@ -65,3 +65,4 @@ class RunResult:
     status: str
     metrics: dict[str, float]
     rank: int = 0
+    stopped: str | None = None  # why the run ended before its last step (trainer.max_minutes, a callback)

@@ -91,7 +91,8 @@ class TrainingLoop(Rewinding):
             finally:
                 self.callbacks.call("on_run_end", ctx, status)
                 self.notify("genframe_run_end", run=ctx, status=status)
-        return RunResult(ctx.run_dir, self.p.checkpoint_path, ctx.step, status, self.last_metrics, rank=ctx.rank)
+        return RunResult(ctx.run_dir, self.p.checkpoint_path, ctx.step, status, self.last_metrics, rank=ctx.rank,
+                         stopped=self.stop_reason)
 
     def train_epoch(self, signals: StopSignals) -> None:
         loop, ctx, lcfg, batch_size = self.loop, self.ctx, self.cfg.logging, self.tcfg.batch_size
@@ -107,6 +108,7 @@ class TrainingLoop(Rewinding):
                 loop["train_seconds"] += time.perf_counter() - began
             ctx.batch = loop["batch"] = loop["batch"] + 1
             ctx.step = loop["step"] = loop["step"] + 1
+            self.stop_when_out_of_time()
             for key, value in metrics.items():  # accumulate on the device: no per-step host sync
                 self.state.sums[key] = self.state.sums.get(key, 0.0) + (value.detach() if torch.is_tensor(value) else value)
             self.state.count += 1
@@ -215,6 +217,18 @@ class TrainingLoop(Rewinding):
                                     "there is nothing to redo; ask in on_after_update, on_step_end or on_divergence")
             raise Redirect(control)
         self.stop_after_step(control)
+
+    def stop_when_out_of_time(self) -> None:
+        """``trainer.max_minutes``: end after the step that used them up (all processes at the same step)."""
+        limit = self.tcfg.max_minutes
+        if limit is None or self.stop_reason is not None:
+            return
+        out_of_time = self.loop["train_seconds"] >= 60 * limit
+        if self.world.active:
+            (out_of_time,) = distributed.any_rank([out_of_time], self.ctx.device)
+        if out_of_time:
+            self.stop_reason = (f"trainer.max_minutes={limit:g} of training reached at step {self.ctx.step}; "
+                                f"to train on, resume with a larger trainer.max_minutes")
 
     def stop_after_step(self, control: Control) -> None:
         if control.stop_reason is not None and self.stop_reason is None:

@@ -138,6 +138,10 @@ class TrainingRun:
             raise RunError(f"run {self.run_dir} already finished at step {loop['step']}; to train further "
                            f"resume with --set trainer.epochs=N (now {tcfg.epochs}) or trainer.max_steps=N "
                            f"(now {tcfg.max_steps})")
+        if ctx.resumed and tcfg.max_minutes is not None and loop["train_seconds"] >= 60 * tcfg.max_minutes:
+            raise RunError(f"run {self.run_dir} already trained {loop['train_seconds'] / 60:.1f} minutes, its "
+                           f"trainer.max_minutes={tcfg.max_minutes:g}; to train further resume with "
+                           f"--set trainer.max_minutes=M (M > {loop['train_seconds'] / 60:.1f})")
         if world.active:
             distributed.broadcast_parameters(model)
         if world.is_main:

@@ -282,3 +282,15 @@ def test_loop_overhead_times_the_loop_against_plain_steps(data_dir, tmp_path):
     assert len(result["rounds"]) == 1 and result["loop_ms"] > 0 and result["plain_ms"] > 0
     assert result["ratio"] == result["rounds"][0]["loop_s"] / result["rounds"][0]["plain_s"]
     assert "loop / plain" in done.stdout
+
+
+@pytest.mark.slow
+def test_cli_startup_benchmark_times_each_command_against_its_references(tmp_path):
+    out = tmp_path / "cli.json"
+    done = subprocess.run([sys.executable, "benchmarks/cli_startup.py", "--rounds", "1", "--out", str(out)], cwd=REPO,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    medians = json.loads(out.read_text())["medians_s"]
+    assert set(medians) == {"python -c pass", "python -c 'import torch'", "now: genframe --help",
+                            "now: genframe run --help", "now: genframe config show ebm", "now: genframe plugins"}
+    assert "of importing torch" in done.stdout

@@ -147,3 +147,22 @@ def test_api_example_runs_from_another_directory(data_dir, tmp_path):
     assert "trained 20 steps" in out.stdout and "sampled (16, 1, 32, 32)" in out.stdout
     assert "chain of 6 states" in out.stdout
     assert (tmp_path / "api-run" / "api_samples.png").is_file()
+
+
+def test_max_minutes_ends_the_run_completed_and_resumable(data_dir, tmp_path):
+    run = tmp_path / "run"
+    # 0.0005 minutes (30 ms) of training: over after the first step or two, mid-epoch
+    timed = [*TINY, "data.limit=640", "trainer.max_steps=null", "trainer.epochs=1", "trainer.max_minutes=0.0005"]
+    result = CliRunner().invoke(cli, ["run", "ebm", "--run-dir", str(run), "--quiet",
+                                      *[arg for item in timed for arg in ("--set", item)]])
+    assert result.exit_code == 0, result.output
+    step = load_checkpoint(run / "checkpoints" / "last.pt")["loop"]["step"]
+    assert 1 <= step < 40  # an epoch is 40 steps
+    assert f"run completed: {run} (step {step}," in result.output
+    assert (f"stopped early: trainer.max_minutes=0.0005 of training reached at step {step}; to train on, "
+            "resume with a larger trainer.max_minutes") in result.output
+    again = CliRunner().invoke(cli, ["run", "ebm", "--resume", str(run)])
+    assert again.exit_code == 2 and "already trained" in again.output and "trainer.max_minutes=0.0005" in again.output
+    assert len(again.output.strip().splitlines()) == 1
+    resumed = genframe.train("ebm", overrides=["trainer.max_minutes=60"], resume=run)
+    assert resumed.status == "completed" and resumed.step == 40 and resumed.stopped is None

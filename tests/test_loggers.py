@@ -200,27 +200,100 @@ def test_console_rate_after_a_rollback_is_never_negative(tmp_path):
     assert len(rates) == 2 and all(rate > 0 for rate in rates)  # 10 steps since the rollback, not -90
 
 
-def test_plot_draws_the_curves(data_dir, tmp_path):
-    run = tmp_path / "run"
+def test_plot_draws_the_curves_of_one_run_and_overlays_several(data_dir, tmp_path):
+    from genframe.plot import runs_figure
+
+    run, other = tmp_path / "run", tmp_path / "other"
     genframe.train("ebm", overrides=SMALL, run_dir=run, quiet=True)
+    genframe.train("ebm", overrides=[*SMALL, "seed=1"], run_dir=other, quiet=True)
     result = CliRunner().invoke(cli, ["plot", str(run)])
-    assert result.exit_code == 0 and (run / "curves.png").is_file()
-    assert Image.open(run / "curves.png").size == (2 * 440, 3 * 250)  # loss, reg, cdiv, real, fake
-    only = CliRunner().invoke(cli, ["plot", str(run), "--metric", "cdiv", "--out", str(tmp_path / "c.png")])
-    assert only.exit_code == 0 and Image.open(tmp_path / "c.png").size == (440, 250)  # cdiv with val/cdiv
+    assert result.exit_code == 0 and Image.open(run / "curves.png").format == "PNG"
+    figure = runs_figure([run])
+    titles = [ax.get_title() for ax in figure.axes if ax.get_visible()]
+    assert titles == ["loss", "reg", "cdiv", "real", "fake"]  # val/X shares X's panel
+    both = CliRunner().invoke(cli, ["plot", str(run), str(other), "--metric", "cdiv", "--out", str(tmp_path / "c.svg")])
+    assert both.exit_code == 0 and (tmp_path / "c.svg").read_text().lstrip().startswith("<?xml")
+    (ax,) = [ax for ax in runs_figure([run, other], ["cdiv"]).axes if ax.get_visible()]
+    assert [line.get_label() for line in ax.get_lines()] == ["run", "run (val)", "other", "other (val)"]
+    assert ax.get_yscale() == "linear"
     bad = CliRunner().invoke(cli, ["plot", str(run), "--metric", "nope"])
     assert bad.exit_code == 2 and "no metric nope" in bad.output
+    wrong = CliRunner().invoke(cli, ["plot", str(run), "--out", str(tmp_path / "c.jpeg")])
+    assert wrong.exit_code == 2 and "give a file ending in .png, .svg, .pdf" in wrong.output
 
 
-def test_plot_curves_wraps_a_long_legend_and_draws_a_log_axis(tmp_path):
+def test_fd_is_drawn_on_a_log_axis_and_a_missing_matplotlib_is_one_line(tmp_path, monkeypatch):
+    import json
+    import sys
+
     from genframe.errors import RunError
-    from genframe.plot import plot_curves
+    from genframe.plot import plot_curves, runs_figure
 
-    curves = {f"fast run {seed} (seed {seed}), n=10000": [(6.0, 200.0 / (seed + 1)), (60.0, 2.0 + seed)]
-              for seed in range(5)}
-    out = plot_curves(curves, tmp_path / "wide.png", xlabel="minutes", log_y=True)
-    width, height = Image.open(out).size
-    assert width == 440 and height > 250  # five long names do not fit one row: the legend wraps, the panel grows
-    assert Image.open(plot_curves(dict(list(curves.items())[:1]), tmp_path / "one.png")).size == (440, 250)
+    run = tmp_path / "run"
+    run.mkdir()
+    rows = [{"step": 100 * i, "loss": 1.0 / i, "eval/fd": 300.0 / i ** 2, "eval/n": 1000} for i in range(1, 5)]
+    (run / "metrics.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    axes = {ax.get_title(): ax for ax in runs_figure([run]).axes if ax.get_visible()}
+    assert set(axes) == {"loss", "eval/fd"}  # eval/n is a count, not a curve
+    assert axes["eval/fd"].get_yscale() == "log" and axes["loss"].get_yscale() == "linear"
+    curves = {f"fast run {seed}": [(6.0, 200.0 / (seed + 1)), (60.0, 2.0 + seed)] for seed in range(3)}
+    out = plot_curves(curves, tmp_path / "quality.png", xlabel="minutes", log_y=True)
+    assert Image.open(out).format == "PNG"
     with pytest.raises(RunError, match="log axis needs positive values"):
         plot_curves({"fd": [(1.0, 3.0), (2.0, 0.0)]}, tmp_path / "bad.png", log_y=True)
+    monkeypatch.setitem(sys.modules, "matplotlib.figure", None)  # as if not installed
+    missing = CliRunner().invoke(cli, ["plot", str(run)])
+    assert missing.exit_code == 2 and missing.output.strip().splitlines() == [
+        "Error: drawing curves needs matplotlib, which is not installed: pip install matplotlib"]
+
+
+def test_console_on_a_terminal_draws_a_tqdm_bar_that_follows_a_rollback(tmp_path):
+    import io
+
+    import torch
+
+    from genframe.context import RunContext
+    from genframe.loggers.console import ConsoleLogger
+    from genframe_ebm.config import EBMConfig
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    ctx = RunContext(tmp_path, "ebm", EBMConfig(trainer={"epochs": 3}), torch.device("cpu"), steps_per_epoch=10,
+                     total_steps=30, work_unit=("img-steps", 7680.0))
+    stream = Terminal()
+    logger = ConsoleLogger(ctx, stream=stream)
+    logger.genframe_run_start(run=ctx)
+    assert logger.bar is not None and logger.bar.total == 30
+    for step in range(1, 21):
+        ctx.step, ctx.epoch, ctx.batch = step, (step - 1) // 10, (step - 1) % 10 + 1
+        logger.genframe_log(run=ctx, step=step, metrics={"loss": 0.5, "cdiv": -0.1}, images={})
+    assert logger.bar.n == 20 and logger.bar.postfix and "cdiv=-0.1" in logger.bar.postfix
+    logger.genframe_log(run=ctx, step=20, metrics={"val/loss": 0.4}, images={})  # printed above the bar
+    logger.genframe_rollback(run=ctx, step=10, reason="cdiv -3 beyond the limit")
+    assert logger.bar.n == 10
+    ctx.step = 10
+    logger.genframe_run_end(run=ctx, status="completed")
+    assert logger.bar is None
+    text = stream.getvalue()
+    assert "\r" in text and "epoch 2/3" in text and "20/30" in text  # tqdm's own bar, redrawn in place
+    assert "epoch 2 done at step 20: val/loss=0.4" in text and "genframe: run completed at step 10" in text
+
+
+def test_sample_progress_is_a_tqdm_bar_on_a_terminal_and_lines_elsewhere(monkeypatch):
+    import io
+
+    from genframe.cli import progress_reporter
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    for stream, expected in ((Terminal(), "sampling: 100%"), (io.StringIO(), "sampling: 600/1000\nsampling: 1000/1000")):
+        monkeypatch.setattr("sys.stderr", stream)
+        with progress_reporter(1000, "sampling") as report:
+            report(600)
+            report(400)
+        assert expected in stream.getvalue()
+        assert ("\r" in stream.getvalue()) == isinstance(stream, Terminal)

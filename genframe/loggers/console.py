@@ -1,11 +1,13 @@
-"""Console progress on stderr: a live per-epoch bar on a terminal; elsewhere (CI, files) a plain line
-at most every ``PLAIN_INTERVAL`` seconds plus each epoch's validation, so logs stay readable.
+"""Console progress on stderr: a live ``tqdm`` bar on a terminal (``tqdm.auto``: a widget in a
+notebook); elsewhere (CI, files) a plain line at most every ``PLAIN_INTERVAL`` seconds plus each
+epoch's validation, so logs stay readable.
 """
 
 from __future__ import annotations
 
 import sys
 import time
+from typing import Any
 
 from genframe.hookspecs import hookimpl
 from genframe.interfaces import Logger
@@ -26,21 +28,45 @@ def _rate(value: float) -> str:
     return f"{value / 1000:.1f}k" if value >= 10_000 else f"{value:.0f}"
 
 
+def in_notebook() -> bool:
+    """A Jupyter kernel (its stderr is no terminal, but it shows a progress widget)."""
+    shell = sys.modules.get("IPython")
+    get_ipython = getattr(shell, "get_ipython", None)
+    return get_ipython is not None and type(get_ipython()).__name__ == "ZMQInteractiveShell"
+
+
 class ConsoleLogger(Logger):
-    """Epoch bar, step rate, work rate (e.g. img-steps/s), ETA and the latest key metrics."""
+    """Step rate, work rate (e.g. img-steps/s), ETA and the latest key metrics: a tqdm bar over the run
+    where someone watches, a plain line every 30 s where output goes to a file."""
 
     def __init__(self, run, stream=None) -> None:
         super().__init__(run)
         self.stream = stream or sys.stderr
-        self.live = hasattr(self.stream, "isatty") and self.stream.isatty()
+        self.live = (hasattr(self.stream, "isatty") and self.stream.isatty()) or (stream is None and in_notebook())
         self.last_plain = float("-inf")
+        self.bar: Any = None
 
-    def _write(self, text: str, final: bool = False) -> None:
-        if self.live:
-            self.stream.write("\r\033[K" + text + ("\n" if final else ""))
-        else:
-            self.stream.write(text + "\n")
+    def _write(self, text: str) -> None:
+        if self.bar is not None:  # above the bar, which redraws below it
+            self.bar.write(text, file=self.stream)
+            return
+        self.stream.write(text + "\n")
         self.stream.flush()
+
+    def _open_bar(self, run) -> None:
+        from tqdm.auto import tqdm
+
+        self.bar = tqdm(total=run.total_steps, initial=run.step, file=self.stream, unit="step", dynamic_ncols=True,
+                        desc=f"epoch {run.epoch + 1}/{run.config.trainer.epochs}", leave=True)
+
+    def _update_bar(self, run, step: int, metrics: dict[str, float]) -> None:
+        self.bar.set_description(f"epoch {run.epoch + 1}/{run.config.trainer.epochs}", refresh=False)
+        work = {}
+        if run.work_unit is not None and self.bar.format_dict.get("rate"):
+            work = {run.work_unit[0] + "/s": _rate(self.bar.format_dict["rate"] * run.work_unit[1])}
+        shown = {k: f"{v:.4g}" for k, v in list(metrics.items())[:MAX_SHOWN]}
+        self.bar.set_postfix(work | shown, refresh=False)
+        self.bar.update(step - self.bar.n)  # the steps since the last log
 
     @hookimpl
     def genframe_run_start(self, run) -> None:
@@ -48,7 +74,9 @@ class ConsoleLogger(Logger):
         self.start_step = self.window_step = run.step
         verb = f"resuming at step {run.step}" if run.resumed else "starting"
         self._write(f"genframe: {run.recipe_name} {verb} in {run.run_dir} on {run.device} "
-                    f"({run.total_steps} steps, {run.steps_per_epoch} per epoch)", final=True)
+                    f"({run.total_steps} steps, {run.steps_per_epoch} per epoch)")
+        if self.live:
+            self._open_bar(run)
 
     def progress_line(self, run, step: int, metrics: dict[str, float]) -> str:
         now = time.perf_counter()
@@ -69,13 +97,16 @@ class ConsoleLogger(Logger):
     def genframe_log(self, run, step, metrics, images) -> None:
         if any(key.startswith("val/") for key in metrics):
             shown = " ".join(f"{k}={v:.4g}" for k, v in metrics.items() if k.startswith("val/"))
-            self._write(f"epoch {metrics.get('epoch', run.epoch + 1)} done at step {step}: {shown}", final=True)
+            self._write(f"epoch {metrics.get('epoch', run.epoch + 1)} done at step {step}: {shown}")
             return
         if not metrics:
             return
+        if self.bar is not None:
+            self._update_bar(run, step, metrics)
+            return
         line = self.progress_line(run, step, metrics)
         now = time.perf_counter()
-        if self.live or now - self.last_plain >= PLAIN_INTERVAL or step == run.total_steps:
+        if now - self.last_plain >= PLAIN_INTERVAL or step == run.total_steps:
             self.last_plain = now
             self._write(line)
 
@@ -83,6 +114,9 @@ class ConsoleLogger(Logger):
     def genframe_rollback(self, run, step, reason) -> None:
         # the step count went back: measure the rate afresh from here, not as negative steps per second
         self.window_time, self.window_step = time.perf_counter(), step
+        if self.bar is not None:
+            self.bar.reset(total=run.total_steps)  # tqdm's own rate starts afresh too
+            self.bar.update(step)
 
     @hookimpl
     def genframe_checkpoint(self, run, path, step) -> None:
@@ -91,5 +125,8 @@ class ConsoleLogger(Logger):
 
     @hookimpl
     def genframe_run_end(self, run, status) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
         elapsed = time.perf_counter() - self.start_time
-        self._write(f"genframe: run {status} at step {run.step} after {_duration(elapsed)}; {run.run_dir}", final=True)
+        self._write(f"genframe: run {status} at step {run.step} after {_duration(elapsed)}; {run.run_dir}")
