@@ -226,7 +226,7 @@ def __getattr__(name: str) -> Any:
         class Model(torch.nn.Module):
             """Base class for a recipe's network. Any ``torch.nn.Module`` satisfies the contract."""
 
-        Model.__module__ = __name__
+        Model.__module__, Model.__qualname__ = __name__, "Model"
         globals()["Model"] = Model
         return Model
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -226,7 +226,9 @@ class TrainingLoop(Rewinding):
         out_of_time = self.loop["train_seconds"] >= 60 * limit
         if self.world.active:
             (out_of_time,) = distributed.any_rank([out_of_time], self.ctx.device)
-        if out_of_time:
+        if out_of_time and self.ctx.step < self.ctx.total_steps:
+            # another process's clock may have decided: the checkpoint records the limit as used up
+            self.loop["train_seconds"] = max(self.loop["train_seconds"], 60 * limit)
             self.stop_reason = (f"trainer.max_minutes={limit:g} of training reached at step {self.ctx.step}; "
                                 f"to train on, resume with a larger trainer.max_minutes")
 

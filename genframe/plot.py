@@ -124,11 +124,11 @@ def runs_figure(paths: list[Path], metrics: list[str] | None = None) -> Any:
                 points = data[path].get(name, [])
                 if not points:
                     continue
-                steps, values = zip(*points)
-                suffix = " (val)" if name.startswith("val/") else ""
-                ax.plot(steps, values, color=colour, linestyle="--" if suffix else "-",
+                steps, values = zip(*sorted(points))  # genframe eval appends rows for earlier checkpoints
+                validation = name.startswith("val/")
+                ax.plot(steps, values, color=colour, linestyle="--" if validation else "-",
                         marker="o" if len(points) < 20 else None, markersize=3,
-                        label=(label if len(paths) > 1 else name) + suffix)
+                        label=name if len(paths) == 1 else label + (" (val)" if validation else ""))
         every = [p for path in paths for name in names for p in data[path].get(name, [])]
         if all(wants_log_axis(name, every) for name in names):
             ax.set_yscale("log")

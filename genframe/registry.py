@@ -71,7 +71,8 @@ class Registry:
                 f"kinds are: {', '.join(KINDS)}"
             )
         if isinstance(obj, str) and not all(part.strip() for part in obj.partition(":")):
-            raise PluginError(f"plugin {self.current_plugin!r} registered {kind} {name!r} as {obj!r}; a reference "
+            # a ValueError, not a PluginError: the plugin that wrote it is skipped, the rest keep working
+            raise ValueError(f"plugin {self.current_plugin!r} registered {kind} {name!r} as {obj!r}; a reference "
                               "names a module and an attribute, e.g. 'my_package.models:MyModel'")
         existing = self._entries[kind].get(name)
         if existing is not None and not existing.same_as(obj):

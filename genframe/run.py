@@ -139,9 +139,9 @@ class TrainingRun:
                            f"resume with --set trainer.epochs=N (now {tcfg.epochs}) or trainer.max_steps=N "
                            f"(now {tcfg.max_steps})")
         if ctx.resumed and tcfg.max_minutes is not None and loop["train_seconds"] >= 60 * tcfg.max_minutes:
-            raise RunError(f"run {self.run_dir} already trained {loop['train_seconds'] / 60:.1f} minutes, its "
+            raise RunError(f"run {self.run_dir} already trained {loop['train_seconds'] / 60:.4g} minutes, its "
                            f"trainer.max_minutes={tcfg.max_minutes:g}; to train further resume with "
-                           f"--set trainer.max_minutes=M (M > {loop['train_seconds'] / 60:.1f})")
+                           f"--set trainer.max_minutes=M, M above {loop['train_seconds'] / 60:.4g}")
         if world.active:
             distributed.broadcast_parameters(model)
         if world.is_main:

@@ -1,7 +1,8 @@
 """Every ``genframe ...`` command in the README's and docs' fenced blocks works as written.
 
-The commands run in order, file by file (README first), in one scratch directory where ``examples/``
-is the repository's, so a later command finds the run an earlier one made. A command whose trailing
+The commands run in order, file by file (README first), in a scratch directory where ``examples/`` is
+the repository's, so a later command finds the run an earlier one made (the README and docs/ share
+one; each example plugin's README has its own). A command whose trailing
 comment starts with a marker cannot run here and is checked as far as it can be:
 
 - ``[long]``: more training than a test can wait for. ``genframe run`` is run with tiny overrides when
@@ -35,7 +36,7 @@ from conftest import REPO
 from example_plugins import install_example
 
 MARKERS = ("long", "online", "cluster", "example")
-DOCS = [REPO / "README.md", *sorted((REPO / "docs").rglob("*.md"))]
+DOCS = [REPO / "README.md", *sorted((REPO / "docs").rglob("*.md")), *sorted((REPO / "examples").rglob("README.md"))]
 FENCE = re.compile(r"^```(\w*)\n(.*?)^```", re.S | re.M)
 COMMAND = re.compile(r"^((?:\w+=\S+\s+)*)(genframe|python -m genframe|torchrun\b.*?-m genframe)(?=\s|$)\s*(.*)$")
 # A tiny run: two steps on a few images, pictures from a few chains of a few steps.
@@ -47,6 +48,7 @@ TINY_RUN = ["trainer.max_steps=2", "trainer.batch_size=16", "data.limit=64", "tr
 @dataclass
 class DocCommand:
     where: str  # file:line
+    scratch: str  # the folder it runs in: one for the README and docs/ (they share runs), one per example
     env: dict[str, str]
     args: list[str]  # after "genframe"
     marker: str | None
@@ -85,7 +87,9 @@ def doc_commands() -> list[DocCommand]:
                     env = dict(item.split("=", 1) for item in match.group(1).split())
                     launcher = match.group(2)
                     number = first_line + _source_line(raw, offset)
-                    commands.append(DocCommand(f"{path.relative_to(REPO)}:{number}", env, shlex.split(match.group(3)),
+                    relative = path.relative_to(REPO)
+                    scratch = "docs" if relative.parts[0] in ("README.md", "docs") else relative.parent.name
+                    commands.append(DocCommand(f"{relative}:{number}", scratch, env, shlex.split(match.group(3)),
                                                marker, launcher))
     return commands
 
@@ -145,28 +149,32 @@ def run_cli(command: DocCommand, args: list[str], cwd: Path, env: dict[str, str]
 
 def test_doc_commands_are_found_with_known_markers():
     commands = doc_commands()
-    assert len(commands) >= 20
+    assert len(commands) >= 30
     readme = [c for c in commands if c.where.startswith("README.md")]
     assert readme[0].args[:3] == ["run", "ebm", "--config"] and readme[0].marker == "long"  # the quick start
     for path in DOCS:  # a misspelled marker would silently make a command run for real
-        for tag in re.findall(r"#\s*\[(\w+)\]", path.read_text(encoding="utf-8")):
-            assert tag in MARKERS, f"{path.name}: unknown marker [{tag}]; markers are {MARKERS}"
+        for lang, body in FENCE.findall(path.read_text(encoding="utf-8")):
+            for tag in re.findall(r"#\s*\[(\w+)\]", body) if lang in ("bash", "sh", "console", "shell", "") else ():
+                assert tag in MARKERS, f"{path.name}: unknown marker [{tag}]; markers are {MARKERS}"
+    unmarked_torchrun = [c.where for c in commands if c.launcher.startswith("torchrun") and c.marker is None]
+    assert not unmarked_torchrun, f"torchrun lines run several processes: mark them [long] ({unmarked_torchrun})"
 
 
 @pytest.mark.slow
 def test_every_documented_command_works_as_written(data_dir, tmp_path, monkeypatch):
     for example in ("genframe-vae", "genframe-toy2d"):  # docs/plugins.md runs them
         install_example(REPO / "examples" / "plugins" / example, tmp_path / "site" / example, monkeypatch)
-    scratch = tmp_path / "scratch"
-    scratch.mkdir()
-    (scratch / "examples").symlink_to(REPO / "examples")
-    monkeypatch.chdir(scratch)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "GENFRAME_DATA_DIR": str(data_dir),
            "WANDB_MODE": "offline"}
     commands = doc_commands()
     report = []
     for index, command in enumerate(commands):
-        args, later = command.args, commands[index + 1:]
+        args, later = command.args, [c for c in commands[index + 1:] if c.scratch == command.scratch]
+        scratch = tmp_path / command.scratch
+        if not scratch.is_dir():
+            scratch.mkdir()
+            (scratch / "examples").symlink_to(REPO / "examples")
+        monkeypatch.chdir(scratch)  # for the config files named relative to the repository root
         run_dir = (option_values(args, "--run-dir") or [None])[0]
         used_later = run_dir is not None and any(run_dir in c.args and c.marker is None for c in later)
         if command.marker is None:

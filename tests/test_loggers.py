@@ -211,6 +211,7 @@ def test_plot_draws_the_curves_of_one_run_and_overlays_several(data_dir, tmp_pat
     figure = runs_figure([run])
     titles = [ax.get_title() for ax in figure.axes if ax.get_visible()]
     assert titles == ["loss", "reg", "cdiv", "real", "fake"]  # val/X shares X's panel
+    assert [line.get_label() for line in figure.axes[2].get_lines()] == ["cdiv", "val/cdiv"]
     both = CliRunner().invoke(cli, ["plot", str(run), str(other), "--metric", "cdiv", "--out", str(tmp_path / "c.svg")])
     assert both.exit_code == 0 and (tmp_path / "c.svg").read_text().lstrip().startswith("<?xml")
     (ax,) = [ax for ax in runs_figure([run, other], ["cdiv"]).axes if ax.get_visible()]
@@ -272,7 +273,7 @@ def test_console_on_a_terminal_draws_a_tqdm_bar_that_follows_a_rollback(tmp_path
     assert logger.bar.n == 20 and logger.bar.postfix and "cdiv=-0.1" in logger.bar.postfix
     logger.genframe_log(run=ctx, step=20, metrics={"val/loss": 0.4}, images={})  # printed above the bar
     logger.genframe_rollback(run=ctx, step=10, reason="cdiv -3 beyond the limit")
-    assert logger.bar.n == 10
+    assert logger.bar.n == logger.bar.initial == 10  # a new bar: its rate counts steps from here, not from 0
     ctx.step = 10
     logger.genframe_run_end(run=ctx, status="completed")
     assert logger.bar is None

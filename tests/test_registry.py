@@ -46,7 +46,7 @@ def test_a_reference_is_imported_on_first_use_and_a_bad_one_is_named():
     import collections
 
     assert registry.get("model", "ordered") is collections.OrderedDict
-    with pytest.raises(PluginError, match="registered model 'net' as 'my_models.Net'; a reference names a module "
+    with pytest.raises(ValueError, match="registered model 'net' as 'my_models.Net'; a reference names a module "
                                           "and an attribute, e.g. 'my_package.models:MyModel'"):
         registry.add("model", "net", "my_models.Net")
     registry.add("model", "missing", "genframe_no_such_module:Net")

@@ -2,7 +2,9 @@
 install into a fresh virtual environment with no source tree on the path, train and sample there.
 
 The fresh environment reuses this one's installed dependencies (torch above all) through a path file,
-so nothing is downloaded; pip still resolves each wheel's declared dependencies against them, offline.
+so nothing is downloaded. The wheels go in first, on their own (pip would otherwise take this
+environment's editable installs for them); then every dependency the wheels declare is checked
+against what the environment sees.
 """
 
 from __future__ import annotations
@@ -34,6 +36,26 @@ def build(project: Path, dist: Path) -> None:
     run([sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", str(dist), str(project)], cwd=project)
 
 
+# Each wheel's declared dependencies (not its extras), checked against the versions the environment sees.
+DEPENDENCIES_MET = """
+from importlib import metadata
+from packaging.requirements import Requirement
+unmet = []
+for name in ("genframe", "genframe-ebm"):
+    for line in metadata.requires(name) or []:
+        requirement = Requirement(line)
+        if requirement.marker is not None and not requirement.marker.evaluate({"extra": ""}):
+            continue
+        try:
+            version = metadata.version(requirement.name)
+        except metadata.PackageNotFoundError:
+            version = None
+        if version is None or not requirement.specifier.contains(version, prereleases=True):
+            unmet.append(f"{name} needs {requirement}, found {version}")
+print("unmet:", "; ".join(unmet) or "none")
+"""
+
+
 @pytest.mark.slow
 def test_wheels_install_into_a_fresh_environment_and_train(data_dir, tmp_path):
     dist, core = tmp_path / "dist", tmp_path / "core"
@@ -54,15 +76,17 @@ def test_wheels_install_into_a_fresh_environment_and_train(data_dir, tmp_path):
     # this environment's packages (torch, pydantic, ...), after the new one's own: a path line, so their
     # *.pth files (the editable installs of this repository) are not processed
     outer = [sysconfig.get_path("purelib"), *site.getsitepackages()]
+    run([sys.executable, "-m", "pip", "--python", str(python), "install", "--no-index", "--no-deps",
+         "--ignore-installed", *map(str, sorted(dist.glob("*.whl")))], cwd=tmp_path)
     (inner / "outer-packages.pth").write_text("".join(f"{path}\n" for path in dict.fromkeys(outer)))
-    run([sys.executable, "-m", "pip", "--python", str(python), "install", "--no-index", "--find-links", str(dist),
-         "genframe", "genframe-ebm"], cwd=tmp_path)
 
     env = {key: value for key, value in os.environ.items() if key not in ("PYTHONPATH", "PYTHONHOME")}
     env.update(GENFRAME_DATA_DIR=str(data_dir), WANDB_MODE="offline")
     where = run([str(python), "-c", "import genframe, genframe.run, genframe_ebm; "
                  "print(genframe.run.__file__); print(genframe_ebm.__file__)"], cwd=tmp_path, env=env)
     assert all(line.startswith(str(inner)) for line in where.split()), where  # the wheels, not the source tree
+    unmet = run([str(python), "-c", DEPENDENCIES_MET], cwd=tmp_path, env=env)
+    assert unmet.strip() == "unmet: none", unmet
     genframe_script = str(venv / "bin" / "genframe")
     listed = run([genframe_script, "plugins"], cwd=tmp_path, env=env)
     assert "ebm 0.1.0 (entry point genframe_ebm.plugin)" in listed

@@ -53,10 +53,10 @@ class ConsoleLogger(Logger):
         self.stream.write(text + "\n")
         self.stream.flush()
 
-    def _open_bar(self, run) -> None:
+    def _open_bar(self, run, step: int) -> None:
         from tqdm.auto import tqdm
 
-        self.bar = tqdm(total=run.total_steps, initial=run.step, file=self.stream, unit="step", dynamic_ncols=True,
+        self.bar = tqdm(total=run.total_steps, initial=step, file=self.stream, unit="step", dynamic_ncols=True,
                         desc=f"epoch {run.epoch + 1}/{run.config.trainer.epochs}", leave=True)
 
     def _update_bar(self, run, step: int, metrics: dict[str, float]) -> None:
@@ -76,7 +76,7 @@ class ConsoleLogger(Logger):
         self._write(f"genframe: {run.recipe_name} {verb} in {run.run_dir} on {run.device} "
                     f"({run.total_steps} steps, {run.steps_per_epoch} per epoch)")
         if self.live:
-            self._open_bar(run)
+            self._open_bar(run, run.step)
 
     def progress_line(self, run, step: int, metrics: dict[str, float]) -> str:
         now = time.perf_counter()
@@ -114,9 +114,9 @@ class ConsoleLogger(Logger):
     def genframe_rollback(self, run, step, reason) -> None:
         # the step count went back: measure the rate afresh from here, not as negative steps per second
         self.window_time, self.window_step = time.perf_counter(), step
-        if self.bar is not None:
-            self.bar.reset(total=run.total_steps)  # tqdm's own rate starts afresh too
-            self.bar.update(step)
+        if self.bar is not None:  # a new bar from the rollback's step: tqdm's rate starts afresh too
+            self.bar.close()
+            self._open_bar(run, step)
 
     @hookimpl
     def genframe_checkpoint(self, run, path, step) -> None:

@@ -61,6 +61,7 @@ class NativeKernels:
 
     def __init__(self, library: ctypes.CDLL, spec: NativeSpec) -> None:
         self.spec = spec
+        self.build = Path(library._name).stem  # the source, flags, compiler and CPU it was built for
         ptr = ctypes.c_void_p
         self._step = library.sgld_step
         self._step.argtypes, self._step.restype = [ptr, ptr, ptr, ptr, ctypes.c_int, ctypes.c_float,
@@ -136,7 +137,7 @@ def load(spec: NativeSpec, required: bool = False) -> NativeKernels | None:
                 _loaded_errors[spec] = str(exc)
                 if not required:
                     warnings.warn(f"genframe-ebm: native SGLD step unavailable ({exc}); sampling uses the "
-                                  "hand-written gradient in ATen ops instead (about 2.5x slower). "
+                                  "hand-written gradient in ATen ops instead. "
                                   "sampler.impl='fused' silences this.", RuntimeWarning, stacklevel=3)
         kernels = _loaded[spec]
     if kernels is None and required:
