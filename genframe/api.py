@@ -23,7 +23,7 @@ from genframe.checkpoint import load_checkpoint, resolve_checkpoint, run_dir_of
 from genframe.config import RecipeConfig, build_config
 from genframe.context import RunContext
 from genframe.errors import CheckpointError
-from genframe.interfaces import Recipe, SampleOutput, Sampler
+from genframe.interfaces import SampleOutput, Sampler
 from genframe.plugins import get_host
 from genframe.recipes import get_recipe, recipe_config  # noqa: F401  (part of this API)
 from genframe.runsetup import resolve_device, seeded_generator

@@ -17,16 +17,13 @@ The test prints what it ran and how each skipped command was checked.
 
 from __future__ import annotations
 
-import os
 import re
 import shlex
-import subprocess
-import sys
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import click
 import pytest
+from click.testing import CliRunner
 
 import genframe
 import genframe.config
@@ -138,13 +135,13 @@ def tiny_overrides(recipe: str) -> list[str]:
     return present
 
 
-def run_cli(command: DocCommand, args: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
-    script = Path(sys.executable).with_name("genframe")  # the installed console script, as a user types it
-    launcher = [str(script)] if command.launcher == "genframe" and script.exists() else [sys.executable, "-m", "genframe"]
-    done = subprocess.run([*launcher, *args], cwd=cwd, env={**env, **command.env},
-                          capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, f"{command.where}: genframe {shlex.join(args)} failed:\n{done.stdout}{done.stderr}"
-    return done
+def run_cli(command: DocCommand, args: list[str]) -> None:
+    """The command through the real CLI, in this process (a process each would spend most of the test
+    importing torch); ``python -m genframe`` is the same click group as the ``genframe`` script."""
+    genframe.reset_host()
+    result = CliRunner().invoke(cli, args, env=command.env or None, catch_exceptions=True)
+    assert result.exit_code == 0, (f"{command.where}: genframe {shlex.join(args)} failed ({result.exit_code}):\n"
+                                   f"{result.output}{result.exception!r}")
 
 
 def test_doc_commands_are_found_with_known_markers():
@@ -164,8 +161,8 @@ def test_doc_commands_are_found_with_known_markers():
 def test_every_documented_command_works_as_written(data_dir, tmp_path, monkeypatch):
     for example in ("genframe-vae", "genframe-toy2d"):  # docs/plugins.md runs them
         install_example(REPO / "examples" / "plugins" / example, tmp_path / "site" / example, monkeypatch)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "GENFRAME_DATA_DIR": str(data_dir),
-           "WANDB_MODE": "offline"}
+    monkeypatch.setenv("GENFRAME_DATA_DIR", str(data_dir))
+    monkeypatch.setenv("WANDB_MODE", "offline")
     commands = doc_commands()
     report = []
     for index, command in enumerate(commands):
@@ -178,11 +175,11 @@ def test_every_documented_command_works_as_written(data_dir, tmp_path, monkeypat
         run_dir = (option_values(args, "--run-dir") or [None])[0]
         used_later = run_dir is not None and any(run_dir in c.args and c.marker is None for c in later)
         if command.marker is None:
-            run_cli(command, args, scratch, env)
+            run_cli(command, args)
             command.how = "ran as written"
         elif args[:1] == ["run"] and command.marker == "long" and used_later:
             validate_config(args)
-            run_cli(command, [*args, *tiny_overrides(args[1])], scratch, env)
+            run_cli(command, [*args, *tiny_overrides(args[1])])
             command.how = f"[{command.marker}] ran with tiny overrides ({run_dir} is used later)"
         elif args[:1] == ["run"] and command.marker != "example":
             validate_config(args)
