@@ -11,19 +11,19 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import threading
 import time
 from pathlib import Path
 
 import torch
 
+from genframe.atomic import atomic_write_text
 from genframe_ebm import native
 
 ROUNDS = 3  # alternating timings, the fastest of each kept: a noisy machine still gets a fair race
 STEPS = 2  # SGLD steps per timing, after one warm-up step each
 _lock = threading.Lock()
-_choices: dict[str, bool] = {}
+_choices: dict[tuple[str, int], bool] = {}  # (kernel build, threads) -> native is faster: asked every step
 
 
 def native_is_faster(plan, kernels: native.NativeKernels, threads: int, grad_clip: float) -> bool:
@@ -32,10 +32,11 @@ def native_is_faster(plan, kernels: native.NativeKernels, threads: int, grad_cli
     Raced once per kernel build (source, flags, compiler, CPU), torch version and thread count; the
     answer is kept in the kernel cache under a file lock, so the processes of a torchrun job on one
     machine race once and all take the same path."""
-    key = hashlib.sha256(f"{kernels.build}\n{threads}\n{torch.__version__}".encode()).hexdigest()[:20]
+    key = (kernels.build, threads)
     with _lock:
         if key not in _choices:
-            _choices[key] = _remembered_or_raced(native.cache_dir() / f"choice_{key}.json", plan, kernels, threads,
+            name = hashlib.sha256(f"{kernels.build}\n{threads}\n{torch.__version__}".encode()).hexdigest()[:20]
+            _choices[key] = _remembered_or_raced(native.cache_dir() / f"choice_{name}.json", plan, kernels, threads,
                                                  grad_clip)
         return _choices[key]
 
@@ -58,12 +59,10 @@ def _remembered_or_raced(path: Path, plan, kernels, threads: int, grad_clip: flo
         except (OSError, ValueError, KeyError, TypeError):
             pass
         record = _race(plan, kernels, threads, grad_clip)
-        partial = path.with_suffix(f".{os.getpid()}.tmp")
-        try:  # written aside and renamed: a reader never sees half a file
-            partial.write_text(json.dumps(record))
-            os.replace(partial, path)
+        try:
+            atomic_write_text(path, json.dumps(record))
         except OSError:
-            partial.unlink(missing_ok=True)
+            pass  # a cache that cannot be written: the next process races again
         return record["native"]
 
 

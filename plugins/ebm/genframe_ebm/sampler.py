@@ -115,8 +115,7 @@ class SGLDSampler(Sampler):
             return SampleOutput(images, [])
         fast = self.fast_chains(model, init)
         if fast is not None:
-            threads = self.threads or torch.get_num_threads()
-            return fast.sample(init, self.step_sizes(steps), keep_every, generator, threads)
+            return fast.sample(init, self.step_sizes(steps), keep_every, generator, self.worker_threads())
         x = init.detach()
         chain = [x.clone()] if keep_every else []
         with frozen(model):
@@ -141,6 +140,10 @@ class SGLDSampler(Sampler):
             return "cudagraph"
         fast = self.fast_chains(model, init)
         return "autograd" if fast is None else ("native" if fast.kernels is not None else "fused")
+
+    def worker_threads(self) -> int:
+        """Chain workers on the CPU fast paths: ``threads``, or torch's thread count."""
+        return self.threads or torch.get_num_threads()
 
     def fast_chains(self, model: nn.Module, init: torch.Tensor) -> FastChains | None:
         """The fast path for this call (weights read now), or None for the autograd loop."""
@@ -167,6 +170,6 @@ class SGLDSampler(Sampler):
             else:
                 kernels = native.load(spec, required=self.impl == "native")
             if self.impl == "auto" and kernels is not None:
-                threads = self.threads or torch.get_num_threads()
-                kernels = kernels if calibrate.native_is_faster(plan, kernels, threads, self.grad_clip) else None
+                faster = calibrate.native_is_faster(plan, kernels, self.worker_threads(), self.grad_clip)
+                kernels = kernels if faster else None
         return FastChains(plan, plan.weights(native=kernels is not None), kernels, self.noise, self.grad_clip)
