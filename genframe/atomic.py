@@ -24,8 +24,8 @@ def atomic_write(
 ) -> Path:
     """Call ``write(file)`` on a temporary file next to ``path``, then move it into place.
 
-    ``check(temporary_path)``, if given, runs on the complete file before the rename; raising there
-    (a checksum mismatch, say) discards the file like any other failure.
+    ``check(temporary_path)``, if given, runs on the complete file before the rename (to verify it, or
+    to keep the file it replaces); raising there discards the file like any other failure.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,160 @@
+"""One writer per run directory, no dead ends, a status file tools can read, and stops during the
+end-of-run work: each against real ``genframe`` processes on real MNIST."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+import genframe
+from genframe.checkpoint import load_checkpoint
+from genframe.cli import cli
+from genframe.rundir import read_status
+
+from conftest import TINY
+from test_reliability import SLOW, genframe_cli, logged_steps, wait_for_step, with_sets
+
+pytestmark = pytest.mark.slow
+
+
+def one_error(result) -> str:
+    errors = [line for line in result.output.splitlines() if line.startswith("Error: ")]
+    assert result.exit_code != 0 and len(errors) == 1 and "Traceback" not in result.output, result.output
+    return errors[0]
+
+
+def status_of(run: Path) -> dict:
+    return json.loads((run / "status.json").read_text())
+
+
+def test_a_second_writer_is_refused_naming_the_holder_and_a_killed_holder_leaves_no_lock(data_dir, tmp_path):
+    run = tmp_path / "run"
+    process = subprocess.Popen(genframe_cli("run", "ebm", *with_sets(SLOW), "--run-dir", str(run)),
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for_step(process, run, 1)
+        assert read_status(run)["status"] == "running" and read_status(run)["pid"] == process.pid
+        for args in (["run", "ebm", "--run-dir", str(run)], ["run", "ebm", "--resume", str(run)]):
+            error = one_error(CliRunner().invoke(cli, args))
+            assert f"run directory {run} is in use by another genframe process (pid {process.pid} on " \
+                   f"{socket.gethostname()}" in error and "genframe run ebm" in error, error
+        # a reader is welcome while it trains: it sees a whole checkpoint
+        assert load_checkpoint(run)["recipe"] == "ebm"
+        steps = logged_steps(run)
+        assert steps == sorted(set(steps))  # one writer: no interleaved rows
+    finally:
+        process.kill()
+        process.wait()
+    assert read_status(run)["status"] == "interrupted"  # "running" but its process is gone
+    assert status_of(run)["status"] == "running"
+    result = genframe.train("ebm", overrides=["trainer.max_steps=3"], resume=run, quiet=True)  # no stale lock
+    assert result.step == 3 and status_of(run)["status"] == "completed"
+
+
+def test_two_runs_started_together_into_one_directory_one_is_refused(data_dir, tmp_path):
+    run = tmp_path / "run"
+    args = genframe_cli("run", "ebm", *with_sets([*TINY, "trainer.max_steps=4"]), "--run-dir", str(run))
+    processes = [subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outcomes = [(p.wait(timeout=300), p.communicate()[1]) for p in processes]
+    codes = sorted(code for code, _ in outcomes)
+    assert codes == [0, 2], outcomes
+    refused = next(err for code, err in outcomes if code == 2)
+    assert "is in use by another genframe process" in refused or "already exists; continue it with --resume" in refused
+    assert logged_steps(run) == [2, 4]
+
+
+def test_a_run_that_failed_before_its_first_checkpoint_is_started_afresh(data_dir, tmp_path):
+    run = tmp_path / "run"
+    error = one_error(CliRunner().invoke(cli, ["run", "ebm", *with_sets(TINY), "--set", 'logging.loggers=["nope"]',
+                                               "--run-dir", str(run)]))
+    assert "unknown logger 'nope'" in error
+    assert (run / "config.json").exists() and not (run / "checkpoints" / "last.pt").exists()
+    (run / "checkpoints").mkdir(exist_ok=True)
+    (run / "checkpoints" / ".last.pt.abc123.tmp").write_bytes(b"half a checkpoint")  # a killed writer's
+    error = one_error(CliRunner().invoke(cli, ["run", "ebm", "--resume", str(run)]))
+    assert f"start it afresh with `genframe run RECIPE --run-dir {run}`" in error
+    with pytest.warns(UserWarning, match="holds no checkpoint .* starting it afresh"):
+        result = genframe.train("ebm", overrides=[*TINY, "trainer.max_steps=2"], run_dir=run, quiet=True)
+    assert result.step == 2 and sorted(p.name for p in (run / "checkpoints").iterdir()) == ["last.pt", "previous.pt"]
+    assert status_of(run)["status"] == "completed" and logged_steps(run) == [2]
+
+
+def test_stale_temporary_files_are_cleaned_when_a_run_resumes(data_dir, tmp_path):
+    run = tmp_path / "run"
+    genframe.train("ebm", overrides=[*TINY, "trainer.max_steps=2"], run_dir=run, quiet=True)
+    stale = [run / "checkpoints" / ".last.pt.x1y2.tmp", run / ".config.json.q9.tmp", run / "checkpoints" / ".previous.pt.staging"]
+    for path in stale:
+        path.write_bytes(b"left by a killed writer")
+    genframe.train("ebm", overrides=["trainer.max_steps=4"], resume=run, quiet=True)
+    assert not any(path.exists() for path in stale)
+
+
+def test_a_directory_of_other_files_is_never_cleared(tmp_path):
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("precious")
+    error = one_error(CliRunner().invoke(cli, ["run", "ebm", *with_sets(TINY), "--run-dir", str(folder)]))
+    assert "holds other files (notes.txt); choose a new or empty --run-dir" in error
+    assert (folder / "notes.txt").read_text() == "precious"
+
+
+def test_the_status_file_says_how_each_run_ended(data_dir, tmp_path):
+    genframe.train("ebm", overrides=[*TINY, "trainer.max_steps=2"], run_dir=tmp_path / "done", quiet=True)
+    assert status_of(tmp_path / "done")["status"] == "completed"
+    assert status_of(tmp_path / "done")["step"] == 2
+    genframe.train("ebm", overrides=[*TINY, "trainer.max_steps=50", "trainer.max_minutes=0.0001"],
+                   run_dir=tmp_path / "early", quiet=True)
+    early = status_of(tmp_path / "early")
+    assert early["status"] == "finished early" and "trainer.max_minutes" in early["message"]
+    with pytest.raises(genframe.DivergenceError):
+        genframe.train("ebm", overrides=[*TINY, "trainer.score_limit=1e-9",
+                                         "callbacks.divergence_guard.on_divergence=stop"],
+                       run_dir=tmp_path / "failed", quiet=True)
+    failed = status_of(tmp_path / "failed")
+    assert failed["status"] == "failed" and "training diverged" in failed["message"]
+
+
+def test_a_stop_during_the_end_of_run_work_exits_143_and_resume_makes_only_what_is_missing(data_dir, tmp_path):
+    run = tmp_path / "run"
+    # long final pictures (5000-step chains): seconds of end-of-run work after 2 quick steps
+    settings = [*TINY, "trainer.max_steps=2", "sampler.generate_steps=5000", "logging.chain_n=4"]
+    process = subprocess.Popen(genframe_cli("run", "ebm", *with_sets(settings), "--run-dir", str(run)),
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    while (read_status(run) or {}).get("phase") != "end of run":
+        assert process.poll() is None and time.monotonic() < deadline, process.communicate()
+        time.sleep(0.01)
+    process.send_signal(signal.SIGTERM)
+    out, err = process.communicate(timeout=120)
+    assert process.returncode == 143, err
+    assert "SIGTERM during the end-of-run work at step 2: the training is saved" in err, err
+    assert "Traceback" not in err and "run completed" not in out
+    status = status_of(run)
+    assert status["status"] == "interrupted" and status["phase"] == "end of run"
+    assert not (run / "samples" / "final_chain.gif").exists()
+    rows_before = (run / "metrics.jsonl").read_text().splitlines()
+    result = genframe.train("ebm", resume=run, quiet=True)
+    assert result.step == 2 and status_of(run)["status"] == "completed"
+    rows = (run / "metrics.jsonl").read_text().splitlines()
+    assert rows == rows_before  # nothing trained or measured again: only the missing pictures were made
+    assert (run / "samples" / "final_chain.gif").exists()
+    assert load_checkpoint(run)["loop"]["step"] == 2  # no training step was added
+
+
+def test_an_interrupt_at_start_up_is_one_line(data_dir, tmp_path):
+    process = subprocess.Popen(genframe_cli("run", "ebm", *with_sets(TINY), "--run-dir", str(tmp_path / "run")),
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    time.sleep(1.5)  # importing torch, reading the data: before the run's own signal handler
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 130 and "Traceback" not in err, err
+    assert "interrupted" in err
