@@ -9,7 +9,7 @@ import torch
 import genframe
 from genframe.checkpoint import load_checkpoint
 from genframe.errors import ConfigError
-from genframe_ebm.cudagraph import block_plan, sgld_block
+from genframe_ebm.cudagraph import GraphedBlock, block_plan, sgld_block
 from genframe_ebm.energy import SwishEnergyNet
 from genframe_ebm.sampler import SGLDSampler, frozen
 
@@ -75,3 +75,66 @@ def test_cuda_training_resumes_exactly_and_its_checkpoint_samples_on_cpu(tmp_pat
     loaded = genframe.load(straight, device="cpu")
     images = loaded.sample(4, steps=5).images
     assert images.device.type == "cpu" and images.shape == (4, 1, 32, 32)
+
+
+class GraphFailure:
+    """Makes the CUDA-graph path run on CPU tensors (``uses_cuda_graph`` says yes) and fail as asked."""
+
+    def __init__(self, monkeypatch, sampler: SGLDSampler, fail_in: str) -> None:
+        self.tries = 0
+        monkeypatch.setattr(sampler, "uses_cuda_graph", lambda model, init, keep_every=None: True)
+        capture = self.capture if fail_in == "capture" else self.fake_capture
+        # plain functions, so that the block is passed as the first argument (bound methods are not rebound)
+        monkeypatch.setattr(GraphedBlock, "__init__", lambda block, *args: capture(block, *args))
+        monkeypatch.setattr(GraphedBlock, "replay", lambda block, *args: self.replay(block, *args))
+
+    def capture(self, block, *args, **kwargs):
+        self.tries += 1
+        raise RuntimeError("CUDA error: operation not permitted when stream is capturing\n" + "detail " * 100)
+
+    def fake_capture(self, block, model, shape, dtype, device, length, grad_clip):
+        self.tries += 1
+        block.x = torch.zeros(shape, dtype=dtype, device=device)
+        block.noise = torch.zeros((length, *shape), dtype=dtype, device=device)
+
+    def replay(self, block, step_sizes, noise_std, generator):
+        # Draw the block's noise first, as the real replay does, so the fallback must rewind the generator.
+        for t in range(block.noise.shape[0]):
+            torch.randn(block.x.shape, generator=generator, out=block.noise[t])
+        raise RuntimeError("CUDA error: an illegal memory access was encountered")
+
+
+@pytest.mark.parametrize("fail_in", ["capture", "replay"])
+def test_a_failing_cuda_graph_falls_back_to_the_eager_loop_with_one_warning(monkeypatch, fail_in):
+    torch.manual_seed(0)
+    model = SwishEnergyNet()
+    init = torch.rand((4, 1, 32, 32), generator=torch.Generator().manual_seed(1)) * 2 - 1
+    eager = SGLDSampler(impl="autograd", steps=70)  # 70 steps: two blocks (64 + 6), so two captures if it retried
+    want = [eager.sample(model, init, generator=torch.Generator().manual_seed(seed)).images for seed in (2, 3)]
+
+    sampler = SGLDSampler(impl="auto", steps=70)
+    failure = GraphFailure(monkeypatch, sampler, fail_in)
+    with pytest.warns(UserWarning) as caught:
+        got = [sampler.sample(model, init, generator=torch.Generator().manual_seed(seed)).images for seed in (2, 3)]
+    assert all(torch.equal(a, b) for a, b in zip(got, want))  # the eager chains, noise and all
+    assert failure.tries == 1  # the second call did not try graphs again
+    assert len(caught) == 1
+    message = str(caught[0].message)
+    reason = "operation not permitted" if fail_in == "capture" else "an illegal memory access"
+    assert f"CUDA graph sampling failed (RuntimeError: CUDA error: {reason}" in message and "\n" not in message
+    assert len(message) < 500  # the error is shortened
+    assert "genframe plugins" in message and "sampler.impl=autograd" in message
+    assert sampler.graphs.blocks == {} and sampler.implementation(model, init) == "autograd"
+
+
+def test_out_of_memory_in_a_graph_is_raised_for_a_smaller_chunk_not_a_fallback(monkeypatch):
+    sampler = SGLDSampler(impl="auto", steps=3)
+    monkeypatch.setattr(sampler, "uses_cuda_graph", lambda model, init, keep_every=None: True)
+
+    def out_of_memory(*args, **kwargs):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
+
+    monkeypatch.setattr(GraphedBlock, "__init__", out_of_memory)
+    with pytest.raises(torch.cuda.OutOfMemoryError):
+        sampler.sample(SwishEnergyNet(), torch.zeros((2, 1, 32, 32)))
+    assert sampler.graph_failure is None  # graphs stay on: generate_in_chunks retries smaller

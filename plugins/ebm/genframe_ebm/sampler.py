@@ -11,7 +11,8 @@ Implementations (``impl``), all drawing the same noise from the same generator:
 - ``native``: the whole step (forward, input gradient, update) as one C function generated for the
   net's shape and compiled on first use (native_src.py, native.py), chains split across threads; CPU only.
 - ``cudagraph``: on a CUDA GPU, blocks of reference steps captured as CUDA graphs and replayed
-  (cudagraph.py); any model.
+  (cudagraph.py); any model. If a capture or replay raises (a driver, a model or a torch build the
+  graphs were never tried on), the sampler warns once and runs the ``autograd`` loop from then on.
 - ``auto`` (default): on CPU for a SwishEnergyNet, ``native`` or ``fused``, whichever a one-time race
   on this machine found faster (calibrate.py; ``fused`` when the kernels do not build); ``cudagraph``
   on a CUDA GPU; ``autograd`` otherwise.
@@ -20,7 +21,8 @@ The fast paths agree with the reference loop to float rounding (tests/test_sampl
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import warnings
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 
 import torch
@@ -34,6 +36,8 @@ from genframe_ebm.fastpath import FastChains
 from genframe_ebm.swish_plan import SwishPlan
 
 IMPLS = ("auto", "autograd", "fused", "native", "cudagraph")
+GRAPH_FAILURE_HINT = ("please report it to the genframe maintainers (the project's issue tracker) with the output "
+                      "of `genframe plugins`; set sampler.impl=autograd to silence this")
 
 
 @contextmanager
@@ -71,6 +75,7 @@ class SGLDSampler(Sampler):
         self.example_shape = tuple(example_shape)
         self.impl, self.threads = impl, threads
         self.graphs = GraphedChains()  # captured CUDA graphs, reused across calls of the same shape
+        self.graph_failure: str | None = None  # why graphs failed here once; then this sampler never tries again
 
     @classmethod
     def from_config(cls, config, example_shape: Sequence[int]) -> SGLDSampler:
@@ -109,13 +114,46 @@ class SGLDSampler(Sampler):
             chain = [torch.cat(frames) for frames in zip(*(output.chain for output in outputs))]
             return SampleOutput(torch.cat([output.images for output in outputs]), chain)
         if self.uses_cuda_graph(model, init, keep_every):
-            with frozen(model):
-                images = self.graphs.sample(model, init.detach(), self.step_sizes(steps), self.noise, self.grad_clip,
-                                            generator)
-            return SampleOutput(images, [])
+            images = self.graph_sample(model, init, steps, generator)
+            if images is not None:
+                return SampleOutput(images, [])
+            return self.reference_sample(model, init, steps, keep_every, generator)  # what a GPU runs without graphs
         fast = self.fast_chains(model, init)
         if fast is not None:
             return fast.sample(init, self.step_sizes(steps), keep_every, generator, self.worker_threads())
+        return self.reference_sample(model, init, steps, keep_every, generator)
+
+    def graph_sample(self, model: nn.Module, init: torch.Tensor, steps: int,
+                     generator: torch.Generator | None) -> torch.Tensor | None:
+        """The chains' final states through CUDA graphs, or None when graphs fail (now or before).
+
+        A failure discards every captured graph (and its memory pool) and puts the generator back
+        where it was, so the caller's eager run draws exactly the noise it would have drawn without
+        graphs. Out-of-memory is raised as it is, not counted as a failure: the chunked generation
+        retries a smaller chunk, for which graphs may well fit.
+        """
+        if self.graph_failure is not None:
+            return None
+        rewind = rng_rewinder(generator, init.device)
+        try:
+            with frozen(model):
+                return self.graphs.sample(model, init.detach(), self.step_sizes(steps), self.noise, self.grad_clip,
+                                          generator)
+        except torch.cuda.OutOfMemoryError:
+            self.graphs = GraphedChains()
+            rewind()
+            raise
+        except Exception as error:  # any capture or replay error; KeyboardInterrupt and the like pass through
+            self.graphs = GraphedChains()
+            rewind()
+            self.graph_failure = shorten(f"{type(error).__name__}: {error}")
+            warnings.warn(f"CUDA graph sampling failed ({self.graph_failure}); sampling with the eager autograd "
+                          f"loop instead (slower, same chains); {GRAPH_FAILURE_HINT}", UserWarning, stacklevel=2)
+            return None
+
+    def reference_sample(self, model: nn.Module, init: torch.Tensor, steps: int, keep_every: int | None,
+                         generator: torch.Generator | None) -> SampleOutput:
+        """The reference loop (``impl='autograd'``): any model, any device."""
         x = init.detach()
         chain = [x.clone()] if keep_every else []
         with frozen(model):
@@ -137,7 +175,7 @@ class SGLDSampler(Sampler):
     def implementation(self, model: nn.Module, init: torch.Tensor) -> str:
         """Which implementation ``sample`` runs for this model and input: cudagraph, autograd, fused or native."""
         if self.uses_cuda_graph(model, init):
-            return "cudagraph"
+            return "autograd" if self.graph_failure is not None else "cudagraph"
         fast = self.fast_chains(model, init)
         return "autograd" if fast is None else ("native" if fast.kernels is not None else "fused")
 
@@ -173,3 +211,21 @@ class SGLDSampler(Sampler):
                 faster = calibrate.native_is_faster(plan, kernels, self.worker_threads(), self.grad_clip)
                 kernels = kernels if faster else None
         return FastChains(plan, plan.weights(native=kernels is not None), kernels, self.noise, self.grad_clip)
+
+
+def rng_rewinder(generator: torch.Generator | None, device: torch.device) -> Callable[[], None]:
+    """A function that puts ``generator`` (None: torch's default one for ``device``) back to its state now."""
+    if generator is not None:
+        state = generator.get_state()
+        return lambda: generator.set_state(state)
+    if device.type == "cuda":
+        state = torch.cuda.get_rng_state(device)
+        return lambda: torch.cuda.set_rng_state(state, device)
+    state = torch.get_rng_state()
+    return lambda: torch.set_rng_state(state)
+
+
+def shorten(text: str, limit: int = 200) -> str:
+    """``text`` on one line, cut to ``limit`` characters (CUDA errors can run to pages)."""
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[:limit - 3] + "..."
