@@ -32,7 +32,7 @@ from genframe.context import RunContext
 class NoSettings(BaseModel):
     """The settings of a callback that has none: an empty table (unknown keys are errors)."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 @dataclass

@@ -189,6 +189,18 @@ class Recipe(ABC):
             _require_images(self.name, state, "draw_chain")
         return save_gif(chain, path)
 
+    def check_data(self, config: RecipeConfig, example_shape: tuple[int, ...], dataset: str) -> None:
+        """Raise ``ConfigError`` naming the settings when the config does not fit the dataset's examples
+        (e.g. the channels or size the model and sampler are built for). Checked before any work starts,
+        followed by the core's own check: a forward pass of two examples on the ``meta`` device. Default:
+        only that."""
+
+    def memory_needs(self, config: RecipeConfig, example_shape: tuple[int, ...]) -> dict[str, int]:
+        """Bytes the run would hold beyond the model and its optimizer state, by part, each named with the
+        setting that sizes it (e.g. ``{"replay buffer (buffer.size)": n}``); compared with the memory
+        available before any work starts. Default: nothing beyond the model."""
+        return {}
+
     def quality_metric(self, config: RecipeConfig, registry: Any) -> Callable[[torch.Tensor], dict[str, float]] | None:
         """This recipe's own measure of sample quality: a callable taking (N, ...) samples and returning
         named numbers, used by ``genframe eval`` and the evaluations during training (``config``: the

@@ -102,6 +102,21 @@ CASES = [
     ("settings of a callback not on", ["run", "ebm", "--set", "callbacks.ema.decay=0.9"], {},
      "callbacks.ema: settings for a callback that is not on"),
     ("removed option", ["run", "ebm", "--set", "sampler.steps_min=2"], {}, "sampler.steps_min was removed"),
+    ("Adam beta above 1", ["run", "ebm", "--set", "trainer.betas=[2,0.999]"], {}, "trainer.betas.0: Input should be less than 1"),
+    ("infinite learning rate", ["run", "ebm", "--set", "trainer.lr=Infinity"], {}, "trainer.lr: Input should be a finite number"),
+    ("learning rate beyond float", ["run", "ebm", "--set", "trainer.lr=1e400"], {}, "trainer.lr: Input should be a finite number"),
+    ("nan in a callback setting", ["run", "ebm", "--set", "callbacks.divergence_guard.lr_factor=nan"], {},
+     "callbacks.divergence_guard.lr_factor: Input should be a finite number"),
+    ("seed too large", ["run", "ebm", "--set", "seed=99999999999999999999999"], {}, "seed: Input should be less than 4294967296"),
+    ("negative seed", ["run", "ebm", "--set", "seed=-1"], {}, "seed: Input should be greater than or equal to 0"),
+    ("image size against the data", ["run", "ebm", *TINY_SETS, "--set", "model.image_size=28", "--run-dir", "{tmp}/r7"],
+     {}, "dataset mnist has examples of shape (1, 32, 32); set model.in_channels=1 and model.image_size=32"),
+    ("channels against the data", ["run", "ebm", *TINY_SETS, "--set", "model.in_channels=3", "--run-dir", "{tmp}/r8"],
+     {}, "make examples of shape (3, 32, 32), but dataset mnist"),
+    ("buffer beyond memory", ["run", "ebm", *TINY_SETS, "--set", "buffer.size=1e12", "--run-dir", "{tmp}/r9"], {},
+     "replay buffer (buffer.size=1000000000000): 3,814,697.3 GiB"),
+    ("model beyond memory", ["run", "ebm", *TINY_SETS, "--set", "model.hidden=1e8", "--run-dir", "{tmp}/r10"], {},
+     "model weights, gradients and optimizer state (model.*): 384.5 GiB"),
     ("--set without =", ["run", "ebm", "--set", "trainer.epochs"], {}, "must look like section.key=value"),
     ("missing config", ["run", "ebm", "--config", "{tmp}/missing.toml"], {}, "missing.toml does not exist"),
     ("empty config", ["run", "ebm", "--config", "{tmp}/empty.toml"], {}, "empty.toml is empty"),
@@ -162,4 +177,5 @@ def test_bad_input_gives_one_line_error(name, argv, env, fragment, tmp_path, tra
     assert "Traceback" not in result.output
     assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
     assert not (tmp_path / "no-data").exists()  # nothing was created on the way to the error
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith("r") and p.name[1:].isdigit()]  # no run directory
     shutil.rmtree(site)

@@ -121,7 +121,7 @@ def test_a_second_signal_exits_at_once_and_the_checkpoint_survives(data_dir, tmp
     assert "second SIGINT, exiting now" in err
     state = load_checkpoint(run)  # whatever was last renamed into place is whole
     assert state["recipe"] == "ebm" and state["loop"]["step"] in (0, *logged_steps(run))
-    assert not [p for p in (run / "checkpoints").iterdir() if p.name != "last.pt"]  # no temp files left
+    assert not [p for p in (run / "checkpoints").iterdir() if p.name not in ("last.pt", "previous.pt")]  # no temp files
 
 
 def test_a_failed_checkpoint_write_keeps_the_previous_one(data_dir, tmp_path, monkeypatch):
@@ -139,7 +139,7 @@ def test_a_failed_checkpoint_write_keeps_the_previous_one(data_dir, tmp_path, mo
         genframe.train("ebm", overrides=["trainer.max_steps=4"], resume=run, quiet=True)
     monkeypatch.setattr(torch, "save", real_save)
     assert (run / "checkpoints" / "last.pt").read_bytes() == before
-    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["last.pt"]
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["last.pt", "previous.pt"]  # no temporary left
     assert load_checkpoint(run)["loop"]["step"] == 2
 
 

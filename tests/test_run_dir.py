@@ -71,20 +71,24 @@ def test_two_runs_started_together_into_one_directory_one_is_refused(data_dir, t
     assert logged_steps(run) == [2, 4]
 
 
-def test_a_run_that_failed_before_its_first_checkpoint_is_started_afresh(data_dir, tmp_path):
+def test_a_run_killed_before_its_first_checkpoint_is_started_afresh(data_dir, tmp_path):
     run = tmp_path / "run"
-    error = one_error(CliRunner().invoke(cli, ["run", "ebm", *with_sets(TINY), "--set", 'logging.loggers=["nope"]',
-                                               "--run-dir", str(run)]))
-    assert "unknown logger 'nope'" in error
-    assert (run / "config.json").exists() and not (run / "checkpoints" / "last.pt").exists()
-    (run / "checkpoints").mkdir(exist_ok=True)
-    (run / "checkpoints" / ".last.pt.abc123.tmp").write_bytes(b"half a checkpoint")  # a killed writer's
+    genframe.train("ebm", overrides=[*TINY, "trainer.max_steps=2"], run_dir=run, quiet=True)
+    for path in (run / "checkpoints").iterdir():  # what a run killed before step 0 was saved leaves behind
+        path.unlink()
+    (run / "checkpoints" / ".last.pt.abc123.tmp").write_bytes(b"half a checkpoint")  # the killed writer's
     error = one_error(CliRunner().invoke(cli, ["run", "ebm", "--resume", str(run)]))
     assert f"start it afresh with `genframe run RECIPE --run-dir {run}`" in error
     with pytest.warns(UserWarning, match="holds no checkpoint .* starting it afresh"):
-        result = genframe.train("ebm", overrides=[*TINY, "trainer.max_steps=2"], run_dir=run, quiet=True)
-    assert result.step == 2 and sorted(p.name for p in (run / "checkpoints").iterdir()) == ["last.pt", "previous.pt"]
-    assert status_of(run)["status"] == "completed" and logged_steps(run) == [2]
+        result = genframe.train("ebm", overrides=[*TINY, "trainer.max_steps=4"], run_dir=run, quiet=True)
+    assert result.step == 4 and sorted(p.name for p in (run / "checkpoints").iterdir()) == ["last.pt", "previous.pt"]
+    assert status_of(run)["status"] == "completed" and logged_steps(run) == [2, 4]  # the dead run's rows are gone
+
+
+def test_an_unknown_logger_is_refused_before_a_run_directory_exists(tmp_path):
+    error = one_error(CliRunner().invoke(cli, ["run", "ebm", "--set", 'logging.loggers=["nope"]',
+                                               "--run-dir", str(tmp_path / "run")]))
+    assert "unknown logger 'nope'" in error and not (tmp_path / "run").exists()
 
 
 def test_stale_temporary_files_are_cleaned_when_a_run_resumes(data_dir, tmp_path):

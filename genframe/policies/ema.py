@@ -15,7 +15,7 @@ if TYPE_CHECKING:  # torch is imported when an average is made, not when configs
 
 
 class EMASettings(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
     decay: float = Field(0.999, gt=0, lt=1, description="average <- decay * average + (1 - decay) * weights, each step.")
 

@@ -20,7 +20,7 @@ from genframe.context import RunContext
 
 
 class GuardSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
     on_divergence: Literal["rollback", "stop"] = Field(
         "rollback", description="rollback: reload the last good checkpoint with a lower learning rate; stop: end the run.")

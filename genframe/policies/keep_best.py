@@ -14,7 +14,7 @@ BEST_NAME = "best.pt"
 
 
 class KeepBestSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
     metric: str = Field("eval/fd", description="The evaluation metric that decides which weights are best.")
     mode: Literal["min", "max"] = Field("min", description="min: lower is better; max: higher is better.")

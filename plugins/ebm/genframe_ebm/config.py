@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, PositiveFloat, PositiveInt, model_validator
 
@@ -51,7 +51,8 @@ class EBMTrainerConfig(TrainerConfig):
         None, description="Cosine decay of the learning rate from lr to lr_min over this many steps, then "
         "lr_min; default: a constant lr.")
     lr_min: float = Field(0.0, ge=0, description="The learning rate at the end of the cosine decay.")
-    betas: tuple[float, float] = Field((0.9, 0.999), description="Adam betas.")
+    betas: tuple[Annotated[float, Field(ge=0, lt=1)], Annotated[float, Field(ge=0, lt=1)]] = Field(
+        (0.9, 0.999), description="Adam betas, each in [0, 1).")
     eps: PositiveFloat = Field(1e-7, description="Adam epsilon (Keras' default, as in the reference).")
     alpha: float = Field(0.1, ge=0, description="Weight of the score-magnitude regulariser.")
     real_noise: float = Field(0.005, ge=0, description="Std of the noise added to real images.")

@@ -24,7 +24,7 @@ MEAN_DECAY = 0.98  # the running mean the gate judges: about the last 50 steps, 
 
 
 class SettleSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
     settle: PositiveFloat = Field(description="Routine checkpoints wait while |running mean of cdiv| is beyond this.")
     signal: str = Field("cdiv", description="The trainer's divergence signal whose running mean is judged.")
@@ -66,7 +66,7 @@ class SettleGate(Callback):
 
 
 class MixtureSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
     members: int = Field(8, ge=2, description="Nets in the mixture: the trained one and its last members - 1 snapshots.")
     every: PositiveInt = Field(500, description="Steps between snapshots.")

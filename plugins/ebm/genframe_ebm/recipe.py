@@ -6,6 +6,8 @@ asks for them, so listing plugins and printing the config stay instant.
 
 from __future__ import annotations
 
+import math
+
 from genframe import Recipe
 from genframe_ebm.config import EBMConfig
 
@@ -28,6 +30,20 @@ class EBMRecipe(Recipe):
 
         shape = (config.model.in_channels, config.model.image_size, config.model.image_size)
         return SGLDSampler.from_config(config.sampler, shape)
+
+    def check_data(self, config: EBMConfig, example_shape: tuple[int, ...], dataset: str) -> None:
+        from genframe.errors import ConfigError
+
+        model = config.model
+        built = (model.in_channels, model.image_size, model.image_size)
+        if tuple(example_shape) != built:  # the sampler's chains would not match the real images
+            raise ConfigError(f"model: in_channels={model.in_channels} and image_size={model.image_size} make "
+                              f"examples of shape {built}, but dataset {dataset} has examples of shape {tuple(example_shape)}; "
+                              f"set model.in_channels={example_shape[0]} and model.image_size={example_shape[-1]}")
+
+    def memory_needs(self, config: EBMConfig, example_shape: tuple[int, ...]) -> dict[str, int]:
+        per_example = 4 * math.prod(example_shape)  # float32 chains
+        return {f"replay buffer (buffer.size={config.buffer.size})": config.buffer.size * per_example}
 
     def build_trainer(self, config: EBMConfig, model, sampler, device):
         from genframe_ebm.trainer import CDTrainer
