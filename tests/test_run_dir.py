@@ -46,12 +46,12 @@ def test_a_second_writer_is_refused_naming_the_holder_and_a_killed_holder_leaves
             error = one_error(CliRunner().invoke(cli, args))
             assert f"run directory {run} is in use by another genframe process (pid {process.pid} on " \
                    f"{socket.gethostname()}" in error and "genframe run ebm" in error, error
+        steps = logged_steps(run)
+        assert steps == sorted(set(steps))  # one writer: no interleaved rows
         # a reader is welcome while it trains: it sees a whole checkpoint, and eval writes its own report
         assert load_checkpoint(run)["recipe"] == "ebm"
         evaluated = CliRunner().invoke(cli, ["eval", str(run), "--n", "20", "--steps", "2", "--device", "cpu"])
         assert evaluated.exit_code == 0 and (run / "eval.json").exists(), evaluated.output
-        steps = logged_steps(run)
-        assert steps == sorted(set(steps))  # one writer: no interleaved rows
     finally:
         process.kill()
         process.wait()
