@@ -111,7 +111,8 @@ def load_or_train(name: str, train_split: Dataset, num_classes: int, spec: Class
     if path.is_file() and sidecar.is_file():
         data = path.read_bytes()
         if _sha256(data) == sidecar.read_text().strip():
-            model = FeatureClassifier(train_split.example_shape[0], num_classes, train_split.example_shape[-1])
+            with torch.random.fork_rng(devices=[]):  # its init (overwritten below) must not move the run's stream
+                model = FeatureClassifier(train_split.example_shape[0], num_classes, train_split.example_shape[-1])
             model.load_state_dict(torch.load(io.BytesIO(data), map_location="cpu", weights_only=True))
             return model.eval()
         warnings.warn(f"genframe: classifier cache {path} failed its checksum; retraining it", UserWarning, stacklevel=2)

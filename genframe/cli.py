@@ -31,6 +31,10 @@ class GenframeGroup(click.Group):
         except RunInterrupted as exc:  # not an error: the run stopped cleanly as asked
             click.echo(f"genframe: {exc}", err=True)
             ctx.exit(exc.exit_code)
+        except KeyboardInterrupt:  # before a run's own handler is in place (start-up), or in sample/eval
+            click.echo("\ngenframe: interrupted (SIGINT); files are only ever renamed into place when whole, "
+                       "so nothing is left half-written", err=True)
+            ctx.exit(130)
         except GenframeError as exc:
             error = click.ClickException(str(exc))
             error.exit_code = exc.exit_code
@@ -96,7 +100,8 @@ def progress_reporter(total: int, label: str) -> Iterator[Callable[[int], None]]
 @click.option("--out", default="samples.png", show_default=True, type=click.Path(dir_okay=False), help="Picture to write (for images, a PNG grid; a recipe may draw its samples otherwise).")
 @click.option("--gif", type=click.Path(dir_okay=False), help="Also write the sampling chain as an animated GIF.")
 @click.option("--tensor", type=click.Path(dir_okay=False),
-              help="Also write all samples as a tensor file (torch.load gives an N x <example shape> float tensor).")
+              help="Also write all samples to FILE, a .npy written as they are made (numpy.load gives an "
+                   "N x <example shape> float32 array; mmap_mode='r' reads it without loading it whole).")
 @click.option("--chunk", type=click.IntRange(min=1),
               help="Samples generated at once [default: 500 on CPU, 8192 on a GPU, halved if memory runs out].")
 @click.option("--grid-n", default=256, show_default=True, type=click.IntRange(min=1),

@@ -28,7 +28,7 @@ class ConfigMovedWarning(UserWarning):
 class Section(BaseModel):
     """Base for config sections: unknown keys are errors, assignments are validated."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)  # no inf/nan rates
 
 
 class DataConfig(Section):
@@ -51,6 +51,9 @@ class TrainerConfig(Section):
     checkpoint_every: PositiveInt | None = Field(
         None, description="Also checkpoint every N steps (always: each epoch end, the run's end, on SIGINT/SIGTERM)."
     )
+    peer_timeout: PositiveFloat = Field(
+        120.0, description="torchrun: seconds a process may go without a heartbeat before the others call it "
+        "stalled or dead and stop (the heartbeat goes on during rank-0-only work such as evaluations).")
 
     @field_validator("device")
     @classmethod
@@ -106,7 +109,7 @@ class RecipeConfig(Section):
     """Sections every recipe has; a recipe's config subclasses this and adds its own."""
 
     recipe: str | None = Field(None, description="Recipe name; if given it must match `genframe run NAME`.")
-    seed: int = Field(0, description="Seeds model init, data order, sampler noise.")
+    seed: int = Field(0, ge=0, lt=2**32, description="Seeds model init, data order, sampler noise (0 to 2**32 - 1).")
     data: DataConfig = DataConfig()
     trainer: TrainerConfig = TrainerConfig()
     logging: LoggingConfig = LoggingConfig()

@@ -38,6 +38,14 @@ class World:
 SINGLE = World()
 
 
+# How long a collective may wait before gloo/NCCL give up. The processes wait in one while rank 0
+# alone evaluates or draws the end-of-run pictures: 10000 samples take about 20 s to a few minutes on
+# a CPU (docs/reports/fast-recipe.md), longer chains or larger n many times that. Stalled and dead
+# processes are noticed by the heartbeat (trainer.peer_timeout, genframe.heartbeat), so this is only
+# the backstop should the heartbeat itself fail: long enough for any evaluation a run asks for.
+COLLECTIVE_TIMEOUT = datetime.timedelta(hours=6)
+
+
 def launched_by_torchrun() -> bool:
     return int(os.environ.get("WORLD_SIZE", "1")) > 1
 
@@ -53,7 +61,7 @@ def init_world(device_name: str) -> World:
         if use_cuda:
             torch.cuda.set_device(local_rank)
         try:
-            dist.init_process_group("nccl" if use_cuda else "gloo", timeout=datetime.timedelta(minutes=10))
+            dist.init_process_group("nccl" if use_cuda else "gloo", timeout=COLLECTIVE_TIMEOUT)
         except Exception as exc:  # a wrong MASTER_ADDR, a port in use, a peer that never came
             raise RunError(f"could not join the torchrun process group (rank {rank} of {world_size}): "
                            f"{' '.join(str(exc).split())[:300]}") from None

@@ -21,6 +21,7 @@ from genframe.errors import CallbackError, DivergenceError, RunInterrupted
 from genframe.plugins import attached_loggers
 from genframe.previews import Previewer
 from genframe.rewind import DivergenceWarning, Redirect, Rewinding  # noqa: F401 - DivergenceWarning is public here
+from genframe.rundir import write_status
 from genframe.runsetup import epoch_permutation
 from genframe.runstate import Parts
 from genframe.signals import StopSignals
@@ -53,12 +54,14 @@ class TrainingLoop(Rewinding):
         self.stop_signal: int | None = None
         self.stop_reason: str | None = None  # a callback asked to end the run here
         self.mid_update = False  # inside Trainer.check_update
+        self.in_end_of_run = False  # training is over and saved; the final evaluation and pictures are under way
 
     # --- the run --------------------------------------------------------------------------------
     def run(self) -> RunResult:
-        status, ctx = "failed", self.ctx
+        status, ctx, failure = "failed", self.ctx, None
         loggers = [n for n in self.cfg.logging.loggers if not (self.run_spec.quiet and n == "console")]
         with attached_loggers(self.host, loggers if self.world.is_main else [], ctx), StopSignals() as signals:
+            self.record_status("running")
             self.notify("genframe_run_start", run=ctx)
             try:
                 self.act(self.call("on_run_start"), between_steps=False)
@@ -73,26 +76,63 @@ class TrainingLoop(Rewinding):
                     except Redirect as redirect:
                         self.redirect(f"{redirect.control.rollback_reason or redirect.control.finish_reason} "
                                       f"at step {ctx.step} (epoch {ctx.epoch + 1})", redirect.control)
-                self.act(self.call("on_train_end"), between_steps=False)
-                if ctx.finished_early or self.last_checkpoint_step != ctx.step:
-                    self.checkpoint()
-                if self.world.is_main:
-                    final = self.previews.grids(ctx.step) if self.previews.last_grid_step != ctx.step else {}
-                    self.notify("genframe_log", run=ctx, step=ctx.step, metrics={},
-                                images={**final, **self.previews.chain(ctx.step)})
-                status = "completed"
-            except CallbackError:
+                self.end_of_run(signals)
+                status = "finished early" if (ctx.finished_early or self.stop_reason) else "completed"
+            except CallbackError as error:
+                failure = str(error)
                 if not self.mid_update and self.weights_finite():  # the run so far (not a step half done) is kept
                     self.checkpoint()
                 raise
             except (RunInterrupted, KeyboardInterrupt):
                 status = "interrupted"
                 raise
+            except BaseException as error:
+                failure = " ".join(str(error).split())[:300] or type(error).__name__
+                raise
             finally:
-                self.callbacks.call("on_run_end", ctx, status)
-                self.notify("genframe_run_end", run=ctx, status=status)
-        return RunResult(ctx.run_dir, self.p.checkpoint_path, ctx.step, status, self.last_metrics, rank=ctx.rank,
+                self.callbacks.call("on_run_end", ctx, "completed" if status == "finished early" else status)
+                self.notify("genframe_run_end", run=ctx, status="completed" if status == "finished early" else status)
+                self.record_status(status, message=failure or self.stop_reason)
+        return RunResult(ctx.run_dir, self.p.checkpoint_path, ctx.step, "completed", self.last_metrics, rank=ctx.rank,
                          stopped=self.stop_reason)
+
+    def end_of_run(self, signals: StopSignals) -> None:
+        """The training is saved first; then the final evaluation (``on_train_end``) and pictures, which a
+        signal interrupts at once and a ``--resume`` makes again (only what is missing)."""
+        ctx, done = self.ctx, self.run_spec.end_of_run_done
+        if ctx.finished_early or self.last_checkpoint_step != ctx.step:
+            self.checkpoint()
+        self.in_end_of_run = True
+        self.record_status("running")  # phase "end of run": a stop from here on is redone by --resume
+        try:
+            signals.at_once()
+            if "train_end" not in done:
+                control = self.call("on_train_end")
+                self.act(control, between_steps=False)
+                if control.reports:
+                    self.checkpoint()  # what the callbacks recorded of the final evaluation survives what follows
+                done.append("train_end")
+                self.record_status("running")
+            if self.world.is_main:
+                final = self.previews.grids(ctx.step) if self.previews.last_grid_step != ctx.step else {}
+                self.notify("genframe_log", run=ctx, step=ctx.step, metrics={},
+                            images={**final, **self.previews.chain(ctx.step)})
+            done.append("pictures")
+        except RunInterrupted as stop:
+            raise RunInterrupted(f"{stop} at step {ctx.step}: the training is saved in {self.p.checkpoint_path}; "
+                                 f"genframe run {self.run_spec.recipe_name} --resume {ctx.run_dir} makes the final "
+                                 "evaluation and pictures", exit_code=stop.exit_code) from None
+        finally:
+            self.in_end_of_run = len(done) < 2
+
+    def record_status(self, status: str, message: str | None = None) -> None:
+        """``RUN/status.json`` (rank 0): what the run is doing or how it ended, and which end-of-run work is done."""
+        if self.world.is_main:
+            fields = {"step": self.ctx.step, "total_steps": self.ctx.total_steps,
+                      "end_of_run_done": list(self.run_spec.end_of_run_done)}
+            if self.in_end_of_run:  # a --resume makes what is missing, and nothing else
+                fields["phase"] = "end of run"
+            write_status(self.ctx.run_dir, status, **fields, **({"message": message} if message else {}))
 
     def train_epoch(self, signals: StopSignals) -> None:
         loop, ctx, lcfg, batch_size = self.loop, self.ctx, self.cfg.logging, self.tcfg.batch_size
@@ -248,10 +288,11 @@ class TrainingLoop(Rewinding):
     def checkpoint(self) -> None:
         if not self.weights_finite():  # never let a diverged model overwrite the last good checkpoint
             raise DivergenceError("non-finite model weights")
-        own = self.trainer.state_dict()
+        own = {"trainer": self.trainer.state_dict(), "pending": self.state.pending()}
         states = distributed.gather_to_main(own, self.world) if self.world.active else [own]
         if self.world.is_main:  # only rank 0 writes
-            save_checkpoint(self.p.checkpoint_path, self.state.checkpoint(states))
+            save_checkpoint(self.p.checkpoint_path, self.state.checkpoint([s["trainer"] for s in states],
+                                                                          [s["pending"] for s in states]))
             self.notify("genframe_checkpoint", run=self.ctx, path=self.p.checkpoint_path, step=self.ctx.step)
             self.callbacks.call("on_checkpoint", self.ctx, self.p.checkpoint_path)
         self.last_checkpoint_step = self.ctx.step

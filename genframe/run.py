@@ -16,13 +16,16 @@ import torch
 
 from genframe import distributed
 from genframe.callback_list import CallbackList, chosen_callbacks
-from genframe.checkpoint import CHECKPOINT_DIR, LAST_NAME, load_checkpoint, run_dir_of
+from genframe.checkpoint import CHECKPOINT_DIR, LAST_NAME, load_checkpoint, resolve_checkpoint, run_dir_of
 from genframe.config import RecipeConfig, build_config, config_to_dict, deep_merge
 from genframe.context import RunContext, RunResult
-from genframe.errors import CheckpointError, ConfigError, RunError
+from genframe.errors import CheckpointError, ConfigError, GenframeError, RunError
+from genframe.heartbeat import Heartbeat
 from genframe.interfaces import Dataset, Sampler, Trainer
 from genframe.plugins import PluginHost, get_host
 from genframe.distributed import barrier, device_for, init_world, shutdown
+from genframe.preflight import check_memory, check_model_fits_data
+from genframe.rundir import RunDirLock, clean_leftovers, holds_checkpoint, read_status, start_afresh
 from genframe.runsetup import build_dataset, new_run_dir, resolve_device, save_resolved_config
 from genframe.loop import TrainingLoop
 from genframe.runstate import Parts, RunState, stream_seed
@@ -60,11 +63,10 @@ class TrainingRun:
         entry = self.host.entry("recipe", recipe)
         self.recipe_name, self.recipe, self.plugin = recipe, entry.obj, entry.plugin
         self.checkpoint_state: dict[str, Any] | None = None
-        if resume is not None:
-            self.checkpoint_state = self.recipe.config_class.upgrade_checkpoint(load_checkpoint(resume))
-            if self.checkpoint_state["recipe"] != recipe:
-                raise CheckpointError(f"{resume} is a checkpoint of recipe {self.checkpoint_state['recipe']!r}, "
-                                      f"not {recipe!r}; run `genframe run {self.checkpoint_state['recipe']} --resume ...`")
+        self.end_of_run_done: list[str] = []  # end-of-run work done before a stop ("train_end", "pictures")
+        self.resume_from = None if resume is None else resolve_checkpoint(resume)
+        if self.resume_from is not None:
+            self._load_resume_checkpoint()
             run_dir = Path(resume) if Path(resume).is_dir() else run_dir_of(resume)
             self._warn_on_version_change(self.checkpoint_state)
         saved = self.checkpoint_state["config"] if self.checkpoint_state else None
@@ -77,16 +79,58 @@ class TrainingRun:
         self.device = device_for(self.world, self.device)
         if run_dir is None and self.world.active:
             raise RunError("under torchrun give --run-dir (or --resume): every process must write to the same place")
+        # before the run directory and any allocation: a config that cannot run says so in one line
+        for logger in self.config.logging.loggers:
+            self.host.entry("logger", logger)  # an unknown name is an error now, not after the first checkpoint
+        self.datasets = tuple(build_dataset(self.host.registry, self.config.data, split) for split in ("train", "test"))
+        shape = self.datasets[0].example_shape
+        check_model_fits_data(self.recipe, self.config, shape, self.config.data.name)
+        check_memory(self.recipe, self.config, shape, self.device)
         self.run_dir = Path(run_dir) if run_dir is not None else new_run_dir(recipe)
-        if resume is None and self.run_dir.exists() and any(self.run_dir.iterdir()):
-            raise RunError(f"run directory {self.run_dir} already exists; continue it with --resume {self.run_dir} "
-                           "or choose another --run-dir")
         try:
             self.run_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise RunError(f"cannot create run directory {self.run_dir}: {exc.strerror or exc}; "
                            "choose another --run-dir") from None
+        self.lock = RunDirLock(self.run_dir)
+        self._take_run_dir()
         barrier(self.world)  # every process has checked before rank 0 writes anything
+
+    def _load_resume_checkpoint(self) -> None:
+        checkpoint = self.resume_from
+        self.resume_stamp = checkpoint.stat().st_mtime_ns
+        self.checkpoint_state = self.recipe.config_class.upgrade_checkpoint(load_checkpoint(checkpoint))
+        if self.checkpoint_state["recipe"] != self.recipe_name:
+            made_by = self.checkpoint_state["recipe"]
+            raise CheckpointError(f"{checkpoint} is a checkpoint of recipe {made_by!r}, not {self.recipe_name!r}; "
+                                  f"run `genframe run {made_by} --resume ...`")
+
+    def _take_run_dir(self) -> None:
+        """Lock the run directory (rank 0, for the whole run) and ready it: leftovers of a killed writer go,
+        a fresh run into a dead end (no checkpoint) starts afresh; every process learns the outcome."""
+        problem = None
+        if self.world.is_main:
+            try:
+                self.lock.acquire()
+                clean_leftovers(self.run_dir)
+                if self.resume_from is None:
+                    if holds_checkpoint(self.run_dir):
+                        raise RunError(f"run directory {self.run_dir} already exists; continue it with --resume "
+                                       f"{self.run_dir} or choose another --run-dir")
+                    start_afresh(self.run_dir)
+                elif self.resume_from.stat().st_mtime_ns != self.resume_stamp:
+                    self._load_resume_checkpoint()  # another writer saved since it was read: take the newest
+            except (RunError, CheckpointError) as exc:
+                problem = exc
+        if self.world.active:
+            problem = distributed.from_main(problem, self.world)
+        if problem is not None:
+            self.lock.release()
+            raise problem
+
+    def release(self) -> None:
+        """Let another command write the run directory (called when the run ends, however it ends)."""
+        self.lock.release()
 
     @property
     def plugin_version(self) -> str:
@@ -103,12 +147,11 @@ class TrainingRun:
     def build(self) -> Parts:
         """The components, datasets and callbacks, in the order that keeps runs reproducible."""
         cfg, device, world = self.config, self.device, self.world
+        train_data, val_data = (data.to(device) for data in self.datasets)
         torch.manual_seed(cfg.seed)  # model init; every other random stream is seeded explicitly
         model = self.recipe.build_model(cfg).to(device)
         sampler = self.recipe.build_sampler(cfg)
         trainer = self.recipe.build_trainer(cfg, model, sampler, device)
-        train_data = build_dataset(self.host.registry, cfg.data, "train").to(device)
-        val_data = build_dataset(self.host.registry, cfg.data, "test").to(device)
         # torchrun: each process takes every world_size-th example of the epoch's order; the last
         # partial batch is dropped (every process steps alike)
         steps_per_epoch = len(train_data) // world.world_size // cfg.trainer.batch_size
@@ -134,11 +177,15 @@ class TrainingRun:
         loop, tcfg = state.loop, cfg.trainer
         total = loop["step"] + max((tcfg.epochs - loop["epoch"]) * steps_per_epoch - loop["batch"], 0)
         ctx.total_steps = total if tcfg.max_steps is None else min(total, tcfg.max_steps)
-        if ctx.resumed and loop["step"] >= ctx.total_steps:
+        status = read_status(self.run_dir) if ctx.resumed else None
+        if status and status.get("phase") == "end of run" and status.get("step") == loop["step"]:
+            self.end_of_run_done = list(status.get("end_of_run_done", []))  # stopped after training: finish it
+            ctx.total_steps = loop["step"]
+        elif ctx.resumed and loop["step"] >= ctx.total_steps:
             raise RunError(f"run {self.run_dir} already finished at step {loop['step']}; to train further "
                            f"resume with --set trainer.epochs=N (now {tcfg.epochs}) or trainer.max_steps=N "
                            f"(now {tcfg.max_steps})")
-        if ctx.resumed and tcfg.max_minutes is not None and loop["train_seconds"] >= 60 * tcfg.max_minutes:
+        elif ctx.resumed and tcfg.max_minutes is not None and loop["train_seconds"] >= 60 * tcfg.max_minutes:
             raise RunError(f"run {self.run_dir} already trained {loop['train_seconds'] / 60:.4g} minutes, its "
                            f"trainer.max_minutes={tcfg.max_minutes:g}; to train further resume with "
                            f"--set trainer.max_minutes=M, M above {loop['train_seconds'] / 60:.4g}")
@@ -150,7 +197,11 @@ class TrainingRun:
                      self.run_dir / CHECKPOINT_DIR / LAST_NAME)
 
     def run(self) -> RunResult:
+        heartbeat, failed = None, False
         try:
+            if self.world.active:  # from here on each process beats and watches the others (genframe.heartbeat)
+                heartbeat = Heartbeat(self.world, self.config.trainer.peer_timeout, self.run_dir,
+                                      self.recipe_name).start()
             result = TrainingLoop(self, self.build()).run()
             # Leave together: a process that tears down gloo and exits while rank 0 is still writing
             # its last checkpoint now and then aborts at interpreter exit ("terminate called without
@@ -159,8 +210,17 @@ class TrainingRun:
             # be in another collective, or gone.
             barrier(self.world)
             return result
+        except BaseException as error:
+            failed = True
+            peer = heartbeat.stop(error) if heartbeat is not None else None  # announces a failure of our own
+            if peer is not None and not isinstance(error, (GenframeError, KeyboardInterrupt)):
+                raise RunError(peer) from None  # a collective broke because that process left: its reason, once
+            raise
         finally:
+            if heartbeat is not None and not failed:
+                heartbeat.stop()
             shutdown(self.world)
+            self.release()
 
 
 def train(

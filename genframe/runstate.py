@@ -46,9 +46,18 @@ class RunState:
                      "world_size": self.ctx.world_size, **self.loop}
         self.ctx.position = self.loop  # one set of counters: restore() updates it in place
 
-    def checkpoint(self, trainer_states: list[dict[str, Any]]) -> dict[str, Any]:
-        """The whole state to save; ``trainer_states`` holds each process's trainer state (torchrun)."""
+    def pending(self) -> dict[str, Any]:
+        """This process's metric sums not yet logged (each process keeps its own; they are averaged at logging)."""
+        # on the CPU: rank 0 gathers every process's, and a process's device may not be its own
+        return {"sums": {k: (v.detach().cpu() if torch.is_tensor(v) else v) for k, v in self.sums.items()},
+                "count": self.count}
+
+    def checkpoint(self, trainer_states: list[dict[str, Any]],
+                   pending_states: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+        """The whole state to save; ``trainer_states`` and ``pending_states`` hold each process's trainer
+        state and unlogged metric sums (torchrun; by default this process's sums alone)."""
         ctx, config = self.ctx, config_to_dict(self.ctx.config)
+        pending_states = pending_states or [self.pending()]
         state = {
             "genframe_version": genframe_version(), "recipe": ctx.recipe_name, "plugin": self.plugin,
             "plugin_version": self.plugin_version, "config": config, "config_hash": config_hash(config),
@@ -57,7 +66,8 @@ class RunState:
             "trainer_ranks": trainer_states,  # each process's buffers and random streams
             "callbacks": self.callbacks.state_dict(),
             "loop": dict(self.loop),
-            "pending": {"sums": dict(self.sums), "count": self.count},
+            "pending": pending_states[0],  # rank 0's, as checkpoints before "pending_ranks" held
+            "pending_ranks": pending_states,  # a resumed process logs its own sums, as it would have
             "rng": {"torch": torch.get_rng_state(),
                     "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []},
             "extra": dict(ctx.extra),
@@ -91,7 +101,8 @@ class RunState:
             if self.loop["batch"] >= steps_per_epoch:
                 self.loop["epoch"], self.loop["batch"] = self.loop["epoch"] + 1, 0
             self.loop["world_size"] = ctx.world_size
-        pending = state.get("pending", {"sums": {}, "count": 0})
+        pending_ranks = state.get("pending_ranks") or [state.get("pending", {"sums": {}, "count": 0})]
+        pending = pending_ranks[ctx.rank % len(pending_ranks)]  # more processes than saved: copies, like the trainer
         self.sums = {k: (v.to(ctx.device) if torch.is_tensor(v) else v) for k, v in pending["sums"].items()}
         self.count = pending["count"]
         torch.set_rng_state(state["rng"]["torch"])  # global streams, for plugins that draw from them

@@ -20,7 +20,7 @@ EVAL_STREAM = 5_000  # + step: every evaluation its own reproducible samples
 
 
 class EvaluationSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
     every_epochs: PositiveInt | None = Field(None, description="Evaluate sample quality every N epochs.")
     every_minutes: PositiveFloat | None = Field(None, description="... and/or every N minutes of training.")
@@ -60,6 +60,15 @@ class Evaluation(Callback):
             control.report(self.evaluate(run))
 
     def evaluate(self, run: RunContext) -> dict[str, Any]:
+        import torch  # on use: listing callbacks and printing configs import no torch
+
+        # An evaluation must not move the global random streams (plugins draw from them, and a resumed run
+        # restores them from its checkpoint): whatever the metric or the sampler draw stays in here.
+        cuda = [run.device.index or 0] if run.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=cuda):
+            return self._evaluate(run)
+
+    def _evaluate(self, run: RunContext) -> dict[str, Any]:
         from genframe.evaluate import EVAL_CHUNK, shared_evaluator
         from genframe.generation import generate_in_chunks
 

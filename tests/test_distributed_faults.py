@@ -1,0 +1,268 @@
+"""torchrun under faults: a stalled process, a failure on rank 0 alone, a long rank-0-only pause, and
+an exact resume; real ``torchrun`` processes (gloo on CPU, loopback only)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+import torch
+import torch.distributed as dist
+
+import genframe
+from genframe.checkpoint import load_checkpoint
+
+from test_plugins import make_distribution
+
+pytestmark = pytest.mark.skipif(not dist.is_available() or not dist.is_gloo_available(),
+                                reason="this PyTorch build has no torch.distributed with gloo")
+
+# Faults a test turns on through the environment: rank 0's checkpoint writes fail from step
+# GF_FAIL_WRITE_AT on (a full disk); the run stops at step GF_STOP_AT; rank 0 alone sleeps GF_PAUSE_S
+# seconds at step GF_PAUSE_AT while the others wait for it. Each process notes its pid.
+FAULTS = """
+import errno
+import os
+import time
+import torch
+import genframe
+from genframe import heartbeat
+
+RANK, OUT = int(os.environ.get("RANK", "0")), os.environ["GF_FAULT_DIR"]
+
+
+@genframe.hookimpl
+def genframe_run_start(run):
+    open(f"{OUT}/pid{run.rank}", "w").write(str(os.getpid()))
+
+
+real_save = torch.save
+
+
+def save(obj, f, *args, **kwargs):
+    at = os.environ.get("GF_FAIL_WRITE_AT")
+    step = obj["loop"].get("step", -1) if isinstance(obj, dict) and isinstance(obj.get("loop"), dict) else -1
+    if at and RANK == 0 and step >= int(at):
+        open(f"{OUT}/failed_at", "w").write(repr(time.time()))
+        raise OSError(errno.ENOSPC, "No space left on device")
+    return real_save(obj, f, *args, **kwargs)
+
+
+torch.save = save
+
+
+class Faults(genframe.Callback):
+    name = "faults"
+
+    def on_step_end(self, run, control):
+        if run.step == int(os.environ.get("GF_STOP_AT", "0")):
+            control.stop("the test stops here")
+        if run.rank == 0 and run.step == int(os.environ.get("GF_PAUSE_AT", "0")):
+            before = heartbeat.current().beats
+            time.sleep(float(os.environ["GF_PAUSE_S"]))
+            open(f"{OUT}/beats", "w").write(f"{before} {heartbeat.current().beats}")
+
+
+@genframe.hookimpl
+def genframe_register(registry):
+    registry.add("callback", Faults.name, Faults)
+"""
+
+SETTINGS = ["trainer.batch_size=16", "sampler.steps=5", "sampler.generate_steps=10", "buffer.size=64",
+            "data.limit=128", "trainer.epochs=2", "logging.log_every=2", "logging.sample_n=0", "logging.chain_n=0",
+            'logging.loggers=["console", "jsonl"]', 'callbacks.use=["faults"]']
+
+
+@pytest.fixture
+def site(tmp_path):
+    site = tmp_path / "site"
+    site.mkdir()
+    make_distribution(site, "genframe_faults", "faults", "gf_faults_plugin", FAULTS)
+    return site
+
+
+def launch(args: list[str], site, out, **env) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")]),
+           "GF_FAULT_DIR": str(out), "OMP_NUM_THREADS": "1", **env}
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2",
+               "-m", "genframe", *args]
+    return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def run_args(run, *settings: str) -> list[str]:
+    return ["run", "ebm", *(a for s in [*SETTINGS, *settings] for a in ("--set", s)), "--run-dir", str(run)]
+
+
+def finish(process: subprocess.Popen, timeout: float = 120) -> tuple[int, str]:
+    _, stderr = process.communicate(timeout=timeout)
+    return process.returncode, stderr
+
+
+def worker_tracebacks(stderr: str) -> list[str]:
+    """Tracebacks the processes printed (torchrun prefixes their lines; its own report has one of its own)."""
+    return [line for line in stderr.splitlines() if line.startswith("[rank") and "Traceback" in line]
+
+
+def metric_rows(run) -> list[dict]:
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    return [{k: v for k, v in row.items() if k != "time"} for row in rows]
+
+
+def test_a_stalled_process_is_noticed_and_the_others_stop_with_one_line(data_dir, tmp_path, site):
+    # SIGSTOP rank 0 (the writer, and the process a rank-0-hosted store would die with) mid-training:
+    # rank 1 notices within trainer.peer_timeout and leaves; the last checkpoint resumes.
+    run, out = tmp_path / "run", tmp_path / "out"
+    out.mkdir()
+    process = launch(run_args(run, "trainer.epochs=1000", "trainer.checkpoint_every=2", "trainer.peer_timeout=3"),
+                     site, out)
+    lines: list[tuple[float, str]] = []
+    reader = threading.Thread(target=lambda: lines.extend((time.monotonic(), line) for line in process.stderr))
+    reader.start()
+    stopped = None
+    try:
+        deadline = time.monotonic() + 90
+        while not (run / "metrics.jsonl").is_file() or len(metric_rows(run)) < 2:
+            assert process.poll() is None and time.monotonic() < deadline, "".join(line for _, line in lines)
+            time.sleep(0.2)
+        stopped = int((out / "pid0").read_text())
+        os.kill(stopped, signal.SIGSTOP)
+        began = time.monotonic()
+        while not any("has not answered" in line for _, line in lines):
+            assert time.monotonic() - began < 30, "".join(line for _, line in lines)[-3000:]
+            time.sleep(0.1)
+        noticed = next(t for t, line in lines if "has not answered" in line) - began
+    finally:
+        if stopped is not None:
+            os.kill(stopped, signal.SIGKILL)
+        returncode, _ = finish(process)
+        reader.join()
+    stderr = "".join(line for _, line in lines)
+    assert returncode != 0
+    said = [line for line in stderr.splitlines() if "has not answered" in line]
+    assert len(said) == 1, stderr[-3000:]
+    assert ("Error: process rank 0 of 2 has not answered for 3 s (stalled or dead); stopping. The last checkpoint "
+            f"{run}/checkpoints/last.pt is resumable: genframe run ebm --resume {run}") in said[0]
+    # peer_timeout from the last beat seen (up to one 0.6 s beat before or after the SIGSTOP), and the time to say it
+    assert 3 - 0.6 <= noticed < 3 + 3, noticed
+    assert not worker_tracebacks(stderr), stderr[-3000:]
+    step = load_checkpoint(run)["loop"]["step"]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")]),
+           "GF_FAULT_DIR": str(out)}
+    resumed = subprocess.run([sys.executable, "-m", "genframe", "run", "ebm", "--resume", str(run),
+                              "--set", f"trainer.max_steps={step + 2}"], env=env, capture_output=True, text=True,
+                             timeout=120)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert load_checkpoint(run)["loop"]["step"] == step + 2
+
+
+def test_a_dead_process_is_named_by_the_others(data_dir, tmp_path, site):
+    # SIGKILL rank 0: its connections close, so rank 1's collective fails at once (a gloo error); its
+    # beat has stopped too, which names it.
+    run, out = tmp_path / "run", tmp_path / "out"
+    out.mkdir()
+    process = launch(run_args(run, "trainer.epochs=1000", "trainer.checkpoint_every=2", "trainer.peer_timeout=3"),
+                     site, out)
+    deadline = time.monotonic() + 90
+    while not (run / "metrics.jsonl").is_file() or len(metric_rows(run)) < 2:
+        assert process.poll() is None and time.monotonic() < deadline
+        time.sleep(0.2)
+    os.kill(int((out / "pid0").read_text()), signal.SIGKILL)
+    returncode, stderr = finish(process)
+    assert returncode != 0
+    said = [line for line in stderr.splitlines() if "Error: process rank 0 of 2 has died" in line]
+    assert len(said) == 1, stderr[-3000:]
+    assert f"is resumable: genframe run ebm --resume {run}" in said[0]
+    assert not worker_tracebacks(stderr), stderr[-3000:]
+    assert load_checkpoint(run)["loop"]["step"] >= 2
+
+
+def test_a_failure_on_rank_zero_alone_stops_every_process_promptly(data_dir, tmp_path, site):
+    # Rank 0 cannot write its step-3 checkpoint (a full disk); rank 1 waits for it in the next step's
+    # collective. Rank 0 says why and announces it; rank 1 leaves at once saying the same.
+    run, out = tmp_path / "run", tmp_path / "out"
+    out.mkdir()
+    process = launch(run_args(run, "trainer.checkpoint_every=1"), site, out, GF_FAIL_WRITE_AT="3")
+    returncode, stderr = finish(process)
+    ended = time.time()
+    assert returncode != 0
+    reason = "could not write checkpoint"
+    own = [line for line in stderr.splitlines() if line.startswith(f"Error: {reason}")]
+    assert len(own) == 1, stderr[-3000:]
+    told = [line for line in stderr.splitlines() if f"Error: process rank 0 of 2 failed: {reason}" in line]
+    assert len(told) == 1, stderr[-3000:]
+    assert f"is resumable: genframe run ebm --resume {run}" in told[0]
+    assert not worker_tracebacks(stderr), stderr[-3000:]
+    assert ended - float((out / "failed_at").read_text()) < 10  # torchrun's own shutdown included
+    assert load_checkpoint(run)["loop"]["step"] == 2
+
+
+def test_a_long_pause_on_rank_zero_alone_is_not_a_stall(data_dir, tmp_path, site):
+    # Rank 0 sleeps three timeouts inside a callback (as in a long evaluation) while rank 1 waits in a
+    # collective: the heartbeat goes on beating, and the run completes.
+    run, out = tmp_path / "run", tmp_path / "out"
+    out.mkdir()
+    process = launch(run_args(run, "trainer.max_steps=3", "trainer.peer_timeout=2"), site, out,
+                     GF_PAUSE_AT="2", GF_PAUSE_S="6")
+    returncode, stderr = finish(process)
+    assert returncode == 0, stderr[-3000:]
+    before, after = map(int, (out / "beats").read_text().split())
+    assert after - before >= 6 / 0.4 - 3  # a beat each 0.4 s (peer_timeout / 5) all through the pause
+    assert "has not answered" not in stderr
+    assert load_checkpoint(run)["loop"]["step"] == 3
+
+
+def test_a_resumed_torchrun_run_logs_exactly_what_a_straight_run_logs(data_dir, tmp_path, site):
+    # Stopped at step 3 (logged every 2 steps), each process holds metric sums not yet logged; the
+    # resumed run's step-4 row averages them with step 4's, as the straight run's does.
+    straight, split, out = tmp_path / "straight", tmp_path / "split", tmp_path / "out"
+    out.mkdir()
+    code, stderr = finish(launch(run_args(straight), site, out))
+    assert code == 0, stderr[-3000:]
+    code, stderr = finish(launch(run_args(split), site, out, GF_STOP_AT="3"))
+    assert code == 0, stderr[-3000:]
+    state = load_checkpoint(split)
+    assert state["loop"]["step"] == 3 and [p["count"] for p in state["pending_ranks"]] == [1, 1]
+    code, stderr = finish(launch(["run", "ebm", "--resume", str(split)], site, out))
+    assert code == 0, stderr[-3000:]
+    assert metric_rows(split) == metric_rows(straight)
+    assert [row["step"] for row in metric_rows(split) if "loss" in row] == [2, 4, 6, 8]
+
+
+def test_evaluations_leave_the_global_random_stream_untouched(data_dir, tmp_path, monkeypatch):
+    # The first evaluation builds the evaluator: it trains the classifier and caches it; the first
+    # evaluation of a later process loads it from that cache. Neither may move the global stream that
+    # plugins draw from (a resumed run restores it, so a straight run must not lose its place).
+    import importlib
+
+    from genframe.api import get_recipe
+    from genframe.classifier import ClassifierSpec
+    from genframe.config import build_config
+    from genframe.context import RunContext
+    from genframe.policies.evaluation import Evaluation, EvaluationSettings
+
+    evaluate = importlib.import_module("genframe.evaluate")  # the package's evaluate() hides the module
+    monkeypatch.setenv("GENFRAME_CACHE_DIR", str(tmp_path / "cache"))  # nothing cached yet
+    monkeypatch.setattr(evaluate, "_SHARED", {})
+    real = evaluate.load_or_train  # a small classifier: what matters here is which code runs, not its quality
+    monkeypatch.setattr(evaluate, "load_or_train",
+                        lambda name, train, classes, spec=None: real(name, train, classes,
+                                                                     ClassifierSpec(epochs=1, train_limit=512)))
+    recipe = get_recipe("ebm")
+    config = build_config(recipe.config_class, overrides=["data.limit=64", "sampler.generate_steps=2"])
+    model = recipe.build_model(config)
+    ctx = RunContext(tmp_path, "ebm", config, torch.device("cpu"), 1, 1, step=1, model=model,
+                     sampler=recipe.build_sampler(config), recipe=recipe, registry=genframe.get_host().registry,
+                     sampling_model=lambda: model)
+    for first_in_process in ("trains the classifier", "loads it from the cache"):
+        evaluate._SHARED.clear()
+        torch.manual_seed(1234)
+        before = torch.get_rng_state()
+        metrics = Evaluation(EvaluationSettings(every_steps=1, n=8, steps=2), ctx).evaluate(ctx)
+        assert "eval/fd" in metrics
+        assert torch.equal(torch.get_rng_state(), before), first_in_process
