@@ -266,3 +266,22 @@ def test_evaluations_leave_the_global_random_stream_untouched(data_dir, tmp_path
         metrics = Evaluation(EvaluationSettings(every_steps=1, n=8, steps=2), ctx).evaluate(ctx)
         assert "eval/fd" in metrics
         assert torch.equal(torch.get_rng_state(), before), first_in_process
+
+
+def test_a_locked_run_directory_refuses_every_torchrun_process_at_once(data_dir, tmp_path, site):
+    from genframe.rundir import RunDirLock
+
+    run = tmp_path / "run"
+    run.mkdir()
+    holder = RunDirLock(run)
+    holder.acquire()  # another genframe command is training here
+    try:
+        began = time.monotonic()
+        code, stderr = finish(launch(run_args(run), site, tmp_path))
+        took = time.monotonic() - began
+    finally:
+        holder.release()
+    refusals = [line for line in stderr.splitlines() if f"Error: run directory {run} is in use by another" in line]
+    assert code != 0 and len(refusals) == 2, stderr  # rank 0 tried the lock; rank 1 learnt the outcome from it
+    assert f"pid {os.getpid()}" in refusals[0] and not worker_tracebacks(stderr)
+    assert not (run / "checkpoints").exists() and took < 60
