@@ -25,7 +25,7 @@ from genframe.interfaces import Dataset, Sampler, Trainer
 from genframe.plugins import PluginHost, get_host
 from genframe.distributed import barrier, device_for, init_world, shutdown
 from genframe.preflight import check_memory, check_model_fits_data
-from genframe.rundir import RunDirLock, clean_leftovers, holds_checkpoint, read_status, start_afresh
+from genframe.rundir import RunDirLock, clean_leftovers, holds_checkpoint, read_status, remove_if_unused, start_afresh
 from genframe.runsetup import build_dataset, new_run_dir, resolve_device, save_resolved_config
 from genframe.loop import TrainingLoop
 from genframe.runstate import Parts, RunState, stream_seed
@@ -87,6 +87,7 @@ class TrainingRun:
         check_model_fits_data(self.recipe, self.config, shape, self.config.data.name)
         check_memory(self.recipe, self.config, shape, self.device)
         self.run_dir = Path(run_dir) if run_dir is not None else new_run_dir(recipe)
+        self.made_run_dir = not self.run_dir.exists()
         try:
             self.run_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -129,8 +130,11 @@ class TrainingRun:
             raise problem
 
     def release(self) -> None:
-        """Let another command write the run directory (called when the run ends, however it ends)."""
+        """Let another command write the run directory (called when the run ends, however it ends); one this
+        run made and left empty (it failed before writing anything) goes too."""
         self.lock.release()
+        if self.made_run_dir and self.world.is_main:
+            remove_if_unused(self.run_dir)
 
     @property
     def plugin_version(self) -> str:

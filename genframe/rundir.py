@@ -153,3 +153,15 @@ def start_afresh(run_dir: Path) -> bool:
         else:
             path.unlink()
     return True
+
+
+def remove_if_unused(run_dir: Path) -> None:
+    """Remove ``run_dir`` if it holds nothing but the (released) lock's file: a run that failed before
+    writing anything leaves no empty directory behind."""
+    try:
+        if {p.name for p in run_dir.iterdir()} <= {LOCK_NAME, HOLDER_NAME}:
+            for name in (LOCK_NAME, HOLDER_NAME):
+                (run_dir / name).unlink(missing_ok=True)
+            run_dir.rmdir()
+    except OSError:  # another command took it meanwhile, or it is gone: leave it
+        pass

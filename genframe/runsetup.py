@@ -27,12 +27,18 @@ def resolve_device(name: str) -> torch.device:
         if not torch.cuda.is_available():
             raise RunError(f"trainer.device={name} but no CUDA GPU is available to PyTorch; "
                            "use --set trainer.device=cpu (or auto)")
-        index = int(name.partition(":")[2] or 0)
+        index = name.partition(":")[2] or "0"
+        if not index.isdigit():
+            raise RunError(f"unknown device {name!r}; use cuda or cuda:N with N a GPU number")
+        index = int(index)
         if index >= torch.cuda.device_count():
             raise RunError(f"trainer.device={name} but only {torch.cuda.device_count()} CUDA device(s) exist")
     if name == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
         raise RunError("trainer.device=mps but MPS is not available; use --set trainer.device=cpu (or auto)")
-    return torch.device(name)
+    try:
+        return torch.device(name)
+    except RuntimeError:  # torch's own message lists every backend it knows, most of which genframe does not run on
+        raise RunError(f"unknown device {name!r}; use cpu, cuda, cuda:N, mps or auto") from None
 
 
 def new_run_dir(recipe: str, base: str | Path = "runs") -> Path:

@@ -145,6 +145,7 @@ CASES = [
     ("--config with --resume", ["run", "ebm", "--resume", "{base}/run", "--config", "{tmp}/typo.toml"], {},
      "--config cannot be combined with --resume"),
     ("--resume with --run-dir", ["run", "ebm", "--resume", "{base}/run", "--run-dir", "{tmp}/x"], {}, "leave out --run-dir"),
+    ("sample on an unknown device", ["sample", "{base}/run", "--device", "tpu"], {}, "unknown device 'tpu'; use cpu, cuda"),
     ("sample nothing", ["sample", "{tmp}/nothing"], {}, "does not exist"),
     ("sample zero images", ["sample", "{base}/run", "--n", "0"], {}, "Invalid value for '--n'"),
     ("plot without metrics", ["plot", "{base}/empty-run"], {}, "metrics.jsonl does not exist"),

@@ -164,3 +164,19 @@ def test_an_interrupt_at_start_up_is_one_line(data_dir, tmp_path):
     _, err = process.communicate(timeout=120)
     assert process.returncode == 130 and "Traceback" not in err, err
     assert "interrupted" in err
+
+
+def test_a_run_that_fails_before_writing_anything_leaves_no_directory(data_dir, tmp_path, monkeypatch):
+    from genframe import run as run_module
+
+    def no_network(*args, **kwargs):
+        raise genframe.errors.RunError("the data could not be read")
+
+    monkeypatch.setattr(run_module.TrainingRun, "build", no_network)
+    with pytest.raises(genframe.errors.RunError):
+        genframe.train("ebm", overrides=TINY, run_dir=tmp_path / "new", quiet=True)
+    assert not (tmp_path / "new").exists()
+    (tmp_path / "kept").mkdir()  # a folder the user made is theirs: left as it was
+    with pytest.raises(genframe.errors.RunError):
+        genframe.train("ebm", overrides=TINY, run_dir=tmp_path / "kept", quiet=True)
+    assert (tmp_path / "kept").is_dir()
