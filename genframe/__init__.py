@@ -10,7 +10,11 @@ from __future__ import annotations
 import importlib
 import sys
 import types
-from typing import TYPE_CHECKING, Any
+# Not ``from typing import ...``: typing takes milliseconds to import, and an interrupt then, before the
+# CLI's handler (``genframe/__main__.py``) runs, would print a traceback. Type checkers know this idiom.
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # pragma: no cover
+    from typing import Any
 
 # public name -> the module that defines it
 _EXPORTS = {

@@ -1,6 +1,27 @@
-"""``python -m genframe`` (and ``torchrun -m genframe``) runs the CLI."""
+"""``python -m genframe`` (and ``torchrun -m genframe``) runs the CLI; so does the ``genframe`` command.
 
-from genframe.cli import main
+The ``genframe`` console script enters here, not at ``genframe.cli:main``, because a console script
+imports its module before calling anything: an interrupt during that import (about 25 ms, most of it
+click) would print a ``KeyboardInterrupt`` traceback. Here the import is inside the ``try``; this
+module and ``genframe/__init__.py`` import next to nothing. (An interrupt while Python itself starts,
+before any genframe code, is the interpreter's to report.)
+"""
+
+import sys
+
+
+def main() -> None:
+    """Import and run the CLI; an interrupt at any point of that is one line and exit status 130."""
+    try:
+        from genframe.cli import main as cli_main
+
+        cli_main()
+    except KeyboardInterrupt:
+        from genframe.errors import INTERRUPTED, INTERRUPTED_EXIT
+
+        print(f"\n{INTERRUPTED}", file=sys.stderr)
+        sys.exit(INTERRUPTED_EXIT)
+
 
 if __name__ == "__main__":
     main()

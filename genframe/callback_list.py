@@ -15,7 +15,7 @@ from pydantic import ValidationError
 from genframe.callbacks import Callback, Control
 from genframe.config import RecipeConfig, format_validation_error
 from genframe.context import RunContext
-from genframe.errors import CallbackError, ConfigError, UnknownComponentError
+from genframe.errors import CallbackError, ConfigError, RunInterrupted, UnknownComponentError
 from genframe.pluginfaults import describe, where
 
 
@@ -90,6 +90,8 @@ class CallbackList:
         for callback in list(self.callbacks):
             try:
                 getattr(callback, point)(run, *args) if watching else getattr(callback, point)(run, control, *args)
+            except RunInterrupted:  # a stop signal that landed while a callback ran (the final evaluation)
+                raise
             except Exception as exc:
                 reason = failure(callback, point, exc)
                 if not (callback.observer or watching):

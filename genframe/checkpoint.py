@@ -23,6 +23,7 @@ import torch
 
 from genframe.atomic import atomic_write
 from genframe.errors import CheckpointError
+from genframe.pluginfaults import one_line
 
 FORMAT_VERSION = 2  # 2: policies' state under "callbacks" (1: in the loop and trainer state)
 CHECKPOINT_DIR = "checkpoints"
@@ -89,9 +90,9 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
     try:
         return atomic_write(path, lambda handle: torch.save(state, handle), check=keep)
     except (OSError, RuntimeError) as exc:  # a full disk inside torch.save is a RuntimeError ("unexpected pos")
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else " ".join(str(exc).split())[:160]
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else one_line(exc)[:160]
         raise CheckpointError(f"could not write checkpoint {path}: {reason}; the previous checkpoint is unchanged "
-                              "(free disk space or fix permissions, then resume)") from None
+                              "(a full disk or a permission? free space or fix it, then resume)") from None
 
 
 def previous_of(path: Path) -> Path | None:
@@ -129,10 +130,18 @@ def run_dir_of(checkpoint: str | Path) -> Path:
 
 
 def _fallback_hint(path: Path) -> str:
+    """Where to turn instead: the kept previous checkpoint, when it is whole."""
     previous = previous_of(path)
+    if previous is not None:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                load_checkpoint(previous)
+        except CheckpointError:
+            previous = None
     if previous is None:
-        return "resume from an earlier checkpoint or start a new run"
-    return f"the previous checkpoint is there to resume from: --resume {previous}"
+        return "use an earlier checkpoint or start a new run"
+    return f"the previous checkpoint is whole: use {previous} instead (to train on: --resume {previous})"
 
 
 def _read(path: Path) -> Any:
@@ -142,7 +151,7 @@ def _read(path: Path) -> Any:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch.load's errors on bad bytes range from KeyError to IndexError
-        reason = " ".join(str(exc).split())
+        reason = one_line(exc)
         if isinstance(exc, pickle.UnpicklingError) and "GLOBAL" in reason:  # a callable to import: code
             raise CheckpointError(f"refused to load {path}: it holds Python objects that could run code, which no "
                                   "genframe checkpoint does; only load checkpoints you trust") from None

@@ -15,7 +15,7 @@ from contextlib import contextmanager
 
 import click
 
-from genframe.errors import GenframeError, RunInterrupted
+from genframe.errors import INTERRUPTED, INTERRUPTED_EXIT, GenframeError, RunInterrupted
 
 
 def _one_line_warning(message, category, filename, lineno, line=None) -> str:
@@ -25,6 +25,14 @@ def _one_line_warning(message, category, filename, lineno, line=None) -> str:
 class GenframeGroup(click.Group):
     """Turns user errors, genframe's and click's usage errors alike, into one ``Error:`` line."""
 
+    def make_context(self, *args, **kwargs) -> click.Context:
+        """Parse the command line; an interrupt meanwhile is the one line (click would say "Aborted!", exit 1)."""
+        try:
+            return super().make_context(*args, **kwargs)
+        except KeyboardInterrupt:
+            click.echo(f"\n{INTERRUPTED}", err=True)
+            raise click.exceptions.Exit(INTERRUPTED_EXIT) from None
+
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
@@ -32,9 +40,8 @@ class GenframeGroup(click.Group):
             click.echo(f"genframe: {exc}", err=True)
             ctx.exit(exc.exit_code)
         except KeyboardInterrupt:  # before a run's own handler is in place (start-up), or in sample/eval
-            click.echo("\ngenframe: interrupted (SIGINT); files are only ever renamed into place when whole, "
-                       "so nothing is left half-written", err=True)
-            ctx.exit(130)
+            click.echo(f"\n{INTERRUPTED}", err=True)
+            ctx.exit(INTERRUPTED_EXIT)
         except GenframeError as exc:
             error = click.ClickException(str(exc))
             error.exit_code = exc.exit_code
@@ -213,7 +220,12 @@ def config_schema(recipe: str) -> None:
 
 
 def main() -> None:
-    cli(prog_name="genframe")
+    """Run the CLI; an interrupt that click does not see (before or after it runs) is the same one line."""
+    try:
+        cli(prog_name="genframe")
+    except KeyboardInterrupt:
+        print(f"\n{INTERRUPTED}", file=sys.stderr)
+        sys.exit(INTERRUPTED_EXIT)
 
 
 if __name__ == "__main__":  # pragma: no cover

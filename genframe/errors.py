@@ -40,6 +40,12 @@ class DivergenceError(GenframeError):
     exit_code = 3
 
 
+# What an interrupt (Ctrl-C) outside a run's own handler prints, from the first instant the CLI runs on.
+INTERRUPTED = ("genframe: interrupted (SIGINT); files are only ever renamed into place when whole, "
+               "so nothing is left half-written")
+INTERRUPTED_EXIT = 130  # 128 + SIGINT, as a shell reports it
+
+
 class RunInterrupted(GenframeError):
     """SIGINT/SIGTERM stopped the run after a checkpoint was written; exit 128 + signal number."""
 

@@ -25,6 +25,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch.distributed as dist
@@ -75,8 +76,10 @@ def _ignore_sigterm() -> None:
 class Heartbeat:
     """One process's beat and watch; ``start()`` once the process group is up, ``stop()`` on the way out."""
 
-    def __init__(self, world: World, timeout: float, run_dir: Path, recipe: str) -> None:
+    def __init__(self, world: World, timeout: float, run_dir: Path, recipe: str,
+                 on_leave: Callable[[str], None] | None = None) -> None:
         self.world, self.timeout, self.run_dir, self.recipe = world, float(timeout), Path(run_dir), recipe
+        self.on_leave = on_leave  # told why, just before the watch ends this process (rank 0 records it)
         # Several beats per timeout, at most a second apart: a stall is noticed within timeout + interval.
         self.interval = min(1.0, max(0.05, self.timeout / 5))
         self.beats = 0
@@ -144,6 +147,11 @@ class Heartbeat:
         try:
             self.store.set(f"left/{self.world.rank}", "1")
         except Exception:  # noqa: BLE001 - leaving anyway; the others notice through their own watch
+            pass
+        try:
+            if self.on_leave is not None:
+                self.on_leave(reason)
+        except Exception:  # noqa: BLE001 - a record that cannot be written must not keep this process here
             pass
         sys.stdout.flush()
         sys.stderr.write(f"Error: {reason}; stopping. {resume_hint(self.run_dir, self.recipe)}\n")

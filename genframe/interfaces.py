@@ -198,7 +198,9 @@ class Recipe(ABC):
     def memory_needs(self, config: RecipeConfig, example_shape: tuple[int, ...]) -> dict[str, int]:
         """Bytes the run would hold beyond the model and its optimizer state, by part, each named with the
         setting that sizes it (e.g. ``{"replay buffer (buffer.size)": n}``); compared with the memory
-        available before any work starts. Default: nothing beyond the model."""
+        available before any work starts. Batches and samples in flight (``trainer.batch_size``,
+        ``logging.sample_n`` and ``chain_n``, evaluation chunks) are the recipe's to count too: only it
+        knows what one costs. Default: nothing beyond the model."""
         return {}
 
     def quality_metric(self, config: RecipeConfig, registry: Any) -> Callable[[torch.Tensor], dict[str, float]] | None:

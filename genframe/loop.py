@@ -17,7 +17,8 @@ from genframe import distributed
 from genframe.callbacks import Control
 from genframe.context import RunResult
 from genframe.checkpoint import save_checkpoint
-from genframe.errors import CallbackError, DivergenceError, RunInterrupted
+from genframe.errors import CallbackError, DivergenceError, RunError, RunInterrupted
+from genframe.pluginfaults import one_line
 from genframe.plugins import attached_loggers
 from genframe.previews import Previewer
 from genframe.rewind import DivergenceWarning, Redirect, Rewinding  # noqa: F401 - DivergenceWarning is public here
@@ -49,12 +50,13 @@ class TrainingLoop(Rewinding):
         if self.world.active:
             self.grad_hooks = distributed.average_gradients_on_backward(self.model, self.world)
         self.last_metrics: dict[str, float] = {}
-        self.last_checkpoint_step: int | None = None
+        self.last_checkpoint_step: int | None = self.ctx.step if self.ctx.resumed else None  # resumed: it is on disk
         self.checkpoint_due = False  # a routine checkpoint a callback put off: tried again each step
         self.stop_signal: int | None = None
         self.stop_reason: str | None = None  # a callback asked to end the run here
         self.mid_update = False  # inside Trainer.check_update
         self.in_end_of_run = False  # training is over and saved; the final evaluation and pictures are under way
+        self.status_unwritable = False  # warned once that status.json could not be written
 
     # --- the run --------------------------------------------------------------------------------
     def run(self) -> RunResult:
@@ -86,8 +88,12 @@ class TrainingLoop(Rewinding):
             except (RunInterrupted, KeyboardInterrupt):
                 status = "interrupted"
                 raise
+            except OSError as error:  # a full disk or a lost folder while writing a picture or a log
+                failure = f"could not write {error.filename or 'a file'}: {error.strerror or error}"
+                raise RunError(f"{failure}; free disk space or fix permissions, then resume from the last checkpoint: "
+                               f"genframe run {self.run_spec.recipe_name} --resume {ctx.run_dir}") from None
             except BaseException as error:
-                failure = " ".join(str(error).split())[:300] or type(error).__name__
+                failure = one_line(error)[:300] or type(error).__name__
                 raise
             finally:
                 self.callbacks.call("on_run_end", ctx, "completed" if status == "finished early" else status)
@@ -123,6 +129,7 @@ class TrainingLoop(Rewinding):
                                  f"genframe run {self.run_spec.recipe_name} --resume {ctx.run_dir} makes the final "
                                  "evaluation and pictures", exit_code=stop.exit_code) from None
         finally:
+            signals.immediate = False  # the run's own closing (loggers, status) finishes whatever comes
             self.in_end_of_run = len(done) < 2
 
     def record_status(self, status: str, message: str | None = None) -> None:
@@ -132,7 +139,13 @@ class TrainingLoop(Rewinding):
                       "end_of_run_done": list(self.run_spec.end_of_run_done)}
             if self.in_end_of_run:  # a --resume makes what is missing, and nothing else
                 fields["phase"] = "end of run"
-            write_status(self.ctx.run_dir, status, **fields, **({"message": message} if message else {}))
+            try:
+                write_status(self.ctx.run_dir, status, **fields, **({"message": message} if message else {}))
+            except OSError as error:  # the status is for tools; a full disk must not hide the run's own outcome
+                if not self.status_unwritable:
+                    warnings.warn(f"genframe: could not record the run's status ({error.strerror or error})",
+                                  UserWarning, stacklevel=2)
+                self.status_unwritable = True
 
     def train_epoch(self, signals: StopSignals) -> None:
         loop, ctx, lcfg, batch_size = self.loop, self.ctx, self.cfg.logging, self.tcfg.batch_size

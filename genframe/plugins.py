@@ -25,7 +25,7 @@ from typing import Any
 import pluggy
 
 from genframe import hookspecs
-from genframe.errors import PluginError, UnknownComponentError
+from genframe.errors import PluginError, RunInterrupted, UnknownComponentError
 from genframe.pluginfaults import (LIFECYCLE_HOOKS, bad_arguments, describe, one_line, traceback_text, unknown_hook,
                                    where)
 from genframe.registry import Entry, Registry
@@ -240,6 +240,8 @@ class PluginHost:
                     teardowns.append((impl, outcome))
                 elif outcome is not None:
                     results.append(outcome)
+            except RunInterrupted:  # a stop signal that landed while a plugin ran: the run's, not the plugin's
+                raise
             except Exception as exc:
                 self._raised(impl, hook_name, exc)
         for impl, generator in reversed(teardowns):
@@ -247,6 +249,8 @@ class PluginHost:
                 generator.send(pluggy.Result(results, None) if impl.hookwrapper else results)
             except StopIteration:
                 pass
+            except RunInterrupted:
+                raise
             except Exception as exc:
                 self._raised(impl, hook_name, exc)
 

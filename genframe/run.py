@@ -24,8 +24,9 @@ from genframe.heartbeat import Heartbeat
 from genframe.interfaces import Dataset, Sampler, Trainer
 from genframe.plugins import PluginHost, get_host
 from genframe.distributed import barrier, device_for, init_world, shutdown
-from genframe.preflight import check_memory, check_model_fits_data
-from genframe.rundir import RunDirLock, clean_leftovers, holds_checkpoint, read_status, remove_if_unused, start_afresh
+from genframe.preflight import check_batch, check_memory, check_model_fits_data
+from genframe.rundir import (RunDirLock, clean_leftovers, holds_checkpoint, read_status, remove_if_unused,
+                             set_aside_damaged_last, start_afresh, write_status)
 from genframe.runsetup import build_dataset, new_run_dir, resolve_device, save_resolved_config
 from genframe.loop import TrainingLoop
 from genframe.runstate import Parts, RunState, stream_seed
@@ -67,7 +68,10 @@ class TrainingRun:
         self.resume_from = None if resume is None else resolve_checkpoint(resume)
         if self.resume_from is not None:
             self._load_resume_checkpoint()
-            run_dir = Path(resume) if Path(resume).is_dir() else run_dir_of(resume)
+            if self.resume_from.parent.name != CHECKPOINT_DIR:  # a loose file: its folder is no run directory
+                raise RunError(f"{resume} is not in a run directory's {CHECKPOINT_DIR}/ folder, so there is no run to "
+                               f"continue; copy it to NEWRUN/{CHECKPOINT_DIR}/{LAST_NAME} and resume NEWRUN")
+            run_dir = run_dir_of(self.resume_from)
             self._warn_on_version_change(self.checkpoint_state)
         saved = self.checkpoint_state["config"] if self.checkpoint_state else None
         self.config = _resolve_config(self.recipe.config_class, config, overrides, saved)
@@ -79,23 +83,51 @@ class TrainingRun:
         self.device = device_for(self.world, self.device)
         if run_dir is None and self.world.active:
             raise RunError("under torchrun give --run-dir (or --resume): every process must write to the same place")
+        # from here on, under torchrun, each process beats and watches the others (genframe.heartbeat)
+        self.heartbeat = None
+        if self.world.active:
+            self.heartbeat = Heartbeat(self.world, self.config.trainer.peer_timeout, Path(run_dir), recipe,
+                                       on_leave=self._record_failure).start()
+        try:
+            self._prepare(run_dir)
+        except BaseException as error:
+            self._stop_heartbeat(error)
+            raise
+
+    def _prepare(self, run_dir: str | Path | None) -> None:
+        """Check the config against the data and the machine, then take the run directory."""
         # before the run directory and any allocation: a config that cannot run says so in one line
         for logger in self.config.logging.loggers:
             self.host.entry("logger", logger)  # an unknown name is an error now, not after the first checkpoint
         self.datasets = tuple(build_dataset(self.host.registry, self.config.data, split) for split in ("train", "test"))
         shape = self.datasets[0].example_shape
         check_model_fits_data(self.recipe, self.config, shape, self.config.data.name)
+        check_batch(self.config, len(self.datasets[0]), self.world.world_size)  # before memory: the plainer reason
         check_memory(self.recipe, self.config, shape, self.device)
-        self.run_dir = Path(run_dir) if run_dir is not None else new_run_dir(recipe)
-        self.made_run_dir = not self.run_dir.exists()
-        try:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise RunError(f"cannot create run directory {self.run_dir}: {exc.strerror or exc}; "
-                           "choose another --run-dir") from None
+        self.run_dir, self.made_run_dir = self._make_run_dir(run_dir)
         self.lock = RunDirLock(self.run_dir)
         self._take_run_dir()
         barrier(self.world)  # every process has checked before rank 0 writes anything
+
+    def _make_run_dir(self, run_dir: str | Path | None) -> tuple[Path, bool]:
+        """The run directory, and whether this run made it; an automatic name is claimed by making it, so two
+        runs started in the same second never share one."""
+        try:
+            if run_dir is not None:
+                made = not Path(run_dir).exists()
+                Path(run_dir).mkdir(parents=True, exist_ok=True)
+                return Path(run_dir), made
+            while True:
+                candidate = new_run_dir(self.recipe_name)
+                candidate.parent.mkdir(parents=True, exist_ok=True)
+                try:
+                    candidate.mkdir()
+                    return candidate, True
+                except FileExistsError:  # another run claimed it between the look and the make
+                    continue
+        except OSError as exc:
+            raise RunError(f"cannot create run directory {run_dir or 'under runs/'}: {exc.strerror or exc}; "
+                           "choose another --run-dir") from None
 
     def _load_resume_checkpoint(self) -> None:
         checkpoint = self.resume_from
@@ -109,7 +141,7 @@ class TrainingRun:
     def _take_run_dir(self) -> None:
         """Lock the run directory (rank 0, for the whole run) and ready it: leftovers of a killed writer go,
         a fresh run into a dead end (no checkpoint) starts afresh; every process learns the outcome."""
-        problem = None
+        problem, reload = None, False
         if self.world.is_main:
             try:
                 self.lock.acquire()
@@ -119,15 +151,21 @@ class TrainingRun:
                         raise RunError(f"run directory {self.run_dir} already exists; continue it with --resume "
                                        f"{self.run_dir} or choose another --run-dir")
                     start_afresh(self.run_dir)
-                elif self.resume_from.stat().st_mtime_ns != self.resume_stamp:
-                    self._load_resume_checkpoint()  # another writer saved since it was read: take the newest
+                else:
+                    reload = self.resume_from.stat().st_mtime_ns != self.resume_stamp  # saved since it was read
+                    set_aside_damaged_last(self.run_dir, self.resume_from)
             except (RunError, CheckpointError) as exc:
                 problem = exc
+            except OSError as exc:  # a read-only or full file system
+                problem = RunError(f"cannot write run directory {self.run_dir}: {exc.strerror or exc}; free disk "
+                                   "space, fix its permissions or choose another --run-dir")
         if self.world.active:
-            problem = distributed.from_main(problem, self.world)
+            problem, reload = distributed.from_main((problem, reload), self.world)
         if problem is not None:
             self.lock.release()
             raise problem
+        if reload:
+            self._load_resume_checkpoint()  # another writer saved since it was read: every process takes the newest
 
     def release(self) -> None:
         """Let another command write the run directory (called when the run ends, however it ends); one this
@@ -182,14 +220,16 @@ class TrainingRun:
         total = loop["step"] + max((tcfg.epochs - loop["epoch"]) * steps_per_epoch - loop["batch"], 0)
         ctx.total_steps = total if tcfg.max_steps is None else min(total, tcfg.max_steps)
         status = read_status(self.run_dir) if ctx.resumed else None
-        if status and status.get("phase") == "end of run" and status.get("step") == loop["step"]:
+        out_of_time = tcfg.max_minutes is not None and loop["train_seconds"] >= 60 * tcfg.max_minutes
+        ended_here = loop["step"] >= ctx.total_steps or out_of_time  # (a resume may ask for more steps)
+        if status and status.get("phase") == "end of run" and status.get("step") == loop["step"] and ended_here:
             self.end_of_run_done = list(status.get("end_of_run_done", []))  # stopped after training: finish it
             ctx.total_steps = loop["step"]
         elif ctx.resumed and loop["step"] >= ctx.total_steps:
             raise RunError(f"run {self.run_dir} already finished at step {loop['step']}; to train further "
                            f"resume with --set trainer.epochs=N (now {tcfg.epochs}) or trainer.max_steps=N "
                            f"(now {tcfg.max_steps})")
-        elif ctx.resumed and tcfg.max_minutes is not None and loop["train_seconds"] >= 60 * tcfg.max_minutes:
+        elif ctx.resumed and out_of_time:
             raise RunError(f"run {self.run_dir} already trained {loop['train_seconds'] / 60:.4g} minutes, its "
                            f"trainer.max_minutes={tcfg.max_minutes:g}; to train further resume with "
                            f"--set trainer.max_minutes=M, M above {loop['train_seconds'] / 60:.4g}")
@@ -201,11 +241,7 @@ class TrainingRun:
                      self.run_dir / CHECKPOINT_DIR / LAST_NAME)
 
     def run(self) -> RunResult:
-        heartbeat, failed = None, False
         try:
-            if self.world.active:  # from here on each process beats and watches the others (genframe.heartbeat)
-                heartbeat = Heartbeat(self.world, self.config.trainer.peer_timeout, self.run_dir,
-                                      self.recipe_name).start()
             result = TrainingLoop(self, self.build()).run()
             # Leave together: a process that tears down gloo and exits while rank 0 is still writing
             # its last checkpoint now and then aborts at interpreter exit ("terminate called without
@@ -213,18 +249,31 @@ class TrainingRun:
             # benchmarks/torchrun_exit.py). Only on success: after an error the other processes may
             # be in another collective, or gone.
             barrier(self.world)
+            self._stop_heartbeat(None)
             return result
         except BaseException as error:
-            failed = True
-            peer = heartbeat.stop(error) if heartbeat is not None else None  # announces a failure of our own
-            if peer is not None and not isinstance(error, (GenframeError, KeyboardInterrupt)):
-                raise RunError(peer) from None  # a collective broke because that process left: its reason, once
+            self._stop_heartbeat(error)
             raise
         finally:
-            if heartbeat is not None and not failed:
-                heartbeat.stop()
             shutdown(self.world)
             self.release()
+
+    def _stop_heartbeat(self, error: BaseException | None) -> None:
+        """Stop beating (once); a failure of this process alone is announced to the others, and a collective
+        that broke because a peer left is reported with that peer's reason, in one line."""
+        heartbeat, self.heartbeat = self.heartbeat, None
+        if heartbeat is None:
+            return
+        peer = heartbeat.stop(error)
+        if peer is not None and error is not None and not isinstance(error, (GenframeError, KeyboardInterrupt)):
+            raise RunError(peer) from None
+
+    def _record_failure(self, reason: str) -> None:
+        """The heartbeat is ending this process (a peer stalled, died or failed): rank 0 records it."""
+        if self.world.is_main and getattr(self, "lock", None) is not None and self.lock.held:
+            status = read_status(self.run_dir) or {}
+            fields = {k: v for k, v in status.items() if k in ("step", "total_steps", "end_of_run_done", "phase")}
+            write_status(self.run_dir, "failed", **fields, message=reason)
 
 
 def train(

@@ -13,10 +13,10 @@ take no lock: checkpoints and results are only ever renamed into place.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shlex
-import shutil
 import socket
 import sys
 import time
@@ -25,23 +25,28 @@ from pathlib import Path
 from typing import Any
 
 from genframe.atomic import atomic_write_text
+from genframe.checkpoint import CHECKPOINT_DIR, LAST_NAME, PREVIOUS_NAME
 from genframe.errors import RunError
 
 LOCK_NAME = ".genframe.lock"
-HOLDER_NAME = ".genframe.holder.json"  # who holds the lock: read only while it is held, so never stale
+HOLDER_NAME = ".genframe.holder.json"  # who holds the lock: written on taking it, read only while it is held
+NO_LOCKS = {errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS}  # a file system that cannot lock (some network mounts)
 STATUS_NAME = "status.json"
 STATUSES = ("running", "completed", "finished early", "interrupted", "failed")
 # What a run writes before its first checkpoint: a directory holding only these is a dead end
 # (killed or failed before step 0 was saved) and may be started afresh.
 RUN_FILES = ("config.json", "metrics.jsonl", STATUS_NAME, "eval.json")
-RUN_FOLDERS = ("samples", "checkpoints", "wandb")
+RUN_FOLDERS = ("samples", CHECKPOINT_DIR, "wandb")
+
+
+PROCESS_STARTED = time.strftime("%Y-%m-%d %H:%M:%S")  # when this command started (this module loads at start-up)
 
 
 def holder_record() -> dict[str, Any]:
     """Who this process is, as a second writer is told."""
     return {"pid": os.getpid(), "host": socket.gethostname(), "command": shlex.join(["genframe", *sys.argv[1:]])
             if Path(sys.argv[0]).name in ("genframe", "__main__.py") else shlex.join(sys.argv),
-            "started": time.strftime("%Y-%m-%d %H:%M:%S")}
+            "started": PROCESS_STARTED}
 
 
 def read_status(run_dir: str | Path) -> dict[str, Any] | None:
@@ -51,6 +56,8 @@ def read_status(run_dir: str | Path) -> dict[str, Any] | None:
     try:
         status = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
+        return None
+    if not isinstance(status, dict):  # damaged or written by something else: no status to go by
         return None
     if status.get("status") == "running" and status.get("host") == socket.gethostname():
         try:
@@ -66,8 +73,6 @@ def write_status(run_dir: Path, status: str, **fields: Any) -> None:
     """Record ``status`` (one of ``STATUSES``) with the holder's identity and ``fields``, atomically."""
     assert status in STATUSES, status
     record = {"status": status, **holder_record(), "updated": time.strftime("%Y-%m-%d %H:%M:%S"), **fields}
-    previous = read_status(run_dir) or {}
-    record["started"] = previous.get("started", record["started"]) if status != "running" else record["started"]
     atomic_write_text(run_dir / STATUS_NAME, json.dumps(record, indent=2, sort_keys=True) + "\n")
 
 
@@ -87,12 +92,24 @@ class RunDirLock:
         except filelock.Timeout:
             raise RunError(f"run directory {self.run_dir} is in use by {self.describe_holder()}; wait for it to "
                            "end (or stop it), or choose another --run-dir") from None
-        except (OSError, NotImplementedError) as exc:  # a file system without locks (some network mounts)
+        except OSError as exc:
+            if exc.errno not in NO_LOCKS:
+                raise RunError(f"cannot write run directory {self.run_dir}: {exc.strerror or exc}; choose another "
+                               "--run-dir or fix its permissions") from None
+            warnings.warn(f"genframe: cannot lock run directory {self.run_dir} ({exc.strerror}); make sure no other "
+                          "process writes to it", UserWarning, stacklevel=2)
+            return
+        except NotImplementedError as exc:  # a platform filelock cannot lock on
             warnings.warn(f"genframe: cannot lock run directory {self.run_dir} ({exc}); make sure no other "
                           "process writes to it", UserWarning, stacklevel=2)
             return
         self._lock = lock
-        atomic_write_text(self.run_dir / HOLDER_NAME, json.dumps(holder_record()) + "\n")
+        try:
+            atomic_write_text(self.run_dir / HOLDER_NAME, json.dumps(holder_record()) + "\n")
+        except OSError as exc:
+            self.release()
+            raise RunError(f"cannot write run directory {self.run_dir}: {exc.strerror or exc}; free disk space, "
+                           "fix its permissions or choose another --run-dir") from None
 
     def describe_holder(self) -> str:
         try:
@@ -113,46 +130,75 @@ class RunDirLock:
         return self._lock is not None
 
 
+def set_aside_damaged_last(run_dir: Path, resume_from: Path) -> Path | None:
+    """Resuming from another checkpoint (``previous.pt``, say) while ``last.pt`` is damaged: rename the damaged
+    one to ``last.pt.damaged`` first, so the run's next save does not keep it as ``previous.pt`` in place of
+    the whole checkpoint it resumed from."""
+    from genframe.checkpoint import load_checkpoint
+    from genframe.errors import CheckpointError
+
+    last = run_dir / CHECKPOINT_DIR / LAST_NAME
+    if not last.is_file() or last.resolve() == resume_from.resolve():
+        return None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # an unverified old checkpoint is not the question here
+            load_checkpoint(last)
+        return None
+    except CheckpointError as error:
+        damaged = last.with_name(f"{LAST_NAME}.damaged")
+        os.replace(last, damaged)
+        warnings.warn(f"genframe: {error}; it was renamed to {damaged.name}", UserWarning, stacklevel=2)
+        return damaged
+
+
 def holds_checkpoint(run_dir: Path) -> bool:
-    checkpoints = run_dir / "checkpoints"
-    return (checkpoints / "last.pt").is_file() or (checkpoints / "previous.pt").is_file()
+    checkpoints = run_dir / CHECKPOINT_DIR
+    return (checkpoints / LAST_NAME).is_file() or (checkpoints / PREVIOUS_NAME).is_file()
 
 
 def clean_leftovers(run_dir: Path) -> list[Path]:
-    """Remove temporary files a killed writer left (``.NAME.*.tmp``, a staged previous checkpoint).
-    Only under the lock: a live writer's temporary files are never touched."""
+    """Remove the temporary files a killed training command left (``.NAME.*.tmp`` of the files only it
+    writes, a staged previous checkpoint). Under the lock, so no live trainer is writing them; readers
+    that write into the directory (``genframe eval``, ``sample --out RUN/...``) use other names."""
     removed = []
-    for folder in (run_dir, run_dir / "checkpoints"):
-        if folder.is_dir():
-            for path in folder.iterdir():
-                if path.name.startswith(".") and (path.name.endswith(".tmp") or path.name.endswith(".staging")):
-                    if path.name.startswith(".eval.json."):  # genframe eval writes without the lock
-                        continue
-                    path.unlink(missing_ok=True)
-                    removed.append(path)
+    owned = [run_dir / CHECKPOINT_DIR / ".*.tmp", run_dir / CHECKPOINT_DIR / ".*.staging",
+             *(run_dir / f".{name}.*.tmp" for name in ("config.json", "config.step*.json", STATUS_NAME, HOLDER_NAME))]
+    for pattern in owned:
+        for path in pattern.parent.glob(pattern.name) if pattern.parent.is_dir() else ():
+            path.unlink(missing_ok=True)
+            removed.append(path)
     return removed
 
 
-def start_afresh(run_dir: Path) -> bool:
-    """Ready ``run_dir`` (locked, no checkpoint) for a fresh run. A directory that holds what a run
-    writes before its first checkpoint is a dead end: its files go, with a warning. True if it was one.
-    A directory holding anything else is refused, so no user file is ever removed."""
-    entries = [p for p in run_dir.iterdir() if p.name not in (LOCK_NAME, HOLDER_NAME)]
+def start_afresh(run_dir: Path) -> Path | None:
+    """Ready ``run_dir`` (locked, no last or previous checkpoint) for a fresh run. A directory holding only
+    what a run writes before its first checkpoint is a dead end: its files are moved aside, never
+    deleted, to ``abandoned-TIME/`` with a warning; returns that folder. Anything else (files genframe
+    did not write, checkpoints such as ``best.pt``, a run that says it completed) is refused."""
+    entries = [p for p in run_dir.iterdir() if p.name not in (LOCK_NAME, HOLDER_NAME) and not p.name.startswith("abandoned-")]
     if not entries:
-        return False
-    foreign = [p.name for p in entries if p.name not in RUN_FILES and not p.name.startswith("config.step")
-               and p.name not in RUN_FOLDERS]
+        return None
+    foreign = sorted(p.name for p in entries if p.name not in RUN_FILES and p.name not in RUN_FOLDERS
+                     and not p.name.startswith("config.step"))
     if foreign or not any((run_dir / name).exists() for name in ("config.json", STATUS_NAME)):
-        raise RunError(f"run directory {run_dir} already exists and holds other files ({', '.join(sorted(foreign)[:3])}"
-                       f"{' ...' if len(foreign) > 3 else ''}); choose a new or empty --run-dir")
-    warnings.warn(f"genframe: {run_dir} holds no checkpoint (a run that stopped before its first one); "
-                  "starting it afresh", UserWarning, stacklevel=2)
+        what = (f"files genframe did not write ({', '.join(foreign[:3])}{' ...' if len(foreign) > 3 else ''})"
+                if foreign else "no genframe run record (config.json or status.json)")
+        raise RunError(f"run directory {run_dir} already exists and holds {what}; choose a new or empty --run-dir")
+    checkpoints = run_dir / CHECKPOINT_DIR
+    kept = sorted(p.name for p in checkpoints.glob("*.pt")) if checkpoints.is_dir() else []
+    status = (read_status(run_dir) or {}).get("status")
+    if kept or status in ("completed", "finished early"):
+        what = f"checkpoints ({', '.join(kept)})" if kept else f"the record of a run that {status}"
+        hint = f"resume from one with --resume {checkpoints / kept[0]}, or " if kept else ""
+        raise RunError(f"run directory {run_dir} holds {what} but no {LAST_NAME}; {hint}choose a new --run-dir")
+    aside = run_dir / f"abandoned-{time.strftime('%Y%m%d-%H%M%S')}"
+    aside.mkdir()
     for path in entries:
-        if path.is_dir():
-            shutil.rmtree(path)
-        else:
-            path.unlink()
-    return True
+        os.replace(path, aside / path.name)
+    warnings.warn(f"genframe: {run_dir} holds no checkpoint (a run that stopped before its first one); starting it "
+                  f"afresh, its files moved to {aside.name}/", UserWarning, stacklevel=2)
+    return aside
 
 
 def remove_if_unused(run_dir: Path) -> None:

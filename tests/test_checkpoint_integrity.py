@@ -40,7 +40,7 @@ def test_a_byte_flipped_inside_a_weight_is_caught_and_the_previous_checkpoint_na
     damaged.write_bytes(bytes(data))
     torch.load(damaged, weights_only=True)  # PyTorch's reader alone would not notice
     with pytest.raises(CheckpointError, match=r"damaged \(its content does not match its checksum.*previous "
-                                              r"checkpoint is there to resume from: --resume .*previous.pt"):
+                                              r"checkpoint is whole: use .*previous.pt instead"):
         load_checkpoint(damaged)
     damaged.unlink()
 
@@ -57,9 +57,24 @@ def test_a_damaged_last_checkpoint_resumes_from_the_previous_one(run, tmp_path):
     assert result.exit_code == 2 and len(errors) == 1 and "Traceback" not in result.output
     assert "is damaged (truncated or corrupted" in errors[0] and "previous.pt" in errors[0]
     previous_step = load_checkpoint(copy / "checkpoints" / "previous.pt")["loop"]["step"]
-    resumed = genframe.train("ebm", overrides=["trainer.max_steps=3"], resume=copy / "checkpoints" / "previous.pt",
-                             quiet=True)
+    with pytest.warns(UserWarning, match="renamed to last.pt.damaged"):
+        resumed = genframe.train("ebm", overrides=["trainer.max_steps=3"], resume=copy / "checkpoints" / "previous.pt",
+                                 quiet=True)
     assert previous_step <= 2 and resumed.step == 3 and load_checkpoint(copy)["loop"]["step"] == 3
+    # the damaged file was set aside, so the whole checkpoint resumed from is the one kept as previous
+    assert (copy / "checkpoints" / "last.pt.damaged").exists()
+    assert load_checkpoint(copy / "checkpoints" / "previous.pt")["loop"]["step"] == previous_step
+
+
+def test_a_loose_checkpoint_file_is_not_trained_into_its_folder(run, tmp_path):
+    import shutil
+
+    loose = tmp_path / "loose.pt"
+    shutil.copyfile(run / "checkpoints" / "last.pt", loose)
+    result = CliRunner().invoke(cli, ["run", "ebm", "--resume", str(loose), "--set", "trainer.max_steps=4"])
+    errors = [line for line in result.output.splitlines() if line.startswith("Error: ")]
+    assert result.exit_code == 2 and len(errors) == 1 and "is not in a run directory's checkpoints/ folder" in errors[0]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["loose.pt"]  # nothing written beside it
 
 
 @pytest.mark.parametrize("name,content,fragment", [

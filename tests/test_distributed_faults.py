@@ -114,9 +114,10 @@ def metric_rows(run) -> list[dict]:
     return [{k: v for k, v in row.items() if k != "time"} for row in rows]
 
 
-def test_a_stalled_process_is_noticed_and_the_others_stop_with_one_line(data_dir, tmp_path, site):
-    # SIGSTOP rank 0 (the writer, and the process a rank-0-hosted store would die with) mid-training:
-    # rank 1 notices within trainer.peer_timeout and leaves; the last checkpoint resumes.
+@pytest.mark.parametrize("stalled", [0, 1])
+def test_a_stalled_process_is_noticed_and_the_others_stop_with_one_line(data_dir, tmp_path, site, stalled):
+    # SIGSTOP rank 0 (the writer, and the process a rank-0-hosted store would die with) or rank 1 mid-training:
+    # the other notices within trainer.peer_timeout and leaves; the last checkpoint resumes.
     run, out = tmp_path / "run", tmp_path / "out"
     out.mkdir()
     process = launch(run_args(run, "trainer.epochs=1000", "trainer.checkpoint_every=2", "trainer.peer_timeout=3"),
@@ -130,7 +131,7 @@ def test_a_stalled_process_is_noticed_and_the_others_stop_with_one_line(data_dir
         while not (run / "metrics.jsonl").is_file() or len(metric_rows(run)) < 2:
             assert process.poll() is None and time.monotonic() < deadline, "".join(line for _, line in lines)
             time.sleep(0.2)
-        stopped = int((out / "pid0").read_text())
+        stopped = int((out / f"pid{stalled}").read_text())
         os.kill(stopped, signal.SIGSTOP)
         began = time.monotonic()
         while not any("has not answered" in line for _, line in lines):
@@ -146,8 +147,11 @@ def test_a_stalled_process_is_noticed_and_the_others_stop_with_one_line(data_dir
     assert returncode != 0
     said = [line for line in stderr.splitlines() if "has not answered" in line]
     assert len(said) == 1, stderr[-3000:]
-    assert ("Error: process rank 0 of 2 has not answered for 3 s (stalled or dead); stopping. The last checkpoint "
-            f"{run}/checkpoints/last.pt is resumable: genframe run ebm --resume {run}") in said[0]
+    assert (f"Error: process rank {stalled} of 2 has not answered for 3 s (stalled or dead); stopping. The last "
+            f"checkpoint {run}/checkpoints/last.pt is resumable: genframe run ebm --resume {run}") in said[0]
+    if stalled == 1:  # rank 0, the writer, recorded why the run ended before it left
+        status = json.loads((run / "status.json").read_text())
+        assert status["status"] == "failed" and f"rank {stalled} of 2 has not answered" in status["message"]
     # peer_timeout from the last beat seen (up to one 0.6 s beat before or after the SIGSTOP), and the time to say it
     assert 3 - 0.6 <= noticed < 3 + 3, noticed
     assert not worker_tracebacks(stderr), stderr[-3000:]

@@ -78,13 +78,35 @@ def test_a_run_killed_before_its_first_checkpoint_is_started_afresh(data_dir, tm
     genframe.train("ebm", overrides=[*TINY, "trainer.max_steps=2"], run_dir=run, quiet=True)
     for path in (run / "checkpoints").iterdir():  # what a run killed before step 0 was saved leaves behind
         path.unlink()
+    (run / "status.json").write_text(json.dumps({**status_of(run), "status": "running", "step": 0, "pid": 2**22 + 7}))
     (run / "checkpoints" / ".last.pt.abc123.tmp").write_bytes(b"half a checkpoint")  # the killed writer's
     error = one_error(CliRunner().invoke(cli, ["run", "ebm", "--resume", str(run)]))
     assert f"start it afresh with `genframe run RECIPE --run-dir {run}`" in error
     with pytest.warns(UserWarning, match="holds no checkpoint .* starting it afresh"):
         result = genframe.train("ebm", overrides=[*TINY, "trainer.max_steps=4"], run_dir=run, quiet=True)
     assert result.step == 4 and sorted(p.name for p in (run / "checkpoints").iterdir()) == ["last.pt", "previous.pt"]
-    assert status_of(run)["status"] == "completed" and logged_steps(run) == [2, 4]  # the dead run's rows are gone
+    assert status_of(run)["status"] == "completed" and logged_steps(run) == [2, 4]  # the dead run's rows moved aside
+    (aside,) = run.glob("abandoned-*")
+    assert logged_steps(aside) == [2] and (aside / "config.json").exists()  # nothing of it was deleted
+
+
+def test_a_run_that_has_checkpoints_or_completed_is_never_started_afresh(data_dir, tmp_path):
+    run = tmp_path / "run"
+    genframe.train("ebm", overrides=[*TINY, "trainer.max_steps=2"], run_dir=run, quiet=True)
+    (run / "checkpoints" / "last.pt").rename(run / "checkpoints" / "best.pt")
+    (run / "checkpoints" / "previous.pt").unlink()
+    error = one_error(CliRunner().invoke(cli, ["run", "ebm", *with_sets(TINY), "--run-dir", str(run)]))
+    assert "holds checkpoints (best.pt) but no last.pt; resume from one with --resume" in error
+    (run / "checkpoints" / "best.pt").unlink()
+    error = one_error(CliRunner().invoke(cli, ["run", "ebm", *with_sets(TINY), "--run-dir", str(run)]))
+    assert "holds the record of a run that completed but no last.pt" in error
+    assert (run / "metrics.jsonl").exists() and not list(run.glob("abandoned-*"))
+
+
+def test_a_damaged_status_file_is_no_status(tmp_path):
+    for text in ("null", "[1]", "{not json"):
+        (tmp_path / "status.json").write_text(text)
+        assert read_status(tmp_path) is None
 
 
 def test_an_unknown_logger_is_refused_before_a_run_directory_exists(tmp_path):
@@ -108,7 +130,7 @@ def test_a_directory_of_other_files_is_never_cleared(tmp_path):
     folder.mkdir()
     (folder / "notes.txt").write_text("precious")
     error = one_error(CliRunner().invoke(cli, ["run", "ebm", *with_sets(TINY), "--run-dir", str(folder)]))
-    assert "holds other files (notes.txt); choose a new or empty --run-dir" in error
+    assert "holds files genframe did not write (notes.txt); choose a new or empty --run-dir" in error
     assert (folder / "notes.txt").read_text() == "precious"
 
 
@@ -147,12 +169,24 @@ def test_a_stop_during_the_end_of_run_work_exits_143_and_resume_makes_only_what_
     assert status["status"] == "interrupted" and status["phase"] == "end of run"
     assert not (run / "samples" / "final_chain.gif").exists()
     rows_before = (run / "metrics.jsonl").read_text().splitlines()
+    last_written = (run / "checkpoints" / "last.pt").stat().st_mtime_ns
     result = genframe.train("ebm", resume=run, quiet=True)
     assert result.step == 2 and status_of(run)["status"] == "completed"
     rows = (run / "metrics.jsonl").read_text().splitlines()
     assert rows == rows_before  # nothing trained or measured again: only the missing pictures were made
     assert (run / "samples" / "final_chain.gif").exists()
     assert load_checkpoint(run)["loop"]["step"] == 2  # no training step was added
+    assert (run / "checkpoints" / "last.pt").stat().st_mtime_ns == last_written  # nor the checkpoint rewritten
+
+
+def test_a_resume_after_a_stop_in_the_end_of_run_work_may_ask_for_more_steps(data_dir, tmp_path):
+    run = tmp_path / "run"
+    genframe.train("ebm", overrides=[*TINY, "trainer.max_steps=2"], run_dir=run, quiet=True)
+    status = status_of(run)
+    status.update(status="interrupted", phase="end of run", end_of_run_done=[])  # as a stop there leaves it
+    (run / "status.json").write_text(json.dumps(status))
+    result = genframe.train("ebm", overrides=["trainer.max_steps=4"], resume=run, quiet=True)
+    assert result.step == 4 and logged_steps(run) == [2, 4]
 
 
 def test_an_interrupt_at_start_up_is_one_line(data_dir, tmp_path):
@@ -180,3 +214,40 @@ def test_a_run_that_fails_before_writing_anything_leaves_no_directory(data_dir, 
     with pytest.raises(genframe.errors.RunError):
         genframe.train("ebm", overrides=TINY, run_dir=tmp_path / "kept", quiet=True)
     assert (tmp_path / "kept").is_dir()
+
+
+def test_a_signal_landing_inside_a_logger_at_the_end_still_interrupts_the_run(data_dir, tmp_path):
+    from genframe.errors import RunInterrupted
+    from genframe.hookspecs import hookimpl
+    from genframe.plugins import get_host
+
+    class StopsWhileLogging:
+        @hookimpl
+        def genframe_log(self, run, step, metrics, images):
+            if "final_chain" in images or any("final" in str(v) for v in images.values()):
+                os.kill(os.getpid(), signal.SIGTERM)  # lands inside this hook, during the end-of-run pictures
+                time.sleep(0.5)
+
+    host = get_host()
+    host.pm.register(StopsWhileLogging(), name="stops-while-logging")
+    with pytest.raises(RunInterrupted) as stopped:
+        genframe.train("ebm", overrides=[*TINY, "trainer.max_steps=2", "logging.chain_n=4"], run_dir=tmp_path / "run",
+                       quiet=True)
+    assert stopped.value.exit_code == 143 and "during the end-of-run work" in str(stopped.value)
+    assert status_of(tmp_path / "run")["status"] == "interrupted"
+
+
+def test_a_full_disk_while_drawing_pictures_is_one_line_and_the_status_says_failed(data_dir, tmp_path, monkeypatch):
+    import errno
+
+    from genframe.previews import Previewer
+
+    def full_disk(self, step):
+        raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "run" / "samples" / "x.png"))
+
+    monkeypatch.setattr(Previewer, "grids", full_disk)
+    result = CliRunner().invoke(cli, ["run", "ebm", *with_sets([*TINY, "trainer.max_steps=2"]),
+                                      "--run-dir", str(tmp_path / "run")])
+    error = one_error(result)
+    assert "could not write" in error and "No space left on device" in error and "--resume" in error
+    assert status_of(tmp_path / "run")["status"] == "failed"
