@@ -18,6 +18,7 @@ import torch
 import torch.distributed as dist
 
 from genframe.errors import RunError
+from genframe.pluginfaults import one_line
 
 
 @dataclass(frozen=True)
@@ -64,7 +65,7 @@ def init_world(device_name: str) -> World:
             dist.init_process_group("nccl" if use_cuda else "gloo", timeout=COLLECTIVE_TIMEOUT)
         except Exception as exc:  # a wrong MASTER_ADDR, a port in use, a peer that never came
             raise RunError(f"could not join the torchrun process group (rank {rank} of {world_size}): "
-                           f"{' '.join(str(exc).split())[:300]}") from None
+                           f"{one_line(exc)[:300]}") from None
     return World(rank, world_size, local_rank)
 
 

@@ -33,6 +33,7 @@ import torch.distributed as dist
 from genframe.checkpoint import CHECKPOINT_DIR, LAST_NAME
 from genframe.distributed import World
 from genframe.errors import CallbackError, DivergenceError, GenframeError, RunError, RunInterrupted
+from genframe.pluginfaults import one_line
 
 FAILED = "failed"
 # Failures every process raises at the same point (decided together in a collective): each one
@@ -60,7 +61,7 @@ def resume_hint(run_dir: Path, recipe: str) -> str:
 
 def describe(error: BaseException) -> str:
     text = str(error) if isinstance(error, GenframeError) else f"{type(error).__name__}: {error}"
-    return " ".join(text.split())[:300]
+    return one_line(text)[:300]
 
 
 def _ignore_sigterm() -> None:

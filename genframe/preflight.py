@@ -20,6 +20,7 @@ import torch
 
 from genframe.errors import ConfigError, GenframeError
 from genframe.interfaces import Recipe
+from genframe.pluginfaults import one_line
 
 GIB = 2**30
 # weights, gradients and two Adam moments: what training holds per parameter, besides activations
@@ -48,7 +49,7 @@ def forward_two(model: torch.nn.Module, shape: tuple[int, ...], device: str) -> 
 
 def mismatch(recipe: Recipe, shape: tuple[int, ...], dataset: str, exc: Exception) -> ConfigError:
     """The one-line error for a forward pass that failed: what the model does not take, and why."""
-    reason = " ".join(str(exc).split())[:200]
+    reason = one_line(exc)[:200]
     return ConfigError(f"model: the {recipe.name} model does not take dataset {dataset}'s examples of shape "
                        f"{shape} ({type(exc).__name__}: {reason}); change the model settings to match "
                        f"(`genframe config show {recipe.name}` lists them)")

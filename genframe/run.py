@@ -8,7 +8,6 @@ from __future__ import annotations
 import functools
 import warnings
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +20,6 @@ from genframe.config import RecipeConfig, build_config, config_to_dict, deep_mer
 from genframe.context import RunContext, RunResult
 from genframe.errors import CheckpointError, ConfigError, GenframeError, RunError
 from genframe.heartbeat import Heartbeat
-from genframe.interfaces import Dataset, Sampler, Trainer
 from genframe.plugins import PluginHost, get_host
 from genframe.distributed import barrier, device_for, init_world, shutdown
 from genframe.preflight import check_batch, check_memory, check_model_fits_data

@@ -30,6 +30,7 @@ from torch import nn
 
 from genframe.errors import ConfigError
 from genframe.interfaces import SampleOutput, Sampler
+from genframe.pluginfaults import one_line
 from genframe_ebm import calibrate, native
 from genframe_ebm.cudagraph import GraphedChains
 from genframe_ebm.fastpath import FastChains
@@ -227,5 +228,5 @@ def rng_rewinder(generator: torch.Generator | None, device: torch.device) -> Cal
 
 def shorten(text: str, limit: int = 200) -> str:
     """``text`` on one line, cut to ``limit`` characters (CUDA errors can run to pages)."""
-    text = " ".join(text.split())
+    text = one_line(text)
     return text if len(text) <= limit else text[:limit - 3] + "..."
