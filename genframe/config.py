@@ -52,8 +52,9 @@ class TrainerConfig(Section):
         None, description="Also checkpoint every N steps (always: each epoch end, the run's end, on SIGINT/SIGTERM)."
     )
     peer_timeout: PositiveFloat = Field(
-        120.0, description="torchrun: seconds a process may go without a heartbeat before the others call it "
-        "stalled or dead and stop (the heartbeat goes on during rank-0-only work such as evaluations).")
+        120.0, le=86_400, description="torchrun: seconds a process may go without a heartbeat before the others "
+        "call it stalled or dead and stop (the heartbeat goes on during rank-0-only work such as evaluations); "
+        "at most a day.")
 
     @field_validator("device")
     @classmethod

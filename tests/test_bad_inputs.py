@@ -107,6 +107,8 @@ CASES = [
     ("learning rate beyond float", ["run", "ebm", "--set", "trainer.lr=1e400"], {}, "trainer.lr: Input should be a finite number"),
     ("nan in a callback setting", ["run", "ebm", "--set", "callbacks.divergence_guard.lr_factor=nan"], {},
      "callbacks.divergence_guard.lr_factor: Input should be a finite number"),
+    ("heartbeat timeout beyond a day", ["run", "ebm", "--set", "trainer.peer_timeout=1e30"], {},
+     "trainer.peer_timeout: Input should be less than or equal to 86400"),
     ("seed too large", ["run", "ebm", "--set", "seed=99999999999999999999999"], {}, "seed: Input should be less than 4294967296"),
     ("negative seed", ["run", "ebm", "--set", "seed=-1"], {}, "seed: Input should be greater than or equal to 0"),
     ("image size against the data", ["run", "ebm", *TINY_SETS, "--set", "model.image_size=28", "--run-dir", "{tmp}/r7"],
