@@ -294,3 +294,24 @@ def test_cli_startup_benchmark_times_each_command_against_its_references(tmp_pat
     assert set(medians) == {"python -c pass", "python -c 'import torch'", "now: genframe --help",
                             "now: genframe run --help", "now: genframe config show ebm", "now: genframe plugins"}
     assert "of importing torch" in done.stdout
+
+
+def test_the_bad_input_table_judges_one_error_line_as_handled_and_anything_else_as_a_fault():
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    try:
+        import bad_inputs
+    finally:
+        sys.path.remove(str(REPO / "benchmarks"))
+
+    def outcome(code, out="", err=""):
+        return bad_inputs.judge(subprocess.CompletedProcess([], code, out, err))
+
+    assert outcome(2, err="Error: trainer.lr: Input should be a finite number\n") == (
+        True, "Error: trainer.lr: Input should be a finite number")
+    assert outcome(0, out="run completed\n") == (True, "ran (exit 0)")
+    assert outcome(3, err="Error: training diverged\n")[0]
+    assert not outcome(1, err="Traceback (most recent call last):\n  ...\nRuntimeError: boom\n")[0]
+    assert not outcome(2, err="Error: one\nError: two\n")[0]
+    assert not outcome(1, err="Aborted!\n")[0]
+    assert bad_inputs.judge(None) == (False, "hung (over 180 s)")
+    assert len(bad_inputs.NUMERIC) * len(bad_inputs.VALUES) >= 150  # every numeric setting, five ways
