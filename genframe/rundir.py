@@ -114,14 +114,17 @@ class RunDirLock:
     def describe_holder(self) -> str:
         try:
             holder = json.loads((self.run_dir / HOLDER_NAME).read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+            return (f"another genframe process (pid {holder['pid']} on {holder['host']}, since {holder['started']}: "
+                    f"{holder['command']})")
+        except (OSError, ValueError, KeyError, TypeError):  # not written yet, or damaged: the lock is what counts
             return "another genframe process (starting up)"
-        return (f"another genframe process (pid {holder['pid']} on {holder['host']}, since {holder['started']}: "
-                f"{holder['command']})")
 
     def release(self) -> None:
         if self._lock is not None:
-            (self.run_dir / HOLDER_NAME).unlink(missing_ok=True)
+            try:
+                (self.run_dir / HOLDER_NAME).unlink(missing_ok=True)
+            except OSError:  # a read-only or vanished folder: the lock itself is what must go
+                pass
             self._lock.release()
             self._lock = None
 

@@ -251,3 +251,17 @@ def test_a_full_disk_while_drawing_pictures_is_one_line_and_the_status_says_fail
     error = one_error(result)
     assert "could not write" in error and "No space left on device" in error and "--resume" in error
     assert status_of(tmp_path / "run")["status"] == "failed"
+
+
+def test_a_damaged_holder_record_still_refuses_in_one_line(tmp_path):
+    from genframe.rundir import HOLDER_NAME, RunDirLock
+
+    holder = RunDirLock(tmp_path)
+    holder.acquire()
+    try:
+        (tmp_path / HOLDER_NAME).write_text("[1, 2]")
+        with pytest.raises(genframe.errors.RunError, match="is in use by another genframe process"):
+            RunDirLock(tmp_path).acquire()
+    finally:
+        holder.release()
+    RunDirLock(tmp_path).acquire()  # released: free again
