@@ -232,6 +232,12 @@ class Logger:
     def __init__(self, run: Any) -> None:
         self.run = run
 
+    @classmethod
+    def check(cls, config: Any) -> None:
+        """Raise a one-line ``GenframeError`` if this logger cannot work with ``config`` (its package is not
+        installed, a setting is unusable); called before any work starts, so a run never fails later
+        for it. Default: nothing to check."""
+
 
 def __getattr__(name: str) -> Any:
     if name == "Model":  # a torch.nn.Module subclass: defined when first asked for, not on import

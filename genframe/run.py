@@ -95,8 +95,10 @@ class TrainingRun:
     def _prepare(self, run_dir: str | Path | None) -> None:
         """Check the config against the data and the machine, then take the run directory."""
         # before the run directory and any allocation: a config that cannot run says so in one line
-        for logger in self.config.logging.loggers:
-            self.host.entry("logger", logger)  # an unknown name is an error now, not after the first checkpoint
+        for logger in self.config.logging.loggers:  # an unknown or unusable one is an error now, not after step 0
+            check = getattr(self.host.entry("logger", logger).obj, "check", None)  # Logger.check, if it has one
+            if check is not None:
+                check(self.config)
         self.datasets = tuple(build_dataset(self.host.registry, self.config.data, split) for split in ("train", "test"))
         shape = self.datasets[0].example_shape
         check_model_fits_data(self.recipe, self.config, shape, self.config.data.name)
