@@ -28,7 +28,7 @@ _EXPORTS = {
     "DataError": "genframe.errors", "DivergenceError": "genframe.errors", "GenframeError": "genframe.errors",
     "PluginError": "genframe.errors", "RunError": "genframe.errors", "RunInterrupted": "genframe.errors",
     "UnknownComponentError": "genframe.errors",
-    "evaluate": "genframe.evaluate",
+    "evaluate": "genframe.evaluate", "export_model": "genframe.export",
     "hookimpl": "genframe.hookspecs",
     "Dataset": "genframe.interfaces", "Logger": "genframe.interfaces", "Model": "genframe.interfaces",
     "Recipe": "genframe.interfaces", "SampleOutput": "genframe.interfaces", "Sampler": "genframe.interfaces",
@@ -78,6 +78,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from genframe.errors import (CallbackError, CheckpointError, ConfigError, DataError, DivergenceError,  # noqa: F401
                                  GenframeError, PluginError, RunError, RunInterrupted, UnknownComponentError)
     from genframe.evaluate import evaluate  # noqa: F401
+    from genframe.export import export_model  # noqa: F401
     from genframe.hookspecs import hookimpl  # noqa: F401
     from genframe.interfaces import Dataset, Logger, Model, Recipe, SampleOutput, Sampler, Trainer  # noqa: F401
     from genframe.plugins import get_host, load_plugins, reset_host  # noqa: F401

@@ -25,6 +25,7 @@ from genframe.config import RecipeConfig, build_config
 from genframe.context import RunContext
 from genframe.errors import CheckpointError, RunError
 from genframe.interfaces import SampleOutput, Sampler
+from genframe.pluginfaults import one_line
 from genframe.plugins import get_host
 from genframe.recipes import get_recipe, recipe_config  # noqa: F401  (part of this API)
 from genframe.runsetup import resolve_device, seeded_generator
@@ -46,6 +47,7 @@ class LoadedModel:
     step: int
     epoch: int = 0
     extra: dict[str, Any] = field(default_factory=dict)  # what loggers saved in the run (e.g. a W&B id)
+    exported: bool = False  # loaded from a `genframe export` folder, not from a run
 
     def sample(self, n: int = 64, steps: int | None = None, keep_every: int | None = None, seed: int = 0) -> SampleOutput:
         """``n`` fresh samples with the recipe's generation settings (``steps`` overrides them)."""
@@ -60,6 +62,10 @@ def load(path: str | Path, device: str = "auto") -> LoadedModel:
     The model is the one the run samples with: when a callback supplied other weights (averaged
     ones, a mixture of snapshots), the run's callbacks are built again from its config to hold them.
     """
+    from genframe.export import is_export
+
+    if is_export(path):
+        return _load_export(Path(path), device)
     checkpoint = resolve_checkpoint(path)
     state = load_checkpoint(checkpoint)
     recipe = get_recipe(state["recipe"])
@@ -79,6 +85,32 @@ def load(path: str | Path, device: str = "auto") -> LoadedModel:
     model.to(torch_device).eval()
     return LoadedModel(state["recipe"], config, model, recipe.build_sampler(config), torch_device,
                        checkpoint, state["loop"]["step"], state["loop"]["epoch"], dict(state.get("extra", {})))
+
+
+def _load_export(folder: Path, device: str) -> LoadedModel:
+    """A folder written by ``genframe export``: safetensors weights, JSON config and record, no pickle."""
+    from genframe.export import WEIGHTS_NAME, read_export
+
+    record, data, weights = read_export(folder)
+    recipe = get_recipe(record["recipe"])
+    config = build_config(recipe.config_class, data=data)
+    torch_device = resolve_device(device)
+    model = recipe.build_model(config)
+    if record["weights"] == "sampling_model":  # a callback's weights: its own module holds them, as in load()
+        run = RunContext(folder, record["recipe"], config, torch_device, 1, record["step"], model=model,
+                         recipe=recipe, registry=get_host().registry)
+        model = CallbackList(chosen_callbacks(config, get_host().registry), run).sampling_model()
+        if model is None:
+            raise CheckpointError(f"{folder} holds sampling weights but none of its config's callbacks supplies a "
+                                  "sampling model; is the plugin that registered it installed?")
+    try:
+        model.load_state_dict(weights)
+    except RuntimeError as exc:
+        raise CheckpointError(f"{folder}/{WEIGHTS_NAME} does not fit the {record['recipe']} model of its config.json "
+                              f"({one_line(exc)[:200]})") from None
+    model.to(torch_device).eval()
+    return LoadedModel(record["recipe"], config, model, recipe.build_sampler(config), torch_device,
+                       folder / WEIGHTS_NAME, record["step"], record.get("epoch", 0), exported=True)
 
 
 def sample_to_files(

@@ -159,6 +159,22 @@ def eval_command(path: str, n: int, steps: int | None, seed: int, device: str, a
 
 
 @cli.command()
+@click.argument("path", type=click.Path())
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="New folder to write.")
+@click.option("--grid-n", default=64, show_default=True, type=click.IntRange(min=1),
+              help="Samples in the folder's samples.png.")
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--device", default="auto", show_default=True, help="cpu, cuda, cuda:N or auto.")
+def export(path: str, out: str, grid_n: int, seed: int, device: str) -> None:
+    """Write a trained run or checkpoint PATH as a folder to share: model.safetensors, config.json,
+    export.json, eval.json if any, samples.png and a README.md model card (docs/export.md)."""
+    from genframe.export import export_model
+
+    folder = export_model(path, out, grid_n=grid_n, seed=seed, device=device)
+    click.echo(f"wrote {folder}: {', '.join(sorted(p.name for p in folder.iterdir()))}")
+
+
+@cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output (failures with their tracebacks).")
 @click.option("--traceback", "show_traceback", is_flag=True, help="The whole traceback of each plugin that failed.")
 def plugins(as_json: bool, show_traceback: bool) -> None:

@@ -129,7 +129,7 @@ def evaluate(path: str | Path, n: int = 1000, steps: int | None = None, seed: in
         report["anchors"] = anchors
     run_dir = run_dir_of(loaded.checkpoint)
     atomic_write_text(run_dir / EVAL_NAME, json.dumps(report, indent=2) + "\n")
-    if log:
+    if log and not loaded.exported:  # an exported folder is no run: it has no loggers to tell
         _send_to_loggers(run_dir, loaded, report)
     return report
 
