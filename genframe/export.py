@@ -18,14 +18,16 @@ it as it is.
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from genframe.atomic import atomic_write, atomic_write_text
+from genframe.atomic import current_umask
 from genframe.checkpoint import load_checkpoint, resolve_checkpoint, run_dir_of
 from genframe.errors import CheckpointError, RunError
 
@@ -76,31 +78,40 @@ def export_model(path: str | Path, out: str | Path, grid_n: int = 64, seed: int 
         "train_minutes": round(loop.get("train_seconds", 0.0) / 60, 2), "exported": time.strftime("%Y-%m-%d %H:%M:%S"),
         "source": str(checkpoint),
     }
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write(out / WEIGHTS_NAME, lambda handle: handle.write(_safetensors_bytes(save_file, weights, record)))
-    atomic_write_text(out / "config.json", json.dumps(state["config"], indent=2, sort_keys=True) + "\n")
-    atomic_write_text(out / EXPORT_NAME, json.dumps(record, indent=2) + "\n")
-    evaluation = run_dir_of(checkpoint) / "eval.json"
-    if evaluation.is_file():
-        shutil.copyfile(evaluation, out / "eval.json")
-    recipe = get_recipe(state["recipe"])
-    recipe.draw_samples(loaded.sample(grid_n, seed=seed).images.cpu(), out / "samples.png")
-    atomic_write_text(out / "README.md", model_card(record, state["config"], out))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    # built in a hidden folder beside it, renamed into place when whole: an interrupted export leaves no half folder
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        (staging / WEIGHTS_NAME).write_bytes(_safetensors_bytes(save_file, weights, record))
+        (staging / "config.json").write_text(json.dumps(state["config"], indent=2, sort_keys=True) + "\n")
+        (staging / EXPORT_NAME).write_text(json.dumps(record, indent=2) + "\n")
+        evaluation = run_dir_of(checkpoint) / "eval.json"
+        if evaluation.is_file():
+            shutil.copyfile(evaluation, staging / "eval.json")
+        get_recipe(state["recipe"]).draw_samples(loaded.sample(grid_n, seed=seed).images.cpu(), staging / "samples.png")
+        (staging / "README.md").write_text(model_card(record, state["config"], staging, name=out.name))
+        os.chmod(staging, 0o777 & ~current_umask())  # mkdtemp makes it private; give the folder the usual permissions
+        if out.exists():
+            out.rmdir()  # empty (checked above)
+        os.replace(staging, out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
     return out
 
 
 def _safetensors_bytes(save_file, weights: dict[str, torch.Tensor], record: dict[str, Any]) -> bytes:
-    """The safetensors file as bytes (its writer takes a file name; the atomic write wants the bytes)."""
-    import tempfile
-
+    """The safetensors file as bytes (its writer takes a file name)."""
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / WEIGHTS_NAME
         save_file(weights, str(path), metadata={"genframe_recipe": record["recipe"], "genframe_weights": record["weights"]})
         return path.read_bytes()
 
 
-def model_card(record: dict[str, Any], config: dict[str, Any], folder: Path) -> str:
-    """README.md for the folder: what the model is, how it was trained, how good it is, how to use it."""
+def model_card(record: dict[str, Any], config: dict[str, Any], folder: Path, name: str | None = None) -> str:
+    """README.md for the folder: what the model is, how it was trained, how good it is, how to use it
+    (``name``: the folder's final name, when ``folder`` is where it is being built)."""
+    name = name or folder.name
     which = "a callback's averaged or mixed weights" if record["weights"] == "sampling_model" else "the trained network"
     lines = [
         "---", "library_name: genframe", f"tags: [genframe, {record['recipe']}, generative]", "---", "",
@@ -123,8 +134,8 @@ def model_card(record: dict[str, Any], config: dict[str, Any], folder: Path) -> 
             lines.append(f"| {anchor} | " + " | ".join(f"{values[n]:.3f}" if n in values else "-" for n in names) + " |")
         lines.append("")
     lines += ["## Use it", "", "```bash", f"pip install genframe genframe-{record['plugin']}",
-              f"genframe sample {folder.name} --n 64 --out samples.png", f"genframe eval {folder.name} --n 1000", "```",
-              "", "```python", "import genframe", "", f"model = genframe.load({folder.name!r})",
+              f"genframe sample {name} --n 64 --out samples.png", f"genframe eval {name} --n 1000", "```",
+              "", "```python", "import genframe", "", f"model = genframe.load({name!r})",
               "images = model.sample(16).images", "```", "",
               "Loading reads `model.safetensors`, `config.json` and `export.json`; nothing is unpickled.", ""]
     return "\n".join(lines)

@@ -94,3 +94,15 @@ def test_bad_exports_are_one_line(runs, tmp_path):
     errors = [line for line in result.output.splitlines() if line.startswith("Error: ")]
     assert result.exit_code == 2 and len(errors) == 1 and "is not a whole genframe export" in errors[0]
     assert "Traceback" not in result.output
+
+
+def test_an_interrupted_export_leaves_no_folder(runs, tmp_path, monkeypatch):
+    from genframe.interfaces import Recipe
+
+    def interrupted(self, samples, path):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Recipe, "draw_samples", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        genframe.export_model(runs / "plain", tmp_path / "model", grid_n=4, device="cpu")
+    assert list(tmp_path.iterdir()) == []  # neither the folder nor its hidden staging copy
