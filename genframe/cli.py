@@ -62,19 +62,27 @@ def cli() -> None:
 
 @cli.command()
 @click.argument("recipe")
+@click.argument("settings", nargs=-1, metavar="[SECTION.KEY=VALUE]...")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), help="TOML, YAML or JSON config file.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a setting, e.g. trainer.epochs=3.")
 @click.option("--run-dir", type=click.Path(file_okay=False), help="Where to write the run (default runs/RECIPE-TIME).")
 @click.option("--resume", type=click.Path(), help="Continue the run in this directory (or from this checkpoint).")
 @click.option("--quiet", is_flag=True, help="No console progress (other loggers still log).")
-def run(recipe: str, config_path: str | None, overrides: tuple[str, ...], run_dir: str | None, resume: str | None,
-        quiet: bool) -> None:
-    """Train RECIPE (e.g. ebm); without --config, the recipe's defaults."""
+def run(recipe: str, settings: tuple[str, ...], config_path: str | None, overrides: tuple[str, ...],
+        run_dir: str | None, resume: str | None, quiet: bool) -> None:
+    """Train RECIPE (e.g. ebm); without --config, the recipe's defaults.
+
+    Bare SECTION.KEY=VALUE words after RECIPE are overrides like --set (after them), as a W&B sweep
+    agent passes them with ${args_no_hyphens}."""
     from genframe.run import train
 
     if resume and run_dir:
         raise click.UsageError("--resume continues the run in its own directory; leave out --run-dir")
-    result = train(recipe, config_path, overrides, run_dir=run_dir, resume=resume, quiet=quiet)
+    stray = [word for word in settings if "=" not in word]
+    if stray:
+        raise click.UsageError(f"unexpected argument {stray[0]!r}: after RECIPE give settings as section.key=value "
+                               "(or options such as --run-dir)")
+    result = train(recipe, config_path, (*overrides, *settings), run_dir=run_dir, resume=resume, quiet=quiet)
     if result.rank == 0:  # under torchrun, one summary
         click.echo(f"run {result.status}: {result.run_dir} (step {result.step}, checkpoint {result.checkpoint})")
         if result.stopped:

@@ -166,3 +166,19 @@ def test_max_minutes_ends_the_run_completed_and_resumable(data_dir, tmp_path):
     assert len(again.output.strip().splitlines()) == 1
     resumed = genframe.train("ebm", overrides=["trainer.max_minutes=60"], resume=run)
     assert resumed.status == "completed" and resumed.step == 40 and resumed.stopped is None
+
+
+def test_bare_settings_after_the_recipe_are_overrides_as_a_wandb_sweep_agent_passes_them(data_dir, tmp_path):
+    from click.testing import CliRunner
+
+    from genframe.checkpoint import load_checkpoint
+    from genframe.cli import cli
+
+    tiny = [s for s in TINY if not s.startswith("trainer.max_steps")]
+    result = CliRunner().invoke(cli, ["run", "ebm", *tiny, "trainer.max_steps=2", "trainer.lr=0.0003", "seed=7",
+                                      "--run-dir", str(tmp_path / "run"), "--quiet"])
+    assert result.exit_code == 0, result.output
+    config = load_checkpoint(tmp_path / "run")["config"]
+    assert config["trainer"]["lr"] == 0.0003 and config["seed"] == 7 and config["trainer"]["max_steps"] == 2
+    stray = CliRunner().invoke(cli, ["run", "ebm", "trainer.lr=0.1", "oops", "--run-dir", str(tmp_path / "x")])
+    assert stray.exit_code == 2 and "unexpected argument 'oops'" in stray.output and not (tmp_path / "x").exists()
