@@ -15,6 +15,8 @@ def genframe_register(registry) -> None:
     registry.add("logger", "console", "genframe.loggers.console:ConsoleLogger")
     registry.add("logger", "jsonl", "genframe.loggers.jsonl:JsonlLogger")
     registry.add("logger", "wandb", "genframe.loggers.wandb_logger:WandbLogger")
+    registry.add("logger", "mlflow", "genframe.loggers.mlflow_logger:MlflowLogger")
+    registry.add("logger", "tensorboard", "genframe.loggers.tensorboard_logger:TensorBoardLogger")
     registry.add("callback", "divergence_guard", "genframe.policies.guard:DivergenceGuard")
     registry.add("callback", "evaluation", "genframe.policies.evaluation:Evaluation")
     registry.add("callback", "keep_best", "genframe.policies.keep_best:KeepBest")

@@ -75,6 +75,22 @@ class WandbConfig(Section):
     init_timeout: PositiveFloat = Field(60.0, description="Seconds to wait for W&B to start before going offline.")
 
 
+class TensorBoardConfig(Section):
+    log_dir: str | None = Field(
+        None, description="Folder for TensorBoard's event files (default: RUN_DIR/tensorboard); a resume appends there."
+    )
+
+
+class MlflowConfig(Section):
+    tracking_uri: str | None = Field(
+        None, description="MLflow tracking store (default: $MLFLOW_TRACKING_URI if set, else "
+                          "sqlite:///RUN_DIR/mlflow.db with artifacts in RUN_DIR/mlartifacts)."
+    )
+    experiment: str = Field("genframe", description="MLflow experiment, created if missing.")
+    run_name: str | None = Field(None, description="Run name shown in MLflow (default: the run directory's name).")
+    log_checkpoint: bool = Field(True, description="Log the final checkpoint as an artifact at the end of the run.")
+
+
 class LoggingConfig(Section):
     loggers: list[str] = Field(
         ["console", "jsonl"], description="Registered logger names, e.g. console, jsonl, wandb."
@@ -89,6 +105,8 @@ class LoggingConfig(Section):
     )
     chain_n: int = Field(16, ge=0, description="Chains in the final sampling GIF (0: no GIF).")
     wandb: WandbConfig = WandbConfig()
+    mlflow: MlflowConfig = MlflowConfig()
+    tensorboard: TensorBoardConfig = TensorBoardConfig()
 
 
 class CallbacksConfig(Section):
