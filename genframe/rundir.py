@@ -35,8 +35,8 @@ STATUS_NAME = "status.json"
 STATUSES = ("running", "completed", "finished early", "interrupted", "failed")
 # What a run writes before its first checkpoint: a directory holding only these is a dead end
 # (killed or failed before step 0 was saved) and may be started afresh.
-RUN_FILES = ("config.json", "metrics.jsonl", STATUS_NAME, "eval.json")
-RUN_FOLDERS = ("samples", CHECKPOINT_DIR, "wandb")
+RUN_FILES = ("config.json", "metrics.jsonl", STATUS_NAME, "eval.json", "mlflow.db")
+RUN_FOLDERS = ("samples", CHECKPOINT_DIR, "wandb", "tensorboard", "mlartifacts")  # the built-in loggers' too
 
 
 PROCESS_STARTED = time.strftime("%Y-%m-%d %H:%M:%S")  # when this command started (this module loads at start-up)
