@@ -12,6 +12,7 @@ import textwrap
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import click
 
@@ -164,6 +165,32 @@ def eval_command(path: str, n: int, steps: int | None, seed: int, device: str, a
 
     report = evaluate(path, n=n, steps=steps, seed=seed, device=device)
     click.echo(json.dumps(report, indent=2) if as_json else format_report(report))
+
+
+@cli.command()
+@click.argument("recipe")
+@click.option("--grid", "grid", multiple=True, required=True, metavar="KEY=V1,V2",
+              help="Values of one setting (repeatable; a JSON list for values that are lists: 'key=[[1,2],[3,4]]').")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), help="TOML, YAML or JSON config file.")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="A setting for every point.")
+@click.option("--runs-dir", required=True, type=click.Path(file_okay=False), help="One run directory per point in here.")
+@click.option("--parallel", default=1, show_default=True, type=click.IntRange(min=1),
+              help="Points run at once (the machine's threads are split between them).")
+@click.option("--metric", help="The metric of the overlay plot [default: eval/fd if measured, else loss].")
+def sweep(recipe: str, grid: tuple[str, ...], config_path: str | None, overrides: tuple[str, ...], runs_dir: str,
+          parallel: int, metric: str | None) -> None:
+    """Run RECIPE at every point of a grid of settings; again, to finish what was interrupted.
+
+    Writes RUNS_DIR/summary.csv, summary.md and summary.png (docs/sweeps.md)."""
+    from genframe.recipes import recipe_config
+    from genframe.sweep import parse_grid, plan, run_sweep
+
+    points = parse_grid(list(grid))
+    for point in plan(points, Path(runs_dir)):  # every point's config is valid before any runs
+        recipe_config(recipe, config_path, [*overrides, *point.overrides])
+    run_sweep(recipe, points, runs_dir, config_path, overrides, parallel, metric,
+              say=lambda line: click.echo(line, err=True))
+    click.echo((Path(runs_dir) / "summary.md").read_text(encoding="utf-8"), nl=False)
 
 
 @cli.command()

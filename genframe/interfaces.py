@@ -203,6 +203,11 @@ class Recipe(ABC):
         knows what one costs. Default: nothing beyond the model."""
         return {}
 
+    def metric_goals(self) -> dict[str, str]:
+        """Which way is better for this recipe's own metrics, ``{"name": "min" | "max"}`` (e.g. a loss it logs);
+        sweep summaries report the best value of these. The core's evaluation metrics are declared already."""
+        return {}
+
     def quality_metric(self, config: RecipeConfig, registry: Any) -> Callable[[torch.Tensor], dict[str, float]] | None:
         """This recipe's own measure of sample quality: a callable taking (N, ...) samples and returning
         named numbers, used by ``genframe eval`` and the evaluations during training (``config``: the

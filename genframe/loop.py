@@ -136,6 +136,7 @@ class TrainingLoop(Rewinding):
         """``RUN/status.json`` (rank 0): what the run is doing or how it ended, and which end-of-run work is done."""
         if self.world.is_main:
             fields = {"step": self.ctx.step, "total_steps": self.ctx.total_steps,
+                      "train_minutes": round(self.loop["train_seconds"] / 60, 3),
                       "end_of_run_done": list(self.run_spec.end_of_run_done)}
             if self.in_end_of_run:  # a --resume makes what is missing, and nothing else
                 fields["phase"] = "end of run"

@@ -1,0 +1,205 @@
+"""A grid of settings, run point by point: ``genframe sweep RECIPE --grid key=a,b --grid seed=0,1,2``.
+
+Every point of the grid (the product of the ``--grid`` values, in the order given) is one run, in a
+directory of ``--runs-dir`` named by its settings (``trainer.lr=0.0001__seed=0``). Each point runs as
+its own ``genframe run`` process, so one that fails or is killed leaves the others alone, and with
+``--parallel N`` N points run at once with the machine's threads split between them. Run the same
+sweep again and it skips the points whose ``status.json`` says they are done and resumes the ones
+that were interrupted. At the end it writes ``summary.csv`` and ``summary.md`` (each point's
+settings, status, steps, minutes, and each metric's final and best value, best meaning lower or
+higher as the metric declares) and one overlay plot of a chosen metric.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import itertools
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from genframe.atomic import atomic_write_text
+from genframe.errors import ConfigError
+from genframe.pluginfaults import one_line
+
+DONE = ("completed", "finished early")
+# Which way is better, for the metrics the core measures; a recipe declares its own (Recipe.metric_goals).
+CORE_GOALS = {"eval/fd": "min", "eval/confidence": "max", "eval/confident": "max", "eval/coverage": "max",
+              "loss": "min"}
+
+
+@dataclass
+class Point:
+    settings: dict[str, str]  # key -> the value as written on the command line
+    run_dir: Path
+    status: str = "pending"
+    returncode: int | None = None
+    summary: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def overrides(self) -> list[str]:
+        return [f"{key}={value}" for key, value in self.settings.items()]
+
+
+def parse_grid(items: list[str]) -> dict[str, list[str]]:
+    """``key=a,b,c`` (or ``key=[v1, v2]``, a JSON list whose items may be lists) into key -> values."""
+    grid: dict[str, list[str]] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep or not key or not text:
+            raise ConfigError(f"--grid {item!r} must look like section.key=value1,value2 (or key=[json, list])")
+        if key in grid:
+            raise ConfigError(f"--grid names {key} twice; give all its values in one --grid")
+        if text.lstrip().startswith("["):
+            try:
+                values = json.loads(text)
+            except json.JSONDecodeError as exc:
+                raise ConfigError(f"--grid {item!r}: not a JSON list ({exc.msg})") from None
+            if not isinstance(values, list) or not values:
+                raise ConfigError(f"--grid {item!r}: give a non-empty list of values")
+            grid[key] = [json.dumps(v, separators=(",", ":")) if not isinstance(v, str) else v for v in values]
+        else:
+            grid[key] = [v.strip() for v in text.split(",")]
+            if "" in grid[key]:
+                raise ConfigError(f"--grid {item!r}: an empty value; separate values with single commas")
+    return grid
+
+
+def point_name(settings: dict[str, str]) -> str:
+    """A directory name that says the point's settings (safe on every file system genframe runs on)."""
+    name = "__".join(f"{key}={value}" for key, value in settings.items())
+    return "".join(c if c.isalnum() or c in "._=,-[]" else "-" for c in name)
+
+
+def plan(grid: dict[str, list[str]], runs_dir: Path) -> list[Point]:
+    points = []
+    for values in itertools.product(*grid.values()):
+        settings = dict(zip(grid, values))
+        points.append(Point(settings, runs_dir / point_name(settings)))
+    return points
+
+
+def _command(recipe: str, config: str | None, overrides: list[str], point: Point) -> list[str]:
+    from genframe.rundir import holds_checkpoint
+
+    command = [sys.executable, "-m", "genframe", "run", recipe, "--quiet"]
+    if holds_checkpoint(point.run_dir):  # interrupted, failed or killed: go on from its last checkpoint
+        return [*command, "--resume", str(point.run_dir), *(a for o in [*overrides, *point.overrides] for a in ("--set", o))]
+    if config:
+        command += ["--config", config]
+    sets = [*overrides, *point.overrides]
+    return [*command, *(a for o in sets for a in ("--set", o)), "--run-dir", str(point.run_dir)]
+
+
+def run_sweep(recipe: str, grid: dict[str, list[str]], runs_dir: str | Path, config: str | None = None,
+              overrides: tuple[str, ...] = (), parallel: int = 1, metric: str | None = None,
+              say: Callable[[str], None] = print) -> list[Point]:
+    """Run every point not yet done, ``parallel`` at a time; write the summary and the overlay plot."""
+    from genframe.rundir import read_status
+
+    runs_dir = Path(runs_dir)
+    runs_dir.mkdir(parents=True, exist_ok=True)
+    points = plan(grid, runs_dir)
+    threads = max(1, (os.cpu_count() or 1) // parallel)
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}  # each point its share of the machine
+
+    def run_point(point: Point) -> None:
+        status = (read_status(point.run_dir) or {}).get("status")
+        if status in DONE:
+            point.status = f"{status} (skipped)"
+            return
+        say(f"sweep: {point.run_dir.name}: {'resuming' if status else 'starting'}")
+        log = point.run_dir.parent / f".{point.run_dir.name}.log"
+        with open(log, "w", encoding="utf-8") as output:
+            process = subprocess.run(_command(recipe, config, list(overrides), point), env=env, stdout=output,
+                                     stderr=subprocess.STDOUT, check=False)
+        point.returncode = process.returncode
+        point.status = (read_status(point.run_dir) or {}).get("status", "failed")
+        errors = [line for line in log.read_text(encoding="utf-8").splitlines() if line.startswith("Error: ")]
+        say(f"sweep: {point.run_dir.name}: {point.status}" + (f" ({errors[-1][7:]})" if errors else ""))
+
+    with ThreadPoolExecutor(max_workers=parallel) as pool:
+        list(pool.map(run_point, points))
+    goals = {**CORE_GOALS, **_recipe_goals(recipe)}
+    for point in points:
+        point.summary = summarise(point.run_dir, goals)
+    write_summary(points, runs_dir, goals)
+    _overlay(points, runs_dir, metric)
+    return points
+
+
+def _recipe_goals(recipe: str) -> dict[str, str]:
+    from genframe.recipes import get_recipe
+
+    return dict(getattr(get_recipe(recipe), "metric_goals", lambda: {})())
+
+
+def summarise(run_dir: Path, goals: dict[str, str]) -> dict[str, Any]:
+    """A point's steps, minutes and each metric's final value and (where its goal is known) best value."""
+    from genframe.plot import read_metrics
+    from genframe.rundir import read_status
+
+    try:
+        rows = read_metrics(run_dir)
+    except Exception:  # noqa: BLE001 - a point that never logged: nothing to summarise
+        return {}
+    values: dict[str, list[float]] = {}
+    for row in rows:
+        for key, value in row.items():
+            if key not in ("step", "epoch", "time") and isinstance(value, (int, float)):
+                values.setdefault(key, []).append(float(value))
+    summary: dict[str, Any] = {"step": max((row.get("step", 0) for row in rows), default=0)}
+    status = read_status(run_dir) or {}
+    summary["step"] = status.get("step", summary["step"])
+    if "train_minutes" in status:
+        summary["minutes"] = status["train_minutes"]
+    for key, series in sorted(values.items()):
+        summary[f"{key} final"] = series[-1]
+        if key in goals:
+            summary[f"{key} best"] = min(series) if goals[key] == "min" else max(series)
+    return summary
+
+
+def write_summary(points: list[Point], runs_dir: Path, goals: dict[str, str]) -> None:
+    keys = list(points[0].settings) if points else []
+    columns = sorted({column for point in points for column in point.summary if column not in ("step", "minutes")},
+                     key=lambda c: (not c.startswith("eval/"), c))
+    header = [*keys, "status", "step", "minutes", *columns]
+    rows = [[*p.settings.values(), p.status, p.summary.get("step", ""), _number(p.summary.get("minutes")),
+             *(_number(p.summary.get(c)) for c in columns)] for p in points]
+    buffer = io.StringIO()
+    csv.writer(buffer).writerows([header, *rows])
+    atomic_write_text(runs_dir / "summary.csv", buffer.getvalue())
+    # the table people read: the metrics with a declared goal (final and best); the CSV keeps every one
+    shown = [i for i, name in enumerate(header) if i < len(keys) + 3 or name.rsplit(" ", 1)[0] in goals]
+    lines = ["| " + " | ".join(header[i] for i in shown) + " |", "|" + "---|" * len(shown)]
+    lines += ["| " + " | ".join(str(row[i]) for i in shown) + " |" for row in rows]
+    best = ", ".join(f"{key}: {'lower' if goal == 'min' else 'higher'}" for key, goal in sorted(goals.items())
+                     if any(f"{key} best" in p.summary for p in points))
+    note = f"\nbest means, per metric: {best}\n" if best else "\n"
+    atomic_write_text(runs_dir / "summary.md", "\n".join(lines) + "\n" + note)
+
+
+def _number(value: Any) -> str:
+    return "" if value is None else f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def _overlay(points: list[Point], runs_dir: Path, metric: str | None) -> None:
+    """One plot of ``metric`` (default: eval/fd when measured, else loss) across the points that logged."""
+    logged = [p for p in points if p.summary]
+    if not logged:
+        return
+    metric = metric or ("eval/fd" if any("eval/fd final" in p.summary for p in logged) else "loss")
+    try:
+        from genframe.plot import plot_runs
+
+        plot_runs([p.run_dir for p in logged], runs_dir / "summary.png", [metric])
+    except Exception as exc:  # noqa: BLE001 - matplotlib missing or no such metric: the tables stand alone
+        print(f"warning: no overlay plot ({one_line(exc)[:160]})", file=sys.stderr)

@@ -1,0 +1,78 @@
+"""`genframe sweep`: every point of a grid as its own run, done points skipped and interrupted ones
+resumed when run again, a summary (CSV, markdown, overlay plot); real runs on real MNIST."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+from click.testing import CliRunner
+
+import genframe
+from genframe.cli import cli
+from genframe.errors import ConfigError
+from genframe.sweep import parse_grid, point_name
+
+from conftest import TINY
+
+SHARED = [a for s in [*TINY, "trainer.max_steps=4", "data.limit=256", "callbacks.evaluation.every_steps=4",
+                      "callbacks.evaluation.n=50"] for a in ("--set", s)]
+
+
+def test_grids_are_read_as_commas_or_json_lists_and_bad_ones_are_one_line():
+    assert parse_grid(["trainer.lr=1e-4,3e-4", "seed=0,1,2"]) == {"trainer.lr": ["1e-4", "3e-4"], "seed": ["0", "1", "2"]}
+    assert parse_grid(["model.channels=[[16,32,64,64],[32,64,64,64]]"]) == {
+        "model.channels": ["[16,32,64,64]", "[32,64,64,64]"]}
+    assert point_name({"trainer.lr": "1e-4", "model.channels": "[16,32]"}) == "trainer.lr=1e-4__model.channels=[16,32]"
+    for bad in (["seed"], ["seed=0,,1"], ["model.channels=[1,"], ["seed=[]"], ["seed=0", "seed=1"]):
+        with pytest.raises(ConfigError):
+            parse_grid(bad)
+
+
+def test_a_sweep_runs_every_point_summarises_them_and_skips_or_resumes_when_run_again(data_dir, tmp_path):
+    runs = tmp_path / "sweep"
+    args = ["sweep", "ebm", *SHARED, "--grid", "trainer.lr=0.001,0.0003", "--grid", "seed=0,1", "--runs-dir", str(runs),
+            "--parallel", "2"]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    points = sorted(p.name for p in runs.iterdir() if p.is_dir())
+    assert points == ["trainer.lr=0.0003__seed=0", "trainer.lr=0.0003__seed=1", "trainer.lr=0.001__seed=0",
+                      "trainer.lr=0.001__seed=1"]
+    for name in points:
+        config = json.loads((runs / name / "config.json").read_text())
+        lr, seed = (part.split("=")[1] for part in name.split("__"))
+        assert config["trainer"]["lr"] == float(lr) and config["seed"] == int(seed) and config["trainer"]["max_steps"] == 4
+    rows = list(csv.DictReader((runs / "summary.csv").open()))
+    assert len(rows) == 4 and {r["status"] for r in rows} == {"completed"} and {r["step"] for r in rows} == {"4"}
+    assert all(float(r["eval/fd best"]) <= float(r["eval/fd final"]) for r in rows)  # lower is better for fd
+    table = (runs / "summary.md").read_text()
+    assert "| trainer.lr | seed | status | step | minutes |" in table and "eval/fd: lower" in table
+    assert (runs / "summary.png").stat().st_size > 0
+    # again: done points are skipped (nothing rewritten); a point whose run was killed is resumed
+    stamps = {name: (runs / name / "checkpoints" / "last.pt").stat().st_mtime_ns for name in points}
+    killed = runs / points[0]
+    genframe.train("ebm", overrides=[*TINY, "trainer.max_steps=2", "data.limit=256", "trainer.lr=0.0003", "seed=0"],
+                   run_dir=tmp_path / "short", quiet=True)
+    for path in killed.iterdir():
+        if path.is_dir():
+            __import__("shutil").rmtree(path)
+        else:
+            path.unlink()
+    for path in (tmp_path / "short").iterdir():
+        path.rename(killed / path.name)
+    status = json.loads((killed / "status.json").read_text())
+    (killed / "status.json").write_text(json.dumps({**status, "status": "running", "pid": 2**22 + 11}))  # as a kill leaves it
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    rows = {(r["trainer.lr"], r["seed"]): r for r in csv.DictReader((runs / "summary.csv").open())}
+    assert rows[("0.0003", "0")]["status"] == "completed" and rows[("0.0003", "0")]["step"] == "4"  # resumed to the end
+    assert sum(r["status"] == "completed (skipped)" for r in rows.values()) == 3
+    assert all((runs / n / "checkpoints" / "last.pt").stat().st_mtime_ns == stamps[n] for n in points[1:])
+
+
+def test_a_point_with_a_bad_setting_stops_the_sweep_before_any_point_runs(tmp_path):
+    result = CliRunner().invoke(cli, ["sweep", "ebm", "--grid", "trainer.lr=0.001,-1", "--runs-dir", str(tmp_path / "s")])
+    errors = [line for line in result.output.splitlines() if line.startswith("Error: ")]
+    assert result.exit_code == 2 and len(errors) == 1 and "trainer.lr: Input should be greater than 0" in errors[0]
+    assert not (tmp_path / "s").exists()
