@@ -76,3 +76,9 @@ def test_a_point_with_a_bad_setting_stops_the_sweep_before_any_point_runs(tmp_pa
     errors = [line for line in result.output.splitlines() if line.startswith("Error: ")]
     assert result.exit_code == 2 and len(errors) == 1 and "trainer.lr: Input should be greater than 0" in errors[0]
     assert not (tmp_path / "s").exists()
+
+
+def test_a_json_list_value_reaches_the_point_config_as_a_list():
+    values = parse_grid(["model.channels=[[16,32,64,64],[32,64,64,64]]"])["model.channels"]
+    channels = [genframe.recipe_config("ebm", None, [f"model.channels={value}"]).model.channels for value in values]
+    assert channels == [[16, 32, 64, 64], [32, 64, 64, 64]]
