@@ -11,12 +11,14 @@ graph capture), in alternating rounds; figures are medians. TFLOP/s counts 3.42 
 each) with ``CDTrainer`` on the GPU, data and replay buffer on the device. Needs only torch and the ebm
 plugin's modules (no W&B); writes JSON (--out).
 
-NOT YET RUN: no GPU was available while this was written.
+"reproducible" is the same graphed sampler under genframe's reproducible_kernels (cuDNN's deterministic
+algorithms, as genframe trains and samples), so the price of bit-exact resumes on a GPU is on record too.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import statistics
 from functools import partial
@@ -24,6 +26,7 @@ from pathlib import Path
 
 import torch
 
+from genframe.reproducible import reproducible_kernels
 from genframe_ebm.energy import SwishEnergyNet
 from genframe_ebm.sampler import SGLDSampler
 
@@ -41,6 +44,11 @@ def plain_sgld(model, x, steps, generator):
     return x
 
 
+def reproducibly(run):
+    with reproducible_kernels():
+        return run()
+
+
 def timed(run) -> float:
     start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
     start.record()
@@ -54,12 +62,15 @@ def sgld_table(batch_sizes, steps, rounds) -> list[dict]:
     torch.manual_seed(0)
     model = SwishEnergyNet().cuda()
     graphed = SGLDSampler(impl="cudagraph", steps=steps)
+    graphed_reproducibly = SGLDSampler(impl="cudagraph", steps=steps)  # its own graphs, captured deterministic
     rows = []
     for batch in batch_sizes:
         init = torch.rand((batch, 1, 32, 32), device="cuda") * 2 - 1
         generator = torch.Generator(device="cuda").manual_seed(0)
         variants = {"plain": partial(plain_sgld, model, init, steps, generator),
-                    "genframe": partial(graphed.sample, model, init, generator=generator)}
+                    "genframe": partial(graphed.sample, model, init, generator=generator),
+                    "reproducible": partial(reproducibly, partial(graphed_reproducibly.sample, model, init,
+                                                                  generator=generator))}
         for run in variants.values():  # warm-up: cuDNN autotuning, graph capture
             run()
         seconds: dict[str, list[float]] = {name: [] for name in variants}
@@ -69,16 +80,19 @@ def sgld_table(batch_sizes, steps, rounds) -> list[dict]:
         rate = {name: batch * steps / statistics.median(s) for name, s in seconds.items()}
         row = {"batch": batch, "steps": steps, **{f"{k}_img_steps_per_s": round(v) for k, v in rate.items()},
                "ratio": round(statistics.median(p / g for p, g in zip(seconds["plain"], seconds["genframe"])), 2),
+               "reproducible_ratio": round(statistics.median(
+                   p / g for p, g in zip(seconds["plain"], seconds["reproducible"])), 2),
                "genframe_tflops": round(rate["genframe"] * FLOP_PER_IMAGE_STEP / 1e12, 2),
                "plain_tflops": round(rate["plain"] * FLOP_PER_IMAGE_STEP / 1e12, 2)}
         print(f"batch {batch:5d}: plain {row['plain_img_steps_per_s']:>12,} img-steps/s, genframe "
               f"{row['genframe_img_steps_per_s']:>12,} ({row['ratio']:.2f}x), {row['genframe_tflops']:.2f} TFLOP/s "
-              f"(plain {row['plain_tflops']:.2f})", flush=True)
+              f"(plain {row['plain_tflops']:.2f}); reproducible {row['reproducible_img_steps_per_s']:>12,} "
+              f"({row['reproducible_ratio']:.2f}x)", flush=True)
         rows.append(row)
     return rows
 
 
-def reference_epoch_seconds(steps_per_epoch: int = 468) -> float:
+def reference_epoch_seconds(steps_per_epoch: int = 468, reproducible: bool = False) -> float:
     from genframe_ebm.config import EBMConfig
     from genframe_ebm.trainer import CDTrainer
 
@@ -89,9 +103,14 @@ def reference_epoch_seconds(steps_per_epoch: int = 468) -> float:
     sampler = SGLDSampler.from_config(config.sampler, (1, 32, 32))
     trainer = CDTrainer(model, sampler, config, device, seed=0)
     data = torch.rand((steps_per_epoch * 128, 1, 32, 32), device=device) * 2 - 1  # cost does not depend on pixels
-    for i in range(3):
-        trainer.train_step(data[i * 128:(i + 1) * 128])  # warm-up and capture
-    return timed(lambda: [trainer.train_step(data[i * 128:(i + 1) * 128]) for i in range(steps_per_epoch)])
+    def epoch():
+        for i in range(steps_per_epoch):
+            trainer.train_step(data[i * 128:(i + 1) * 128])
+
+    with reproducible_kernels() if reproducible else contextlib.nullcontext():
+        for i in range(3):
+            trainer.train_step(data[i * 128:(i + 1) * 128])  # warm-up and capture
+        return timed(epoch)
 
 
 def main() -> None:
@@ -109,7 +128,9 @@ def main() -> None:
               "sgld": sgld_table(args.batch_sizes, args.steps, args.rounds)}
     if not args.no_epoch:
         result["reference_epoch_seconds"] = round(reference_epoch_seconds(), 2)
-        print(f"reference epoch (468 steps x 60 SGLD steps, batch 128): {result['reference_epoch_seconds']} s")
+        result["reference_epoch_seconds_reproducible"] = round(reference_epoch_seconds(reproducible=True), 2)
+        print(f"reference epoch (468 steps x 60 SGLD steps, batch 128): {result['reference_epoch_seconds']} s, "
+              f"reproducible {result['reference_epoch_seconds_reproducible']} s")
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {args.out}")
 

@@ -25,6 +25,7 @@ from genframe.config import RecipeConfig, build_config
 from genframe.context import RunContext
 from genframe.errors import CheckpointError, RunError
 from genframe.interfaces import SampleOutput, Sampler
+from genframe.reproducible import reproducible_kernels
 from genframe.pluginfaults import one_line
 from genframe.plugins import get_host
 from genframe.recipes import get_recipe, recipe_config  # noqa: F401  (part of this API)
@@ -52,8 +53,9 @@ class LoadedModel:
     def sample(self, n: int = 64, steps: int | None = None, keep_every: int | None = None, seed: int = 0) -> SampleOutput:
         """``n`` fresh samples with the recipe's generation settings (``steps`` overrides them)."""
         generator = seeded_generator(seed, 0, self.device)
-        return self.sampler.generate(self.model, n, steps=steps, keep_every=keep_every,
-                                     generator=generator, device=self.device)
+        with reproducible_kernels():  # one seed, one set of images, on a GPU too
+            return self.sampler.generate(self.model, n, steps=steps, keep_every=keep_every,
+                                         generator=generator, device=self.device)
 
 
 def load(path: str | Path, device: str = "auto") -> LoadedModel:

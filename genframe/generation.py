@@ -18,6 +18,7 @@ import numpy.lib.format as npy_format
 import torch
 
 from genframe.interfaces import SampleOutput, Sampler
+from genframe.reproducible import reproducible_kernels
 from genframe.runsetup import seeded_generator
 
 CPU_CHUNK = 500  # the native CPU sampler is already at its peak rate at a few hundred chains
@@ -53,8 +54,9 @@ def iter_chunks(
         size = min(chunk, n - made)
         generator = seeded_generator(seed, stream * 1_000_003 + index, device)
         try:
-            output = sampler.generate(model, size, steps=steps, generator=generator, device=device,
-                                      keep_every=keep_every if index == 0 else None)
+            with reproducible_kernels():  # one seed, one set of images, on a GPU too
+                output = sampler.generate(model, size, steps=steps, generator=generator, device=device,
+                                          keep_every=keep_every if index == 0 else None)
         except torch.cuda.OutOfMemoryError:
             if size == 1:
                 raise

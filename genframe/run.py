@@ -23,6 +23,7 @@ from genframe.heartbeat import Heartbeat
 from genframe.plugins import PluginHost, get_host
 from genframe.distributed import barrier, device_for, init_world, shutdown
 from genframe.preflight import check_batch, check_memory, check_model_fits_data
+from genframe.reproducible import reproducible_kernels
 from genframe.rundir import (RunDirLock, clean_leftovers, holds_checkpoint, read_status, remove_if_unused,
                              set_aside_damaged_last, start_afresh, write_status)
 from genframe.runsetup import build_dataset, new_run_dir, resolve_device, save_resolved_config
@@ -242,7 +243,8 @@ class TrainingRun:
 
     def run(self) -> RunResult:
         try:
-            result = TrainingLoop(self, self.build()).run()
+            with reproducible_kernels():  # a resumed GPU run matches a straight one
+                result = TrainingLoop(self, self.build()).run()
             # Leave together: a process that tears down gloo and exits while rank 0 is still writing
             # its last checkpoint now and then aborts at interpreter exit ("terminate called without
             # an active exception": 2 of 41 two-process launches here; 0 of 100 with this barrier;

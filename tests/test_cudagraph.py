@@ -9,6 +9,7 @@ import torch
 import genframe
 from genframe.checkpoint import load_checkpoint
 from genframe.errors import ConfigError
+from genframe.reproducible import reproducible_kernels
 from genframe_ebm.cudagraph import GraphedBlock, block_plan, sgld_block
 from genframe_ebm.energy import SwishEnergyNet
 from genframe_ebm.sampler import SGLDSampler, frozen
@@ -58,8 +59,9 @@ def test_graph_replay_gives_the_eager_chain_from_the_same_seed():
     assert (runs["cudagraph"][0] - runs["autograd"][0]).abs().max() <= 1e-4
     assert torch.equal(runs["cudagraph"][1], runs["autograd"][1])  # same draws: resume stays exact
     again = SGLDSampler(impl="cudagraph", steps=60)  # a second call replays the cached graph
-    first = again.sample(model, init, generator=torch.Generator(device="cuda").manual_seed(3)).images
-    second = again.sample(model, init, generator=torch.Generator(device="cuda").manual_seed(3)).images
+    with reproducible_kernels():  # as genframe samples: without it, atomics in cuDNN make replays differ
+        first = again.sample(model, init, generator=torch.Generator(device="cuda").manual_seed(3)).images
+        second = again.sample(model, init, generator=torch.Generator(device="cuda").manual_seed(3)).images
     assert torch.equal(first, second) and len(again.graphs.blocks) == 1
 
 
@@ -138,3 +140,27 @@ def test_out_of_memory_in_a_graph_is_raised_for_a_smaller_chunk_not_a_fallback(m
     with pytest.raises(torch.cuda.OutOfMemoryError):
         sampler.sample(SwishEnergyNet(), torch.zeros((2, 1, 32, 32)))
     assert sampler.graph_failure is None  # graphs stay on: generate_in_chunks retries smaller
+
+
+def test_reproducible_kernels_are_scoped_to_genframe_work():
+    cudnn = torch.backends.cudnn
+    saved = cudnn.deterministic, cudnn.benchmark
+    try:
+        cudnn.deterministic, cudnn.benchmark = False, True  # a caller's own choice
+        with reproducible_kernels():
+            assert cudnn.deterministic and not cudnn.benchmark
+        assert not cudnn.deterministic and cudnn.benchmark
+        with pytest.raises(RuntimeError), reproducible_kernels():
+            raise RuntimeError("a failure inside still restores the caller's choice")
+        assert not cudnn.deterministic and cudnn.benchmark
+    finally:
+        cudnn.deterministic, cudnn.benchmark = saved
+
+
+@needs_cuda
+def test_one_seed_gives_one_set_of_samples_on_the_gpu(tmp_path):
+    genframe.train("ebm", overrides=[*TINY, "trainer.device=cuda", "trainer.max_steps=2"], run_dir=tmp_path / "run",
+                   quiet=True)
+    loaded = genframe.load(tmp_path / "run", device="cuda")
+    first, second = loaded.sample(256, seed=5).images, loaded.sample(256, seed=5).images
+    assert torch.equal(first, second)
