@@ -21,6 +21,10 @@ def main() -> None:
 
         print(f"\n{INTERRUPTED}", file=sys.stderr)
         sys.exit(INTERRUPTED_EXIT)
+    finally:
+        from genframe.signals import exit_at_once_from_now
+
+        exit_at_once_from_now()  # a signal during the interpreter's teardown: one line, not a traceback
 
 
 if __name__ == "__main__":

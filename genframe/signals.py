@@ -13,6 +13,7 @@ import threading
 from types import FrameType
 
 HANDLED = (signal.SIGINT, signal.SIGTERM)
+_first_signal: int | None = None  # the stop signal this process received, if any (for the exit handler)
 
 
 class StopSignals:
@@ -40,7 +41,8 @@ class StopSignals:
             sys.stderr.write(f"\ngenframe: second {signal.Signals(signum).name}, exiting now\n")
             sys.stderr.flush()
             os._exit(128 + signum)
-        self.received = signum
+        global _first_signal
+        self.received = _first_signal = signum
         if self.immediate:
             self._interrupt(signum)
         sys.stderr.write(f"\ngenframe: {signal.Signals(signum).name} received, stopping after this step "
@@ -56,3 +58,24 @@ class StopSignals:
     def __exit__(self, *exc_info) -> None:
         for signum, handler in self._previous.items():
             signal.signal(signum, handler)
+
+
+def exit_at_once_from_now() -> None:
+    """The command is over and the interpreter is about to tear down: a signal from now on ends the process
+    at once with one line, not a ``KeyboardInterrupt`` traceback from whichever module is being unloaded
+    (a second Ctrl-C sent just after a stopped run has written its checkpoint lands there)."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+
+    def exit_now(signum: int, frame: FrameType | None) -> None:
+        again = "second " if _first_signal is not None else ""
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):
+                pass
+        os.write(2, f"\ngenframe: {again}{signal.Signals(signum).name}, exiting now\n".encode())
+        os._exit(128 + signum)
+
+    for signum in HANDLED:
+        signal.signal(signum, exit_now)
