@@ -49,6 +49,8 @@ class LoadedModel:
     epoch: int = 0
     extra: dict[str, Any] = field(default_factory=dict)  # what loggers saved in the run (e.g. a W&B id)
     exported: bool = False  # loaded from a `genframe export` folder, not from a run
+    # what made it: plugin, plugin_version, genframe_version, train_seconds, weights ("model" or "sampling_model")
+    provenance: dict[str, Any] = field(default_factory=dict)
 
     def sample(self, n: int = 64, steps: int | None = None, keep_every: int | None = None, seed: int = 0) -> SampleOutput:
         """``n`` fresh samples with the recipe's generation settings (``steps`` overrides them)."""
@@ -85,8 +87,13 @@ def load(path: str | Path, device: str = "auto") -> LoadedModel:
                                   "supplies a sampling model; is the plugin that registered it installed?")
         model.load_state_dict(state["sampling_model"])
     model.to(torch_device).eval()
+    provenance = {"plugin": state.get("plugin"), "plugin_version": state.get("plugin_version"),
+                  "genframe_version": state.get("genframe_version"),
+                  "train_seconds": state["loop"].get("train_seconds", 0.0),
+                  "weights": "sampling_model" if "sampling_model" in state else "model"}
     return LoadedModel(state["recipe"], config, model, recipe.build_sampler(config), torch_device,
-                       checkpoint, state["loop"]["step"], state["loop"]["epoch"], dict(state.get("extra", {})))
+                       checkpoint, state["loop"]["step"], state["loop"]["epoch"], dict(state.get("extra", {})),
+                       provenance=provenance)
 
 
 def _load_export(folder: Path, device: str) -> LoadedModel:
@@ -111,8 +118,10 @@ def _load_export(folder: Path, device: str) -> LoadedModel:
         raise CheckpointError(f"{folder}/{WEIGHTS_NAME} does not fit the {record['recipe']} model of its config.json "
                               f"({one_line(exc)[:200]})") from None
     model.to(torch_device).eval()
+    provenance = {key: record.get(key) for key in ("plugin", "plugin_version", "genframe_version", "weights")}
     return LoadedModel(record["recipe"], config, model, recipe.build_sampler(config), torch_device,
-                       folder / WEIGHTS_NAME, record["step"], record.get("epoch", 0), exported=True)
+                       folder / WEIGHTS_NAME, record["step"], record.get("epoch", 0), exported=True,
+                       provenance={**provenance, "train_seconds": 60 * (record.get("train_minutes") or 0.0)})
 
 
 def sample_to_files(

@@ -22,18 +22,22 @@ import os
 import shutil
 import tempfile
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from genframe.atomic import current_umask
-from genframe.checkpoint import load_checkpoint, resolve_checkpoint, run_dir_of
+from genframe.atomic import atomic_write_bytes, atomic_write_text, current_umask
+from genframe.checkpoint import resolve_checkpoint, run_dir_of
+from genframe.config import config_to_dict
 from genframe.errors import CheckpointError, RunError
+from genframe.pluginfaults import one_line
 
 WEIGHTS_NAME = "model.safetensors"
 EXPORT_NAME = "export.json"
 EXPORT_FORMAT = 1
+RECORD_KEYS = ("format", "recipe", "weights", "step")  # what loading needs; the rest is for the model card
 
 
 def is_export(path: str | Path) -> bool:
@@ -43,69 +47,108 @@ def is_export(path: str | Path) -> bool:
 
 def read_export(folder: Path) -> tuple[dict[str, Any], dict[str, Any], dict[str, torch.Tensor]]:
     """The export record, the config and the weights of an exported folder (safetensors: no unpickling)."""
+    from safetensors import SafetensorError
     from safetensors.torch import load_file
 
     try:
         record = json.loads((folder / EXPORT_NAME).read_text(encoding="utf-8"))
         config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
         weights = load_file(str(folder / WEIGHTS_NAME))
-    except (OSError, ValueError) as exc:  # a missing config, bad JSON, a damaged safetensors file
-        raise CheckpointError(f"{folder} is not a whole genframe export ({exc}); export the run again") from None
-    if not isinstance(record, dict) or record.get("format") != EXPORT_FORMAT or "recipe" not in record:
-        raise CheckpointError(f"{folder}/{EXPORT_NAME} is not a genframe export record (format {EXPORT_FORMAT})")
+    except (OSError, ValueError, SafetensorError) as exc:  # a missing config, bad JSON, damaged weights
+        raise CheckpointError(f"{folder} is not a whole genframe export ({one_line(exc)[:200]}); "
+                              "export the run again") from None
+    missing = [key for key in RECORD_KEYS if not isinstance(record, dict) or key not in record]
+    if missing or record.get("format") != EXPORT_FORMAT or not isinstance(config, dict):
+        what = f"lacks {', '.join(missing)}" if missing else f"is not format {EXPORT_FORMAT}"
+        raise CheckpointError(f"{folder}/{EXPORT_NAME} {what}: it is not a genframe export record; "
+                              "export the run again")
     return record, config, weights
 
 
 def export_model(path: str | Path, out: str | Path, grid_n: int = 64, seed: int = 0, device: str = "auto") -> Path:
     """Write the shareable folder ``out`` for the run or checkpoint ``path``; returns ``out``."""
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
     from genframe.api import get_recipe, load
 
     out = Path(out)
-    if out.exists() and any(out.iterdir()):
-        raise RunError(f"{out} already exists and is not empty; give a new folder with --out")
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise RunError(f"{out} already exists and is not an empty folder; give a new folder with --out")
     checkpoint = resolve_checkpoint(path)
-    state = load_checkpoint(checkpoint)
     loaded = load(checkpoint, device)  # the sampling model, rebuilt as genframe.load does
-    kind = "sampling_model" if "sampling_model" in state else "model"
     weights = {name: tensor.detach().cpu().contiguous() for name, tensor in loaded.model.state_dict().items()}
-    loop = state["loop"]
     record = {
-        "format": EXPORT_FORMAT, "recipe": state["recipe"], "plugin": state.get("plugin"),
-        "plugin_version": state.get("plugin_version"), "genframe_version": state.get("genframe_version"),
-        "weights": kind, "step": loop["step"], "epoch": loop.get("epoch", 0),
-        "train_minutes": round(loop.get("train_seconds", 0.0) / 60, 2), "exported": time.strftime("%Y-%m-%d %H:%M:%S"),
-        "source": str(checkpoint),
+        "format": EXPORT_FORMAT, "recipe": loaded.recipe_name, "plugin": loaded.provenance.get("plugin"),
+        "plugin_version": loaded.provenance.get("plugin_version"),
+        "genframe_version": loaded.provenance.get("genframe_version"), "weights": loaded.provenance["weights"],
+        "step": loaded.step, "epoch": loaded.epoch,
+        "train_minutes": round(loaded.provenance.get("train_seconds", 0.0) / 60, 2),
+        "exported": time.strftime("%Y-%m-%d %H:%M:%S"), "source": str(checkpoint),
     }
-    out.parent.mkdir(parents=True, exist_ok=True)
-    # built in a hidden folder beside it, renamed into place when whole: an interrupted export leaves no half folder
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    config = config_to_dict(loaded.config)  # as resolved and upgraded, so that it loads as it is
+    evaluation = matching_evaluation(checkpoint, loaded.step)
     try:
-        (staging / WEIGHTS_NAME).write_bytes(_safetensors_bytes(save_file, weights, record))
-        (staging / "config.json").write_text(json.dumps(state["config"], indent=2, sort_keys=True) + "\n")
-        (staging / EXPORT_NAME).write_text(json.dumps(record, indent=2) + "\n")
-        evaluation = run_dir_of(checkpoint) / "eval.json"
-        if evaluation.is_file():
-            shutil.copyfile(evaluation, staging / "eval.json")
-        get_recipe(state["recipe"]).draw_samples(loaded.sample(grid_n, seed=seed).images.cpu(), staging / "samples.png")
-        (staging / "README.md").write_text(model_card(record, state["config"], staging, name=out.name))
+        out.parent.mkdir(parents=True, exist_ok=True)
+        # built in a hidden folder beside it, renamed into place when whole: an interrupted export leaves no half folder
+        staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    except OSError as exc:
+        raise RunError(f"cannot write {out} ({exc.strerror or exc}); give a writable place with --out") from None
+    try:
+        metadata = {"genframe_recipe": record["recipe"], "genframe_weights": record["weights"]}
+        atomic_write_bytes(staging / WEIGHTS_NAME, save(weights, metadata=metadata))
+        atomic_write_text(staging / "config.json", json.dumps(config, indent=2, sort_keys=True) + "\n")
+        atomic_write_text(staging / EXPORT_NAME, json.dumps(record, indent=2) + "\n")
+        if evaluation is not None:
+            atomic_write_text(staging / "eval.json", json.dumps(evaluation, indent=2) + "\n")
+        get_recipe(record["recipe"]).draw_samples(loaded.sample(grid_n, seed=seed).images.cpu(), staging / "samples.png")
+        atomic_write_text(staging / "README.md", model_card(record, config, staging, name=out.name))
         os.chmod(staging, 0o777 & ~current_umask())  # mkdtemp makes it private; give the folder the usual permissions
+        fsync_folder(staging)
         if out.exists():
             out.rmdir()  # empty (checked above)
         os.replace(staging, out)
-    except BaseException:
+        fsync_folder(out.parent)
+    except BaseException as error:
         shutil.rmtree(staging, ignore_errors=True)
+        if isinstance(error, OSError):
+            raise RunError(f"cannot write {out} ({error.strerror or error}); nothing was left there") from None
         raise
     return out
 
 
-def _safetensors_bytes(save_file, weights: dict[str, torch.Tensor], record: dict[str, Any]) -> bytes:
-    """The safetensors file as bytes (its writer takes a file name)."""
-    with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / WEIGHTS_NAME
-        save_file(weights, str(path), metadata={"genframe_recipe": record["recipe"], "genframe_weights": record["weights"]})
-        return path.read_bytes()
+def matching_evaluation(checkpoint: Path, step: int) -> dict[str, Any] | None:
+    """The run's eval.json when it measured this very checkpoint at this step; else None (with a warning when
+    the report is of another checkpoint, so the card never quotes figures of other weights)."""
+    path = run_dir_of(checkpoint) / "eval.json"
+    try:
+        report = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        warnings.warn(f"genframe: {path} is unreadable ({exc}); the export carries no quality figures", UserWarning,
+                      stacklevel=3)
+        return None
+    measured = (report.get("step"), Path(str(report.get("checkpoint", ""))).name) if isinstance(report, dict) else None
+    if measured != (step, checkpoint.name) or "samples" not in report:
+        warnings.warn(f"genframe: {path} measured {measured[1] if measured else '?'} at step "
+                      f"{measured[0] if measured else '?'}, not {checkpoint.name} at step {step}; the export carries no "
+                      "quality figures (run `genframe eval` on the run, then export again)", UserWarning, stacklevel=3)
+        return None
+    return report
+
+
+def fsync_folder(folder: Path) -> None:
+    """Make a rename or new entries in ``folder`` durable (where the platform allows opening folders)."""
+    try:
+        handle = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(handle)
+    except OSError:
+        pass
+    finally:
+        os.close(handle)
 
 
 def model_card(record: dict[str, Any], config: dict[str, Any], folder: Path, name: str | None = None) -> str:

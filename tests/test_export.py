@@ -87,7 +87,7 @@ def test_bad_exports_are_one_line(runs, tmp_path):
     (tmp_path / "taken" / "x").write_text("mine")
     result = CliRunner().invoke(cli, ["export", str(runs / "plain"), "--out", str(tmp_path / "taken")])
     errors = [line for line in result.output.splitlines() if line.startswith("Error: ")]
-    assert result.exit_code == 2 and len(errors) == 1 and "already exists and is not empty" in errors[0]
+    assert result.exit_code == 2 and len(errors) == 1 and "already exists and is not an empty folder" in errors[0]
     folder = export_model(runs / "plain", tmp_path / "model", grid_n=4, device="cpu")
     (folder / "config.json").write_text("{not json")
     result = CliRunner().invoke(cli, ["sample", str(folder), "--out", str(tmp_path / "s.png")])
@@ -106,3 +106,49 @@ def test_an_interrupted_export_leaves_no_folder(runs, tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         genframe.export_model(runs / "plain", tmp_path / "model", grid_n=4, device="cpu")
     assert list(tmp_path.iterdir()) == []  # neither the folder nor its hidden staging copy
+
+
+def one_error_line(result) -> str:
+    errors = [line for line in result.output.splitlines() if line.startswith("Error: ")]
+    assert result.exit_code == 2 and len(errors) == 1 and "Traceback" not in result.output, result.output
+    return errors[0]
+
+
+def test_damaged_or_incomplete_exports_and_unwritable_places_are_one_line(runs, tmp_path):
+    from genframe.export import export_model
+
+    folder = export_model(runs / "plain", tmp_path / "model", grid_n=4, device="cpu")
+    weights = (folder / "model.safetensors").read_bytes()
+    (folder / "model.safetensors").write_bytes(weights[:100])  # cut short
+    line = one_error_line(CliRunner().invoke(cli, ["sample", str(folder), "--out", str(tmp_path / "s.png")]))
+    assert "is not a whole genframe export" in line and "export the run again" in line
+    (folder / "model.safetensors").write_bytes(weights)
+    record = json.loads((folder / "export.json").read_text())
+    del record["step"]
+    (folder / "export.json").write_text(json.dumps(record))
+    line = one_error_line(CliRunner().invoke(cli, ["eval", str(folder), "--n", "4"]))
+    assert "export.json lacks step" in line
+    (tmp_path / "file").write_text("not a folder")
+    line = one_error_line(CliRunner().invoke(cli, ["export", str(runs / "plain"), "--out", str(tmp_path / "file" / "m")]))
+    assert "cannot write" in line and "--out" in line
+
+
+def test_the_card_quotes_only_an_evaluation_of_the_exported_checkpoint(runs, tmp_path):
+    from genframe.export import export_model
+
+    (tmp_path / "run").mkdir()
+    # the run's eval.json measured step 2; a checkpoint of another step must not carry those figures
+    run = tmp_path / "run"
+    for name in ("config.json", "eval.json"):
+        (run / name).write_bytes((runs / "plain" / name).read_bytes())
+    (run / "checkpoints").mkdir()
+    from genframe.checkpoint import load_checkpoint, save_checkpoint
+
+    state = load_checkpoint(runs / "plain")
+    state["loop"]["step"] = 1
+    save_checkpoint(run / "checkpoints" / "last.pt", state)
+    with pytest.warns(UserWarning, match="measured last.pt at step 2, not last.pt at step 1"):
+        folder = export_model(run, tmp_path / "model", grid_n=4, device="cpu")
+    assert not (folder / "eval.json").exists() and "## Quality" not in (folder / "README.md").read_text()
+    matching = export_model(runs / "plain", tmp_path / "matching", grid_n=4, device="cpu")
+    assert json.loads((matching / "eval.json").read_text())["step"] == 2

@@ -180,3 +180,18 @@ def test_a_sqlite_store_without_sqlalchemy_is_one_error_line(tmp_path, monkeypat
     assert result.exit_code == 2 and len(result.output.strip().splitlines()) == 1
     assert "needs sqlalchemy and alembic: pip install 'genframe[mlflow]'" in result.output
     assert not (tmp_path / "run").exists()
+
+
+def test_an_evaluation_reports_into_the_run_without_reopening_it(data_dir, tmp_path):
+    run = tmp_path / "run"
+    train(run, *TINY, "trainer.max_steps=2", MLFLOW, f"logging.mlflow.tracking_uri={store(tmp_path)}")
+    run_id = run_id_of(run)
+    client = MlflowClient(store(tmp_path))
+    ended = client.get_run(run_id).info.end_time
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        genframe.evaluate(run, n=20, steps=2, device="cpu")
+    record = client.get_run(run_id)
+    assert record.info.status == "FINISHED" and record.info.end_time == ended  # the training's status stays
+    assert history(client, run_id, "eval/n") == [(2, 20.0)]
+    (checkpoint,) = client.list_artifacts(run_id, "checkpoint")  # logged once, by the training

@@ -27,6 +27,7 @@ from genframe.config import config_to_dict
 from genframe.errors import ConfigError
 from genframe.hookspecs import hookimpl
 from genframe.interfaces import Logger
+from genframe.pluginfaults import describe
 
 RUN_ID_KEY = "mlflow_run_id"
 MAX_PARAM_VALUE = 6000  # MLflow's limit on a param value's length
@@ -95,6 +96,7 @@ class MlflowLogger(Logger):
         self.run_id: str | None = None
         self.failed = False  # warned once already
         self.checkpoint: Path | None = None
+        self.created = False  # this process opened a new MLflow run (so it also ends it)
 
     @classmethod
     def check(cls, config: Any) -> None:
@@ -115,8 +117,7 @@ class MlflowLogger(Logger):
         """``what`` went wrong: one warning for the whole run, not one per step."""
         if not self.failed:
             self.failed = True
-            reason = " ".join(str(exc).split())[:300]
-            _warn(f"MLflow {what} ({type(exc).__name__}: {reason}); training continues")
+            _warn(f"MLflow {what} ({describe(exc)[:300]}); training continues")
 
     # --- start ----------------------------------------------------------------------------------------
     @hookimpl
@@ -148,7 +149,8 @@ class MlflowLogger(Logger):
             try:
                 found = client.get_run(previous)
                 existing = dict(found.data.params)
-                client.update_run(previous, status="RUNNING")
+                if run.purpose == "train":  # an evaluation reports into the run, it does not reopen it
+                    client.update_run(previous, status="RUNNING")
                 self.run_id = previous
             except Exception as exc:
                 _warn(f"could not reopen MLflow run {previous} in {uri} ({type(exc).__name__}); "
@@ -165,6 +167,7 @@ class MlflowLogger(Logger):
             tags = {"genframe.recipe": run.recipe_name, "genframe.run_dir": str(Path(run.run_dir).resolve())}
             created = client.create_run(experiment_id, run_name=settings.run_name or Path(run.run_dir).name, tags=tags)
             self.run_id = created.info.run_id
+            self.created = True
         self.client = client
         run.extra[RUN_ID_KEY] = self.run_id
         return existing
@@ -231,8 +234,11 @@ class MlflowLogger(Logger):
     def genframe_run_end(self, run, status) -> None:
         if self.client is None:
             return
+        if run.purpose != "train" and not self.created:  # an evaluation of a run: its status is the training's
+            self.client = None
+            return
         try:
-            if run.config.logging.mlflow.log_checkpoint and self.checkpoint is not None and self.checkpoint.is_file():
+            if run.purpose == "train" and run.config.logging.mlflow.log_checkpoint and self.checkpoint is not None and self.checkpoint.is_file():
                 self.client.log_artifact(self.run_id, str(self.checkpoint), "checkpoint")
         except Exception as exc:
             self._failure("could not log the checkpoint", exc)

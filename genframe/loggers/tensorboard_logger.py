@@ -26,6 +26,7 @@ from genframe.errors import ConfigError
 from genframe.hookspecs import hookimpl
 from genframe.images import grid_array
 from genframe.interfaces import Logger
+from genframe.pluginfaults import describe
 
 LOG_DIR = "tensorboard"
 MISSING = "logger 'tensorboard' needs the tensorboard package: pip install 'genframe[tensorboard]'"
@@ -81,7 +82,7 @@ class TensorBoardLogger(Logger):
     def _failed(self, what: str, exc: Exception) -> None:
         if not self.failed:  # one warning, not one per step
             self.failed = True
-            _warn(f"TensorBoard {what} failed ({type(exc).__name__}: {exc}); training continues")
+            _warn(f"TensorBoard {what} failed ({describe(exc)[:300]}); training continues")
 
     @hookimpl
     def genframe_run_start(self, run) -> None:
@@ -92,7 +93,7 @@ class TensorBoardLogger(Logger):
         try:
             self._open(run, purge)
         except Exception as exc:  # not importable, log_dir not writable, ...
-            _warn(f"TensorBoard failed to start ({type(exc).__name__}: {exc}); training continues without it")
+            _warn(f"TensorBoard failed to start ({describe(exc)[:300]}); training continues without it")
             self.writer = None
 
     def _image(self, value) -> Any | None:
@@ -163,7 +164,7 @@ class TensorBoardLogger(Logger):
                 self._hparams(run, status)
             self.writer.close()
         except Exception as exc:
-            _warn(f"TensorBoard did not finish cleanly ({type(exc).__name__}: {exc})")
+            _warn(f"TensorBoard did not finish cleanly ({describe(exc)[:300]})")
         self.writer = None
 
 
