@@ -26,13 +26,14 @@ from pathlib import Path
 from typing import Any
 
 from genframe.atomic import atomic_write_text
-from genframe.errors import ConfigError
+from genframe.errors import ConfigError, RunError
 from genframe.pluginfaults import one_line
 
 DONE = ("completed", "finished early")
 # Which way is better, for the metrics the core measures; a recipe declares its own (Recipe.metric_goals).
 # (No goal for "loss": what a good loss is depends on the family; a contrastive-divergence loss is best near 0.)
-CORE_GOALS = {"eval/fd": "min", "eval/confidence": "max", "eval/confident": "max", "eval/coverage": "max"}
+CORE_GOALS = {f"eval/{prefix}{name}": goal for prefix in ("", "trained/")  # trained/: a callback's weights aside
+              for name, goal in (("fd", "min"), ("confidence", "max"), ("confident", "max"), ("coverage", "max"))}
 
 
 @dataclass
@@ -79,11 +80,29 @@ def point_name(settings: dict[str, str]) -> str:
 
 
 def plan(grid: dict[str, list[str]], runs_dir: Path) -> list[Point]:
-    points = []
+    points, seen = [], {}
     for values in itertools.product(*grid.values()):
         settings = dict(zip(grid, values))
-        points.append(Point(settings, runs_dir / point_name(settings)))
+        name = point_name(settings)
+        if name in seen:  # two values that differ only in characters a directory name cannot hold
+            raise ConfigError(f"--grid points {seen[name]} and {settings} would share the run directory {name}; "
+                              "write their values so that they differ in letters, digits or ._=,-[]")
+        seen[name] = settings
+        points.append(Point(settings, runs_dir / name))
     return points
+
+
+def threads_per_point(parallel: int, environ: dict[str, str] | None = None) -> int:
+    """The threads each of ``parallel`` concurrent points gets: the CPUs this process may use (or the
+    ``OMP_NUM_THREADS`` the user set), shared out, at least one."""
+    environ = os.environ if environ is None else environ
+    try:
+        available = int(environ.get("OMP_NUM_THREADS", ""))
+    except ValueError:
+        available = 0
+    if available < 1:
+        available = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, available // parallel)
 
 
 def _command(recipe: str, config: str | None, overrides: list[str], point: Point) -> list[str]:
@@ -104,25 +123,32 @@ def run_sweep(recipe: str, grid: dict[str, list[str]], runs_dir: str | Path, con
     """Run every point not yet done, ``parallel`` at a time; write the summary and the overlay plot."""
     from genframe.rundir import read_status
 
+    from genframe.rundir import holds_checkpoint
+
     runs_dir = Path(runs_dir)
-    runs_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        runs_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise RunError(f"cannot make --runs-dir {runs_dir} ({exc.strerror or exc}); give a writable place") from None
     points = plan(grid, runs_dir)
-    threads = max(1, (os.cpu_count() or 1) // parallel)
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}  # each point its share of the machine
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads_per_point(parallel))}  # each point its share of the machine
 
     def run_point(point: Point) -> None:
         status = (read_status(point.run_dir) or {}).get("status")
         if status in DONE:
             point.status = f"{status} (skipped)"
             return
-        say(f"sweep: {point.run_dir.name}: {'resuming' if status else 'starting'}")
-        log = point.run_dir.parent / f".{point.run_dir.name}.log"
-        with open(log, "w", encoding="utf-8") as output:
+        say(f"sweep: {point.run_dir.name}: {'resuming' if holds_checkpoint(point.run_dir) else 'starting'}")
+        log = point.run_dir.parent / f".{point.run_dir.name}.log"  # appended to: an earlier try's errors stay
+        with open(log, "a", encoding="utf-8") as output:
+            start = output.tell()
             process = subprocess.run(_command(recipe, config, list(overrides), point), env=env, stdout=output,
                                      stderr=subprocess.STDOUT, check=False)
         point.returncode = process.returncode
         point.status = (read_status(point.run_dir) or {}).get("status", "failed")
-        errors = [line for line in log.read_text(encoding="utf-8").splitlines() if line.startswith("Error: ")]
+        with open(log, encoding="utf-8") as output:
+            output.seek(start)
+            errors = [line for line in output.read().splitlines() if line.startswith("Error: ")]
         say(f"sweep: {point.run_dir.name}: {point.status}" + (f" ({errors[-1][7:]})" if errors else ""))
 
     with ThreadPoolExecutor(max_workers=parallel) as pool:
@@ -130,7 +156,8 @@ def run_sweep(recipe: str, grid: dict[str, list[str]], runs_dir: str | Path, con
     goals = {**CORE_GOALS, **_recipe_goals(recipe)}
     for point in points:
         point.summary = summarise(point.run_dir, goals)
-    write_summary(points, runs_dir, goals)
+    metric = metric or ("eval/fd" if any("eval/fd final" in p.summary for p in points) else "loss")
+    write_summary(points, runs_dir, goals, metric)
     _overlay(points, runs_dir, metric)
     return points
 
@@ -167,7 +194,8 @@ def summarise(run_dir: Path, goals: dict[str, str]) -> dict[str, Any]:
     return summary
 
 
-def write_summary(points: list[Point], runs_dir: Path, goals: dict[str, str]) -> None:
+def write_summary(points: list[Point], runs_dir: Path, goals: dict[str, str], metric: str = "loss") -> None:
+    """summary.csv with every metric; summary.md with those that have a goal (final and best) and ``metric``."""
     keys = list(points[0].settings) if points else []
     columns = sorted({column for point in points for column in point.summary if column not in ("step", "minutes")},
                      key=lambda c: (not c.startswith("eval/"), c))
@@ -177,8 +205,10 @@ def write_summary(points: list[Point], runs_dir: Path, goals: dict[str, str]) ->
     buffer = io.StringIO()
     csv.writer(buffer).writerows([header, *rows])
     atomic_write_text(runs_dir / "summary.csv", buffer.getvalue())
-    # the table people read: the metrics with a declared goal (final and best); the CSV keeps every one
-    shown = [i for i, name in enumerate(header) if i < len(keys) + 3 or name.rsplit(" ", 1)[0] in goals]
+    # the table people read: the metrics with a declared goal (final and best) and the plotted one; the CSV
+    # keeps every one
+    shown = [i for i, name in enumerate(header)
+             if i < len(keys) + 3 or name.rsplit(" ", 1)[0] in goals or name.rsplit(" ", 1)[0] == metric]
     lines = ["| " + " | ".join(header[i] for i in shown) + " |", "|" + "---|" * len(shown)]
     lines += ["| " + " | ".join(str(row[i]) for i in shown) + " |" for row in rows]
     best = ", ".join(f"{key}: {'lower' if goal == 'min' else 'higher'}" for key, goal in sorted(goals.items())
@@ -191,12 +221,11 @@ def _number(value: Any) -> str:
     return "" if value is None else f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
-def _overlay(points: list[Point], runs_dir: Path, metric: str | None) -> None:
-    """One plot of ``metric`` (default: eval/fd when measured, else loss) across the points that logged."""
+def _overlay(points: list[Point], runs_dir: Path, metric: str) -> None:
+    """One plot of ``metric`` across the points that logged."""
     logged = [p for p in points if p.summary]
     if not logged:
         return
-    metric = metric or ("eval/fd" if any("eval/fd final" in p.summary for p in logged) else "loss")
     try:
         from genframe.plot import plot_runs
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import subprocess
 
 import pytest
 from click.testing import CliRunner
@@ -12,7 +13,7 @@ from click.testing import CliRunner
 import genframe
 from genframe.cli import cli
 from genframe.errors import ConfigError
-from genframe.sweep import parse_grid, point_name
+from genframe.sweep import CORE_GOALS, parse_grid, plan, point_name, run_sweep, summarise, threads_per_point
 
 from conftest import TINY
 
@@ -45,7 +46,7 @@ def test_a_sweep_runs_every_point_summarises_them_and_skips_or_resumes_when_run_
         assert config["trainer"]["lr"] == float(lr) and config["seed"] == int(seed) and config["trainer"]["max_steps"] == 4
     rows = list(csv.DictReader((runs / "summary.csv").open()))
     assert len(rows) == 4 and {r["status"] for r in rows} == {"completed"} and {r["step"] for r in rows} == {"4"}
-    assert all(float(r["eval/fd best"]) <= float(r["eval/fd final"]) for r in rows)  # lower is better for fd
+    assert all(r["eval/fd best"] == r["eval/fd final"] for r in rows)  # one evaluation each (best: see below)
     table = (runs / "summary.md").read_text()
     assert "| trainer.lr | seed | status | step | minutes |" in table and "eval/fd: lower" in table
     assert (runs / "summary.png").stat().st_size > 0
@@ -82,3 +83,51 @@ def test_a_json_list_value_reaches_the_point_config_as_a_list():
     values = parse_grid(["model.channels=[[16,32,64,64],[32,64,64,64]]"])["model.channels"]
     channels = [genframe.recipe_config("ebm", None, [f"model.channels={value}"]).model.channels for value in values]
     assert channels == [[16, 32, 64, 64], [32, 64, 64, 64]]
+
+
+def test_best_follows_each_metrics_goal_and_the_table_shows_the_plotted_metric(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    rows = [{"step": 1, "loss": 0.5, "eval/fd": 9.0, "eval/coverage": 0.7, "energy": 3.0},
+            {"step": 2, "loss": -0.2, "eval/fd": 4.0, "eval/coverage": 0.9},
+            {"step": 3, "loss": 0.1, "eval/fd": 6.0, "eval/coverage": 0.8, "energy": 1.0}]
+    (run / "metrics.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    (run / "status.json").write_text(json.dumps({"status": "completed", "step": 3, "train_minutes": 1.5}))
+    summary = summarise(run, {**CORE_GOALS, "energy": "min"})
+    assert summary["eval/fd best"] == 4.0 and summary["eval/fd final"] == 6.0  # lower is better
+    assert summary["eval/coverage best"] == 0.9 and summary["eval/coverage final"] == 0.8  # higher is better
+    assert summary["energy best"] == 1.0 and summary["loss final"] == 0.1 and "loss best" not in summary  # no goal
+    assert summary["step"] == 3 and summary["minutes"] == 1.5
+    from genframe.sweep import Point, write_summary
+
+    write_summary([Point({"seed": "0"}, run, "completed", 0, summary)], tmp_path, CORE_GOALS, metric="loss")
+    header = (tmp_path / "summary.md").read_text().splitlines()[0]
+    assert header == ("| seed | status | step | minutes | eval/coverage best | eval/coverage final | eval/fd best | "
+                      "eval/fd final | loss final |")  # "energy" (no goal given here) stays in the CSV alone
+    assert "energy final" in (tmp_path / "summary.csv").read_text().splitlines()[0]
+
+
+def test_parallel_points_share_the_threads_this_process_may_use(tmp_path, monkeypatch):
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: {0, 1, 2, 3, 4, 5}, raising=False)
+    assert threads_per_point(2, {}) == 3 and threads_per_point(4, {}) == 1 and threads_per_point(8, {}) == 1
+    assert threads_per_point(2, {"OMP_NUM_THREADS": "8"}) == 4  # the user's own limit is what is shared
+    assert threads_per_point(2, {"OMP_NUM_THREADS": "junk"}) == 3
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    seen = []
+
+    def fake_run(command, env, stdout, stderr, check):
+        seen.append(env["OMP_NUM_THREADS"])
+        return subprocess.CompletedProcess(command, 2)
+
+    monkeypatch.setattr(subprocess, "run", fake_run)
+    run_sweep("ebm", {"seed": ["0", "1"]}, tmp_path / "runs", parallel=2, say=lambda line: None)
+    assert seen == ["3", "3"]
+
+
+def test_points_that_would_share_a_directory_or_an_unwritable_runs_dir_are_one_line(tmp_path):
+    with pytest.raises(ConfigError, match="would share the run directory"):
+        plan({"data.root": ["a/b", "a b"]}, tmp_path)
+    (tmp_path / "file").write_text("x")
+    result = CliRunner().invoke(cli, ["sweep", "ebm", "--grid", "seed=0,1", "--runs-dir", str(tmp_path / "file" / "s")])
+    errors = [line for line in result.output.splitlines() if line.startswith("Error: ")]
+    assert result.exit_code == 2 and len(errors) == 1 and "cannot make --runs-dir" in errors[0], result.output

@@ -228,3 +228,17 @@ class TestToy2DConformance(RecipeContract):
     recipe = "toy2d"
     overrides = TOY_TINY
     sample_range = None  # points in the plane (the sampler keeps them in its box, but nothing requires it)
+
+
+def test_a_sweep_summary_takes_the_recipes_own_goals(data_dir, tmp_path):
+    from genframe.sweep import CORE_GOALS, _recipe_goals, summarise
+
+    run = tmp_path / "run"
+    genframe.train("toy2d", overrides=[*TOY_TINY, "trainer.max_steps=6", 'logging.loggers=["jsonl"]',
+                                       "callbacks.evaluation.every_steps=2", "callbacks.evaluation.n=64"],
+                   run_dir=run, quiet=True)
+    evals = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    evals = [r for r in evals if "eval/energy_distance" in r]
+    summary = summarise(run, {**CORE_GOALS, **_recipe_goals("toy2d")})
+    assert summary["eval/energy_distance best"] == min(r["eval/energy_distance"] for r in evals)  # lower
+    assert summary["eval/modes best"] == max(r["eval/modes"] for r in evals)  # higher

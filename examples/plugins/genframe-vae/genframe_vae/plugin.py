@@ -19,6 +19,10 @@ class VAERecipe(Recipe):
     description = "Variational autoencoder: conv encoder/decoder, Bernoulli pixels, ELBO, samples from the prior"
     config_class = VAEConfig
 
+    def metric_goals(self) -> dict[str, str]:
+        # the loss is the negative ELBO: lower is better, as for the reconstruction term; the ELBO itself higher
+        return {"loss": "min", "recon": "min", "elbo": "max", "val/recon": "min", "val/elbo": "max"}
+
     def build_model(self, config: VAEConfig):
         from genframe_vae.model import ConvVAE
 
