@@ -205,16 +205,23 @@ def write_summary(points: list[Point], runs_dir: Path, goals: dict[str, str], me
     buffer = io.StringIO()
     csv.writer(buffer).writerows([header, *rows])
     atomic_write_text(runs_dir / "summary.csv", buffer.getvalue())
-    # the table people read: the metrics with a declared goal (final and best) and the plotted one; the CSV
-    # keeps every one
-    shown = [i for i, name in enumerate(header)
-             if i < len(keys) + 3 or name.rsplit(" ", 1)[0] in goals or name.rsplit(" ", 1)[0] == metric]
-    lines = ["| " + " | ".join(header[i] for i in shown) + " |", "|" + "---|" * len(shown)]
-    lines += ["| " + " | ".join(str(row[i]) for i in shown) + " |" for row in rows]
+    # the table people read: one column per metric with a declared goal (a callback's eval/trained/ diagnostics
+    # aside) and the plotted one, "final (best B)" where the best differs; the CSV keeps every number
+    names = sorted({c.rsplit(" ", 1)[0] for c in columns if c.endswith(" final")}, key=lambda c: (not c.startswith("eval/"), c))
+    names = [n for n in names if (n in goals and not n.startswith("eval/trained/")) or n == metric]
+    lines = ["| " + " | ".join([*keys, "status", "step", "minutes", *names]) + " |", "|" + "---|" * (len(keys) + 3 + len(names))]
+    for point, row in zip(points, rows):
+        cells = [_final_and_best(point.summary, name) for name in names]
+        lines.append("| " + " | ".join([*map(str, row[:len(keys) + 3]), *cells]) + " |")
     best = ", ".join(f"{key}: {'lower' if goal == 'min' else 'higher'}" for key, goal in sorted(goals.items())
-                     if any(f"{key} best" in p.summary for p in points))
-    note = f"\nbest means, per metric: {best}\n" if best else "\n"
+                     if key in names)
+    note = f"\nfinal value (best value where it differs; best means, per metric: {best})\n" if best else "\n"
     atomic_write_text(runs_dir / "summary.md", "\n".join(lines) + "\n" + note)
+
+
+def _final_and_best(summary: dict[str, Any], name: str) -> str:
+    final, best = summary.get(f"{name} final"), summary.get(f"{name} best")
+    return _number(final) if best is None or best == final else f"{_number(final)} (best {_number(best)})"
 
 
 def _number(value: Any) -> str:

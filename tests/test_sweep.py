@@ -48,7 +48,8 @@ def test_a_sweep_runs_every_point_summarises_them_and_skips_or_resumes_when_run_
     assert len(rows) == 4 and {r["status"] for r in rows} == {"completed"} and {r["step"] for r in rows} == {"4"}
     assert all(r["eval/fd best"] == r["eval/fd final"] for r in rows)  # one evaluation each (best: see below)
     table = (runs / "summary.md").read_text()
-    assert "| trainer.lr | seed | status | step | minutes |" in table and "eval/fd: lower" in table
+    assert "| trainer.lr | seed | status | step | minutes | eval/confidence | eval/confident | eval/coverage | eval/fd |" in table
+    assert "eval/fd: lower" in table
     assert (runs / "summary.png").stat().st_size > 0
     # again: done points are skipped (nothing rewritten); a point whose run was killed is resumed
     stamps = {name: (runs / name / "checkpoints" / "last.pt").stat().st_mtime_ns for name in points}
@@ -101,9 +102,9 @@ def test_best_follows_each_metrics_goal_and_the_table_shows_the_plotted_metric(t
     from genframe.sweep import Point, write_summary
 
     write_summary([Point({"seed": "0"}, run, "completed", 0, summary)], tmp_path, CORE_GOALS, metric="loss")
-    header = (tmp_path / "summary.md").read_text().splitlines()[0]
-    assert header == ("| seed | status | step | minutes | eval/coverage best | eval/coverage final | eval/fd best | "
-                      "eval/fd final | loss final |")  # "energy" (no goal given here) stays in the CSV alone
+    header, _, row = (tmp_path / "summary.md").read_text().splitlines()[:3]
+    assert header == "| seed | status | step | minutes | eval/coverage | eval/fd | loss |"  # "energy": no goal given
+    assert row == "| 0 | completed | 3 | 1.5 | 0.8 (best 0.9) | 6 (best 4) | 0.1 |"
     assert "energy final" in (tmp_path / "summary.csv").read_text().splitlines()[0]
 
 
