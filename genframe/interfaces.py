@@ -189,6 +189,13 @@ class Recipe(ABC):
             _require_images(self.name, state, "draw_chain")
         return save_gif(chain, path)
 
+    def fit_to_data(self, config: RecipeConfig, example_shape: tuple[int, ...]) -> RecipeConfig:
+        """``config`` with the settings that follow the data filled in from the dataset's example shape where
+        the user left them unset (``model_fields_set``), e.g. a model's input channels and image size. Runs
+        before the config is checked against the data; the run saves the result, so a run's config.json
+        holds the values it trained with. Default: unchanged."""
+        return config
+
     def check_data(self, config: RecipeConfig, example_shape: tuple[int, ...], dataset: str) -> None:
         """Raise ``ConfigError`` naming the settings when the config does not fit the dataset's examples
         (e.g. the channels or size the model and sampler are built for). Checked before any work starts,

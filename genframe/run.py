@@ -102,6 +102,7 @@ class TrainingRun:
                 check(self.config)
         self.datasets = tuple(build_dataset(self.host.registry, self.config.data, split) for split in ("train", "test"))
         shape = self.datasets[0].example_shape
+        self.config = self.recipe.fit_to_data(self.config, shape)  # e.g. the model's input size follows the data
         check_model_fits_data(self.recipe, self.config, shape, self.config.data.name)
         check_batch(self.config, len(self.datasets[0]), self.world.world_size)  # before memory: the plainer reason
         check_memory(self.recipe, self.config, shape, self.device)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+import genframe
 from genframe import preflight
 from genframe.errors import ConfigError
 from genframe.plugins import get_host
@@ -130,3 +131,14 @@ def test_the_ebm_recipe_counts_every_batch_of_chains_in_flight_by_its_setting():
     assert chunk == 500 / 64 * needs["preview samples (logging.sample_n=64)"]  # one chunk of chains, not n
     config.trainer.batch_size = 60000  # the whole of MNIST: gigabytes of activations, not a replay buffer's worth
     assert 4 * 2**30 < ebm.memory_needs(config, (1, 32, 32))["training batch (trainer.batch_size=60000)"] < 32 * 2**30
+
+
+def test_the_ebm_net_follows_the_datas_shape_unless_set():
+    recipe = genframe.get_recipe("ebm")
+    fitted = recipe.fit_to_data(genframe.recipe_config("ebm", None, []), (3, 64, 64))
+    assert (fitted.model.in_channels, fitted.model.image_size) == (3, 64)
+    recipe.check_data(fitted, (3, 64, 64), "colour")  # fits: no error
+    chosen = recipe.fit_to_data(genframe.recipe_config("ebm", None, ["model.in_channels=1"]), (3, 64, 64))
+    assert (chosen.model.in_channels, chosen.model.image_size) == (1, 64)  # the user's setting stands...
+    with pytest.raises(ConfigError, match="set model.in_channels=3"):  # ...and is checked against the data
+        recipe.check_data(chosen, (3, 64, 64), "colour")

@@ -11,8 +11,8 @@ from genframe.config import RecipeConfig, Section, TrainerConfig
 
 class EnergyNetConfig(Section):
     name: str = Field("swish_cnn", description="Registered model name.")
-    in_channels: PositiveInt = 1
-    image_size: PositiveInt = 32
+    in_channels: PositiveInt = Field(1, description="Image channels; follows the dataset unless set.")
+    image_size: PositiveInt = Field(32, description="Image side in pixels; follows the dataset unless set.")
     channels: list[PositiveInt] = Field([16, 32, 64, 64], description="Conv widths; each conv has stride 2.")
     kernel_sizes: list[PositiveInt] = Field([5, 3, 3, 3], description="Conv kernel sizes, one per conv.")
     hidden: PositiveInt = Field(64, description="Width of the dense layer before the score.")

@@ -74,6 +74,16 @@ class EBMRecipe(Recipe):
         shape = (config.model.in_channels, config.model.image_size, config.model.image_size)
         return SGLDSampler.from_config(config.sampler, shape)
 
+    def fit_to_data(self, config: EBMConfig, example_shape: tuple[int, ...]) -> EBMConfig:
+        """The net's input channels and image size follow square image data, unless set."""
+        if len(example_shape) != 3 or example_shape[1] != example_shape[2]:
+            return config  # not square images: check_data says what to set
+        follow = {key: value for key, value in (("in_channels", example_shape[0]), ("image_size", example_shape[1]))
+                  if key not in config.model.model_fields_set}
+        if not follow:
+            return config
+        return config.model_copy(update={"model": config.model.model_copy(update=follow)})
+
     def check_data(self, config: EBMConfig, example_shape: tuple[int, ...], dataset: str) -> None:
         from genframe.errors import ConfigError
 
