@@ -2,6 +2,7 @@
 
     python benchmarks/sgld_throughput.py                     # batches 32, 128, 512 (about a minute)
     python benchmarks/sgld_throughput.py --batch-sizes 128 --rounds 3 --steps 5   # smoke run
+    python benchmarks/sgld_throughput.py --channels 3 --size 32 64 --impls auto --no-torchebm   # colour images
 
 All variants run the reference Swish CNN with the same weights, batch, steps and noise level:
 - plain: the loop a user would write (below): x += noise * randn; clamp; g = autograd.grad(score.sum(), x)
@@ -14,8 +15,9 @@ All variants run the reference Swish CNN with the same weights, batch, steps and
   gradient) is the same.
 The machine is shared and noisy, so the variants run interleaved, in rounds (order rotated each
 round), and the figures are medians; "ratio" is the median over rounds of genframe / plain measured
-in the same round. GFLOP/s counts 0.438 GFLOP per SGLD step of a batch of 128 (forward + input
-gradient). Also checks how far genframe's chain is from the plain loop's after --check-steps steps
+in the same round. GFLOP/s counts the forward pass's FLOPs twice per image-step (forward + input
+gradient; 3.42 MFLOP at 1x32x32). ``--channels`` and ``--size`` time the same net on other image shapes
+(its first conv takes the channels; the stride-2 convs keep the flattened size in step with the image). Also checks how far genframe's chain is from the plain loop's after --check-steps steps
 from the same seed. Writes everything as JSON (--out).
 """
 
@@ -34,7 +36,16 @@ import torch
 from genframe_ebm.energy import SwishEnergyNet
 from genframe_ebm.sampler import SGLDSampler
 
-FLOP_PER_IMAGE_STEP = 0.438e9 / 128
+def flop_per_image_step(model, shape) -> float:
+    """The forward pass's FLOPs, twice (forward + input gradient): 3.42 MFLOP at 1x32x32."""
+    flops, size = 0, shape[-1]
+    for layer in model.net:
+        if isinstance(layer, torch.nn.Conv2d):
+            size = (size + 2 * layer.padding[0] - layer.kernel_size[0]) // layer.stride[0] + 1
+            flops += 2 * layer.in_channels * layer.out_channels * layer.kernel_size[0] ** 2 * size * size
+        elif isinstance(layer, torch.nn.Linear):
+            flops += 2 * layer.in_features * layer.out_features
+    return 2.0 * flops
 STEP_SIZE, NOISE, CLIP = 10.0, 0.005, 0.03
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "sgld_throughput.json"
 
@@ -122,57 +133,61 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None, help="sampler.threads (default: torch's)")
     parser.add_argument("--no-torchebm", action="store_true")
     parser.add_argument("--check-steps", type=int, default=60, help="steps for the chain-deviation check")
+    parser.add_argument("--channels", type=int, default=1, help="image channels (1: MNIST; 3: colour)")
+    parser.add_argument("--size", type=int, nargs="+", default=[32], help="image sides to time, e.g. 32 64")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = parser.parse_args()
 
-    torch.manual_seed(0)
-    model = SwishEnergyNet()
-    variants = {"plain": lambda x, steps, g: plain_sgld(model, x, steps, g)}
-    ran_as = {}
-    for impl in args.impls:
-        sampler = SGLDSampler(STEP_SIZE, NOISE, CLIP, impl=impl, threads=args.threads)
-        name = "genframe" if impl == "auto" else f"genframe-{impl}"
-        ran_as[name] = sampler.implementation(model, torch.zeros(args.batch_sizes[0], 1, 32, 32))
-        variants[name] = lambda x, steps, g, s=sampler: s.sample(model, x, steps, generator=g).images
-    torchebm_status = "not requested"
-    if not args.no_torchebm:
-        run, torchebm_status = torchebm_runner(model)
-        if run is not None:
-            variants["torchebm"] = run
-    print(f"{cpu_name()}, {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads; "
-          f"genframe runs as {ran_as}; torchebm: {torchebm_status}")
-
-    results, deviations = [], []
-    for batch in args.batch_sizes:
-        init = torch.rand((batch, 1, 32, 32), generator=torch.Generator().manual_seed(batch)) * 2 - 1
-        for run in variants.values():  # warm-up: kernel build and caches, oneDNN primitives
-            run(init, 2, torch.Generator().manual_seed(0))
-        rates = {name: [] for name in variants}
-        names = list(variants)
-        for r in range(args.rounds):
-            for name in names[r % len(names):] + names[:r % len(names)]:
-                start = time.perf_counter()
-                variants[name](init, args.steps, torch.Generator().manual_seed(r))
-                rates[name].append(batch * args.steps / (time.perf_counter() - start))
-        for name, values in rates.items():
-            ratio = statistics.median(v / p for v, p in zip(values, rates["plain"]))
-            rate = statistics.median(values)
-            results.append({"batch": batch, "variant": name, "img_steps_per_s": round(rate),
-                            "ratio_vs_plain": round(ratio, 2), "gflops": round(rate * FLOP_PER_IMAGE_STEP / 1e9, 1),
-                            "rounds": [round(v) for v in values]})
-            print(f"batch {batch:4d}  {name:18s} {rate:9.0f} img-steps/s  x{ratio:4.2f}  "
-                  f"{rate * FLOP_PER_IMAGE_STEP / 1e9:6.1f} GFLOP/s")
-        reference = plain_sgld(model, init, args.check_steps, torch.Generator().manual_seed(1))
-        for name in variants:
-            if name.startswith("genframe"):
-                out = variants[name](init, args.check_steps, torch.Generator().manual_seed(1))
-                dev = float((out - reference).abs().max())
-                deviations.append({"batch": batch, "variant": name, "steps": args.check_steps, "max_abs_diff": dev})
-                print(f"batch {batch:4d}  {name:18s} max |x - x_plain| after {args.check_steps} steps: {dev:.2e}")
+    results, deviations, ran_as, torchebm_status = [], [], {}, "not requested"
+    for size in args.size:
+        shape = (args.channels, size, size)
+        torch.manual_seed(0)
+        model = SwishEnergyNet(in_channels=args.channels, image_size=size)
+        flop = flop_per_image_step(model, shape)
+        variants = {"plain": lambda x, steps, g, m=model: plain_sgld(m, x, steps, g)}
+        for impl in args.impls:
+            sampler = SGLDSampler(STEP_SIZE, NOISE, CLIP, impl=impl, threads=args.threads)
+            name = "genframe" if impl == "auto" else f"genframe-{impl}"
+            ran_as[f"{name} {'x'.join(map(str, shape))}"] = sampler.implementation(model, torch.zeros(args.batch_sizes[0], *shape))
+            variants[name] = lambda x, steps, g, s=sampler, m=model: s.sample(m, x, steps, generator=g).images
+        if not args.no_torchebm:
+            run, torchebm_status = torchebm_runner(model)
+            if run is not None:
+                variants["torchebm"] = run
+        print(f"{cpu_name()}, {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads; "
+              f"images {'x'.join(map(str, shape))}; genframe runs as {ran_as}; torchebm: {torchebm_status}")
+        for batch in args.batch_sizes:
+            init = torch.rand((batch, *shape), generator=torch.Generator().manual_seed(batch)) * 2 - 1
+            for run in variants.values():  # warm-up: kernel build and caches, oneDNN primitives
+                run(init, 2, torch.Generator().manual_seed(0))
+            rates = {name: [] for name in variants}
+            names = list(variants)
+            for r in range(args.rounds):
+                for name in names[r % len(names):] + names[:r % len(names)]:
+                    start = time.perf_counter()
+                    variants[name](init, args.steps, torch.Generator().manual_seed(r))
+                    rates[name].append(batch * args.steps / (time.perf_counter() - start))
+            for name, values in rates.items():
+                ratio = statistics.median(v / p for v, p in zip(values, rates["plain"]))
+                rate = statistics.median(values)
+                results.append({"shape": list(shape), "batch": batch, "variant": name, "img_steps_per_s": round(rate),
+                                "ratio_vs_plain": round(ratio, 2), "gflops": round(rate * flop / 1e9, 1),
+                                "rounds": [round(v) for v in values]})
+                print(f"{'x'.join(map(str, shape)):>8} batch {batch:4d}  {name:18s} {rate:9.0f} img-steps/s  "
+                      f"x{ratio:4.2f}  {rate * flop / 1e9:6.1f} GFLOP/s")
+            reference = plain_sgld(model, init, args.check_steps, torch.Generator().manual_seed(1))
+            for name in variants:
+                if name.startswith("genframe"):
+                    out = variants[name](init, args.check_steps, torch.Generator().manual_seed(1))
+                    dev = float((out - reference).abs().max())
+                    deviations.append({"shape": list(shape), "batch": batch, "variant": name,
+                                       "steps": args.check_steps, "max_abs_diff": dev})
+                    print(f"{'x'.join(map(str, shape)):>8} batch {batch:4d}  {name:18s} max |x - x_plain| after "
+                          f"{args.check_steps} steps: {dev:.2e}")
 
     report = {"benchmark": "sgld_throughput", "machine": machine(),
               "settings": {"steps": args.steps, "rounds": args.rounds, "step_size": STEP_SIZE, "noise": NOISE,
-                           "grad_clip": CLIP, "flop_per_image_step": FLOP_PER_IMAGE_STEP},
+                           "grad_clip": CLIP, "channels": args.channels, "sizes": args.size},
               "genframe_impl": ran_as, "torchebm": torchebm_status,
               "torchebm_differences": "no gradient clipping; noise added after the gradient step, one clamp per step",
               "results": results, "deviation_vs_plain": deviations}

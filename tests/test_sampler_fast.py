@@ -7,6 +7,8 @@ apply to a model they do not understand, and degrade to ATen ops when the C kern
 
 from __future__ import annotations
 
+import warnings
+
 import pytest
 import torch
 from torch import nn
@@ -200,3 +202,16 @@ def test_a_failing_worker_raises_instead_of_hanging(monkeypatch):
         sampler.sample(model, init, 40)
     monkeypatch.setattr(FastChains, "run_chunk", original)
     assert sampler.sample(model, init, 5).images.shape == init.shape  # the pool still works afterwards
+
+
+def test_a_shape_the_native_kernel_does_not_cover_is_named_once_with_its_cost(monkeypatch):
+    from genframe_ebm import sampler as sampler_module
+
+    monkeypatch.setattr(sampler_module, "_told", set())
+    model = make_net(in_channels=3)
+    init = torch.rand((4, 3, 32, 32)) * 2 - 1
+    with pytest.warns(UserWarning, match=r"3x32x32 images run the ATen path .* measured 2.7x slower"):
+        assert SGLDSampler().implementation(model, init) == "fused"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # said once: the second time is silent
+        SGLDSampler().sample(model, init, 2)

@@ -206,12 +206,32 @@ class SGLDSampler(Sampler):
                     raise ConfigError("sampler.impl='native' runs on CPU only, for one-channel images of 32, 64... "
                                      "pixels and stride-2 convs with padding kernel // 2, odd kernels, multiples "
                                      "of 16 channels and hidden units")
+                if on_cpu:
+                    tell_once_of_the_slower_path(tuple(init.shape[1:]))
             else:
                 kernels = native.load(spec, required=self.impl == "native")
             if self.impl == "auto" and kernels is not None:
                 faster = calibrate.native_is_faster(plan, kernels, self.worker_threads(), self.grad_clip)
                 kernels = kernels if faster else None
         return FastChains(plan, plan.weights(native=kernels is not None), kernels, self.noise, self.grad_clip)
+
+
+# Measured here (2-core AMD EPYC, AVX-512; docs/performance.md "Other image shapes"): on 1x32x32 images at
+# batch 128 the ATen path ran this many times slower than the native kernel.
+ATEN_VS_NATIVE = 2.7
+_told: set[tuple[int, ...]] = set()
+
+
+def tell_once_of_the_slower_path(shape: tuple[int, ...]) -> None:
+    """Say once per image shape that the CPU chains run the ATen path, and what that costs."""
+    if shape in _told:
+        return
+    _told.add(shape)
+    warnings.warn(f"genframe: sampler: {'x'.join(map(str, shape))} images run the ATen path (sampler.impl "
+                  "'fused'), not the native C kernel, which covers one-channel images of 32, 64, ... pixels and nets "
+                  "whose widths are multiples of 16; "
+                  f"where both run it measured {ATEN_VS_NATIVE}x slower (docs/performance.md, 'Other image "
+                  "shapes')", UserWarning, stacklevel=4)
 
 
 def rng_rewinder(generator: torch.Generator | None, device: torch.device) -> Callable[[], None]:
