@@ -26,6 +26,10 @@ class DataError(GenframeError):
     """A data file is missing, damaged, or could not be downloaded."""
 
 
+class NoQualityMetric(DataError):
+    """The run's data has no quality metric (unlabelled images, say): samples can be drawn, not scored."""
+
+
 class CheckpointError(GenframeError):
     """A checkpoint or run directory is missing, damaged or incompatible."""
 

@@ -22,7 +22,7 @@ from genframe.checkpoint import run_dir_of
 from genframe.classifier import ClassifierSpec, cache_dir, load_or_train
 from genframe.config import DataConfig, RecipeConfig, config_to_dict
 from genframe.context import RunContext
-from genframe.errors import DataError, PluginError
+from genframe.errors import DataError, GenframeError, NoQualityMetric, PluginError
 from genframe.generation import generate_in_chunks
 from genframe.interfaces import Recipe
 from genframe.metrics import features_and_probs, gaussian, quality
@@ -32,6 +32,7 @@ from genframe.runsetup import build_dataset
 
 EVAL_NAME = "eval.json"
 EVAL_CHUNK = 500  # fixed, so a figure does not depend on the device it was measured on
+GRID_N = 64  # samples in the grid an evaluation draws
 
 
 class Evaluator:
@@ -42,13 +43,16 @@ class Evaluator:
         self.train = build_dataset(registry, full, "train")
         test = build_dataset(registry, full, "test")
         if self.train.labels is None or len(test.example_shape) != 3:
-            raise DataError(f"dataset {data.name!r} has no quality classifier (genframe eval measures labelled "
+            raise NoQualityMetric(f"dataset {data.name!r} has no quality classifier (genframe eval measures labelled "
                             f"image datasets of shape (C, H, W), such as mnist and fashion_mnist, and this one's "
                             f"examples are {'unlabelled ' if self.train.labels is None else ''}of shape "
                             f"{tuple(test.example_shape)}); a recipe can offer its own metric by overriding "
                             f"Recipe.quality_metric")
         num_classes = getattr(self.train, "num_classes", None) or int(self.train.labels.max()) + 1
-        self.classifier = load_or_train(data.name, self.train, num_classes, spec)
+        # a dataset read from the user's files names its classifier by their content, not by "imagefolder"
+        fingerprint = getattr(self.train, "fingerprint", None)
+        name = data.name if fingerprint is None else f"{data.name}-{fingerprint[:16]}"
+        self.classifier = load_or_train(name, self.train, num_classes, spec)
         self.example_shape = test.example_shape
         self.reference = gaussian(features_and_probs(self.classifier, test.get_batch(torch.arange(len(test))))[0])
         self._anchors: dict[int, dict[str, dict[str, float]]] = {}
@@ -100,7 +104,7 @@ def shared_evaluator(registry: Registry, data: DataConfig, recipe: Recipe | None
             metric = recipe.quality_metric(config, registry)
             _SHARED[key] = shared_evaluator(registry, data) if metric is None else RecipeMetric(metric)
         return _SHARED[key]
-    key = ("classifier", data.name, str(data.root), str(cache_dir()))
+    key = ("classifier", data.model_copy(update={"limit": None}).model_dump_json(), str(cache_dir()))
     if key not in _SHARED:
         _SHARED[key] = Evaluator(registry, data)
     return _SHARED[key]
@@ -113,21 +117,31 @@ def evaluate(path: str | Path, n: int = 1000, steps: int | None = None, seed: in
     The report's ``samples`` holds the metric's numbers; ``anchors`` (when the metric has a scale, like
     the classifier's real images and noise) the same numbers for reference samples."""
     loaded = load(path, device)
-    evaluator = shared_evaluator(get_host().registry, loaded.config.data, get_recipe(loaded.recipe_name),
-                                 loaded.config)
+    recipe = get_recipe(loaded.recipe_name)
+    try:
+        evaluator, no_metric = shared_evaluator(get_host().registry, loaded.config.data, recipe, loaded.config), None
+    except NoQualityMetric as exc:  # unlabelled data, say: the samples can still be looked at
+        evaluator, no_metric = None, str(exc)
     start = time.perf_counter()
     samples = generate_in_chunks(loaded.sampler, loaded.model, n, steps, seed, stream=7, device=loaded.device,
                                  chunk=EVAL_CHUNK).images
     seconds = time.perf_counter() - start
+    run_dir = run_dir_of(loaded.checkpoint)
+    try:
+        grid = recipe.draw_samples(samples[:GRID_N], run_dir / "samples" / f"eval_step{loaded.step:07d}.png")
+    except GenframeError:  # samples this recipe cannot draw: the numbers stand alone
+        grid = None
     report = {
         "recipe": loaded.recipe_name, "checkpoint": str(loaded.checkpoint), "step": loaded.step,
         "dataset": loaded.config.data.name, "n": n, "steps": steps if steps is not None else loaded.sampler.generate_steps,
-        "seed": seed, "generation_seconds": round(seconds, 2), "samples": evaluator(samples),
+        "seed": seed, "generation_seconds": round(seconds, 2), "grid": None if grid is None else str(grid),
+        "samples": {} if evaluator is None else evaluator(samples),
     }
-    anchors = evaluator.anchors(n)
+    if no_metric is not None:
+        report["no_metric"] = no_metric
+    anchors = None if evaluator is None else evaluator.anchors(n)
     if anchors:
         report["anchors"] = anchors
-    run_dir = run_dir_of(loaded.checkpoint)
     atomic_write_text(run_dir / EVAL_NAME, json.dumps(report, indent=2) + "\n")
     if log and not loaded.exported:  # an exported folder is no run: it has no loggers to tell
         _send_to_loggers(run_dir, loaded, report)
@@ -160,6 +174,10 @@ def format_report(report: dict[str, Any]) -> str:
     widths = [max(10, len(HEADERS.get(name, name)) + 2) for name in names]
     label = max(22, *(len(row) + 2 for row, _ in rows))
     steps = "one pass" if report["steps"] is None else f"{report['steps']} sampler steps"
+    if "no_metric" in report:
+        drawn = f"; the samples: {report['grid']}" if report.get("grid") else ""
+        return (f"{report['recipe']} at step {report['step']}: {report['n']} samples, {steps}; no quality metric is "
+                f"available, so none was measured: {report['no_metric']}{drawn}")
     lines = [f"{report['recipe']} at step {report['step']}: {report['n']} samples, {steps}, "
              f"{report['generation_seconds']} s to generate; vs the {report['dataset']} test set",
              " " * label + "".join(f"{HEADERS.get(name, name):>{w}}" for name, w in zip(names, widths))]

@@ -9,12 +9,14 @@ Main process only; the metrics go to the loggers and to every callback's ``on_ev
 from __future__ import annotations
 
 import time
+import warnings
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt
 
 from genframe.callbacks import Callback, Control
 from genframe.context import RunContext
+from genframe.errors import NoQualityMetric
 
 EVAL_STREAM = 5_000  # + step: every evaluation its own reproducible samples
 
@@ -36,7 +38,7 @@ class Evaluation(Callback):
 
     def __init__(self, settings: EvaluationSettings, run: RunContext) -> None:
         super().__init__(settings, run)
-        self.evaluator = None  # built when first needed: it may train a classifier
+        self.evaluator = None  # built when first needed: it may train a classifier (False: there is no metric)
         self.last = time.monotonic()
 
     @property
@@ -53,11 +55,16 @@ class Evaluation(Callback):
         by_time = s.every_minutes and time.monotonic() - self.last >= s.every_minutes * 60
         by_step = s.every_steps and run.step % s.every_steps == 0
         if run.is_main and (by_epoch or by_time or by_step):
-            control.report(self.evaluate(run))
+            self.report(run, control)
 
     def on_train_end(self, run: RunContext, control: Control) -> None:
         if run.is_main and run.finished_early and self.scheduled:
-            control.report(self.evaluate(run))
+            self.report(run, control)
+
+    def report(self, run: RunContext, control: Control) -> None:
+        metrics = self.evaluate(run)
+        if metrics:  # none when the data has no quality metric
+            control.report(metrics)
 
     def evaluate(self, run: RunContext) -> dict[str, Any]:
         import torch  # on use: listing callbacks and printing configs import no torch
@@ -73,7 +80,14 @@ class Evaluation(Callback):
         from genframe.generation import generate_in_chunks
 
         if self.evaluator is None:
-            self.evaluator = shared_evaluator(run.registry, run.config.data, run.recipe, run.config)
+            try:
+                self.evaluator = shared_evaluator(run.registry, run.config.data, run.recipe, run.config)
+            except NoQualityMetric as exc:  # unlabelled data, say: said once, then nothing more to measure
+                self.evaluator = False
+                warnings.warn(f"genframe: evaluations during training are skipped: {exc}; the preview grids still "
+                              "show the samples", UserWarning, stacklevel=2)
+        if self.evaluator is False:
+            return {}
         models = {"eval": run.sampling_model()}
         if models["eval"] is not run.model:
             models["eval/trained"] = run.model
