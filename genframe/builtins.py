@@ -12,6 +12,8 @@ from genframe.hookspecs import hookimpl
 def genframe_register(registry) -> None:
     registry.add("dataset", "mnist", "genframe.data.mnist:MNIST")
     registry.add("dataset", "fashion_mnist", "genframe.data.mnist:FashionMNIST")
+    registry.add("dataset", "imagefolder", "genframe.data.imagefolder:ImageFolder")
+    registry.add("dataset", "tensorfile", "genframe.data.tensorfile:TensorFile")
     registry.add("logger", "console", "genframe.loggers.console:ConsoleLogger")
     registry.add("logger", "jsonl", "genframe.loggers.jsonl:JsonlLogger")
     registry.add("logger", "wandb", "genframe.loggers.wandb_logger:WandbLogger")

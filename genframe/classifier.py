@@ -60,8 +60,13 @@ class FeatureClassifier(nn.Module):
         return features, self.head(features)
 
 
+def genframe_cache() -> Path:
+    """Where genframe keeps what it derives from data: ``$GENFRAME_CACHE_DIR``, else ``~/.cache/genframe``."""
+    return Path(os.environ.get("GENFRAME_CACHE_DIR") or Path.home() / ".cache" / "genframe")
+
+
 def cache_dir() -> Path:
-    return Path(os.environ.get("GENFRAME_CACHE_DIR") or Path.home() / ".cache" / "genframe") / "classifiers"
+    return genframe_cache() / "classifiers"
 
 
 def train_classifier(dataset: Dataset, num_classes: int, spec: ClassifierSpec) -> FeatureClassifier:

@@ -38,6 +38,18 @@ class DataConfig(Section):
     )
     download: bool = Field(True, description="Download missing files from the public mirrors.")
     limit: PositiveInt | None = Field(None, description="Use only the first N examples of each split (smoke runs).")
+    path: str | None = Field(
+        None, description="A folder or file of your own data, for datasets that read one (imagefolder, tensorfile)."
+    )
+    size: PositiveInt | None = Field(
+        None, description="Resize images so the shorter side is SIZE, then centre-crop them to SIZE x SIZE."
+    )
+    channels: Literal[1, 3] | None = Field(
+        None, description="Convert images to grey (1) or RGB (3); default: 1 if every image is grey, else 3."
+    )
+    test_fraction: float = Field(
+        0.1, gt=0, le=0.5, description="Share held out as the test split when the data has no split of its own."
+    )
 
 
 class TrainerConfig(Section):

@@ -100,6 +100,9 @@ class TrainingRun:
             check = getattr(self.host.entry("logger", logger).obj, "check", None)  # Logger.check, if it has one
             if check is not None:
                 check(self.config)
+        if getattr(self.config.data, "path", None):  # saved absolute: a resume from another folder finds the data
+            data = self.config.data.model_copy(update={"path": str(Path(self.config.data.path).expanduser().resolve())})
+            self.config = self.config.model_copy(update={"data": data})
         self.datasets = tuple(build_dataset(self.host.registry, self.config.data, split) for split in ("train", "test"))
         shape = self.datasets[0].example_shape
         self.config = self.recipe.fit_to_data(self.config, shape)  # e.g. the model's input size follows the data

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import time
 from pathlib import Path
@@ -12,7 +13,7 @@ import torch
 
 from genframe.atomic import atomic_write_text
 from genframe.config import DataConfig
-from genframe.errors import RunError
+from genframe.errors import ConfigError, RunError
 from genframe.interfaces import Dataset
 from genframe.registry import Registry
 
@@ -90,6 +91,12 @@ class Subset(Dataset):
     def __init__(self, dataset: Dataset, limit: int) -> None:
         self.dataset, self.limit = dataset, min(limit, len(dataset))
         self.labels = None if dataset.labels is None else dataset.labels[: self.limit]
+        # What describes the whole dataset rather than its examples, for code that reads it off a subset
+        # (the evaluation's class count, the classifier cache's key).
+        for attribute in ("num_classes", "fingerprint"):
+            value = getattr(dataset, attribute, None)
+            if value is not None:
+                setattr(self, attribute, value)
 
     def __len__(self) -> int:
         return self.limit
@@ -106,8 +113,32 @@ class Subset(Dataset):
         return self
 
 
+# Settings only some datasets read (a user's own files), passed to a factory whose signature takes them.
+OPTIONAL_DATA_SETTINGS = ("path", "size", "channels", "test_fraction")
+
+
 def build_dataset(registry: Registry, data: DataConfig, split: str) -> Dataset:
     """The configured dataset for ``split`` ("train" or "test"), cut to ``data.limit`` examples if set."""
     factory = registry.get("dataset", data.name)
-    dataset = factory(split=split, root=data.root, download=data.download)
+    options = _optional_settings(factory, data)
+    dataset = factory(split=split, root=data.root, download=data.download, **options)
     return dataset if data.limit is None else Subset(dataset, data.limit)
+
+
+def _optional_settings(factory: Any, data: DataConfig) -> dict[str, Any]:
+    """The optional data settings ``factory`` accepts; one the user set that it ignores is an error,
+    since a run that silently trains on MNIST instead of the folder the user named is worse than none."""
+    try:
+        parameters = inspect.signature(factory).parameters
+    except (TypeError, ValueError):  # no signature to read (a builtin): pass only what every factory takes
+        parameters = {}
+    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
+    options = {}
+    for key in OPTIONAL_DATA_SETTINGS:
+        value = getattr(data, key)
+        if takes_any or key in parameters:
+            options[key] = value
+        elif value != DataConfig.model_fields[key].default:
+            raise ConfigError(f"data.{key} is not used by dataset {data.name!r}; remove it, or pick a dataset "
+                              f"that reads it, such as imagefolder or tensorfile")
+    return options
