@@ -22,7 +22,7 @@ from genframe.checkpoint import run_dir_of
 from genframe.classifier import ClassifierSpec, cache_dir, load_or_train
 from genframe.config import DataConfig, RecipeConfig, config_to_dict
 from genframe.context import RunContext
-from genframe.errors import DataError, GenframeError, NoQualityMetric, PluginError
+from genframe.errors import GenframeError, NoQualityMetric, PluginError
 from genframe.generation import generate_in_chunks
 from genframe.interfaces import Recipe
 from genframe.metrics import features_and_probs, gaussian, quality
