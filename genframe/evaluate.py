@@ -128,7 +128,9 @@ def evaluate(path: str | Path, n: int = 1000, steps: int | None = None, seed: in
     seconds = time.perf_counter() - start
     run_dir = run_dir_of(loaded.checkpoint)
     try:
-        grid = recipe.draw_samples(samples[:GRID_N], run_dir / "samples" / f"eval_step{loaded.step:07d}.png")
+        # spread over all the samples: chunks (or a mixture's members) may differ, and the first 64 show one
+        shown = samples[torch.linspace(0, len(samples) - 1, min(GRID_N, len(samples))).long()]
+        grid = recipe.draw_samples(shown, run_dir / "samples" / f"eval_step{loaded.step:07d}.png")
     except GenframeError:  # samples this recipe cannot draw: the numbers stand alone
         grid = None
     report = {

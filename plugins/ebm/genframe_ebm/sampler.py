@@ -218,7 +218,7 @@ class SGLDSampler(Sampler):
 
 # Measured here (2-core AMD EPYC, AVX-512; docs/performance.md "Other image shapes"): on 1x32x32 images at
 # batch 128 the ATen path ran this many times slower than the native kernel.
-ATEN_VS_NATIVE = 2.7
+ATEN_VS_NATIVE = 2.8
 _told: set[tuple[int, ...]] = set()
 
 
