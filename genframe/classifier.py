@@ -23,6 +23,7 @@ from genframe.errors import DataError
 from genframe.interfaces import Dataset
 
 FEATURE_DIM = 128
+FEW_IMAGES = 1000  # below this many labelled training images the classifier's figures are rough (said once)
 
 
 @dataclass(frozen=True)
@@ -45,7 +46,7 @@ class FeatureClassifier(nn.Module):
 
     def __init__(self, in_channels: int = 1, num_classes: int = 10, image_size: int = 32) -> None:
         super().__init__()
-        side = image_size // 8
+        side = -(-image_size // 8)  # three stride-2 convs with padding 1: ceil(size / 8), e.g. 28 -> 4
         self.features = nn.Sequential(
             nn.Conv2d(in_channels, 16, 3, stride=2, padding=1), nn.ReLU(),
             nn.Conv2d(16, 32, 3, stride=2, padding=1), nn.ReLU(),
@@ -92,11 +93,15 @@ def _train(dataset: Dataset, num_classes: int, spec: ClassifierSpec) -> FeatureC
         model = FeatureClassifier(channels, num_classes, size)
     optimizer = torch.optim.Adam(model.parameters(), lr=spec.lr)
     n = len(dataset) if spec.train_limit is None else min(spec.train_limit, len(dataset))
+    if n < FEW_IMAGES and spec.train_limit is None:
+        warnings.warn(f"genframe: the quality classifier learns from only {n} labelled images of {dataset.name or 'this dataset'}; "
+                      f"its figures are rough below {FEW_IMAGES}", UserWarning, stacklevel=3)
+    batch_size = min(spec.batch_size, n)  # a set smaller than a batch still trains (one batch an epoch)
     generator = torch.Generator().manual_seed(spec.seed)
     for _ in range(spec.epochs):
         order = torch.randperm(n, generator=generator)
-        for start in range(0, n - spec.batch_size + 1, spec.batch_size):
-            index = order[start : start + spec.batch_size]
+        for start in range(0, n - batch_size + 1, batch_size):
+            index = order[start : start + batch_size]
             _, logits = model(dataset.get_batch(index).cpu())
             loss = nn.functional.cross_entropy(logits, dataset.labels[index].cpu())
             optimizer.zero_grad(set_to_none=True)

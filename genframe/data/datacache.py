@@ -14,11 +14,13 @@ is loaded whole; a larger one is memory-mapped, so a batch reads only its own ro
 
 from __future__ import annotations
 
+import contextlib
+
 import hashlib
 import io
 import json
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -69,19 +71,39 @@ def cache_folder() -> Path:
 def load_or_prepare(fingerprint: str, prepare: Callable[[], Prepared], label: str) -> Entry:
     """The cached entry for ``fingerprint``, or ``prepare()``'s result, cached on the way."""
     folder = cache_folder()
-    entry = read_entry(folder, fingerprint)
-    if entry is not None:
-        say_once(f"{label}: {len(entry.images)} images from the cache {entry.location}{_mapped_note(entry)}")
-        return entry
-    prepared = prepare()
-    try:
-        entry = write_entry(folder, fingerprint, prepared)
-    except OSError as exc:  # an unwritable or full disk: the data can still be used, just not kept
-        warnings.warn(f"genframe: could not cache the prepared dataset in {folder} ({exc.strerror or exc}); "
-                      f"it will be read again next time", UserWarning, stacklevel=3)
-        return _in_memory(prepared)
+    with _preparing(folder, fingerprint):  # torchrun's processes: one prepares, the others then read its cache
+        entry = read_entry(folder, fingerprint)
+        if entry is not None:
+            say_once(f"{label}: {len(entry.images)} images from the cache {entry.location}{_mapped_note(entry)}")
+            return entry
+        prepared = prepare()
+        try:
+            entry = write_entry(folder, fingerprint, prepared)
+        except OSError as exc:  # an unwritable or full disk: the data can still be used, just not kept
+            warnings.warn(f"genframe: could not cache the prepared dataset in {folder} ({exc.strerror or exc}); "
+                          f"it will be read again next time", UserWarning, stacklevel=3)
+            return _in_memory(prepared)
     say_once(f"{label}: read {len(entry.images)} images, cached in {entry.location}{_mapped_note(entry)}")
     return entry
+
+
+@contextlib.contextmanager
+def _preparing(folder: Path, fingerprint: str) -> Iterator[None]:
+    """Hold the lock of one cache entry (released by the OS if the process dies); without a writable folder,
+    no lock: each process prepares its own copy in memory."""
+    import filelock
+
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        lock = filelock.FileLock(folder / f".{fingerprint}.lock")
+        lock.acquire()
+    except OSError:
+        yield
+        return
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def write_entry(folder: Path, fingerprint: str, prepared: Prepared) -> Entry:

@@ -95,7 +95,18 @@ def _data_folder(path: str | os.PathLike[str] | None) -> Path:
 
 def find_images(folder: Path, source: str) -> list[ImageFile]:
     """Every image under ``folder``, sorted by relative path, with its split and class (if any)."""
-    own_splits = all((folder / split).is_dir() for split in SPLITS)
+    present = [split for split in SPLITS if (folder / split).is_dir()]
+    own_splits = len(present) == len(SPLITS)
+    if present and not own_splits:  # a lone train/ would otherwise be read as the one class "train"
+        missing = next(split for split in SPLITS if split not in present)
+        raise DataError(f"data.path {source} has a {present[0]}/ folder but no {missing}/ folder; add {missing}/ "
+                        f"(laid out like {present[0]}/), or move the class folders up out of {present[0]}/")
+    if own_splits:
+        beside = sorted(p.name for p in folder.iterdir() if not p.name.startswith(".") and p.name not in SPLITS
+                        and (p.is_dir() or p.suffix.lower() in IMAGE_SUFFIXES))
+        if beside:  # they would be left out without a word
+            raise DataError(f"data.path {source} holds {', '.join(beside[:3])} beside its train/ and test/ folders; "
+                            "move them into train/ or test/, or out of the folder")
     groups = [(split, folder / split) for split in SPLITS] if own_splits else [(None, folder)]
     found: list[tuple[str | None, Path, str]] = []
     for split, base in groups:

@@ -181,6 +181,9 @@ def _value_scale(images: np.ndarray, source: str) -> str:
         if low < 0 or high > 255:
             raise DataError(f"data.path {source} holds {images.dtype} images ranging from {low} to {high}; "
                             f"expected 0..255 (or float in [0, 1] or in [-1, 1])")
+        if high <= 1:  # 0/1 masks read as 0..255 would be black: say so rather than train on nothing
+            raise DataError(f"data.path {source} holds {images.dtype} images whose values are all 0 or 1, read as "
+                            f"0..255 they are black; multiply them by 255, or store them as float in [0, 1]")
         return "uint8"
     if low >= 0 and high <= 1:
         return "unit"

@@ -89,6 +89,9 @@ class EBMRecipe(Recipe):
 
         model = config.model
         built = (model.in_channels, model.image_size, model.image_size)
+        if len(example_shape) == 3 and example_shape[1] != example_shape[2]:  # the net takes square images
+            raise ConfigError(f"dataset {dataset} has examples of shape {tuple(example_shape)}, not square; the "
+                              f"Swish net takes square images: set data.size=N to resize and centre-crop them")
         if tuple(example_shape) != built:  # the sampler's chains would not match the real images
             raise ConfigError(f"model: in_channels={model.in_channels} and image_size={model.image_size} make "
                               f"examples of shape {built}, but dataset {dataset} has examples of shape {tuple(example_shape)}; "
