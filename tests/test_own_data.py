@@ -480,3 +480,18 @@ def test_non_square_data_is_told_to_set_data_size():
     config = recipe.fit_to_data(genframe.recipe_config("ebm", None, []), (3, 16, 32))
     with pytest.raises(ConfigError, match="not square; .* set data.size=N"):
         recipe.check_data(config, (3, 16, 32), "tensorfile")
+
+
+def test_a_photo_is_read_the_way_it_is_shown_exif_orientation(tmp_path):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    pixels = np.zeros((20, 40, 3), dtype=np.uint8)
+    pixels[:, :20] = 255  # left half white, as stored: 40 wide, 20 high
+    exif = Image.Exif()
+    exif[0x0112] = 6  # shown turned 90 degrees clockwise
+    Image.fromarray(pixels).save(folder / "a.jpg", exif=exif, quality=95)
+    Image.fromarray(pixels).save(folder / "b.jpg", exif=exif, quality=95)
+    data = ImageFolder("train", path=str(folder), test_fraction=0.5)
+    assert data.example_shape == (3, 40, 20)  # 20 wide, 40 high, as a viewer shows it
+    image = data.get_batch(torch.tensor([0]))[0]
+    assert image[:, :18].mean() > 0.9 and image[:, 22:].mean() < -0.9  # the white half is now on top

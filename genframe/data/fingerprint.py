@@ -16,7 +16,7 @@ from genframe.data.progress import with_progress
 from genframe.errors import DataError
 
 #: Bumped whenever the way files become arrays changes, so no cache made the old way is reused.
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: EXIF orientation applied
 _CHUNK = 1 << 20
 
 # (path, size, mtime, ctime, inode) -> content SHA-256. In-process only: a run builds each split more

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
 
 from genframe.data.datacache import Prepared, load_or_prepare
 from genframe.data.fingerprint import data_fingerprint
@@ -34,6 +34,8 @@ from genframe.errors import DataError
 IMAGE_SUFFIXES = (".bmp", ".gif", ".jpeg", ".jpg", ".png", ".webp")
 _GREY_MODES = frozenset({"1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"})
 _SIXTEEN_BIT_GREY_MODES = frozenset({"I", "I;16", "I;16B", "I;16L", "I;16N"})
+_ORIENTATION = 0x0112  # the EXIF tag a camera sets instead of turning the pixels
+_TURNED = {5, 6, 7, 8}  # orientations shown rotated by 90 degrees: width and height swap
 _DECODE_CHUNK = 256  # images per chunk written to the cache: bounds memory, whatever the folder's size
 
 
@@ -185,6 +187,8 @@ def _read_header(file: ImageFile, source: str) -> tuple[int, int, bool]:
     try:
         with Image.open(file.path) as image:
             width, height = image.size
+            if image.getexif().get(_ORIENTATION, 1) in _TURNED:  # shown turned by a quarter: as decoded below
+                width, height = height, width
             if image.mode in ("P", "PA"):
                 palette = image.getpalette("RGB") or []
                 grey = all(palette[i] == palette[i + 1] == palette[i + 2] for i in range(0, len(palette), 3))
@@ -201,7 +205,8 @@ def _decode(file: ImageFile, channels: int, size: int | None, source: str) -> np
         with Image.open(file.path) as image:
             if size is not None:
                 image.draft(image.mode, (size, size))  # JPEG: decode big photos at a reduced scale, far faster
-            converted = _convert(image, channels)
+            upright = ImageOps.exif_transpose(image)  # a phone photo the way it is shown, not the way it is stored
+            converted = _convert(upright, channels)
             if size is not None:
                 converted = _resize_and_crop(converted, size)
             pixels = np.asarray(converted, dtype=np.uint8)
