@@ -94,8 +94,9 @@ def _train(dataset: Dataset, num_classes: int, spec: ClassifierSpec) -> FeatureC
     optimizer = torch.optim.Adam(model.parameters(), lr=spec.lr)
     n = len(dataset) if spec.train_limit is None else min(spec.train_limit, len(dataset))
     if n < FEW_IMAGES and spec.train_limit is None:
-        warnings.warn(f"genframe: the quality classifier learns from only {n} labelled images of {dataset.name or 'this dataset'}; "
-                      f"its figures are rough below {FEW_IMAGES}", UserWarning, stacklevel=3)
+        warnings.warn(f"genframe: the quality classifier learns from only {n} labelled images of "
+                      f"{dataset.name or 'this dataset'}; its figures are rough below {FEW_IMAGES}", UserWarning,
+                      stacklevel=3)
     batch_size = min(spec.batch_size, n)  # a set smaller than a batch still trains (one batch an epoch)
     generator = torch.Generator().manual_seed(spec.seed)
     for _ in range(spec.epochs):

@@ -28,7 +28,7 @@ from typing import Any
 
 import torch
 
-from genframe.atomic import atomic_write_bytes, atomic_write_text, current_umask
+from genframe.atomic import atomic_write_bytes, atomic_write_text, current_umask, fsync_dir
 from genframe.checkpoint import resolve_checkpoint, run_dir_of
 from genframe.config import config_to_dict
 from genframe.errors import CheckpointError, RunError
@@ -100,14 +100,15 @@ def export_model(path: str | Path, out: str | Path, grid_n: int = 64, seed: int 
         atomic_write_text(staging / EXPORT_NAME, json.dumps(record, indent=2) + "\n")
         if evaluation is not None:
             atomic_write_text(staging / "eval.json", json.dumps(evaluation, indent=2) + "\n")
-        get_recipe(record["recipe"]).draw_samples(loaded.sample(grid_n, seed=seed).images.cpu(), staging / "samples.png")
+        grid = loaded.sample(grid_n, seed=seed).images.cpu()
+        get_recipe(record["recipe"]).draw_samples(grid, staging / "samples.png")
         atomic_write_text(staging / "README.md", model_card(record, config, staging, name=out.name))
         os.chmod(staging, 0o777 & ~current_umask())  # mkdtemp makes it private; give the folder the usual permissions
-        fsync_folder(staging)
+        fsync_dir(staging)
         if out.exists():
             out.rmdir()  # empty (checked above)
         os.replace(staging, out)
-        fsync_folder(out.parent)
+        fsync_dir(out.parent)
     except BaseException as error:
         shutil.rmtree(staging, ignore_errors=True)
         if isinstance(error, OSError):
@@ -131,24 +132,11 @@ def matching_evaluation(checkpoint: Path, step: int) -> dict[str, Any] | None:
     measured = (report.get("step"), Path(str(report.get("checkpoint", ""))).name) if isinstance(report, dict) else None
     if measured != (step, checkpoint.name) or "samples" not in report:
         warnings.warn(f"genframe: {path} measured {measured[1] if measured else '?'} at step "
-                      f"{measured[0] if measured else '?'}, not {checkpoint.name} at step {step}; the export carries no "
-                      "quality figures (run `genframe eval` on the run, then export again)", UserWarning, stacklevel=3)
+                      f"{measured[0] if measured else '?'}, not {checkpoint.name} at step {step}; the export carries "
+                      "no quality figures (run `genframe eval` on the run, then export again)", UserWarning,
+                      stacklevel=3)
         return None
     return report
-
-
-def fsync_folder(folder: Path) -> None:
-    """Make a rename or new entries in ``folder`` durable (where the platform allows opening folders)."""
-    try:
-        handle = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(handle)
-    except OSError:
-        pass
-    finally:
-        os.close(handle)
 
 
 def model_card(record: dict[str, Any], config: dict[str, Any], folder: Path, name: str | None = None) -> str:

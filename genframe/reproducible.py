@@ -4,7 +4,7 @@ Some cuDNN convolution algorithms sum with atomic adds, in whatever order the th
 of one chain from one seed then differ in the last bits, and Langevin chains (clipped, clamped, chaotic)
 grow that into other images: on an H200 a resumed CUDA run did not match a straight one, nor did two
 `genframe sample` calls with one seed. With deterministic algorithms they match bit for bit, as on the
-CPU. What it costs is measured in benchmarks/sgld_cuda.py (docs/gpu.md). Nothing changes on the CPU.
+CPU. What it costs is measured in benchmarks/sgld_cuda.py (docs/performance.md). Nothing changes on the CPU.
 
 The setting is restored on exit, so a project that calls genframe keeps its own choice around the call.
 """

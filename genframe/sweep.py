@@ -108,13 +108,11 @@ def threads_per_point(parallel: int, environ: dict[str, str] | None = None) -> i
 def _command(recipe: str, config: str | None, overrides: list[str], point: Point) -> list[str]:
     from genframe.rundir import holds_checkpoint
 
+    sets = [a for o in [*overrides, *point.overrides] for a in ("--set", o)]
     command = [sys.executable, "-m", "genframe", "run", recipe, "--quiet"]
     if holds_checkpoint(point.run_dir):  # interrupted, failed or killed: go on from its last checkpoint
-        return [*command, "--resume", str(point.run_dir), *(a for o in [*overrides, *point.overrides] for a in ("--set", o))]
-    if config:
-        command += ["--config", config]
-    sets = [*overrides, *point.overrides]
-    return [*command, *(a for o in sets for a in ("--set", o)), "--run-dir", str(point.run_dir)]
+        return [*command, "--resume", str(point.run_dir), *sets]
+    return [*command, *(["--config", config] if config else []), *sets, "--run-dir", str(point.run_dir)]
 
 
 def run_sweep(recipe: str, grid: dict[str, list[str]], runs_dir: str | Path, config: str | None = None,
@@ -198,7 +196,7 @@ def write_summary(points: list[Point], runs_dir: Path, goals: dict[str, str], me
     """summary.csv with every metric; summary.md with those that have a goal (final and best) and ``metric``."""
     keys = list(points[0].settings) if points else []
     columns = sorted({column for point in points for column in point.summary if column not in ("step", "minutes")},
-                     key=lambda c: (not c.startswith("eval/"), c))
+                     key=_eval_first)
     header = [*keys, "status", "step", "minutes", *columns]
     rows = [[*p.settings.values(), p.status, p.summary.get("step", ""), _number(p.summary.get("minutes")),
              *(_number(p.summary.get(c)) for c in columns)] for p in points]
@@ -207,9 +205,10 @@ def write_summary(points: list[Point], runs_dir: Path, goals: dict[str, str], me
     atomic_write_text(runs_dir / "summary.csv", buffer.getvalue())
     # the table people read: one column per metric with a declared goal (a callback's eval/trained/ diagnostics
     # aside) and the plotted one, "final (best B)" where the best differs; the CSV keeps every number
-    names = sorted({c.rsplit(" ", 1)[0] for c in columns if c.endswith(" final")}, key=lambda c: (not c.startswith("eval/"), c))
+    names = sorted({c.rsplit(" ", 1)[0] for c in columns if c.endswith(" final")}, key=_eval_first)
     names = [n for n in names if (n in goals and not n.startswith("eval/trained/")) or n == metric]
-    lines = ["| " + " | ".join([*keys, "status", "step", "minutes", *names]) + " |", "|" + "---|" * (len(keys) + 3 + len(names))]
+    header_md = [*keys, "status", "step", "minutes", *names]
+    lines = ["| " + " | ".join(header_md) + " |", "|" + "---|" * len(header_md)]
     for point, row in zip(points, rows):
         cells = [_final_and_best(point.summary, name) for name in names]
         lines.append("| " + " | ".join([*map(str, row[:len(keys) + 3]), *cells]) + " |")
@@ -217,6 +216,11 @@ def write_summary(points: list[Point], runs_dir: Path, goals: dict[str, str], me
                      if key in names)
     note = f"\nfinal value (best value where it differs; best means, per metric: {best})\n" if best else "\n"
     atomic_write_text(runs_dir / "summary.md", "\n".join(lines) + "\n" + note)
+
+
+def _eval_first(name: str) -> tuple[bool, str]:
+    """Sort key: the evaluation's metrics first, then the rest, each alphabetically."""
+    return not name.startswith("eval/"), name
 
 
 def _final_and_best(summary: dict[str, Any], name: str) -> str:

@@ -238,7 +238,8 @@ class MlflowLogger(Logger):
             self.client = None
             return
         try:
-            if run.purpose == "train" and run.config.logging.mlflow.log_checkpoint and self.checkpoint is not None and self.checkpoint.is_file():
+            keep = run.purpose == "train" and run.config.logging.mlflow.log_checkpoint
+            if keep and self.checkpoint is not None and self.checkpoint.is_file():
                 self.client.log_artifact(self.run_id, str(self.checkpoint), "checkpoint")
         except Exception as exc:
             self._failure("could not log the checkpoint", exc)

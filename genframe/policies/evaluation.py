@@ -38,7 +38,8 @@ class Evaluation(Callback):
 
     def __init__(self, settings: EvaluationSettings, run: RunContext) -> None:
         super().__init__(settings, run)
-        self.evaluator = None  # built when first needed: it may train a classifier (False: there is no metric)
+        self.evaluator = None  # built when first needed: it may train a classifier
+        self.no_metric = False  # the data has none (unlabelled images, say): evaluations are skipped
         self.last = time.monotonic()
 
     @property
@@ -79,14 +80,14 @@ class Evaluation(Callback):
         from genframe.evaluate import EVAL_CHUNK, shared_evaluator
         from genframe.generation import generate_in_chunks
 
-        if self.evaluator is None:
+        if self.evaluator is None and not self.no_metric:
             try:
                 self.evaluator = shared_evaluator(run.registry, run.config.data, run.recipe, run.config)
             except NoQualityMetric as exc:  # unlabelled data, say: said once, then nothing more to measure
-                self.evaluator = False
+                self.no_metric = True
                 warnings.warn(f"genframe: evaluations during training are skipped: {exc}; the preview grids still "
                               "show the samples", UserWarning, stacklevel=2)
-        if self.evaluator is False:
+        if self.no_metric:
             return {}
         models = {"eval": run.sampling_model()}
         if models["eval"] is not run.model:
