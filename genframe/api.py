@@ -59,6 +59,26 @@ class LoadedModel:
             return self.sampler.generate(self.model, n, steps=steps, keep_every=keep_every,
                                          generator=generator, device=self.device)
 
+    def score(self, images: torch.Tensor, kind: str | None = None, seed: int = 0) -> torch.Tensor:
+        """One score per image of ``images`` (N, C, H, W in [-1, 1]): how typical of its training data the model
+        finds it, higher = more typical; ``kind`` picks one of the recipe's scores (default: its first)."""
+        from genframe.scoring import score_images
+
+        return score_images(self, images, kind, seed)
+
+    def inpaint(self, images: torch.Tensor, known: torch.Tensor, steps: int | None = None, seed: int = 0) -> torch.Tensor:
+        """``images`` with the pixels where ``known`` (a boolean tensor broadcasting to them, e.g. (1, 1, H, W)
+        from :func:`genframe.masks.known_pixels`) is False completed by the model."""
+        from genframe.completion import inpaint_images
+
+        return inpaint_images(self, images, known, steps, seed)
+
+    def denoise(self, images: torch.Tensor, steps: int | None = None, seed: int = 0) -> torch.Tensor:
+        """``images`` moved by the model's sampler towards what the model makes: noise taken away."""
+        from genframe.completion import denoise_images
+
+        return denoise_images(self, images, steps, seed)
+
 
 def load(path: str | Path, device: str = "auto") -> LoadedModel:
     """Load a run directory (its last checkpoint) or a checkpoint file for sampling.

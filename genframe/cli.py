@@ -91,7 +91,7 @@ def run(recipe: str, settings: tuple[str, ...], config_path: str | None, overrid
 
 
 @contextmanager
-def progress_reporter(total: int, label: str) -> Iterator[Callable[[int], None]]:
+def progress_reporter(total: int | None, label: str) -> Iterator[Callable[[int], None]]:
     """A tqdm bar on a terminal; one line per chunk otherwise (logs, CI), both on stderr."""
     if sys.stderr.isatty():
         from tqdm import tqdm
@@ -104,7 +104,7 @@ def progress_reporter(total: int, label: str) -> Iterator[Callable[[int], None]]
     def report(count: int) -> None:
         nonlocal done
         done += count
-        click.echo(f"{label}: {done}/{total}", err=True)
+        click.echo(f"{label}: {done}/{total}" if total else f"{label}: {done}", err=True)
 
     yield report
 
@@ -268,6 +268,9 @@ def config_schema(recipe: str) -> None:
     from genframe.recipes import get_recipe
 
     click.echo(json.dumps(get_recipe(recipe).config_class.model_json_schema(), indent=2))
+
+
+from genframe import cli_scoring  # noqa: E402,F401  (its commands join the group)
 
 
 def main() -> None:

@@ -146,20 +146,20 @@ def evaluate(path: str | Path, n: int = 1000, steps: int | None = None, seed: in
         report["anchors"] = anchors
     atomic_write_text(run_dir / EVAL_NAME, json.dumps(report, indent=2) + "\n")
     if log and not loaded.exported:  # an exported folder is no run: it has no loggers to tell
-        _send_to_loggers(run_dir, loaded, report)
+        metrics = {**{f"eval/{k}": v for k, v in report["samples"].items()}, "eval/n": report["n"]}
+        send_to_loggers(run_dir, loaded, metrics)
     return report
 
 
-def _send_to_loggers(run_dir: Path, loaded, report: dict[str, Any]) -> None:
-    """Hand the result to the run's own loggers (not the console: the caller prints it)."""
+def send_to_loggers(run_dir: Path, loaded, metrics: dict[str, float], images: dict[str, Any] | None = None) -> None:
+    """Hand a measurement of a trained model to its run's own loggers (not the console: the caller prints it)."""
     host = get_host()
     ctx = RunContext(run_dir, loaded.recipe_name, loaded.config, loaded.device, steps_per_epoch=1,
                      total_steps=loaded.step, step=loaded.step, epoch=loaded.epoch, resumed=True,
                      extra=dict(loaded.extra), purpose="eval")
     with attached_loggers(host, [n for n in loaded.config.logging.loggers if n != "console"], ctx):
         host.hook.genframe_run_start(run=ctx)
-        metrics = {**{f"eval/{k}": v for k, v in report["samples"].items()}, "eval/n": report["n"]}
-        host.hook.genframe_log(run=ctx, step=loaded.step, metrics=metrics, images={})
+        host.hook.genframe_log(run=ctx, step=loaded.step, metrics=metrics, images=images or {})
         host.hook.genframe_run_end(run=ctx, status="completed")
 
 

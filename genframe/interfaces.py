@@ -20,6 +20,10 @@ if TYPE_CHECKING:  # pragma: no cover
     from genframe.config import RecipeConfig
 
 
+#: ``fn(model, sampler, images, generator) -> scores``: see :meth:`Recipe.score_functions`.
+ScoreFunction = Callable[["torch.nn.Module", "Sampler", "torch.Tensor", "torch.Generator | None"], "torch.Tensor"]
+
+
 class Dataset(ABC):
     """A finite dataset held in memory; batches are gathered by index.
 
@@ -91,6 +95,21 @@ class Sampler(ABC):
         init = self.init_state(n, device=device, generator=generator)
         steps = self.generate_steps if steps is None else steps
         return self.sample(model, init, steps=steps, keep_every=keep_every, generator=generator)
+
+    def refine(
+        self,
+        model: torch.nn.Module,
+        images: torch.Tensor,
+        known: torch.Tensor | None = None,
+        steps: int | None = None,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        """Move ``images`` towards what the model makes, the entries where ``known`` (a boolean tensor that
+        broadcasts to ``images``) is True held at their values: completion (``genframe inpaint``, hidden
+        entries start from :meth:`init_state`); with ``known`` None every entry moves (``genframe denoise``).
+        ``steps`` defaults to the sampler's generation steps. Optional: a sampler that cannot leaves this
+        (see :func:`refines`), and those commands refuse its recipe in one line."""
+        raise NotImplementedError(f"{type(self).__name__} does not refine images")
 
 
 class Trainer(ABC):
@@ -215,6 +234,13 @@ class Recipe(ABC):
         sweep summaries report the best value of these. The core's evaluation metrics are declared already."""
         return {}
 
+    def score_functions(self, config: RecipeConfig) -> dict[str, ScoreFunction]:
+        """Named ways to score inputs by how typical of the training data the model finds them, higher =
+        more typical, the first the default: ``genframe score`` and ``genframe ood`` use them. Each is called
+        as ``fn(model, sampler, images, generator)`` with the model the run samples with and returns one
+        float per image. Default none: those commands refuse the recipe in one line."""
+        return {}
+
     def quality_metric(self, config: RecipeConfig, registry: Any) -> Callable[[torch.Tensor], dict[str, float]] | None:
         """This recipe's own measure of sample quality: a callable taking (N, ...) samples and returning
         named numbers, used by ``genframe eval`` and the evaluations during training (``config``: the
@@ -222,6 +248,11 @@ class Recipe(ABC):
         method giving reference rows (e.g. real data) for the report. Built once per process and config.
         Default None: the core's classifier metric, which measures labelled image datasets."""
         return None
+
+
+def refines(sampler: Sampler) -> bool:
+    """Whether ``sampler`` implements :meth:`Sampler.refine` (completion and denoising)."""
+    return type(sampler).refine is not Sampler.refine
 
 
 def _require_images(recipe: str, samples: torch.Tensor, method: str) -> None:

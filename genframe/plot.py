@@ -61,7 +61,7 @@ def wants_log_axis(name: str, points: list[tuple[float, float]]) -> bool:
     return name.removeprefix("val/").split("/")[-1] == "fd" and all(y > 0 for _, y in points)
 
 
-def _figure(rows: int, cols: int) -> Any:
+def new_figure(rows: int, cols: int) -> Any:
     try:
         from matplotlib.figure import Figure  # no pyplot: no global state, no display, safe in a notebook
     except ImportError:
@@ -69,17 +69,17 @@ def _figure(rows: int, cols: int) -> Any:
     return Figure(figsize=(PANEL_INCHES[0] * cols, PANEL_INCHES[1] * rows), dpi=DPI, layout="constrained")
 
 
-def _format_of(out: Path) -> str:
+def picture_format(out: Path) -> str:
     fmt = out.suffix.lower().lstrip(".")
     if fmt not in FORMATS:
         raise RunError(f"cannot draw {out}: give a file ending in {', '.join('.' + f for f in FORMATS)}")
     return fmt
 
 
-def _save(figure: Any, out: str | Path) -> Path:
+def save_figure(figure: Any, out: str | Path) -> Path:
     out = Path(out)
     buffer = io.BytesIO()
-    figure.savefig(buffer, format=_format_of(out))
+    figure.savefig(buffer, format=picture_format(out))
     return atomic_write_bytes(out, buffer.getvalue())
 
 
@@ -96,8 +96,8 @@ def plot_runs(run_dirs: list[str | Path], out: str | Path | None = None, metrics
     if not paths:
         raise RunError("give at least one run directory to plot")
     out = Path(out) if out is not None else (paths[0] / "curves.png" if len(paths) == 1 else Path("curves.png"))
-    _format_of(out)  # a bad suffix is an error before any drawing
-    return _save(runs_figure(paths, metrics), out)
+    picture_format(out)  # a bad suffix is an error before any drawing
+    return save_figure(runs_figure(paths, metrics), out)
 
 
 def runs_figure(paths: list[Path], metrics: list[str] | None = None) -> Any:
@@ -115,7 +115,7 @@ def runs_figure(paths: list[Path], metrics: list[str] | None = None) -> Any:
     groups = panels(known)
     cols = 2 if len(groups) > 1 else 1
     rows = math.ceil(len(groups) / cols)
-    figure = _figure(rows, cols)
+    figure = new_figure(rows, cols)
     axes = figure.subplots(rows, cols, squeeze=False).ravel()
     colours = [f"C{index % 10}" for index in range(len(paths))]
     for ax, names in zip(axes, groups):
@@ -150,7 +150,7 @@ def plot_curves(curves: dict[str, list[tuple[float, float]]], out: str | Path, x
         raise RunError("nothing to plot: every curve is empty")
     if log_y and any(y <= 0 for points in curves.values() for _, y in points):
         raise RunError("a log axis needs positive values; plot without log_y")
-    figure = _figure(1, 1)
+    figure = new_figure(1, 1)
     ax = figure.subplots()
     for name, points in curves.items():
         if points:
@@ -161,4 +161,4 @@ def plot_curves(curves: dict[str, list[tuple[float, float]]], out: str | Path, x
     ax.set_xlabel(xlabel)
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize="small")
-    return _save(figure, out)
+    return save_figure(figure, out)

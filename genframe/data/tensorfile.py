@@ -79,18 +79,19 @@ def _data_file(path: str | os.PathLike[str] | None) -> Path:
 
 def _prepare(file: Path, source: str, split: str, size: int | None, channels: int | None,
              test_fraction: float) -> Prepared:
-    images, labels = _read(file, source)
-    images = _as_nchw(images, source)
-    scale = _value_scale(images, source)
-    num_classes = None if labels is None else _check_labels(labels, len(images), source)
+    what = f"data.path {source}"  # how messages name the file
+    images, labels = read_arrays(file, what)
+    images = as_nchw(images, what)
+    scale = value_scale(images, what)
+    num_classes = None if labels is None else check_labels(labels, len(images), what)
     # The hold-out is over the whole file, so it is ranked by row number: the same rows on every machine.
-    rows = holdout_indices([str(i) for i in range(len(images))], split, test_fraction, f"data.path {source}")
+    rows = holdout_indices([str(i) for i in range(len(images))], split, test_fraction, what)
     channels = channels or images.shape[1]
     height, width = (size, size) if size is not None else images.shape[2:]
 
     def chunks():
         for start in range(0, len(rows), _CHUNK):
-            block = torch.from_numpy(_to_uint8(images[rows[start : start + _CHUNK]], scale))
+            block = torch.from_numpy(to_uint8(images[rows[start : start + _CHUNK]], scale))
             block = convert_channels(block, channels)
             if size is not None:
                 block = resize_and_crop(block, size)
@@ -101,7 +102,7 @@ def _prepare(file: Path, source: str, split: str, size: int | None, channels: in
     return Prepared((len(rows), channels, height, width), chunks, selected_labels, details)
 
 
-def _read(file: Path, source: str) -> tuple[np.ndarray, np.ndarray | None]:
+def read_arrays(file: Path, source: str) -> tuple[np.ndarray, np.ndarray | None]:
     """(images, labels or None) as numpy arrays, as the file holds them."""
     suffix = file.suffix.lower()
     try:
@@ -117,11 +118,11 @@ def _read(file: Path, source: str) -> tuple[np.ndarray, np.ndarray | None]:
         reason = " ".join(str(exc).split())[:300] or type(exc).__name__
         how = ("torch.load(weights_only=True); save a tensor, or a dict of tensors, with torch.save"
                if suffix == ".pt" else "numpy without pickle; save plain numeric arrays with numpy.save(z)")
-        raise DataError(f"data.path {source} cannot be read by {how} ({reason})") from None
+        raise DataError(f"{source} cannot be read by {how} ({reason})") from None
     if isinstance(content, dict):
         return _pick(content, ("images",), ("labels",), source)
     if not isinstance(content, torch.Tensor):
-        raise DataError(f"data.path {source} holds a {type(content).__name__}; save a tensor of images, or a dict "
+        raise DataError(f"{source} holds a {type(content).__name__}; save a tensor of images, or a dict "
                         f"with 'images' and optional 'labels' tensors")
     return _tensor_to_numpy(content, source, "images"), None
 
@@ -131,7 +132,7 @@ def _pick(content: dict[str, Any], image_keys: tuple[str, ...], label_keys: tupl
     image_key = next((key for key in image_keys if key in content), None)
     if image_key is None:
         found = ", ".join(repr(key) for key in content) or "nothing"
-        raise DataError(f"data.path {source} holds {found} but no {' or '.join(map(repr, image_keys))}; "
+        raise DataError(f"{source} holds {found} but no {' or '.join(map(repr, image_keys))}; "
                         f"store the images under {image_keys[0]!r} (and any labels under {label_keys[0]!r})")
     label_key = next((key for key in label_keys if key in content), None)
     images = _tensor_to_numpy(content[image_key], source, image_key)
@@ -143,14 +144,14 @@ def _tensor_to_numpy(value: Any, source: str, key: str) -> np.ndarray:
     if isinstance(value, np.ndarray):
         return value
     if not isinstance(value, torch.Tensor):
-        raise DataError(f"data.path {source}: {key!r} is a {type(value).__name__}, not a tensor or array")
+        raise DataError(f"{source}: {key!r} is a {type(value).__name__}, not a tensor or array")
     value = value.detach().cpu()
     if value.dtype == torch.bfloat16:  # numpy has no bfloat16
         value = value.float()
     return value.numpy()
 
 
-def _as_nchw(images: np.ndarray, source: str) -> np.ndarray:
+def as_nchw(images: np.ndarray, source: str) -> np.ndarray:
     """N x C x H x W, with N x H x W given a channel axis (a view: nothing is copied)."""
     if images.ndim == 3 and min(images.shape) > 0:
         return images[:, None]
@@ -160,40 +161,40 @@ def _as_nchw(images: np.ndarray, source: str) -> np.ndarray:
     hint = ""
     if images.ndim == 4 and images.shape[-1] in (1, 3):
         hint = " (channels last? transpose the array with .transpose(0, 3, 1, 2))"
-    raise DataError(f"data.path {source} holds images of shape {shape}; accepted shapes: {_ACCEPTED_SHAPES}{hint}")
+    raise DataError(f"{source} holds images of shape {shape}; accepted shapes: {_ACCEPTED_SHAPES}{hint}")
 
 
-def _value_scale(images: np.ndarray, source: str) -> str:
+def value_scale(images: np.ndarray, source: str) -> str:
     """How values map to 0..255: "uint8", "unit" ([0, 1]) or "signed" ([-1, 1]); read in chunks so a
     memory-mapped file is never loaded whole."""
     kind = images.dtype.kind
     if kind not in "uif":
-        raise DataError(f"data.path {source} holds {images.dtype} images; expected uint8 0..255, or float in "
+        raise DataError(f"{source} holds {images.dtype} images; expected uint8 0..255, or float in "
                         f"[0, 1] or in [-1, 1]")
     low, high = np.inf, -np.inf
     for start in range(0, len(images), _CHUNK):
         block = np.asarray(images[start : start + _CHUNK])
         if kind == "f" and not np.isfinite(block).all():
-            raise DataError(f"data.path {source} holds NaN or infinite values; expected float images in [0, 1] "
+            raise DataError(f"{source} holds NaN or infinite values; expected float images in [0, 1] "
                             f"or in [-1, 1]")
         low, high = min(low, block.min()), max(high, block.max())
     if kind in "ui":
         if low < 0 or high > 255:
-            raise DataError(f"data.path {source} holds {images.dtype} images ranging from {low} to {high}; "
+            raise DataError(f"{source} holds {images.dtype} images ranging from {low} to {high}; "
                             f"expected 0..255 (or float in [0, 1] or in [-1, 1])")
         if high <= 1:  # 0/1 masks read as 0..255 would be black: say so rather than train on nothing
-            raise DataError(f"data.path {source} holds {images.dtype} images whose values are all 0 or 1, read as "
+            raise DataError(f"{source} holds {images.dtype} images whose values are all 0 or 1, read as "
                             f"0..255 they are black; multiply them by 255, or store them as float in [0, 1]")
         return "uint8"
     if low >= 0 and high <= 1:
         return "unit"
     if low >= -1 and high <= 1:
         return "signed"
-    raise DataError(f"data.path {source} holds float images ranging from {float(low):g} to {float(high):g}; "
+    raise DataError(f"{source} holds float images ranging from {float(low):g} to {float(high):g}; "
                     f"expected values in [0, 1] or in [-1, 1] (or uint8 0..255): rescale them")
 
 
-def _to_uint8(block: np.ndarray, scale: str) -> np.ndarray:
+def to_uint8(block: np.ndarray, scale: str) -> np.ndarray:
     if scale == "uint8":
         return np.ascontiguousarray(block, dtype=np.uint8)
     values = np.asarray(block, dtype=np.float32)
@@ -201,17 +202,17 @@ def _to_uint8(block: np.ndarray, scale: str) -> np.ndarray:
     return np.clip(np.rint(values), 0, 255).astype(np.uint8)
 
 
-def _check_labels(labels: np.ndarray, count: int, source: str) -> int:
+def check_labels(labels: np.ndarray, count: int, source: str) -> int:
     """The class count, 1 + the largest label, after checking the labels fit the images."""
     if labels.ndim != 1:
-        raise DataError(f"data.path {source} holds labels of shape {labels.shape}; expected one class index per "
+        raise DataError(f"{source} holds labels of shape {labels.shape}; expected one class index per "
                         f"image, shape ({count},) (one-hot labels: use labels.argmax(1))")
     if len(labels) != count:
-        raise DataError(f"data.path {source} holds {len(labels)} labels for {count} images; give exactly one "
+        raise DataError(f"{source} holds {len(labels)} labels for {count} images; give exactly one "
                         f"label per image")
     if labels.dtype.kind not in "ui":
-        raise DataError(f"data.path {source} holds {labels.dtype} labels; expected integer class indices 0..K-1")
+        raise DataError(f"{source} holds {labels.dtype} labels; expected integer class indices 0..K-1")
     if count and int(labels.min()) < 0:
-        raise DataError(f"data.path {source} holds a negative label ({int(labels.min())}); expected class "
+        raise DataError(f"{source} holds a negative label ({int(labels.min())}); expected class "
                         f"indices 0..K-1")
     return int(labels.max()) + 1

@@ -120,6 +120,11 @@ class EBMRecipe(Recipe):
             needs[name] = min(n, EVAL_CHUNK) * chain
         return needs
 
+    def score_functions(self, config: EBMConfig) -> dict:
+        from genframe_ebm.scores import SCORES
+
+        return dict(SCORES)
+
     def build_trainer(self, config: EBMConfig, model, sampler, device):
         from genframe_ebm.trainer import CDTrainer
 

@@ -124,6 +124,18 @@ class SGLDSampler(Sampler):
             return fast.sample(init, self.step_sizes(steps), keep_every, generator, self.worker_threads())
         return self.reference_sample(model, init, steps, keep_every, generator)
 
+    def refine(self, model, images, known=None, steps=None, generator=None) -> torch.Tensor:
+        """``steps`` (default: the generation steps) Langevin steps from ``images``, the ``known`` pixels put
+        back after each step: exact clamped Langevin dynamics on the others, on whichever path ``sample`` takes."""
+        steps = self.generate_steps if steps is None else steps
+        if known is None:
+            return self.sample(model, images, steps, generator=generator).images
+        values, known = images.detach(), known.to(images.device).expand_as(images)
+        x = values
+        for _ in range(steps):
+            x = torch.where(known, values, self.sample(model, x, 1, generator=generator).images)
+        return x
+
     def graph_sample(self, model: nn.Module, init: torch.Tensor, steps: int,
                      generator: torch.Generator | None) -> torch.Tensor | None:
         """The chains' final states through CUDA graphs, or None when graphs fail (now or before).

@@ -1,0 +1,120 @@
+"""The commands that ask a trained model about given images: ``score``, ``ood``, ``inpaint``, ``denoise``.
+
+A thin shell over :mod:`genframe.scoring` and :mod:`genframe.completion`, added to the ``genframe`` group
+by ``genframe.cli``.
+"""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from genframe.cli import cli, progress_reporter
+
+DEVICE = click.option("--device", default="auto", show_default=True, help="cpu, cuda, cuda:N or auto.")
+SEED = click.option("--seed", default=0, show_default=True, type=int)
+AS_JSON = click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+SCORE = click.option("--score", "kind", help="Which of the recipe's scores [default: the recipe's first].")
+INPUTS_HELP = ("DATASET:SPLIT (mnist:test), noise, gaussian, constant, flipped[:CLASSES], inverted, image files, "
+               "a folder or a .npy/.npz/.pt file")
+
+
+@cli.command(help="Score INPUTS with the model of run PATH (higher = more typical of its training data).\n\n"
+                  f"INPUTS: {INPUTS_HELP}.")
+@click.argument("path", type=click.Path())
+@click.argument("inputs", nargs=-1, required=True)
+@click.option("--out", type=click.Path(dir_okay=False), help="CSV of every score (input,index,score).")
+@click.option("--plot", default="scores.png", show_default=True, type=click.Path(dir_okay=False),
+              help="Histogram of each input's scores (PNG, SVG or PDF).")
+@click.option("--n", "n", type=click.IntRange(min=1), help="At most N images of each input [built-in sets: as many "
+                                                           "as the run's test split].")
+@SCORE
+@SEED
+@DEVICE
+@AS_JSON
+def score(path: str, inputs: tuple[str, ...], out: str | None, plot: str, n: int | None, kind: str | None, seed: int,
+          device: str, as_json: bool) -> None:
+    from genframe.scoring import format_scores, score_to_files
+
+    with progress_reporter(None, "scoring") as progress:
+        report = score_to_files(path, list(inputs), out, plot, kind, n, seed, device, progress)
+    click.echo(json.dumps(report, indent=2) if as_json else format_scores(report))
+    if not as_json:
+        click.echo(f"wrote {', '.join(p for p in (report.get('csv'), report.get('plot')) if p)}")
+
+
+@cli.command(help="How well the score of run PATH tells its data from other data: AUROC, AUPR and FPR at 95% TPR "
+                  f"for each out-set.\n\nSets: {INPUTS_HELP}. Writes RUN_DIR/ood.json and sends the figures to "
+                  "the run's loggers.")
+@click.argument("path", type=click.Path())
+@click.option("--in", "inside", help="The in-distribution set [default: the run's dataset's test split].")
+@click.option("--out", "outsides", multiple=True,
+              help="An out-of-distribution set (repeatable) [default: noise, gaussian, constant, flipped, inverted].")
+@click.option("--plot", type=click.Path(dir_okay=False), help="Overlaid score histograms [default: RUN_DIR/ood.png].")
+@click.option("--n", "n", type=click.IntRange(min=2), help="At most N images of each set.")
+@SCORE
+@SEED
+@DEVICE
+@AS_JSON
+def ood(path: str, inside: str | None, outsides: tuple[str, ...], plot: str | None, n: int | None, kind: str | None,
+        seed: int, device: str, as_json: bool) -> None:
+    from genframe.scoring import detect_ood, format_ood
+
+    with progress_reporter(None, "scoring") as progress:
+        report = detect_ood(path, inside, list(outsides), kind, n, seed, device, plot, progress)
+    click.echo(json.dumps(report, indent=2) if as_json else format_ood(report))
+
+
+@cli.command()
+@click.argument("path", type=click.Path())
+@click.option("--images", required=True, help="Images to complete: " + INPUTS_HELP + ".")
+@click.option("--mask", default="bottom-half", show_default=True,
+              help="Pixels to hide: bottom-half, top-half, left-half, right-half, center, random:P or FILE.png "
+                   "(white = hidden).")
+@click.option("--n", "n", default=1000, show_default=True, type=click.IntRange(min=1), help="Images to complete.")
+@click.option("--steps", type=click.IntRange(min=1), help="Sampler steps [default: the recipe's generation steps].")
+@click.option("--out", default="inpaint.png", show_default=True, type=click.Path(dir_okay=False),
+              help="Picture of masked, completed and original images.")
+@click.option("--grid-n", default=32, show_default=True, type=click.IntRange(min=1), help="Images in the picture.")
+@click.option("--tensor", type=click.Path(dir_okay=False), help="Also write every completion to this .npy.")
+@SEED
+@DEVICE
+@AS_JSON
+def inpaint(path: str, images: str, mask: str, n: int, steps: int | None, out: str, grid_n: int, tensor: str | None,
+            seed: int, device: str, as_json: bool) -> None:
+    """Complete images with some pixels hidden, with the model of run PATH (the known pixels held fixed).
+
+    Labelled images are read by the dataset's quality classifier: how often completions keep their label.
+    Writes RUN_DIR/inpaint.json."""
+    from genframe.completion import format_inpaint, inpaint_to_files
+
+    with progress_reporter(n, "completing") as progress:
+        report = inpaint_to_files(path, images, mask, n, steps, seed, device, out, grid_n, tensor, progress)
+    click.echo(json.dumps(report, indent=2) if as_json else format_inpaint(report))
+
+
+@cli.command()
+@click.argument("path", type=click.Path())
+@click.option("--images", required=True, help="Clean images, to add noise to: " + INPUTS_HELP + ".")
+@click.option("--noise", default=0.3, show_default=True, type=float,
+              help="Standard deviation of the Gaussian noise added, in the images' [-1, 1] units.")
+@click.option("--n", "n", default=1000, show_default=True, type=click.IntRange(min=1), help="Images to clean.")
+@click.option("--steps", type=click.IntRange(min=1), help="Sampler steps [default: the recipe's generation steps].")
+@click.option("--out", default="denoise.png", show_default=True, type=click.Path(dir_okay=False),
+              help="Picture of noisy, denoised and clean images.")
+@click.option("--grid-n", default=32, show_default=True, type=click.IntRange(min=1), help="Images in the picture.")
+@click.option("--tensor", type=click.Path(dir_okay=False), help="Also write every denoised image to this .npy.")
+@SEED
+@DEVICE
+@AS_JSON
+def denoise(path: str, images: str, noise: float, n: int, steps: int | None, out: str, grid_n: int,
+            tensor: str | None, seed: int, device: str, as_json: bool) -> None:
+    """Add noise to images and clean it away with the model of run PATH; PSNR before and after.
+
+    Writes RUN_DIR/denoise.json."""
+    from genframe.completion import denoise_to_files, format_denoise
+
+    with progress_reporter(n, "denoising") as progress:
+        report = denoise_to_files(path, images, noise, n, steps, seed, device, out, grid_n, tensor, progress)
+    click.echo(json.dumps(report, indent=2) if as_json else format_denoise(report))

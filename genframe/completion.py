@@ -1,0 +1,264 @@
+"""Completing images with some pixels hidden, and cleaning noisy ones: ``genframe inpaint``, ``genframe denoise``,
+``LoadedModel.inpaint`` and ``LoadedModel.denoise``.
+
+Both run the recipe's sampler on given images (:meth:`Sampler.refine`): completion holds the known pixels
+fixed and starts the hidden ones from the sampler's starting state; denoising moves every pixel. Work goes
+chunk by chunk; only the first images are kept, for the picture, and outputs are streamed to a ``.npy``.
+Completions of labelled images are read by the dataset's quality classifier (the one ``genframe eval``
+uses): how often they carry the original's label, beside the originals (the ceiling), the masked images
+alone and completions of uniform noise (the floor).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from genframe.atomic import atomic_write, atomic_write_text
+from genframe.checkpoint import run_dir_of
+from genframe.errors import NoQualityMetric, RunError
+from genframe.interfaces import refines
+from genframe.masks import known_pixels
+from genframe.reproducible import reproducible_kernels
+from genframe.runsetup import seeded_generator
+from genframe.scoring import CHUNK, read_sets
+
+INPAINT_NAME, DENOISE_NAME = "inpaint.json", "denoise.json"
+HIDDEN_SHOWN_AS = 0.0  # mid-grey in [-1, 1]: where the masked inputs in a picture are hidden
+
+
+def _check_refines(loaded) -> None:
+    if not refines(loaded.sampler):
+        raise RunError(f"the sampler of recipe {loaded.recipe_name!r} ({type(loaded.sampler).__name__}) cannot hold "
+                       f"pixels fixed or refine given images (Sampler.refine), so its models cannot complete or "
+                       f"clean images; use a recipe whose sampler can, such as ebm")
+
+
+def inpaint_images(loaded, images: torch.Tensor, known: torch.Tensor, steps: int | None = None, seed: int = 0,
+                   stream: int = 0) -> torch.Tensor:
+    """``images`` with the pixels where ``known`` is False completed by the model (on the CPU)."""
+    _check_refines(loaded)
+    generator = seeded_generator(seed, stream, loaded.device)
+    images = images.to(loaded.device)
+    known = known.to(loaded.device)
+    with reproducible_kernels():
+        start = loaded.sampler.init_state(images.shape[0], device=loaded.device, generator=generator)
+        output = loaded.sampler.refine(loaded.model, torch.where(known, images, start), known, steps, generator)
+    return output.detach().cpu()
+
+
+def denoise_images(loaded, images: torch.Tensor, steps: int | None = None, seed: int = 0,
+                   stream: int = 0) -> torch.Tensor:
+    """``images`` moved by the model towards what it makes, every pixel free (on the CPU)."""
+    _check_refines(loaded)
+    generator = seeded_generator(seed, stream, loaded.device)
+    with reproducible_kernels():
+        output = loaded.sampler.refine(loaded.model, images.to(loaded.device), None, steps, generator)
+    return output.detach().cpu()
+
+
+def add_noise(images: torch.Tensor, std: float, seed: int, offset: int) -> torch.Tensor:
+    """Gaussian noise of ``std`` (in the images' [-1, 1] units) added per image from its own stream, clipped."""
+    noise = torch.stack([torch.randn(images.shape[1:], generator=torch.Generator().manual_seed(seed * 1_000_003 + offset + i))
+                         for i in range(images.shape[0])])
+    return (images + std * noise).clamp(-1, 1)
+
+
+def psnr(images: torch.Tensor, clean: torch.Tensor) -> torch.Tensor:
+    """Peak signal-to-noise ratio of each image against ``clean``, in dB, on the [0, 1] pixel scale."""
+    mse = ((images - clean) / 2).pow(2).flatten(1).mean(1).clamp_min(1e-10)
+    return -10 * torch.log10(mse)
+
+
+class _Classifier:
+    """The quality classifier of a labelled image set's dataset, or nothing to read labels with."""
+
+    def __init__(self, loaded, dataset: str | None) -> None:
+        self.model, self.why = None, "the images have no labels"
+        if dataset is None:
+            return
+        from genframe.evaluate import shared_evaluator
+        from genframe.plugins import get_host
+
+        data = loaded.config.data.model_copy(update={"name": dataset, "path": None, "size": None, "channels": None})
+        try:
+            self.model = shared_evaluator(get_host().registry, data).classifier
+        except NoQualityMetric as exc:
+            self.why = str(exc)
+
+    def correct(self, images: torch.Tensor, labels: torch.Tensor) -> int:
+        from genframe.metrics import features_and_probs
+
+        return int((features_and_probs(self.model, images)[1].argmax(1) == labels).sum())
+
+
+def _picture(rows: list[torch.Tensor], path: Path, per_row: int = 8) -> Path:
+    """Blocks of ``per_row`` images, one row from each tensor of ``rows`` (e.g. masked, completed, original)."""
+    blocks = []
+    for start in range(0, rows[0].shape[0], per_row):
+        blocks += [row[start:start + per_row] for row in rows]
+    from genframe.images import save_grid
+
+    return save_grid(torch.cat(blocks), path, nrow=min(per_row, rows[0].shape[0]))
+
+
+def _stream(write: Callable[[Any], None], tensor: str | Path | None) -> None:
+    if tensor is None:
+        write(None)
+    else:
+        atomic_write(tensor, write)
+
+
+def inpaint_to_files(path: str | Path, images: str, mask: str = "bottom-half", n: int = 1000,
+                     steps: int | None = None, seed: int = 0, device: str = "auto", out: str | Path = "inpaint.png",
+                     grid_n: int = 32, tensor: str | Path | None = None,
+                     progress: Callable[[int], None] | None = None) -> dict[str, Any]:
+    """Complete the first ``n`` images of ``images`` with ``mask``'s pixels hidden; write a picture of
+    (masked, completed, original) for the first ``grid_n`` to ``out``, every completion to ``tensor`` (a
+    ``.npy``) and the report to ``RUN_DIR/inpaint.json``; measure label accuracy when the images have labels."""
+    from genframe.api import check_output_paths, load
+    from genframe.generation import NpyWriter
+
+    check_output_paths({"--out": out, "--tensor": tensor})
+    loaded = load(path, device)
+    _check_refines(loaded)
+    (image_set,) = read_sets(loaded, [images], n, seed)
+    _, height, width = _shape(loaded)
+    known_pixels(mask, 1, height, width, seed)  # a bad mask is one line before any work
+    classifier = _Classifier(loaded, image_set.dataset)
+    counts = {"originals": 0, "masked": 0, "completions": 0, "noise completions": 0}
+    kept: list[list[torch.Tensor]] = [[], [], []]
+    start, done = time.perf_counter(), 0
+
+    def write(handle) -> None:
+        nonlocal done
+        writer = NpyWriter(handle, image_set.count) if handle is not None else None
+        for index, (batch, labels) in enumerate(image_set.chunks(CHUNK)):
+            known = known_pixels(mask, batch.shape[0], height, width, seed, offset=done)
+            completed = inpaint_images(loaded, batch, known, steps, seed, stream=index)
+            masked = torch.where(known, batch, torch.full_like(batch, HIDDEN_SHOWN_AS))
+            if writer is not None:
+                writer.append(completed)
+            if classifier.model is not None and labels is not None:
+                noise = loaded.sampler.init_state(batch.shape[0], generator=torch.Generator().manual_seed(seed + index))
+                filled = inpaint_images(loaded, noise, known, steps, seed, stream=1_000_003 + index)
+                for name, shown in (("originals", batch), ("masked", torch.where(known, batch, -1.0)),
+                                    ("completions", completed), ("noise completions", filled)):
+                    counts[name] += classifier.correct(shown, labels)
+            _keep(kept, [masked, completed, batch], grid_n)
+            done += batch.shape[0]
+            if progress is not None:
+                progress(batch.shape[0])
+        if writer is not None:
+            writer.close()
+
+    _stream(write, tensor)
+    report = {"recipe": loaded.recipe_name, "checkpoint": str(loaded.checkpoint), "step": loaded.step,
+              "images": image_set.name, "mask": mask, "n": done,
+              "steps": steps if steps is not None else loaded.sampler.generate_steps, "seed": seed,
+              "seconds": round(time.perf_counter() - start, 2),
+              "picture": str(_picture([torch.cat(k) for k in kept], Path(out)))}
+    if classifier.model is not None and image_set.count:
+        report["accuracy"] = {name: count / done for name, count in counts.items()}
+    else:
+        report["no_accuracy"] = classifier.why
+    if tensor is not None:
+        report["tensor"] = str(tensor)
+    atomic_write_text(run_dir_of(loaded.checkpoint) / INPAINT_NAME, json.dumps(report, indent=2) + "\n")
+    return report
+
+
+def denoise_to_files(path: str | Path, images: str, noise: float = 0.3, n: int = 1000, steps: int | None = None,
+                     seed: int = 0, device: str = "auto", out: str | Path = "denoise.png", grid_n: int = 32,
+                     tensor: str | Path | None = None,
+                     progress: Callable[[int], None] | None = None) -> dict[str, Any]:
+    """Add Gaussian noise of std ``noise`` to the first ``n`` images of ``images`` and clean them with the model;
+    report the mean PSNR against the clean images before and after, write a picture of (noisy, cleaned,
+    clean) to ``out``, every cleaned image to ``tensor`` and the report to ``RUN_DIR/denoise.json``."""
+    from genframe.api import check_output_paths, load
+    from genframe.generation import NpyWriter
+
+    if not (math.isfinite(noise) and noise > 0):
+        raise RunError(f"--noise {noise}: give the noise's standard deviation, a positive number (e.g. 0.3)")
+    check_output_paths({"--out": out, "--tensor": tensor})
+    loaded = load(path, device)
+    _check_refines(loaded)
+    (image_set,) = read_sets(loaded, [images], n, seed)
+    sums = {"noisy": 0.0, "denoised": 0.0}
+    kept: list[list[torch.Tensor]] = [[], [], []]
+    start, done = time.perf_counter(), 0
+
+    def write(handle) -> None:
+        nonlocal done
+        writer = NpyWriter(handle, image_set.count) if handle is not None else None
+        for index, (batch, _) in enumerate(image_set.chunks(CHUNK)):
+            noisy = add_noise(batch, noise, seed, done)
+            cleaned = denoise_images(loaded, noisy, steps, seed, stream=index)
+            if writer is not None:
+                writer.append(cleaned)
+            sums["noisy"] += float(psnr(noisy, batch).sum())
+            sums["denoised"] += float(psnr(cleaned, batch).sum())
+            _keep(kept, [noisy, cleaned, batch], grid_n)
+            done += batch.shape[0]
+            if progress is not None:
+                progress(batch.shape[0])
+        if writer is not None:
+            writer.close()
+
+    _stream(write, tensor)
+    report = {"recipe": loaded.recipe_name, "checkpoint": str(loaded.checkpoint), "step": loaded.step,
+              "images": image_set.name, "noise": noise, "n": done,
+              "steps": steps if steps is not None else loaded.sampler.generate_steps, "seed": seed,
+              "seconds": round(time.perf_counter() - start, 2),
+              "psnr": {name: total / max(done, 1) for name, total in sums.items()},
+              "picture": str(_picture([torch.cat(k) for k in kept], Path(out)))}
+    if tensor is not None:
+        report["tensor"] = str(tensor)
+    atomic_write_text(run_dir_of(loaded.checkpoint) / DENOISE_NAME, json.dumps(report, indent=2) + "\n")
+    return report
+
+
+def _shape(loaded) -> tuple[int, ...]:
+    from genframe.scoring import example_shape
+
+    shape = example_shape(loaded)
+    if len(shape) != 3:
+        raise RunError(f"recipe {loaded.recipe_name!r} makes examples of shape {shape}, not images; masks hide pixels "
+                       f"of images (C, H, W)")
+    return shape
+
+
+def _keep(kept: list[list[torch.Tensor]], rows: list[torch.Tensor], limit: int) -> None:
+    have = sum(part.shape[0] for part in kept[0])
+    if have < limit:
+        for store, row in zip(kept, rows):
+            store.append(row[:limit - have].clone())
+
+
+def format_inpaint(report: dict[str, Any]) -> str:
+    lines = [f"{report['recipe']} at step {report['step']}: {report['n']} images of {report['images']}, mask "
+             f"{report['mask']}, {report['steps']} sampler steps, {report['seconds']} s"]
+    if "accuracy" in report:
+        lines.append("classified as their original's label:")
+        labels = {"originals": "originals (ceiling)", "masked": "masked, hidden pixels black",
+                  "completions": "completions", "noise completions": "completions of noise (floor)"}
+        lines += [f"  {labels[name]:32}{value:8.3f}" for name, value in report["accuracy"].items()]
+    else:
+        lines.append(f"no accuracy measured: {report['no_accuracy']}")
+    lines.append(f"picture (masked, completed, original): {report['picture']}")
+    return "\n".join(lines)
+
+
+def format_denoise(report: dict[str, Any]) -> str:
+    psnr_ = report["psnr"]
+    return "\n".join([
+        f"{report['recipe']} at step {report['step']}: {report['n']} images of {report['images']}, noise std "
+        f"{report['noise']}, {report['steps']} sampler steps, {report['seconds']} s",
+        f"PSNR against the clean images: noisy {psnr_['noisy']:.2f} dB, denoised {psnr_['denoised']:.2f} dB",
+        f"picture (noisy, denoised, clean): {report['picture']}"])
