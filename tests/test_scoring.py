@@ -19,7 +19,7 @@ from genframe.detection import aupr, auroc, fpr_at_tpr
 from genframe.errors import DataError
 from genframe.masks import known_pixels
 
-from conftest import REPO, TINY
+from conftest import REPO
 
 SHORT = ["trainer.max_steps=150", "trainer.batch_size=64", "callbacks.evaluation.every_steps=100000",
          "logging.sample_every=100000", 'logging.loggers=["jsonl"]', "callbacks.snapshot_mixture.every=50"]
