@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import sys
 import textwrap
+import time
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -17,6 +18,9 @@ from pathlib import Path
 import click
 
 from genframe.errors import INTERRUPTED, INTERRUPTED_EXIT, GenframeError, RunInterrupted
+
+
+UNSIZED_EVERY = 10.0  # seconds between progress lines of work whose size is not known in advance
 
 
 def _one_line_warning(message, category, filename, lineno, line=None) -> str:
@@ -92,19 +96,24 @@ def run(recipe: str, settings: tuple[str, ...], config_path: str | None, overrid
 
 @contextmanager
 def progress_reporter(total: int | None, label: str) -> Iterator[Callable[[int], None]]:
-    """A tqdm bar on a terminal; one line per chunk otherwise (logs, CI), both on stderr."""
+    """A tqdm bar on a terminal; one line per chunk otherwise (logs, CI), or every 10 s when ``total`` is None;
+    both on stderr."""
     if sys.stderr.isatty():
         from tqdm import tqdm
 
         with tqdm(total=total, desc=label, file=sys.stderr, unit="sample", dynamic_ncols=True) as bar:
             yield bar.update
         return
-    done = 0
+    done, said = 0, 0.0
 
     def report(count: int) -> None:
-        nonlocal done
+        nonlocal done, said
         done += count
-        click.echo(f"{label}: {done}/{total}" if total else f"{label}: {done}", err=True)
+        if total:
+            click.echo(f"{label}: {done}/{total}", err=True)
+        elif time.monotonic() - said >= UNSIZED_EVERY:  # no end to count to: a line now and then, not per chunk
+            said = time.monotonic()
+            click.echo(f"{label}: {done}", err=True)
 
     yield report
 
