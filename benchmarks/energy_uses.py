@@ -10,7 +10,9 @@ Schedules (how hidden pixels are completed; ``plain`` is what ``genframe inpaint
 - ``plain``: the recipe's sampler, generation steps, hidden pixels started from its uniform noise;
 - ``stepsN``: N steps instead;
 - ``bestK``: K completions per image, the one the trained net scores highest kept;
-- ``net``: the trained net alone rather than the snapshot mixture the run samples with.
+- ``net``: the trained net alone rather than the snapshot mixture the run samples with;
+- ``matchM+S``: the hidden pixels from the one of M fresh samples closest to the image on its known pixels,
+  then S sampler steps with the known pixels held.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from pathlib import Path
 import torch
 
 import genframe
-from genframe.completion import add_noise, inpaint_images, psnr, _Classifier
+from genframe.completion import add_noise, inpaint_images, psnr, LabelReader
 from genframe.detection import separation
 from genframe.masks import known_pixels
 from genframe.scoring import read_sets, score_sets
@@ -37,7 +39,12 @@ def ood(loaded, kinds: list[str], n: int | None) -> dict:
     table = {}
     for kind in kinds:
         start = time.perf_counter()
-        scores = score_sets(loaded, sets, kind, seed=0)
+        if kind.startswith("nearest"):  # research: minus the distance to the closest of M fresh samples
+            pool = _pool(loaded, int(kind[7:]), 0).flatten(1)
+            scores = {s.name: torch.cat([-torch.cdist(batch.flatten(1), pool).min(1).values for batch, _ in s.chunks(500)])
+                      for s in sets}
+        else:
+            scores = score_sets(loaded, sets, kind, seed=0)
         names = list(scores)
         table[kind] = {name: separation(scores[names[0]], scores[name]) for name in names[1:]}
         table[kind]["seconds"] = round(time.perf_counter() - start, 1)
@@ -54,14 +61,50 @@ def complete(loaded, net, images, known, schedule: str, seed: int) -> torch.Tens
         steps = int(schedule[5:])
     if schedule == "net":
         loaded = _with_model(loaded, trained_net(loaded.model))
+    if schedule.startswith("match"):  # matchM[+S]: the nearest of M fresh samples on the known pixels, then S steps
+        count, _, settle = schedule[5:].partition("+")
+        pool = _pool(loaded, int(count), seed)
+        start = _nearest(pool, images, known)
+        return inpaint_from(loaded, images, known, start, int(settle or 0), seed)
     if schedule.startswith("best"):
         k = int(schedule[4:])
-        tries = [inpaint_images(loaded, images, known, None, seed, stream=attempt) for attempt in range(k)]
+        tries = [inpaint_images(loaded, images, known, None, seed, stream=(attempt,)) for attempt in range(k)]
         with torch.no_grad():
             scores = torch.stack([net(t) for t in tries])  # (k, n)
         best = scores.argmax(0)
         return torch.stack(tries)[best, torch.arange(images.shape[0])]
     return inpaint_images(loaded, images, known, steps, seed)
+
+
+_POOLS: dict = {}
+
+
+def _pool(loaded, count: int, seed: int) -> torch.Tensor:
+    from genframe.generation import generate_in_chunks
+
+    key = (str(loaded.checkpoint), count, seed)
+    if key not in _POOLS:
+        _POOLS[key] = generate_in_chunks(loaded.sampler, loaded.model, count, None, seed, stream=11,
+                                         device=loaded.device).images
+    return _POOLS[key]
+
+
+def _nearest(pool: torch.Tensor, images: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
+    """For each image, the pool sample closest to it on its known pixels."""
+    known = known.expand_as(images).float().flatten(1)
+    flat, candidates = images.flatten(1), pool.flatten(1)
+    # |k*(x - p)|^2 = sum k x^2 - 2 (k x) . p + k . p^2, per image and candidate
+    distance = (known * flat ** 2).sum(1, keepdim=True) - 2 * (known * flat) @ candidates.T + known @ (candidates ** 2).T
+    return pool[distance.argmin(1)]
+
+
+def inpaint_from(loaded, images, known, start, steps, seed):
+    from genframe.runsetup import seeded_generator
+
+    x = torch.where(known, images, start)
+    if steps == 0:
+        return x
+    return loaded.sampler.refine(loaded.model, x, known, steps, seeded_generator(seed, 5, loaded.device))
 
 
 def _with_model(loaded, model):
@@ -75,7 +118,7 @@ def inpaint(loaded, masks: list[str], schedules: list[str], n: int) -> dict:
 
     (digits,) = read_sets(loaded, ["mnist:test"], n, seed=0)
     images, labels = next(digits.chunks(n))
-    classifier = _Classifier(loaded, "mnist")
+    classifier = LabelReader(loaded, "mnist")
     net = trained_net(loaded.model)
     table = {"originals": classifier.correct(images, labels) / n}
     for mask in masks:

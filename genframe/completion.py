@@ -26,7 +26,7 @@ from genframe.errors import NoQualityMetric, RunError
 from genframe.interfaces import refines
 from genframe.masks import known_pixels
 from genframe.reproducible import reproducible_kernels
-from genframe.runsetup import seeded_generator
+from genframe.runsetup import drawn_generator
 from genframe.scoring import CHUNK, read_sets
 
 INPAINT_NAME, DENOISE_NAME = "inpaint.json", "denoise.json"
@@ -41,10 +41,10 @@ def _check_refines(loaded) -> None:
 
 
 def inpaint_images(loaded, images: torch.Tensor, known: torch.Tensor, steps: int | None = None, seed: int = 0,
-                   stream: int = 0) -> torch.Tensor:
+                   stream: tuple[int, ...] = ()) -> torch.Tensor:
     """``images`` with the pixels where ``known`` is False completed by the model (on the CPU)."""
     _check_refines(loaded)
-    generator = seeded_generator(seed, stream, loaded.device)
+    generator = drawn_generator(seed, "inpaint", *stream, device=loaded.device)
     images = images.to(loaded.device)
     known = known.to(loaded.device)
     with reproducible_kernels():
@@ -54,10 +54,10 @@ def inpaint_images(loaded, images: torch.Tensor, known: torch.Tensor, steps: int
 
 
 def denoise_images(loaded, images: torch.Tensor, steps: int | None = None, seed: int = 0,
-                   stream: int = 0) -> torch.Tensor:
+                   stream: tuple[int, ...] = ()) -> torch.Tensor:
     """``images`` moved by the model towards what it makes, every pixel free (on the CPU)."""
     _check_refines(loaded)
-    generator = seeded_generator(seed, stream, loaded.device)
+    generator = drawn_generator(seed, "denoise", *stream, device=loaded.device)
     with reproducible_kernels():
         output = loaded.sampler.refine(loaded.model, images.to(loaded.device), None, steps, generator)
     return output.detach().cpu()
@@ -65,7 +65,7 @@ def denoise_images(loaded, images: torch.Tensor, steps: int | None = None, seed:
 
 def add_noise(images: torch.Tensor, std: float, seed: int, offset: int) -> torch.Tensor:
     """Gaussian noise of ``std`` (in the images' [-1, 1] units) added per image from its own stream, clipped."""
-    noise = torch.stack([torch.randn(images.shape[1:], generator=torch.Generator().manual_seed(seed * 1_000_003 + offset + i))
+    noise = torch.stack([torch.randn(images.shape[1:], generator=drawn_generator(seed, "denoise noise", offset + i))
                          for i in range(images.shape[0])])
     return (images + std * noise).clamp(-1, 1)
 
@@ -76,7 +76,7 @@ def psnr(images: torch.Tensor, clean: torch.Tensor) -> torch.Tensor:
     return -10 * torch.log10(mse)
 
 
-class _Classifier:
+class LabelReader:
     """The quality classifier of a labelled image set's dataset, or nothing to read labels with."""
 
     def __init__(self, loaded, dataset: str | None) -> None:
@@ -125,13 +125,14 @@ def inpaint_to_files(path: str | Path, images: str, mask: str = "bottom-half", n
     from genframe.api import check_output_paths, load
     from genframe.generation import NpyWriter
 
-    check_output_paths({"--out": out, "--tensor": tensor})
+    check_output_paths({"--out": _png(out), "--tensor": tensor})
     loaded = load(path, device)
     _check_refines(loaded)
+    check_output_paths({"the report": run_dir_of(loaded.checkpoint) / INPAINT_NAME})
     (image_set,) = read_sets(loaded, [images], n, seed)
     _, height, width = _shape(loaded)
     known_pixels(mask, 1, height, width, seed)  # a bad mask is one line before any work
-    classifier = _Classifier(loaded, image_set.dataset)
+    classifier = LabelReader(loaded, image_set.dataset)
     counts = {"originals": 0, "masked": 0, "completions": 0, "noise completions": 0}
     kept: list[list[torch.Tensor]] = [[], [], []]
     start, done = time.perf_counter(), 0
@@ -141,13 +142,13 @@ def inpaint_to_files(path: str | Path, images: str, mask: str = "bottom-half", n
         writer = NpyWriter(handle, image_set.count) if handle is not None else None
         for index, (batch, labels) in enumerate(image_set.chunks(CHUNK)):
             known = known_pixels(mask, batch.shape[0], height, width, seed, offset=done)
-            completed = inpaint_images(loaded, batch, known, steps, seed, stream=index)
+            completed = inpaint_images(loaded, batch, known, steps, seed, stream=(0, index))
             masked = torch.where(known, batch, torch.full_like(batch, HIDDEN_SHOWN_AS))
             if writer is not None:
                 writer.append(completed)
             if classifier.model is not None and labels is not None:
-                noise = loaded.sampler.init_state(batch.shape[0], generator=torch.Generator().manual_seed(seed + index))
-                filled = inpaint_images(loaded, noise, known, steps, seed, stream=1_000_003 + index)
+                noise = loaded.sampler.init_state(batch.shape[0], generator=drawn_generator(seed, "noise to complete", index))
+                filled = inpaint_images(loaded, noise, known, steps, seed, stream=(1, index))
                 for name, shown in (("originals", batch), ("masked", torch.where(known, batch, -1.0)),
                                     ("completions", completed), ("noise completions", filled)):
                     counts[name] += classifier.correct(shown, labels)
@@ -186,9 +187,10 @@ def denoise_to_files(path: str | Path, images: str, noise: float = 0.3, n: int =
 
     if not (math.isfinite(noise) and noise > 0):
         raise RunError(f"--noise {noise}: give the noise's standard deviation, a positive number (e.g. 0.3)")
-    check_output_paths({"--out": out, "--tensor": tensor})
+    check_output_paths({"--out": _png(out), "--tensor": tensor})
     loaded = load(path, device)
     _check_refines(loaded)
+    check_output_paths({"the report": run_dir_of(loaded.checkpoint) / DENOISE_NAME})
     (image_set,) = read_sets(loaded, [images], n, seed)
     sums = {"noisy": 0.0, "denoised": 0.0}
     kept: list[list[torch.Tensor]] = [[], [], []]
@@ -199,7 +201,7 @@ def denoise_to_files(path: str | Path, images: str, noise: float = 0.3, n: int =
         writer = NpyWriter(handle, image_set.count) if handle is not None else None
         for index, (batch, _) in enumerate(image_set.chunks(CHUNK)):
             noisy = add_noise(batch, noise, seed, done)
-            cleaned = denoise_images(loaded, noisy, steps, seed, stream=index)
+            cleaned = denoise_images(loaded, noisy, steps, seed, stream=(index,))
             if writer is not None:
                 writer.append(cleaned)
             sums["noisy"] += float(psnr(noisy, batch).sum())
@@ -222,6 +224,12 @@ def denoise_to_files(path: str | Path, images: str, noise: float = 0.3, n: int =
         report["tensor"] = str(tensor)
     atomic_write_text(run_dir_of(loaded.checkpoint) / DENOISE_NAME, json.dumps(report, indent=2) + "\n")
     return report
+
+
+def _png(out: str | Path) -> str | Path:
+    if Path(out).suffix.lower() != ".png":
+        raise RunError(f"--out {out}: the picture is a PNG; name it {Path(out).with_suffix('.png').name}")
+    return out
 
 
 def _shape(loaded) -> tuple[int, ...]:

@@ -62,7 +62,7 @@ def parse_inputs(specs: Sequence[str], shape: tuple[int, ...], data: DataConfig,
         if files:
             sets.append(_image_files(files, shape))
             files = []
-        sets.append(parse_input(spec, shape, data, registry, n, seed + len(sets)))
+        sets.append(parse_input(spec, shape, data, registry, n, seed))
     if files:
         sets.append(_image_files(files, shape))
     return [_first(s, n) for s in sets]
@@ -82,12 +82,20 @@ def parse_input(spec: str, shape: tuple[int, ...], data: DataConfig, registry, n
         return _folder(path, shape)
     if path.is_file():
         return _tensor_file(path, shape)
+    if argument == "test" and name == data.name:  # the run's own test split, read as the run reads it
+        return _dataset(spec, data.model_copy(update={"limit": None}), argument, shape, registry)
+    if argument and name in ("imagefolder", "tensorfile"):
+        raise DataError(f"input {spec!r}: give the folder or file of your images itself as the input, e.g. "
+                        f"path/to/images/ or images.npy")
     if argument and name in registry.names("dataset"):
         if argument not in ("train", "test"):
             raise DataError(f"input {spec!r}: dataset splits are 'train' and 'test', not {argument!r}; "
                             f"e.g. {name}:test")
         return _dataset(spec, DataConfig(name=name, root=data.root, download=data.download), argument, shape,
                         registry)
+    if path.suffix and not argument:
+        raise DataError(f"input {spec}: there is no such file (in genframe ood, --out names an out-set; the picture "
+                        f"goes to --plot)")
     datasets = ", ".join(f"{d}:test" for d in registry.names("dataset") if d not in ("imagefolder", "tensorfile"))
     raise DataError(f"input {spec!r} is no file, folder, dataset split or built-in set; give a path, a dataset "
                     f"split ({datasets}), or one of {', '.join(BUILT_IN + FROM_TEST_SPLIT)}")
@@ -127,12 +135,13 @@ def _dataset(spec: str, data: DataConfig, split: str, shape: tuple[int, ...], re
 
 
 def _synthetic(name: str, shape: tuple[int, ...], seed: int) -> Reader:
-    """Images drawn chunk by chunk from a generator seeded per image index range: any chunk size, same images."""
+    """Images drawn chunk by chunk, each from its own stream: any chunk size gives the same images."""
+    from genframe.runsetup import drawn_generator
 
     def read(lo: int, hi: int):
         out = torch.empty((hi - lo, *shape))
-        for row in range(lo, hi):  # one stream per image: the set does not depend on how it is chunked
-            generator = torch.Generator().manual_seed(seed * 1_000_003 + row)
+        for row in range(lo, hi):
+            generator = drawn_generator(seed, f"input {name}", row)
             if name == "noise":
                 out[row - lo] = torch.rand(shape, generator=generator) * 2 - 1
             elif name == "gaussian":

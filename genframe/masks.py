@@ -37,7 +37,9 @@ def known_pixels(spec: str, n: int, height: int, width: int, seed: int = 0, offs
         known[..., top: top + height // 2, left: left + width // 2] = False
     elif spec.startswith("random:"):
         hidden = _probability(spec)
-        rows = [torch.rand((1, height, width), generator=torch.Generator().manual_seed(seed * 1_000_003 + offset + i))
+        from genframe.runsetup import drawn_generator
+
+        rows = [torch.rand((1, height, width), generator=drawn_generator(seed, "mask", offset + i))
                 for i in range(n)]  # one draw per image: the same mask whatever the chunking
         return torch.stack(rows) >= hidden
     else:

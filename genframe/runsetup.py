@@ -6,9 +6,11 @@ import hashlib
 import inspect
 import json
 import time
+import zlib
 from pathlib import Path
 from typing import Any
 
+import numpy
 import torch
 
 from genframe.atomic import atomic_write_text
@@ -68,6 +70,15 @@ def seeded_generator(seed: int, stream: int, device: torch.device | str = "cpu")
     """An independent random stream for (seed, stream), so streams never disturb each other."""
     generator = torch.Generator(device=device)
     generator.manual_seed((seed * 1_000_003 + stream) % (2**63))
+    return generator
+
+
+def drawn_generator(seed: int, purpose: str, *index: int, device: torch.device | str = "cpu") -> torch.Generator:
+    """A random stream for one purpose (``"mask"``, ``"noise"``...) and index (an image's row, a chunk's
+    number): streams of different purposes, indices or seeds never coincide, as mixed sums of them could."""
+    words = [seed & (2**64 - 1), zlib.crc32(purpose.encode()), *index]
+    generator = torch.Generator(device=device)
+    generator.manual_seed(int(numpy.random.SeedSequence(words).generate_state(1, numpy.uint64)[0]) % (2**63))
     return generator
 
 

@@ -24,7 +24,7 @@ from genframe.inputs import ImageSet, parse_inputs
 from genframe.interfaces import ScoreFunction
 from genframe.recipes import get_recipe
 from genframe.reproducible import reproducible_kernels
-from genframe.runsetup import seeded_generator
+from genframe.runsetup import drawn_generator
 
 OOD_NAME = "ood.json"
 CHUNK = 500
@@ -44,10 +44,11 @@ def score_function(loaded, name: str | None = None) -> tuple[str, ScoreFunction]
     return name, scores[name]
 
 
-def score_images(loaded, images: torch.Tensor, kind: str | None = None, seed: int = 0, stream: int = 0) -> torch.Tensor:
+def score_images(loaded, images: torch.Tensor, kind: str | None = None, seed: int = 0,
+                 stream: tuple[int, ...] = ()) -> torch.Tensor:
     """One score per image (higher = more typical), on the CPU; ``images`` shaped like the model's examples."""
     _, function = score_function(loaded, kind)
-    generator = seeded_generator(seed, stream, loaded.device)
+    generator = drawn_generator(seed, "score", *stream, device=loaded.device)
     with reproducible_kernels():
         scores = function(loaded.model, loaded.sampler, images.to(loaded.device), generator)
     return scores.detach().float().cpu()
@@ -71,19 +72,19 @@ def score_sets(loaded, sets: list[ImageSet], kind: str | None, seed: int,
     kind, _ = score_function(loaded, kind)
     out: dict[str, torch.Tensor] = {}
     for set_index, images in enumerate(sets):
+        name = images.name if images.name not in out else f"{images.name} ({set_index + 1})"
         parts, done = [], 0
         for chunk_index, (batch, _) in enumerate(images.chunks(CHUNK)):
-            scores = score_images(loaded, batch, kind, seed, stream=set_index * 1_000_003 + chunk_index)
+            scores = score_images(loaded, batch, kind, seed, stream=(set_index, chunk_index))
             if not torch.isfinite(scores).all():
                 raise RunError(f"the model scored {int((~torch.isfinite(scores)).sum())} images of {images.name} as "
                                f"NaN or infinite; the model has diverged: score an earlier checkpoint")
             if rows is not None:
-                rows(images.name, done, scores)
+                rows(name, done, scores)
             parts.append(scores)
             done += len(scores)
             if progress is not None:
                 progress(len(scores))
-        name = images.name if images.name not in out else f"{images.name} ({set_index + 1})"
         out[name] = torch.cat(parts) if parts else torch.empty(0)
     return out
 
@@ -151,6 +152,8 @@ def detect_ood(path: str | Path, inside: str | None = None, outsides: list[str] 
         check_picture_path(plot)
     loaded = load(path, device)
     kind, _ = score_function(loaded, kind)
+    run_dir = run_dir_of(loaded.checkpoint)
+    check_output_paths({"the report": run_dir / OOD_NAME})  # writable before the work, not after
     inside = inside or f"{loaded.config.data.name}:test"
     outsides = list(outsides or DEFAULT_OUT_SETS)
     sets = read_sets(loaded, [inside, *outsides], n, seed)
@@ -164,7 +167,6 @@ def detect_ood(path: str | Path, inside: str | None = None, outsides: list[str] 
               "score": kind, "seed": seed, "seconds": round(time.perf_counter() - start, 2),
               "in": {"name": names[0], **summary(reference)},
               "out": {name: {**separation(reference, scores[name]), **summary(scores[name])} for name in names[1:]}}
-    run_dir = run_dir_of(loaded.checkpoint)
     plot = Path(plot) if plot is not None else run_dir / "ood.png"
     report["plot"] = str(draw_histograms(scores, plot, f"{kind} (higher = more typical)",
                                          f"{loaded.recipe_name} at step {loaded.step}: in-set {names[0]}"))
@@ -175,8 +177,9 @@ def detect_ood(path: str | Path, inside: str | None = None, outsides: list[str] 
 
 
 def metric_name(name: str) -> str:
-    """A set's name as a metric key every logger accepts (MLflow allows letters, digits and _-./ only)."""
-    return re.sub(r"[^A-Za-z0-9_./-]+", "_", name).strip("_")
+    """A set's name as one part of a metric key every logger accepts (MLflow takes letters, digits and _-./ only,
+    and refuses keys that are not normalised paths: a set named by a path keeps no slash)."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_")
 
 
 def _send_to_loggers(run_dir: Path, loaded, report: dict[str, Any]) -> None:

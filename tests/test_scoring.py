@@ -19,7 +19,7 @@ from genframe.detection import aupr, auroc, fpr_at_tpr
 from genframe.errors import DataError
 from genframe.masks import known_pixels
 
-from conftest import REPO
+from conftest import REPO, TINY
 
 SHORT = ["trainer.max_steps=150", "trainer.batch_size=64", "callbacks.evaluation.every_steps=100000",
          "logging.sample_every=100000", 'logging.loggers=["jsonl"]', "callbacks.snapshot_mixture.every=50"]
@@ -229,3 +229,38 @@ def test_a_recipe_without_a_score_or_refine_is_refused_in_one_line(tmp_path, dat
     one_error_line(invoke("score", vae, "noise", "--n", 4, "--plot", tmp_path / "p.png"), "offers no score")
     one_error_line(invoke("inpaint", vae, "--images", "mnist:test", "--n", 4, "--out", tmp_path / "i.png"),
                    "cannot hold pixels fixed")
+
+
+def test_the_ebm_scores_read_the_trained_net_and_the_mixture(run):
+    model = genframe.load(run, device="cpu")
+    images = sets(["mnist:test"], n=6)[0].read(0, 6)[0]
+    members = list(model.model.members)  # the fast recipe samples with a mixture of snapshots
+    with torch.no_grad():
+        assert torch.allclose(model.score(images), members[-1](images))
+        assert torch.allclose(model.score(images, "ensemble"), torch.stack([m(images) for m in members]).mean(0))
+    x = images.clone().requires_grad_(True)
+    (grad,) = torch.autograd.grad(members[-1](x).sum(), x)
+    assert torch.allclose(model.score(images, "gradnorm"), -grad.flatten(1).norm(dim=1))
+    assert torch.equal(model.score(images, "relaxed", seed=1), model.score(images, "relaxed", seed=1))  # seeded
+
+
+def test_ood_of_a_run_on_your_own_data_reads_its_own_test_split(tmp_path, data_dir):
+    digits = sets(["mnist:train"], n=300)[0].read(0, 300)[0]
+    np.save(tmp_path / "digits.npy", ((digits + 1) * 127.5).round().to(torch.uint8).numpy())
+    own = tmp_path / "own"
+    genframe.train("ebm", overrides=[*TINY, "trainer.max_steps=2", "data.name=tensorfile",
+                                     f"data.path={tmp_path / 'digits.npy'}"], run_dir=own, quiet=True)
+    result = invoke("ood", own, "--out", "noise", "--n", 20, "--device", "cpu")
+    assert result.exit_code == 0, result.output
+    report = json.loads((own / "ood.json").read_text())
+    assert report["in"]["name"] == "tensorfile:test" and report["in"]["n"] == 20  # 10% of 300 held out, cut to 20
+
+
+def test_random_draws_of_different_purposes_are_independent(data_dir):
+    from genframe.completion import add_noise
+
+    image = whole(sets(["gaussian"], n=1)[0])[0]  # N(0, 0.5^2) clipped
+    noise = add_noise(torch.zeros_like(image), 1.0, 0, 0)
+    assert abs(float(torch.corrcoef(torch.stack([image.flatten(), noise.flatten()]))[0, 1])) < 0.15
+    mask = known_pixels("random:0.5", 1, 32, 32)
+    assert abs(float(torch.corrcoef(torch.stack([mask.flatten().float(), image.flatten()]))[0, 1])) < 0.15

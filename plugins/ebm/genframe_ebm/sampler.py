@@ -126,7 +126,8 @@ class SGLDSampler(Sampler):
 
     def refine(self, model, images, known=None, steps=None, generator=None) -> torch.Tensor:
         """``steps`` (default: the generation steps) Langevin steps from ``images``, the ``known`` pixels put
-        back after each step: exact clamped Langevin dynamics on the others, on whichever path ``sample`` takes."""
+        back after each step (within a step they take its noise, std ``noise``, like every pixel), on whichever path
+        ``sample`` takes: the native C kernel on CPU, CUDA graphs on a GPU."""
         steps = self.generate_steps if steps is None else steps
         if known is None:
             return self.sample(model, images, steps, generator=generator).images

@@ -19,7 +19,8 @@ RELAX_STEPS = 5  # Langevin steps of the relaxed and drop scores
 
 def members(model: nn.Module) -> list[nn.Module]:
     """The nets a model is made of: a snapshot mixture's members (the trained net last), or the model."""
-    return list(model.members) if callable(getattr(model, "chain_members", None)) else [model]
+    members = getattr(model, "members", None)
+    return list(members) if isinstance(members, nn.ModuleList) else [model]
 
 
 def trained_net(model: nn.Module) -> nn.Module:
