@@ -61,10 +61,23 @@ def complete(loaded, net, images, known, schedule: str, seed: int) -> torch.Tens
         steps = int(schedule[5:])
     if schedule == "net":
         loaded = _with_model(loaded, trained_net(loaded.model))
-    if schedule.startswith("match"):  # matchM[+S]: the nearest of M fresh samples on the known pixels, then S steps
-        count, _, settle = schedule[5:].partition("+")
+    if schedule.startswith("match"):  # matchM[/kK][+S]: the nearest of M fresh samples on the known pixels
+        # (with /kK: of the K nearest, the one the trained net scores highest once the known pixels are pasted in),
+        # then S sampler steps with the known pixels held
+        rest, _, settle = schedule[5:].partition("+")
+        count, _, top = rest.partition("/k")
+        count, _, average = count.partition("/avg")
         pool = _pool(loaded, int(count), seed)
-        start = _nearest(pool, images, known)
+        if average:  # the mean of the K nearest: their majority shape, sharpened by the S steps after it
+            start = _nearest(pool, images, known, int(average)).mean(0)
+        elif top:
+            candidates = _nearest(pool, images, known, int(top))  # (K, n, C, H, W)
+            pasted = torch.where(known, images, candidates)
+            with torch.no_grad():
+                scores = torch.stack([net(c) for c in pasted])
+            start = candidates[scores.argmax(0), torch.arange(images.shape[0])]
+        else:
+            start = _nearest(pool, images, known)[0]
         return inpaint_from(loaded, images, known, start, int(settle or 0), seed)
     if schedule.startswith("best"):
         k = int(schedule[4:])
@@ -84,18 +97,27 @@ def _pool(loaded, count: int, seed: int) -> torch.Tensor:
 
     key = (str(loaded.checkpoint), count, seed)
     if key not in _POOLS:
-        _POOLS[key] = generate_in_chunks(loaded.sampler, loaded.model, count, None, seed, stream=11,
-                                         device=loaded.device).images
+        import hashlib
+        import os
+        import tempfile
+
+        cached = Path(tempfile.gettempdir()) / f"genframe-pool-{hashlib.sha256(repr(key).encode()).hexdigest()[:16]}.pt"
+        if cached.exists() and cached.stat().st_mtime > os.stat(loaded.checkpoint).st_mtime:
+            _POOLS[key] = torch.load(cached)
+        else:
+            _POOLS[key] = generate_in_chunks(loaded.sampler, loaded.model, count, None, seed, stream=11,
+                                             device=loaded.device).images
+            torch.save(_POOLS[key], cached)
     return _POOLS[key]
 
 
-def _nearest(pool: torch.Tensor, images: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
-    """For each image, the pool sample closest to it on its known pixels."""
+def _nearest(pool: torch.Tensor, images: torch.Tensor, known: torch.Tensor, k: int = 1) -> torch.Tensor:
+    """For each image, the ``k`` pool samples closest to it on its known pixels, shaped (k, n, ...)."""
     known = known.expand_as(images).float().flatten(1)
     flat, candidates = images.flatten(1), pool.flatten(1)
     # |k*(x - p)|^2 = sum k x^2 - 2 (k x) . p + k . p^2, per image and candidate
     distance = (known * flat ** 2).sum(1, keepdim=True) - 2 * (known * flat) @ candidates.T + known @ (candidates ** 2).T
-    return pool[distance.argmin(1)]
+    return pool[distance.topk(k, dim=1, largest=False).indices.T]
 
 
 def inpaint_from(loaded, images, known, start, steps, seed):

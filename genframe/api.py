@@ -66,12 +66,16 @@ class LoadedModel:
 
         return score_images(self, images, kind, seed)
 
-    def inpaint(self, images: torch.Tensor, known: torch.Tensor, steps: int | None = None, seed: int = 0) -> torch.Tensor:
+    def inpaint(self, images: torch.Tensor, known: torch.Tensor, steps: int | None = None, seed: int = 0,
+                match: int = 10000) -> torch.Tensor:
         """``images`` with the pixels where ``known`` (a boolean tensor broadcasting to them, e.g. (1, 1, H, W)
-        from :func:`genframe.masks.known_pixels`) is False completed by the model."""
-        from genframe.completion import inpaint_images
+        from :func:`genframe.masks.known_pixels`) is False completed by the model: started from the mean of the
+        closest of ``match`` fresh samples on the known pixels (0: from the sampler's noise), then ``steps``
+        sampler steps (default 3 after a match, else the recipe's generation steps)."""
+        from genframe.completion import inpaint_images, match_pool
 
-        return inpaint_images(self, images, known, steps, seed)
+        pool = match_pool(self, match, seed) if match else None
+        return inpaint_images(self, images, known, steps, seed, pool=pool)
 
     def denoise(self, images: torch.Tensor, steps: int | None = None, seed: int = 0) -> torch.Tensor:
         """``images`` moved by the model's sampler towards what the model makes: noise taken away."""

@@ -73,24 +73,29 @@ def ood(path: str, inside: str | None, outsides: tuple[str, ...], plot: str | No
               help="Pixels to hide: bottom-half, top-half, left-half, right-half, center, random:P or FILE.png "
                    "(white = hidden).")
 @click.option("--n", "n", default=1000, show_default=True, type=click.IntRange(min=1), help="Images to complete.")
-@click.option("--steps", type=click.IntRange(min=1), help="Sampler steps [default: the recipe's generation steps].")
+@click.option("--steps", type=click.IntRange(min=1), help="Sampler steps (see --match).")
 @click.option("--out", default="inpaint.png", show_default=True, type=click.Path(dir_okay=False),
               help="Picture of masked, completed and original images.")
 @click.option("--grid-n", default=32, show_default=True, type=click.IntRange(min=1), help="Images in the picture.")
 @click.option("--tensor", type=click.Path(dir_okay=False), help="Also write every completion to this .npy.")
+@click.option("--match", default=10000, show_default=True, type=click.IntRange(min=0),
+              help="Start the hidden pixels from the mean of the 8 closest (on the known pixels) of this many fresh "
+                   "samples, then take --steps [default 3]; 0: from the sampler's noise [--steps default: the "
+                   "recipe's generation steps].")
 @SEED
 @DEVICE
 @AS_JSON
 def inpaint(path: str, images: str, mask: str, n: int, steps: int | None, out: str, grid_n: int, tensor: str | None,
-            seed: int, device: str, as_json: bool) -> None:
+            match: int, seed: int, device: str, as_json: bool) -> None:
     """Complete images with some pixels hidden, with the model of run PATH (the known pixels held fixed).
 
     Labelled images are read by the dataset's quality classifier: how often completions keep their label.
     Writes RUN_DIR/inpaint.json."""
     from genframe.completion import format_inpaint, inpaint_to_files
 
-    with progress_reporter(n, "completing") as progress:
-        report = inpaint_to_files(path, images, mask, n, steps, seed, device, out, grid_n, tensor, progress)
+    with progress_reporter(match, "sampling to match") as sampled, progress_reporter(n, "completing") as progress:
+        report = inpaint_to_files(path, images, mask, n, steps, seed, device, out, grid_n, tensor, progress, match,
+                                  sampled)
     click.echo(json.dumps(report, indent=2) if as_json else format_inpaint(report))
 
 
@@ -100,7 +105,7 @@ def inpaint(path: str, images: str, mask: str, n: int, steps: int | None, out: s
 @click.option("--noise", default=0.3, show_default=True, type=float,
               help="Standard deviation of the Gaussian noise added, in the images' [-1, 1] units.")
 @click.option("--n", "n", default=1000, show_default=True, type=click.IntRange(min=1), help="Images to clean.")
-@click.option("--steps", type=click.IntRange(min=1), help="Sampler steps [default: the recipe's generation steps].")
+@click.option("--steps", type=click.IntRange(min=1), help="Sampler steps [default: the recipe's denoising steps].")
 @click.option("--out", default="denoise.png", show_default=True, type=click.Path(dir_okay=False),
               help="Picture of noisy, denoised and clean images.")
 @click.option("--grid-n", default=32, show_default=True, type=click.IntRange(min=1), help="Images in the picture.")

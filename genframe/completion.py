@@ -30,6 +30,9 @@ from genframe.runsetup import drawn_generator
 from genframe.scoring import CHUNK, read_sets
 
 INPAINT_NAME, DENOISE_NAME = "inpaint.json", "denoise.json"
+MATCH_SAMPLES = 10000  # fresh samples a completion starts from the closest of (0: from the sampler's noise)
+MATCH_NEIGHBOURS = 8  # the mean of this many closest: their majority shape (86.9% against 85.2% for the closest)
+MATCH_STEPS = 3  # sampler steps after a matched start: they blend the seam, more drift away
 HIDDEN_SHOWN_AS = 0.0  # mid-grey in [-1, 1]: where the masked inputs in a picture are hidden
 
 
@@ -41,16 +44,46 @@ def _check_refines(loaded) -> None:
 
 
 def inpaint_images(loaded, images: torch.Tensor, known: torch.Tensor, steps: int | None = None, seed: int = 0,
-                   stream: tuple[int, ...] = ()) -> torch.Tensor:
-    """``images`` with the pixels where ``known`` is False completed by the model (on the CPU)."""
+                   stream: tuple[int, ...] = (), pool: torch.Tensor | None = None) -> torch.Tensor:
+    """``images`` with the pixels where ``known`` is False completed by the model (on the CPU).
+
+    With ``pool`` (the model's samples, :func:`match_pool`) the hidden pixels start from the mean of the
+    closest samples on the known pixels and take ``steps`` (default 3) sampler steps; without, they start
+    from the sampler's starting state and take its generation steps."""
     _check_refines(loaded)
     generator = drawn_generator(seed, "inpaint", *stream, device=loaded.device)
-    images = images.to(loaded.device)
-    known = known.to(loaded.device)
     with reproducible_kernels():
-        start = loaded.sampler.init_state(images.shape[0], device=loaded.device, generator=generator)
+        if pool is None:
+            start = loaded.sampler.init_state(images.shape[0], device=loaded.device, generator=generator)
+        else:
+            start, steps = matched_start(pool, images, known).to(loaded.device), MATCH_STEPS if steps is None else steps
+        images, known = images.to(loaded.device), known.to(loaded.device)
         output = loaded.sampler.refine(loaded.model, torch.where(known, images, start), known, steps, generator)
     return output.detach().cpu()
+
+
+def match_pool(loaded, count: int = MATCH_SAMPLES, seed: int = 0,
+               progress: Callable[[int], None] | None = None) -> torch.Tensor:
+    """``count`` fresh samples of the model (on the CPU) for completions to start from."""
+    from genframe.generation import generate_in_chunks
+
+    return generate_in_chunks(loaded.sampler, loaded.model, count, None, seed, stream=17, device=loaded.device,
+                              progress=progress).images
+
+
+def matched_start(pool: torch.Tensor, images: torch.Tensor, known: torch.Tensor,
+                  neighbours: int = MATCH_NEIGHBOURS) -> torch.Tensor:
+    """For each image, the mean of the ``neighbours`` pool samples closest to it on its known pixels: a
+    search of the model's samples for those that agree with what is known (why: the model's chains make
+    clean samples from noise, but with half an image held fixed they complete it with the wrong class
+    often, 60% right against 86% for this start; docs/using-the-energy.md)."""
+    weights = known.expand_as(images).float().flatten(1)
+    flat, candidates = images.flatten(1).float(), pool.flatten(1).float()
+    # |w * (x - p)|^2 over the known pixels, for every image and sample at once, as matrix products
+    distance = (weights * flat ** 2).sum(1, keepdim=True) - 2 * (weights * flat) @ candidates.T \
+        + weights @ (candidates ** 2).T
+    nearest = distance.topk(min(neighbours, len(pool)), dim=1, largest=False).indices
+    return pool[nearest].mean(1)
 
 
 def denoise_images(loaded, images: torch.Tensor, steps: int | None = None, seed: int = 0,
@@ -118,8 +151,10 @@ def _stream(write: Callable[[Any], None], tensor: str | Path | None) -> None:
 def inpaint_to_files(path: str | Path, images: str, mask: str = "bottom-half", n: int = 1000,
                      steps: int | None = None, seed: int = 0, device: str = "auto", out: str | Path = "inpaint.png",
                      grid_n: int = 32, tensor: str | Path | None = None,
-                     progress: Callable[[int], None] | None = None) -> dict[str, Any]:
-    """Complete the first ``n`` images of ``images`` with ``mask``'s pixels hidden; write a picture of
+                     progress: Callable[[int], None] | None = None, match: int = MATCH_SAMPLES,
+                     match_progress: Callable[[int], None] | None = None) -> dict[str, Any]:
+    """Complete the first ``n`` images of ``images`` with ``mask``'s pixels hidden, each started from the
+    ``match`` fresh samples closest on its known pixels (0: from the sampler's noise); write a picture of
     (masked, completed, original) for the first ``grid_n`` to ``out``, every completion to ``tensor`` (a
     ``.npy``) and the report to ``RUN_DIR/inpaint.json``; measure label accuracy when the images have labels."""
     from genframe.api import check_output_paths, load
@@ -133,6 +168,7 @@ def inpaint_to_files(path: str | Path, images: str, mask: str = "bottom-half", n
     _, height, width = _shape(loaded)
     known_pixels(mask, 1, height, width, seed)  # a bad mask is one line before any work
     classifier = LabelReader(loaded, image_set.dataset)
+    pool = match_pool(loaded, match, seed, match_progress) if match else None
     counts = {"originals": 0, "masked": 0, "completions": 0, "noise completions": 0}
     kept: list[list[torch.Tensor]] = [[], [], []]
     start, done = time.perf_counter(), 0
@@ -142,13 +178,13 @@ def inpaint_to_files(path: str | Path, images: str, mask: str = "bottom-half", n
         writer = NpyWriter(handle, image_set.count) if handle is not None else None
         for index, (batch, labels) in enumerate(image_set.chunks(CHUNK)):
             known = known_pixels(mask, batch.shape[0], height, width, seed, offset=done)
-            completed = inpaint_images(loaded, batch, known, steps, seed, stream=(0, index))
+            completed = inpaint_images(loaded, batch, known, steps, seed, stream=(0, index), pool=pool)
             masked = torch.where(known, batch, torch.full_like(batch, HIDDEN_SHOWN_AS))
             if writer is not None:
                 writer.append(completed)
             if classifier.model is not None and labels is not None:
                 noise = loaded.sampler.init_state(batch.shape[0], generator=drawn_generator(seed, "noise to complete", index))
-                filled = inpaint_images(loaded, noise, known, steps, seed, stream=(1, index))
+                filled = inpaint_images(loaded, noise, known, steps, seed, stream=(1, index), pool=pool)
                 for name, shown in (("originals", batch), ("masked", torch.where(known, batch, -1.0)),
                                     ("completions", completed), ("noise completions", filled)):
                     counts[name] += classifier.correct(shown, labels)
@@ -161,8 +197,9 @@ def inpaint_to_files(path: str | Path, images: str, mask: str = "bottom-half", n
 
     _stream(write, tensor)
     report = {"recipe": loaded.recipe_name, "checkpoint": str(loaded.checkpoint), "step": loaded.step,
-              "images": image_set.name, "mask": mask, "n": done,
-              "steps": steps if steps is not None else loaded.sampler.generate_steps, "seed": seed,
+              "images": image_set.name, "mask": mask, "n": done, "match": match,
+              "steps": steps if steps is not None else MATCH_STEPS if match else loaded.sampler.generate_steps,
+              "seed": seed,
               "seconds": round(time.perf_counter() - start, 2),
               "picture": str(_picture([torch.cat(k) for k in kept], Path(out)))}
     if classifier.model is not None and image_set.count:
@@ -216,7 +253,8 @@ def denoise_to_files(path: str | Path, images: str, noise: float = 0.3, n: int =
     _stream(write, tensor)
     report = {"recipe": loaded.recipe_name, "checkpoint": str(loaded.checkpoint), "step": loaded.step,
               "images": image_set.name, "noise": noise, "n": done,
-              "steps": steps if steps is not None else loaded.sampler.generate_steps, "seed": seed,
+              "steps": steps if steps is not None else loaded.sampler.denoise_steps or loaded.sampler.generate_steps,
+              "seed": seed,
               "seconds": round(time.perf_counter() - start, 2),
               "psnr": {name: total / max(done, 1) for name, total in sums.items()},
               "picture": str(_picture([torch.cat(k) for k in kept], Path(out)))}
@@ -250,8 +288,10 @@ def _keep(kept: list[list[torch.Tensor]], rows: list[torch.Tensor], limit: int) 
 
 
 def format_inpaint(report: dict[str, Any]) -> str:
+    start = f"from the mean of the {MATCH_NEIGHBOURS} closest of {report['match']} samples" if report["match"] \
+        else "from noise"
     lines = [f"{report['recipe']} at step {report['step']}: {report['n']} images of {report['images']}, mask "
-             f"{report['mask']}, {report['steps']} sampler steps, {report['seconds']} s"]
+             f"{report['mask']}, {start}, {report['steps']} sampler steps, {report['seconds']} s"]
     if "accuracy" in report:
         lines.append("classified as their original's label:")
         labels = {"originals": "originals (ceiling)", "masked": "masked, hidden pixels black",

@@ -64,6 +64,8 @@ class Sampler(ABC):
 
     #: Steps used by :meth:`generate` when none are given (``None``: the sampler has no steps).
     generate_steps: int | None = None
+    #: Steps :meth:`refine` takes with nothing held (denoising) when none are given (``None``: ``generate_steps``).
+    denoise_steps: int | None = None
 
     @abstractmethod
     def init_state(
@@ -106,8 +108,8 @@ class Sampler(ABC):
     ) -> torch.Tensor:
         """Move ``images`` towards what the model makes, the entries where ``known`` (a boolean tensor that
         broadcasts to ``images``) is True held at their values: completion (``genframe inpaint``, hidden
-        entries start from :meth:`init_state`); with ``known`` None every entry moves (``genframe denoise``).
-        ``steps`` defaults to the sampler's generation steps. Optional: a sampler that cannot leaves this
+        entries start from :meth:`init_state` or a matched sample); with ``known`` None every entry moves
+        (``genframe denoise``). ``steps`` defaults to ``generate_steps`` (``denoise_steps`` with ``known`` None). Optional: a sampler that cannot leaves this
         (see :func:`refines`), and those commands refuse its recipe in one line."""
         raise NotImplementedError(f"{type(self).__name__} does not refine images")
 

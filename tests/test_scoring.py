@@ -152,7 +152,7 @@ def test_bad_inputs_are_one_line(tmp_path, data_dir):
 
 def test_score_writes_every_score_and_a_histogram_and_matches_the_api(run, tmp_path):
     result = invoke("score", run, "mnist:test", "noise", "--n", 120, "--out", tmp_path / "s.csv",
-                    "--plot", tmp_path / "s.png", "--device", "cpu")
+                    "--plot", tmp_path / "s.png", "--score", "score", "--device", "cpu")
     assert result.exit_code == 0, result.output
     with open(tmp_path / "s.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
@@ -160,16 +160,16 @@ def test_score_writes_every_score_and_a_histogram_and_matches_the_api(run, tmp_p
     assert Image.open(tmp_path / "s.png").size[0] > 300
     model = genframe.load(run, device="cpu")
     first = sets(["mnist:test"], n=4)[0].read(0, 4)[0]
-    assert model.score(first).tolist() == pytest.approx([float(row["score"]) for row in rows[:4]], rel=1e-5)
+    assert model.score(first, "score").tolist() == pytest.approx([float(row["score"]) for row in rows[:4]], rel=1e-5)
     digits = [float(row["score"]) for row in rows if row["input"] == "mnist:test"]
     noise = [float(row["score"]) for row in rows if row["input"] == "noise"]
-    assert min(digits) > max(noise)  # 150 steps are enough to tell digits from noise
+    assert min(digits) > max(noise)  # 150 steps are enough for the raw score to tell digits from noise
     assert "mnist:test" in result.output and "wrote" in result.output
 
 
 def test_ood_reports_each_out_set_writes_ood_json_and_logs(run):
     result = invoke("ood", run, "--out", "noise", "--out", "inverted", "--out", "flipped:2,4,5,7", "--n", 300,
-                    "--device", "cpu")
+                    "--score", "score", "--device", "cpu")
     assert result.exit_code == 0, result.output
     report = json.loads((run / "ood.json").read_text())
     assert report["in"]["name"] == "mnist:test" and report["in"]["n"] == 300
@@ -182,7 +182,7 @@ def test_ood_reports_each_out_set_writes_ood_json_and_logs(run):
 
 
 def test_inpaint_holds_the_known_pixels_and_measures_labels(run, tmp_path):
-    result = invoke("inpaint", run, "--images", "mnist:test", "--mask", "bottom-half", "--n", 40, "--steps", 10,
+    result = invoke("inpaint", run, "--images", "mnist:test", "--mask", "bottom-half", "--n", 40, "--match", 300,
                     "--out", tmp_path / "in.png", "--tensor", tmp_path / "in.npy", "--device", "cpu")
     assert result.exit_code == 0, result.output
     completed = torch.from_numpy(np.load(tmp_path / "in.npy"))
@@ -194,8 +194,21 @@ def test_inpaint_holds_the_known_pixels_and_measures_labels(run, tmp_path):
     assert report["accuracy"]["originals"] > 0.9 and report["n"] == 40
     assert Image.open(tmp_path / "in.png").size == ((8 * 34 + 2) * 2, (3 * 4 * 34 + 2) * 2)  # --grid-n 32: 4 blocks of 3 rows
     assert "completions" in result.output
-    api = genframe.load(run, device="cpu").inpaint(originals[:3], known_pixels("center", 1, 32, 32), steps=4)
+    assert report["match"] == 300 and report["steps"] == 3
+    api = genframe.load(run, device="cpu").inpaint(originals[:3], known_pixels("center", 1, 32, 32), steps=4, match=0)
     assert torch.equal(api[..., :8, :], originals[:3, ..., :8, :])
+
+
+def test_a_matched_start_is_the_mean_of_the_closest_samples_on_the_known_pixels():
+    from genframe.completion import matched_start
+
+    pool = torch.stack([torch.full((1, 4, 4), v) for v in (-1.0, -0.5, 0.0, 0.5, 1.0)])
+    pool[:, :, 2:] = torch.arange(5.0).view(5, 1, 1, 1)  # the hidden rows tell the samples apart
+    image = torch.full((1, 1, 4, 4), 0.4)
+    known = torch.zeros((1, 1, 4, 4), dtype=torch.bool)
+    known[..., :2, :] = True
+    start = matched_start(pool, image, known, neighbours=2)  # closest on the top rows: 0.5 (index 3), 0.0 (index 2)
+    assert torch.allclose(start[0, 0, 2:], torch.full((2, 4), 2.5)) and torch.allclose(start[0, 0, :2], torch.full((2, 4), 0.25))
 
 
 def test_denoise_reports_psnr_before_and_after(run, tmp_path):
@@ -231,17 +244,16 @@ def test_a_recipe_without_a_score_or_refine_is_refused_in_one_line(tmp_path, dat
                    "cannot hold pixels fixed")
 
 
-def test_the_ebm_scores_read_the_trained_net_and_the_mixture(run):
+def test_the_ebm_scores_read_the_trained_net_of_the_mixture(run):
     model = genframe.load(run, device="cpu")
     images = sets(["mnist:test"], n=6)[0].read(0, 6)[0]
     members = list(model.model.members)  # the fast recipe samples with a mixture of snapshots
     with torch.no_grad():
-        assert torch.allclose(model.score(images), members[-1](images))
-        assert torch.allclose(model.score(images, "ensemble"), torch.stack([m(images) for m in members]).mean(0))
+        assert torch.allclose(model.score(images, "score"), members[-1](images))
     x = images.clone().requires_grad_(True)
     (grad,) = torch.autograd.grad(members[-1](x).sum(), x)
-    assert torch.allclose(model.score(images, "gradnorm"), -grad.flatten(1).norm(dim=1))
-    assert torch.equal(model.score(images, "relaxed", seed=1), model.score(images, "relaxed", seed=1))  # seeded
+    assert torch.allclose(model.score(images), -grad.flatten(1).norm(dim=1))  # the default: gradnorm
+    assert torch.equal(model.score(images, "drop", seed=1), model.score(images, "drop", seed=1))  # seeded
 
 
 def test_ood_of_a_run_on_your_own_data_reads_its_own_test_split(tmp_path, data_dir):

@@ -31,6 +31,9 @@ class SGLDConfig(Section):
     noise: float = Field(0.005, ge=0, description="Std of the Gaussian noise added before each step.")
     grad_clip: PositiveFloat = Field(0.03, description="Score gradients are clipped to +-grad_clip.")
     generate_steps: PositiveInt = Field(1000, description="Langevin steps when generating from uniform noise.")
+    denoise_steps: PositiveInt = Field(
+        2, description="Langevin steps when cleaning noisy images (genframe denoise): a few, since more turn an image "
+        "into another sample (the fast recipe, noise std 0.3: 22.7 dB after 2 steps, 12.9 dB after 30).")
     impl: Literal["auto", "autograd", "fused", "native", "cudagraph"] = Field(
         "auto", description="SGLD implementation: auto = the fastest valid one (native on CPU for the Swish CNN, "
         "fused there without a C compiler, cudagraph on a CUDA GPU, autograd otherwise); autograd = reference "

@@ -68,11 +68,12 @@ class SGLDSampler(Sampler):
         example_shape: Sequence[int] = (1, 32, 32),
         impl: str = "auto",
         threads: int | None = None,
+        denoise_steps: int = 2,
     ) -> None:
         if impl not in IMPLS:
             raise ConfigError(f"sampler impl must be one of {', '.join(IMPLS)}, not {impl!r}")
         self.step_size, self.noise, self.grad_clip = step_size, noise, grad_clip
-        self.steps, self.generate_steps = steps, generate_steps
+        self.steps, self.generate_steps, self.denoise_steps = steps, generate_steps, denoise_steps
         self.example_shape = tuple(example_shape)
         self.impl, self.threads = impl, threads
         self.graphs = GraphedChains()  # captured CUDA graphs, reused across calls of the same shape
@@ -81,7 +82,7 @@ class SGLDSampler(Sampler):
     @classmethod
     def from_config(cls, config, example_shape: Sequence[int]) -> SGLDSampler:
         return cls(config.step_size, config.noise, config.grad_clip, config.steps, config.generate_steps, example_shape,
-                   impl=config.impl, threads=config.threads)
+                   impl=config.impl, threads=config.threads, denoise_steps=config.denoise_steps)
 
     def init_state(self, n, device="cpu", generator=None) -> torch.Tensor:
         """Uniform noise in [-1, 1]."""
@@ -125,12 +126,14 @@ class SGLDSampler(Sampler):
         return self.reference_sample(model, init, steps, keep_every, generator)
 
     def refine(self, model, images, known=None, steps=None, generator=None) -> torch.Tensor:
-        """``steps`` (default: the generation steps) Langevin steps from ``images``, the ``known`` pixels put
+        """``steps`` (default: the generation steps; the denoising steps with nothing held) Langevin steps from
+        ``images``, the ``known`` pixels put
         back after each step (within a step they take its noise, std ``noise``, like every pixel), on whichever path
         ``sample`` takes: the native C kernel on CPU, CUDA graphs on a GPU."""
-        steps = self.generate_steps if steps is None else steps
         if known is None:
+            steps = self.denoise_steps if steps is None else steps
             return self.sample(model, images, steps, generator=generator).images
+        steps = self.generate_steps if steps is None else steps
         values, known = images.detach(), known.to(images.device).expand_as(images)
         x = values
         for _ in range(steps):
