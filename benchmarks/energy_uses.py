@@ -2,9 +2,12 @@
 scores, completion accuracy by mask and completion schedule, and denoising PSNR (docs/using-the-energy.md).
 
     python benchmarks/energy_uses.py RUN_OR_CHECKPOINT [--n 10000] [--complete-n 2000] [--out results.json]
-        [--parts ood,inpaint,denoise] [--scores score,gradnorm] [--schedules plain,best8]
+        [--parts ood,inpaint,denoise] [--scores gradnorm,score] [--schedules plain,match10000/avg8+3]
 
 OOD: the in-set is the MNIST test split, each out-set as many images (the test split's size by default).
+Scores: the recipe's (``gradnorm``, ``score``, ``drop``) and research ones measured here only: ``ensemble`` (a
+snapshot mixture's mean score), ``relaxed`` (the score after 5 Langevin steps), ``nearestM`` (minus the
+distance to the closest of M fresh samples).
 Completion: the first ``--complete-n`` test digits, each mask, read by the evaluation classifier.
 Schedules (how hidden pixels are completed; ``plain`` is what ``genframe inpaint`` does):
 - ``plain``: the recipe's sampler, generation steps, hidden pixels started from its uniform noise;
@@ -43,6 +46,9 @@ def ood(loaded, kinds: list[str], n: int | None) -> dict:
             pool = _pool(loaded, int(kind[7:]), 0).flatten(1)
             scores = {s.name: torch.cat([-torch.cdist(batch.flatten(1), pool).min(1).values for batch, _ in s.chunks(500)])
                       for s in sets}
+        elif kind in RESEARCH_SCORES:
+            scores = {s.name: torch.cat([RESEARCH_SCORES[kind](loaded, batch) for batch, _ in s.chunks(500)])
+                      for s in sets}
         else:
             scores = score_sets(loaded, sets, kind, seed=0)
         names = list(scores)
@@ -50,6 +56,26 @@ def ood(loaded, kinds: list[str], n: int | None) -> dict:
         table[kind]["seconds"] = round(time.perf_counter() - start, 1)
         print(kind, {name: round(v["auroc"], 4) for name, v in table[kind].items() if name != "seconds"}, flush=True)
     return table
+
+
+def _ensemble(loaded, images):
+    """The mean score of a snapshot mixture's members (no better than the trained net's: not shipped)."""
+    with torch.no_grad():
+        return torch.stack([net(images) for net in loaded.model.members]).mean(0)
+
+
+def _relaxed(loaded, images):
+    """The score after 5 Langevin steps from the image (worse than the raw score: not shipped)."""
+    from genframe.runsetup import drawn_generator
+    from genframe_ebm.scores import trained_net
+
+    net = trained_net(loaded.model)
+    settled = loaded.sampler.sample(net, images, steps=5, generator=drawn_generator(0, "relaxed")).images
+    with torch.no_grad():
+        return net(settled)
+
+
+RESEARCH_SCORES = {"ensemble": _ensemble, "relaxed": _relaxed}
 
 
 def complete(loaded, net, images, known, schedule: str, seed: int) -> torch.Tensor:
@@ -178,7 +204,7 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=None, help="images per OOD set [default: 10000, the test split]")
     parser.add_argument("--complete-n", type=int, default=2000)
     parser.add_argument("--parts", default="ood,inpaint,denoise")
-    parser.add_argument("--scores", default="score,ensemble,gradnorm,relaxed,drop")
+    parser.add_argument("--scores", default="gradnorm,score,drop,ensemble,relaxed,nearest10000")
     parser.add_argument("--schedules", default="plain")
     parser.add_argument("--masks", default=",".join(MASKS))
     parser.add_argument("--denoise-steps", default="1,2,5")
