@@ -268,7 +268,7 @@ def test_a_second_construction_reads_the_cache_and_a_changed_file_is_read_again(
 def test_tensorfile_cache_skips_parsing(tmp_path, monkeypatch):
     np.save(tmp_path / "x.npy", random_pixels(0, (20, 1, 8, 8)))
     first = TensorFile("train", path=str(tmp_path / "x.npy"))
-    monkeypatch.setattr("genframe.data.tensorfile._read", lambda *a: pytest.fail("the file was parsed again"))
+    monkeypatch.setattr("genframe.data.tensorfile.read_arrays", lambda *a: pytest.fail("the file was parsed again"))
     assert torch.equal(all_images(TensorFile("train", path=str(tmp_path / "x.npy"))), all_images(first))
 
 
