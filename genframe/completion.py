@@ -141,11 +141,37 @@ def _picture(rows: list[torch.Tensor], path: Path, per_row: int = 8) -> Path:
     return save_grid(torch.cat(blocks), path, nrow=min(per_row, rows[0].shape[0]))
 
 
-def _stream(write: Callable[[Any], None], tensor: str | Path | None) -> None:
+def _each_chunk(image_set, tensor: str | Path | None, progress: Callable[[int], None] | None,
+                work: Callable[[int, torch.Tensor, torch.Tensor | None, int], torch.Tensor]) -> int:
+    """Call ``work(index, images, labels, first_row)`` on each chunk of ``image_set`` and stream what it returns to
+    ``tensor`` (a ``.npy``, written atomically) if given; returns the number of images done."""
+    from genframe.generation import NpyWriter
+
+    done = 0
+
+    def write(handle) -> None:
+        nonlocal done
+        writer = NpyWriter(handle, image_set.count) if handle is not None else None
+        for index, (batch, labels) in enumerate(image_set.chunks(CHUNK)):
+            output = work(index, batch, labels, done)
+            if writer is not None:
+                writer.append(output)
+            done += batch.shape[0]
+            if progress is not None:
+                progress(batch.shape[0])
+        if writer is not None:
+            writer.close()
+
     if tensor is None:
         write(None)
     else:
         atomic_write(tensor, write)
+    return done
+
+
+def _report(loaded, image_set, seed: int, start: float, **fields: Any) -> dict[str, Any]:
+    return {"recipe": loaded.recipe_name, "checkpoint": str(loaded.checkpoint), "step": loaded.step,
+            "images": image_set.name, **fields, "seed": seed, "seconds": round(time.perf_counter() - start, 2)}
 
 
 def inpaint_to_files(path: str | Path, images: str, mask: str = "bottom-half", n: int = 1000,
@@ -158,7 +184,6 @@ def inpaint_to_files(path: str | Path, images: str, mask: str = "bottom-half", n
     (masked, completed, original) for the first ``grid_n`` to ``out``, every completion to ``tensor`` (a
     ``.npy``) and the report to ``RUN_DIR/inpaint.json``; measure label accuracy when the images have labels."""
     from genframe.api import check_output_paths, load
-    from genframe.generation import NpyWriter
 
     check_output_paths({"--out": _png(out), "--tensor": tensor})
     loaded = load(path, device)
@@ -171,37 +196,24 @@ def inpaint_to_files(path: str | Path, images: str, mask: str = "bottom-half", n
     pool = match_pool(loaded, match, seed, match_progress) if match else None
     counts = {"originals": 0, "masked": 0, "completions": 0, "noise completions": 0}
     kept: list[list[torch.Tensor]] = [[], [], []]
-    start, done = time.perf_counter(), 0
+    start = time.perf_counter()
 
-    def write(handle) -> None:
-        nonlocal done
-        writer = NpyWriter(handle, image_set.count) if handle is not None else None
-        for index, (batch, labels) in enumerate(image_set.chunks(CHUNK)):
-            known = known_pixels(mask, batch.shape[0], height, width, seed, offset=done)
-            completed = inpaint_images(loaded, batch, known, steps, seed, stream=(0, index), pool=pool)
-            masked = torch.where(known, batch, torch.full_like(batch, HIDDEN_SHOWN_AS))
-            if writer is not None:
-                writer.append(completed)
-            if classifier.model is not None and labels is not None:
-                noise = loaded.sampler.init_state(batch.shape[0], generator=drawn_generator(seed, "noise to complete", index))
-                filled = inpaint_images(loaded, noise, known, steps, seed, stream=(1, index), pool=pool)
-                for name, shown in (("originals", batch), ("masked", torch.where(known, batch, -1.0)),
-                                    ("completions", completed), ("noise completions", filled)):
-                    counts[name] += classifier.correct(shown, labels)
-            _keep(kept, [masked, completed, batch], grid_n)
-            done += batch.shape[0]
-            if progress is not None:
-                progress(batch.shape[0])
-        if writer is not None:
-            writer.close()
+    def work(index: int, batch: torch.Tensor, labels: torch.Tensor | None, first: int) -> torch.Tensor:
+        known = known_pixels(mask, batch.shape[0], height, width, seed, offset=first)
+        completed = inpaint_images(loaded, batch, known, steps, seed, stream=(0, index), pool=pool)
+        if classifier.model is not None and labels is not None:
+            noise = loaded.sampler.init_state(batch.shape[0], generator=drawn_generator(seed, "noise to complete", index))
+            filled = inpaint_images(loaded, noise, known, steps, seed, stream=(1, index), pool=pool)
+            for name, shown in (("originals", batch), ("masked", torch.where(known, batch, -1.0)),
+                                ("completions", completed), ("noise completions", filled)):
+                counts[name] += classifier.correct(shown, labels)
+        _keep(kept, [torch.where(known, batch, torch.full_like(batch, HIDDEN_SHOWN_AS)), completed, batch], grid_n)
+        return completed
 
-    _stream(write, tensor)
-    report = {"recipe": loaded.recipe_name, "checkpoint": str(loaded.checkpoint), "step": loaded.step,
-              "images": image_set.name, "mask": mask, "n": done, "match": match,
-              "steps": steps if steps is not None else MATCH_STEPS if match else loaded.sampler.generate_steps,
-              "seed": seed,
-              "seconds": round(time.perf_counter() - start, 2),
-              "picture": str(_picture([torch.cat(k) for k in kept], Path(out)))}
+    done = _each_chunk(image_set, tensor, progress, work)
+    report = _report(loaded, image_set, seed, start, mask=mask, n=done, match=match,
+                     steps=steps if steps is not None else MATCH_STEPS if match else loaded.sampler.generate_steps,
+                     picture=str(_picture([torch.cat(k) for k in kept], Path(out))))
     if classifier.model is not None and image_set.count:
         report["accuracy"] = {name: count / done for name, count in counts.items()}
     else:
@@ -220,7 +232,6 @@ def denoise_to_files(path: str | Path, images: str, noise: float = 0.3, n: int =
     report the mean PSNR against the clean images before and after, write a picture of (noisy, cleaned,
     clean) to ``out``, every cleaned image to ``tensor`` and the report to ``RUN_DIR/denoise.json``."""
     from genframe.api import check_output_paths, load
-    from genframe.generation import NpyWriter
 
     if not (math.isfinite(noise) and noise > 0):
         raise RunError(f"--noise {noise}: give the noise's standard deviation, a positive number (e.g. 0.3)")
@@ -231,33 +242,21 @@ def denoise_to_files(path: str | Path, images: str, noise: float = 0.3, n: int =
     (image_set,) = read_sets(loaded, [images], n, seed)
     sums = {"noisy": 0.0, "denoised": 0.0}
     kept: list[list[torch.Tensor]] = [[], [], []]
-    start, done = time.perf_counter(), 0
+    start = time.perf_counter()
 
-    def write(handle) -> None:
-        nonlocal done
-        writer = NpyWriter(handle, image_set.count) if handle is not None else None
-        for index, (batch, _) in enumerate(image_set.chunks(CHUNK)):
-            noisy = add_noise(batch, noise, seed, done)
-            cleaned = denoise_images(loaded, noisy, steps, seed, stream=(index,))
-            if writer is not None:
-                writer.append(cleaned)
-            sums["noisy"] += float(psnr(noisy, batch).sum())
-            sums["denoised"] += float(psnr(cleaned, batch).sum())
-            _keep(kept, [noisy, cleaned, batch], grid_n)
-            done += batch.shape[0]
-            if progress is not None:
-                progress(batch.shape[0])
-        if writer is not None:
-            writer.close()
+    def work(index: int, batch: torch.Tensor, labels: torch.Tensor | None, first: int) -> torch.Tensor:
+        noisy = add_noise(batch, noise, seed, first)
+        cleaned = denoise_images(loaded, noisy, steps, seed, stream=(index,))
+        sums["noisy"] += float(psnr(noisy, batch).sum())
+        sums["denoised"] += float(psnr(cleaned, batch).sum())
+        _keep(kept, [noisy, cleaned, batch], grid_n)
+        return cleaned
 
-    _stream(write, tensor)
-    report = {"recipe": loaded.recipe_name, "checkpoint": str(loaded.checkpoint), "step": loaded.step,
-              "images": image_set.name, "noise": noise, "n": done,
-              "steps": steps if steps is not None else loaded.sampler.denoise_steps or loaded.sampler.generate_steps,
-              "seed": seed,
-              "seconds": round(time.perf_counter() - start, 2),
-              "psnr": {name: total / max(done, 1) for name, total in sums.items()},
-              "picture": str(_picture([torch.cat(k) for k in kept], Path(out)))}
+    done = _each_chunk(image_set, tensor, progress, work)
+    report = _report(loaded, image_set, seed, start, noise=noise, n=done,
+                     steps=steps if steps is not None else loaded.sampler.denoise_steps or loaded.sampler.generate_steps,
+                     psnr={name: total / max(done, 1) for name, total in sums.items()},
+                     picture=str(_picture([torch.cat(k) for k in kept], Path(out))))
     if tensor is not None:
         report["tensor"] = str(tensor)
     atomic_write_text(run_dir_of(loaded.checkpoint) / DENOISE_NAME, json.dumps(report, indent=2) + "\n")
