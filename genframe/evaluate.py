@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from genframe.api import get_recipe, load
+from genframe.api import check_output_paths, get_recipe, load
 from genframe.atomic import atomic_write_text
 from genframe.checkpoint import run_dir_of
 from genframe.classifier import ClassifierSpec, cache_dir, load_or_train
@@ -118,8 +118,6 @@ def evaluate(path: str | Path, n: int = 1000, steps: int | None = None, seed: in
     the classifier's real images and noise) the same numbers for reference samples."""
     loaded = load(path, device)
     recipe = get_recipe(loaded.recipe_name)
-    from genframe.api import check_output_paths
-
     check_output_paths({"the report": run_dir_of(loaded.checkpoint) / EVAL_NAME})  # before the work, not after
     try:
         evaluator, no_metric = shared_evaluator(get_host().registry, loaded.config.data, recipe, loaded.config), None

@@ -126,10 +126,9 @@ class SGLDSampler(Sampler):
         return self.reference_sample(model, init, steps, keep_every, generator)
 
     def refine(self, model, images, known=None, steps=None, generator=None) -> torch.Tensor:
-        """``steps`` (default: the generation steps; the denoising steps with nothing held) Langevin steps from
-        ``images``, the ``known`` pixels put
-        back after each step (within a step they take its noise, std ``noise``, like every pixel), on whichever path
-        ``sample`` takes: the native C kernel on CPU, CUDA graphs on a GPU."""
+        """``steps`` Langevin steps from ``images`` (default: the generation steps; with nothing held, the denoising
+        steps), the ``known`` pixels put back after each step (within a step they take its noise, std ``noise``,
+        like every pixel), on whichever path ``sample`` takes: the native C kernel on CPU, CUDA graphs on a GPU."""
         if known is None:
             steps = self.denoise_steps if steps is None else steps
             return self.sample(model, images, steps, generator=generator).images
