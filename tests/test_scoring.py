@@ -235,7 +235,10 @@ def test_the_commands_refuse_bad_input_in_one_line(run, tmp_path):
     assert not (tmp_path / "p.png").exists() and not (tmp_path / "i.png").exists()
 
 
-def test_a_recipe_without_a_score_or_refine_is_refused_in_one_line(tmp_path, data_dir):
+def test_a_recipe_without_a_score_or_refine_is_refused_in_one_line(tmp_path, data_dir, monkeypatch):
+    from example_plugins import install_example
+
+    install_example(REPO / "examples" / "plugins" / "genframe-vae", tmp_path / "site", monkeypatch)
     vae = tmp_path / "vae"
     genframe.train("vae", overrides=["trainer.max_steps=2", "trainer.batch_size=16", 'logging.loggers=["jsonl"]'],
                    run_dir=vae, quiet=True)
