@@ -16,6 +16,25 @@ DEVICE = click.option("--device", default="auto", show_default=True, help="cpu, 
 SEED = click.option("--seed", default=0, show_default=True, type=int)
 AS_JSON = click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 SCORE = click.option("--score", "kind", help="Which of the recipe's scores [default: the recipe's first].")
+def image_work_options(verb: str, out: str, shown: str, steps_help: str, written: str):
+    """The options ``inpaint`` and ``denoise`` share: how many images, sampler steps, the picture and the .npy."""
+    options = [
+        click.option("--n", "n", default=1000, show_default=True, type=click.IntRange(min=1), help=f"Images to {verb}."),
+        click.option("--steps", type=click.IntRange(min=1), help=steps_help),
+        click.option("--out", default=out, show_default=True, type=click.Path(dir_okay=False),
+                     help=f"Picture of {shown} images."),
+        click.option("--grid-n", default=32, show_default=True, type=click.IntRange(min=1), help="Images in the picture."),
+        click.option("--tensor", type=click.Path(dir_okay=False), help=f"Also write every {written} to this .npy."),
+    ]
+
+    def apply(command):
+        for option in reversed(options):  # the order they are listed in --help
+            command = option(command)
+        return command
+
+    return apply
+
+
 INPUTS_HELP = ("DATASET:SPLIT (mnist:test), noise, gaussian, constant, flipped[:CLASSES], inverted, image files, "
                "a folder or a .npy/.npz/.pt file")
 
@@ -72,12 +91,8 @@ def ood(path: str, inside: str | None, outsides: tuple[str, ...], plot: str | No
 @click.option("--mask", default="bottom-half", show_default=True,
               help="Pixels to hide: bottom-half, top-half, left-half, right-half, center, random:P or FILE.png "
                    "(white = hidden).")
-@click.option("--n", "n", default=1000, show_default=True, type=click.IntRange(min=1), help="Images to complete.")
-@click.option("--steps", type=click.IntRange(min=1), help="Sampler steps (see --match).")
-@click.option("--out", default="inpaint.png", show_default=True, type=click.Path(dir_okay=False),
-              help="Picture of masked, completed and original images.")
-@click.option("--grid-n", default=32, show_default=True, type=click.IntRange(min=1), help="Images in the picture.")
-@click.option("--tensor", type=click.Path(dir_okay=False), help="Also write every completion to this .npy.")
+@image_work_options("complete", "inpaint.png", "masked, completed and original", "Sampler steps (see --match).",
+                    "completion")
 @click.option("--match", default=10000, show_default=True, type=click.IntRange(min=0),
               help="Start the hidden pixels from the mean of the 8 closest (on the known pixels) of this many fresh "
                    "samples, then take --steps [default 3]; 0: from the sampler's noise [--steps default: the "
@@ -104,12 +119,8 @@ def inpaint(path: str, images: str, mask: str, n: int, steps: int | None, out: s
 @click.option("--images", required=True, help="Clean images, to add noise to: " + INPUTS_HELP + ".")
 @click.option("--noise", default=0.3, show_default=True, type=float,
               help="Standard deviation of the Gaussian noise added, in the images' [-1, 1] units.")
-@click.option("--n", "n", default=1000, show_default=True, type=click.IntRange(min=1), help="Images to clean.")
-@click.option("--steps", type=click.IntRange(min=1), help="Sampler steps [default: the recipe's denoising steps].")
-@click.option("--out", default="denoise.png", show_default=True, type=click.Path(dir_okay=False),
-              help="Picture of noisy, denoised and clean images.")
-@click.option("--grid-n", default=32, show_default=True, type=click.IntRange(min=1), help="Images in the picture.")
-@click.option("--tensor", type=click.Path(dir_okay=False), help="Also write every denoised image to this .npy.")
+@image_work_options("clean", "denoise.png", "noisy, denoised and clean",
+                    "Sampler steps [default: the recipe's denoising steps].", "denoised image")
 @SEED
 @DEVICE
 @AS_JSON

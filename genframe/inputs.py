@@ -215,10 +215,11 @@ def _decode(path: Path, shape: tuple[int, ...]) -> torch.Tensor:
     from the model's is refused."""
     from PIL import Image, ImageOps
 
+    from genframe.data.imagefolder import convert_image  # the dataset's own reading: 16-bit and palettes right
+
     try:
         with Image.open(path) as image:
-            upright = ImageOps.exif_transpose(image)
-            rgb = np.asarray(upright.convert("RGB"), dtype=np.uint8)
+            rgb = np.asarray(convert_image(ImageOps.exif_transpose(image), 3), dtype=np.uint8)
     except Exception as exc:  # PIL raises many types for a file it cannot read
         raise DataError(f"input {path} cannot be read as an image ({' '.join(str(exc).split())[:200]})") from None
     channels = shape[0]

@@ -44,10 +44,11 @@ def score_function(loaded, name: str | None = None) -> tuple[str, ScoreFunction]
     return name, scores[name]
 
 
-def score_images(loaded, images: torch.Tensor, kind: str | None = None, seed: int = 0,
+def score_images(loaded, images: torch.Tensor, kind: str | ScoreFunction | None = None, seed: int = 0,
                  stream: tuple[int, ...] = ()) -> torch.Tensor:
-    """One score per image (higher = more typical), on the CPU; ``images`` shaped like the model's examples."""
-    _, function = score_function(loaded, kind)
+    """One score per image (higher = more typical), on the CPU; ``images`` shaped like the model's examples.
+    ``kind``: a score's name (default: the recipe's first) or the function :func:`score_function` gave."""
+    function = kind if callable(kind) else score_function(loaded, kind)[1]
     generator = drawn_generator(seed, "score", *stream, device=loaded.device)
     with reproducible_kernels():
         scores = function(loaded.model, loaded.sampler, images.to(loaded.device), generator)
@@ -69,13 +70,13 @@ def score_sets(loaded, sets: list[ImageSet], kind: str | None, seed: int,
                progress: Callable[[int], None] | None = None,
                rows: Callable[[str, int, torch.Tensor], None] | None = None) -> dict[str, torch.Tensor]:
     """Every set's scores, chunk by chunk; ``rows(set_name, first_index, scores)`` sees each chunk's."""
-    kind, _ = score_function(loaded, kind)
+    _, function = score_function(loaded, kind)  # looked up once, not per chunk
     out: dict[str, torch.Tensor] = {}
     for set_index, images in enumerate(sets):
         name = images.name if images.name not in out else f"{images.name} ({set_index + 1})"
         parts, done = [], 0
         for chunk_index, (batch, _) in enumerate(images.chunks(CHUNK)):
-            scores = score_images(loaded, batch, kind, seed, stream=(set_index, chunk_index))
+            scores = score_images(loaded, batch, function, seed, stream=(set_index, chunk_index))
             if not torch.isfinite(scores).all():
                 raise RunError(f"the model scored {int((~torch.isfinite(scores)).sum())} images of {images.name} as "
                                f"NaN or infinite; the model has diverged: score an earlier checkpoint")

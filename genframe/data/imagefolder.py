@@ -206,7 +206,7 @@ def _decode(file: ImageFile, channels: int, size: int | None, source: str) -> np
             if size is not None:
                 image.draft(image.mode, (size, size))  # JPEG: decode big photos at a reduced scale, far faster
             upright = ImageOps.exif_transpose(image)  # a phone photo the way it is shown, not the way it is stored
-            converted = _convert(upright, channels)
+            converted = convert_image(upright, channels)
             if size is not None:
                 converted = _resize_and_crop(converted, size)
             pixels = np.asarray(converted, dtype=np.uint8)
@@ -215,7 +215,8 @@ def _decode(file: ImageFile, channels: int, size: int | None, source: str) -> np
     return pixels[None] if pixels.ndim == 2 else pixels.transpose(2, 0, 1)
 
 
-def _convert(image: Image.Image, channels: int) -> Image.Image:
+def convert_image(image: Image.Image, channels: int) -> Image.Image:
+    """``image`` as 8-bit grey (1 channel) or RGB (3), 16-bit grey scaled rather than clipped."""
     if image.mode in _SIXTEEN_BIT_GREY_MODES:
         # PIL's convert("L") would clip every value above 255 to white; scale 16 bits to 8 instead.
         values = np.asarray(image, dtype=np.float64) / 257.0
