@@ -279,3 +279,13 @@ def test_random_draws_of_different_purposes_are_independent(data_dir):
     assert abs(float(torch.corrcoef(torch.stack([image.flatten(), noise.flatten()]))[0, 1])) < 0.15
     mask = known_pixels("random:0.5", 1, 32, 32)
     assert abs(float(torch.corrcoef(torch.stack([mask.flatten().float(), image.flatten()]))[0, 1])) < 0.15
+
+
+def test_refine_takes_the_steps_sample_would_take_with_its_set_up_done_once(run):
+    model = genframe.load(run, device="cpu")
+    x = model.sampler.init_state(40, generator=torch.Generator().manual_seed(0))
+    known = known_pixels("bottom-half", 1, 32, 32)
+    straight, generator = x, torch.Generator().manual_seed(1)
+    for _ in range(6):  # one sample() call per step, the known pixels put back: what refine must equal
+        straight = torch.where(known, x, model.sampler.sample(model.model, straight, 1, generator=generator).images)
+    assert torch.equal(model.sampler.refine(model.model, x, known, 6, torch.Generator().manual_seed(1)), straight)

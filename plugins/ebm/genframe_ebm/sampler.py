@@ -134,10 +134,26 @@ class SGLDSampler(Sampler):
             return self.sample(model, images, steps, generator=generator).images
         steps = self.generate_steps if steps is None else steps
         values, known = images.detach(), known.to(images.device).expand_as(images)
+        step = self.one_step(model, values)
         x = values
         for _ in range(steps):
-            x = torch.where(known, values, self.sample(model, x, 1, generator=generator).images)
+            x = torch.where(known, values, step(x, generator))
         return x
+
+    def one_step(self, model: nn.Module, x: torch.Tensor) -> Callable[[torch.Tensor, torch.Generator | None], torch.Tensor]:
+        """A function making one step of ``sample(model, x, 1)`` (the same draws), its set-up (a mixture's split,
+        the fast path's plan and packed weights) done once here rather than at every step."""
+        chain_members = getattr(model, "chain_members", None)
+        if callable(chain_members):
+            members = [(member, count) for member, count in chain_members(x.shape[0]) if count]  # as sample splits
+            counts = [count for _, count in members]
+            steps = [self.one_step(member, share) for (member, _), share in zip(members, x.split(counts))]
+            return lambda x, generator: torch.cat([step(share, generator) for step, share in zip(steps, x.split(counts))])
+        fast = None if self.uses_cuda_graph(model, x) else self.fast_chains(model, x)
+        if fast is None:
+            return lambda x, generator: self.sample(model, x, 1, generator=generator).images
+        sizes, threads = self.step_sizes(1), self.worker_threads()
+        return lambda x, generator: fast.sample(x, sizes, None, generator, threads).images
 
     def graph_sample(self, model: nn.Module, init: torch.Tensor, steps: int,
                      generator: torch.Generator | None) -> torch.Tensor | None:
