@@ -5,9 +5,10 @@ scores, completion accuracy by mask and completion schedule, and denoising PSNR 
         [--parts ood,inpaint,denoise] [--scores gradnorm,score] [--schedules plain,match10000/avg8+3]
 
 OOD: the in-set is the MNIST test split, each out-set as many images (the test split's size by default).
-Scores: the recipe's (``gradnorm``, ``score``, ``drop``) and research ones measured here only: ``ensemble`` (a
-snapshot mixture's mean score), ``relaxed`` (the score after 5 Langevin steps), ``nearestM`` (minus the
-distance to the closest of M fresh samples).
+Scores: the recipe's (``nearest``, ``gradnorm``, ``score``, ``drop``) and research ones measured here only:
+``ensemble`` (a snapshot mixture's mean score), ``relaxed`` (the score after 5 Langevin steps), ``pixelsM``
+(minus the pixel distance to the closest of M fresh samples), ``featuresM`` and ``featuresM@L`` (``nearest``
+with M samples, and with the features after the first L layers of the net rather than those its head reads).
 Completion: the first ``--complete-n`` test digits, each mask, read by the evaluation classifier.
 Schedules (how hidden pixels are completed; ``plain`` is what ``genframe inpaint`` does):
 - ``plain``: the recipe's sampler, generation steps, hidden pixels started from its uniform noise;
@@ -42,9 +43,11 @@ def ood(loaded, kinds: list[str], n: int | None) -> dict:
     table = {}
     for kind in kinds:
         start = time.perf_counter()
-        if kind.startswith("nearest"):  # research: minus the distance to the closest of M fresh samples
-            pool = _pool(loaded, int(kind[7:]), 0).flatten(1)
-            scores = {s.name: torch.cat([-torch.cdist(batch.flatten(1), pool).min(1).values for batch, _ in s.chunks(500)])
+        if kind.startswith(("pixels", "features")):  # research: minus the distance to the closest of M samples
+            count, _, cut = kind.removeprefix("pixels").removeprefix("features").partition("@")
+            describe = _describer(loaded, kind.startswith("pixels"), int(cut) if cut else None)
+            pool = describe(_pool(loaded, int(count), 0))
+            scores = {s.name: torch.cat([-torch.cdist(describe(batch), pool).min(1).values for batch, _ in s.chunks(500)])
                       for s in sets}
         elif kind in RESEARCH_SCORES:
             scores = {s.name: torch.cat([RESEARCH_SCORES[kind](loaded, batch) for batch, _ in s.chunks(500)])
@@ -56,6 +59,18 @@ def ood(loaded, kinds: list[str], n: int | None) -> dict:
         table[kind]["seconds"] = round(time.perf_counter() - start, 1)
         print(kind, {name: round(v["auroc"], 4) for name, v in table[kind].items() if name != "seconds"}, flush=True)
     return table
+
+
+def _describer(loaded, pixels: bool, cut: int | None):
+    """What the distance to the nearest sample is measured on: pixels, or the trained net's features."""
+    from genframe_ebm.scores import features, trained_net
+
+    net = trained_net(loaded.model)
+    if pixels:
+        return lambda images: images.flatten(1)
+    if cut is None:
+        return lambda images: torch.cat([features(net, chunk) for chunk in images.split(1000)])
+    return torch.no_grad()(lambda images: torch.cat([net.net[:cut](chunk).flatten(1) for chunk in images.split(1000)]))
 
 
 def _ensemble(loaded, images):
@@ -204,7 +219,7 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=None, help="images per OOD set [default: 10000, the test split]")
     parser.add_argument("--complete-n", type=int, default=2000)
     parser.add_argument("--parts", default="ood,inpaint,denoise")
-    parser.add_argument("--scores", default="gradnorm,score,drop,ensemble,relaxed,nearest10000")
+    parser.add_argument("--scores", default="nearest,gradnorm,score,drop,ensemble,relaxed,pixels10000")
     parser.add_argument("--schedules", default="plain")
     parser.add_argument("--masks", default=",".join(MASKS))
     parser.add_argument("--denoise-steps", default="1,2,5")

@@ -255,11 +255,34 @@ def test_the_ebm_scores_read_the_trained_net_of_the_mixture(run):
         assert torch.allclose(model.score(images, "score"), members[-1](images))
     x = images.clone().requires_grad_(True)
     (grad,) = torch.autograd.grad(members[-1](x).sum(), x)
-    assert torch.allclose(model.score(images), -grad.flatten(1).norm(dim=1))  # the default: gradnorm
+    assert torch.allclose(model.score(images, "gradnorm"), -grad.flatten(1).norm(dim=1))
     assert torch.equal(model.score(images, "drop", seed=1), model.score(images, "drop", seed=1))  # seeded
 
 
-def test_ood_of_a_run_on_your_own_data_reads_its_own_test_split(tmp_path, data_dir):
+def test_the_default_score_is_the_distance_to_the_models_own_samples_in_the_nets_features(run, monkeypatch):
+    from genframe.generation import generate_in_chunks
+    from genframe_ebm import scores
+
+    monkeypatch.setattr(scores, "POOL_SIZE", 300)  # the shipped 10000 cost a CI machine ~10 s per model
+    model = genframe.load(run, device="cpu")
+    images = sets(["mnist:test"], n=6)[0].read(0, 6)[0]
+    samples = generate_in_chunks(model.sampler, model.model, 300, None, scores.POOL_SEED, scores.POOL_STREAM,
+                                 "cpu").images
+    net = model.model.members[-1].net  # 4 convolutions, each with its Swish: the last two's outputs are compared
+    brute = torch.zeros(len(images), dtype=torch.float64)
+    with torch.no_grad():
+        for cut in (6, 8):
+            mine, theirs = net[:cut](images).flatten(1).double(), net[:cut](samples).flatten(1).double()
+            among = torch.cdist(theirs, theirs).fill_diagonal_(float("inf")).min(1).values  # each to its nearest other
+            for i, x in enumerate(mine):
+                brute[i] += min(float((x - s).norm()) for s in theirs) / among.std()
+    assert model.score(images).tolist() == pytest.approx((-brute).tolist(), rel=1e-4)  # the default
+    monkeypatch.setattr("genframe.generation.iter_chunks", None)  # drawn once per model: no second draw
+    assert model.score(images[:2], "nearest").tolist() == pytest.approx((-brute[:2]).tolist(), rel=1e-4)
+
+
+def test_ood_of_a_run_on_your_own_data_reads_its_own_test_split(tmp_path, data_dir, monkeypatch):
+    monkeypatch.setattr("genframe_ebm.scores.POOL_SIZE", 100)
     digits = sets(["mnist:train"], n=300)[0].read(0, 300)[0]
     np.save(tmp_path / "digits.npy", ((digits + 1) * 127.5).round().to(torch.uint8).numpy())
     own = tmp_path / "own"

@@ -1,8 +1,14 @@
 """The EBM's scores for ``genframe score`` and ``genframe ood``: how typical the energy net finds an image.
 
-- ``gradnorm`` (the default): -|d s / dx|, the score's steepness at x. The fast recipe's R1 penalty trains the
-  net to be flat at real images, and off the data the short-run chains leave it steep: it told MNIST from
-  Fashion-MNIST, constant images and upside-down digits better than the raw score did (docs/using-the-energy.md);
+- ``nearest`` (the default): minus the distance from x to the closest of the model's own samples (10000 of
+  them, drawn once per loaded model), measured in the energy net's features (its last two convolutions'
+  activations, each layer in units of the samples' own nearest-neighbour spread). The sampler has learnt
+  the digits' shapes better than the energy's value ranks them, and the net's features see shapes rather
+  than pixels: it told MNIST from Fashion-MNIST, constant images and upside-down digits best of all
+  (docs/reports/energy-study.md);
+- ``gradnorm``: -|d s / dx|, the score's steepness at x, one backward pass: the best of the energy alone. The
+  fast recipe's R1 penalty trains the net to be flat at real images, and off the data the short-run chains
+  leave it steep;
 - ``score``: the trained net's output s(x) = -E(x), one forward pass;
 - ``drop``: s(x) - s(x after 5 Langevin steps): a typical image gains little by moving.
 
@@ -12,12 +18,18 @@ score after 5 Langevin steps were measured too and did no better (docs/reports/e
 
 from __future__ import annotations
 
+import weakref
+
 import torch
 from torch import nn
 
 from genframe_ebm.sampler import frozen
 
 RELAX_STEPS = 5  # Langevin steps of the drop score
+POOL_SIZE = 10000  # the nearest score's samples: 20000 did a little better on upside-down digits, at twice the cost
+POOL_SEED, POOL_STREAM = 0, 23  # the pool is the same whatever the images and the generator of a call
+UNIT_SAMPLES = 2000  # samples whose nearest-neighbour distances set each layer's unit
+_POOLS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model -> SampleFeatures
 
 
 def trained_net(model: nn.Module) -> nn.Module:
@@ -46,4 +58,50 @@ def drop(model, sampler, images, generator=None) -> torch.Tensor:
         return net(images) - net(settled)
 
 
-SCORES = {"gradnorm": gradnorm, "score": raw, "drop": drop}
+def features(net: nn.Module, images: torch.Tensor) -> list[torch.Tensor]:
+    """The energy net's activations after its last two convolutions (each with its Swish), one row per image
+    and layer: in the shipped nets a 4x4 map of 64 channels, which still says where strokes are (upside-down
+    digits are told apart by it), and the 2x2 map the head reads, which tells textures apart (Fashion-MNIST)."""
+    convolutions = [i for i, layer in enumerate(net.net) if isinstance(layer, nn.Conv2d)]
+    cuts = {index + 2 for index in convolutions[-2:]}  # each convolution and the activation after it
+    out, x = [], images
+    with torch.no_grad():
+        for index, layer in enumerate(net.net, start=1):
+            x = layer(x)
+            if index in cuts:
+                out.append(x.flatten(1))
+    return out
+
+
+class SampleFeatures:
+    """The features of ``POOL_SIZE`` samples a model makes with its sampler (as ``genframe sample`` would), and
+    each layer's unit: the spread of the samples' distances to their own nearest other sample, so that both
+    layers weigh alike (as a z-score would, measured on the model's samples rather than on held-out data)."""
+
+    def __init__(self, model: nn.Module, sampler) -> None:
+        from genframe.generation import generate_in_chunks
+
+        device = next(model.parameters()).device
+        samples = generate_in_chunks(sampler, model, POOL_SIZE, None, POOL_SEED, POOL_STREAM, device).images
+        chunks = [features(trained_net(model), chunk.to(device)) for chunk in samples.split(1000)]
+        self.layers = [torch.cat(parts) for parts in zip(*chunks)]
+        self.units = [_nearest_distance(layer[:UNIT_SAMPLES], layer, exclude_self=True).std() for layer in self.layers]
+
+    def distance(self, images_features: list[torch.Tensor]) -> torch.Tensor:
+        return sum(_nearest_distance(mine, layer) / unit
+                   for mine, layer, unit in zip(images_features, self.layers, self.units))
+
+
+def _nearest_distance(points: torch.Tensor, pool: torch.Tensor, exclude_self: bool = False) -> torch.Tensor:
+    """Each point's distance to its nearest pool row (to its second nearest where the points are the pool's
+    first rows, whose nearest is themselves)."""
+    return torch.cdist(points, pool).topk(2 if exclude_self else 1, dim=1, largest=False).values[:, -1]
+
+
+def nearest(model, sampler, images, generator=None) -> torch.Tensor:
+    if model not in _POOLS:  # drawn on first use, kept while the model lives
+        _POOLS[model] = SampleFeatures(model, sampler)
+    return -_POOLS[model].distance(features(trained_net(model), images))
+
+
+SCORES = {"nearest": nearest, "gradnorm": gradnorm, "score": raw, "drop": drop}
