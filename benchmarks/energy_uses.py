@@ -10,13 +10,16 @@ Scores: the recipe's (``nearest``, ``gradnorm``, ``score``, ``drop``) and resear
 (minus the pixel distance to the closest of M fresh samples), ``featuresM`` and ``featuresM@L`` (``nearest``
 with M samples, and with the features after the first L layers of the net rather than those its head reads).
 Completion: the first ``--complete-n`` test digits, each mask, read by the evaluation classifier.
-Schedules (how hidden pixels are completed; ``plain`` is what ``genframe inpaint`` does):
+Schedules (how hidden pixels are completed; ``plain`` is what ``genframe inpaint --match 0`` does):
 - ``plain``: the recipe's sampler, generation steps, hidden pixels started from its uniform noise;
 - ``stepsN``: N steps instead;
 - ``bestK``: K completions per image, the one the trained net scores highest kept;
 - ``net``: the trained net alone rather than the snapshot mixture the run samples with;
 - ``matchM+S``: the hidden pixels from the one of M fresh samples closest to the image on its known pixels,
-  then S sampler steps with the known pixels held.
+  then S sampler steps with the known pixels held; ``matchM/avgK+S`` from the mean of the K closest (what
+  ``genframe inpaint`` does, M = 10000, K = 8, S = 3); ``matchM/kK+S``, ``matchM/nK+S`` and ``matchM/fK+S`` from
+  the one of the K closest that the trained net's score, or the ``nearest`` score, finds most typical with the
+  known pixels in, or whose net features change least when they are pasted in.
 """
 
 from __future__ import annotations
@@ -102,11 +105,13 @@ def complete(loaded, net, images, known, schedule: str, seed: int) -> torch.Tens
         steps = int(schedule[5:])
     if schedule == "net":
         loaded = _with_model(loaded, trained_net(loaded.model))
-    if schedule.startswith("match"):  # matchM[/kK][+S]: the nearest of M fresh samples on the known pixels
-        # (with /kK: of the K nearest, the one the trained net scores highest once the known pixels are pasted in),
-        # then S sampler steps with the known pixels held
+    if schedule.startswith("match"):  # matchM[/kK|/nK|/fK|/avgK][+S]: the nearest of M fresh samples on the
+        # known pixels (with /kK: of the K nearest, the one the trained net scores highest once the known pixels are
+        # pasted in; /nK: the one the nearest score finds most typical; /fK: the one whose features change least
+        # when the known pixels are pasted in), then S sampler steps with the known pixels held
         rest, _, settle = schedule[5:].partition("+")
-        count, _, top = rest.partition("/k")
+        pick = next((mode for mode in "knf" if f"/{mode}" in rest), "k")
+        count, _, top = rest.replace("/n", "/k").replace("/f", "/k").partition("/k")
         count, _, average = count.partition("/avg")
         pool = _pool(loaded, int(count), seed)
         if average:  # the mean of the K nearest: their majority shape, sharpened by the S steps after it
@@ -114,8 +119,18 @@ def complete(loaded, net, images, known, schedule: str, seed: int) -> torch.Tens
         elif top:
             candidates = _nearest(pool, images, known, int(top))  # (K, n, C, H, W)
             pasted = torch.where(known, images, candidates)
-            with torch.no_grad():
-                scores = torch.stack([net(c) for c in pasted])
+            if pick == "n":
+                from genframe_ebm.scores import nearest
+
+                scores = torch.stack([nearest(loaded.model, loaded.sampler, c) for c in pasted])
+            elif pick == "f":
+                from genframe_ebm.scores import features
+
+                scores = torch.stack([-sum((a - b).norm(dim=1) for a, b in zip(features(net, p), features(net, c)))
+                                      for p, c in zip(pasted, candidates)])
+            else:
+                with torch.no_grad():
+                    scores = torch.stack([net(c) for c in pasted])
             start = candidates[scores.argmax(0), torch.arange(images.shape[0])]
         else:
             start = _nearest(pool, images, known)[0]
