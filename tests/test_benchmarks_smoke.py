@@ -25,12 +25,13 @@ def fast_recipe():
 
 @pytest.mark.slow
 def test_sgld_and_train_throughput_benchmarks_run(tmp_path):
-    sgld, train = tmp_path / "sgld.json", tmp_path / "train.json"
+    sgld, train, profile = tmp_path / "sgld.json", tmp_path / "train.json", tmp_path / "profile.json"
     commands = [
         ["benchmarks/sgld_throughput.py", "--batch-sizes", "8", "--rounds", "1", "--steps", "2", "--check-steps", "3",
          "--no-torchebm", "--out", str(sgld)],
         ["benchmarks/train_throughput.py", "--batch", "16", "--sgld-steps", "2", "--rounds", "1",
          "--steps-per-round", "1", "--out", str(train)],
+        ["benchmarks/step_profile.py", "--batch", "8", "--rounds", "1", "--steps", "1", "--out", str(profile)],
     ]
     env = {**os.environ, "GENFRAME_DATA_DIR": str(tmp_path)}  # no MNIST here: noise batches, no 60k-image load
     for command in commands:
@@ -44,6 +45,11 @@ def test_sgld_and_train_throughput_benchmarks_run(tmp_path):
     report = json.loads(train.read_text())
     assert [r["variant"] for r in report["results"]] == ["plain", "genframe"]
     assert all(r["seconds_per_step"] > 0 for r in report["results"])
+    report = json.loads(profile.read_text())
+    phases = report["median_seconds_per_step"]
+    assert report["settings"]["steps_per_round"] == 4  # rounded up to whole R1 periods of the fast recipe
+    assert phases["chains"] > 0 and phases["backward"] > 0 and phases["r1 penalty (forward, grad)"] > 0
+    assert sum(v for k, v in phases.items() if k != "total") == pytest.approx(phases["total"], abs=1e-4)
 
 
 def test_fast_recipe_report_judges_each_fast_run_and_plots_all(data_dir, tmp_path):
