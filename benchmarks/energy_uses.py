@@ -48,10 +48,18 @@ def ood(loaded, kinds: list[str], n: int | None) -> dict:
         start = time.perf_counter()
         if kind.startswith(("pixels", "features")):  # research: minus the distance to the closest of M samples
             count, _, cut = kind.removeprefix("pixels").removeprefix("features").partition("@")
-            describe = _describer(loaded, kind.startswith("pixels"), int(cut) if cut else None)
-            pool = describe(_pool(loaded, int(count), 0))
-            scores = {s.name: torch.cat([-torch.cdist(describe(batch), pool).min(1).values for batch, _ in s.chunks(500)])
-                      for s in sets}
+            pool = _pool(loaded, int(count), 0)
+            if kind.startswith("features") and not cut:  # the nearest score, with these M samples
+                from genframe_ebm.scores import SampleFeatures, features, trained_net
+
+                net = trained_net(loaded.model)
+                reference = SampleFeatures(net, pool)
+                distance = lambda batch: reference.distance(features(net, batch))  # noqa: E731
+            else:
+                describe = _describer(loaded, kind.startswith("pixels"), int(cut) if cut else None)
+                described = describe(pool)
+                distance = lambda batch: torch.cdist(describe(batch), described).min(1).values  # noqa: E731
+            scores = {s.name: torch.cat([-distance(batch) for batch, _ in s.chunks(500)]) for s in sets}
         elif kind in RESEARCH_SCORES:
             scores = {s.name: torch.cat([RESEARCH_SCORES[kind](loaded, batch) for batch, _ in s.chunks(500)])
                       for s in sets}
@@ -65,14 +73,13 @@ def ood(loaded, kinds: list[str], n: int | None) -> dict:
 
 
 def _describer(loaded, pixels: bool, cut: int | None):
-    """What the distance to the nearest sample is measured on: pixels, or the trained net's features."""
-    from genframe_ebm.scores import features, trained_net
+    """What the distance to the nearest sample is measured on: pixels, or the trained net's activations after
+    its first ``cut`` layers."""
+    from genframe_ebm.scores import trained_net
 
     net = trained_net(loaded.model)
     if pixels:
         return lambda images: images.flatten(1)
-    if cut is None:
-        return lambda images: torch.cat([features(net, chunk) for chunk in images.split(1000)])
     return torch.no_grad()(lambda images: torch.cat([net.net[:cut](chunk).flatten(1) for chunk in images.split(1000)]))
 
 

@@ -46,7 +46,7 @@ def test_sgld_and_train_throughput_benchmarks_run(tmp_path):
     assert [r["variant"] for r in report["results"]] == ["plain", "genframe"]
     assert all(r["seconds_per_step"] > 0 for r in report["results"])
     report = json.loads(profile.read_text())
-    phases = report["median_seconds_per_step"]
+    phases = report["median_round_seconds_per_step"]
     assert report["settings"]["steps_per_round"] == 4  # rounded up to whole R1 periods of the fast recipe
     assert phases["chains"] > 0 and phases["backward"] > 0 and phases["r1 penalty (forward, grad)"] > 0
     assert sum(v for k, v in phases.items() if k != "total") == pytest.approx(phases["total"], abs=1e-4)

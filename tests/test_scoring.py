@@ -279,6 +279,10 @@ def test_the_default_score_is_the_distance_to_the_models_own_samples_in_the_nets
     assert model.score(images).tolist() == pytest.approx((-brute).tolist(), rel=1e-4)  # the default
     monkeypatch.setattr("genframe.generation.iter_chunks", None)  # drawn once per model: no second draw
     assert model.score(images[:2], "nearest").tolist() == pytest.approx((-brute[:2]).tolist(), rel=1e-4)
+    with torch.no_grad():
+        next(model.model.parameters()).add_(0.0)  # an in-place change of the weights, as load_state_dict makes
+    with pytest.raises(TypeError):  # a changed model draws its samples anew (here into the patched-out draw)
+        model.score(images[:2])
 
 
 def test_ood_of_a_run_on_your_own_data_reads_its_own_test_split(tmp_path, data_dir, monkeypatch):
