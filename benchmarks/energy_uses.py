@@ -32,7 +32,7 @@ from pathlib import Path
 import torch
 
 import genframe
-from genframe.completion import add_noise, inpaint_images, psnr, LabelReader
+from genframe.completion import add_noise, closest_on_known, inpaint_images, psnr, LabelReader
 from genframe.detection import separation
 from genframe.masks import known_pixels
 from genframe.scoring import read_sets, score_sets
@@ -122,9 +122,9 @@ def complete(loaded, net, images, known, schedule: str, seed: int) -> torch.Tens
         count, _, average = count.partition("/avg")
         pool = _pool(loaded, int(count), seed)
         if average:  # the mean of the K nearest: their majority shape, sharpened by the S steps after it
-            start = _nearest(pool, images, known, int(average)).mean(0)
+            start = closest_on_known(pool, images, known, int(average)).mean(0)
         elif top:
-            candidates = _nearest(pool, images, known, int(top))  # (K, n, C, H, W)
+            candidates = closest_on_known(pool, images, known, int(top))  # (K, n, C, H, W)
             pasted = torch.where(known, images, candidates)
             if pick == "n":
                 from genframe_ebm.scores import nearest
@@ -140,7 +140,7 @@ def complete(loaded, net, images, known, schedule: str, seed: int) -> torch.Tens
                     scores = torch.stack([net(c) for c in pasted])
             start = candidates[scores.argmax(0), torch.arange(images.shape[0])]
         else:
-            start = _nearest(pool, images, known)[0]
+            start = closest_on_known(pool, images, known, 1)[0]
         return inpaint_from(loaded, images, known, start, int(settle or 0), seed)
     if schedule.startswith("best"):
         k = int(schedule[4:])
@@ -172,15 +172,6 @@ def _pool(loaded, count: int, seed: int) -> torch.Tensor:
                                              device=loaded.device).images
             torch.save(_POOLS[key], cached)
     return _POOLS[key]
-
-
-def _nearest(pool: torch.Tensor, images: torch.Tensor, known: torch.Tensor, k: int = 1) -> torch.Tensor:
-    """For each image, the ``k`` pool samples closest to it on its known pixels, shaped (k, n, ...)."""
-    known = known.expand_as(images).float().flatten(1)
-    flat, candidates = images.flatten(1), pool.flatten(1)
-    # |k*(x - p)|^2 = sum k x^2 - 2 (k x) . p + k . p^2, per image and candidate
-    distance = (known * flat ** 2).sum(1, keepdim=True) - 2 * (known * flat) @ candidates.T + known @ (candidates ** 2).T
-    return pool[distance.topk(k, dim=1, largest=False).indices.T]
 
 
 def inpaint_from(loaded, images, known, start, steps, seed):

@@ -77,13 +77,18 @@ def matched_start(pool: torch.Tensor, images: torch.Tensor, known: torch.Tensor,
     search of the model's samples for those that agree with what is known (why: the model's chains make
     clean samples from noise, but with half an image held fixed they complete it with the wrong class
     often, 60% right against 86% for this start; docs/using-the-energy.md)."""
+    return closest_on_known(pool, images, known, neighbours).mean(0)
+
+
+def closest_on_known(pool: torch.Tensor, images: torch.Tensor, known: torch.Tensor, k: int) -> torch.Tensor:
+    """For each image, the ``k`` pool samples closest to it on its known pixels, closest first, shaped
+    (k, n, C, H, W)."""
     weights = known.expand_as(images).float().flatten(1)
     flat, candidates = images.flatten(1).float(), pool.flatten(1).float()
     # |w * (x - p)|^2 over the known pixels, for every image and sample at once, as matrix products
     distance = (weights * flat ** 2).sum(1, keepdim=True) - 2 * (weights * flat) @ candidates.T \
         + weights @ (candidates ** 2).T
-    nearest = distance.topk(min(neighbours, len(pool)), dim=1, largest=False).indices
-    return pool[nearest].mean(1)
+    return pool[distance.topk(min(k, len(pool)), dim=1, largest=False).indices.T]
 
 
 def denoise_images(loaded, images: torch.Tensor, steps: int | None = None, seed: int = 0,
