@@ -3,6 +3,7 @@
     python benchmarks/sgld_throughput.py                     # batches 32, 128, 512 (about a minute)
     python benchmarks/sgld_throughput.py --batch-sizes 128 --rounds 3 --steps 5   # smoke run
     python benchmarks/sgld_throughput.py --channels 3 --size 32 64 --impls auto --no-torchebm   # colour images
+    python benchmarks/sgld_throughput.py --impls native --precision fp32 bf16 --no-torchebm --out results/sgld_bf16.json
 
 All variants run the reference Swish CNN with the same weights, batch, steps and noise level:
 - plain: the loop a user would write (below): x += noise * randn; clamp; g = autograd.grad(score.sum(), x)
@@ -24,6 +25,7 @@ from the same seed. Writes everything as JSON (--out).
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import platform
@@ -131,6 +133,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--impls", nargs="+", default=["auto"], help="genframe sampler.impl values to time")
     parser.add_argument("--threads", type=int, default=None, help="sampler.threads (default: torch's)")
+    parser.add_argument("--precision", nargs="+", default=["fp32"], choices=["fp32", "bf16"],
+                        help="sampler.precision values to time for each impl (bf16: the native kernel's bf16 products)")
     parser.add_argument("--no-torchebm", action="store_true")
     parser.add_argument("--check-steps", type=int, default=60, help="steps for the chain-deviation check")
     parser.add_argument("--channels", type=int, default=1, help="image channels (1: MNIST; 3: colour)")
@@ -145,9 +149,9 @@ def main() -> None:
         model = SwishEnergyNet(in_channels=args.channels, image_size=size)
         flop = flop_per_image_step(model, shape)
         variants = {"plain": lambda x, steps, g, m=model: plain_sgld(m, x, steps, g)}
-        for impl in args.impls:
-            sampler = SGLDSampler(STEP_SIZE, NOISE, CLIP, impl=impl, threads=args.threads)
-            name = "genframe" if impl == "auto" else f"genframe-{impl}"
+        for impl, precision in itertools.product(args.impls, args.precision):
+            sampler = SGLDSampler(STEP_SIZE, NOISE, CLIP, impl=impl, threads=args.threads, precision=precision)
+            name = ("genframe" if impl == "auto" else f"genframe-{impl}") + ("" if precision == "fp32" else f"-{precision}")
             ran_as[f"{name} {'x'.join(map(str, shape))}"] = sampler.implementation(model, torch.zeros(args.batch_sizes[0], *shape))
             variants[name] = lambda x, steps, g, s=sampler, m=model: s.sample(m, x, steps, generator=g).images
         if not args.no_torchebm:
@@ -170,11 +174,16 @@ def main() -> None:
             for name, values in rates.items():
                 ratio = statistics.median(v / p for v, p in zip(values, rates["plain"]))
                 rate = statistics.median(values)
-                results.append({"shape": list(shape), "batch": batch, "variant": name, "img_steps_per_s": round(rate),
-                                "ratio_vs_plain": round(ratio, 2), "gflops": round(rate * flop / 1e9, 1),
-                                "rounds": [round(v) for v in values]})
+                row = {"shape": list(shape), "batch": batch, "variant": name, "img_steps_per_s": round(rate),
+                       "ratio_vs_plain": round(ratio, 2), "gflops": round(rate * flop / 1e9, 1),
+                       "rounds": [round(v) for v in values]}
+                fp32 = name.removesuffix("-bf16")
+                if fp32 != name and fp32 in rates:  # bf16 against its own fp32 path, round by round
+                    row["ratio_vs_fp32"] = round(statistics.median(v / f for v, f in zip(values, rates[fp32])), 2)
+                results.append(row)
+                versus = f"  x{row['ratio_vs_fp32']:4.2f} vs {fp32}" if "ratio_vs_fp32" in row else ""
                 print(f"{'x'.join(map(str, shape)):>8} batch {batch:4d}  {name:18s} {rate:9.0f} img-steps/s  "
-                      f"x{ratio:4.2f}  {rate * flop / 1e9:6.1f} GFLOP/s")
+                      f"x{ratio:4.2f}  {rate * flop / 1e9:6.1f} GFLOP/s{versus}")
             reference = plain_sgld(model, init, args.check_steps, torch.Generator().manual_seed(1))
             for name in variants:
                 if name.startswith("genframe"):

@@ -70,7 +70,8 @@ def _race(plan, kernels, threads: int, grad_clip: float) -> dict:
     """Time both paths on chains of their own (never the run's random streams), alternating rounds."""
     from genframe_ebm.fastpath import FastChains
 
-    contenders = {"native": FastChains(plan, plan.weights(native=True), kernels, 0.005, grad_clip),
+    contenders = {"native": FastChains(plan, plan.weights(native=True, precision=kernels.spec.precision), kernels,
+                                       0.005, grad_clip),
                   "fused": FastChains(plan, plan.weights(native=False), None, 0.005, grad_clip)}
     generator = torch.Generator().manual_seed(0)
     shape = (plan.convs[0].in_channels, *plan.sizes[0])

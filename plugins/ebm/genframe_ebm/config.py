@@ -42,6 +42,10 @@ class SGLDConfig(Section):
         "step as compiled C (CPU); cudagraph = blocks of reference steps replayed as CUDA graphs (GPU).")
     threads: PositiveInt | None = Field(
         None, description="CPU worker threads for the fast paths (chains split across them); default: torch's.")
+    precision: Literal["fp32", "bf16"] = Field(
+        "fp32", description="The convolutions' products in the native CPU kernel: fp32, or bf16 on a CPU with "
+        "AVX-512 BF16 dot products (1.7x the chains' speed on Zen 4; chains, accumulators and the update stay "
+        "fp32; a CPU without them, or another path, runs fp32 with one warning).")
 
 
 class BufferConfig(Section):

@@ -17,6 +17,7 @@ build fails, ``load`` warns once and returns None and the sampler uses ATen ops 
 from __future__ import annotations
 
 import ctypes
+import functools
 import hashlib
 import itertools
 import os
@@ -37,11 +38,13 @@ _FLAGS = ["-O3", "-march=native", "-fno-math-errno", "-shared", "-fPIC", "-std=g
 @dataclass(frozen=True)
 class NativeSpec:
     """The net the kernels are built for: one-channel size x size images; convs (in, out, kernel), each
-    stride 2 with padding kernel // 2; then Dense(hidden), SiLU, Dense(1)."""
+    stride 2 with padding kernel // 2; then Dense(hidden), SiLU, Dense(1). ``precision``: the convs'
+    products in "fp32" or "bf16" (AVX-512 BF16 dot products; native_bf16_src.py)."""
 
     size: int
     convs: tuple[tuple[int, int, int], ...]
     hidden: int
+    precision: str = "fp32"
 
     @staticmethod
     def supported(size: int, convs: list[tuple[int, int, int, int, int]], hidden: int) -> bool:
@@ -108,7 +111,7 @@ def _build(spec: NativeSpec) -> Path:
     compiler = shutil.which(os.environ.get("CC", "cc"))
     if compiler is None:
         raise RuntimeError(f"no C compiler found (looked for {os.environ.get('CC', 'cc')!r}; set $CC)")
-    source = native_src.source(spec.size, list(spec.convs), spec.hidden)
+    source = native_src.source(spec.size, list(spec.convs), spec.hidden, spec.precision)
     key = hashlib.sha256("\n".join([source, " ".join(_FLAGS), compiler, _cpu_signature()]).encode()).hexdigest()[:20]
     directory = cache_dir()
     target = directory / f"sgld_step_{key}.so"
@@ -126,8 +129,24 @@ def _build(spec: NativeSpec) -> Path:
     return target
 
 
-def load(spec: NativeSpec, required: bool = False) -> NativeKernels | None:
-    """The kernels for ``spec``, built on first use; None (with one warning) if they cannot be built."""
+@functools.cache
+def cpu_has_bf16() -> bool:
+    """Whether this CPU has AVX-512 BF16 dot products (where /proc/cpuinfo is missing: try to build)."""
+    try:
+        flags = next(line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags"))
+    except (OSError, StopIteration):
+        return platform.machine().lower() in ("x86_64", "amd64")
+    return "avx512_bf16" in flags.split()
+
+
+def why_unavailable(spec: NativeSpec) -> str:
+    """Why ``load(spec)`` returned None."""
+    return _loaded_errors.get(spec, "not tried")
+
+
+def load(spec: NativeSpec, required: bool = False, quiet: bool = False) -> NativeKernels | None:
+    """The kernels for ``spec``, built on first use; None (with one warning unless ``quiet``) if they cannot be
+    built."""
     with _lock:
         if spec not in _loaded:
             try:
@@ -135,7 +154,7 @@ def load(spec: NativeSpec, required: bool = False) -> NativeKernels | None:
             except Exception as exc:  # no compiler, read-only cache, odd platform: the ATen path still works
                 _loaded[spec] = None
                 _loaded_errors[spec] = str(exc)
-                if not required:
+                if not (required or quiet):
                     warnings.warn(f"genframe-ebm: native SGLD step unavailable ({exc}); sampling uses the "
                                   "hand-written gradient in ATen ops instead. "
                                   "sampler.impl='fused' silences this.", RuntimeWarning, stacklevel=3)

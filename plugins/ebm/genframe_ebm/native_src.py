@@ -14,6 +14,8 @@ load. The shapes are baked in as literals, so the compiler unrolls and keeps acc
 
 from __future__ import annotations
 
+from genframe_ebm import native_bf16_src
+
 PRELUDE = r"""
 #include <stdint.h>
 #include <string.h>
@@ -161,10 +163,11 @@ static void first_bwd_update(const float *restrict gt, const float *restrict w1b
 """
 
 # Head: z = fc(h) + b, hidden SiLU, score = out . SiLU(z); gradient back to the last conv's activation,
-# times its SiLU' (d score / dz_L), into g [HL+2R][HL+2R][CL] at border R. fct: [NIN][NH], fc: [NH][NIN].
+# times its SiLU' (d score / dz_L), into g [HL+2R][HL+2R][CL] at border R (GTYPE: fp32, or bf16 for the bf16
+# kernels' transposed convs). fct: [NIN][NH], fc: [NH][NIN].
 HEAD = r"""
 static void head(const float *restrict h, const float *restrict fct, const float *restrict fc,
-                 const float *restrict b, const float *restrict wout, const float *restrict dl, float *restrict g) {{
+                 const float *restrict b, const float *restrict wout, const float *restrict dl, {GTYPE} *restrict g) {{
     v16 z[2][{NHB}];
     for (int o = 0; o < {NHB}; o++) {{ z[0][o] = ld(b + 16 * o); z[1][o] = splat(0.0f); }}
     for (int i = 0; i < {NIN}; i += 2)   /* two accumulator sets: half the dependency chain */
@@ -181,58 +184,72 @@ static void head(const float *restrict h, const float *restrict fct, const float
         for (int q = 0; q < {NINB}; q++) acc[q] += gz[o] * ld(fc + o * {NIN} + 16 * q);
     for (int q = 0; q < {NINB}; q++) {{
         const int pos = 16 * q / {CL}, c = 16 * q % {CL};   /* h is [HL][HL][CL] */
-        st(g + (((pos / {HL}) + {R}) * {WG} + pos % {HL} + {R}) * {CL} + c, acc[q] * ld(dl + 16 * q));
+        {GSTORE}(g + (((pos / {HL}) + {R}) * {WG} + pos % {HL} + {R}) * {CL} + c, acc[q] * ld(dl + 16 * q));
     }}
 }}
 """
 
 
-def source(size: int, convs: list[tuple[int, int, int]], hidden: int) -> str:
+def source(size: int, convs: list[tuple[int, int, int]], hidden: int, precision: str = "fp32") -> str:
     """C for a net whose convs are (in_channels, out_channels, kernel), all stride 2 with padding k // 2,
-    on size x size one-channel images, followed by Dense(hidden), SiLU, Dense(1)."""
-    parts, sizes = [PRELUDE], [size]
+    on size x size one-channel images, followed by Dense(hidden), SiLU, Dense(1); the convs' products in
+    ``precision``, "fp32" or "bf16" (native_bf16_src.py)."""
+    bf = precision == "bf16"
+    parts, sizes = [PRELUDE, native_bf16_src.PRELUDE] if bf else [PRELUDE], [size]
     for _ in convs:
         sizes.append(sizes[-1] // 2)
     pads = [k // 2 for _, _, k in convs]
     n = len(convs)
     for l, ((ci, co, k), hi) in enumerate(zip(convs, sizes), start=1):
         ho, q = hi // 2, (pads[l] if l < n else 0)  # output border: the next conv's padding
-        parts.append(CONV_FWD.format(l=l, HO=ho, JB=min(8, ho), CB=co // 16, K=k, CI=ci, CO=co, WI=hi + 2 * pads[l - 1],
-                                     Q=q, WO=ho + 2 * q))
+        shape = dict(l=l, HO=ho, JB=min(8, ho), CB=co // 16, K=k, CI=ci, CO=co, WI=hi + 2 * pads[l - 1], Q=q,
+                     WO=ho + 2 * q)
+        if not bf:
+            parts.append(CONV_FWD.format(**shape))
+        else:  # the last conv feeds the fp32 head
+            template = native_bf16_src.CONV1_FWD if l == 1 else native_bf16_src.CONV_FWD
+            parts.append(template.format(**shape, KP=k + 1, ATYPE="float" if l == n else "bf16",
+                                         SILU="silu2" if l == n else "silu2bf"))
+    conv_bwd, store_padded, store_transposed, first_bwd_update = (
+        (native_bf16_src.CONV_BWD, native_bf16_src.STORE_PADDED, native_bf16_src.STORE_TRANSPOSED,
+         native_bf16_src.FIRST_BWD_UPDATE) if bf else (CONV_BWD, STORE_PADDED, STORE_TRANSPOSED, FIRST_BWD_UPDATE))
     r = [max(1, k // 2) for _, _, k in convs]  # zero border of each conv's output gradient
     for l in range(n, 1, -1):
         (ci, co, k), hi, ho = convs[l - 1], sizes[l - 1], sizes[l]
         if l > 2:
-            store = STORE_PADDED.format(R2=r[l - 2], WG2=hi + 2 * r[l - 2], CI=ci)
+            store = store_padded.format(R2=r[l - 2], WG2=hi + 2 * r[l - 2], CI=ci)
         else:
-            store = STORE_TRANSPOSED.format(CI=ci, WT=hi + 2 * pads[0], P1=pads[0])
-        parts.append(CONV_BWD.format(l=l, HI=hi, HO=ho, JB=min(8, ho), CB=ci // 16, K=k, P=k // 2, R=r[l - 1],
-                                     WG=ho + 2 * r[l - 1], CO=co, CI=ci, STORE=store))
+            store = store_transposed.format(CI=ci, WT=hi + 2 * pads[0], P1=pads[0])
+        parts.append(conv_bwd.format(l=l, HI=hi, HO=ho, JB=min(8, ho), CB=ci // 16, K=k, P=k // 2,
+                                       R=r[l - 1], WG=ho + 2 * r[l - 1], CO=co, CI=ci, STORE=store))
     _, co1, k1 = convs[0]
-    parts.append(FIRST_BWD_UPDATE.format(K=k1, P=k1 // 2, MB=sizes[1] // 16, HO=sizes[1], CO=co1,
-                                         WT=sizes[1] + 2 * pads[0], H=size))
+    parts.append(first_bwd_update.format(K=k1, P=k1 // 2, MB=sizes[1] // 16, HO=sizes[1], CO=co1,
+                                           WT=sizes[1] + 2 * pads[0], H=size))
     cl, hl = convs[-1][1], sizes[-1]
     parts.append(HEAD.format(NH=hidden, NHB=hidden // 16, NIN=hl * hl * cl, NINB=hl * hl * cl // 16, CL=cl, HL=hl,
-                             R=r[-1], WG=hl + 2 * r[-1]))
-    parts.append(_step(size, convs, sizes, pads, r))
+                             R=r[-1], WG=hl + 2 * r[-1], GTYPE="bf16" if bf else "float", GSTORE="stbh" if bf else "st"))
+    parts.append(_step(size, convs, sizes, pads, r, bf))
     return "".join(parts)
 
 
-def _step(size, convs, sizes, pads, r) -> str:
+def _step(size, convs, sizes, pads, r, bf: bool) -> str:
     """The entry point: buffers carved from a zeroed workspace (borders stay zero: only interiors are
-    ever written), then per image the layers in order."""
+    ever written), then per image the layers in order. With bf16 products what a conv reads is bf16."""
     n = len(convs)
-    bufs = [("xin", (size + 2 * pads[0]) ** 2)]
+    half = "bf16" if bf else "float"  # the type of every buffer a conv reads
+    bufs = [("xin", (size + 2 * pads[0]) ** 2, half)]
     for l in range(1, n + 1):
         border, co = (pads[l] if l < n else 0), convs[l - 1][1]
-        bufs += [(f"a{l}", (sizes[l] + 2 * border) ** 2 * co), (f"d{l}", sizes[l] ** 2 * co)]
+        bufs += [(f"a{l}", (sizes[l] + 2 * border) ** 2 * co, half if l < n else "float"),
+                 (f"d{l}", sizes[l] ** 2 * co, "float")]
         if l > 1:
-            bufs.append((f"g{l}", (sizes[l] + 2 * r[l - 1]) ** 2 * co))
-    bufs.append(("gt", sizes[1] * convs[0][1] * (sizes[1] + 2 * pads[0])))
+            bufs.append((f"g{l}", (sizes[l] + 2 * r[l - 1]) ** 2 * co, half))
+    bufs.append(("gt", sizes[1] * convs[0][1] * (sizes[1] + 2 * pads[0]), half))
     carve, offset = [], 0
-    for name, count in bufs:
-        carve.append(f"float *{name} = ws + {offset};")
-        offset += (count + 15) // 16 * 16
+    for name, count, kind in bufs:
+        carve.append(f"{kind} *{name} = ({kind} *)(ws + {offset});")
+        floats = (count + 1) // 2 if kind == "bf16" else count
+        offset += (floats + 15) // 16 * 16
     body = ["conv1_fwd(xin, w[0], w[1], a1, d1);"]
     for l in range(2, n + 1):
         body.append(f"conv{l}_fwd(a{l - 1}, w[{2 * l - 2}], w[{2 * l - 1}], a{l}, d{l});")
@@ -247,8 +264,9 @@ size_t sgld_workspace_floats(void) {{ return {offset}; }}
 
 /* One SGLD step for n images: x [n][{size}][{size}] updated in place; noise alike (pre-scaled) or NULL.
    w: per conv its weights [K][K][CI][CO] and bias; fc^T, fc, fc bias, out weights; the transposed-conv
-   weights [K][K][CO][CI] of convs n..2; the first conv's weights [CO][K][K]. ws: zeroed workspace. */
-void sgld_step(float *restrict x, const float *restrict noise, const float *const *w, float *restrict ws,
+   weights [K][K][CO][CI] of convs n..2; the first conv's weights [CO][K][K] (with bf16 products the conv
+   weights are bf16 in native_bf16_src's layouts). ws: zeroed workspace. */
+void sgld_step(float *restrict x, const float *restrict noise, const void *const *w, float *restrict ws,
                int n, float step, float clip) {{
     {" ".join(carve)}
     for (int b = 0; b < n; b++) {{
@@ -261,7 +279,7 @@ void sgld_step(float *restrict x, const float *restrict noise, const float *cons
                     val = val < -1.0f ? -1.0f : (val > 1.0f ? 1.0f : val);
                     xb[y * {size} + c] = val;
                 }}
-                xin[(y + {pads[0]}) * {hp} + c + {pads[0]}] = val;
+                xin[(y + {pads[0]}) * {hp} + c + {pads[0]}] = {'tobf(val)' if bf else 'val'};
             }}
         {nl.join(body)}
     }}

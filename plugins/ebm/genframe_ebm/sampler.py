@@ -37,6 +37,7 @@ from genframe_ebm.fastpath import FastChains
 from genframe_ebm.swish_plan import SwishPlan
 
 IMPLS = ("auto", "autograd", "fused", "native", "cudagraph")
+PRECISIONS = ("fp32", "bf16")
 GRAPH_FAILURE_HINT = ("please report it to the genframe maintainers (the project's issue tracker) with the output "
                       "of `genframe plugins`; set sampler.impl=autograd to silence this")
 
@@ -69,20 +70,24 @@ class SGLDSampler(Sampler):
         impl: str = "auto",
         threads: int | None = None,
         denoise_steps: int = 2,
+        precision: str = "fp32",
     ) -> None:
         if impl not in IMPLS:
             raise ConfigError(f"sampler impl must be one of {', '.join(IMPLS)}, not {impl!r}")
+        if precision not in PRECISIONS:
+            raise ConfigError(f"sampler precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
         self.step_size, self.noise, self.grad_clip = step_size, noise, grad_clip
         self.steps, self.generate_steps, self.denoise_steps = steps, generate_steps, denoise_steps
         self.example_shape = tuple(example_shape)
-        self.impl, self.threads = impl, threads
+        self.impl, self.threads, self.precision = impl, threads, precision
         self.graphs = GraphedChains()  # captured CUDA graphs, reused across calls of the same shape
         self.graph_failure: str | None = None  # why graphs failed here once; then this sampler never tries again
 
     @classmethod
     def from_config(cls, config, example_shape: Sequence[int]) -> SGLDSampler:
         return cls(config.step_size, config.noise, config.grad_clip, config.steps, config.generate_steps, example_shape,
-                   impl=config.impl, threads=config.threads, denoise_steps=config.denoise_steps)
+                   impl=config.impl, threads=config.threads, denoise_steps=config.denoise_steps,
+                   precision=config.precision)
 
     def init_state(self, n, device="cpu", generator=None) -> torch.Tensor:
         """Uniform noise in [-1, 1]."""
@@ -116,6 +121,7 @@ class SGLDSampler(Sampler):
             chain = [torch.cat(frames) for frames in zip(*(output.chain for output in outputs))]
             return SampleOutput(torch.cat([output.images for output in outputs]), chain)
         if self.uses_cuda_graph(model, init, keep_every):
+            self.tell_if_fp32("cudagraph")
             images = self.graph_sample(model, init, steps, generator)
             if images is not None:
                 return SampleOutput(images, [])
@@ -123,7 +129,13 @@ class SGLDSampler(Sampler):
         fast = self.fast_chains(model, init)
         if fast is not None:
             return fast.sample(init, self.step_sizes(steps), keep_every, generator, self.worker_threads())
+        self.tell_if_fp32("autograd")
         return self.reference_sample(model, init, steps, keep_every, generator)
+
+    def tell_if_fp32(self, path: str) -> None:
+        """With precision bf16, say once that this path (not the native CPU kernel) runs fp32."""
+        if self.precision == "bf16":
+            tell_once_of_fp32(f"the bf16 products exist only in the native CPU kernel; these chains run the {path} path")
 
     def refine(self, model, images, known=None, steps=None, generator=None) -> torch.Tensor:
         """``steps`` Langevin steps from ``images`` (default: the generation steps; with nothing held, the denoising
@@ -240,11 +252,27 @@ class SGLDSampler(Sampler):
                 if on_cpu:
                     tell_once_of_the_slower_path(tuple(init.shape[1:]))
             else:
-                kernels = native.load(spec, required=self.impl == "native")
+                kernels = self.bf16_kernels(plan) if self.precision == "bf16" else None
+                kernels = kernels or native.load(spec, required=self.impl == "native")
             if self.impl == "auto" and kernels is not None:
                 faster = calibrate.native_is_faster(plan, kernels, self.worker_threads(), self.grad_clip)
                 kernels = kernels if faster else None
-        return FastChains(plan, plan.weights(native=kernels is not None), kernels, self.noise, self.grad_clip)
+        if kernels is None:
+            self.tell_if_fp32("fused")
+        precision = kernels.spec.precision if kernels is not None else "fp32"
+        return FastChains(plan, plan.weights(native=kernels is not None, precision=precision), kernels, self.noise,
+                          self.grad_clip)
+
+    @staticmethod
+    def bf16_kernels(plan: SwishPlan) -> native.NativeKernels | None:
+        """The native kernels with bf16 products, or None (said once) where the CPU or compiler cannot."""
+        if not native.cpu_has_bf16():
+            tell_once_of_fp32("this CPU has no AVX-512 BF16 dot products (avx512_bf16)")
+            return None
+        kernels = native.load(plan.native_spec("bf16"), quiet=True)
+        if kernels is None:
+            tell_once_of_fp32(f"the bf16 kernel did not build ({native.why_unavailable(plan.native_spec('bf16'))})")
+        return kernels
 
 
 # Measured here (2-core AMD EPYC, AVX-512; docs/performance.md "Other image shapes"): on 1x32x32 images at
@@ -263,6 +291,16 @@ def tell_once_of_the_slower_path(shape: tuple[int, ...]) -> None:
                   "whose widths are multiples of 16; "
                   f"where both run it measured {ATEN_VS_NATIVE}x slower (docs/performance.md, 'Other image "
                   "shapes')", UserWarning, stacklevel=4)
+
+
+_told_fp32: set[str] = set()
+
+
+def tell_once_of_fp32(reason: str) -> None:
+    """Say once per reason that sampler.precision='bf16' runs fp32 here, and why."""
+    if reason not in _told_fp32:
+        _told_fp32.add(reason)
+        warnings.warn(f"genframe: sampler.precision='bf16' runs fp32 here: {reason}", UserWarning, stacklevel=4)
 
 
 def rng_rewinder(generator: torch.Generator | None, device: torch.device) -> Callable[[], None]:

@@ -110,7 +110,7 @@ class SwishPlan:
             return None
         return cls(convs, head[1], head[3], sizes, (channels, h, w))
 
-    def native_spec(self) -> NativeSpec | None:
+    def native_spec(self, precision: str = "fp32") -> NativeSpec | None:
         """The net's shape for the native kernels, if they support it (1-channel input, stride 2, ...)."""
         shapes = []
         for conv in self.convs:
@@ -121,25 +121,51 @@ class SwishPlan:
         (h, w), hidden = self.sizes[0], self.fc.out_features
         if h != w or not NativeSpec.supported(h, shapes, hidden):
             return None
-        return NativeSpec(h, tuple((ci, co, k) for ci, co, k, _, _ in shapes), hidden)
+        return NativeSpec(h, tuple((ci, co, k) for ci, co, k, _, _ in shapes), hidden, precision)
 
-    def weights(self, native: bool = False) -> Weights:
+    def weights(self, native: bool = False, precision: str = "fp32") -> Weights:
         with torch.no_grad():
             convs = [(channels_last(c.weight.detach()), c.bias.detach().contiguous()) for c in self.convs]
             c, h, w = self.final
             fc = self.fc.weight.detach()
             fc = fc.view(fc.shape[0], c, h, w).permute(0, 2, 3, 1).reshape(fc.shape[0], -1).contiguous()
             weights = Weights(convs, fc, self.fc.bias.detach(), self.out.weight.detach().reshape(1, -1))
-            if native:  # the order and layouts native_src's sgld_step reads
-                tensors = []
-                for conv in self.convs:
-                    tensors += [conv.weight.detach().permute(2, 3, 1, 0).contiguous(), conv.bias.detach().contiguous()]
-                tensors += [fc.t().contiguous(), fc, self.fc.bias.detach().contiguous(),
-                            self.out.weight.detach().reshape(-1).contiguous()]
-                tensors += [conv.weight.detach().permute(2, 3, 0, 1).contiguous() for conv in self.convs[:0:-1]]
-                tensors.append(self.convs[0].weight.detach()[:, 0].contiguous())
-                weights.native = tensors
+            if native:
+                weights.native = self._native_bf16(fc) if precision == "bf16" else self._native_fp32(fc)
         return weights
+
+    def _native_fp32(self, fc: torch.Tensor) -> list[torch.Tensor]:
+        """The order and layouts native_src's sgld_step reads."""
+        tensors = []
+        for conv in self.convs:
+            tensors += [conv.weight.detach().permute(2, 3, 1, 0).contiguous(), conv.bias.detach().contiguous()]
+        tensors += [fc.t().contiguous(), fc, self.fc.bias.detach().contiguous(),
+                    self.out.weight.detach().reshape(-1).contiguous()]
+        tensors += [conv.weight.detach().permute(2, 3, 0, 1).contiguous() for conv in self.convs[:0:-1]]
+        tensors.append(self.convs[0].weight.detach()[:, 0].contiguous())
+        return tensors
+
+    def _native_bf16(self, fc: torch.Tensor) -> list[torch.Tensor]:
+        """The same list with the conv weights in bf16, paired as native_bf16_src's dot products read them."""
+        bf16 = torch.bfloat16
+        first = self.convs[0].weight.detach()[:, 0]  # (co, k, k)
+        co1, k1, _ = first.shape
+        padded = F.pad(first, (0, 1))  # a zero tap: the first conv pairs taps (v, v + 1)
+        tensors = [padded.view(co1, k1, (k1 + 1) // 2, 2).permute(1, 2, 0, 3).to(bf16).contiguous(),
+                   self.convs[0].bias.detach().contiguous()]
+        for conv in self.convs[1:]:
+            w = conv.weight.detach()  # (co, ci, k, k) -> [k][k][ci / 2][co][2]
+            co, ci, k, _ = w.shape
+            tensors += [w.view(co, ci // 2, 2, k, k).permute(3, 4, 1, 0, 2).to(bf16).contiguous(),
+                        conv.bias.detach().contiguous()]
+        tensors += [fc.t().contiguous(), fc, self.fc.bias.detach().contiguous(),
+                    self.out.weight.detach().reshape(-1).contiguous()]
+        for conv in self.convs[:0:-1]:  # transposed convs: [k][k][co / 2][ci][2]
+            w = conv.weight.detach()
+            co, ci, k, _ = w.shape
+            tensors.append(w.view(co // 2, 2, ci, k, k).permute(3, 4, 0, 2, 1).to(bf16).contiguous())
+        tensors.append(first.view(co1 // 2, 2, k1, k1).permute(0, 2, 3, 1).to(bf16).contiguous())  # [co/2][k][k][2]
+        return tensors
 
     def input_grad(self, weights: Weights, x: torch.Tensor, scratch: dict | None = None) -> torch.Tensor:
         """d score(x).sum() / dx for a batch x (N, C, H, W); any device."""
