@@ -4,8 +4,10 @@ bf16 keeps 8 bits of mantissa (a relative rounding of at most 2^-9 = 0.2%) and t
 image, each conv's weights, activations and fed-back gradients, so its input gradient is not the fp32
 one: measured 0.47% apart (relative L2) on the reference net, 99.9% of signs alike. The tolerances
 below come from those measurements; the chain test holds bf16 to what matters for sampling: after the
-fast recipe's 30 large steps its chains must stay closer to the fp32 chains than a second draw of the
-Langevin noise takes them (measured 0.5x that spread on a trained fast-recipe model).
+fast recipe's 30 large steps, without noise, its chains must stay closer to the fp32 chains than a
+second draw of the Langevin noise takes the fp32 chains (measured 0.07x that spread here, 0.5x on the
+trained fast-recipe model). The bf16 kernels draw their own noise, so it is tested as noise: Gaussian,
+independent across pixels, images and calls, and the same whichever worker runs an image.
 """
 
 from __future__ import annotations
@@ -72,15 +74,52 @@ def test_bf16_chains_stay_closer_to_fp32_than_another_noise_draw():
     net = make_net()
     init = torch.rand((64, 1, 32, 32), generator=torch.Generator().manual_seed(2)) * 2 - 1
 
-    def chains(precision: str, seed: int) -> torch.Tensor:
-        sampler = SGLDSampler(**FAST, impl="native", precision=precision)
+    def chains(precision: str, seed: int, noise: float = FAST["noise"]) -> torch.Tensor:
+        sampler = SGLDSampler(**{**FAST, "noise": noise}, impl="native", precision=precision)
         assert sampler.fast_chains(net, init).kernels.spec.precision == precision
         return sampler.sample(net, init, 30, generator=torch.Generator().manual_seed(seed)).images
 
-    fp32, bf16, other_noise = chains("fp32", 0), chains("bf16", 0), chains("fp32", 1)
-    precision_gap = float((bf16 - fp32).abs().mean())
-    noise_gap = float((other_noise - fp32).abs().mean())
+    precision_gap = float((chains("bf16", 0, noise=0.0) - chains("fp32", 0, noise=0.0)).abs().mean())
+    noise_gap = float((chains("fp32", 1) - chains("fp32", 0)).abs().mean())
     assert 0 < precision_gap < 0.75 * noise_gap, (precision_gap, noise_gap)
+
+
+@needs_bf16
+def test_the_kernels_noise_is_gaussian_independent_and_the_same_however_the_chains_are_split():
+    net = make_net()
+    zeros = torch.zeros((256, 1, 32, 32))
+    sampler = SGLDSampler(step_size=0.0, noise=0.005, impl="native", precision="bf16", threads=2)
+    generator = torch.Generator().manual_seed(0)
+    first = sampler.sample(net, zeros, 1, generator=generator).images  # step size 0: x = noise
+    second = sampler.sample(net, zeros, 1, generator=generator).images
+    z = first.flatten() / 0.005
+    assert abs(float(z.mean())) < 0.01 and abs(float(z.std()) - 1) < 0.01  # 262144 draws: 5 standard errors
+    assert abs(float((z ** 4).mean()) - 3) < 0.1  # Gaussian tails (kurtosis 3)
+    assert abs(float((z.abs() < 1).float().mean()) - 0.6827) < 0.005
+
+    def correlation(a: torch.Tensor, b: torch.Tensor) -> float:
+        return float(torch.corrcoef(torch.stack([a.flatten(), b.flatten()]))[0, 1])
+
+    assert abs(correlation(first[..., 1:], first[..., :-1])) < 0.01  # neighbouring pixels
+    assert abs(correlation(first[1:], first[:-1])) < 0.01  # neighbouring images
+    assert abs(correlation(first, second)) < 0.01  # the next call
+    one_worker = SGLDSampler(step_size=0.0, noise=0.005, impl="native", precision="bf16", threads=1)
+    assert torch.equal(one_worker.sample(net, zeros, 1, generator=torch.Generator().manual_seed(0)).images, first)
+    halves = [sampler.sample(net, half, 1, generator=torch.Generator().manual_seed(0)).images for half in zeros.split(128)]
+    assert torch.equal(halves[0], first[:128]) and not torch.equal(halves[1], first[128:])  # image i's noise is its own
+
+
+@needs_bf16
+def test_bf16_chains_take_one_draw_of_the_generator_per_call():
+    net = make_net()
+    init = torch.rand((16, 1, 32, 32), generator=torch.Generator().manual_seed(4)) * 2 - 1
+    sampler = SGLDSampler(**FAST, impl="native", precision="bf16")
+    generator = torch.Generator().manual_seed(7)
+    out = sampler.sample(net, init, 10, generator=generator).images
+    expected = torch.Generator().manual_seed(7)
+    torch.randint(0, 2**32, (1,), generator=expected, dtype=torch.int64)
+    assert torch.equal(generator.get_state(), expected.get_state())  # a resumed run continues the same stream
+    assert torch.equal(sampler.sample(net, init, 10, generator=torch.Generator().manual_seed(7)).images, out)
 
 
 def test_without_bf16_the_chains_run_fp32_after_one_warning(monkeypatch):

@@ -71,6 +71,16 @@ class NativeKernels:
                                                    ctypes.c_float], None
         library.sgld_workspace_floats.restype = ctypes.c_size_t
         self.workspace_floats = int(library.sgld_workspace_floats())
+        self._seeded = getattr(library, "sgld_step_seeded", None) if spec.precision == "bf16" else None
+        if self._seeded is not None:
+            self._seeded.argtypes = [ptr, ptr, ptr, ctypes.c_int, ctypes.c_float, ctypes.c_float, ctypes.c_float,
+                                     ctypes.c_uint32, ctypes.c_uint32, ctypes.c_uint32]
+            self._seeded.restype = None
+
+    @property
+    def draws_noise(self) -> bool:
+        """Whether these kernels draw the Langevin noise themselves (``step_seeded``); the bf16 ones do."""
+        return self._seeded is not None
 
     @staticmethod
     def pointers(tensors: list) -> ctypes.Array:
@@ -82,6 +92,13 @@ class NativeKernels:
         """One SGLD step on the chains x, in place: x = clamp(x + noise); x = clamp(x + step * clip(grad))."""
         self._step(x.data_ptr(), None if noise is None else noise.data_ptr(), weights, workspace.data_ptr(),
                    x.shape[0], step, clip)
+
+    def step_seeded(self, x, weights: ctypes.Array, workspace, step: float, clip: float, std: float, seed: int,
+                    t: int, image0: int) -> None:
+        """``step`` with Gaussian noise of std ``std`` drawn in the kernel: image i of x (``image0 + i`` of the
+        whole batch) gets at step ``t`` the noise of (seed, t, image0 + i) whichever chunk it runs in."""
+        self._seeded(x.data_ptr(), weights, workspace.data_ptr(), x.shape[0], step, clip, std, seed & 0xFFFFFFFF,
+                     t & 0xFFFFFFFF, image0 & 0xFFFFFFFF)
 
 
 _lock = threading.Lock()

@@ -13,6 +13,10 @@ channels (adjacent in channels-last memory, so one 32-bit broadcast loads both),
 kernel padded by one zero column; the transposed convs pair output channels; the first conv's input
 gradient, vectorised over 16 image columns, pairs channels, so the gradient it reads is stored
 [row][channel pair][column][2].
+
+The bf16 step also draws its own Langevin noise (``sgld_step_seeded``, gauss_fill below): torch's
+``randn``, drawn in the main thread, took a core for ~0.5 ms of each 128-chain step, as much as the
+whole step's rounding saved.
 """
 
 from __future__ import annotations
@@ -30,6 +34,57 @@ static inline v16 dp(v16 acc, __m512bh a, __m512bh b) { return (v16)_mm512_dpbf1
 /* 16 floats to bf16, rounded to nearest even */
 static inline void stbh(bf16 *p, v16 v) { _mm256_storeu_si256((__m256i *)p, (__m256i)_mm512_cvtneps_pbh((__m512)v)); }
 static inline bf16 tobf(float f) { uint32_t u; memcpy(&u, &f, 4); u += 0x7fffu + ((u >> 16) & 1u); return (bf16)(u >> 16); }
+/* The Langevin noise, drawn here rather than by torch (whose draw cost a fifth of a step): counter-based, so an
+   image's noise depends only on (seed, step, image index), never on how the chains are split across threads.
+   Bits: Wellons' lowbias32 mix applied twice to the counter; normals: Box-Muller, two per pair of uniforms. */
+typedef uint32_t v16w __attribute__((vector_size(64)));
+static inline uint32_t mix1(uint32_t x) { x ^= x >> 16; x *= 0x7feb352du; x ^= x >> 15; x *= 0x846ca68bu; return x ^ (x >> 16); }
+static inline v16w mix16(v16w x) { x ^= x >> 16; x *= 0x7feb352du; x ^= x >> 15; x *= 0x846ca68bu; return x ^ (x >> 16); }
+/* natural log for x in (0, 1] (Cephes logf: mantissa in [sqrt(1/2), sqrt(2)) and a polynomial) */
+static inline v16 vlog(v16 x) {
+    v16i bits = (v16i)x;
+    v16 e = __builtin_convertvector(((bits >> 23) & 0xff) - 126, v16);
+    v16 m = (v16)((bits & 0x007fffff) | 0x3f000000);   /* [0.5, 1) */
+    const v16i low = m < splat(0.707106781186547524f);
+    e = vsel(low, e - 1.0f, e);
+    m = vsel(low, m + m - 1.0f, m - 1.0f);
+    const v16 z = m * m;
+    v16 y = m * 7.0376836292E-2f - 1.1514610310E-1f;
+    y = y * m + 1.1676998740E-1f; y = y * m - 1.2420140846E-1f; y = y * m + 1.4249322787E-1f;
+    y = y * m - 1.6668057665E-1f; y = y * m + 2.0000714765E-1f; y = y * m - 2.4999993993E-1f;
+    y = y * m + 3.3333331174E-1f;
+    y = y * m * z + e * -2.12194440e-4f - 0.5f * z;
+    return m + y + e * 0.693359375f;
+}
+/* sin and cos of t in [-pi, pi]: reduced to [0, pi/2], then Taylor series (error < 1e-7 there) */
+static inline void vsincos(v16 t, v16 *s, v16 *c) {
+    const v16 a0 = (v16)((v16i)t & 0x7fffffff);
+    const v16i far = a0 > splat(1.57079632679f);
+    const v16 a = vsel(far, 3.14159265359f - a0, a0), a2 = a * a;
+    v16 cs = a2 * (1.0f / 479001600) - 1.0f / 3628800;
+    cs = cs * a2 + 1.0f / 40320; cs = cs * a2 - 1.0f / 720; cs = cs * a2 + 1.0f / 24; cs = cs * a2 - 0.5f;
+    cs = cs * a2 + 1.0f;
+    v16 sn = a2 * (-1.0f / 39916800) + 1.0f / 362880;
+    sn = sn * a2 - 1.0f / 5040; sn = sn * a2 + 1.0f / 120; sn = sn * a2 - 1.0f / 6; sn = sn * a2 + 1.0f;
+    sn = sn * a;
+    *c = vsel(far, -cs, cs);
+    *s = vsel(t < splat(0.0f), -sn, sn);
+}
+/* count (a multiple of 32) normals with standard deviation std from key */
+static void gauss_fill(float *restrict out, int count, float std, uint32_t key) {
+    const v16w lane = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
+    for (int i = 0; i < count; i += 32) {
+        const v16w c = lane + (uint32_t)i;
+        const v16w h1 = mix16(mix16(c) ^ key), h2 = mix16(mix16(c + 16u) ^ key);
+        const v16 u1 = (__builtin_convertvector(h1 >> 8, v16) + 0.5f) * (1.0f / 16777216);   /* (0, 1) */
+        const v16 u2 = __builtin_convertvector(h2 >> 8, v16) * (1.0f / 16777216) - 0.5f;     /* [-1/2, 1/2) */
+        const v16 r = (v16)_mm512_sqrt_ps((__m512)(vlog(u1) * -2.0f)) * std;
+        v16 s, co;
+        vsincos(u2 * 6.28318530718f, &s, &co);
+        st(out + i, r * co);
+        st(out + i + 16, r * s);
+    }
+}
 /* a = SiLU(z) stored as bf16 (the next conv's input); d = SiLU'(z) in fp32 */
 static inline void silu2bf(v16 z, bf16 *a, float *d) {
     const v16 s = 1.0f / (1.0f + vexp(-z));

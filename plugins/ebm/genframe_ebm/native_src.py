@@ -258,30 +258,46 @@ def _step(size, convs, sizes, pads, r, bf: bool) -> str:
     for l in range(n, 1, -1):
         body.append(f"conv{l}_bwd(g{l}, w[{k + 4 + n - l}], d{l - 1}, {f'g{l - 1}' if l > 2 else 'gt'});")
     body.append(f"first_bwd_update(gt, w[{k + 4 + n - 1}], xb, step, clip);")
-    hp, nl = size + 2 * pads[0], "\n        "
-    return f"""
-size_t sgld_workspace_floats(void) {{ return {offset}; }}
-
-/* One SGLD step for n images: x [n][{size}][{size}] updated in place; noise alike (pre-scaled) or NULL.
-   w: per conv its weights [K][K][CI][CO] and bias; fc^T, fc, fc bias, out weights; the transposed-conv
-   weights [K][K][CO][CI] of convs n..2; the first conv's weights [CO][K][K] (with bf16 products the conv
-   weights are bf16 in native_bf16_src's layouts). ws: zeroed workspace. */
-void sgld_step(float *restrict x, const float *restrict noise, const void *const *w, float *restrict ws,
-               int n, float step, float clip) {{
-    {" ".join(carve)}
+    hp, nl, pixels = size + 2 * pads[0], "\n    ", size * size
+    seeded = "" if not bf else f"""
+/* The same step with the noise drawn here: image b's noise at step t comes from (seed, t, image0 + b) alone. */
+void sgld_step_seeded(float *restrict x, const void *const *w, float *restrict ws, int n, float step, float clip,
+                      float std, uint32_t seed, uint32_t t, uint32_t image0) {{
+    float *nz = ws + {offset};
+    const uint32_t step_key = mix1(mix1(seed) + t);
     for (int b = 0; b < n; b++) {{
-        float *xb = x + (size_t)b * {size * size};
-        for (int y = 0; y < {size}; y++)
-            for (int c = 0; c < {size}; c++) {{
-                float val = xb[y * {size} + c];
-                if (noise) {{
-                    val += noise[(size_t)b * {size * size} + y * {size} + c];
-                    val = val < -1.0f ? -1.0f : (val > 1.0f ? 1.0f : val);
-                    xb[y * {size} + c] = val;
-                }}
-                xin[(y + {pads[0]}) * {hp} + c + {pads[0]}] = {'tobf(val)' if bf else 'val'};
-            }}
-        {nl.join(body)}
+        gauss_fill(nz, {pixels}, std, mix1(step_key + image0 + (uint32_t)b));
+        image_step(x + (size_t)b * {pixels}, nz, w, ws, step, clip);
     }}
 }}
 """
+    return f"""
+size_t sgld_workspace_floats(void) {{ return {offset + (pixels if bf else 0)}; }}
+
+/* One SGLD step for one image xb [{size}][{size}], in place; noise alike (pre-scaled) or NULL.
+   w: per conv its weights [K][K][CI][CO] and bias; fc^T, fc, fc bias, out weights; the transposed-conv
+   weights [K][K][CO][CI] of convs n..2; the first conv's weights [CO][K][K] (with bf16 products the conv
+   weights are bf16 in native_bf16_src's layouts). ws: zeroed workspace. */
+static inline void image_step(float *restrict xb, const float *restrict noise, const void *const *w,
+                              float *restrict ws, float step, float clip) {{
+    {" ".join(carve)}
+    for (int y = 0; y < {size}; y++)
+        for (int c = 0; c < {size}; c++) {{
+            float val = xb[y * {size} + c];
+            if (noise) {{
+                val += noise[y * {size} + c];
+                val = val < -1.0f ? -1.0f : (val > 1.0f ? 1.0f : val);
+                xb[y * {size} + c] = val;
+            }}
+            xin[(y + {pads[0]}) * {hp} + c + {pads[0]}] = {'tobf(val)' if bf else 'val'};
+        }}
+    {nl.join(body)}
+}}
+
+/* One SGLD step for n images: x [n][{size}][{size}] updated in place; noise alike (pre-scaled) or NULL. */
+void sgld_step(float *restrict x, const float *restrict noise, const void *const *w, float *restrict ws,
+               int n, float step, float clip) {{
+    for (int b = 0; b < n; b++)
+        image_step(x + (size_t)b * {pixels}, noise ? noise + (size_t)b * {pixels} : NULL, w, ws, step, clip);
+}}
+{seeded}"""

@@ -33,7 +33,7 @@ from genframe.interfaces import SampleOutput, Sampler
 from genframe.pluginfaults import one_line
 from genframe_ebm import calibrate, native
 from genframe_ebm.cudagraph import GraphedChains
-from genframe_ebm.fastpath import FastChains
+from genframe_ebm.fastpath import FastChains, main_thread_alone, worker_count
 from genframe_ebm.swish_plan import SwishPlan
 
 IMPLS = ("auto", "autograd", "fused", "native", "cudagraph")
@@ -126,9 +126,10 @@ class SGLDSampler(Sampler):
             if images is not None:
                 return SampleOutput(images, [])
             return self.reference_sample(model, init, steps, keep_every, generator)  # what a GPU runs without graphs
-        fast = self.fast_chains(model, init)
-        if fast is not None:
-            return fast.sample(init, self.step_sizes(steps), keep_every, generator, self.worker_threads())
+        with main_thread_alone(worker_count(init, self.worker_threads())):
+            fast = self.fast_chains(model, init)
+            if fast is not None:
+                return fast.sample(init, self.step_sizes(steps), keep_every, generator, self.worker_threads())
         self.tell_if_fp32("autograd")
         return self.reference_sample(model, init, steps, keep_every, generator)
 
