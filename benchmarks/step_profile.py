@@ -4,6 +4,7 @@ Adam update and the rest (the forward of real and fake images, the loss, the rep
     python benchmarks/step_profile.py                       # 5 rounds of 8 steps (about a minute)
     python benchmarks/step_profile.py --rounds 1 --steps 4  # smoke run
     python benchmarks/step_profile.py --ops 12              # also torch.profiler's 12 costliest operators
+    python benchmarks/step_profile.py --set sampler.precision=bf16 --out benchmarks/results/step_profile_bf16.json
 
 The trainer is the recipe's own (``examples/ebm_mnist_fast.toml`` built by the ``ebm`` recipe, the sampler on
 its automatic implementation), stepped on real MNIST batches when found ($GENFRAME_DATA_DIR), else uniform noise
@@ -19,18 +20,22 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 from collections import defaultdict
 from pathlib import Path
 
-import torch
+from genframe.openmp import spin_less
 
-import genframe
-import genframe_ebm.trainer as trainer_module
-from genframe.recipes import get_recipe
+spin_less()  # as the genframe command does, before torch loads (GOMP_SPINCOUNT=300000 in the shell: libgomp's default)
+import torch  # noqa: E402
 
-from sgld_throughput import machine
-from train_throughput import data
+import genframe  # noqa: E402
+import genframe_ebm.trainer as trainer_module  # noqa: E402
+from genframe.recipes import get_recipe  # noqa: E402
+
+from sgld_throughput import machine  # noqa: E402
+from train_throughput import data  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "step_profile.json"
@@ -57,8 +62,8 @@ class PhaseClock:
         return timed
 
 
-def build_trainer(batch: int | None):
-    config = genframe.recipe_config("ebm", REPO / "examples" / "ebm_mnist_fast.toml")
+def build_trainer(batch: int | None, overrides: list[str] = ()):
+    config = genframe.recipe_config("ebm", REPO / "examples" / "ebm_mnist_fast.toml", list(overrides))
     if batch:
         config = config.model_copy(update={"trainer": config.trainer.model_copy(update={"batch_size": batch})})
     recipe = get_recipe("ebm")
@@ -73,10 +78,12 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=8, help="steps per round, rounded up to a multiple of r1_every")
     parser.add_argument("--batch", type=int, default=None, help="[default: the recipe's]")
     parser.add_argument("--ops", type=int, default=0, help="print torch.profiler's N costliest operators too")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="a recipe setting, e.g. sampler.precision=bf16")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = parser.parse_args()
 
-    trainer, config = build_trainer(args.batch)
+    trainer, config = build_trainer(args.batch, args.overrides)
     batch = config.trainer.batch_size
     every = max(config.trainer.r1_every, 1)
     steps = -(-args.steps // every) * every
@@ -87,7 +94,8 @@ def main() -> None:
     ran_as = trainer.sampler.implementation(trainer.model, torch.zeros(batch, 1, 32, 32))
     print(f"{machine()['cpu']}, torch {torch.__version__}, {torch.get_num_threads()} threads; data: {source}; "
           f"the fast recipe's step: batch {batch}, {config.sampler.steps} Langevin steps ({ran_as}), "
-          f"R1 every {every} steps; {args.rounds} rounds of {steps} steps")
+          f"R1 every {every} steps; {args.rounds} rounds of {steps} steps; "
+          f"GOMP_SPINCOUNT={os.environ.get('GOMP_SPINCOUNT')}")
     original_r1, original_backward = trainer_module.r1_penalty, torch.Tensor.backward
     try:
         trainer_module.r1_penalty = clock.wrap("r1 penalty (forward, grad)", original_r1)
@@ -119,7 +127,8 @@ def main() -> None:
     for phase in (*PHASES, "total"):
         print(f"{phase:30s} {1000 * median[phase]:8.1f} {median[phase] / median['total']:6.1%}")
     report = {"benchmark": "step_profile", "machine": machine(), "data": source, "sampler_impl": ran_as,
-              "settings": {"recipe": "examples/ebm_mnist_fast.toml", "batch": batch, "sgld_steps": config.sampler.steps,
+              "gomp_spincount": os.environ.get("GOMP_SPINCOUNT"),
+              "settings": {"recipe": "examples/ebm_mnist_fast.toml", "overrides": args.overrides, "batch": batch, "sgld_steps": config.sampler.steps,
                            "r1_every": every, "rounds": args.rounds, "steps_per_round": steps},
               "median_round_seconds_per_step": {k: round(v, 5) for k, v in median.items()},
               "rounds": [{k: round(v, 5) for k, v in r.items()} for r in rounds]}

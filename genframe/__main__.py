@@ -13,6 +13,9 @@ import sys
 def main() -> None:
     """Import and run the CLI; an interrupt at any point of that is one line and exit status 130."""
     try:
+        from genframe.openmp import spin_less
+
+        spin_less()
         from genframe.cli import main as cli_main
 
         cli_main()

@@ -50,3 +50,32 @@ def test_listing_plugins_and_printing_a_config_import_no_torch(monkeypatch, tmp_
         code = (f"from genframe.cli import cli\ntry:\n    cli({args!r}, prog_name='genframe')\n"
                 "except SystemExit as exit:\n    assert not exit.code, exit.code")
         assert "torch" not in imported_after(code), args
+
+
+SPINCOUNT_SEEN = """
+import os, sys
+import genframe.__main__ as entry
+sys.argv = ["genframe", "--version"]
+try:
+    entry.main()
+except SystemExit:
+    pass
+print("GOMP_SPINCOUNT", os.environ.get("GOMP_SPINCOUNT"))
+"""
+
+
+def test_the_command_sets_openmps_spin_before_torch_loads_and_keeps_the_users():
+    import os
+
+    def seen(env: dict) -> str:
+        done = subprocess.run([sys.executable, "-c", SPINCOUNT_SEEN], capture_output=True, text=True, timeout=120,
+                              check=True, env=env)
+        return done.stdout.strip().splitlines()[-1]
+
+    env = {k: v for k, v in os.environ.items() if k != "GOMP_SPINCOUNT"}
+    assert seen(env) == "GOMP_SPINCOUNT 20000"
+    assert seen({**env, "GOMP_SPINCOUNT": "5"}) == "GOMP_SPINCOUNT 5"
+    late = ("import torch, os\nfrom genframe.openmp import spin_less\nspin_less()\n"
+            "print(os.environ.get('GOMP_SPINCOUNT'))")  # libgomp already read its settings: nothing to set
+    done = subprocess.run([sys.executable, "-c", late], capture_output=True, text=True, timeout=120, check=True, env=env)
+    assert done.stdout.strip() == "None"

@@ -215,3 +215,20 @@ def test_a_shape_the_native_kernel_does_not_cover_is_named_once_with_its_cost(mo
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # said once: the second time is silent
         SGLDSampler().sample(model, init, 2)
+
+
+@pytest.mark.skipif(torch.get_num_threads() < 2, reason="one CPU thread: one worker either way")
+def test_chains_use_as_many_workers_as_torch_has_threads(monkeypatch):
+    from genframe_ebm import fastpath
+
+    if not fastpath.threads_available():
+        pytest.skip("torch without OpenMP runs one chunk")
+    sizes = []
+    original = fastpath.worker_pool
+    monkeypatch.setattr(fastpath, "worker_pool", lambda size: sizes.append(size) or original(size))
+    model = make_net()
+    init = torch.rand((64, 1, 32, 32), generator=torch.Generator().manual_seed(0)) * 2 - 1
+    threads = torch.get_num_threads()
+    SGLDSampler(impl="native").sample(model, init, 2)
+    assert sizes and set(sizes) == {threads}
+    assert torch.get_num_threads() == threads  # the caller's count is back afterwards

@@ -126,10 +126,11 @@ class SGLDSampler(Sampler):
             if images is not None:
                 return SampleOutput(images, [])
             return self.reference_sample(model, init, steps, keep_every, generator)  # what a GPU runs without graphs
-        with main_thread_alone(worker_count(init, self.worker_threads())):
-            fast = self.fast_chains(model, init)
+        threads = self.worker_threads()  # read before main_thread_alone sets torch's count to 1
+        with main_thread_alone(worker_count(init, threads)):
+            fast = self.fast_chains(model, init, threads)
             if fast is not None:
-                return fast.sample(init, self.step_sizes(steps), keep_every, generator, self.worker_threads())
+                return fast.sample(init, self.step_sizes(steps), keep_every, generator, threads)
         self.tell_if_fp32("autograd")
         return self.reference_sample(model, init, steps, keep_every, generator)
 
@@ -228,8 +229,9 @@ class SGLDSampler(Sampler):
         """Chain workers on the CPU fast paths: ``threads``, or torch's thread count."""
         return self.threads or torch.get_num_threads()
 
-    def fast_chains(self, model: nn.Module, init: torch.Tensor) -> FastChains | None:
-        """The fast path for this call (weights read now), or None for the autograd loop."""
+    def fast_chains(self, model: nn.Module, init: torch.Tensor, threads: int | None = None) -> FastChains | None:
+        """The fast path for this call (weights read now), or None for the autograd loop; ``threads``: the
+        workers it will run on (default: ``worker_threads()``), for ``auto``'s race."""
         if self.impl == "autograd":
             return None
         plan = SwishPlan.for_model(model, tuple(init.shape[1:])) if init.dtype == torch.float32 else None
@@ -256,7 +258,7 @@ class SGLDSampler(Sampler):
                 kernels = self.bf16_kernels(plan) if self.precision == "bf16" else None
                 kernels = kernels or native.load(spec, required=self.impl == "native")
             if self.impl == "auto" and kernels is not None:
-                faster = calibrate.native_is_faster(plan, kernels, self.worker_threads(), self.grad_clip)
+                faster = calibrate.native_is_faster(plan, kernels, threads or self.worker_threads(), self.grad_clip)
                 kernels = kernels if faster else None
         if kernels is None:
             self.tell_if_fp32("fused")
