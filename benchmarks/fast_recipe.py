@@ -34,13 +34,16 @@ import tempfile
 from itertools import pairwise
 from pathlib import Path
 
-import torch
+from genframe.openmp import spin_less
 
-import genframe
-from genframe.atomic import atomic_write_text
-from genframe.policies.evaluation import EvaluationSettings
-from genframe.plot import plot_curves, read_metrics
-from sgld_throughput import cpu_name  # run as a script, benchmarks/ is on sys.path
+spin_less()  # as the genframe command does, before torch loads
+import torch  # noqa: E402
+
+import genframe  # noqa: E402
+from genframe.atomic import atomic_write_text  # noqa: E402
+from genframe.policies.evaluation import EvaluationSettings  # noqa: E402
+from genframe.plot import plot_curves, read_metrics  # noqa: E402
+from sgld_throughput import cpu_name  # noqa: E402 - run as a script, benchmarks/ is on sys.path
 
 REPO = Path(__file__).resolve().parents[1]
 RECIPES = {"reference": REPO / "examples" / "ebm_mnist.toml", "fast": REPO / "examples" / "ebm_mnist_fast.toml"}
