@@ -28,10 +28,11 @@ def test_sgld_and_train_throughput_benchmarks_run(tmp_path):
     sgld, train, profile = tmp_path / "sgld.json", tmp_path / "train.json", tmp_path / "profile.json"
     commands = [
         ["benchmarks/sgld_throughput.py", "--batch-sizes", "8", "--rounds", "1", "--steps", "2", "--check-steps", "3",
-         "--no-torchebm", "--out", str(sgld)],
+         "--no-torchebm", "--precision", "fp32", "bf16", "--out", str(sgld)],
         ["benchmarks/train_throughput.py", "--batch", "16", "--sgld-steps", "2", "--rounds", "1",
          "--steps-per-round", "1", "--out", str(train)],
-        ["benchmarks/step_profile.py", "--batch", "8", "--rounds", "1", "--steps", "1", "--out", str(profile)],
+        ["benchmarks/step_profile.py", "--batch", "8", "--rounds", "1", "--steps", "1", "--set",
+         "sampler.precision=bf16", "--out", str(profile)],
     ]
     env = {**os.environ, "GENFRAME_DATA_DIR": str(tmp_path)}  # no MNIST here: noise batches, no 60k-image load
     for command in commands:
@@ -39,8 +40,9 @@ def test_sgld_and_train_throughput_benchmarks_run(tmp_path):
                              check=False)
         assert out.returncode == 0, out.stderr
     report = json.loads(sgld.read_text())
-    assert {r["variant"] for r in report["results"]} == {"plain", "genframe"}
+    assert {r["variant"] for r in report["results"]} == {"plain", "genframe", "genframe-bf16"}
     assert all(r["img_steps_per_s"] > 0 for r in report["results"])
+    assert [r["ratio_vs_fp32"] > 0 for r in report["results"] if "ratio_vs_fp32" in r] == [True]  # bf16 vs fp32
     assert report["deviation_vs_plain"][0]["max_abs_diff"] < 1e-5
     report = json.loads(train.read_text())
     assert [r["variant"] for r in report["results"]] == ["plain", "genframe"]
@@ -48,6 +50,7 @@ def test_sgld_and_train_throughput_benchmarks_run(tmp_path):
     report = json.loads(profile.read_text())
     phases = report["median_round_seconds_per_step"]
     assert report["settings"]["steps_per_round"] == 4  # rounded up to whole R1 periods of the fast recipe
+    assert report["settings"]["overrides"] == ["sampler.precision=bf16"] and report["gomp_spincount"]
     assert phases["chains"] > 0 and phases["backward"] > 0 and phases["r1 penalty (forward, grad)"] > 0
     assert sum(v for k, v in phases.items() if k != "total") == pytest.approx(phases["total"], abs=1e-4)
 
@@ -213,6 +216,27 @@ def test_fast_recipe_seeds_evaluates_one_model_with_several_draws(data_dir, tmp_
     assert entry["n"] == 20  # the run's own callbacks.evaluation.n
     assert entry["fd"][0] != entry["fd"][1]  # different draws of the same model
     assert entry["fd_mean"] == pytest.approx(sum(entry["fd"]) / 2, abs=0.01)
+
+
+def test_precision_quality_evaluates_one_model_with_each_precision_and_seed(data_dir, tmp_path):
+    import genframe
+    from genframe_ebm import native
+
+    run = tmp_path / "run"
+    genframe.train("ebm", overrides=["trainer.batch_size=16", "trainer.max_steps=2", "sampler.steps=3",
+                                     "sampler.generate_steps=3", "buffer.size=64", 'logging.loggers=["jsonl"]',
+                                     "logging.chain_n=0", "logging.sample_n=4"], run_dir=run, quiet=True)
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    try:
+        import precision_quality
+    finally:
+        sys.path.remove(str(REPO / "benchmarks"))
+    row = precision_quality.compare([str(run)], [1, 2], 20)[str(run)]
+    assert row["step"] == 2 and row["seeds"] == [1, 2] and len(row["fp32"]["fd"]) == len(row["bf16"]["fd"]) == 2
+    assert row["fp32"]["fd"][0] != row["fp32"]["fd"][1]  # two draws of one model
+    if native.cpu_has_bf16():  # else bf16 runs fp32, the same draws
+        assert row["bf16"]["fd"] != row["fp32"]["fd"]
+    assert row["bf16_minus_fp32"] == pytest.approx(row["bf16"]["fd_mean"] - row["fp32"]["fd_mean"], abs=0.002)
 
 
 def test_fast_recipe_budget_tolerance_is_the_spread_of_the_speed_rounds():
