@@ -79,6 +79,7 @@ def test_bf16_chains_stay_closer_to_fp32_than_another_noise_draw():
         assert sampler.fast_chains(net, init).kernels.spec.precision == precision
         return sampler.sample(net, init, 30, generator=torch.Generator().manual_seed(seed)).images
 
+    assert SGLDSampler(impl="native", precision="bf16").implementation(net, init) == "native-bf16"
     precision_gap = float((chains("bf16", 0, noise=0.0) - chains("fp32", 0, noise=0.0)).abs().mean())
     noise_gap = float((chains("fp32", 1) - chains("fp32", 0)).abs().mean())
     assert 0 < precision_gap < 0.75 * noise_gap, (precision_gap, noise_gap)
@@ -135,6 +136,7 @@ def test_without_bf16_the_chains_run_fp32_after_one_warning(monkeypatch):
         again = sampler.sample(net, init, 5, generator=torch.Generator().manual_seed(0)).images
     fp32 = SGLDSampler(**FAST, impl="native").sample(net, init, 5, generator=torch.Generator().manual_seed(0)).images
     assert torch.equal(out, fp32) and torch.equal(again, fp32)
+    assert sampler.implementation(net, init) == "native"
 
 
 def test_bf16_on_a_path_without_it_says_so_once(monkeypatch):

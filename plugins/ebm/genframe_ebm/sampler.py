@@ -224,11 +224,14 @@ class SGLDSampler(Sampler):
         return keep_every is None
 
     def implementation(self, model: nn.Module, init: torch.Tensor) -> str:
-        """Which implementation ``sample`` runs for this model and input: cudagraph, autograd, fused or native."""
+        """Which implementation ``sample`` runs for this model and input: cudagraph, autograd, fused, native or
+        native-bf16 (the native kernel with bf16 products)."""
         if self.uses_cuda_graph(model, init):
             return "autograd" if self.graph_failure is not None else "cudagraph"
         fast = self.fast_chains(model, init)
-        return "autograd" if fast is None else ("native" if fast.kernels is not None else "fused")
+        if fast is None or fast.kernels is None:
+            return "autograd" if fast is None else "fused"
+        return "native" if fast.kernels.spec.precision == "fp32" else f"native-{fast.kernels.spec.precision}"
 
     def worker_threads(self) -> int:
         """Chain workers on the CPU fast paths: ``threads``, or torch's thread count."""
