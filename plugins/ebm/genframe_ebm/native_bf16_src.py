@@ -93,17 +93,9 @@ static inline void silu2bf(v16 z, bf16 *a, float *d) {
 }
 """
 
-# Conv l >= 2 forward: input bf16 [HI+2P][HI+2P][CI]; wf: bf16 [K][K][CI/2][CO][2]. SILU is silu2bf (the
-# output feeds another conv, ATYPE bf16) or silu2 (it feeds the fp32 head).
-CONV_FWD = r"""
-static void conv{l}_fwd(const bf16 *restrict in, const bf16 *restrict wf, const float *restrict bias,
-                       {ATYPE} *restrict a, float *restrict d) {{
-    for (int i = 0; i < {HO}; i++)
-        for (int j0 = 0; j0 < {HO}; j0 += {JB}) {{
-            v16 acc[{JB}][{CB}];
-            for (int jj = 0; jj < {JB}; jj++)
-                for (int cb = 0; cb < {CB}; cb++) acc[jj][cb] = ld(bias + 16 * cb);
-            for (int u = 0; u < {K}; u++)
+# The skeletons are native_src's (CONV_FWD, CONV_BWD, FIRST_BWD_UPDATE, with T = bf16); these are their taps.
+# Conv l >= 2 forward: input bf16 [HI+2P][HI+2P][CI]; wf: bf16 [K][K][CI/2][CO][2].
+FWD_TAPS = r"""            for (int u = 0; u < {K}; u++)
                 for (int v = 0; v < {K}; v++)
                     for (int c = 0; c < {CI} / 2; c++) {{
                         const bf16 *w = wf + ((u * {K} + v) * ({CI} / 2) + c) * {CO} * 2;
@@ -114,27 +106,12 @@ static void conv{l}_fwd(const bf16 *restrict in, const bf16 *restrict wf, const 
                             const __m512bh xv = pair(x + 2 * jj * {CI});
                             for (int cb = 0; cb < {CB}; cb++) acc[jj][cb] = dp(acc[jj][cb], wk[cb], xv);
                         }}
-                    }}
-            for (int jj = 0; jj < {JB}; jj++)
-                for (int cb = 0; cb < {CB}; cb++)
-                    {SILU}(acc[jj][cb], a + ((i + {Q}) * {WO} + j0 + jj + {Q}) * {CO} + 16 * cb,
-                           d + (i * {HO} + j0 + jj) * {CO} + 16 * cb);
-        }}
-}}
-"""
+                    }}"""
 
 # The first conv (one input channel): taps v and v+1 of a row are a pair (adjacent pixels); wf: bf16
 # [K][KP/2][CO][2], KP = K + 1 with a zero last tap. The input row is read one pixel past the kernel's
 # last tap, still inside the zero border.
-CONV1_FWD = r"""
-static void conv1_fwd(const bf16 *restrict in, const bf16 *restrict wf, const float *restrict bias,
-                      {ATYPE} *restrict a, float *restrict d) {{
-    for (int i = 0; i < {HO}; i++)
-        for (int j0 = 0; j0 < {HO}; j0 += {JB}) {{
-            v16 acc[{JB}][{CB}];
-            for (int jj = 0; jj < {JB}; jj++)
-                for (int cb = 0; cb < {CB}; cb++) acc[jj][cb] = ld(bias + 16 * cb);
-            for (int u = 0; u < {K}; u++)
+CONV1_FWD_TAPS = r"""            for (int u = 0; u < {K}; u++)
                 for (int vp = 0; vp < {KP} / 2; vp++) {{
                     const bf16 *w = wf + (u * ({KP} / 2) + vp) * {CO} * 2;
                     const bf16 *x = in + (2 * i + u) * {WI} + 2 * j0 + 2 * vp;
@@ -144,68 +121,24 @@ static void conv1_fwd(const bf16 *restrict in, const bf16 *restrict wf, const fl
                         const __m512bh xv = pair(x + 2 * jj);
                         for (int cb = 0; cb < {CB}; cb++) acc[jj][cb] = dp(acc[jj][cb], wk[cb], xv);
                     }}
-                }}
-            for (int jj = 0; jj < {JB}; jj++)
-                for (int cb = 0; cb < {CB}; cb++)
-                    {SILU}(acc[jj][cb], a + ((i + {Q}) * {WO} + j0 + jj + {Q}) * {CO} + 16 * cb,
-                           d + (i * {HO} + j0 + jj) * {CO} + 16 * cb);
-        }}
-}}
-"""
+                }}"""
 
 # Conv l input gradient: g bf16 [HO+2R][HO+2R][CO]; wt: bf16 [K][K][CO/2][CI][2] (output channels paired).
-CONV_BWD = r"""
-static void conv{l}_bwd(const bf16 *restrict g, const bf16 *restrict wt, const float *restrict dprev,
-                       bf16 *restrict out) {{
-    for (int p = 0; p < {HI}; p++) {{
-        const int pp = p & 1, r = p >> 1;
-        for (int pq = 0; pq < 2; pq++)
-            for (int m0 = 0; m0 < {HO}; m0 += {JB}) {{
-                v16 acc[{JB}][{CB}];
-                for (int jj = 0; jj < {JB}; jj++)
-                    for (int cb = 0; cb < {CB}; cb++) acc[jj][cb] = splat(0.0f);
-                for (int u = 0; u < {K}; u++) {{
-                    if ((pp + {P} - u) & 1) continue;   /* row p = 2i + u - P for an integer i */
-                    const int i = r + (pp + {P} - u) / 2;
-                    for (int v = 0; v < {K}; v++) {{
-                        if ((pq + {P} - v) & 1) continue;
-                        const bf16 *gr = g + ((i + {R}) * {WG} + m0 + (pq + {P} - v) / 2 + {R}) * {CO};
-                        const bf16 *w = wt + (u * {K} + v) * {CO} * {CI};
-                        for (int k = 0; k < {CO} / 2; k++) {{
+BWD_TAPS = r"""                        for (int k = 0; k < {CO} / 2; k++) {{
                             __m512bh wk[{CB}];
                             for (int cb = 0; cb < {CB}; cb++) wk[cb] = ldbh(w + k * {CI} * 2 + 32 * cb);
                             for (int jj = 0; jj < {JB}; jj++) {{
                                 const __m512bh gv = pair(gr + jj * {CO} + 2 * k);
                                 for (int cb = 0; cb < {CB}; cb++) acc[jj][cb] = dp(acc[jj][cb], wk[cb], gv);
                             }}
-                        }}
-                    }}
-                }}
-                for (int jj = 0; jj < {JB}; jj++) {{
-                    const int q = 2 * (m0 + jj) + pq;
-                    for (int cb = 0; cb < {CB}; cb++) {{
-                        const v16 val = acc[jj][cb] * ld(dprev + (p * {HI} + q) * {CI} + 16 * cb);
-                        {STORE}
-                    }}
-                }}
-            }}
-    }}
-}}
-"""
+                        }}"""
 STORE_PADDED = "stbh(out + ((p + {R2}) * {WG2} + q + {R2}) * {CI} + 16 * cb, val);"
 STORE_TRANSPOSED = ("{{ bf16 tmp[16]; stbh(tmp, val); for (int c = 0; c < 16; c++) {{ const int ch = 16 * cb + c; "
                     "out[((p * ({CI} / 2) + ch / 2) * {WT} + q + {P1}) * 2 + (ch & 1)] = tmp[c]; }} }}")
 
-# The first conv's input gradient and the update, as native_src's, with gt bf16 [row][CO/2][WT][2] and
-# w1b bf16 [CO/2][K][K][2]: one dot product takes two channels for 16 columns.
-FIRST_BWD_UPDATE = r"""
-static void first_bwd_update(const bf16 *restrict gt, const bf16 *restrict w1b, float *restrict x,
-                             float step, float clip) {{
-    v16 acc[{K}][2][{MB}];   /* [row offset u][column parity][16-column block] */
-    memset(acc, 0, sizeof acc);
-    for (int i = 0; i <= {HO} + ({K} - 1) / 2; i++) {{
-        if (i < {HO})
-            for (int c = 0; c < {CO} / 2; c++) {{
+# The first conv's input gradient with gt bf16 [row][CO/2][WT][2] and w1b bf16 [CO/2][K][K][2]: one dot product
+# takes two channels for 16 columns.
+FIRST_TAPS = r"""            for (int c = 0; c < {CO} / 2; c++) {{
                 const bf16 *src = gt + ((i * ({CO} / 2) + c) * {WT} + {P}) * 2, *w = w1b + c * {K} * {K} * 2;
                 for (int u = 0; u < {K}; u++)
                     for (int v = 0; v < {K}; v++) {{
@@ -214,23 +147,4 @@ static void first_bwd_update(const bf16 *restrict gt, const bf16 *restrict w1b, 
                         for (int mb = 0; mb < {MB}; mb++)
                             acc[u][px][mb] = dp(acc[u][px][mb], ldbh(src + (16 * mb - sh) * 2), wv);
                     }}
-            }}
-        for (int r = 0; r < 2; r++) {{
-            const int y = 2 * i - {P} + r;
-            if (y < 0 || y >= {H}) continue;
-            float *xr = x + y * {H};
-            for (int mb = 0; mb < {MB}; mb++)
-                for (int m = 0; m < 16; m++)
-                    for (int px = 0; px < 2; px++) {{
-                        float gv = acc[r][px][mb][m];
-                        gv = gv < -clip ? -clip : (gv > clip ? clip : gv);
-                        const int q = 32 * mb + 2 * m + px;
-                        const float val = xr[q] + step * gv;
-                        xr[q] = val < -1.0f ? -1.0f : (val > 1.0f ? 1.0f : val);
-                    }}
-        }}
-        for (int u = 0; u + 2 < {K}; u++) memcpy(acc[u], acc[u + 2], sizeof acc[u]);
-        for (int u = {K} - 2 < 0 ? 0 : {K} - 2; u < {K}; u++) memset(acc[u], 0, sizeof acc[u]);
-    }}
-}}
-"""
+            }}"""

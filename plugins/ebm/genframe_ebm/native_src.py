@@ -51,16 +51,26 @@ static inline void silu2(v16 z, float *a, float *d) {
 """
 
 # Conv l forward: input [HI+2P][HI+2P][CI] (zero border), output a [HO+2Q][HO+2Q][CO] at border Q (the
-# next conv's padding), d [HO][HO][CO]. wf: [K][K][CI][CO]. JB positions x CB vectors of accumulators.
+# next conv's padding), d [HO][HO][CO]. JB positions x CB vectors of accumulators; TAPS adds every tap's
+# products to them (FWD_TAPS here: fp32 weights wf [K][K][CI][CO]); T is the type of what the conv reads,
+# ATYPE of its output a, SILU the function storing a and d.
 CONV_FWD = r"""
-static void conv{l}_fwd(const float *restrict in, const float *restrict wf, const float *restrict bias,
-                       float *restrict a, float *restrict d) {{
+static void conv{l}_fwd(const {T} *restrict in, const {T} *restrict wf, const float *restrict bias,
+                       {ATYPE} *restrict a, float *restrict d) {{
     for (int i = 0; i < {HO}; i++)
         for (int j0 = 0; j0 < {HO}; j0 += {JB}) {{
             v16 acc[{JB}][{CB}];
             for (int jj = 0; jj < {JB}; jj++)
                 for (int cb = 0; cb < {CB}; cb++) acc[jj][cb] = ld(bias + 16 * cb);
-            for (int u = 0; u < {K}; u++)
+{TAPS}
+            for (int jj = 0; jj < {JB}; jj++)
+                for (int cb = 0; cb < {CB}; cb++)
+                    {SILU}(acc[jj][cb], a + ((i + {Q}) * {WO} + j0 + jj + {Q}) * {CO} + 16 * cb,
+                           d + (i * {HO} + j0 + jj) * {CO} + 16 * cb);
+        }}
+}}
+"""
+FWD_TAPS = r"""            for (int u = 0; u < {K}; u++)
                 for (int v = 0; v < {K}; v++)
                     for (int c = 0; c < {CI}; c++) {{
                         const float *w = wf + ((u * {K} + v) * {CI} + c) * {CO};
@@ -71,21 +81,15 @@ static void conv{l}_fwd(const float *restrict in, const float *restrict wf, cons
                             const float xv = x[2 * jj * {CI}];
                             for (int cb = 0; cb < {CB}; cb++) acc[jj][cb] += xv * wk[cb];
                         }}
-                    }}
-            for (int jj = 0; jj < {JB}; jj++)
-                for (int cb = 0; cb < {CB}; cb++)
-                    silu2(acc[jj][cb], a + ((i + {Q}) * {WO} + j0 + jj + {Q}) * {CO} + 16 * cb,
-                          d + (i * {HO} + j0 + jj) * {CO} + 16 * cb);
-        }}
-}}
-"""
+                    }}"""
 
-# Conv l input gradient: g [HO+2R][HO+2R][CO] (d score / dz_l, zero border R), wt: [K][K][CO][CI];
-# out[p][q] = (sum over taps) * dprev[p][q] = d score / dz_(l-1), written by STORE. Output rows and columns
-# of one parity use the same taps; JB columns of one parity share each weight load.
+# Conv l input gradient: g [HO+2R][HO+2R][CO] (d score / dz_l, zero border R); out[p][q] = (sum over taps) *
+# dprev[p][q] = d score / dz_(l-1), written by STORE. Output rows and columns of one parity use the same taps;
+# JB columns of one parity share each weight load. TAPS sums one tap over the output channels (BWD_TAPS
+# here: fp32 weights wt [K][K][CO][CI]).
 CONV_BWD = r"""
-static void conv{l}_bwd(const float *restrict g, const float *restrict wt, const float *restrict dprev,
-                       float *restrict out) {{
+static void conv{l}_bwd(const {T} *restrict g, const {T} *restrict wt, const float *restrict dprev,
+                       {T} *restrict out) {{
     for (int p = 0; p < {HI}; p++) {{
         const int pp = p & 1, r = p >> 1;
         for (int pq = 0; pq < 2; pq++)
@@ -98,16 +102,9 @@ static void conv{l}_bwd(const float *restrict g, const float *restrict wt, const
                     const int i = r + (pp + {P} - u) / 2;
                     for (int v = 0; v < {K}; v++) {{
                         if ((pq + {P} - v) & 1) continue;
-                        const float *gr = g + ((i + {R}) * {WG} + m0 + (pq + {P} - v) / 2 + {R}) * {CO};
-                        const float *w = wt + (u * {K} + v) * {CO} * {CI};
-                        for (int k = 0; k < {CO}; k++) {{
-                            v16 wk[{CB}];
-                            for (int cb = 0; cb < {CB}; cb++) wk[cb] = ld(w + k * {CI} + 16 * cb);
-                            for (int jj = 0; jj < {JB}; jj++) {{
-                                const float gv = gr[jj * {CO} + k];
-                                for (int cb = 0; cb < {CB}; cb++) acc[jj][cb] += gv * wk[cb];
-                            }}
-                        }}
+                        const {T} *gr = g + ((i + {R}) * {WG} + m0 + (pq + {P} - v) / 2 + {R}) * {CO};
+                        const {T} *w = wt + (u * {K} + v) * {CO} * {CI};
+{TAPS}
                     }}
                 }}
                 for (int jj = 0; jj < {JB}; jj++) {{
@@ -121,27 +118,29 @@ static void conv{l}_bwd(const float *restrict g, const float *restrict wt, const
     }}
 }}
 """
+BWD_TAPS = r"""                        for (int k = 0; k < {CO}; k++) {{
+                            v16 wk[{CB}];
+                            for (int cb = 0; cb < {CB}; cb++) wk[cb] = ld(w + k * {CI} + 16 * cb);
+                            for (int jj = 0; jj < {JB}; jj++) {{
+                                const float gv = gr[jj * {CO} + k];
+                                for (int cb = 0; cb < {CB}; cb++) acc[jj][cb] += gv * wk[cb];
+                            }}
+                        }}"""
 STORE_PADDED = "st(out + ((p + {R2}) * {WG2} + q + {R2}) * {CI} + 16 * cb, val);"
 STORE_TRANSPOSED = "for (int c = 0; c < 16; c++) out[((p * {CI}) + 16 * cb + c) * {WT} + q + {P1}] = val[c];"
 
-# The first conv's input gradient (1 channel out) from gt[row][channel][column + P1] = d score / dz_1,
+# The first conv's input gradient (1 channel out) from gt = d score / dz_1 (here [row][channel][column + P1]),
 # streamed row by row: output row 2i-P1+u takes input row i with tap u, so after row i the rows 2i-P1
-# and 2i-P1+1 are complete; then the SGLD update of those rows of x.
+# and 2i-P1+1 are complete; then the SGLD update of those rows of x. TAPS adds row i's products (FIRST_TAPS
+# here: fp32 weights w1b [CO][K][K]).
 FIRST_BWD_UPDATE = r"""
-static void first_bwd_update(const float *restrict gt, const float *restrict w1b, float *restrict x,
+static void first_bwd_update(const {T} *restrict gt, const {T} *restrict w1b, float *restrict x,
                              float step, float clip) {{
     v16 acc[{K}][2][{MB}];   /* [row offset u][column parity][16-column block] */
     memset(acc, 0, sizeof acc);
     for (int i = 0; i <= {HO} + ({K} - 1) / 2; i++) {{
         if (i < {HO})
-            for (int c = 0; c < {CO}; c++) {{
-                const float *src = gt + (i * {CO} + c) * {WT} + {P}, *w = w1b + c * {K} * {K};
-                for (int u = 0; u < {K}; u++)
-                    for (int v = 0; v < {K}; v++) {{
-                        const int px = (v - {P}) & 1, sh = (v - {P} - px) / 2;   /* column 2j+v-P = 2(j+sh)+px */
-                        for (int mb = 0; mb < {MB}; mb++) acc[u][px][mb] += w[u * {K} + v] * ld(src - sh + 16 * mb);
-                    }}
-            }}
+{TAPS}
         for (int r = 0; r < 2; r++) {{
             const int y = 2 * i - {P} + r;
             if (y < 0 || y >= {H}) continue;
@@ -161,6 +160,14 @@ static void first_bwd_update(const float *restrict gt, const float *restrict w1b
     }}
 }}
 """
+FIRST_TAPS = r"""            for (int c = 0; c < {CO}; c++) {{
+                const float *src = gt + (i * {CO} + c) * {WT} + {P}, *w = w1b + c * {K} * {K};
+                for (int u = 0; u < {K}; u++)
+                    for (int v = 0; v < {K}; v++) {{
+                        const int px = (v - {P}) & 1, sh = (v - {P} - px) / 2;   /* column 2j+v-P = 2(j+sh)+px */
+                        for (int mb = 0; mb < {MB}; mb++) acc[u][px][mb] += w[u * {K} + v] * ld(src - sh + 16 * mb);
+                    }}
+            }}"""
 
 # Head: z = fc(h) + b, hidden SiLU, score = out . SiLU(z); gradient back to the last conv's activation,
 # times its SiLU' (d score / dz_L), into g [HL+2R][HL+2R][CL] at border R (GTYPE: fp32, or bf16 for the bf16
@@ -195,6 +202,8 @@ def source(size: int, convs: list[tuple[int, int, int]], hidden: int, precision:
     on size x size one-channel images, followed by Dense(hidden), SiLU, Dense(1); the convs' products in
     ``precision``, "fp32" or "bf16" (native_bf16_src.py)."""
     bf = precision == "bf16"
+    kind = native_bf16_src if bf else None
+    t = "bf16" if bf else "float"  # what a conv reads
     parts, sizes = [PRELUDE, native_bf16_src.PRELUDE] if bf else [PRELUDE], [size]
     for _ in convs:
         sizes.append(sizes[-1] // 2)
@@ -203,28 +212,24 @@ def source(size: int, convs: list[tuple[int, int, int]], hidden: int, precision:
     for l, ((ci, co, k), hi) in enumerate(zip(convs, sizes), start=1):
         ho, q = hi // 2, (pads[l] if l < n else 0)  # output border: the next conv's padding
         shape = dict(l=l, HO=ho, JB=min(8, ho), CB=co // 16, K=k, CI=ci, CO=co, WI=hi + 2 * pads[l - 1], Q=q,
-                     WO=ho + 2 * q)
-        if not bf:
-            parts.append(CONV_FWD.format(**shape))
-        else:  # the last conv feeds the fp32 head
-            template = native_bf16_src.CONV1_FWD if l == 1 else native_bf16_src.CONV_FWD
-            parts.append(template.format(**shape, KP=k + 1, ATYPE="float" if l == n else "bf16",
-                                         SILU="silu2" if l == n else "silu2bf"))
-    conv_bwd, store_padded, store_transposed, first_bwd_update = (
-        (native_bf16_src.CONV_BWD, native_bf16_src.STORE_PADDED, native_bf16_src.STORE_TRANSPOSED,
-         native_bf16_src.FIRST_BWD_UPDATE) if bf else (CONV_BWD, STORE_PADDED, STORE_TRANSPOSED, FIRST_BWD_UPDATE))
+                     WO=ho + 2 * q, KP=k + 1)
+        taps = FWD_TAPS if not bf else (kind.CONV1_FWD_TAPS if l == 1 else kind.FWD_TAPS)
+        last = l == n  # the last conv feeds the fp32 head
+        parts.append(CONV_FWD.format(**shape, T=t, ATYPE="float" if last else t, TAPS=taps.format(**shape),
+                                     SILU="silu2bf" if bf and not last else "silu2"))
     r = [max(1, k // 2) for _, _, k in convs]  # zero border of each conv's output gradient
     for l in range(n, 1, -1):
         (ci, co, k), hi, ho = convs[l - 1], sizes[l - 1], sizes[l]
         if l > 2:
-            store = store_padded.format(R2=r[l - 2], WG2=hi + 2 * r[l - 2], CI=ci)
+            store = (kind.STORE_PADDED if bf else STORE_PADDED).format(R2=r[l - 2], WG2=hi + 2 * r[l - 2], CI=ci)
         else:
-            store = store_transposed.format(CI=ci, WT=hi + 2 * pads[0], P1=pads[0])
-        parts.append(conv_bwd.format(l=l, HI=hi, HO=ho, JB=min(8, ho), CB=ci // 16, K=k, P=k // 2,
-                                       R=r[l - 1], WG=ho + 2 * r[l - 1], CO=co, CI=ci, STORE=store))
+            store = (kind.STORE_TRANSPOSED if bf else STORE_TRANSPOSED).format(CI=ci, WT=hi + 2 * pads[0], P1=pads[0])
+        shape = dict(l=l, HI=hi, HO=ho, JB=min(8, ho), CB=ci // 16, K=k, P=k // 2, R=r[l - 1], WG=ho + 2 * r[l - 1],
+                     CO=co, CI=ci)
+        parts.append(CONV_BWD.format(**shape, T=t, STORE=store, TAPS=(kind.BWD_TAPS if bf else BWD_TAPS).format(**shape)))
     _, co1, k1 = convs[0]
-    parts.append(first_bwd_update.format(K=k1, P=k1 // 2, MB=sizes[1] // 16, HO=sizes[1], CO=co1,
-                                           WT=sizes[1] + 2 * pads[0], H=size))
+    shape = dict(K=k1, P=k1 // 2, MB=sizes[1] // 16, HO=sizes[1], CO=co1, WT=sizes[1] + 2 * pads[0], H=size)
+    parts.append(FIRST_BWD_UPDATE.format(**shape, T=t, TAPS=(kind.FIRST_TAPS if bf else FIRST_TAPS).format(**shape)))
     cl, hl = convs[-1][1], sizes[-1]
     parts.append(HEAD.format(NH=hidden, NHB=hidden // 16, NIN=hl * hl * cl, NINB=hl * hl * cl // 16, CL=cl, HL=hl,
                              R=r[-1], WG=hl + 2 * r[-1], GTYPE="bf16" if bf else "float", GSTORE="stbh" if bf else "st"))
