@@ -3,8 +3,9 @@
 After each parallel op, libgomp's threads spin-wait (300,000 rounds by default) for the next one. Where
 work runs on threads of its own between torch ops (the ``ebm`` recipe's Langevin workers on a 2-core
 machine), those spinning threads take the cores the workers need. 20,000 rounds keeps back-to-back
-ops as fast and frees the cores soon after: the fast recipe's training step took 73.8 ms instead of
-79.4 (``python benchmarks/step_profile.py``, docs/performance.md). A value the user set is kept.
+ops as fast and frees the cores soon after: the fast recipe's training step with bf16 chains took 72.0 and
+77.9 ms instead of 82.9 and 82.0 (``python benchmarks/step_profile.py --set sampler.precision=bf16``, runs
+alternating with ``GOMP_SPINCOUNT=300000``; docs/performance.md). A value the user set is kept.
 """
 
 from __future__ import annotations
