@@ -190,7 +190,9 @@ def test_a_resume_after_a_stop_in_the_end_of_run_work_may_ask_for_more_steps(dat
 
 
 def test_an_interrupt_at_start_up_is_one_line(data_dir, tmp_path):
-    process = subprocess.Popen(genframe_cli("run", "ebm", *with_sets(TINY), "--run-dir", str(tmp_path / "run")),
+    # Steps enough that the run cannot end before the signal on a fast machine (6 steps took under 1.5 s here).
+    process = subprocess.Popen(genframe_cli("run", "ebm", *with_sets([*TINY, "trainer.max_steps=100000"]), "--run-dir",
+                                            str(tmp_path / "run")),
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                env={**os.environ, "PYTHONWARNINGS": "ignore"})
     time.sleep(1.5)  # importing torch, reading the data: before the run's own signal handler
