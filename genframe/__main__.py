@@ -4,7 +4,8 @@ The ``genframe`` console script enters here, not at ``genframe.cli:main``, becau
 imports its module before calling anything: an interrupt during that import (about 25 ms, most of it
 click) would print a ``KeyboardInterrupt`` traceback. Here the import is inside the ``try``; this
 module and ``genframe/__init__.py`` import next to nothing. (An interrupt while Python itself starts,
-before any genframe code, is the interpreter's to report.)
+before any genframe code, is the interpreter's to report.) Until the command has imported torch, a signal
+exits at once (genframe.signals).
 """
 
 import sys
@@ -13,6 +14,9 @@ import sys
 def main() -> None:
     """Import and run the CLI; an interrupt at any point of that is one line and exit status 130."""
     try:
+        from genframe.signals import exit_at_once_from_now
+
+        exit_at_once_from_now()  # until the command has imported what it needs (genframe.cli resolve_command)
         from genframe.openmp import spin_less
 
         spin_less()

@@ -20,6 +20,7 @@ import click
 from genframe.errors import INTERRUPTED, INTERRUPTED_EXIT, GenframeError, RunInterrupted
 
 
+TORCHLESS_COMMANDS = ("plugins", "config")  # they answer without torch: a signal exits at once throughout
 UNSIZED_EVERY = 10.0  # seconds between progress lines of work whose size is not known in advance
 
 
@@ -37,6 +38,19 @@ class GenframeGroup(click.Group):
         except KeyboardInterrupt:
             click.echo(f"\n{INTERRUPTED}", err=True)
             raise click.exceptions.Exit(INTERRUPTED_EXIT) from None
+
+    def resolve_command(self, ctx: click.Context, args: list[str]):
+        """The subcommand; one that works with torch gets it imported here, while a signal still exits at once
+        (genframe.signals: an interrupt inside torch's import can abort the process), and then Python's own
+        ``KeyboardInterrupt``, which the command's work cleans up after."""
+        name, command, rest = super().resolve_command(ctx, args)
+        if name not in TORCHLESS_COMMANDS and "--help" not in rest and not ctx.resilient_parsing:
+            import torch  # noqa: F401
+
+            from genframe.signals import interrupt_from_now
+
+            interrupt_from_now()
+        return name, command, rest
 
     def invoke(self, ctx: click.Context):
         try:

@@ -29,6 +29,7 @@ from genframe.rundir import (RunDirLock, clean_leftovers, holds_checkpoint, read
 from genframe.runsetup import build_dataset, new_run_dir, resolve_device, save_resolved_config
 from genframe.loop import TrainingLoop
 from genframe.runstate import Parts, RunState, stream_seed
+from genframe.signals import StartUp
 from genframe.version import genframe_version
 
 
@@ -296,4 +297,5 @@ def train(
     to continue, using its saved config (overrides still apply, e.g. ``trainer.epochs=10``).
     ``quiet`` leaves out the console logger.
     """
-    return TrainingRun(recipe, config, overrides, run_dir, resume, quiet=quiet).run()
+    with StartUp():  # a signal before the loop's own handler is held for it (genframe.signals)
+        return TrainingRun(recipe, config, overrides, run_dir, resume, quiet=quiet).run()

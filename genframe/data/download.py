@@ -23,6 +23,7 @@ from typing import BinaryIO
 from genframe.atomic import atomic_write
 from genframe.data.idx import GZIP_MAGIC
 from genframe.errors import DataError
+from genframe.signals import stop_if_held
 
 DATA_DIR_ENV = "GENFRAME_DATA_DIR"
 OFFLINE_ENV = "GENFRAME_OFFLINE"
@@ -224,6 +225,7 @@ def _copy_url(url: str, out: BinaryIO, timeout: float) -> None:
             # A local write error (disk full) is not the mirror's fault: it propagates as OSError
             # and _download reports it instead of trying the next mirror.
             out.write(chunk)
+            stop_if_held()  # a download is the one long piece of a run's start-up: a Ctrl-C stops it here
 
 
 def _network_reason(exc: BaseException) -> str:
