@@ -83,7 +83,8 @@ def worker_count(x: torch.Tensor, threads: int) -> int:
 def main_thread_alone(workers: int) -> Iterator[None]:
     """With several workers, the calling thread's torch ops around them (packing the weights, the noise draw,
     copies) on one thread: the intra-op team it would otherwise start keeps spinning on the workers' cores
-    (measured: bf16 chains ran 70k img-steps/s while the caller kept 2 threads, 81k with 1; batch 128, 2 cores)."""
+    (measured on the native path: bf16 chains ran 70k img-steps/s while the caller kept 2 threads, 81k with 1;
+    batch 128, 2 cores)."""
     if workers == 1:
         yield
         return

@@ -280,9 +280,10 @@ class SGLDSampler(Sampler):
         if not native.cpu_has_bf16():
             tell_once_of_fp32("this CPU has no AVX-512 BF16 dot products (avx512_bf16)")
             return None
-        kernels = native.load(plan.native_spec("bf16"), quiet=True)
+        spec = plan.native_spec("bf16")
+        kernels = native.load(spec, quiet=True)
         if kernels is None:
-            tell_once_of_fp32(f"the bf16 kernel did not build ({native.why_unavailable(plan.native_spec('bf16'))})")
+            tell_once_of_fp32(f"the bf16 kernel did not build ({native.why_unavailable(spec)})")
         return kernels
 
 
