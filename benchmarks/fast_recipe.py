@@ -15,7 +15,7 @@ clock, end the run, so both recipes get the same compute even if the two runs sh
 (``--threads 1`` runs them one core each, side by side, from two shells).
 ``report`` converts steps to minutes at the measured speed (steps that a divergence rollback threw
 away and redid count too), prints the curves, checks each fast run's
-stability (after its first 15 minutes, no evaluation worse than twice the best so far), compares
+stability (after the first quarter of the budget, no evaluation worse than twice the best so far), compares
 the figures at the budget only between evaluations of the same sample count (an fd depends on it)
 and draws all curves on one plot; give several fast runs (seeds) to judge the recipe, not one run. ``seeds``
 evaluates each given model with several generation seeds: the spread is the measurement's own noise
@@ -159,7 +159,7 @@ def tolerance(speed: dict, minutes: float) -> float:
 
 
 def stable(points: list[dict], after_minutes: float = 15.0) -> bool:
-    """After ``after_minutes``, no evaluation worse than twice the best so far."""
+    """After ``after_minutes`` (the first quarter of the budget), no evaluation worse than twice the best so far."""
     best = float("inf")
     for point in points:
         if point["minutes"] > after_minutes and point["fd"] > 2 * best:
@@ -199,6 +199,7 @@ def earlier_curve(source: str) -> tuple[str, list[dict], int] | None:
 def load_curves(args: argparse.Namespace, speeds: dict) -> tuple[dict, dict, dict]:
     """Each RUN's curve, seconds per step and own sample count, by name: the reference first."""
     curves, s_per_step, own_n = {}, {}, {}
+    labels = args.labels or []
     for index, source in enumerate(args.runs):
         recipe = "reference" if index == 0 else "fast"
         earlier = earlier_curve(source)
@@ -208,6 +209,8 @@ def load_curves(args: argparse.Namespace, speeds: dict) -> tuple[dict, dict, dic
         else:
             name = "reference" if index == 0 else f"fast {run_label(source)}"
             points, n = curve(source, speeds[recipe]["s_per_step"], args.weights), training_n(source)
+        if 0 < index <= len(labels):
+            name = f"fast {labels[index - 1]}"
         curves[name], s_per_step[name], own_n[name] = points, speeds[recipe]["s_per_step"], n
     return curves, s_per_step, own_n
 
@@ -225,6 +228,7 @@ def report(args: argparse.Namespace) -> None:
     # `genframe eval` of the same step with more samples is the more precise figure (at_budget).
     own = {name: [p for p in points if p["n"] == own_n[name]] for name, points in curves.items()}
     summary: dict = {"minutes": args.minutes, "tolerance_minutes": tol, "fast": {}}
+    quarter = args.minutes / 4  # the stability rule starts after the first quarter of the budget
     print()
     ref_within, within = args.minutes + tol["reference"], args.minutes + tol["fast"]
     for name, points in list(curves.items())[1:]:
@@ -232,7 +236,7 @@ def report(args: argparse.Namespace) -> None:
         ref = at_budget(curves["reference"], ref_within, fast["n"]) if fast else None
         entry = {"fd_at_budget": fast["fd"] if fast else None, "n_at_budget": fast["n"] if fast else None,
                  "best_fd": min((p["fd"] for p in own[name] if p["minutes"] <= within), default=None),
-                 "stable_after_15_minutes": stable([p for p in own[name] if p["minutes"] <= within])}
+                 "stable_after_first_quarter": stable([p for p in own[name] if p["minutes"] <= within], quarter)}
         # A run that finished early (out of rollbacks, callbacks.divergence_guard.out_of_rollbacks = finish) holds
         # its final weights from then on: their evaluation is its figure at the budget.
         reached = fast and (fast["minutes"] >= args.minutes - tol["fast"] or fast.get("final", False))
@@ -247,19 +251,19 @@ def report(args: argparse.Namespace) -> None:
             print(f"at {args.minutes} minutes ({fast['n']} samples each): reference fd {ref['fd']:.1f}, {name} fd "
                   f"{fast['fd']:.1f} (ratio {entry['ratio']:.3f}); confidence {fast['confidence']:.3f} vs "
                   f"{ref['confidence']:.3f}, coverage {fast['coverage']:.3f} vs {ref['coverage']:.3f}; "
-                  f"stable after 15 minutes: {entry['stable_after_15_minutes']}")
+                  f"stable after the first quarter: {entry['stable_after_first_quarter']}")
         elif reached:
             print(f"{name}: the reference has no evaluation of {fast['n']} samples at {args.minutes} minutes to "
                   f"compare with; evaluate its checkpoint of that time: genframe eval {args.runs[0]} "
-                  f"--n {fast['n']} (stable so far: {entry['stable_after_15_minutes']})")
+                  f"--n {fast['n']} (stable so far: {entry['stable_after_first_quarter']})")
         else:
             print(f"{name}: not both runs have an evaluation at {args.minutes} minutes (this one's last is at "
-                  f"{fast['minutes'] if fast else 0:.1f}; stable so far: {entry['stable_after_15_minutes']})")
+                  f"{fast['minutes'] if fast else 0:.1f}; stable so far: {entry['stable_after_first_quarter']})")
         summary["fast"][name] = entry
     ratios = [entry["ratio"] for entry in summary["fast"].values() if "ratio" in entry]
     if len(ratios) == len(fast_runs) > 1:  # a recipe is judged over seeds, not by its luckiest run
         summary["over_runs"] = {"mean_ratio": round(statistics.mean(ratios), 3), "worst_ratio": max(ratios),
-                                "all_stable": all(e["stable_after_15_minutes"] for e in summary["fast"].values())}
+                                "all_stable": all(e["stable_after_first_quarter"] for e in summary["fast"].values())}
         print(f"over {len(ratios)} fast runs: mean ratio {summary['over_runs']['mean_ratio']:.3f}, worst "
               f"{summary['over_runs']['worst_ratio']:.3f}; stable in every run: {summary['over_runs']['all_stable']}")
     atomic_write_text(args.out, json.dumps({"speed": speeds, "curves": curves, "summary": summary}, indent=2) + "\n")
@@ -310,6 +314,8 @@ def main() -> None:
                    "run folder or RESULTS.json:NAME, a curve an earlier report wrote (e.g. "
                    "benchmarks/results/fast_recipe.json:reference)")
     p.add_argument("--minutes", type=float, default=60)
+    p.add_argument("--labels", nargs="+", metavar="LABEL",
+                   help="names for the fast runs in the table and plot, in order (default: folder and seed)")
     p.add_argument("--weights", choices=["sampling", "trained"], default="sampling",
                    help="with the ema callback: the averaged weights' figures (the default) or the trained ones'")
     p.add_argument("--plot", default=str(REPO / "docs" / "images" / "fast_vs_reference.png"))

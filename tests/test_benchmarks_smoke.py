@@ -101,6 +101,13 @@ def test_fast_recipe_report_judges_each_fast_run_and_plots_all(data_dir, tmp_pat
                              cwd=REPO, capture_output=True, text=True, timeout=300, check=False)
     assert earlier.returncode == 0, earlier.stderr
     assert json.loads(again.read_text())["summary"] == report["summary"]
+    named = subprocess.run([sys.executable, "benchmarks/fast_recipe.py", "report", f"{out}:reference",
+                            f"{out}:fast f0 (seed 0)", str(tmp_path / "f1"), "--labels", "60-minute seed 0",
+                            "30-minute seed 1", "--minutes", "0.001", "--plot", str(tmp_path / "named.png"), "--out",
+                            str(again)], cwd=REPO, capture_output=True, text=True, timeout=300, check=False)
+    assert named.returncode == 0, named.stderr
+    assert list(json.loads(again.read_text())["curves"]) == ["reference", "fast 60-minute seed 0",
+                                                             "fast 30-minute seed 1"]
     missing = subprocess.run([sys.executable, "benchmarks/fast_recipe.py", "report", f"{out}:reference",
                               f"{out}:fast f9 (seed 9)", "--out", str(again)],
                              cwd=REPO, capture_output=True, text=True, timeout=300, check=False)
@@ -119,6 +126,7 @@ def test_fast_recipe_stability_rule():
     assert not stable(collapse)
     early = [{"minutes": 6, "fd": 24}, {"minutes": 12, "fd": 50}, {"minutes": 18, "fd": 30}]
     assert stable(early)  # the first 15 minutes may swing
+    assert not stable(early, after_minutes=7.5)  # a 30-minute budget's first quarter is over by 12
 
 
 def test_fast_recipe_stability_is_judged_on_unrounded_figures(tmp_path):
