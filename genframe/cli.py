@@ -20,7 +20,9 @@ import click
 from genframe.errors import INTERRUPTED, INTERRUPTED_EXIT, GenframeError, RunInterrupted
 
 
-TORCHLESS_COMMANDS = ("plugins", "config")  # they answer without torch: a signal exits at once throughout
+# The commands that work with torch: it is imported before they start (GenframeGroup.resolve_command). The others
+# (plugins, config, plot, sweep, whose points are processes of their own) answer without it.
+TORCH_COMMANDS = ("run", "sample", "eval", "export", "score", "ood", "denoise", "inpaint")
 UNSIZED_EVERY = 10.0  # seconds between progress lines of work whose size is not known in advance
 
 
@@ -41,12 +43,12 @@ class GenframeGroup(click.Group):
 
     def resolve_command(self, ctx: click.Context, args: list[str]):
         """The subcommand; one that works with torch gets it imported here, while a signal still exits at once
-        (genframe.signals: an interrupt inside torch's import can abort the process), and then Python's own
+        (genframe.signals: an interrupt inside torch's import can abort the process); from then on Python's own
         ``KeyboardInterrupt``, which the command's work cleans up after."""
         name, command, rest = super().resolve_command(ctx, args)
-        if name not in TORCHLESS_COMMANDS and "--help" not in rest and not ctx.resilient_parsing:
-            import torch  # noqa: F401
-
+        if not ctx.resilient_parsing:
+            if name in TORCH_COMMANDS and "--help" not in rest:
+                import torch  # noqa: F401
             from genframe.signals import interrupt_from_now
 
             interrupt_from_now()

@@ -66,3 +66,11 @@ def test_an_interrupt_while_click_parses_the_command_line_is_the_same_line(monke
     result = CliRunner().invoke(cli, ["plugins"])
     assert result.exit_code == 130, result.output
     assert "genframe: interrupted (SIGINT)" in result.output and "Aborted!" not in result.output
+
+
+def test_every_command_is_sorted_into_those_that_import_torch_first_and_those_that_need_none():
+    from genframe.cli import TORCH_COMMANDS, cli
+
+    # A new command is placed on purpose: a torch command gets torch imported while a Ctrl-C still exits at once
+    # (an interrupt inside torch's import can abort the process); the others must not pay for the import.
+    assert set(cli.commands) == {*TORCH_COMMANDS, "plugins", "config", "plot", "sweep"}
