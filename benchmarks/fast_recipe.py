@@ -217,6 +217,8 @@ def load_curves(args: argparse.Namespace, speeds: dict) -> tuple[dict, dict, dic
 
 def report(args: argparse.Namespace) -> None:
     speeds = json.loads(SPEED_JSON.read_text())
+    if args.fast_speed:  # fast runs of another setting than the recipe file's (bf16 chains, say), timed apart
+        speeds["fast"] = {"s_per_step": statistics.median(args.fast_speed), "rounds": args.fast_speed}
     fast_runs = args.runs[1:]
     tol = {"reference": tolerance(speeds["reference"], args.minutes), "fast": tolerance(speeds["fast"], args.minutes)}
     print(f"at the budget: within {tol['reference']:.1f} minutes for the reference, {tol['fast']:.1f} for the fast "
@@ -316,6 +318,9 @@ def main() -> None:
     p.add_argument("--minutes", type=float, default=60)
     p.add_argument("--labels", nargs="+", metavar="LABEL",
                    help="names for the fast runs in the table and plot, in order (default: folder and seed)")
+    p.add_argument("--fast-speed", nargs="+", type=float, metavar="S",
+                   help="seconds per step of the fast runs given as folders, one per timing round (default: the "
+                        "speed file's, measured for examples/ebm_mnist_fast.toml)")
     p.add_argument("--weights", choices=["sampling", "trained"], default="sampling",
                    help="with the ema callback: the averaged weights' figures (the default) or the trained ones'")
     p.add_argument("--plot", default=str(REPO / "docs" / "images" / "fast_vs_reference.png"))

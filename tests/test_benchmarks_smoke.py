@@ -103,11 +103,15 @@ def test_fast_recipe_report_judges_each_fast_run_and_plots_all(data_dir, tmp_pat
     assert json.loads(again.read_text())["summary"] == report["summary"]
     named = subprocess.run([sys.executable, "benchmarks/fast_recipe.py", "report", f"{out}:reference",
                             f"{out}:fast f0 (seed 0)", str(tmp_path / "f1"), "--labels", "60-minute seed 0",
-                            "30-minute seed 1", "--minutes", "0.001", "--plot", str(tmp_path / "named.png"), "--out",
-                            str(again)], cwd=REPO, capture_output=True, text=True, timeout=300, check=False)
+                            "30-minute seed 1", "--fast-speed", "0.5", "0.7", "0.6", "--minutes", "0.001", "--plot",
+                            str(tmp_path / "named.png"), "--out", str(again)],
+                           cwd=REPO, capture_output=True, text=True, timeout=300, check=False)
     assert named.returncode == 0, named.stderr
-    assert list(json.loads(again.read_text())["curves"]) == ["reference", "fast 60-minute seed 0",
-                                                             "fast 30-minute seed 1"]
+    curves = json.loads(again.read_text())["curves"]
+    assert list(curves) == ["reference", "fast 60-minute seed 0", "fast 30-minute seed 1"]
+    # the run folder's steps become minutes at the given speed (the median round); the earlier curve keeps its own
+    assert [p["minutes"] for p in curves["fast 30-minute seed 1"]] == [round(s * 0.6 / 60, 2) for s in (2, 4)]
+    assert curves["fast 60-minute seed 0"] == report["curves"]["fast f0 (seed 0)"]
     missing = subprocess.run([sys.executable, "benchmarks/fast_recipe.py", "report", f"{out}:reference",
                               f"{out}:fast f9 (seed 9)", "--out", str(again)],
                              cwd=REPO, capture_output=True, text=True, timeout=300, check=False)
