@@ -43,6 +43,18 @@ def _exit_now(signum: int, again: bool) -> None:
     os._exit(128 + signum)
 
 
+def _install(handler) -> dict[int, object]:
+    """``handler`` for the stop signals, where Python allows handlers (the main thread); the ones it replaced."""
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    return {signum: signal.signal(signum, handler) for signum in HANDLED}
+
+
+def _restore(previous: dict[int, object]) -> None:
+    for signum, handler in previous.items():
+        signal.signal(signum, handler)
+
+
 def stop_if_held() -> None:
     """Long start-up work (a download) calls this between pieces: a held signal interrupts it there."""
     if _held is not None:
@@ -70,15 +82,12 @@ class StartUp:
     def __enter__(self) -> StartUp:
         global _held
         _held = None
-        if threading.current_thread() is threading.main_thread():
-            for signum in HANDLED:
-                self._previous[signum] = signal.signal(signum, self._handle)
+        self._previous = _install(self._handle)
         return self
 
     def __exit__(self, exc_type, *exc_info) -> None:
         global _held
-        for signum, handler in self._previous.items():
-            signal.signal(signum, handler)
+        _restore(self._previous)
         held, _held = _held, None
         if held is not None and exc_type is None:
             raise KeyboardInterrupt
@@ -117,14 +126,11 @@ class StopSignals:
     def __enter__(self) -> StopSignals:
         global _held
         self.received, _held = _held, None  # one that came while the run was starting up
-        if threading.current_thread() is threading.main_thread():  # Python only allows handlers there
-            for signum in HANDLED:
-                self._previous[signum] = signal.signal(signum, self._handle)
+        self._previous = _install(self._handle)
         return self
 
     def __exit__(self, *exc_info) -> None:
-        for signum, handler in self._previous.items():
-            signal.signal(signum, handler)
+        _restore(self._previous)
 
 
 def exit_at_once_from_now() -> None:
@@ -132,14 +138,11 @@ def exit_at_once_from_now() -> None:
     start (Python importing click and torch: nothing written yet) and for its end, when the interpreter is
     about to tear down (a second Ctrl-C sent just after a stopped run has written its checkpoint lands there,
     and would otherwise print a ``KeyboardInterrupt`` traceback from whichever module is being unloaded)."""
-    if threading.current_thread() is not threading.main_thread():
-        return
 
     def exit_now(signum: int, frame: FrameType | None) -> None:
         _exit_now(signum, again=_first_signal is not None)
 
-    for signum in HANDLED:
-        signal.signal(signum, exit_now)
+    _install(exit_now)
 
 
 def interrupt_from_now() -> None:
