@@ -1,10 +1,10 @@
 """Where a fast-recipe training step's time goes: the Langevin chains, the R1 penalty, the backward pass, the
 Adam update and the rest (the forward of real and fake images, the loss, the replay buffer), per step.
 
-    python benchmarks/step_profile.py                       # 5 rounds of 8 steps (about a minute)
+    python benchmarks/step_profile.py                       # 5 rounds of 8 steps (about a minute), bf16 chains
     python benchmarks/step_profile.py --rounds 1 --steps 4  # smoke run
     python benchmarks/step_profile.py --ops 12              # also torch.profiler's 12 costliest operators
-    python benchmarks/step_profile.py --set sampler.precision=bf16 --out benchmarks/results/step_profile_bf16.json
+    python benchmarks/step_profile.py --set sampler.precision=fp32 --out benchmarks/results/step_profile.json
 
 The trainer is the recipe's own (``examples/ebm_mnist_fast.toml`` built by the ``ebm`` recipe, the sampler on
 its automatic implementation), stepped on real MNIST batches when found ($GENFRAME_DATA_DIR), else uniform noise
