@@ -357,3 +357,34 @@ def test_the_bad_input_table_judges_one_error_line_as_handled_and_anything_else_
     assert not outcome(1, err="Aborted!\n")[0]
     assert bad_inputs.judge(None) == (False, "hung (over 180 s)")
     assert len(bad_inputs.NUMERIC) * len(bad_inputs.VALUES) >= 150  # every numeric setting, five ways
+
+
+def test_families_puts_runs_of_any_recipe_on_one_ruler_of_minutes(tmp_path):
+    # Each run's steps become minutes at its own speed; at the budget, of two evaluations of one step, the one with
+    # more samples; the stability rule on the run's own evaluations (its callbacks.evaluation.n).
+    def write_run(name: str, evaluations: list[tuple[int, float, int]]) -> str:
+        (tmp_path / name).mkdir()
+        records = [{"step": step, "eval/fd": fd, "eval/confidence": 0.8, "eval/coverage": 0.99, "eval/n": n}
+                   for step, fd, n in evaluations]
+        (tmp_path / name / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+        (tmp_path / name / "config.json").write_text(json.dumps({"callbacks": {"evaluation": {"n": 1000}}}))
+        return str(tmp_path / name)
+
+    slow = write_run("slow", [(2, 5.0, 1000), (4, 4.0, 1000)])  # 60 s/step: minutes 2 and 4
+    swinging = write_run("swinging", [(2, 10.0, 1000), (4, 30.0, 1000), (4, 29.0, 10000)])  # 30 s/step: 1 and 2
+    out, plot = tmp_path / "families.json", tmp_path / "families.png"
+    done = subprocess.run([sys.executable, "benchmarks/families.py", f"slow one={slow}@60", f"swinging={swinging}@30",
+                           "--minutes", "3", "--out", str(out), "--plot", str(plot)],
+                          cwd=REPO, capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    runs = json.loads(out.read_text())["runs"]
+    assert list(runs) == ["slow one", "swinging"]
+    assert (runs["slow one"]["at_budget"]["step"], runs["slow one"]["at_budget"]["fd"]) == (2, 5.0)  # 4 minutes > 3
+    assert (runs["swinging"]["at_budget"]["n"], runs["swinging"]["at_budget"]["fd"]) == (10000, 29.0)
+    assert runs["slow one"]["stable_after_first_quarter"] is True
+    assert runs["swinging"]["stable_after_first_quarter"] is False  # 30 > 2 x 10 after 0.75 minutes
+    assert plot.stat().st_size > 0
+
+    bad = subprocess.run([sys.executable, "benchmarks/families.py", f"slow={slow}", "--out", str(out), "--plot",
+                          str(plot)], cwd=REPO, capture_output=True, text=True, timeout=120, check=False)
+    assert bad.returncode == 1 and bad.stderr.startswith("Error: run ") and "LABEL=RUN_DIR@SECONDS_PER_STEP" in bad.stderr
