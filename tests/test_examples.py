@@ -27,7 +27,40 @@ def test_quick_example_is_the_fast_recipe_on_small_batches_within_five_minutes()
     assert quick.trainer.lr_decay_steps == quick.trainer.max_steps == 1500  # the decay ends with the run
 
 
-@pytest.mark.parametrize("name", ["ebm_mnist.toml", "ebm_mnist_quick.toml", "ebm_mnist_fast.toml"])
+def test_fashion_example_is_the_fast_recipe_with_longer_chains_over_sixty_minutes():
+    fashion = genframe.recipe_config("ebm", REPO / "examples" / "ebm_fashion_fast.toml")
+    fast = genframe.recipe_config("ebm", REPO / "examples" / "ebm_mnist_fast.toml")
+    assert fashion.data.name == "fashion_mnist"
+    assert fashion.sampler.generate_steps == fashion.sampler.steps == 50  # 30 collapsed late on Fashion-MNIST
+    assert fashion.trainer.lr_decay_steps == fashion.trainer.max_steps == 32460  # 60 minutes at 0.1109 s/step
+    # Everything else is the MNIST fast recipe's: its network, its sampler's steps, its trainer, its mixture.
+    assert fashion.model == fast.model and fashion.buffer == fast.buffer
+    assert fashion.sampler.model_copy(update={"steps": 30, "generate_steps": 30}) == fast.sampler
+    changed = {"max_steps", "lr_decay_steps"}
+    assert fashion.trainer.model_dump(exclude=changed) == fast.trainer.model_dump(exclude=changed)
+    assert fashion.callbacks.use == fast.callbacks.use
+    assert fashion.callbacks.table("snapshot_mixture")["members"] == fast.callbacks.table("snapshot_mixture")["members"]
+    # The mixture spans the same share of the run (7 snapshots apart), evaluations come every tenth of it.
+    span = {name: 7 * c.callbacks.table("snapshot_mixture")["every"] / c.trainer.max_steps for name, c in
+            (("fashion", fashion), ("fast", fast))}
+    assert span["fashion"] == pytest.approx(span["fast"], rel=0.05)
+    assert fashion.callbacks.table("evaluation")["every_steps"] * 10 == fashion.trainer.max_steps
+
+
+def test_fashion_example_trains_on_fashion_mnist_and_generates_as_it_trained(data_dir, tmp_path):
+    if not (data_dir / "fashion-mnist").is_dir():
+        pytest.skip(f"Fashion-MNIST not found under {data_dir}")
+    small = ["trainer.batch_size=16", "trainer.max_steps=3", "callbacks.evaluation.every_steps=null",
+             "logging.sample_every=3", "logging.sample_n=4", "logging.chain_n=0", "trainer.val_batch_size=2000"]
+    result = genframe.train("ebm", REPO / "examples" / "ebm_fashion_fast.toml", small, run_dir=tmp_path / "run",
+                            quiet=True)
+    assert result.status == "completed" and result.step == 3
+    loaded = genframe.load(tmp_path / "run")
+    assert loaded.config.data.name == "fashion_mnist" and loaded.sampler.generate_steps == 50
+
+
+@pytest.mark.parametrize("name", ["ebm_mnist.toml", "ebm_mnist_quick.toml", "ebm_mnist_fast.toml",
+                                  "ebm_fashion_fast.toml"])
 def test_every_example_is_written_with_todays_keys(name):
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # a ConfigMovedWarning: an example still written with old keys
