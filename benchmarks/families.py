@@ -43,17 +43,19 @@ def main() -> None:
     p.add_argument("runs", nargs="+", metavar="LABEL=RUN_DIR@S_PER_STEP")
     p.add_argument("--minutes", type=float, default=60)
     p.add_argument("--out", required=True, help="JSON of every curve and the table")
-    p.add_argument("--plot", required=True, help="PNG of fd against minutes, every run's own evaluations")
+    p.add_argument("--plot", required=True, help="PNG of fd against minutes: every run's own evaluations, those "
+                   "past the budget too (a run that rollbacks made late shows where it ended)")
     args = p.parse_args()
-    quarter, table, own = args.minutes / 4, {}, {}
+    quarter, table, drawn = args.minutes / 4, {}, {}
     for label, run_dir, s_per_step in map(parse_run, args.runs):
         points = curve(run_dir, s_per_step)
         print_curve(f"{label}: {run_dir} at {s_per_step:.4f} s/step", points)
         n = training_n(run_dir)
-        own[label] = [q for q in points if q["n"] == n and q["minutes"] <= args.minutes + 0.5] or points
-        last = at_budget(points, args.minutes + 0.5)
+        drawn[label] = [q for q in points if q["n"] == n] or points  # its own evaluations, past the budget too
+        within = [q for q in drawn[label] if q["minutes"] <= args.minutes + 0.5]
         table[label] = {"run": run_dir, "s_per_step": s_per_step, "points": points,
-                        "at_budget": last, "stable_after_first_quarter": stable(own[label], quarter)}
+                        "at_budget": at_budget(points, args.minutes + 0.5),
+                        "stable_after_first_quarter": stable(within, quarter)}
     print(f"\n{'run':<28} {'step':>7} {'minutes':>8} {'n':>6} {'fd':>8} {'conf':>6} {'coverage':>8}  stable")
     for label, row in table.items():
         b = row["at_budget"] or {"step": 0, "minutes": 0.0, "n": 0, "fd": float("nan"), "confidence": 0, "coverage": 0}
@@ -61,7 +63,7 @@ def main() -> None:
               f"{b['coverage']:8.3f}  {row['stable_after_first_quarter']}")
     atomic_write_text(args.out, json.dumps({"minutes": args.minutes, "runs": table}, indent=2) + "\n")
     print(f"wrote {args.out}")
-    plot = plot_curves({label: [(q["minutes"], q["fd"]) for q in points] for label, points in own.items()},
+    plot = plot_curves({label: [(q["minutes"], q["fd"]) for q in points] for label, points in drawn.items()},
                        args.plot, xlabel="minutes", log_y=True)
     print(f"wrote {plot}")
 
