@@ -215,6 +215,13 @@ def load_curves(args: argparse.Namespace, speeds: dict) -> tuple[dict, dict, dic
     return curves, s_per_step, own_n
 
 
+def default_plot(out: str) -> Path:
+    """The shipped picture for the shipped results file; for any other results file, a PNG beside it."""
+    if Path(out).resolve() == (RESULTS / "fast_recipe.json").resolve():
+        return REPO / "docs" / "images" / "fast_vs_reference.png"
+    return Path(out).with_suffix(".png")
+
+
 def report(args: argparse.Namespace) -> None:
     speeds = json.loads(SPEED_JSON.read_text())
     if args.fast_speed:  # fast runs of another setting than the recipe file's (bf16 chains, say), timed apart
@@ -272,7 +279,7 @@ def report(args: argparse.Namespace) -> None:
     print(f"wrote {args.out}")
     labels = {name: f"{name.removeprefix('fast ')}, n={own_n[name]}" for name in own}  # short: fewer legend rows
     plot = plot_curves({labels[name]: [(p["minutes"], p["fd"]) for p in points] for name, points in own.items()},
-                       args.plot, xlabel="minutes", log_y=True)
+                       args.plot or default_plot(args.out), xlabel="minutes", log_y=True)
     print(f"wrote {plot}")
 
 
@@ -323,7 +330,8 @@ def main() -> None:
                         "speed file's, measured for examples/ebm_mnist_fast.toml)")
     p.add_argument("--weights", choices=["sampling", "trained"], default="sampling",
                    help="with the ema callback: the averaged weights' figures (the default) or the trained ones'")
-    p.add_argument("--plot", default=str(REPO / "docs" / "images" / "fast_vs_reference.png"))
+    p.add_argument("--plot", default=None, help="PNG to draw (default: docs/images/fast_vs_reference.png with the "
+                   "default --out, else beside --out: a study of its own never overwrites the shipped picture)")
     p.add_argument("--out", default=str(RESULTS / "fast_recipe.json"))
     p = commands.add_parser("seeds")
     p.add_argument("models", nargs="+", metavar="RUN_OR_CHECKPOINT")

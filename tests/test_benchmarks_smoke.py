@@ -388,3 +388,23 @@ def test_families_puts_runs_of_any_recipe_on_one_ruler_of_minutes(tmp_path):
     bad = subprocess.run([sys.executable, "benchmarks/families.py", f"slow={slow}", "--out", str(out), "--plot",
                           str(plot)], cwd=REPO, capture_output=True, text=True, timeout=120, check=False)
     assert bad.returncode == 1 and bad.stderr.startswith("Error: run ") and "LABEL=RUN_DIR@SECONDS_PER_STEP" in bad.stderr
+
+
+def test_fast_recipe_report_draws_beside_its_own_results_file_unless_told(tmp_path):
+    # A study with its own --out must not overwrite the shipped picture of the shipped results file.
+    shipped = REPO / "docs" / "images" / "fast_vs_reference.png"
+    before = shipped.read_bytes()
+    evaluation = {"eval/fd": 3.0, "eval/confidence": 0.95, "eval/coverage": 0.99, "eval/train_minutes": 1.0,
+                  "eval/n": 1000}
+    for name in ("ref", "fast"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "metrics.jsonl").write_text(json.dumps({"step": 100, **evaluation}) + "\n")
+        (tmp_path / name / "config.json").write_text(json.dumps({"seed": 0, "callbacks": {"evaluation": {"n": 1000}}}))
+    out = tmp_path / "study.json"
+    done = subprocess.run([sys.executable, "benchmarks/fast_recipe.py", "report", str(tmp_path / "ref"),
+                           str(tmp_path / "fast"), "--out", str(out)],
+                          cwd=REPO, capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "study.png").stat().st_size > 0 and f"wrote {tmp_path / 'study.png'}" in done.stdout
+    assert shipped.read_bytes() == before
+    assert fast_recipe().default_plot(str(REPO / "benchmarks" / "results" / "fast_recipe.json")) == shipped
