@@ -3,12 +3,12 @@
     python benchmarks/families.py "VAE=/work/runs/fa-vae@0.0478" "fast=/work/runs/fa-fast60@0.0734" \
         --minutes 60 --out benchmarks/results/fashion_anchors.json --plot docs/images/fashion_curves.png
 
-Each run is ``LABEL=RUN_DIR@SECONDS_PER_STEP``: its steps become minutes at that speed (measured with nothing
-else running, so runs that shared the machine keep their budget), counting the steps a divergence rollback
-threw away and redid. The table gives each run's last evaluation within the budget (a later ``genframe eval``
-of the same step with more samples wins) and the stability rule: after the first quarter of the budget, no
-evaluation worse than twice the best so far. Unlike ``fast_recipe.py report`` it compares no pair of recipes:
-every run stands on the one ruler, whatever its model family.
+Each run is ``LABEL=RUN_DIR@SECONDS_PER_STEP``: its steps become minutes at that speed (measured with
+nothing else running, so runs that shared the machine keep their budget), counting the steps a divergence
+rollback threw away and redid. The table gives each run's last evaluation within the budget and half a
+minute (a later ``genframe eval`` of the same step with more samples wins) and the stability rule: after
+the first quarter of the budget, no evaluation worse than twice the best so far. Unlike ``fast_recipe.py
+report`` it compares no pair of recipes: every run stands on the one ruler, whatever its model family.
 """
 
 from __future__ import annotations
