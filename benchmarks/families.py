@@ -46,15 +46,15 @@ def main() -> None:
     p.add_argument("--plot", required=True, help="PNG of fd against minutes: every run's own evaluations, those "
                    "past the budget too (a run that rollbacks made late shows where it ended)")
     args = p.parse_args()
-    quarter, table, drawn = args.minutes / 4, {}, {}
+    quarter, within_minutes, table, drawn = args.minutes / 4, args.minutes + 0.5, {}, {}  # half a minute's grace
     for label, run_dir, s_per_step in map(parse_run, args.runs):
         points = curve(run_dir, s_per_step)
         print_curve(f"{label}: {run_dir} at {s_per_step:.4f} s/step", points)
         n = training_n(run_dir)
         drawn[label] = [q for q in points if q["n"] == n] or points  # its own evaluations, past the budget too
-        within = [q for q in drawn[label] if q["minutes"] <= args.minutes + 0.5]
+        within = [q for q in drawn[label] if q["minutes"] <= within_minutes]
         table[label] = {"run": run_dir, "s_per_step": s_per_step, "points": points,
-                        "at_budget": at_budget(points, args.minutes + 0.5),
+                        "at_budget": at_budget(points, within_minutes),
                         "stable_after_first_quarter": stable(within, quarter)}
     print(f"\n{'run':<28} {'step':>7} {'minutes':>8} {'n':>6} {'fd':>8} {'conf':>6} {'coverage':>8}  stable")
     for label, row in table.items():
