@@ -4,11 +4,13 @@
     python benchmarks/sgld_throughput.py --batch-sizes 128 --rounds 3 --steps 5   # smoke run
     python benchmarks/sgld_throughput.py --channels 3 --size 32 64 --impls auto --no-torchebm   # colour images
     python benchmarks/sgld_throughput.py --impls native --precision fp32 bf16 --no-torchebm --out results/sgld_bf16.json
+    python benchmarks/sgld_throughput.py --impls native fused --lanes 16 8 --batch-sizes 128 --no-torchebm   # AVX2
 
 All variants run the reference Swish CNN with the same weights, batch, steps and noise level:
 - plain: the loop a user would write (below): x += noise * randn; clamp; g = autograd.grad(score.sum(), x)
   with frozen weights; clip g to +-0.03; x += 10 * g; clamp.
-- genframe: ``SGLDSampler`` as training and generation use it (``sampler.impl = auto``); more with --impls.
+- genframe: ``SGLDSampler`` as training and generation use it (``sampler.impl = auto``); more with --impls;
+  --lanes builds the native kernels in vectors of 16 or 8 floats whatever this CPU is (default: its own).
 - torchebm: TorchEBM's ``LangevinDynamics`` (``pip install --no-deps torchebm``, the ``bench`` extra),
   on the same net as energy -score, step size 10, noise std 0.005, clamp [-1, 1]. What differs: it has no
   gradient clipping and adds the noise after the gradient step (x += eta * grad + noise; one clamp),
@@ -25,6 +27,7 @@ from the same seed. Writes everything as JSON (--out).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import itertools
 import json
 import os
@@ -35,6 +38,7 @@ from pathlib import Path
 
 import torch
 
+from genframe_ebm import native
 from genframe_ebm.energy import SwishEnergyNet
 from genframe_ebm.sampler import SGLDSampler
 
@@ -82,6 +86,25 @@ def machine() -> dict:
             "torch_threads": torch.get_num_threads(),
             "torch": torch.__version__, "python": platform.python_version(),
             "load_average": [round(v, 2) for v in os.getloadavg()] if hasattr(os, "getloadavg") else None}
+
+
+@contextlib.contextmanager
+def kernel_lanes(lanes: int | None):
+    """Native kernels built in vectors of ``lanes`` floats (None: this CPU's), as another CPU would get them."""
+    saved = native.vector_lanes
+    if lanes is not None:
+        native.vector_lanes = lambda: lanes
+    try:
+        yield
+    finally:
+        native.vector_lanes = saved
+
+
+def genframe_runner(sampler, model, lanes: int | None):
+    def run(x, steps, generator):
+        with kernel_lanes(lanes):
+            return sampler.sample(model, x, steps, generator=generator).images
+    return run
 
 
 def plain_sgld(model, x, steps, generator):
@@ -135,6 +158,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None, help="sampler.threads (default: torch's)")
     parser.add_argument("--precision", nargs="+", default=["fp32"], choices=["fp32", "bf16"],
                         help="sampler.precision values to time for each impl (bf16: the native kernel's bf16 products)")
+    parser.add_argument("--lanes", type=int, nargs="+", choices=[8, 16], default=[None],
+                        help="floats per vector of the native kernels to time (default: this CPU's; 16 on an AVX2 CPU "
+                             "is the code an AVX-512 one gets)")
     parser.add_argument("--no-torchebm", action="store_true")
     parser.add_argument("--check-steps", type=int, default=60, help="steps for the chain-deviation check")
     parser.add_argument("--channels", type=int, default=1, help="image channels (1: MNIST; 3: colour)")
@@ -149,11 +175,16 @@ def main() -> None:
         model = SwishEnergyNet(in_channels=args.channels, image_size=size)
         flop = flop_per_image_step(model, shape)
         variants = {"plain": lambda x, steps, g, m=model: plain_sgld(m, x, steps, g)}
-        for impl, precision in itertools.product(args.impls, args.precision):
+        for impl, precision, lanes in itertools.product(args.impls, args.precision, args.lanes):
+            if impl in ("fused", "autograd") and lanes != args.lanes[0]:
+                continue  # no native kernels: the same variant
             sampler = SGLDSampler(STEP_SIZE, NOISE, CLIP, impl=impl, threads=args.threads, precision=precision)
-            name = ("genframe" if impl == "auto" else f"genframe-{impl}") + ("" if precision == "fp32" else f"-{precision}")
-            ran_as[f"{name} {'x'.join(map(str, shape))}"] = sampler.implementation(model, torch.zeros(args.batch_sizes[0], *shape))
-            variants[name] = lambda x, steps, g, s=sampler, m=model: s.sample(m, x, steps, generator=g).images
+            name = (("genframe" if impl == "auto" else f"genframe-{impl}") + ("" if precision == "fp32" else f"-{precision}")
+                    + ("" if lanes is None or impl in ("fused", "autograd") else f"-{lanes}lanes"))
+            with kernel_lanes(lanes):
+                ran_as[f"{name} {'x'.join(map(str, shape))}"] = sampler.implementation(
+                    model, torch.zeros(args.batch_sizes[0], *shape))
+            variants[name] = genframe_runner(sampler, model, lanes)
         if not args.no_torchebm:
             run, torchebm_status = torchebm_runner(model)
             if run is not None:
@@ -196,7 +227,8 @@ def main() -> None:
 
     report = {"benchmark": "sgld_throughput", "machine": machine(),
               "settings": {"steps": args.steps, "rounds": args.rounds, "step_size": STEP_SIZE, "noise": NOISE,
-                           "grad_clip": CLIP, "channels": args.channels, "sizes": args.size},
+                           "grad_clip": CLIP, "channels": args.channels, "sizes": args.size,
+                           "native_lanes": native.vector_lanes()},
               "genframe_impl": ran_as, "torchebm": torchebm_status,
               "torchebm_differences": "no gradient clipping; noise added after the gradient step, one clamp per step",
               "results": results, "deviation_vs_plain": deviations}

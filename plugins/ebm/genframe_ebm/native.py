@@ -27,7 +27,7 @@ import subprocess
 import tempfile
 import threading
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from genframe_ebm import native_src
@@ -39,12 +39,14 @@ _FLAGS = ["-O3", "-march=native", "-fno-math-errno", "-shared", "-fPIC", "-std=g
 class NativeSpec:
     """The net the kernels are built for: one-channel size x size images; convs (in, out, kernel), each
     stride 2 with padding kernel // 2; then Dense(hidden), SiLU, Dense(1). ``precision``: the convs'
-    products in "fp32" or "bf16" (AVX-512 BF16 dot products; native_bf16_src.py)."""
+    products in "fp32" or "bf16" (AVX-512 BF16 dot products; native_bf16_src.py). ``lanes``: floats per
+    vector, by default this CPU's (``vector_lanes``)."""
 
     size: int
     convs: tuple[tuple[int, int, int], ...]
     hidden: int
     precision: str = "fp32"
+    lanes: int = field(default_factory=lambda: vector_lanes())
 
     @staticmethod
     def supported(size: int, convs: list[tuple[int, int, int, int, int]], hidden: int) -> bool:
@@ -128,7 +130,7 @@ def _build(spec: NativeSpec) -> Path:
     compiler = shutil.which(os.environ.get("CC", "cc"))
     if compiler is None:
         raise RuntimeError(f"no C compiler found (looked for {os.environ.get('CC', 'cc')!r}; set $CC)")
-    source = native_src.source(spec.size, list(spec.convs), spec.hidden, spec.precision)
+    source = native_src.source(spec.size, list(spec.convs), spec.hidden, spec.precision, spec.lanes)
     key = hashlib.sha256("\n".join([source, " ".join(_FLAGS), compiler, _cpu_signature()]).encode()).hexdigest()[:20]
     directory = cache_dir()
     target = directory / f"sgld_step_{key}.so"
@@ -146,14 +148,32 @@ def _build(spec: NativeSpec) -> Path:
     return target
 
 
-@functools.cache
-def cpu_has_bf16() -> bool:
-    """Whether this CPU has AVX-512 BF16 dot products (where /proc/cpuinfo is missing: try to build)."""
+def _cpu_flags() -> set[str] | None:
+    """The CPU's feature flags from /proc/cpuinfo, or None where it has none (not Linux)."""
     try:
         flags = next(line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags"))
     except (OSError, StopIteration):
+        return None
+    return set(flags.split(":", 1)[-1].split())
+
+
+@functools.cache
+def vector_lanes() -> int:
+    """Floats per vector the kernels are written in here: 16 where the CPU has AVX-512 (32 registers of 16),
+    else 8. On an AVX2 CPU (16 registers of 8) 16-lane code spills its accumulators: on a 2-core AMD EPYC
+    (family 23, AVX2) at batch 128 it ran 2.9x slower than the ATen path, 8-lane code 2.2x faster
+    (benchmarks/results/sgld_avx2.json). CPUs without /proc/cpuinfo get 8 too."""
+    flags = _cpu_flags()
+    return 16 if flags is not None and "avx512f" in flags else 8
+
+
+@functools.cache
+def cpu_has_bf16() -> bool:
+    """Whether this CPU has AVX-512 BF16 dot products (where /proc/cpuinfo is missing: try to build)."""
+    flags = _cpu_flags()
+    if flags is None:
         return platform.machine().lower() in ("x86_64", "amd64")
-    return "avx512_bf16" in flags.split()
+    return "avx512_bf16" in flags
 
 
 def why_unavailable(spec: NativeSpec) -> str:

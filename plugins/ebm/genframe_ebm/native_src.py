@@ -7,9 +7,10 @@ for the backward); the dense head; back through the head, each conv's transposed
 gradient) times the SiLU' below; the first conv's input gradient; the update (clip, step, clamp).
 
 Layouts are channels-last with zero borders, so the inner loops have no bounds checks. Convs are
-vectorised over 16 output (forward) or input (backward) channels with GCC/Clang vector extensions
-(lowered to AVX-512, AVX2 or NEON as the CPU allows); several output positions share each weight
-load. The shapes are baked in as literals, so the compiler unrolls and keeps accumulators in registers.
+vectorised over output (forward) or input (backward) channels with GCC/Clang vector extensions, in
+vectors of 16 floats where the CPU has AVX-512 and 8 elsewhere (AVX2: half the register width and half
+the registers); several output positions share each weight load. The shapes are baked in as literals,
+so the compiler unrolls and keeps accumulators in registers, as many as ``blocking`` lets fit.
 """
 
 from __future__ import annotations
@@ -19,32 +20,29 @@ from genframe_ebm import native_bf16_src
 PRELUDE = r"""
 #include <stdint.h>
 #include <string.h>
-typedef float v16 __attribute__((vector_size(64)));
-typedef int32_t v16i __attribute__((vector_size(64)));
-typedef float v16u __attribute__((vector_size(64), aligned(4)));
-static inline v16 ld(const float *p) { return *(const v16u *)p; }
-static inline void st(float *p, v16 v) { *(v16u *)p = v; }
-static inline v16 splat(float c) { return (v16){0} + c; }
-static inline v16 vsel(v16i m, v16 a, v16 b) { return (v16)((m & (v16i)a) | (~m & (v16i)b)); }
+static inline vf ld(const float *p) { return *(const vfu *)p; }
+static inline void st(float *p, vf v) { *(vfu *)p = v; }
+static inline vf splat(float c) { return (vf){0} + c; }
+static inline vf vsel(vi m, vf a, vf b) { return (vf)((m & (vi)a) | (~m & (vi)b)); }
 /* exp for SiLU: Cephes-style range reduction and polynomial, ~1 ulp, branch-free so it vectorises. */
-static inline v16 vexp(v16 x) {
+static inline vf vexp(vf x) {
     x = vsel(x < splat(-87.0f), splat(-87.0f), x);
     x = vsel(x > splat(88.0f), splat(88.0f), x);
-    v16 n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;   /* round to nearest */
-    v16 r = x - n * 0.693359375f;
+    vf n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;   /* round to nearest */
+    vf r = x - n * 0.693359375f;
     r = r + n * 2.12194440e-4f;
-    v16 p = r * 1.9875691500E-4f + 1.3981999507E-3f;
+    vf p = r * 1.9875691500E-4f + 1.3981999507E-3f;
     p = p * r + 8.3334519073E-3f;
     p = p * r + 4.1665795894E-2f;
     p = p * r + 1.6666665459E-1f;
     p = p * r + 5.0000001201E-1f;
     p = p * r * r + r + 1.0f;
-    v16i e = (__builtin_convertvector(n, v16i) + 127) << 23;
-    return p * (v16)e;
+    vi e = (__builtin_convertvector(n, vi) + 127) << 23;
+    return p * (vf)e;
 }
 /* a = SiLU(z); d = SiLU'(z), written as ATen's silu_backward computes it */
-static inline void silu2(v16 z, float *a, float *d) {
-    const v16 s = 1.0f / (1.0f + vexp(-z));
+static inline void silu2(vf z, float *a, float *d) {
+    const vf s = 1.0f / (1.0f + vexp(-z));
     st(a, z * s);
     st(d, s * (1.0f + z * (1.0f - s)));
 }
@@ -58,16 +56,17 @@ CONV_FWD = r"""
 static void conv{l}_fwd(const {T} *restrict in, const {T} *restrict wf, const float *restrict bias,
                        {ATYPE} *restrict a, float *restrict d) {{
     for (int i = 0; i < {HO}; i++)
-        for (int j0 = 0; j0 < {HO}; j0 += {JB}) {{
-            v16 acc[{JB}][{CB}];
+        for (int j0 = 0; j0 < {HO}; j0 += {JB})
+            for (int cb0 = 0; cb0 < {CB}; cb0 += {CBS}) {{
+            vf acc[{JB}][{CBS}];
             for (int jj = 0; jj < {JB}; jj++)
-                for (int cb = 0; cb < {CB}; cb++) acc[jj][cb] = ld(bias + 16 * cb);
+                for (int cb = 0; cb < {CBS}; cb++) acc[jj][cb] = ld(bias + {V} * (cb0 + cb));
 {TAPS}
             for (int jj = 0; jj < {JB}; jj++)
-                for (int cb = 0; cb < {CB}; cb++)
-                    {SILU}(acc[jj][cb], a + ((i + {Q}) * {WO} + j0 + jj + {Q}) * {CO} + 16 * cb,
-                           d + (i * {HO} + j0 + jj) * {CO} + 16 * cb);
-        }}
+                for (int cb = 0; cb < {CBS}; cb++)
+                    {SILU}(acc[jj][cb], a + ((i + {Q}) * {WO} + j0 + jj + {Q}) * {CO} + {V} * (cb0 + cb),
+                           d + (i * {HO} + j0 + jj) * {CO} + {V} * (cb0 + cb));
+            }}
 }}
 """
 FWD_TAPS = r"""            for (int u = 0; u < {K}; u++)
@@ -75,11 +74,11 @@ FWD_TAPS = r"""            for (int u = 0; u < {K}; u++)
                     for (int c = 0; c < {CI}; c++) {{
                         const float *w = wf + ((u * {K} + v) * {CI} + c) * {CO};
                         const float *x = in + ((2 * i + u) * {WI} + 2 * j0 + v) * {CI} + c;
-                        v16 wk[{CB}];
-                        for (int cb = 0; cb < {CB}; cb++) wk[cb] = ld(w + 16 * cb);
+                        vf wk[{CBS}];
+                        for (int cb = 0; cb < {CBS}; cb++) wk[cb] = ld(w + {V} * (cb0 + cb));
                         for (int jj = 0; jj < {JB}; jj++) {{
                             const float xv = x[2 * jj * {CI}];
-                            for (int cb = 0; cb < {CB}; cb++) acc[jj][cb] += xv * wk[cb];
+                            for (int cb = 0; cb < {CBS}; cb++) acc[jj][cb] += xv * wk[cb];
                         }}
                     }}"""
 
@@ -93,10 +92,11 @@ static void conv{l}_bwd(const {T} *restrict g, const {T} *restrict wt, const flo
     for (int p = 0; p < {HI}; p++) {{
         const int pp = p & 1, r = p >> 1;
         for (int pq = 0; pq < 2; pq++)
-            for (int m0 = 0; m0 < {HO}; m0 += {JB}) {{
-                v16 acc[{JB}][{CB}];
+            for (int m0 = 0; m0 < {HO}; m0 += {JB})
+                for (int cb0 = 0; cb0 < {CB}; cb0 += {CBS}) {{
+                vf acc[{JB}][{CBS}];
                 for (int jj = 0; jj < {JB}; jj++)
-                    for (int cb = 0; cb < {CB}; cb++) acc[jj][cb] = splat(0.0f);
+                    for (int cb = 0; cb < {CBS}; cb++) acc[jj][cb] = splat(0.0f);
                 for (int u = 0; u < {K}; u++) {{
                     if ((pp + {P} - u) & 1) continue;   /* row p = 2i + u - P for an integer i */
                     const int i = r + (pp + {P} - u) / 2;
@@ -109,8 +109,8 @@ static void conv{l}_bwd(const {T} *restrict g, const {T} *restrict wt, const flo
                 }}
                 for (int jj = 0; jj < {JB}; jj++) {{
                     const int q = 2 * (m0 + jj) + pq;
-                    for (int cb = 0; cb < {CB}; cb++) {{
-                        const v16 val = acc[jj][cb] * ld(dprev + (p * {HI} + q) * {CI} + 16 * cb);
+                    for (int cb = 0; cb < {CBS}; cb++) {{
+                        const vf val = acc[jj][cb] * ld(dprev + (p * {HI} + q) * {CI} + {V} * (cb0 + cb));
                         {STORE}
                     }}
                 }}
@@ -119,44 +119,46 @@ static void conv{l}_bwd(const {T} *restrict g, const {T} *restrict wt, const flo
 }}
 """
 BWD_TAPS = r"""                        for (int k = 0; k < {CO}; k++) {{
-                            v16 wk[{CB}];
-                            for (int cb = 0; cb < {CB}; cb++) wk[cb] = ld(w + k * {CI} + 16 * cb);
+                            vf wk[{CBS}];
+                            for (int cb = 0; cb < {CBS}; cb++) wk[cb] = ld(w + k * {CI} + {V} * (cb0 + cb));
                             for (int jj = 0; jj < {JB}; jj++) {{
                                 const float gv = gr[jj * {CO} + k];
-                                for (int cb = 0; cb < {CB}; cb++) acc[jj][cb] += gv * wk[cb];
+                                for (int cb = 0; cb < {CBS}; cb++) acc[jj][cb] += gv * wk[cb];
                             }}
                         }}"""
-STORE_PADDED = "st(out + ((p + {R2}) * {WG2} + q + {R2}) * {CI} + 16 * cb, val);"
-STORE_TRANSPOSED = "for (int c = 0; c < 16; c++) out[((p * {CI}) + 16 * cb + c) * {WT} + q + {P1}] = val[c];"
+STORE_PADDED = "st(out + ((p + {R2}) * {WG2} + q + {R2}) * {CI} + {V} * (cb0 + cb), val);"
+STORE_TRANSPOSED = ("for (int c = 0; c < {V}; c++) out[((p * {CI}) + {V} * (cb0 + cb) + c) * {WT} + q + {P1}] = "
+                    "val[c];")
 
 # The first conv's input gradient (1 channel out) from gt = d score / dz_1 (here [row][channel][column + P1]),
-# streamed row by row: output row 2i-P1+u takes input row i with tap u, so after row i the rows 2i-P1
-# and 2i-P1+1 are complete; then the SGLD update of those rows of x. TAPS adds row i's products (FIRST_TAPS
-# here: fp32 weights w1b [CO][K][K]).
+# one block of V output-column pairs at a time, streamed row by row: output row 2i-P1+u takes input row i
+# with tap u, so after row i the rows 2i-P1 and 2i-P1+1 are complete; then the SGLD update of those rows of
+# x. TAPS adds row i's products (FIRST_TAPS here: fp32 weights w1b [CO][K][K]).
 FIRST_BWD_UPDATE = r"""
 static void first_bwd_update(const {T} *restrict gt, const {T} *restrict w1b, float *restrict x,
                              float step, float clip) {{
-    v16 acc[{K}][2][{MB}];   /* [row offset u][column parity][16-column block] */
-    memset(acc, 0, sizeof acc);
-    for (int i = 0; i <= {HO} + ({K} - 1) / 2; i++) {{
-        if (i < {HO})
+    for (int mb = 0; mb < {MB}; mb++) {{
+        vf acc[{K}][2];   /* [row offset u][column parity] of this block */
+        memset(acc, 0, sizeof acc);
+        for (int i = 0; i <= {HO} + ({K} - 1) / 2; i++) {{
+            if (i < {HO})
 {TAPS}
-        for (int r = 0; r < 2; r++) {{
-            const int y = 2 * i - {P} + r;
-            if (y < 0 || y >= {H}) continue;
-            float *xr = x + y * {H};
-            for (int mb = 0; mb < {MB}; mb++)
-                for (int m = 0; m < 16; m++)
+            for (int r = 0; r < 2; r++) {{
+                const int y = 2 * i - {P} + r;
+                if (y < 0 || y >= {H}) continue;
+                float *xr = x + y * {H};
+                for (int m = 0; m < {V}; m++)
                     for (int px = 0; px < 2; px++) {{
-                        float gv = acc[r][px][mb][m];
+                        float gv = acc[r][px][m];
                         gv = gv < -clip ? -clip : (gv > clip ? clip : gv);
-                        const int q = 32 * mb + 2 * m + px;
+                        const int q = 2 * {V} * mb + 2 * m + px;
                         const float val = xr[q] + step * gv;
                         xr[q] = val < -1.0f ? -1.0f : (val > 1.0f ? 1.0f : val);
                     }}
+            }}
+            for (int u = 0; u + 2 < {K}; u++) memcpy(acc[u], acc[u + 2], sizeof acc[u]);
+            for (int u = {K} - 2 < 0 ? 0 : {K} - 2; u < {K}; u++) memset(acc[u], 0, sizeof acc[u]);
         }}
-        for (int u = 0; u + 2 < {K}; u++) memcpy(acc[u], acc[u + 2], sizeof acc[u]);
-        for (int u = {K} - 2 < 0 ? 0 : {K} - 2; u < {K}; u++) memset(acc[u], 0, sizeof acc[u]);
     }}
 }}
 """
@@ -165,54 +167,101 @@ FIRST_TAPS = r"""            for (int c = 0; c < {CO}; c++) {{
                 for (int u = 0; u < {K}; u++)
                     for (int v = 0; v < {K}; v++) {{
                         const int px = (v - {P}) & 1, sh = (v - {P} - px) / 2;   /* column 2j+v-P = 2(j+sh)+px */
-                        for (int mb = 0; mb < {MB}; mb++) acc[u][px][mb] += w[u * {K} + v] * ld(src - sh + 16 * mb);
+                        acc[u][px] += w[u * {K} + v] * ld(src - sh + {V} * mb);
                     }}
             }}"""
 
 # Head: z = fc(h) + b, hidden SiLU, score = out . SiLU(z); gradient back to the last conv's activation,
 # times its SiLU' (d score / dz_L), into g [HL+2R][HL+2R][CL] at border R (GTYPE: fp32, or bf16 for the bf16
-# kernels' transposed convs). fct: [NIN][NH], fc: [NH][NIN].
+# kernels' transposed convs). fct: [NIN][NH], fc: [NH][NIN]. E accumulator sets for z (two halve its
+# dependency chains where it has few vectors); the gradient in blocks of QB vectors, to stay in registers.
 HEAD = r"""
 static void head(const float *restrict h, const float *restrict fct, const float *restrict fc,
                  const float *restrict b, const float *restrict wout, const float *restrict dl, {GTYPE} *restrict g) {{
-    v16 z[2][{NHB}];
-    for (int o = 0; o < {NHB}; o++) {{ z[0][o] = ld(b + 16 * o); z[1][o] = splat(0.0f); }}
-    for (int i = 0; i < {NIN}; i += 2)   /* two accumulator sets: half the dependency chain */
-        for (int e = 0; e < 2; e++)
-            for (int o = 0; o < {NHB}; o++) z[e][o] += h[i + e] * ld(fct + (i + e) * {NH} + 16 * o);
-    float gz[{NH}], tmp[16];
+    vf z[{E}][{NHB}];
     for (int o = 0; o < {NHB}; o++) {{
-        silu2(z[0][o] + z[1][o], tmp, gz + 16 * o);
-        st(gz + 16 * o, ld(gz + 16 * o) * ld(wout + 16 * o));
+        z[0][o] = ld(b + {V} * o);
+        for (int e = 1; e < {E}; e++) z[e][o] = splat(0.0f);
     }}
-    v16 acc[{NINB}];
-    for (int q = 0; q < {NINB}; q++) acc[q] = splat(0.0f);
-    for (int o = 0; o < {NH}; o++)
-        for (int q = 0; q < {NINB}; q++) acc[q] += gz[o] * ld(fc + o * {NIN} + 16 * q);
-    for (int q = 0; q < {NINB}; q++) {{
-        const int pos = 16 * q / {CL}, c = 16 * q % {CL};   /* h is [HL][HL][CL] */
-        {GSTORE}(g + (((pos / {HL}) + {R}) * {WG} + pos % {HL} + {R}) * {CL} + c, acc[q] * ld(dl + 16 * q));
+    for (int i = 0; i < {NIN}; i += {E})
+        for (int e = 0; e < {E}; e++)
+            for (int o = 0; o < {NHB}; o++) z[e][o] += h[i + e] * ld(fct + (i + e) * {NH} + {V} * o);
+    float gz[{NH}], tmp[{V}];
+    for (int o = 0; o < {NHB}; o++) {{
+        vf zo = z[0][o];
+        for (int e = 1; e < {E}; e++) zo += z[e][o];
+        silu2(zo, tmp, gz + {V} * o);
+        st(gz + {V} * o, ld(gz + {V} * o) * ld(wout + {V} * o));
+    }}
+    for (int q0 = 0; q0 < {NINB}; q0 += {QB}) {{
+        vf acc[{QB}];
+        for (int q = 0; q < {QB}; q++) acc[q] = splat(0.0f);
+        for (int o = 0; o < {NH}; o++)
+            for (int q = 0; q < {QB}; q++) acc[q] += gz[o] * ld(fc + o * {NIN} + {V} * (q0 + q));
+        for (int q = 0; q < {QB}; q++) {{
+            const int pos = {V} * (q0 + q) / {CL}, c = {V} * (q0 + q) % {CL};   /* h is [HL][HL][CL] */
+            {GSTORE}(g + (((pos / {HL}) + {R}) * {WG} + pos % {HL} + {R}) * {CL} + c,
+                     acc[q] * ld(dl + {V} * (q0 + q)));
+        }}
     }}
 }}
 """
 
 
-def source(size: int, convs: list[tuple[int, int, int]], hidden: int, precision: str = "fp32") -> str:
+def vector_types(lanes: int) -> str:
+    """The C vector types of ``lanes`` floats: vf (values), vi (int32 lanes, for masks), vfu (unaligned)."""
+    size = 4 * lanes
+    return (f"\ntypedef float vf __attribute__((vector_size({size})));\n"
+            f"typedef int32_t vi __attribute__((vector_size({size})));\n"
+            f"typedef float vfu __attribute__((vector_size({size}), aligned(4)));\n")
+
+
+def registers(lanes: int) -> int:
+    """Vector registers of the instruction set ``lanes`` float lanes stand for: AVX-512 32, AVX2 16."""
+    return 32 if lanes >= 16 else 16
+
+
+def blocking(lanes: int, positions: int, vectors: int) -> tuple[int, int]:
+    """(output positions, channel vectors) per block of a conv's accumulators, for ``positions`` outputs in a
+    row and ``vectors`` channel vectors. With 16 lanes (AVX-512) a block is up to 8 positions by all vectors;
+    with fewer registers (AVX2) a block must leave room for its weight vectors and a broadcast, or the
+    accumulators spill to the stack every tap: then the most accumulators that fit, fewer weight loads (more
+    positions) breaking ties."""
+    if lanes >= 16:
+        return min(8, positions), vectors
+    fits = [(jb, cbs) for jb in (1, 2, 4, 8) if positions % jb == 0 for cbs in range(1, vectors + 1)
+            if vectors % cbs == 0 and jb * cbs + cbs + 2 <= registers(lanes)]
+    return max(fits, key=lambda block: (block[0] * block[1], block[0]))
+
+
+def head_blocking(lanes: int, hidden_vectors: int, input_vectors: int) -> tuple[int, int]:
+    """(accumulator sets for z, gradient vectors per block) of the head, within the registers."""
+    sets = 2 if 2 * hidden_vectors + 2 <= registers(lanes) else 1
+    block = max(q for q in range(1, input_vectors + 1) if input_vectors % q == 0 and q + 2 <= registers(lanes))
+    return sets, block
+
+
+def source(size: int, convs: list[tuple[int, int, int]], hidden: int, precision: str = "fp32", lanes: int = 16) -> str:
     """C for a net whose convs are (in_channels, out_channels, kernel), all stride 2 with padding k // 2,
     on size x size one-channel images, followed by Dense(hidden), SiLU, Dense(1); the convs' products in
-    ``precision``, "fp32" or "bf16" (native_bf16_src.py)."""
+    ``precision``, "fp32" or "bf16" (native_bf16_src.py); vectors of ``lanes`` floats, 16 (AVX-512, and
+    what other CPUs' compilers split up) or 8 (AVX2). bf16 products are AVX-512 instructions: 16 lanes."""
     bf = precision == "bf16"
+    if lanes not in (8, 16) or (bf and lanes != 16):
+        raise ValueError(f"native kernels take 8 or 16 lanes (bf16 products: 16), not {lanes}")
     kind = native_bf16_src if bf else None
     t = "bf16" if bf else "float"  # what a conv reads
-    parts, sizes = [PRELUDE, native_bf16_src.PRELUDE] if bf else [PRELUDE], [size]
+    prelude = PRELUDE.replace("#include <string.h>\n", "#include <string.h>\n" + vector_types(lanes), 1)
+    parts, sizes = [prelude, native_bf16_src.PRELUDE] if bf else [prelude], [size]
     for _ in convs:
         sizes.append(sizes[-1] // 2)
     pads = [k // 2 for _, _, k in convs]
     n = len(convs)
     for l, ((ci, co, k), hi) in enumerate(zip(convs, sizes), start=1):
         ho, q = hi // 2, (pads[l] if l < n else 0)  # output border: the next conv's padding
-        shape = dict(l=l, HO=ho, JB=min(8, ho), CB=co // 16, K=k, CI=ci, CO=co, WI=hi + 2 * pads[l - 1], Q=q,
-                     WO=ho + 2 * q, KP=k + 1)
+        jb, cbs = blocking(lanes, ho, co // lanes)
+        shape = dict(l=l, HO=ho, JB=jb, CB=co // lanes, CBS=cbs, V=lanes, K=k, CI=ci, CO=co, WI=hi + 2 * pads[l - 1],
+                     Q=q, WO=ho + 2 * q, KP=k + 1)
         taps = FWD_TAPS if not bf else (kind.CONV1_FWD_TAPS if l == 1 else kind.FWD_TAPS)
         last = l == n  # the last conv feeds the fp32 head
         parts.append(CONV_FWD.format(**shape, T=t, ATYPE="float" if last else t, TAPS=taps.format(**shape),
@@ -221,18 +270,23 @@ def source(size: int, convs: list[tuple[int, int, int]], hidden: int, precision:
     for l in range(n, 1, -1):
         (ci, co, k), hi, ho = convs[l - 1], sizes[l - 1], sizes[l]
         if l > 2:
-            store = (kind.STORE_PADDED if bf else STORE_PADDED).format(R2=r[l - 2], WG2=hi + 2 * r[l - 2], CI=ci)
+            store = (kind.STORE_PADDED if bf else STORE_PADDED).format(R2=r[l - 2], WG2=hi + 2 * r[l - 2], CI=ci,
+                                                                      V=lanes)
         else:
-            store = (kind.STORE_TRANSPOSED if bf else STORE_TRANSPOSED).format(CI=ci, WT=hi + 2 * pads[0], P1=pads[0])
-        shape = dict(l=l, HI=hi, HO=ho, JB=min(8, ho), CB=ci // 16, K=k, P=k // 2, R=r[l - 1], WG=ho + 2 * r[l - 1],
-                     CO=co, CI=ci)
+            store = (kind.STORE_TRANSPOSED if bf else STORE_TRANSPOSED).format(CI=ci, WT=hi + 2 * pads[0], P1=pads[0],
+                                                                              V=lanes)
+        jb, cbs = blocking(lanes, ho, ci // lanes)
+        shape = dict(l=l, HI=hi, HO=ho, JB=jb, CB=ci // lanes, CBS=cbs, V=lanes, K=k, P=k // 2, R=r[l - 1],
+                     WG=ho + 2 * r[l - 1], CO=co, CI=ci)
         parts.append(CONV_BWD.format(**shape, T=t, STORE=store, TAPS=(kind.BWD_TAPS if bf else BWD_TAPS).format(**shape)))
     _, co1, k1 = convs[0]
-    shape = dict(K=k1, P=k1 // 2, MB=sizes[1] // 16, HO=sizes[1], CO=co1, WT=sizes[1] + 2 * pads[0], H=size)
+    shape = dict(K=k1, P=k1 // 2, MB=sizes[1] // lanes, V=lanes, HO=sizes[1], CO=co1, WT=sizes[1] + 2 * pads[0], H=size)
     parts.append(FIRST_BWD_UPDATE.format(**shape, T=t, TAPS=(kind.FIRST_TAPS if bf else FIRST_TAPS).format(**shape)))
     cl, hl = convs[-1][1], sizes[-1]
-    parts.append(HEAD.format(NH=hidden, NHB=hidden // 16, NIN=hl * hl * cl, NINB=hl * hl * cl // 16, CL=cl, HL=hl,
-                             R=r[-1], WG=hl + 2 * r[-1], GTYPE="bf16" if bf else "float", GSTORE="stbh" if bf else "st"))
+    sets, block = head_blocking(lanes, hidden // lanes, hl * hl * cl // lanes)
+    parts.append(HEAD.format(NH=hidden, NHB=hidden // lanes, NIN=hl * hl * cl, NINB=hl * hl * cl // lanes, CL=cl, HL=hl,
+                             R=r[-1], WG=hl + 2 * r[-1], V=lanes, E=sets, QB=block, GTYPE="bf16" if bf else "float",
+                             GSTORE="stbh" if bf else "st"))
     parts.append(_step(size, convs, sizes, pads, r, bf))
     return "".join(parts)
 

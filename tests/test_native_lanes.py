@@ -1,0 +1,92 @@
+"""The native kernels in both vector widths: 16 floats (AVX-512 CPUs) and 8 (AVX2 and others).
+
+A CPU builds only its own width, so each width is built here whatever this CPU is (the compiler splits
+vectors wider than the CPU's) and checked against autograd: the gradient of one step, and a 60-step
+chain against the reference loop from the same seed. Other net shapes exercise the register blocking
+(channel counts of 3 vectors, several column blocks in the first conv's gradient).
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from genframe_ebm import native, native_src
+from genframe_ebm.energy import SwishEnergyNet
+from genframe_ebm.sampler import SGLDSampler
+
+CHAIN_TOL = 2e-6  # as tests/test_sampler_fast.py: fp32 rewrites of the same arithmetic
+ARCHS = {
+    "reference": {},
+    "64px, 48 channels": {"image_size": 64, "channels": [16, 48, 32, 64], "kernel_sizes": [5, 3, 5, 3], "hidden": 48},
+}
+
+
+@pytest.fixture(params=[8, 16])
+def lanes(request, monkeypatch):
+    monkeypatch.setattr(native, "vector_lanes", lambda: request.param)
+    return request.param
+
+
+def net(arch: dict, seed: int = 0) -> SwishEnergyNet:
+    torch.manual_seed(seed)
+    model = SwishEnergyNet(**arch)
+    with torch.no_grad():  # nonzero biases, as after training
+        for module in model.modules():
+            if isinstance(module, (torch.nn.Conv2d, torch.nn.Linear)):
+                module.bias.normal_(0, 0.05)
+    return model
+
+
+def sample(impl: str, model, init, steps: int, **kwargs):
+    sampler = SGLDSampler(impl=impl, example_shape=init.shape[1:], **kwargs)
+    return sampler.sample(model, init, steps, generator=torch.Generator().manual_seed(0)).images, sampler
+
+
+@pytest.mark.parametrize("arch", ARCHS.values(), ids=ARCHS.keys())
+def test_one_step_is_the_autograd_gradient(lanes, arch):
+    model = net(arch)
+    size = arch.get("image_size", 32)
+    x = torch.rand((5, 1, size, size), generator=torch.Generator().manual_seed(4)) - 0.5  # no clamping
+    probe = x.clone().requires_grad_(True)
+    want = torch.autograd.grad(model(probe).sum(), probe)[0]
+    step = 0.25 / float(want.abs().max())
+    out, sampler = sample("native", model, x, 1, step_size=step, noise=0.0, grad_clip=1e9)
+    assert sampler.fast_chains(model, x).kernels.spec.lanes == lanes
+    torch.testing.assert_close((out - x) / step, want, rtol=1e-3, atol=2e-4 * float(want.abs().max()))
+
+
+@pytest.mark.parametrize("arch", ARCHS.values(), ids=ARCHS.keys())
+def test_chain_matches_the_reference_loop(lanes, arch):
+    model = net(arch, seed=1)
+    size = arch.get("image_size", 32)
+    init = torch.rand((8, 1, size, size), generator=torch.Generator().manual_seed(1)) * 2 - 1
+    ref, _ = sample("autograd", model, init, 60)
+    out, _ = sample("native", model, init, 60)
+    assert not torch.equal(out, init)
+    assert (out - ref).abs().max() <= CHAIN_TOL
+
+
+def test_the_cpu_decides_the_width(monkeypatch):
+    native.vector_lanes.cache_clear()
+    try:
+        monkeypatch.setattr(native, "_cpu_flags", lambda: {"avx", "avx2", "fma"})
+        assert native.vector_lanes() == 8
+        native.vector_lanes.cache_clear()
+        monkeypatch.setattr(native, "_cpu_flags", lambda: {"avx2", "avx512f", "avx512_bf16"})
+        assert native.vector_lanes() == 16
+    finally:
+        native.vector_lanes.cache_clear()
+
+
+def test_avx2_blocks_fit_sixteen_registers():
+    """Each 8-lane conv block keeps its accumulators, weight vectors and a broadcast in 16 registers (the
+    16-lane blocks are the AVX-512 kernel's, unchanged: up to 8 positions by all channel vectors)."""
+    for positions in (2, 4, 8, 16):
+        for vectors in (1, 2, 3, 4, 6, 8):
+            jb, cbs = native_src.blocking(8, positions, vectors)
+            assert positions % jb == 0 and vectors % cbs == 0
+            assert jb * cbs + cbs + 2 <= 16
+            assert native_src.blocking(16, positions, vectors) == (min(8, positions), vectors)
+    with pytest.raises(ValueError, match="8 or 16 lanes"):
+        native_src.source(32, [(1, 16, 5), (16, 32, 3)], 64, "bf16", lanes=8)
