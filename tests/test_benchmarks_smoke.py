@@ -26,7 +26,10 @@ def fast_recipe():
 @pytest.mark.slow
 def test_sgld_and_train_throughput_benchmarks_run(tmp_path):
     sgld, train, profile = tmp_path / "sgld.json", tmp_path / "train.json", tmp_path / "profile.json"
+    lanes = tmp_path / "lanes.json"
     commands = [
+        ["benchmarks/sgld_throughput.py", "--batch-sizes", "8", "--rounds", "1", "--steps", "2", "--check-steps", "3",
+         "--no-torchebm", "--impls", "native", "fused", "--lanes", "16", "8", "--out", str(lanes)],
         ["benchmarks/sgld_throughput.py", "--batch-sizes", "8", "--rounds", "1", "--steps", "2", "--check-steps", "3",
          "--no-torchebm", "--precision", "fp32", "bf16", "--out", str(sgld)],
         ["benchmarks/train_throughput.py", "--batch", "16", "--sgld-steps", "2", "--rounds", "1",
@@ -39,6 +42,10 @@ def test_sgld_and_train_throughput_benchmarks_run(tmp_path):
         out = subprocess.run([sys.executable, *command], cwd=REPO, env=env, capture_output=True, text=True, timeout=300,
                              check=False)
         assert out.returncode == 0, out.stderr
+    report = json.loads(lanes.read_text())  # both kernel widths, whatever this CPU's is
+    assert [r["variant"] for r in report["results"]] == ["plain", "genframe-native-16lanes", "genframe-native-8lanes",
+                                                         "genframe-fused"]
+    assert all(d["max_abs_diff"] < 1e-5 for d in report["deviation_vs_plain"])
     report = json.loads(sgld.read_text())
     assert {r["variant"] for r in report["results"]} == {"plain", "genframe", "genframe-bf16"}
     assert all(r["img_steps_per_s"] > 0 for r in report["results"])
