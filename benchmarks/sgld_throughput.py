@@ -176,14 +176,18 @@ def main() -> None:
         flop = flop_per_image_step(model, shape)
         variants = {"plain": lambda x, steps, g, m=model: plain_sgld(m, x, steps, g)}
         for impl, precision, lanes in itertools.product(args.impls, args.precision, args.lanes):
-            if impl in ("fused", "autograd") and lanes != args.lanes[0]:
-                continue  # no native kernels: the same variant
+            if (impl in ("fused", "autograd") or precision == "bf16") and lanes != args.lanes[0]:
+                continue  # no native kernels, or bf16's (16 lanes always): the same variant
             sampler = SGLDSampler(STEP_SIZE, NOISE, CLIP, impl=impl, threads=args.threads, precision=precision)
-            name = (("genframe" if impl == "auto" else f"genframe-{impl}") + ("" if precision == "fp32" else f"-{precision}")
-                    + ("" if lanes is None or impl in ("fused", "autograd") else f"-{lanes}lanes"))
+            name = (("genframe" if impl == "auto" else f"genframe-{impl}")
+                    + ("" if lanes is None or impl in ("fused", "autograd") or precision == "bf16" else f"-{lanes}lanes")
+                    + ("" if precision == "fp32" else f"-{precision}"))
             with kernel_lanes(lanes):
-                ran_as[f"{name} {'x'.join(map(str, shape))}"] = sampler.implementation(
-                    model, torch.zeros(args.batch_sizes[0], *shape))
+                example = torch.zeros(args.batch_sizes[0], *shape)
+                fast = sampler.fast_chains(model, example)
+                kernels = None if fast is None else fast.kernels
+                ran_as[f"{name} {'x'.join(map(str, shape))}"] = (sampler.implementation(model, example) + (
+                    "" if kernels is None else f" ({kernels.spec.lanes} lanes)"))
             variants[name] = genframe_runner(sampler, model, lanes)
         if not args.no_torchebm:
             run, torchebm_status = torchebm_runner(model)
@@ -228,7 +232,7 @@ def main() -> None:
     report = {"benchmark": "sgld_throughput", "machine": machine(),
               "settings": {"steps": args.steps, "rounds": args.rounds, "step_size": STEP_SIZE, "noise": NOISE,
                            "grad_clip": CLIP, "channels": args.channels, "sizes": args.size,
-                           "native_lanes": native.vector_lanes()},
+                           "cpu_native_lanes": native.vector_lanes()},
               "genframe_impl": ran_as, "torchebm": torchebm_status,
               "torchebm_differences": "no gradient clipping; noise added after the gradient step, one clamp per step",
               "results": results, "deviation_vs_plain": deviations}

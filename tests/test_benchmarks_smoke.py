@@ -46,6 +46,9 @@ def test_sgld_and_train_throughput_benchmarks_run(tmp_path):
     assert [r["variant"] for r in report["results"]] == ["plain", "genframe-native-16lanes", "genframe-native-8lanes",
                                                          "genframe-fused"]
     assert all(d["max_abs_diff"] < 1e-5 for d in report["deviation_vs_plain"])
+    assert report["genframe_impl"] == {"genframe-native-16lanes 1x32x32": "native (16 lanes)",
+                                       "genframe-native-8lanes 1x32x32": "native (8 lanes)",
+                                       "genframe-fused 1x32x32": "fused"}
     report = json.loads(sgld.read_text())
     assert {r["variant"] for r in report["results"]} == {"plain", "genframe", "genframe-bf16"}
     assert all(r["img_steps_per_s"] > 0 for r in report["results"])

@@ -2,11 +2,14 @@
 
 A CPU builds only its own width, so each width is built here whatever this CPU is (the compiler splits
 vectors wider than the CPU's) and checked against autograd: the gradient of one step, and a 60-step
-chain against the reference loop from the same seed. Other net shapes exercise the register blocking
-(channel counts of 3 vectors, several column blocks in the first conv's gradient).
+chain against the reference loop from the same seed. The reference net's conv3 runs several channel
+blocks of several vectors at 8 lanes; the 64-pixel net adds 6-vector convs and several column blocks in
+the first conv's gradient.
 """
 
 from __future__ import annotations
+
+import re
 
 import pytest
 import torch
@@ -72,6 +75,11 @@ def test_the_cpu_decides_the_width(monkeypatch):
     try:
         monkeypatch.setattr(native, "_cpu_flags", lambda: {"avx", "avx2", "fma"})
         assert native.vector_lanes() == 8
+        spec = native.NativeSpec(32, ((1, 16, 5), (16, 32, 3)), 64)
+        assert (spec.lanes, native.NativeSpec(32, spec.convs, 64, "bf16").lanes) == (8, 16)  # bf16: AVX-512 only
+        native.vector_lanes.cache_clear()
+        monkeypatch.setattr(native, "_cpu_flags", lambda: None)  # no /proc/cpuinfo
+        assert native.vector_lanes() == 8
         native.vector_lanes.cache_clear()
         monkeypatch.setattr(native, "_cpu_flags", lambda: {"avx2", "avx512f", "avx512_bf16"})
         assert native.vector_lanes() == 16
@@ -80,13 +88,18 @@ def test_the_cpu_decides_the_width(monkeypatch):
 
 
 def test_avx2_blocks_fit_sixteen_registers():
-    """Each 8-lane conv block keeps its accumulators, weight vectors and a broadcast in 16 registers (the
-    16-lane blocks are the AVX-512 kernel's, unchanged: up to 8 positions by all channel vectors)."""
-    for positions in (2, 4, 8, 16):
-        for vectors in (1, 2, 3, 4, 6, 8):
-            jb, cbs = native_src.blocking(8, positions, vectors)
-            assert positions % jb == 0 and vectors % cbs == 0
-            assert jb * cbs + cbs + 2 <= 16
-            assert native_src.blocking(16, positions, vectors) == (min(8, positions), vectors)
+    """At 8 lanes the reference net's conv blocks keep accumulators, weight vectors and a broadcast in 16
+    registers; at 16 lanes they are the AVX-512 kernel's as measured (up to 8 positions by all vectors)."""
+    # (positions in a row, channel vectors) of the reference net's convs at 8 lanes: conv1 to conv4 forward
+    assert [native_src.blocking(8, p, v) for p, v in [(16, 2), (8, 4), (4, 8), (2, 8)]] == [(8, 1), (8, 1), (4, 2),
+                                                                                          (2, 4)]
+    assert native_src.head_blocking(8, 8, 32) == (1, 8)  # hidden 64 = 8 vectors: one set of z; 8-vector blocks
+    assert native_src.blocking(16, 8, 4) == (8, 4) and native_src.head_blocking(16, 4, 16) == (2, 16)
+    convs = [(1, 16, 5), (16, 48, 3), (48, 32, 5), (32, 64, 3)]
+    blocks = {lanes: re.findall(r"vf acc\[(\d+)\]\[(\d+)\];", native_src.source(64, convs, 48, lanes=lanes))
+              for lanes in (8, 16)}
+    assert ("8", "3") in blocks[16]  # 48 channels, all 3 vectors in one block: AVX-512's 32 registers hold them
+    assert all(int(jb) * int(cbs) + int(cbs) + 2 <= 16 for jb, cbs in blocks[8])  # conv blocks and [K][2] of conv1's
+    assert "__m512bh" in native_src.source(64, [(1, 16, 5), (16, 48, 3), (48, 32, 5), (32, 64, 3)], 48, "bf16")
     with pytest.raises(ValueError, match="8 or 16 lanes"):
         native_src.source(32, [(1, 16, 5), (16, 32, 3)], 64, "bf16", lanes=8)

@@ -1,10 +1,12 @@
 """Which CPU fast path ``sampler.impl = "auto"`` takes on this machine: measured, not assumed.
 
 The compiled step (native) beat the hand-written ATen gradient (fused) by 2.5x on the AMD EPYC Zen 4
-machine it was written on, and lost by 4.8x on a Zen 3 one (no AVX-512: 1,344 against 6,428 img-steps/s
-at batch 128). So ``auto`` times both, once per machine, net shape and thread count, on a few chains of
-its own (never the run's random streams), and remembers the answer in the kernel cache: a machine keeps
-its choice from run to run, so a resume takes the same path as the run it continues.
+machine it was written on, and once lost by 4.8x on a Zen 3 one, before it had vectors and register
+blocks sized for CPUs without AVX-512 (it now wins by 2.2x on an AVX2 EPYC of family 23:
+docs/performance.md). Which wins depends on the CPU and compiler, so ``auto`` times both, once per
+machine, net shape and thread count, on a few chains of its own (never the run's random streams), and
+remembers the answer in the kernel cache: a machine keeps its choice from run to run, so a resume takes
+the same path as the run it continues.
 """
 
 from __future__ import annotations

@@ -27,7 +27,7 @@ import subprocess
 import tempfile
 import threading
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from genframe_ebm import native_src
@@ -40,13 +40,17 @@ class NativeSpec:
     """The net the kernels are built for: one-channel size x size images; convs (in, out, kernel), each
     stride 2 with padding kernel // 2; then Dense(hidden), SiLU, Dense(1). ``precision``: the convs'
     products in "fp32" or "bf16" (AVX-512 BF16 dot products; native_bf16_src.py). ``lanes``: floats per
-    vector, by default this CPU's (``vector_lanes``)."""
+    vector; by default 16 for bf16 (AVX-512 instructions) and this CPU's (``vector_lanes``) for fp32."""
 
     size: int
     convs: tuple[tuple[int, int, int], ...]
     hidden: int
     precision: str = "fp32"
-    lanes: int = field(default_factory=lambda: vector_lanes())
+    lanes: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.lanes is None:
+            object.__setattr__(self, "lanes", 16 if self.precision == "bf16" else vector_lanes())
 
     @staticmethod
     def supported(size: int, convs: list[tuple[int, int, int, int, int]], hidden: int) -> bool:

@@ -49,8 +49,8 @@ static inline void silu2(vf z, float *a, float *d) {
 """
 
 # Conv l forward: input [HI+2P][HI+2P][CI] (zero border), output a [HO+2Q][HO+2Q][CO] at border Q (the
-# next conv's padding), d [HO][HO][CO]. JB positions x CB vectors of accumulators; TAPS adds every tap's
-# products to them (FWD_TAPS here: fp32 weights wf [K][K][CI][CO]); T is the type of what the conv reads,
+# next conv's padding), d [HO][HO][CO]. Accumulators: JB positions x CBS of the CB channel vectors of V
+# floats, from vector cb0 (``blocking`` below); TAPS adds every tap's products to them (FWD_TAPS here: fp32 weights wf [K][K][CI][CO]); T is the type of what the conv reads,
 # ATYPE of its output a, SILU the function storing a and d.
 CONV_FWD = r"""
 static void conv{l}_fwd(const {T} *restrict in, const {T} *restrict wf, const float *restrict bias,
@@ -84,8 +84,8 @@ FWD_TAPS = r"""            for (int u = 0; u < {K}; u++)
 
 # Conv l input gradient: g [HO+2R][HO+2R][CO] (d score / dz_l, zero border R); out[p][q] = (sum over taps) *
 # dprev[p][q] = d score / dz_(l-1), written by STORE. Output rows and columns of one parity use the same taps;
-# JB columns of one parity share each weight load. TAPS sums one tap over the output channels (BWD_TAPS
-# here: fp32 weights wt [K][K][CO][CI]).
+# JB columns of one parity share each weight load, for CBS of the CB input-channel vectors at a time. TAPS
+# sums one tap over the output channels (BWD_TAPS here: fp32 weights wt [K][K][CO][CI]).
 CONV_BWD = r"""
 static void conv{l}_bwd(const {T} *restrict g, const {T} *restrict wt, const float *restrict dprev,
                        {T} *restrict out) {{
@@ -235,7 +235,10 @@ def blocking(lanes: int, positions: int, vectors: int) -> tuple[int, int]:
 
 
 def head_blocking(lanes: int, hidden_vectors: int, input_vectors: int) -> tuple[int, int]:
-    """(accumulator sets for z, gradient vectors per block) of the head, within the registers."""
+    """(accumulator sets for z, gradient vectors per block) of the head: with 16 lanes two sets and one block
+    (AVX-512's kernel as measured), else within the registers."""
+    if lanes >= 16:
+        return 2, input_vectors
     sets = 2 if 2 * hidden_vectors + 2 <= registers(lanes) else 1
     block = max(q for q in range(1, input_vectors + 1) if input_vectors % q == 0 and q + 2 <= registers(lanes))
     return sets, block

@@ -121,10 +121,7 @@ class SwishPlan:
         (h, w), hidden = self.sizes[0], self.fc.out_features
         if h != w or not NativeSpec.supported(h, shapes, hidden):
             return None
-        convs = tuple((ci, co, k) for ci, co, k, _, _ in shapes)
-        if precision == "bf16":  # AVX-512 BF16 instructions: 16-lane vectors whatever vector_lanes says
-            return NativeSpec(h, convs, hidden, precision, lanes=16)
-        return NativeSpec(h, convs, hidden, precision)
+        return NativeSpec(h, tuple((ci, co, k) for ci, co, k, _, _ in shapes), hidden, precision)
 
     def weights(self, native: bool = False, precision: str = "fp32") -> Weights:
         with torch.no_grad():
