@@ -176,11 +176,12 @@ def main() -> None:
         flop = flop_per_image_step(model, shape)
         variants = {"plain": lambda x, steps, g, m=model: plain_sgld(m, x, steps, g)}
         for impl, precision, lanes in itertools.product(args.impls, args.precision, args.lanes):
-            if (impl in ("fused", "autograd") or precision == "bf16") and lanes != args.lanes[0]:
-                continue  # no native kernels, or bf16's (16 lanes always): the same variant
+            width_matters = impl in ("auto", "native") and precision == "fp32"  # bf16 kernels: 16 lanes always
+            if not width_matters and lanes != args.lanes[0]:
+                continue  # the same variant again
             sampler = SGLDSampler(STEP_SIZE, NOISE, CLIP, impl=impl, threads=args.threads, precision=precision)
             name = (("genframe" if impl == "auto" else f"genframe-{impl}")
-                    + ("" if lanes is None or impl in ("fused", "autograd") or precision == "bf16" else f"-{lanes}lanes")
+                    + (f"-{lanes}lanes" if width_matters and lanes is not None else "")
                     + ("" if precision == "fp32" else f"-{precision}"))
             with kernel_lanes(lanes):
                 example = torch.zeros(args.batch_sizes[0], *shape)

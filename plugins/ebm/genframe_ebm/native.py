@@ -152,13 +152,14 @@ def _build(spec: NativeSpec) -> Path:
     return target
 
 
-def _cpu_flags() -> set[str] | None:
-    """The CPU's feature flags from /proc/cpuinfo, or None where it has none (not Linux)."""
+@functools.cache
+def _cpu_flags() -> frozenset[str] | None:
+    """The CPU's feature flags from /proc/cpuinfo (read once), or None where it has none (not Linux)."""
     try:
         flags = next(line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags"))
     except (OSError, StopIteration):
         return None
-    return set(flags.split(":", 1)[-1].split())
+    return frozenset(flags.split(":", 1)[-1].split())
 
 
 @functools.cache

@@ -17,10 +17,7 @@ from __future__ import annotations
 
 from genframe_ebm import native_bf16_src
 
-PRELUDE = r"""
-#include <stdint.h>
-#include <string.h>
-static inline vf ld(const float *p) { return *(const vfu *)p; }
+PRELUDE = r"""static inline vf ld(const float *p) { return *(const vfu *)p; }
 static inline void st(float *p, vf v) { *(vfu *)p = v; }
 static inline vf splat(float c) { return (vf){0} + c; }
 static inline vf vsel(vi m, vf a, vf b) { return (vf)((m & (vi)a) | (~m & (vi)b)); }
@@ -209,9 +206,11 @@ static void head(const float *restrict h, const float *restrict fct, const float
 
 
 def vector_types(lanes: int) -> str:
-    """The C vector types of ``lanes`` floats: vf (values), vi (int32 lanes, for masks), vfu (unaligned)."""
+    """The headers and C vector types of ``lanes`` floats that PRELUDE builds on: vf (values), vi (int32
+    lanes, for masks), vfu (unaligned)."""
     size = 4 * lanes
-    return (f"\ntypedef float vf __attribute__((vector_size({size})));\n"
+    return ("\n#include <stdint.h>\n#include <string.h>\n"
+            f"\ntypedef float vf __attribute__((vector_size({size})));\n"
             f"typedef int32_t vi __attribute__((vector_size({size})));\n"
             f"typedef float vfu __attribute__((vector_size({size}), aligned(4)));\n")
 
@@ -254,8 +253,8 @@ def source(size: int, convs: list[tuple[int, int, int]], hidden: int, precision:
         raise ValueError(f"native kernels take 8 or 16 lanes (bf16 products: 16), not {lanes}")
     kind = native_bf16_src if bf else None
     t = "bf16" if bf else "float"  # what a conv reads
-    prelude = PRELUDE.replace("#include <string.h>\n", "#include <string.h>\n" + vector_types(lanes), 1)
-    parts, sizes = [prelude, native_bf16_src.PRELUDE] if bf else [prelude], [size]
+    prelude = [vector_types(lanes), PRELUDE]
+    parts, sizes = [*prelude, native_bf16_src.PRELUDE] if bf else prelude, [size]
     for _ in convs:
         sizes.append(sizes[-1] // 2)
     pads = [k // 2 for _, _, k in convs]
