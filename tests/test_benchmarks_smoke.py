@@ -11,6 +11,7 @@ import sys
 import pytest
 
 from conftest import REPO
+from example_plugins import install_example
 
 
 def fast_recipe():
@@ -418,3 +419,26 @@ def test_fast_recipe_report_draws_beside_its_own_results_file_unless_told(tmp_pa
     assert (tmp_path / "study.png").stat().st_size > 0 and f"wrote {tmp_path / 'study.png'}" in done.stdout
     assert shipped.read_bytes() == before
     assert fast_recipe().default_plot(str(REPO / "benchmarks" / "results" / "fast_recipe.json")) == shipped
+
+
+def test_family_speed_times_recipes_of_different_families_in_interleaved_rounds(data_dir, tmp_path, monkeypatch):
+    vae = REPO / "examples" / "plugins" / "genframe-vae"
+    site = install_example(vae, tmp_path / "site", monkeypatch)  # the VAE plugin, found through its entry point
+    env = {**os.environ, "GENFRAME_DATA_DIR": str(data_dir), "PYTHONPATH": os.pathsep.join([str(site), str(vae)])}
+    out = tmp_path / "speed.json"
+    done = subprocess.run([sys.executable, "benchmarks/family_speed.py", "ebm=ebm:examples/ebm_mnist_quick.toml",
+                           "vae=vae:examples/plugins/genframe-vae/vae_mnist.toml", "--set", "trainer.batch_size=16",
+                           "--rounds", "2", "--warmup", "0", "--steps", "20", "--out", str(out)],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(out.read_text())
+    assert [line.split(":")[0] for line in done.stdout.splitlines()[:4]] == ["round 1", "round 1", "round 2", "round 2"]
+    for label, recipe in (("ebm", "ebm"), ("vae", "vae")):
+        assert result[label]["recipe"] == recipe and len(result[label]["rounds"]) == 2
+        assert result[label]["s_per_step"] == sum(result[label]["rounds"]) / 2  # the median of two rounds
+        assert 0 < result[label]["s_per_step"] < 30
+    assert result["settings"]["overrides"] == ["trainer.batch_size=16"]
+
+    bad = subprocess.run([sys.executable, "benchmarks/family_speed.py", "vae:examples/plugins/genframe-vae/vae_mnist.toml"],
+                         cwd=REPO, capture_output=True, text=True, timeout=120, check=False)
+    assert bad.returncode == 1 and bad.stderr.startswith("Error: ") and "LABEL=RECIPE:CONFIG" in bad.stderr

@@ -1,0 +1,88 @@
+"""Seconds per training step of any family's recipe, to put runs of different families on one ruler of minutes.
+
+    python benchmarks/family_speed.py "recipe=ebm:examples/ebm_fashion_fast.toml" \
+        "vae=vae:examples/plugins/genframe-vae/vae_mnist.toml" --set data.name=fashion_mnist \
+        --rounds 3 --steps 40 --out benchmarks/results/fashion_speed.json
+
+Each spec is ``LABEL=RECIPE:CONFIG``. The specs are timed in turn, round after round (a noisy machine slows
+every spec alike within a round), each for ``--warmup`` steps and then ``--steps`` more, with the machine's
+own threads and no evaluation; a round's figure is the median of the run's logged 10-step intervals after the
+warm-up, and the result is the median of the rounds. ``families.py`` takes these figures as ``@S_PER_STEP``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+from itertools import pairwise
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import torch  # noqa: E402
+
+import genframe  # noqa: E402
+from fast_recipe import NO_EVAL, QUIET  # noqa: E402 - run as a script, benchmarks/ is on sys.path
+from genframe.atomic import atomic_write_text  # noqa: E402
+from genframe.plot import read_metrics  # noqa: E402
+from sgld_throughput import cpu_name  # noqa: E402
+
+
+def parse_spec(text: str) -> tuple[str, str, str]:
+    """``LABEL=RECIPE:CONFIG`` -> (label, recipe, config path)."""
+    label, sep, rest = text.partition("=")
+    recipe, sep2, config = rest.partition(":")
+    if not (sep and sep2 and label and recipe and config):
+        raise SystemExit(f"Error: {text!r} is not LABEL=RECIPE:CONFIG (e.g. vae=vae:examples/plugins/"
+                         f"genframe-vae/vae_mnist.toml)")
+    if not Path(config).is_file():
+        raise SystemExit(f"Error: {config!r} (in {text!r}) is not a file; give a recipe's TOML config")
+    return label, recipe, config
+
+
+def seconds_per_step(recipe: str, config: str, overrides: list[str], warmup: int, steps: int, run_dir: Path) -> float:
+    """Median of the logged 10-step intervals after ``warmup`` steps of one short run."""
+    genframe.train(recipe, config, [*overrides, f"trainer.max_steps={warmup + steps}", *NO_EVAL, *QUIET],
+                   run_dir=run_dir, quiet=True)
+    rows = [r for r in read_metrics(run_dir) if "loss" in r and r["step"] >= warmup]
+    if len(rows) < 2:
+        raise SystemExit(f"Error: {run_dir} logged fewer than two steps after the warm-up; raise --steps")
+    return statistics.median((b["time"] - a["time"]) / (b["step"] - a["step"]) for a, b in pairwise(rows))
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("specs", nargs="+", metavar="LABEL=RECIPE:CONFIG")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="an override for every spec (e.g. data.name=fashion_mnist); repeat for more")
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--warmup", type=int, default=20)
+    p.add_argument("--steps", type=int, default=40)
+    p.add_argument("--out", default=None, help="JSON of every round and the medians")
+    args = p.parse_args()
+    specs = [parse_spec(s) for s in args.specs]
+    base = Path(tempfile.mkdtemp(prefix="genframe-family-speed-"))
+    rounds: dict[str, list[float]] = {label: [] for label, _, _ in specs}
+    for r in range(args.rounds):
+        for label, recipe, config in specs:
+            s = seconds_per_step(recipe, config, args.overrides, args.warmup, args.steps, base / f"{label}{r}")
+            rounds[label].append(s)
+            print(f"round {r + 1}: {label} {s:.4f} s/step", flush=True)
+    result = {label: {"recipe": recipe, "config": config, "s_per_step": statistics.median(rounds[label]),
+                      "rounds": rounds[label]} for label, recipe, config in specs}
+    result["settings"] = {"overrides": args.overrides, "warmup": args.warmup, "steps": args.steps}
+    result["machine"] = {"cpu": cpu_name(), "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+                         "torch": torch.__version__}
+    for label, *_ in specs:
+        s = result[label]["s_per_step"]
+        print(f"{label:>10}: {s:.4f} s/step, {60 / s:,.1f} steps per minute")
+    if args.out:
+        atomic_write_text(args.out, json.dumps(result, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
