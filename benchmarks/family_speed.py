@@ -6,8 +6,9 @@
 
 Each spec is ``LABEL=RECIPE:CONFIG``. The specs are timed in turn, round after round (a noisy machine slows
 every spec alike within a round), each for ``--warmup`` steps and then ``--steps`` more, with the machine's
-own threads and no evaluation; a round's figure is the median of the run's logged 10-step intervals after the
-warm-up, and the result is the median of the rounds. ``families.py`` takes these figures as ``@S_PER_STEP``.
+own threads and no evaluation (the script sets the run length, logging and evaluation, over any ``--set`` of
+the same keys); a round's figure is the median of the run's logged 10-step intervals after the warm-up, and
+the result is the median of the rounds. ``families.py`` takes these figures as ``@S_PER_STEP``.
 """
 
 from __future__ import annotations
@@ -29,7 +30,30 @@ import genframe  # noqa: E402
 from fast_recipe import NO_EVAL, QUIET  # noqa: E402 - run as a script, benchmarks/ is on sys.path
 from genframe.atomic import atomic_write_text  # noqa: E402
 from genframe.plot import read_metrics  # noqa: E402
-from sgld_throughput import cpu_name  # noqa: E402
+from sgld_throughput import cpu_details, cpu_name  # noqa: E402
+
+RESERVED = {"settings", "machine"}  # keys of the JSON beside the labels
+
+
+def at_least(low: int):
+    """An argparse type: a whole number no smaller than ``low``."""
+    def parse(text: str) -> int:
+        value = int(text)
+        if value < low:
+            raise argparse.ArgumentTypeError(f"{text} is below {low}")
+        return value
+    return parse
+
+
+def parse_specs(texts: list[str]) -> list[tuple[str, str, str]]:
+    """Every spec parsed; labels unique and none of the JSON's own keys."""
+    specs = [parse_spec(t) for t in texts]
+    labels = [label for label, _, _ in specs]
+    for label in labels:
+        if label in RESERVED or labels.count(label) > 1:
+            raise SystemExit(f"Error: label {label!r} is used twice or is one of {sorted(RESERVED)}; give each "
+                             f"spec its own label")
+    return specs
 
 
 def parse_spec(text: str) -> tuple[str, str, str]:
@@ -50,7 +74,8 @@ def seconds_per_step(recipe: str, config: str, overrides: list[str], warmup: int
                    run_dir=run_dir, quiet=True)
     rows = [r for r in read_metrics(run_dir) if "loss" in r and r["step"] >= warmup]
     if len(rows) < 2:
-        raise SystemExit(f"Error: {run_dir} logged fewer than two steps after the warm-up; raise --steps")
+        raise SystemExit(f"Error: {run_dir} logged fewer than two rows after the warm-up (one every 10 steps); "
+                         f"give --steps 20 or more")
     return statistics.median((b["time"] - a["time"]) / (b["step"] - a["step"]) for a, b in pairwise(rows))
 
 
@@ -59,24 +84,25 @@ def main() -> None:
     p.add_argument("specs", nargs="+", metavar="LABEL=RECIPE:CONFIG")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="an override for every spec (e.g. data.name=fashion_mnist); repeat for more")
-    p.add_argument("--rounds", type=int, default=3)
-    p.add_argument("--warmup", type=int, default=20)
-    p.add_argument("--steps", type=int, default=40)
+    p.add_argument("--rounds", type=at_least(1), default=3)
+    p.add_argument("--warmup", type=at_least(0), default=20)
+    p.add_argument("--steps", type=at_least(20), default=40, help="timed steps after the warm-up (rows every 10)")
     p.add_argument("--out", default=None, help="JSON of every round and the medians")
     args = p.parse_args()
-    specs = [parse_spec(s) for s in args.specs]
-    base = Path(tempfile.mkdtemp(prefix="genframe-family-speed-"))
+    specs = parse_specs(args.specs)
     rounds: dict[str, list[float]] = {label: [] for label, _, _ in specs}
-    for r in range(args.rounds):
-        for label, recipe, config in specs:
-            s = seconds_per_step(recipe, config, args.overrides, args.warmup, args.steps, base / f"{label}{r}")
-            rounds[label].append(s)
-            print(f"round {r + 1}: {label} {s:.4f} s/step", flush=True)
+    with tempfile.TemporaryDirectory(prefix="genframe-family-speed-") as base:
+        for r in range(args.rounds):
+            for index, (label, recipe, config) in enumerate(specs):
+                run_dir = Path(base) / f"spec{index}-round{r}"
+                s = seconds_per_step(recipe, config, args.overrides, args.warmup, args.steps, run_dir)
+                rounds[label].append(s)
+                print(f"round {r + 1}: {label} {s:.4f} s/step", flush=True)
     result = {label: {"recipe": recipe, "config": config, "s_per_step": statistics.median(rounds[label]),
                       "rounds": rounds[label]} for label, recipe, config in specs}
     result["settings"] = {"overrides": args.overrides, "warmup": args.warmup, "steps": args.steps}
-    result["machine"] = {"cpu": cpu_name(), "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-                         "torch": torch.__version__}
+    result["machine"] = {"cpu": cpu_name(), "cpu_details": cpu_details(), "cores": os.cpu_count(),
+                         "torch_threads": torch.get_num_threads(), "torch": torch.__version__}
     for label, *_ in specs:
         s = result[label]["s_per_step"]
         print(f"{label:>10}: {s:.4f} s/step, {60 / s:,.1f} steps per minute")
