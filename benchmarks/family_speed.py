@@ -19,17 +19,17 @@ import os
 import statistics
 import sys
 import tempfile
-from itertools import pairwise
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from genframe.openmp import spin_less
+
+spin_less()  # as the genframe command does, before torch loads
 import torch  # noqa: E402
 
-import genframe  # noqa: E402
-from fast_recipe import NO_EVAL, QUIET  # noqa: E402 - run as a script, benchmarks/ is on sys.path
+from fast_recipe import seconds_per_step  # noqa: E402 - run as a script, benchmarks/ is on sys.path
 from genframe.atomic import atomic_write_text  # noqa: E402
-from genframe.plot import read_metrics  # noqa: E402
 from sgld_throughput import cpu_details, cpu_name  # noqa: E402
 
 RESERVED = {"settings", "machine"}  # keys of the JSON beside the labels
@@ -68,17 +68,6 @@ def parse_spec(text: str) -> tuple[str, str, str]:
     return label, recipe, config
 
 
-def seconds_per_step(recipe: str, config: str, overrides: list[str], warmup: int, steps: int, run_dir: Path) -> float:
-    """Median of the logged 10-step intervals after ``warmup`` steps of one short run."""
-    genframe.train(recipe, config, [*overrides, f"trainer.max_steps={warmup + steps}", *NO_EVAL, *QUIET],
-                   run_dir=run_dir, quiet=True)
-    rows = [r for r in read_metrics(run_dir) if "loss" in r and r["step"] >= warmup]
-    if len(rows) < 2:
-        raise SystemExit(f"Error: {run_dir} logged fewer than two rows after the warm-up (one every 10 steps); "
-                         f"give --steps 20 or more")
-    return statistics.median((b["time"] - a["time"]) / (b["step"] - a["step"]) for a, b in pairwise(rows))
-
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("specs", nargs="+", metavar="LABEL=RECIPE:CONFIG")
@@ -95,7 +84,7 @@ def main() -> None:
         for r in range(args.rounds):
             for index, (label, recipe, config) in enumerate(specs):
                 run_dir = Path(base) / f"spec{index}-round{r}"
-                s = seconds_per_step(recipe, config, args.overrides, args.warmup, args.steps, run_dir)
+                s = seconds_per_step(config, args.warmup, args.steps, run_dir, recipe, args.overrides)
                 rounds[label].append(s)
                 print(f"round {r + 1}: {label} {s:.4f} s/step", flush=True)
     result = {label: {"recipe": recipe, "config": config, "s_per_step": statistics.median(rounds[label]),

@@ -31,6 +31,7 @@ import os
 import re
 import statistics
 import tempfile
+from collections.abc import Sequence
 from itertools import pairwise
 from pathlib import Path
 
@@ -53,11 +54,15 @@ QUIET = ['logging.loggers=["jsonl"]', "logging.chain_n=0", "logging.sample_n=4",
 NO_EVAL = ["callbacks.evaluation.every_epochs=null", "callbacks.evaluation.every_steps=null"]
 
 
-def seconds_per_step(config: Path, warmup: int, steps: int, run_dir: Path) -> float:
+def seconds_per_step(config: Path | str, warmup: int, steps: int, run_dir: Path, recipe: str = "ebm",
+                     overrides: Sequence[str] = ()) -> float:
     """Median of 10-step intervals after ``warmup`` steps, from the run's own log times."""
-    genframe.train("ebm", config, [f"trainer.max_steps={warmup + steps}", *NO_EVAL, *QUIET], run_dir=run_dir,
-                   quiet=True)
+    genframe.train(recipe, config, [*overrides, f"trainer.max_steps={warmup + steps}", *NO_EVAL, *QUIET],
+                   run_dir=run_dir, quiet=True)
     rows = [r for r in read_metrics(run_dir) if "loss" in r and r["step"] >= warmup]
+    if len(rows) < 2:
+        raise SystemExit(f"Error: {run_dir} logged fewer than two rows after the warm-up (one every 10 steps); "
+                         f"time 20 steps or more")
     return statistics.median((b["time"] - a["time"]) / (b["step"] - a["step"]) for a, b in pairwise(rows))
 
 
