@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import sys
 import tempfile
@@ -26,11 +25,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from genframe.openmp import spin_less
 
 spin_less()  # as the genframe command does, before torch loads
-import torch  # noqa: E402
-
 from fast_recipe import seconds_per_step  # noqa: E402 - run as a script, benchmarks/ is on sys.path
 from genframe.atomic import atomic_write_text  # noqa: E402
-from sgld_throughput import cpu_details, cpu_name  # noqa: E402
+from sgld_throughput import machine  # noqa: E402
 
 RESERVED = {"settings", "machine"}  # keys of the JSON beside the labels
 
@@ -90,8 +87,7 @@ def main() -> None:
     result = {label: {"recipe": recipe, "config": config, "s_per_step": statistics.median(rounds[label]),
                       "rounds": rounds[label]} for label, recipe, config in specs}
     result["settings"] = {"overrides": args.overrides, "warmup": args.warmup, "steps": args.steps}
-    result["machine"] = {"cpu": cpu_name(), "cpu_details": cpu_details(), "cores": os.cpu_count(),
-                         "torch_threads": torch.get_num_threads(), "torch": torch.__version__}
+    result["machine"] = machine()
     for label, *_ in specs:
         s = result[label]["s_per_step"]
         print(f"{label:>10}: {s:.4f} s/step, {60 / s:,.1f} steps per minute")
