@@ -1,12 +1,17 @@
-"""Shared test setup: real MNIST from ../shared/datasets, tiny fast configs, a fresh plugin host per test."""
+"""Shared test setup: real MNIST from ../shared/datasets, tiny fast configs, a fresh plugin host per test,
+the stored MNIST ruler, and the closing line that says which sampler paths ran (docs/contributing.md)."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import tempfile
 from pathlib import Path
 
 import pytest
+
+from sampler_paths import PathReport
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "datasets"
@@ -14,8 +19,31 @@ SHARED_DATA = REPO.parent / "shared" / "datasets"
 # Offline machines read the shared copy in place; a user's own GENFRAME_DATA_DIR wins.
 if "GENFRAME_DATA_DIR" not in os.environ and SHARED_DATA.is_dir():
     os.environ["GENFRAME_DATA_DIR"] = str(SHARED_DATA)
-# The quality metric's classifier is trained once per test session, never into the user's cache.
+# The quality metric's classifier cache: the session's own, never the user's, seeded with the stored ruler.
 os.environ["GENFRAME_CACHE_DIR"] = tempfile.mkdtemp(prefix="genframe-test-cache-")
+RULER = Path(__file__).resolve().parent / "fixtures" / "ruler"
+
+
+def seed_ruler() -> Path:
+    """Put the stored MNIST classifier (tests/fixtures/ruler) where genframe looks for it, so every CPU measures
+    with the same weights and no session trains them. Fails loudly when ``ClassifierSpec`` has moved on."""
+    from genframe.classifier import ClassifierSpec, cache_dir
+
+    record = json.loads((RULER / "mnist.json").read_text(encoding="utf-8"))
+    data = (RULER / "mnist.classifier").read_bytes()
+    key = ClassifierSpec().key()
+    assert record["spec_key"] == key, (f"the stored ruler was trained for ClassifierSpec key {record['spec_key']}, "
+                                       f"now {key}: run tests/fixtures/ruler/make_ruler.py")
+    assert hashlib.sha256(data).hexdigest() == record["sha256"], "tests/fixtures/ruler/mnist.classifier is damaged"
+    target = cache_dir() / f"mnist-{key}.pt"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_bytes(data)
+    target.with_name(target.name + ".sha256").write_text(record["sha256"] + "\n")
+    return target
+
+
+if (RULER / "mnist.json").is_file():  # absent only while make_ruler.py makes it
+    seed_ruler()
 
 # W&B in tests: the real package, offline, never phoning home (no error reports, no update checks).
 os.environ.setdefault("WANDB_MODE", "offline")
@@ -58,3 +86,25 @@ def fresh_plugins():
     genframe.reset_host()
     yield
     genframe.reset_host()
+
+
+PATH_REPORT = PathReport()
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "sampler_path(name): the test exercises that sampler path (tests/sampler_paths.py)")
+
+
+def pytest_collection_modifyitems(items):
+    PATH_REPORT.collected(items)
+
+
+def pytest_runtest_logreport(report):
+    PATH_REPORT.record(report)
+
+
+def pytest_unconfigure(config):
+    """The output's last line: which sampler paths ran here and which were skipped, and why."""
+    reporter = config.pluginmanager.getplugin("terminalreporter")
+    if reporter is not None and PATH_REPORT.paths_of:
+        reporter.write_line(PATH_REPORT.line())

@@ -15,8 +15,9 @@ from genframe_ebm.energy import SwishEnergyNet
 from genframe_ebm.sampler import SGLDSampler, frozen
 
 from conftest import TINY
+from sampler_paths import on_path
 
-needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU (CI has none)")
+needs_cuda = on_path("cudagraph")
 
 
 def test_block_plan_covers_every_step_once():

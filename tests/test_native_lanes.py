@@ -1,8 +1,9 @@
-"""The native kernels in both vector widths: 16 floats (AVX-512 CPUs) and 8 (AVX2 and others).
+"""The native kernels in both vector widths, each built for its portable target as GENFRAME_NATIVE_TARGET
+forces it: 8 floats for AVX2 (``-march=x86-64-v3``, which every supported CPU runs) and 16 for AVX-512
+(``-march=x86-64-v4``, skipped on CPUs without it, naming the missing features).
 
-A CPU builds only its own width, so each width is built here whatever this CPU is (the compiler splits
-vectors wider than the CPU's) and checked against autograd: the gradient of one step, and a 60-step
-chain against the reference loop from the same seed. The reference net's conv3 runs several channel
+Each is checked against autograd: the gradient of one step, a 60-step chain against the reference loop
+from the same seed, and a short training run end to end. The reference net's conv3 runs several channel
 blocks of several vectors at 8 lanes; the 64-pixel net adds 6-vector convs and several column blocks in
 the first conv's gradient.
 """
@@ -14,9 +15,14 @@ import re
 import pytest
 import torch
 
+import genframe
+from genframe.errors import ConfigError
 from genframe_ebm import native, native_src
 from genframe_ebm.energy import SwishEnergyNet
 from genframe_ebm.sampler import SGLDSampler
+
+from conftest import TINY
+from sampler_paths import path_marks
 
 CHAIN_TOL = 2e-6  # as tests/test_sampler_fast.py: fp32 rewrites of the same arithmetic
 ARCHS = {
@@ -25,10 +31,14 @@ ARCHS = {
 }
 
 
-@pytest.fixture(params=[8, 16])
+LANES = {"avx2": 8, "avx512": 16}
+
+
+@pytest.fixture(params=[pytest.param(target, marks=path_marks(f"native-{target}")) for target in LANES])
 def lanes(request, monkeypatch):
-    monkeypatch.setattr(native, "vector_lanes", lambda: request.param)
-    return request.param
+    """The kernels of one forced target; its vector width."""
+    monkeypatch.setenv(native.TARGET_ENV, request.param)
+    return LANES[request.param]
 
 
 def net(arch: dict, seed: int = 0) -> SwishEnergyNet:
@@ -55,7 +65,8 @@ def test_one_step_is_the_autograd_gradient(lanes, arch):
     want = torch.autograd.grad(model(probe).sum(), probe)[0]
     step = 0.25 / float(want.abs().max())
     out, sampler = sample("native", model, x, 1, step_size=step, noise=0.0, grad_clip=1e9)
-    assert sampler.fast_chains(model, x).kernels.spec.lanes == lanes
+    spec = sampler.fast_chains(model, x).kernels.spec
+    assert spec.lanes == lanes and f"-march=x86-64-v{3 if lanes == 8 else 4}" in spec.flags()
     torch.testing.assert_close((out - x) / step, want, rtol=1e-3, atol=2e-4 * float(want.abs().max()))
 
 
@@ -68,6 +79,29 @@ def test_chain_matches_the_reference_loop(lanes, arch):
     out, _ = sample("native", model, init, 60)
     assert not torch.equal(out, init)
     assert (out - ref).abs().max() <= CHAIN_TOL
+
+
+def test_a_forced_target_trains_end_to_end(lanes, data_dir, tmp_path):
+    """The sampler's whole job, training and generation, runs on the forced target's kernel."""
+    native._loaded.clear()
+    result = genframe.train("ebm", overrides=[*TINY, "sampler.impl=native", "trainer.max_steps=3"],
+                            run_dir=tmp_path / "run", quiet=True)
+    images = genframe.load(tmp_path / "run").sample(n=4, steps=5).images
+    assert result.step == 3 and images.shape == (4, 1, 32, 32) and images.abs().max() <= 1
+    built = [(spec.target, spec.lanes) for spec, kernels in native._loaded.items() if kernels is not None]
+    assert built == [({8: "avx2", 16: "avx512"}[lanes], lanes)]
+
+
+def test_a_target_this_cpu_lacks_is_refused_and_a_bad_one_is_a_config_error(monkeypatch):
+    monkeypatch.setattr(native, "_cpu_flags", lambda: frozenset({"avx", "avx2", "fma", "bmi2", "f16c", "movbe"}))
+    monkeypatch.setenv(native.TARGET_ENV, "avx512")
+    spec = native.NativeSpec(32, ((1, 16, 5), (16, 32, 3)), 64)
+    assert spec.target == "avx512" and spec.lanes == 16
+    with pytest.raises(RuntimeError, match="this CPU lacks: avx512f, avx512bw"):
+        native._build(spec)
+    monkeypatch.setenv(native.TARGET_ENV, "sse9")
+    with pytest.raises(ConfigError, match="GENFRAME_NATIVE_TARGET='sse9' is not a kernel target; use one of native"):
+        native.NativeSpec(32, ((1, 16, 5),), 64)
 
 
 def test_the_cpu_decides_the_width(monkeypatch):

@@ -111,20 +111,32 @@ def test_a_stop_signal_checkpoints_closes_loggers_and_exits(data_dir, tmp_path, 
 def test_a_second_signal_exits_at_once_and_the_checkpoint_survives(data_dir, tmp_path):
     run = tmp_path / "run"
     # steps of 1000 Langevin steps (about a second here), so the second signal lands inside the step the
-    # first one lets finish, not after the run has already stopped
+    # first one lets finish; it is sent once the run says it heard the first, not after a guessed delay
     slower = [*SLOW, "sampler.steps=1000"]
-    process = subprocess.Popen(genframe_cli("run", "ebm", *with_sets(slower), "--run-dir", str(run)),
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    log = tmp_path / "stderr.txt"
+    with open(log, "w") as stderr:
+        process = subprocess.Popen(genframe_cli("run", "ebm", *with_sets(slower), "--run-dir", str(run)),
+                                   stdout=subprocess.DEVNULL, stderr=stderr, text=True)
     wait_for_step(process, run, 1)
     process.send_signal(signal.SIGINT)
-    time.sleep(0.3)
+    wait_for_text(process, log, "SIGINT received, stopping after this step")
     process.send_signal(signal.SIGINT)
-    _, err = process.communicate(timeout=60)
+    process.wait(timeout=60)
+    err = log.read_text()
     assert process.returncode == 130
     assert "second SIGINT, exiting now" in err and "Traceback" not in err, err
     state = load_checkpoint(run)  # whatever was last renamed into place is whole
     assert state["recipe"] == "ebm" and state["loop"]["step"] in (0, *logged_steps(run))
     assert not [p for p in (run / "checkpoints").iterdir() if p.name not in ("last.pt", "previous.pt")]  # no temp files
+
+
+def wait_for_text(process: subprocess.Popen, path: Path, text: str, timeout: float = 120) -> None:
+    """Until the process has written ``text`` to the file ``path`` (its stderr)."""
+    deadline = time.monotonic() + timeout
+    while text not in path.read_text():
+        assert process.poll() is None, f"the process ended before saying {text!r}: {path.read_text()}"
+        assert time.monotonic() < deadline, f"the process did not say {text!r} within {timeout} s"
+        time.sleep(0.005)
 
 
 @pytest.mark.parametrize("first", [False, True])

@@ -24,7 +24,9 @@ from genframe_ebm.energy import SwishEnergyNet
 from genframe_ebm.sampler import SGLDSampler
 from genframe_ebm.swish_plan import SwishPlan
 
-needs_bf16 = pytest.mark.skipif(not native.cpu_has_bf16(), reason="this CPU has no AVX-512 BF16 dot products")
+from sampler_paths import on_path
+
+needs_bf16 = on_path("native-bf16")
 ARCHS = [{}, {"image_size": 64, "channels": [32, 16, 48], "kernel_sizes": [3, 7, 3], "hidden": 32}]
 FAST = {"step_size": 100.0, "noise": 0.005, "grad_clip": 0.03}  # the fast recipe's Langevin settings
 

@@ -18,6 +18,8 @@ from genframe_ebm.energy import SwishEnergyNet
 from genframe_ebm.sampler import SGLDSampler
 from genframe_ebm.swish_plan import SwishPlan
 
+from sampler_paths import on_path, path_marks
+
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU"))]
 # fp32 rewrites of the same arithmetic: measured <= 4e-7 after 60 steps for the reference net.
 CHAIN_TOL = 2e-6
@@ -45,6 +47,7 @@ def run(impl: str, model, init, steps, seed=0, keep=None, **kwargs):
     return sampler.sample(model, init, steps, keep_every=keep, generator=generator), generator
 
 
+@on_path("fused")
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("arch", [{}, {"in_channels": 3, "image_size": 28, "channels": [8, 16, 24],
                                        "kernel_sizes": [3, 5, 3], "hidden": 32}])
@@ -62,6 +65,7 @@ def test_hand_written_gradient_matches_autograd(device, arch, monkeypatch):
     torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5 * float(want.abs().max()))
 
 
+@on_path("native")
 def test_native_first_layer_step_matches_autograd():
     """One native step with noise off and clipping out of reach is x + step * gradient: checks the kernels'
     gradient itself (the clip would hide small errors in a normal step)."""
@@ -73,7 +77,7 @@ def test_native_first_layer_step_matches_autograd():
     torch.testing.assert_close((out.images - x) / step, want, rtol=1e-3, atol=2e-4 * float(want.abs().max()))
 
 
-@pytest.mark.parametrize("impl", ["fused", "native"])
+@pytest.mark.parametrize("impl", [pytest.param(impl, marks=path_marks(impl)) for impl in ("fused", "native")])
 def test_fast_chain_matches_reference_loop(impl):
     model = make_net(bias_std=0.05)
     init = torch.rand((16, 1, 32, 32), generator=torch.Generator().manual_seed(1)) * 2 - 1
@@ -128,6 +132,7 @@ class Hooked(SwishEnergyNet):
         return super().forward(x) * 2
 
 
+@on_path("autograd")
 @pytest.mark.parametrize("kind", ["linear", "subclass", "hook"])
 def test_other_models_use_the_autograd_loop(kind):
     if kind == "linear":

@@ -12,6 +12,10 @@ The C source is specialised to one net shape, compiled with the system C compile
 ``cc``) into a per-user cache keyed by the source, flags and CPU, and loaded with ctypes (which
 releases the GIL, so sampler threads run the kernels in parallel). Without a compiler, or if the
 build fails, ``load`` warns once and returns None and the sampler uses ATen ops instead.
+
+The build targets this CPU (``-march=native``, its own vector width). ``GENFRAME_NATIVE_TARGET``
+forces a portable one instead: ``avx2`` (8 lanes, ``-march=x86-64-v3``) or ``avx512`` (16 lanes,
+``-march=x86-64-v4``), so an AVX-512 machine can still run, and test, the kernel AVX2 machines run.
 """
 
 from __future__ import annotations
@@ -30,9 +34,32 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
+from genframe.errors import ConfigError
 from genframe_ebm import native_src
 
-_FLAGS = ["-O3", "-march=native", "-fno-math-errno", "-shared", "-fPIC", "-std=gnu11"]
+_FLAGS = ["-O3", "-fno-math-errno", "-shared", "-fPIC", "-std=gnu11"]
+TARGET_ENV = "GENFRAME_NATIVE_TARGET"
+# target: (floats per vector, its -march, the CPU flags (as /proc/cpuinfo names them) its code needs)
+TARGETS = {
+    "native": (None, "native", ()),
+    "avx2": (8, "x86-64-v3", ("avx2", "fma", "bmi2", "f16c", "movbe")),
+    "avx512": (16, "x86-64-v4", ("avx512f", "avx512bw", "avx512cd", "avx512dq", "avx512vl")),
+}
+
+
+def forced_target() -> str:
+    """The build target ``GENFRAME_NATIVE_TARGET`` names: native (unset), avx2 or avx512."""
+    value = os.environ.get(TARGET_ENV, "").strip().lower() or "native"
+    if value not in TARGETS:
+        raise ConfigError(f"{TARGET_ENV}={value!r} is not a kernel target; use one of {', '.join(TARGETS)} "
+                          "(or leave it unset: native)")
+    return value
+
+
+def missing_features(target: str) -> list[str]:
+    """The CPU features ``target``'s code needs that this CPU lacks (none known where /proc/cpuinfo is missing)."""
+    flags = _cpu_flags()
+    return [] if flags is None else [name for name in TARGETS[target][2] if name not in flags]
 
 
 @dataclass(frozen=True)
@@ -40,17 +67,29 @@ class NativeSpec:
     """The net the kernels are built for: one-channel size x size images; convs (in, out, kernel), each
     stride 2 with padding kernel // 2; then Dense(hidden), SiLU, Dense(1). ``precision``: the convs'
     products in "fp32" or "bf16" (AVX-512 BF16 dot products; native_bf16_src.py). ``lanes``: floats per
-    vector; by default 16 for bf16 (AVX-512 instructions) and this CPU's (``vector_lanes``) for fp32."""
+    vector; by default 16 for bf16 (AVX-512 instructions), the target's, else this CPU's (``vector_lanes``).
+    ``target``: what the build is for (``TARGETS``); by default ``GENFRAME_NATIVE_TARGET``, else native."""
 
     size: int
     convs: tuple[tuple[int, int, int], ...]
     hidden: int
     precision: str = "fp32"
     lanes: int | None = None
+    target: str | None = None
 
     def __post_init__(self) -> None:
+        if self.target is None:
+            object.__setattr__(self, "target", forced_target())
         if self.lanes is None:
-            object.__setattr__(self, "lanes", 16 if self.precision == "bf16" else vector_lanes())
+            lanes = 16 if self.precision == "bf16" else TARGETS[self.target][0] or vector_lanes()
+            object.__setattr__(self, "lanes", lanes)
+
+    def flags(self) -> list[str]:
+        """The compiler flags of this build: the target's -march (bf16 adds its dot products to x86-64-v4)."""
+        march = [f"-march={TARGETS[self.target][1]}"]
+        if self.precision == "bf16" and self.target != "native":
+            march.append("-mavx512bf16")
+        return [*_FLAGS[:1], *march, *_FLAGS[1:]]
 
     @staticmethod
     def supported(size: int, convs: list[tuple[int, int, int, int, int]], hidden: int) -> bool:
@@ -134,8 +173,12 @@ def _build(spec: NativeSpec) -> Path:
     compiler = shutil.which(os.environ.get("CC", "cc"))
     if compiler is None:
         raise RuntimeError(f"no C compiler found (looked for {os.environ.get('CC', 'cc')!r}; set $CC)")
+    missing = missing_features(spec.target)
+    if missing:  # its code would stop the process with an illegal instruction
+        raise RuntimeError(f"{TARGET_ENV}={spec.target} builds for CPU features this CPU lacks: {', '.join(missing)}")
     source = native_src.source(spec.size, list(spec.convs), spec.hidden, spec.precision, spec.lanes)
-    key = hashlib.sha256("\n".join([source, " ".join(_FLAGS), compiler, _cpu_signature()]).encode()).hexdigest()[:20]
+    flags = spec.flags()
+    key = hashlib.sha256("\n".join([source, " ".join(flags), compiler, _cpu_signature()]).encode()).hexdigest()[:20]
     directory = cache_dir()
     target = directory / f"sgld_step_{key}.so"
     if target.exists():
@@ -144,7 +187,7 @@ def _build(spec: NativeSpec) -> Path:
     with tempfile.TemporaryDirectory(dir=directory) as tmp:  # build aside, then rename: readers never see half a file
         src, out = Path(tmp) / "kernels.c", Path(tmp) / "kernels.so"
         src.write_text(source)
-        result = subprocess.run([compiler, *_FLAGS, str(src), "-o", str(out)], capture_output=True, text=True,
+        result = subprocess.run([compiler, *flags, str(src), "-o", str(out)], capture_output=True, text=True,
                                 timeout=120, check=False)
         if result.returncode != 0:
             raise RuntimeError(f"{compiler} failed: {result.stderr.strip()[-500:]}")

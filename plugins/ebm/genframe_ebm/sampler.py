@@ -280,6 +280,9 @@ class SGLDSampler(Sampler):
         if not native.cpu_has_bf16():
             tell_once_of_fp32("this CPU has no AVX-512 BF16 dot products (avx512_bf16)")
             return None
+        if native.forced_target() == "avx2":
+            tell_once_of_fp32(f"{native.TARGET_ENV}=avx2 forces the AVX2 kernel, which has no bf16 products")
+            return None
         spec = plan.native_spec("bf16")
         kernels = native.load(spec, quiet=True)
         if kernels is None:

@@ -1,0 +1,117 @@
+"""The sampler's paths, which of them this machine can run, and which ran in this test session.
+
+Each test of one path carries ``@pytest.mark.sampler_path(NAME)`` and, through ``on_path(NAME)``, a skip
+that names the CPU feature (or compiler, or GPU) missing here. conftest.py collects the outcomes and
+ends the test output with one line: the paths that ran here and those skipped, with why.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import shutil
+
+import pytest
+import torch
+
+from genframe_ebm import native
+
+# name -> what it is (the summary line says it)
+PATHS = {
+    "autograd": "the reference loop",
+    "fused": "ATen ops",
+    "native": "C kernel built for this CPU",
+    "native-avx2": "C kernel, 8 lanes, -march=x86-64-v3",
+    "native-avx512": "C kernel, 16 lanes, -march=x86-64-v4",
+    "native-bf16": "C kernel, bf16 products",
+    "cudagraph": "CUDA graphs",
+}
+
+
+@functools.cache
+def why_not(name: str) -> str | None:
+    """Why ``name`` cannot run on this machine, or None where it can."""
+    no_compiler = None if shutil.which(os.environ.get("CC", "cc")) else "no C compiler (set $CC)"
+    if name in ("autograd", "fused"):
+        return None
+    if name == "native":
+        return no_compiler
+    if name in ("native-avx2", "native-avx512"):
+        missing = native.missing_features(name.removeprefix("native-"))
+        return f"this CPU lacks {', '.join(missing)}" if missing else no_compiler
+    if name == "native-bf16":
+        return no_compiler if native.cpu_has_bf16() else "this CPU lacks avx512_bf16"
+    if name == "cudagraph":
+        return None if torch.cuda.is_available() else "no CUDA GPU"
+    raise KeyError(f"unknown sampler path {name!r}; paths are {', '.join(PATHS)}")
+
+
+def path_marks(name: str) -> list[pytest.MarkDecorator]:
+    """The marks of a test (or a parameter) that exercises path ``name``."""
+    reason = why_not(name)
+    return [pytest.mark.sampler_path(name), pytest.mark.skipif(reason is not None, reason=reason or "")]
+
+
+def on_path(name: str):
+    """Decorator: this test exercises sampler path ``name`` (skipped, saying why, where it cannot run)."""
+    def decorate(test):
+        for mark in path_marks(name):
+            test = mark(test)
+        return test
+    return decorate
+
+
+def this_cpu_build() -> str:
+    """What the default native path builds here, for the summary line."""
+    target = native.forced_target()
+    lanes = native.TARGETS[target][0] or native.vector_lanes()
+    return f"{lanes} lanes, -march={native.TARGETS[target][1]}"
+
+
+class PathReport:
+    """The outcome of each path's tests in this session."""
+
+    def __init__(self) -> None:
+        self.paths_of: dict[str, list[str]] = {}  # test id -> the paths it exercises
+        self.ran: set[str] = set()
+        self.failed: set[str] = set()
+        self.skipped: dict[str, str] = {}
+
+    def collected(self, items) -> None:
+        for item in items:
+            names = [mark.args[0] for mark in item.iter_markers("sampler_path")]
+            if names:
+                self.paths_of[item.nodeid] = names
+
+    def record(self, report) -> None:
+        for name in self.paths_of.get(report.nodeid, ()):
+            if report.failed:
+                self.failed.add(name)
+            elif report.skipped:
+                reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+                self.skipped.setdefault(name, reason.removeprefix("Skipped: "))
+            elif report.when == "call":
+                self.ran.add(name)
+
+    def line(self) -> str:
+        """One line: every path, ran (passed or failed) or skipped with its reason, or not selected."""
+        selected = {name for names in self.paths_of.values() for name in names}
+        ran, skipped, unselected = [], [], []
+        for name in PATHS:
+            label = f"{name} ({this_cpu_build()})" if name == "native" else name
+            if name in self.failed:
+                ran.append(f"{label} FAILED")
+            elif name in self.ran:
+                ran.append(label)
+            elif name in self.skipped:
+                skipped.append(f"{name} ({self.skipped[name]})")
+            elif name not in selected:
+                unselected.append(name)
+        parts = [f"ran {', '.join(ran) or 'none'}"]
+        if skipped:
+            parts.append(f"skipped {'; '.join(skipped)}")
+        if unselected:
+            parts.append(f"not selected {', '.join(unselected)}")
+        forced = os.environ.get(native.TARGET_ENV)
+        suffix = f" [{native.TARGET_ENV}={forced}]" if forced else ""
+        return f"sampler paths: {'; '.join(parts)}{suffix}"
