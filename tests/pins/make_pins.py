@@ -5,6 +5,12 @@ the repository root::
 
     GENFRAME_DATA_DIR=../shared/datasets python tests/pins/make_pins.py
 
+The evaluations' figures (``eval/*``) are measured with the stored ruler (tests/fixtures/ruler), the
+classifier every CPU's tests use; ``--evaluations`` re-measures just those with the code as it is now
+(the test's setting names), keeping every other pinned number::
+
+    GENFRAME_DATA_DIR=../shared/datasets python tests/pins/make_pins.py --evaluations
+
 Each scenario is a shipped recipe with overrides that make every policy act within the steps: the
 divergence guard rolls back (and, in the fast recipe, finishes on its last good checkpoint), the
 settle gate holds checkpoints back, the snapshot mixture takes snapshots, EMA averages, keep-best
@@ -90,7 +96,26 @@ def run_scenario(name: str, run_dir: Path, overrides_for=None) -> dict:
     return pin
 
 
+def repin_evaluations() -> None:
+    """Replace only the ``eval/*`` figures of the pins, measured with the stored ruler by the code as it is now."""
+    sys.path.insert(0, str(HERE.parent))
+    import conftest  # noqa: F401  (seeds a fresh classifier cache with the stored ruler)
+    from test_recipe_pins import new_overrides
+
+    torch.set_num_threads(1)
+    pins = json.loads(PINS.read_text(encoding="utf-8"))
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, pin in pins.items():
+            fresh = run_scenario(name, Path(tmp) / name, new_overrides)
+            assert len(fresh["records"]) == len(pin["records"]), f"{name}: the run itself changed; re-pin it whole"
+            for old, new in zip(pin["records"], fresh["records"]):
+                old.update({key: value for key, value in new.items() if key.startswith("eval/")})
+    PINS.write_text(json.dumps(pins, indent=1) + "\n", encoding="utf-8")
+
+
 def main() -> None:
+    if sys.argv[1:] == ["--evaluations"]:
+        return repin_evaluations()
     torch.set_num_threads(1)
     pins = {}
     with tempfile.TemporaryDirectory() as tmp:
