@@ -67,6 +67,7 @@ def test_sgld_and_train_throughput_benchmarks_run(tmp_path):
     assert sum(v for k, v in phases.items() if k != "total") == pytest.approx(phases["total"], abs=1e-4)
 
 
+@pytest.mark.slow
 def test_fast_recipe_report_judges_each_fast_run_and_plots_all(data_dir, tmp_path):
     import genframe
 
@@ -177,6 +178,7 @@ def test_fast_recipe_minutes_count_the_steps_a_rollback_redid(tmp_path):
     assert [p["n"] for p in points] == [1000] * 3  # records without eval/n: the run's own callbacks.evaluation.n
 
 
+@pytest.mark.slow
 def test_fast_recipe_report_takes_a_run_that_finished_early_at_its_final_weights(tmp_path):
     # callbacks.divergence_guard.out_of_rollbacks = finish: the run ended at 50 minutes on its last good checkpoint, and
     # evaluated it; that evaluation is its figure at 60 minutes. A run still training at 50 is not judged.
@@ -271,6 +273,7 @@ def test_fast_recipe_budget_tolerance_is_the_spread_of_the_speed_rounds():
     assert tolerance({"s_per_step": 0.2}, 60) == 0.5  # an older speed file without rounds
 
 
+@pytest.mark.slow
 def test_snapshot_mixture_measures_each_checkpoint_and_the_mixtures_of_the_last_ones(data_dir, tmp_path):
     import shutil
 
@@ -327,6 +330,7 @@ def test_mixture_generation_times_one_net_against_a_mixture(tmp_path):
     assert result["variants"]["1"]["ratio_to_first"] == 1.0 and result["variants"]["3"]["median_s"] > 0
 
 
+@pytest.mark.slow
 def test_loop_overhead_times_the_loop_against_plain_steps(data_dir, tmp_path):
     out = tmp_path / "loop.json"
     done = subprocess.run([sys.executable, "benchmarks/loop_overhead.py", "--rounds", "1", "--steps", "12", "--out",
@@ -371,6 +375,7 @@ def test_the_bad_input_table_judges_one_error_line_as_handled_and_anything_else_
     assert len(bad_inputs.NUMERIC) * len(bad_inputs.VALUES) >= 150  # every numeric setting, five ways
 
 
+@pytest.mark.slow
 def test_families_puts_runs_of_any_recipe_on_one_ruler_of_minutes(tmp_path):
     # Each run's steps become minutes at its own speed; at the budget, of two evaluations of one step, the one with
     # more samples; the stability rule on the run's own evaluations (its callbacks.evaluation.n).
@@ -402,6 +407,7 @@ def test_families_puts_runs_of_any_recipe_on_one_ruler_of_minutes(tmp_path):
     assert bad.returncode == 1 and bad.stderr.startswith("Error: run ") and "LABEL=RUN_DIR@SECONDS_PER_STEP" in bad.stderr
 
 
+@pytest.mark.slow
 def test_fast_recipe_report_draws_beside_its_own_results_file_unless_told(tmp_path):
     # A study with its own --out must not overwrite the shipped picture of the shipped results file.
     shipped = REPO / "docs" / "images" / "fast_vs_reference.png"

@@ -16,8 +16,9 @@ from genframe.checkpoint import load_checkpoint
 
 from test_plugins import make_distribution
 
-pytestmark = pytest.mark.skipif(not dist.is_available() or not dist.is_gloo_available(),
-                                reason="this PyTorch build has no torch.distributed with gloo")
+pytestmark = [pytest.mark.slow,  # real torchrun processes: seconds each
+              pytest.mark.skipif(not dist.is_available() or not dist.is_gloo_available(),
+                                 reason="this PyTorch build has no torch.distributed with gloo")]
 
 # Each process records, at the end of the run, its final weights and whether it had any loggers.
 # Rank 0 also dawdles a second in its last hook and notes when it is done; the others note when they exit.

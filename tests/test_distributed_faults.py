@@ -20,8 +20,9 @@ from genframe.checkpoint import load_checkpoint
 
 from test_plugins import make_distribution
 
-pytestmark = pytest.mark.skipif(not dist.is_available() or not dist.is_gloo_available(),
-                                reason="this PyTorch build has no torch.distributed with gloo")
+pytestmark = [pytest.mark.slow,  # real torchrun processes: seconds each
+              pytest.mark.skipif(not dist.is_available() or not dist.is_gloo_available(),
+                                 reason="this PyTorch build has no torch.distributed with gloo")]
 
 # Faults a test turns on through the environment: rank 0's checkpoint writes fail from step
 # GF_FAIL_WRITE_AT on (a full disk); the run stops at step GF_STOP_AT; rank 0 alone sleeps GF_PAUSE_S

@@ -106,6 +106,7 @@ def test_a_patience_without_a_limit_is_a_one_line_error(data_dir, tmp_path):
         genframe.train("ebm", overrides=[*TINY, f"{GUARD}.patience=25"], run_dir=tmp_path / "run", quiet=True)
 
 
+@pytest.mark.slow
 def test_a_slide_of_the_running_cdiv_puts_off_the_checkpoint_though_no_step_is_beyond_the_limit(
         data_dir, tmp_path, monkeypatch):
     # From step 4 on every batch's cdiv is 0.5 lower: inside the guard's limit = 1, so no streak and no
@@ -167,6 +168,7 @@ def test_finish_without_rollbacks_is_a_one_line_error(data_dir, tmp_path):
                        run_dir=tmp_path / "run", quiet=True)
 
 
+@pytest.mark.slow
 def test_out_of_rollbacks_finish_ends_the_run_on_the_last_good_checkpoint_and_evaluates_it(
         data_dir, tmp_path, monkeypatch):
     real_step = genframe_ebm.trainer.CDTrainer.train_step

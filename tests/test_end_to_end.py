@@ -149,6 +149,7 @@ def test_api_example_runs_from_another_directory(data_dir, tmp_path):
     assert (tmp_path / "api-run" / "api_samples.png").is_file()
 
 
+@pytest.mark.slow
 def test_max_minutes_ends_the_run_completed_and_resumable(data_dir, tmp_path):
     run = tmp_path / "run"
     # 0.0005 minutes (30 ms) of training: over after the first step or two, mid-epoch

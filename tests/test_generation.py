@@ -141,6 +141,7 @@ def peak_memory_mib(run, tmp_path, n: int) -> float:
     return int(done.stdout.split("maxrss_kib")[-1]) / 1024
 
 
+@pytest.mark.slow
 def test_sample_memory_does_not_grow_with_n(trained_run, tmp_path):
     """40000 samples are 156 MiB; kept in memory (and concatenated) they would cost twice that more."""
     small, large = peak_memory_mib(trained_run, tmp_path, 500), peak_memory_mib(trained_run, tmp_path, 40000)

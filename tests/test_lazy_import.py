@@ -6,6 +6,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 CHECK = """
 import sys
 {code}
@@ -20,6 +22,7 @@ def imported_after(code: str) -> str:
     return done.stdout.strip().splitlines()[-1]
 
 
+@pytest.mark.slow
 def test_import_genframe_is_light_and_its_names_resolve_on_use():
     assert imported_after("import genframe") == "heavy: none"
     # the callback contract needs pydantic (its settings), not torch
@@ -64,6 +67,7 @@ print("GOMP_SPINCOUNT", os.environ.get("GOMP_SPINCOUNT"))
 """
 
 
+@pytest.mark.slow
 def test_the_command_sets_openmps_spin_before_torch_loads_and_keeps_the_users():
     import os
 

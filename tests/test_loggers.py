@@ -69,6 +69,7 @@ def test_resuming_continues_the_same_wandb_run_without_dropping_steps(data_dir, 
     assert [r["trainer/step"] for r in rows if "loss" in r] == [6, 8]
 
 
+@pytest.mark.slow
 def test_wandb_that_cannot_start_never_stops_training(data_dir, tmp_path, monkeypatch):
     with socket.socket() as probe:  # a loopback port nobody listens on
         probe.bind(("127.0.0.1", 0))
@@ -200,6 +201,7 @@ def test_console_rate_after_a_rollback_is_never_negative(tmp_path):
     assert len(rates) == 2 and all(rate > 0 for rate in rates)  # 10 steps since the rollback, not -90
 
 
+@pytest.mark.slow
 def test_plot_draws_the_curves_of_one_run_and_overlays_several(data_dir, tmp_path):
     from genframe.plot import runs_figure
 

@@ -17,6 +17,8 @@ from genframe.loggers.mlflow_logger import MlflowLogger, MlflowWarning, flatten
 pytest.importorskip("mlflow")
 from mlflow.tracking import MlflowClient
 
+pytestmark = pytest.mark.slow  # the real MLflow client and its SQLite store: seconds each
+
 MLFLOW = 'logging.loggers=["jsonl", "mlflow"]'
 
 

@@ -23,6 +23,8 @@ from conftest import REPO, TINY, shared_datasets
 sys.path.insert(0, str(REPO / "examples"))
 from tinted_fashion import write_tinted  # noqa: E402
 
+pytestmark = pytest.mark.slow  # training runs on a colour image folder, in subprocesses too
+
 COLOUR = ["data.name=imagefolder", "data.size=32", "trainer.max_steps=4", "logging.chain_n=4"]
 
 
@@ -87,7 +89,6 @@ def test_an_unlabelled_colour_folder_trains_and_eval_says_there_is_no_metric(tin
         assert grid.mode == "RGB"
 
 
-@pytest.mark.slow
 @pytest.mark.skipif(not torch.distributed.is_available() or not torch.distributed.is_gloo_available(),
                     reason="this PyTorch build has no torch.distributed with gloo")
 def test_torchrun_trains_on_a_colour_folder(tinted, tmp_path):

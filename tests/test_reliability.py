@@ -60,6 +60,7 @@ def wait_for_step(process: subprocess.Popen, run: Path, step: int, timeout: floa
         time.sleep(0.005)
 
 
+@pytest.mark.slow
 def test_sigkill_mid_epoch_then_resume_equals_an_uninterrupted_run(data_dir, tmp_path):
     straight, killed = tmp_path / "straight", tmp_path / "killed"
     subprocess.run(genframe_cli("run", "ebm", *with_sets(KILLABLE), "--run-dir", str(straight), "--quiet"),
@@ -91,6 +92,7 @@ def test_sigkill_mid_epoch_then_resume_equals_an_uninterrupted_run(data_dir, tmp
     assert records(straight) == records(killed)  # every metric, bit for bit, nothing repeated or lost
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("signum,code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
 def test_a_stop_signal_checkpoints_closes_loggers_and_exits(data_dir, tmp_path, signum, code):
     run = tmp_path / "run"
@@ -108,6 +110,7 @@ def test_a_stop_signal_checkpoints_closes_loggers_and_exits(data_dir, tmp_path, 
     assert max(logged_steps(run)) == stopped_at and "Traceback" not in err
 
 
+@pytest.mark.slow
 def test_a_second_signal_exits_at_once_and_the_checkpoint_survives(data_dir, tmp_path):
     run = tmp_path / "run"
     # steps of 1000 Langevin steps (about a second here), so the second signal lands inside the step the

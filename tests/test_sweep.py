@@ -31,6 +31,7 @@ def test_grids_are_read_as_commas_or_json_lists_and_bad_ones_are_one_line():
             parse_grid(bad)
 
 
+@pytest.mark.slow
 def test_a_sweep_runs_every_point_summarises_them_and_skips_or_resumes_when_run_again(data_dir, tmp_path):
     runs = tmp_path / "sweep"
     args = ["sweep", "ebm", *SHARED, "--grid", "trainer.lr=0.001,0.0003", "--grid", "seed=0,1", "--runs-dir", str(runs),

@@ -90,6 +90,7 @@ def test_default_pictures_refuse_points_with_one_line(tmp_path):
     assert not (tmp_path / "x.png").exists()
 
 
+@pytest.mark.slow
 def test_cli_train_resume_sample_plot_and_eval(data_dir, tmp_path, toy2d_installed):
     run = tmp_path / "run"
     env = subprocess_env(toy2d_installed)
