@@ -99,6 +99,13 @@ def test_a_target_this_cpu_lacks_is_refused_and_a_bad_one_is_a_config_error(monk
     assert spec.target == "avx512" and spec.lanes == 16
     with pytest.raises(RuntimeError, match="this CPU lacks: avx512f, avx512bw"):
         native._build(spec)
+    monkeypatch.setattr(native, "_loaded", {})
+    model, x = net({}), torch.zeros((2, 1, 32, 32))
+    with pytest.raises(ConfigError, match="lacks: avx512f.*; unset GENFRAME_NATIVE_TARGET, or set it to a target"):
+        SGLDSampler(impl="native").sample(model, x, 1)
+    monkeypatch.setattr(native, "_loaded", {})
+    with pytest.warns(RuntimeWarning, match="native SGLD step unavailable"):  # auto: the ATen path takes over
+        assert SGLDSampler().implementation(model, x) == "fused"
     monkeypatch.setenv(native.TARGET_ENV, "sse9")
     with pytest.raises(ConfigError, match="GENFRAME_NATIVE_TARGET='sse9' is not a kernel target; use one of native"):
         native.NativeSpec(32, ((1, 16, 5),), 64)

@@ -245,5 +245,8 @@ def load(spec: NativeSpec, required: bool = False, quiet: bool = False) -> Nativ
                                   "sampler.impl='fused' silences this.", RuntimeWarning, stacklevel=3)
         kernels = _loaded[spec]
     if kernels is None and required:
-        raise RuntimeError(f"sampler.impl='native' but the native SGLD step cannot be built: {_loaded_errors[spec]}")
+        message = f"sampler.impl='native' but the native SGLD step cannot be built: {_loaded_errors[spec]}"
+        if missing_features(spec.target):  # the user's forced target, not a broken build
+            raise ConfigError(f"{message}; unset {TARGET_ENV}, or set it to a target this CPU runs")
+        raise RuntimeError(message)
     return kernels
