@@ -42,35 +42,27 @@ def seed_ruler() -> Path:
     return target
 
 
-if (RULER / "mnist.json").is_file():  # absent only while make_ruler.py makes it
-    seed_ruler()
+seed_ruler()
 
 
 def read_each_idx_file_once() -> None:
-    """Decompress each IDX file (the shared MNIST, 0.4 s a run) once per test session, not at every run a test
-    trains in this process. Keyed by the file's path, size and modification time, so a test's own (damaged,
-    rewritten) files are read afresh; the arrays come back read-only, and the padded images as a fresh copy."""
-    import functools
-
+    """Decompress each IDX file (the shared MNIST: 0.4 s a run) once per test session, not at every run a test
+    trains in this process. Keyed by the file itself (device, inode), its size and modification time, so a
+    test's own damaged or rewritten files are read afresh; the padded images come back as a fresh copy."""
     from genframe.data import mnist
 
     read, pad = mnist.read_idx, mnist._pad_to_tensor
-
-    @functools.cache
-    def read_cached(path: str, size: int, mtime: int):
-        array = read(path)
-        array.setflags(write=False)
-        return array
-
-    padded: dict[int, tuple] = {}  # id of an array read_cached returned -> (that array, kept alive; its padding)
+    arrays: dict[tuple[int, int, int, int], object] = {}  # (device, inode, size, mtime) -> the file's array
+    padded: dict[int, tuple] = {}  # id of an array read_idx returned -> (that array, kept alive; its padding)
 
     def read_idx(path):
         stat = os.stat(path)
-        return read_cached(os.fspath(path), stat.st_size, stat.st_mtime_ns)
+        key = (stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns)
+        if key not in arrays:
+            arrays[key] = read(path)
+        return arrays[key]
 
     def pad_to_tensor(images):
-        if images.flags.writeable:  # not one of the cached arrays
-            return pad(images)
         if id(images) not in padded:
             padded[id(images)] = (images, pad(images))
         return padded[id(images)][1].clone()
@@ -127,11 +119,12 @@ PATH_REPORT = PathReport()
 
 
 def pytest_configure(config):
-    config.addinivalue_line("markers", "sampler_path(name): the test exercises that sampler path (tests/sampler_paths.py)")
+    config.addinivalue_line("markers", "sampler_path(name): the test exercises that sampler path "
+                                       "(tests/sampler_paths.py)")
 
 
-def pytest_collection_modifyitems(items):
-    PATH_REPORT.collected(items)
+def pytest_collection_finish(session):
+    PATH_REPORT.collected(session.items)  # what -m and -k left to run
 
 
 def pytest_runtest_logreport(report):

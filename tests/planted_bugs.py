@@ -25,12 +25,13 @@ BUGS = {
     "exact resume": ("plugins/ebm/genframe_ebm/trainer.py", '        self.generator.set_state(state["generator"])',
                      "        pass"),
     "sampler: autograd": ("plugins/ebm/genframe_ebm/sampler.py",
-                          "        return x.detach().add_(grad.clamp_(-self.grad_clip, self.grad_clip), alpha=step_size)"
-                          ".clamp_(-1.0, 1.0)",
+                          "        return x.detach().add_(grad.clamp_(-self.grad_clip, self.grad_clip), "
+                          "alpha=step_size).clamp_(-1.0, 1.0)",
                           "        return x.detach().add_(grad.clamp_(-self.grad_clip, 2 * self.grad_clip), "
                           "alpha=step_size).clamp_(-1.0, 1.0)"),
     "sampler: fused": ("plugins/ebm/genframe_ebm/swish_plan.py",
-                       "            g = silu_backward_(g, pre[offset])  # g is always a fresh temporary here: overwrite it",
+                       "            g = silu_backward_(g, pre[offset])  "
+                       "# g is always a fresh temporary here: overwrite it",
                        "            g = silu_backward_(g, pre[offset] * 1.01)"),
     "sampler: native (this CPU's and AVX2 builds)": ("plugins/ebm/genframe_ebm/native_src.py",
                                                      "    st(d, s * (1.0f + z * (1.0f - s)));",

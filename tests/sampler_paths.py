@@ -34,13 +34,17 @@ def why_not(name: str) -> str | None:
     no_compiler = None if shutil.which(os.environ.get("CC", "cc")) else "no C compiler (set $CC)"
     if name in ("autograd", "fused"):
         return None
-    if name == "native":
-        return no_compiler
+    if name == "native":  # the build GENFRAME_NATIVE_TARGET names, else this CPU's
+        missing = native.missing_features(native.forced_target())
+        return f"this CPU lacks {', '.join(missing)}" if missing else no_compiler
     if name in ("native-avx2", "native-avx512"):
         missing = native.missing_features(name.removeprefix("native-"))
         return f"this CPU lacks {', '.join(missing)}" if missing else no_compiler
     if name == "native-bf16":
-        return no_compiler if native.cpu_has_bf16() else "this CPU lacks avx512_bf16"
+        if not native.cpu_has_bf16():
+            return "this CPU lacks avx512_bf16"
+        forced = native.forced_target() == "avx2"
+        return f"{native.TARGET_ENV}=avx2 builds without AVX-512" if forced else no_compiler
     if name == "cudagraph":
         return None if torch.cuda.is_available() else "no CUDA GPU"
     raise KeyError(f"unknown sampler path {name!r}; paths are {', '.join(PATHS)}")
@@ -63,7 +67,10 @@ def on_path(name: str):
 
 def this_cpu_build() -> str:
     """What the default native path builds here, for the summary line."""
-    target = native.forced_target()
+    try:
+        target = native.forced_target()
+    except ValueError as error:  # a misspelled GENFRAME_NATIVE_TARGET: its tests failed saying so
+        return str(error).split(";")[0]
     lanes = native.TARGETS[target][0] or native.vector_lanes()
     return f"{lanes} lanes, -march={native.TARGETS[target][1]}"
 
@@ -72,12 +79,12 @@ class PathReport:
     """The outcome of each path's tests in this session."""
 
     def __init__(self) -> None:
-        self.paths_of: dict[str, list[str]] = {}  # test id -> the paths it exercises
+        self.paths_of: dict[str, list[str]] = {}  # id of a selected test -> the paths it exercises
         self.ran: set[str] = set()
         self.failed: set[str] = set()
-        self.skipped: dict[str, str] = {}
 
     def collected(self, items) -> None:
+        """``items``: the tests selected to run (after -m and -k)."""
         for item in items:
             names = [mark.args[0] for mark in item.iter_markers("sampler_path")]
             if names:
@@ -87,14 +94,11 @@ class PathReport:
         for name in self.paths_of.get(report.nodeid, ()):
             if report.failed:
                 self.failed.add(name)
-            elif report.skipped:
-                reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
-                self.skipped.setdefault(name, reason.removeprefix("Skipped: "))
-            elif report.when == "call":
+            elif report.when == "call" and report.passed:
                 self.ran.add(name)
 
     def line(self) -> str:
-        """One line: every path, ran (passed or failed) or skipped with its reason, or not selected."""
+        """One line: every path, ran (passed or failed) or skipped with why, or not selected."""
         selected = {name for names in self.paths_of.values() for name in names}
         ran, skipped, unselected = [], [], []
         for name in PATHS:
@@ -103,10 +107,10 @@ class PathReport:
                 ran.append(f"{label} FAILED")
             elif name in self.ran:
                 ran.append(label)
-            elif name in self.skipped:
-                skipped.append(f"{name} ({self.skipped[name]})")
             elif name not in selected:
                 unselected.append(name)
+            else:  # selected, and not one of its tests ran
+                skipped.append(f"{name} ({why_not(name) or 'its selected tests were skipped'})")
         parts = [f"ran {', '.join(ran) or 'none'}"]
         if skipped:
             parts.append(f"skipped {'; '.join(skipped)}")

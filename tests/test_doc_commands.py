@@ -164,9 +164,10 @@ def test_every_documented_command_works_as_written(data_dir, tmp_path, monkeypat
         install_example(REPO / "examples" / "plugins" / example, tmp_path / "site" / example, monkeypatch)
     monkeypatch.setenv("GENFRAME_DATA_DIR", str(data_dir))
     monkeypatch.setenv("WANDB_MODE", "offline")
-    # The commands run as written. One constant is cut: the nearest score's pool of the model's own samples
-    # (10000 -> 2000), which score and ood draw anew each time (55 of the test's 110 s on a 2-core Zen 3); the
-    # score itself, at the shipped size too, is tested in test_scoring.py.
+    # The commands run as written, with the nearest score's two sample counts cut: the pool of the model's own
+    # samples (10000 -> 2000), which score and ood draw anew each time (55 of the test's 110 s on a 2-core
+    # Zen 3), and the samples that set its units (2000 -> 1000, within the pool); the score is tested in
+    # test_scoring.py.
     monkeypatch.setattr("genframe_ebm.scores.POOL_SIZE", 2000)
     monkeypatch.setattr("genframe_ebm.scores.UNIT_SAMPLES", 1000)
     commands = doc_commands()

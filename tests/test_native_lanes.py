@@ -81,9 +81,9 @@ def test_chain_matches_the_reference_loop(lanes, arch):
     assert (out - ref).abs().max() <= CHAIN_TOL
 
 
-def test_a_forced_target_trains_end_to_end(lanes, data_dir, tmp_path):
+def test_a_forced_target_trains_end_to_end(lanes, data_dir, tmp_path, monkeypatch):
     """The sampler's whole job, training and generation, runs on the forced target's kernel."""
-    native._loaded.clear()
+    monkeypatch.setattr(native, "_loaded", {})
     result = genframe.train("ebm", overrides=[*TINY, "sampler.impl=native", "trainer.max_steps=3"],
                             run_dir=tmp_path / "run", quiet=True)
     images = genframe.load(tmp_path / "run").sample(n=4, steps=5).images
@@ -112,6 +112,7 @@ def test_a_target_this_cpu_lacks_is_refused_and_a_bad_one_is_a_config_error(monk
 
 
 def test_the_cpu_decides_the_width(monkeypatch):
+    monkeypatch.delenv(native.TARGET_ENV, raising=False)  # unforced: this CPU's own build
     native.vector_lanes.cache_clear()
     try:
         monkeypatch.setattr(native, "_cpu_flags", lambda: {"avx", "avx2", "fma"})

@@ -20,12 +20,13 @@ from genframe.errors import DataError
 from genframe.masks import known_pixels
 
 from conftest import REPO, TINY
+from sampler_paths import why_not
 
 # fp32 native chains on every CPU: the recipe's bf16 runs only where AVX-512 BF16 exists, and "auto" races
 # native against fused on the machine's load, so the trained model would differ by CPU, not just in rounding
 SHORT = ["trainer.max_steps=75", "trainer.batch_size=64", "callbacks.evaluation.every_steps=100000",
          "logging.sample_every=100000", 'logging.loggers=["jsonl"]', "callbacks.snapshot_mixture.every=25",
-         "sampler.precision=fp32", "sampler.impl=native"]
+         "sampler.precision=fp32", f"sampler.impl={'fused' if why_not('native') else 'native'}"]
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,8 @@ build fails, ``load`` warns once and returns None and the sampler uses ATen ops 
 
 The build targets this CPU (``-march=native``, its own vector width). ``GENFRAME_NATIVE_TARGET``
 forces a portable one instead: ``avx2`` (8 lanes, ``-march=x86-64-v3``) or ``avx512`` (16 lanes,
-``-march=x86-64-v4``), so an AVX-512 machine can still run, and test, the kernel AVX2 machines run.
+``-march=x86-64-v4``), so an AVX-512 machine can still run, and test, the 8-lane kernel in a build
+that holds no AVX-512 instruction.
 """
 
 from __future__ import annotations
@@ -170,12 +171,16 @@ def _cpu_signature() -> str:
 
 
 def _build(spec: NativeSpec) -> Path:
+    if spec.precision == "bf16" and spec.target == "avx2":
+        raise RuntimeError(f"{TARGET_ENV}=avx2 builds without AVX-512, and bf16 products need AVX-512 BF16")
+    missing = missing_features(spec.target)
+    if spec.precision == "bf16" and spec.target != "native" and not cpu_has_bf16():
+        missing.append("avx512_bf16")
+    if missing:  # its code would stop the process with an illegal instruction
+        raise RuntimeError(f"{TARGET_ENV}={spec.target} builds for CPU features this CPU lacks: {', '.join(missing)}")
     compiler = shutil.which(os.environ.get("CC", "cc"))
     if compiler is None:
         raise RuntimeError(f"no C compiler found (looked for {os.environ.get('CC', 'cc')!r}; set $CC)")
-    missing = missing_features(spec.target)
-    if missing:  # its code would stop the process with an illegal instruction
-        raise RuntimeError(f"{TARGET_ENV}={spec.target} builds for CPU features this CPU lacks: {', '.join(missing)}")
     source = native_src.source(spec.size, list(spec.convs), spec.hidden, spec.precision, spec.lanes)
     flags = spec.flags()
     key = hashlib.sha256("\n".join([source, " ".join(flags), compiler, _cpu_signature()]).encode()).hexdigest()[:20]
