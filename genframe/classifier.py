@@ -115,9 +115,20 @@ def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def cached_path(name: str, spec: ClassifierSpec = ClassifierSpec()) -> Path:
+    """Where the classifier of dataset ``name`` trained as ``spec`` is cached (its checksum beside it)."""
+    return cache_dir() / f"{name}-{spec.key()}.pt"
+
+
+def write_cached(path: Path, data: bytes) -> None:
+    """Cache a classifier's ``torch.save`` bytes at ``path``, with the SHA-256 sidecar ``load_or_train`` checks."""
+    atomic_write_bytes(path, data)
+    atomic_write_text(path.with_name(path.name + ".sha256"), _sha256(data) + "\n")
+
+
 def load_or_train(name: str, train_split: Dataset, num_classes: int, spec: ClassifierSpec = ClassifierSpec()):
     """The cached classifier for dataset ``name``, training (and caching) it when missing or corrupted."""
-    path = cache_dir() / f"{name}-{spec.key()}.pt"
+    path = cached_path(name, spec)
     sidecar = path.with_name(path.name + ".sha256")
     if path.is_file() and sidecar.is_file():
         data = path.read_bytes()
@@ -132,8 +143,7 @@ def load_or_train(name: str, train_split: Dataset, num_classes: int, spec: Class
     torch.save(model.state_dict(), buffer)
     data = buffer.getvalue()
     try:
-        atomic_write_bytes(path, data)
-        atomic_write_text(sidecar, _sha256(data) + "\n")
+        write_cached(path, data)
     except OSError as exc:  # a read-only cache is slow, not fatal
         warnings.warn(f"genframe: could not cache the classifier at {path} ({exc}); it will be retrained next time",
                       UserWarning, stacklevel=2)

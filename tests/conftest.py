@@ -24,10 +24,10 @@ os.environ["GENFRAME_CACHE_DIR"] = tempfile.mkdtemp(prefix="genframe-test-cache-
 RULER = Path(__file__).resolve().parent / "fixtures" / "ruler"
 
 
-def seed_ruler() -> Path:
+def seed_ruler() -> None:
     """Put the stored MNIST classifier (tests/fixtures/ruler) where genframe looks for it, so every CPU measures
     with the same weights and no session trains them. Fails loudly when ``ClassifierSpec`` has moved on."""
-    from genframe.classifier import ClassifierSpec, cache_dir
+    from genframe.classifier import ClassifierSpec, cached_path, write_cached
 
     record = json.loads((RULER / "mnist.json").read_text(encoding="utf-8"))
     data = (RULER / "mnist.classifier").read_bytes()
@@ -35,11 +35,7 @@ def seed_ruler() -> Path:
     assert record["spec_key"] == key, (f"the stored ruler was trained for ClassifierSpec key {record['spec_key']}, "
                                        f"now {key}: run tests/fixtures/ruler/make_ruler.py")
     assert hashlib.sha256(data).hexdigest() == record["sha256"], "tests/fixtures/ruler/mnist.classifier is damaged"
-    target = cache_dir() / f"mnist-{key}.pt"
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_bytes(data)
-    target.with_name(target.name + ".sha256").write_text(record["sha256"] + "\n")
-    return target
+    write_cached(cached_path("mnist"), data)
 
 
 seed_ruler()
@@ -53,7 +49,7 @@ def read_each_idx_file_once() -> None:
 
     read, pad = mnist.read_idx, mnist._pad_to_tensor
     arrays: dict[tuple[int, int, int, int], object] = {}  # (device, inode, size, mtime) -> the file's array
-    padded: dict[int, tuple] = {}  # id of an array read_idx returned -> (that array, kept alive; its padding)
+    padded: dict[int, object] = {}  # id of an array in ``arrays`` (kept alive there, so its id is its own) -> padding
 
     def read_idx(path):
         stat = os.stat(path)
@@ -64,8 +60,8 @@ def read_each_idx_file_once() -> None:
 
     def pad_to_tensor(images):
         if id(images) not in padded:
-            padded[id(images)] = (images, pad(images))
-        return padded[id(images)][1].clone()
+            padded[id(images)] = pad(images)
+        return padded[id(images)].clone()
 
     mnist.read_idx, mnist._pad_to_tensor = read_idx, pad_to_tensor
 

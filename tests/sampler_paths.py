@@ -16,38 +16,24 @@ import torch
 
 from genframe_ebm import native
 
-# name -> what it is (the summary line says it)
-PATHS = {
-    "autograd": "the reference loop",
-    "fused": "ATen ops",
-    "native": "C kernel built for this CPU",
-    "native-avx2": "C kernel, 8 lanes, -march=x86-64-v3",
-    "native-avx512": "C kernel, 16 lanes, -march=x86-64-v4",
-    "native-bf16": "C kernel, bf16 products",
-    "cudagraph": "CUDA graphs",
-}
+PATHS = ("autograd", "fused", "native", "native-avx2", "native-avx512", "native-bf16", "cudagraph")
 
 
 @functools.cache
 def why_not(name: str) -> str | None:
     """Why ``name`` cannot run on this machine, or None where it can."""
-    no_compiler = None if shutil.which(os.environ.get("CC", "cc")) else "no C compiler (set $CC)"
     if name in ("autograd", "fused"):
         return None
-    if name == "native":  # the build GENFRAME_NATIVE_TARGET names, else this CPU's
-        missing = native.missing_features(native.forced_target())
-        return f"this CPU lacks {', '.join(missing)}" if missing else no_compiler
-    if name in ("native-avx2", "native-avx512"):
-        missing = native.missing_features(name.removeprefix("native-"))
-        return f"this CPU lacks {', '.join(missing)}" if missing else no_compiler
-    if name == "native-bf16":
-        if not native.cpu_has_bf16():
-            return "this CPU lacks avx512_bf16"
-        forced = native.forced_target() == "avx2"
-        return f"{native.TARGET_ENV}=avx2 builds without AVX-512" if forced else no_compiler
     if name == "cudagraph":
         return None if torch.cuda.is_available() else "no CUDA GPU"
-    raise KeyError(f"unknown sampler path {name!r}; paths are {', '.join(PATHS)}")
+    if name == "native-bf16":
+        reason = native.why_no_bf16()
+    elif name in ("native", "native-avx2", "native-avx512"):  # native: the build GENFRAME_NATIVE_TARGET names
+        missing = native.missing_features(native.forced_target() if name == "native" else name[len("native-"):])
+        reason = f"this CPU lacks {', '.join(missing)}" if missing else None
+    else:
+        raise KeyError(f"unknown sampler path {name!r}; paths are {', '.join(PATHS)}")
+    return reason or (None if shutil.which(os.environ.get("CC", "cc")) else "no C compiler (set $CC)")
 
 
 def path_marks(name: str) -> list[pytest.MarkDecorator]:
@@ -71,8 +57,7 @@ def this_cpu_build() -> str:
         target = native.forced_target()
     except ValueError as error:  # a misspelled GENFRAME_NATIVE_TARGET: its tests failed saying so
         return str(error).split(";")[0]
-    lanes = native.TARGETS[target][0] or native.vector_lanes()
-    return f"{lanes} lanes, -march={native.TARGETS[target][1]}"
+    return f"{native.default_lanes(target)} lanes, -march={native.TARGETS[target][1]}"
 
 
 class PathReport:

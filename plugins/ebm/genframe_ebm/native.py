@@ -38,7 +38,7 @@ from pathlib import Path
 from genframe.errors import ConfigError
 from genframe_ebm import native_src
 
-_FLAGS = ["-O3", "-fno-math-errno", "-shared", "-fPIC", "-std=gnu11"]
+_FLAGS = ["-fno-math-errno", "-shared", "-fPIC", "-std=gnu11"]  # after -O3 and the target's -march
 TARGET_ENV = "GENFRAME_NATIVE_TARGET"
 # target: (floats per vector, its -march, the CPU flags (as /proc/cpuinfo names them) its code needs)
 TARGETS = {
@@ -63,6 +63,20 @@ def missing_features(target: str) -> list[str]:
     return [] if flags is None else [name for name in TARGETS[target][2] if name not in flags]
 
 
+def default_lanes(target: str) -> int:
+    """Floats per vector of an fp32 build for ``target``: the target's own, else this CPU's."""
+    return TARGETS[target][0] or vector_lanes()
+
+
+def why_no_bf16() -> str | None:
+    """Why the bf16 kernels cannot run here (the CPU, or a forced AVX2 build), or None where they can."""
+    if not cpu_has_bf16():
+        return "this CPU has no AVX-512 BF16 dot products (avx512_bf16)"
+    if forced_target() == "avx2":
+        return f"{TARGET_ENV}=avx2 builds without AVX-512, and bf16 products need AVX-512 BF16"
+    return None
+
+
 @dataclass(frozen=True)
 class NativeSpec:
     """The net the kernels are built for: one-channel size x size images; convs (in, out, kernel), each
@@ -82,15 +96,12 @@ class NativeSpec:
         if self.target is None:
             object.__setattr__(self, "target", forced_target())
         if self.lanes is None:
-            lanes = 16 if self.precision == "bf16" else TARGETS[self.target][0] or vector_lanes()
-            object.__setattr__(self, "lanes", lanes)
+            object.__setattr__(self, "lanes", 16 if self.precision == "bf16" else default_lanes(self.target))
 
     def flags(self) -> list[str]:
         """The compiler flags of this build: the target's -march (bf16 adds its dot products to x86-64-v4)."""
-        march = [f"-march={TARGETS[self.target][1]}"]
-        if self.precision == "bf16" and self.target != "native":
-            march.append("-mavx512bf16")
-        return [*_FLAGS[:1], *march, *_FLAGS[1:]]
+        bf16 = ["-mavx512bf16"] if self.precision == "bf16" and self.target != "native" else []
+        return ["-O3", f"-march={TARGETS[self.target][1]}", *bf16, *_FLAGS]
 
     @staticmethod
     def supported(size: int, convs: list[tuple[int, int, int, int, int]], hidden: int) -> bool:
@@ -171,11 +182,10 @@ def _cpu_signature() -> str:
 
 
 def _build(spec: NativeSpec) -> Path:
-    if spec.precision == "bf16" and spec.target == "avx2":
-        raise RuntimeError(f"{TARGET_ENV}=avx2 builds without AVX-512, and bf16 products need AVX-512 BF16")
+    no_bf16 = why_no_bf16() if spec.precision == "bf16" else None
+    if no_bf16:
+        raise RuntimeError(no_bf16)
     missing = missing_features(spec.target)
-    if spec.precision == "bf16" and spec.target != "native" and not cpu_has_bf16():
-        missing.append("avx512_bf16")
     if missing:  # its code would stop the process with an illegal instruction
         raise RuntimeError(f"{TARGET_ENV}={spec.target} builds for CPU features this CPU lacks: {', '.join(missing)}")
     compiler = shutil.which(os.environ.get("CC", "cc"))

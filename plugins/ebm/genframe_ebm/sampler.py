@@ -277,11 +277,9 @@ class SGLDSampler(Sampler):
     @staticmethod
     def bf16_kernels(plan: SwishPlan) -> native.NativeKernels | None:
         """The native kernels with bf16 products, or None (said once) where the CPU or compiler cannot."""
-        if not native.cpu_has_bf16():
-            tell_once_of_fp32("this CPU has no AVX-512 BF16 dot products (avx512_bf16)")
-            return None
-        if native.forced_target() == "avx2":
-            tell_once_of_fp32(f"{native.TARGET_ENV}=avx2 forces the AVX2 kernel, which has no bf16 products")
+        reason = native.why_no_bf16()
+        if reason:
+            tell_once_of_fp32(reason)
             return None
         spec = plan.native_spec("bf16")
         kernels = native.load(spec, quiet=True)
