@@ -125,6 +125,7 @@ def test_bf16_chains_take_one_draw_of_the_generator_per_call():
     assert torch.equal(sampler.sample(net, init, 10, generator=torch.Generator().manual_seed(7)).images, out)
 
 
+@on_path("native")  # fp32 chains on the native kernel: skipped where a forced target cannot build
 def test_without_bf16_the_chains_run_fp32_after_one_warning(monkeypatch):
     monkeypatch.setattr(native, "cpu_has_bf16", lambda: False)
     monkeypatch.setattr(sampler_module, "_told_fp32", set())
