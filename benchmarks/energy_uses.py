@@ -32,10 +32,11 @@ from pathlib import Path
 import torch
 
 import genframe
-from genframe.completion import add_noise, closest_on_known, inpaint_images, psnr, LabelReader
-from genframe.detection import separation
-from genframe.masks import known_pixels
-from genframe.scoring import read_sets, score_sets
+from genframe.using.completion import add_noise, closest_on_known, inpaint_images, psnr
+from genframe.using.completion_files import LabelReader
+from genframe.using.detection import separation
+from genframe.using.masks import known_pixels
+from genframe.using.scoring import read_sets, score_sets
 
 OUT_SETS = ["fashion_mnist:test", "noise", "gaussian", "constant", "inverted", "flipped", "flipped:2,4,5,7"]
 MASKS = ["bottom-half", "left-half", "center", "random:0.5"]
@@ -91,7 +92,7 @@ def _ensemble(loaded, images):
 
 def _relaxed(loaded, images):
     """The score after 5 Langevin steps from the image (worse than the raw score: not shipped)."""
-    from genframe.runsetup import drawn_generator
+    from genframe.training.runsetup import drawn_generator
     from genframe_ebm.scores import trained_net
 
     net = trained_net(loaded.model)
@@ -156,7 +157,7 @@ _POOLS: dict = {}
 
 
 def _pool(loaded, count: int, seed: int) -> torch.Tensor:
-    from genframe.generation import generate_in_chunks
+    from genframe.using.generation import generate_in_chunks
 
     key = (str(loaded.checkpoint), count, seed)
     if key not in _POOLS:
@@ -175,7 +176,7 @@ def _pool(loaded, count: int, seed: int) -> torch.Tensor:
 
 
 def inpaint_from(loaded, images, known, start, steps, seed):
-    from genframe.runsetup import seeded_generator
+    from genframe.training.runsetup import seeded_generator
 
     x = torch.where(known, images, start)
     if steps == 0:
@@ -211,7 +212,7 @@ def inpaint(loaded, masks: list[str], schedules: list[str], n: int) -> dict:
 
 
 def denoise(loaded, n: int, noises: list[float], steps: list[int]) -> dict:
-    from genframe.completion import denoise_images
+    from genframe.using.completion import denoise_images
 
     (digits,) = read_sets(loaded, ["mnist:test"], n, seed=0)
     images, _ = next(digits.chunks(n))

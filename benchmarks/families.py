@@ -19,8 +19,8 @@ from pathlib import Path
 
 from fast_recipe import at_budget, curve, print_curve, stable, training_n  # benchmarks/ is on sys.path
 
-from genframe.atomic import atomic_write_text
-from genframe.plot import plot_curves
+from genframe.util.atomic import atomic_write_text
+from genframe.using.plot import plot_curves
 
 
 def parse_run(text: str) -> tuple[str, str, float]:

@@ -22,11 +22,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from genframe.openmp import spin_less
+from genframe.util.openmp import spin_less
 
 spin_less()  # as the genframe command does, before torch loads
 from fast_recipe import seconds_per_step  # noqa: E402 - run as a script, benchmarks/ is on sys.path
-from genframe.atomic import atomic_write_text  # noqa: E402
+from genframe.util.atomic import atomic_write_text  # noqa: E402
 from sgld_throughput import machine  # noqa: E402
 
 RESERVED = {"settings", "machine"}  # keys of the JSON beside the labels

@@ -35,15 +35,15 @@ from collections.abc import Sequence
 from itertools import pairwise
 from pathlib import Path
 
-from genframe.openmp import spin_less
+from genframe.util.openmp import spin_less
 
 spin_less()  # as the genframe command does, before torch loads
 import torch  # noqa: E402
 
 import genframe  # noqa: E402
-from genframe.atomic import atomic_write_text  # noqa: E402
-from genframe.policies.evaluation import EvaluationSettings  # noqa: E402
-from genframe.plot import plot_curves, read_metrics  # noqa: E402
+from genframe.util.atomic import atomic_write_text  # noqa: E402
+from genframe.callbacks.evaluation import EvaluationSettings  # noqa: E402
+from genframe.using.plot import plot_curves, read_metrics  # noqa: E402
 from sgld_throughput import cpu_name  # noqa: E402 - run as a script, benchmarks/ is on sys.path
 
 REPO = Path(__file__).resolve().parents[1]

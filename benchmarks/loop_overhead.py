@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 
 import genframe
-from genframe.runsetup import build_dataset, epoch_permutation
+from genframe.training.runsetup import build_dataset, epoch_permutation
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "loop_overhead.json"
 LOG_EVERY = 10

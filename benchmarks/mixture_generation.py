@@ -4,7 +4,7 @@
 
 Builds the fast recipe's network (examples/ebm_mnist_fast.toml; random weights: the time of a
 Langevin step does not depend on them) as one net and as mixtures of ``--members`` nets, and generates
-``--n`` samples the way an evaluation does (``genframe.generation.generate_in_chunks``, the device's
+``--n`` samples the way an evaluation does (``genframe.using.generation.generate_in_chunks``, the device's
 default chunk, the recipe's 30 steps), alternating the variants in each round so that they share
 whatever else the machine is doing. Prints the median seconds of each and its ratio to one net.
 A mixture of K splits each chunk into K parts, one per member, so each member runs chunk / K chains
@@ -22,8 +22,8 @@ from pathlib import Path
 import torch
 
 import genframe
-from genframe.atomic import atomic_write_text
-from genframe.generation import generate_in_chunks
+from genframe.util.atomic import atomic_write_text
+from genframe.using.generation import generate_in_chunks
 from genframe_ebm.mixture import SnapshotMixture
 
 REPO = Path(__file__).resolve().parents[1]

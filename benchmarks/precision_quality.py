@@ -20,11 +20,11 @@ from pathlib import Path
 import torch
 
 import genframe
-from genframe.atomic import atomic_write_text
-from genframe.evaluate import EVAL_CHUNK, shared_evaluator
-from genframe.generation import generate_in_chunks
-from genframe.plugins import get_host
-from genframe.recipes import get_recipe
+from genframe.util.atomic import atomic_write_text
+from genframe.using.evaluate import EVAL_CHUNK, shared_evaluator
+from genframe.using.generation import generate_in_chunks
+from genframe.plugins.host import get_host
+from genframe.plugins.recipes import get_recipe
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "precision_quality.json"
 PRECISIONS = ("fp32", "bf16")

@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 import genframe
-from genframe.atomic import atomic_write_text
+from genframe.util.atomic import atomic_write_text
 from sgld_throughput import cpu_name  # run as a script, benchmarks/ is on sys.path
 
 METRICS = ("fd", "confidence", "confident", "coverage")

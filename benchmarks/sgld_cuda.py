@@ -26,7 +26,7 @@ from pathlib import Path
 
 import torch
 
-from genframe.reproducible import reproducible_kernels
+from genframe.util.reproducible import reproducible_kernels
 from genframe_ebm.energy import SwishEnergyNet
 from genframe_ebm.sampler import SGLDSampler
 

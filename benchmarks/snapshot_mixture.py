@@ -21,11 +21,11 @@ import argparse
 
 import torch
 
-from genframe.api import load
-from genframe.evaluate import EVAL_CHUNK, shared_evaluator
-from genframe.generation import generate_in_chunks
-from genframe.metrics import features_and_probs
-from genframe.plugins import get_host
+from genframe.using.load import load
+from genframe.using.evaluate import EVAL_CHUNK, shared_evaluator
+from genframe.using.generation import generate_in_chunks
+from genframe.using.metrics import features_and_probs
+from genframe.plugins.host import get_host
 from genframe_ebm.mixture import SnapshotMixture
 
 

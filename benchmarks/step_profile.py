@@ -25,14 +25,14 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-from genframe.openmp import spin_less
+from genframe.util.openmp import spin_less
 
 spin_less()  # as the genframe command does, before torch loads (GOMP_SPINCOUNT=300000 in the shell: libgomp's default)
 import torch  # noqa: E402
 
 import genframe  # noqa: E402
 import genframe_ebm.trainer as trainer_module  # noqa: E402
-from genframe.recipes import get_recipe  # noqa: E402
+from genframe.plugins.recipes import get_recipe  # noqa: E402
 
 from sgld_throughput import machine  # noqa: E402
 from train_throughput import data  # noqa: E402

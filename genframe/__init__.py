@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 import sys
 import types
+
 # Not ``from typing import ...``: typing takes milliseconds to import, and an interrupt then, before the
 # CLI's handler (``genframe/__main__.py``) runs, would print a traceback. Type checkers know this idiom.
 TYPE_CHECKING = False
@@ -18,26 +19,55 @@ if TYPE_CHECKING:  # pragma: no cover
 
 # public name -> the module that defines it
 _EXPORTS = {
-    "LoadedModel": "genframe.api", "get_recipe": "genframe.recipes", "load": "genframe.api",
-    "recipe_config": "genframe.recipes", "sample_to_files": "genframe.api",
-    "Callback": "genframe.callbacks", "Control": "genframe.callbacks",
-    "RecipeConfig": "genframe.config", "Section": "genframe.config", "TrainerConfig": "genframe.config",
-    "LoggingConfig": "genframe.config", "DataConfig": "genframe.config", "CallbacksConfig": "genframe.config",
-    "RunContext": "genframe.context", "RunResult": "genframe.context",
-    "CallbackError": "genframe.errors", "CheckpointError": "genframe.errors", "ConfigError": "genframe.errors",
-    "DataError": "genframe.errors", "DivergenceError": "genframe.errors", "GenframeError": "genframe.errors",
-    "PluginError": "genframe.errors", "RunError": "genframe.errors", "RunInterrupted": "genframe.errors",
-    "UnknownComponentError": "genframe.errors",
-    "evaluate": "genframe.evaluate", "export_model": "genframe.export",
-    "hookimpl": "genframe.hookspecs",
-    "Dataset": "genframe.interfaces", "Logger": "genframe.interfaces", "Model": "genframe.interfaces",
-    "Recipe": "genframe.interfaces", "SampleOutput": "genframe.interfaces", "Sampler": "genframe.interfaces",
-    "Trainer": "genframe.interfaces",
-    "get_host": "genframe.plugins", "load_plugins": "genframe.plugins", "reset_host": "genframe.plugins",
-    "TrainingRun": "genframe.run", "train": "genframe.run",
+    "LoadedModel": "genframe.using.load", "get_recipe": "genframe.plugins.recipes", "load": "genframe.using.load",
+    "recipe_config": "genframe.plugins.recipes", "sample_to_files": "genframe.using.sample",
+    "Callback": "genframe.contracts.callbacks", "Control": "genframe.contracts.callbacks",
+    "RecipeConfig": "genframe.config.sections", "Section": "genframe.config.sections", "TrainerConfig": "genframe.config.sections",
+    "LoggingConfig": "genframe.config.sections", "DataConfig": "genframe.config.sections", "CallbacksConfig": "genframe.config.sections",
+    "RunContext": "genframe.contracts.context", "RunResult": "genframe.contracts.context",
+    "CallbackError": "genframe.contracts.errors", "CheckpointError": "genframe.contracts.errors", "ConfigError": "genframe.contracts.errors",
+    "DataError": "genframe.contracts.errors", "DivergenceError": "genframe.contracts.errors", "GenframeError": "genframe.contracts.errors",
+    "PluginError": "genframe.contracts.errors", "RunError": "genframe.contracts.errors", "RunInterrupted": "genframe.contracts.errors",
+    "UnknownComponentError": "genframe.contracts.errors",
+    "evaluate": "genframe.using.evaluate", "export_model": "genframe.using.export",
+    "hookimpl": "genframe.contracts.hookspecs",
+    "Dataset": "genframe.contracts.components", "Logger": "genframe.contracts.components", "Model": "genframe.contracts.components",
+    "Recipe": "genframe.contracts.components", "SampleOutput": "genframe.contracts.components", "Sampler": "genframe.contracts.components",
+    "Trainer": "genframe.contracts.components",
+    "get_host": "genframe.plugins.host", "load_plugins": "genframe.plugins.host", "reset_host": "genframe.plugins.host",
+    "TrainingRun": "genframe.training.run", "train": "genframe.training.run",
 }
 
 __all__ = ["__version__", *sorted(_EXPORTS)]
+
+# Modules that moved into rooms in 0.2 (docs/architecture.md): their old paths keep working until 0.4,
+# each with one deprecation warning (docs/compatibility.md).
+_MOVED = {
+    "api": "using.load", "atomic": "util.atomic", "builtins": "plugins.builtins",
+    "callback_list": "training.callback_list", "checkpoint": "training.checkpoint", "classifier": "using.classifier",
+    "cli_scoring": "cli.scoring", "completion": "using.completion", "context": "contracts.context",
+    "detection": "using.detection", "distributed": "training.distributed", "errors": "contracts.errors",
+    "evaluate": "using.evaluate", "export": "using.export", "generation": "using.generation",
+    "heartbeat": "training.heartbeat", "histogram": "using.histogram", "hookspecs": "contracts.hookspecs",
+    "images": "util.images", "inputs": "using.inputs", "interfaces": "contracts.components", "loop": "training.loop",
+    "masks": "using.masks", "metrics": "using.metrics", "openmp": "util.openmp", "plot": "using.plot",
+    "pluginfaults": "plugins.faults", "policies": "callbacks", "policies.ema": "callbacks.ema",
+    "policies.evaluation": "callbacks.evaluation", "policies.guard": "callbacks.guard",
+    "policies.keep_best": "callbacks.keep_best", "preflight": "training.preflight", "previews": "training.previews",
+    "recipes": "plugins.recipes", "registry": "plugins.registry", "reproducible": "util.reproducible",
+    "rewind": "training.rewind", "run": "training.run", "rundir": "training.rundir", "runsetup": "training.runsetup",
+    "runstate": "training.runstate", "scoring": "using.scoring", "signals": "util.signals", "sweep": "using.sweep",
+    "tomlwrite": "util.tomlwrite", "upgrade": "config.upgrade",
+}
+
+
+def _keep_old_paths() -> None:
+    from genframe.util.deprecation import moved_modules
+
+    moved_modules({f"genframe.{old}": f"genframe.{new}" for old, new in _MOVED.items()}, since="0.2", until="0.4")
+
+
+_keep_old_paths()
 
 
 def __getattr__(name: str) -> Any:
@@ -71,16 +101,34 @@ sys.modules[__name__].__class__ = _Package
 
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
-    from genframe.api import LoadedModel, load, sample_to_files  # noqa: F401
-    from genframe.callbacks import Callback, Control  # noqa: F401
-    from genframe.config import CallbacksConfig, DataConfig, LoggingConfig, RecipeConfig, Section, TrainerConfig  # noqa: F401
-    from genframe.context import RunContext, RunResult  # noqa: F401
-    from genframe.errors import (CallbackError, CheckpointError, ConfigError, DataError, DivergenceError,  # noqa: F401
-                                 GenframeError, PluginError, RunError, RunInterrupted, UnknownComponentError)
-    from genframe.evaluate import evaluate  # noqa: F401
-    from genframe.export import export_model  # noqa: F401
-    from genframe.hookspecs import hookimpl  # noqa: F401
-    from genframe.interfaces import Dataset, Logger, Model, Recipe, SampleOutput, Sampler, Trainer  # noqa: F401
-    from genframe.plugins import get_host, load_plugins, reset_host  # noqa: F401
-    from genframe.recipes import get_recipe, recipe_config  # noqa: F401
-    from genframe.run import TrainingRun, train  # noqa: F401
+    from genframe.config.sections import (  # noqa: F401
+        CallbacksConfig,
+        DataConfig,
+        LoggingConfig,
+        RecipeConfig,
+        Section,
+        TrainerConfig,
+    )
+    from genframe.contracts.callbacks import Callback, Control  # noqa: F401
+    from genframe.contracts.components import Dataset, Logger, Model, Recipe, SampleOutput, Sampler, Trainer  # noqa: F401
+    from genframe.contracts.context import RunContext, RunResult  # noqa: F401
+    from genframe.contracts.errors import (  # noqa: F401
+        CallbackError,
+        CheckpointError,
+        ConfigError,
+        DataError,
+        DivergenceError,
+        GenframeError,
+        PluginError,
+        RunError,
+        RunInterrupted,
+        UnknownComponentError,
+    )
+    from genframe.contracts.hookspecs import hookimpl  # noqa: F401
+    from genframe.plugins.host import get_host, load_plugins, reset_host  # noqa: F401
+    from genframe.plugins.recipes import get_recipe, recipe_config  # noqa: F401
+    from genframe.training.run import TrainingRun, train  # noqa: F401
+    from genframe.using.evaluate import evaluate  # noqa: F401
+    from genframe.using.export import export_model  # noqa: F401
+    from genframe.using.load import LoadedModel, load  # noqa: F401
+    from genframe.using.sample import sample_to_files  # noqa: F401

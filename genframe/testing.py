@@ -33,14 +33,14 @@ from typing import Any, ClassVar, NamedTuple
 
 import torch
 
-from genframe.api import get_recipe
-from genframe.checkpoint import load_checkpoint
-from genframe.config import DataConfig, RecipeConfig, build_config, config_to_dict, validate_config
-from genframe.interfaces import Dataset, Recipe, SampleOutput, Sampler, Trainer
-from genframe.plugins import get_host
-from genframe.run import train
-from genframe.runsetup import build_dataset
-from genframe.tomlwrite import dumps as toml_dumps
+from genframe.config.sections import DataConfig, RecipeConfig, build_config, config_to_dict, validate_config
+from genframe.contracts.components import Dataset, Recipe, SampleOutput, Sampler, Trainer
+from genframe.plugins.host import get_host
+from genframe.training.checkpoint import load_checkpoint
+from genframe.training.run import train
+from genframe.training.runsetup import build_dataset
+from genframe.using.load import get_recipe
+from genframe.util.tomlwrite import dumps as toml_dumps
 
 # Settings every contract run shares (besides the device): no console output, no final GIF.
 CONTRACT_SETTINGS = ('logging.loggers=["jsonl"]', "logging.chain_n=0")

@@ -10,7 +10,6 @@ import tempfile
 from pathlib import Path
 
 import pytest
-
 from sampler_paths import PathReport
 
 REPO = Path(__file__).resolve().parents[1]
@@ -27,7 +26,7 @@ RULER = Path(__file__).resolve().parent / "fixtures" / "ruler"
 def seed_ruler() -> None:
     """Put the stored MNIST classifier (tests/fixtures/ruler) where genframe looks for it, so every CPU measures
     with the same weights and no session trains them. Fails loudly when ``ClassifierSpec`` has moved on."""
-    from genframe.classifier import ClassifierSpec, cached_path, write_cached
+    from genframe.using.classifier import ClassifierSpec, cached_path, write_cached
 
     record = json.loads((RULER / "mnist.json").read_text(encoding="utf-8"))
     data = (RULER / "mnist.classifier").read_bytes()

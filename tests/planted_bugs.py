@@ -19,8 +19,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 # name -> (file, the line as it is, the line with the bug)
 BUGS = {
-    "config validation": ("genframe/config.py", "    batch_size: PositiveInt = 128", "    batch_size: int = 128"),
-    "checkpoint round-trip": ("genframe/runstate.py", '            ctx.model.load_state_dict(state["model"])',
+    "config validation": ("genframe/config/sections.py", "    batch_size: PositiveInt = 128", "    batch_size: int = 128"),
+    "checkpoint round-trip": ("genframe/training/runstate.py", '            ctx.model.load_state_dict(state["model"])',
                               '            pass'),
     "exact resume": ("plugins/ebm/genframe_ebm/trainer.py", '        self.generator.set_state(state["generator"])',
                      "        pass"),
@@ -36,9 +36,9 @@ BUGS = {
     "sampler: native (this CPU's and AVX2 builds)": ("plugins/ebm/genframe_ebm/native_src.py",
                                                      "    st(d, s * (1.0f + z * (1.0f - s)));",
                                                      "    st(d, s * (1.0f + z * (1.0f - s)) * 1.01f);"),
-    "CLI error line": ("genframe/cli.py", "            error = click.ClickException(str(exc))",
+    "CLI error line": ("genframe/cli/main.py", "            error = click.ClickException(str(exc))",
                        "            error = click.ClickException(repr(exc))"),
-    "evaluation": ("genframe/metrics.py",
+    "evaluation": ("genframe/using/metrics.py",
                    "    value = (mu1 - mu2).square().sum() + torch.trace(sigma1) + torch.trace(sigma2) - 2 * cross",
                    "    value = (mu1 - mu2).square().sum() + torch.trace(sigma1) + torch.trace(sigma2) - 1.9 * cross"),
 }

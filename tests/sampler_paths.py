@@ -13,7 +13,6 @@ import shutil
 
 import pytest
 import torch
-
 from genframe_ebm import native
 
 PATHS = ("autograd", "fused", "native", "native-avx2", "native-avx512", "native-bf16", "cudagraph")

@@ -10,12 +10,11 @@ import shutil
 import pytest
 import torch
 from click.testing import CliRunner
-
-from genframe.checkpoint import load_checkpoint
-from genframe.cli import cli
-
 from conftest import TINY
 from test_plugins import BROKEN, make_distribution
+
+from genframe.cli.main import cli
+from genframe.training.checkpoint import load_checkpoint
 
 TINY_SETS = [arg for item in TINY for arg in ("--set", item)]
 
@@ -101,7 +100,6 @@ CASES = [
      "callbacks.divergence_guard.lr_factor: Input should be less than 1"),
     ("settings of a callback not on", ["run", "ebm", "--set", "callbacks.ema.decay=0.9"], {},
      "callbacks.ema: settings for a callback that is not on"),
-    ("removed option", ["run", "ebm", "--set", "sampler.steps_min=2"], {}, "sampler.steps_min was removed"),
     ("Adam beta above 1", ["run", "ebm", "--set", "trainer.betas=[2,0.999]"], {}, "trainer.betas.0: Input should be less than 1"),
     ("infinite learning rate", ["run", "ebm", "--set", "trainer.lr=Infinity"], {}, "trainer.lr: Input should be a finite number"),
     ("learning rate beyond float", ["run", "ebm", "--set", "trainer.lr=1e400"], {}, "trainer.lr: Input should be a finite number"),

@@ -10,7 +10,6 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import REPO
 from example_plugins import install_example
 
@@ -245,8 +244,9 @@ def test_fast_recipe_seeds_evaluates_one_model_with_several_draws(data_dir, tmp_
 
 
 def test_precision_quality_evaluates_one_model_with_each_precision_and_seed(data_dir, tmp_path):
-    import genframe
     from genframe_ebm import native
+
+    import genframe
 
     run = tmp_path / "run"
     genframe.train("ebm", overrides=["trainer.batch_size=16", "trainer.max_steps=2", "sampler.steps=3",

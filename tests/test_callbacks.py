@@ -12,11 +12,12 @@ from click.testing import CliRunner
 from pydantic import BaseModel, ConfigDict
 
 import genframe
-from genframe.callback_list import CallbackWarning, chosen_callbacks
-from genframe.checkpoint import load_checkpoint
-from genframe.cli import cli
-from genframe.loop import DivergenceWarning
+from genframe.cli.main import cli
+from genframe.config.callbacks import chosen_callbacks
 from genframe.testing import assert_states_equal
+from genframe.training.callback_list import CallbackWarning
+from genframe.training.checkpoint import load_checkpoint
+from genframe.training.rewind import DivergenceWarning
 
 SMALL = ["trainer.device=cpu", "trainer.batch_size=16", "data.limit=160", "sampler.steps=3",
          "sampler.generate_steps=3", "sampler.impl=autograd", "buffer.size=32", "logging.sample_n=4",

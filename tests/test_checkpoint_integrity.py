@@ -9,13 +9,12 @@ import warnings
 import pytest
 import torch
 from click.testing import CliRunner
+from conftest import TINY
 
 import genframe
-from genframe.checkpoint import content_checksum, load_checkpoint, save_checkpoint
-from genframe.cli import cli
-from genframe.errors import CheckpointError
-
-from conftest import TINY
+from genframe.cli.main import cli
+from genframe.contracts.errors import CheckpointError
+from genframe.training.checkpoint import content_checksum, load_checkpoint, save_checkpoint
 
 
 @pytest.fixture(scope="module")

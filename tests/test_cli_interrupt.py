@@ -57,7 +57,7 @@ def test_an_interrupt_while_click_parses_the_command_line_is_the_same_line(monke
     import click
     from click.testing import CliRunner
 
-    from genframe.cli import cli
+    from genframe.cli.main import cli
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt  # as if Ctrl-C came while click read the arguments (it would say "Aborted!")
@@ -69,7 +69,8 @@ def test_an_interrupt_while_click_parses_the_command_line_is_the_same_line(monke
 
 
 def test_every_command_is_sorted_into_those_that_import_torch_first_and_those_that_need_none():
-    from genframe.cli import TORCH_COMMANDS, cli
+    from genframe.cli.group import TORCH_COMMANDS
+    from genframe.cli.main import cli
 
     # A new command is placed on purpose: a torch command gets torch imported while a Ctrl-C still exits at once
     # (an interrupt inside torch's import can abort the process); the others must not pay for the import.

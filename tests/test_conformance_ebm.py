@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from conftest import TINY
 
 from genframe.testing import RecipeContract
-
-from conftest import TINY
 
 pytestmark = pytest.mark.usefixtures("data_dir")  # skips cleanly where MNIST is missing
 

@@ -5,17 +5,16 @@ from __future__ import annotations
 
 import pytest
 import torch
-
-import genframe
-from genframe.checkpoint import load_checkpoint
-from genframe.errors import ConfigError
-from genframe.reproducible import reproducible_kernels
+from conftest import TINY
 from genframe_ebm.cudagraph import GraphedBlock, block_plan, sgld_block
 from genframe_ebm.energy import SwishEnergyNet
 from genframe_ebm.sampler import SGLDSampler, frozen
-
-from conftest import TINY
 from sampler_paths import on_path
+
+import genframe
+from genframe.contracts.errors import ConfigError
+from genframe.training.checkpoint import load_checkpoint
+from genframe.util.reproducible import reproducible_kernels
 
 needs_cuda = on_path("cudagraph")
 

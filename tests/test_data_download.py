@@ -13,13 +13,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from conftest import shared_datasets
 
+from genframe.contracts.errors import DataError
 from genframe.data import download as dl
 from genframe.data.download import ensure_dataset_files, resolve_data_root, sha256_of_content
 from genframe.data.mnist import MNIST
-from genframe.errors import DataError
-
-from conftest import shared_datasets
 
 # The two small label files are enough to exercise downloading; images would only add time.
 LABELS = ("t10k-labels-idx1-ubyte.gz", "train-labels-idx1-ubyte.gz")

@@ -8,11 +8,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from genframe.data.idx import read_idx, read_idx_bytes
-from genframe.errors import DataError
-
 from conftest import shared_datasets
+
+from genframe.contracts.errors import DataError
+from genframe.data.idx import read_idx, read_idx_bytes
 
 
 @pytest.fixture(scope="module")

@@ -6,12 +6,11 @@ from pathlib import Path
 
 import pytest
 import torch
-
-from genframe.data import MNIST, FashionMNIST, read_idx
-from genframe.errors import DataError
-from genframe.interfaces import Dataset
-
 from conftest import shared_datasets
+
+from genframe.contracts.components import Dataset
+from genframe.contracts.errors import DataError
+from genframe.data import MNIST, FashionMNIST, read_idx
 
 
 @pytest.fixture(scope="module")

@@ -10,11 +10,10 @@ import sys
 import pytest
 import torch
 import torch.distributed as dist
+from test_plugins import make_distribution
 
 import genframe
-from genframe.checkpoint import load_checkpoint
-
-from test_plugins import make_distribution
+from genframe.training.checkpoint import load_checkpoint
 
 pytestmark = [pytest.mark.slow,  # real torchrun processes: seconds each
               pytest.mark.skipif(not dist.is_available() or not dist.is_gloo_available(),

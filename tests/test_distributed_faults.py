@@ -14,11 +14,10 @@ import time
 import pytest
 import torch
 import torch.distributed as dist
+from test_plugins import make_distribution
 
 import genframe
-from genframe.checkpoint import load_checkpoint
-
-from test_plugins import make_distribution
+from genframe.training.checkpoint import load_checkpoint
 
 pytestmark = [pytest.mark.slow,  # real torchrun processes: seconds each
               pytest.mark.skipif(not dist.is_available() or not dist.is_gloo_available(),
@@ -33,7 +32,7 @@ import os
 import time
 import torch
 import genframe
-from genframe import heartbeat
+from genframe.training import heartbeat
 
 RANK, OUT = int(os.environ.get("RANK", "0")), os.environ["GF_FAULT_DIR"]
 
@@ -245,13 +244,13 @@ def test_evaluations_leave_the_global_random_stream_untouched(data_dir, tmp_path
     # plugins draw from (a resumed run restores it, so a straight run must not lose its place).
     import importlib
 
-    from genframe.api import get_recipe
-    from genframe.classifier import ClassifierSpec
-    from genframe.config import build_config
-    from genframe.context import RunContext
-    from genframe.policies.evaluation import Evaluation, EvaluationSettings
+    from genframe.callbacks.evaluation import Evaluation, EvaluationSettings
+    from genframe.config.sections import build_config
+    from genframe.contracts.context import RunContext
+    from genframe.using.classifier import ClassifierSpec
+    from genframe.using.load import get_recipe
 
-    evaluate = importlib.import_module("genframe.evaluate")  # the package's evaluate() hides the module
+    evaluate = importlib.import_module("genframe.using.evaluate")  # the package's evaluate() hides the module
     monkeypatch.setenv("GENFRAME_CACHE_DIR", str(tmp_path / "cache"))  # nothing cached yet
     monkeypatch.setattr(evaluate, "_SHARED", {})
     real = evaluate.load_or_train  # a small classifier: what matters here is which code runs, not its quality
@@ -274,7 +273,7 @@ def test_evaluations_leave_the_global_random_stream_untouched(data_dir, tmp_path
 
 
 def test_a_locked_run_directory_refuses_every_torchrun_process_at_once(data_dir, tmp_path, site):
-    from genframe.rundir import RunDirLock
+    from genframe.training.rundir import RunDirLock
 
     run = tmp_path / "run"
     run.mkdir()

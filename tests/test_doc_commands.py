@@ -25,13 +25,12 @@ from dataclasses import dataclass, field
 import click
 import pytest
 from click.testing import CliRunner
-
-import genframe
-import genframe.config
-from genframe.cli import cli
-
 from conftest import REPO
 from example_plugins import install_example
+
+import genframe
+import genframe.config.sections
+from genframe.cli.main import cli
 
 MARKERS = ("long", "online", "cluster", "example")
 DOCS = [REPO / "README.md", *sorted((REPO / "docs").rglob("*.md")), *sorted((REPO / "examples").rglob("README.md"))]
@@ -127,7 +126,7 @@ def validate_config(args: list[str]) -> None:
 
 def tiny_overrides(recipe: str) -> list[str]:
     """``--set`` arguments for a tiny run: the TINY_RUN settings this recipe's config has."""
-    defaults = genframe.config.config_to_dict(genframe.recipe_config(recipe))
+    defaults = genframe.config.sections.config_to_dict(genframe.recipe_config(recipe))
     present = []
     for item in TINY_RUN:
         section, _, key = item.partition("=")[0].partition(".")

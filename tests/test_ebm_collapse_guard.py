@@ -9,17 +9,16 @@ from __future__ import annotations
 import json
 import time
 
+import genframe_ebm.trainer
 import pytest
 import torch
+from conftest import TINY
 
 import genframe
-import genframe.loop
-import genframe_ebm.trainer
-from genframe.checkpoint import load_checkpoint
-from genframe.errors import ConfigError, DivergenceError
-from genframe.loop import DivergenceWarning
-
-from conftest import TINY
+import genframe.training.loop
+from genframe.contracts.errors import ConfigError, DivergenceError
+from genframe.training.checkpoint import load_checkpoint
+from genframe.training.rewind import DivergenceWarning
 
 GUARD = "callbacks.divergence_guard"
 SETTLE = ['callbacks.use=["settle_gate"]', "callbacks.settle_gate.settle=0.1"]
@@ -28,13 +27,13 @@ SETTLE = ['callbacks.use=["settle_gate"]', "callbacks.settle_gate.settle=0.1"]
 def recorded_checkpoints(monkeypatch) -> list[int]:
     """The step of every last.pt/best.pt the loop writes."""
     steps: list[int] = []
-    real_save = genframe.loop.save_checkpoint
+    real_save = genframe.training.loop.save_checkpoint
 
     def save(path, state):
         steps.append(state["loop"]["step"])
         return real_save(path, state)
 
-    monkeypatch.setattr(genframe.loop, "save_checkpoint", save)
+    monkeypatch.setattr(genframe.training.loop, "save_checkpoint", save)
     return steps
 
 

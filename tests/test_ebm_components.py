@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import pytest
 import torch
-from torch import nn
-
 from genframe_ebm.buffer import ReplayBuffer
 from genframe_ebm.energy import SwishEnergyNet
 from genframe_ebm.sampler import SGLDSampler
 from genframe_ebm.trainer import cd_loss
+from torch import nn
 
 
 class LinearScore(nn.Module):

@@ -5,12 +5,11 @@ from __future__ import annotations
 import tomllib
 
 import torch
+from conftest import REPO, TINY
 
 import genframe
-from genframe.checkpoint import load_checkpoint
-from genframe.plot import read_metrics
-
-from conftest import REPO, TINY
+from genframe.training.checkpoint import load_checkpoint
+from genframe.using.plot import read_metrics
 
 EMA = ['callbacks.use=["ema"]', "callbacks.ema.decay=0.5"]
 
@@ -41,7 +40,7 @@ def test_ema_weights_are_sampled_checkpointed_and_resumed(data_dir, tmp_path):
 
 
 def test_ema_is_the_moving_average_of_the_weights():
-    from genframe.policies.ema import averaged_copy, update_average
+    from genframe.callbacks.ema import averaged_copy, update_average
 
     net = torch.nn.Linear(2, 1)
     average = averaged_copy(net)

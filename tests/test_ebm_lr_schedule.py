@@ -7,14 +7,13 @@ import math
 
 import pytest
 import torch
+from conftest import TINY
 
 import genframe
-from genframe.checkpoint import load_checkpoint
-from genframe.errors import ConfigError, DivergenceError
-from genframe.loop import DivergenceWarning
-from genframe.plot import read_metrics
-
-from conftest import TINY
+from genframe.contracts.errors import ConfigError, DivergenceError
+from genframe.training.checkpoint import load_checkpoint
+from genframe.training.rewind import DivergenceWarning
+from genframe.using.plot import read_metrics
 
 DECAY = [*TINY, "trainer.lr=0.001", "trainer.lr_decay_steps=4", "trainer.lr_min=0.0001"]
 

@@ -5,17 +5,16 @@ from __future__ import annotations
 
 import pytest
 import torch
-from torch import nn
-
-import genframe
-from genframe.checkpoint import load_checkpoint
-from genframe.errors import ConfigError
-from genframe.plot import read_metrics
+from conftest import TINY
 from genframe_ebm.energy import SwishEnergyNet
 from genframe_ebm.mixture import SnapshotMixture
 from genframe_ebm.sampler import SGLDSampler
+from torch import nn
 
-from conftest import TINY
+import genframe
+from genframe.contracts.errors import ConfigError
+from genframe.training.checkpoint import load_checkpoint
+from genframe.using.plot import read_metrics
 
 MIXTURE = ['callbacks.use=["snapshot_mixture"]']
 

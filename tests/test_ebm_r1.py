@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import pytest
 import torch
-from torch import nn
-
-import genframe
-from genframe.data.mnist import MNIST
-from genframe.errors import ConfigError
 from genframe_ebm.energy import SwishEnergyNet
 from genframe_ebm.sampler import SGLDSampler
 from genframe_ebm.trainer import CDTrainer, r1_penalty
+from torch import nn
+
+import genframe
+from genframe.contracts.errors import ConfigError
+from genframe.data.mnist import MNIST
 
 
 def test_r1_penalty_is_the_squared_input_gradient_and_differentiable_in_the_weights():

@@ -10,13 +10,12 @@ import sys
 import pytest
 import torch
 from click.testing import CliRunner
+from conftest import REPO, TINY
 from PIL import Image
 
 import genframe
-from genframe.checkpoint import load_checkpoint
-from genframe.cli import cli
-
-from conftest import REPO, TINY
+from genframe.cli.main import cli
+from genframe.training.checkpoint import load_checkpoint
 
 # 64 training images in batches of 16: a 4-step epoch, so validation and epoch checkpoints run too.
 SMALL_EPOCHS = [*TINY, "data.limit=64", "trainer.max_steps=null"]
@@ -172,8 +171,8 @@ def test_max_minutes_ends_the_run_completed_and_resumable(data_dir, tmp_path):
 def test_bare_settings_after_the_recipe_are_overrides_as_a_wandb_sweep_agent_passes_them(data_dir, tmp_path):
     from click.testing import CliRunner
 
-    from genframe.checkpoint import load_checkpoint
-    from genframe.cli import cli
+    from genframe.cli.main import cli
+    from genframe.training.checkpoint import load_checkpoint
 
     tiny = [s for s in TINY if not s.startswith("trainer.max_steps")]
     result = CliRunner().invoke(cli, ["run", "ebm", *tiny, "trainer.max_steps=2", "trainer.lr=0.0003", "seed=7",

@@ -8,16 +8,15 @@ import pytest
 import torch
 import torch.nn.functional as F
 from click.testing import CliRunner
+from conftest import TINY
 
 import genframe
-from genframe.classifier import ClassifierSpec, cache_dir, load_or_train
-from genframe.config import DataConfig
-from genframe.evaluate import Evaluator
-from genframe.metrics import frechet_distance, gaussian
-from genframe.plugins import get_host
-from genframe.cli import cli
-
-from conftest import TINY
+from genframe.cli.main import cli
+from genframe.config.sections import DataConfig
+from genframe.plugins.host import get_host
+from genframe.using.classifier import ClassifierSpec, cache_dir, load_or_train
+from genframe.using.evaluate import Evaluator
+from genframe.using.metrics import frechet_distance, gaussian
 
 QUICK = ClassifierSpec(epochs=1, train_limit=3000)
 
@@ -64,7 +63,7 @@ def test_classifier_cache_is_reused_and_a_corrupted_cache_rebuilt(data_dir, tmp_
     first = load_or_train("mnist", train, 10, QUICK)
     (cached,) = sorted(cache_dir().glob("mnist-*.pt"))
 
-    import genframe.classifier as classifier
+    import genframe.using.classifier as classifier
 
     def no_training(*args, **kwargs):
         raise AssertionError("the cached classifier should have been reused")
@@ -85,7 +84,7 @@ def test_classifier_cache_is_reused_and_a_corrupted_cache_rebuilt(data_dir, tmp_
 
 def test_the_classifier_is_the_same_whatever_the_thread_count_of_the_process_that_trains_it(data_dir):
     # The cache keeps whichever process trained it first; every fd is measured with it.
-    from genframe.classifier import train_classifier
+    from genframe.using.classifier import train_classifier
 
     train = genframe.get_host().registry.get("dataset", "mnist")(split="train")
     spec = ClassifierSpec(epochs=1, train_limit=1024)

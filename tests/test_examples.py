@@ -5,12 +5,11 @@ from __future__ import annotations
 import warnings
 
 import pytest
-
-import genframe
-from genframe.config import build_config
+from conftest import REPO
 from genframe_ebm.config import EBMConfig
 
-from conftest import REPO
+import genframe
+from genframe.config.sections import build_config
 
 
 def test_reference_example_is_exactly_the_defaults():
@@ -63,6 +62,6 @@ def test_fashion_example_trains_on_fashion_mnist_and_generates_as_it_trained(dat
                                   "ebm_fashion_fast.toml"])
 def test_every_example_is_written_with_todays_keys(name):
     with warnings.catch_warnings():
-        warnings.simplefilter("error")  # a ConfigMovedWarning: an example still written with old keys
+        warnings.simplefilter("error")  # e.g. a deprecated setting or module still used by an example
         config = genframe.recipe_config("ebm", REPO / "examples" / name)  # callbacks' settings checked too
     assert config.recipe == "ebm"

@@ -9,11 +9,10 @@ import pickle
 import pytest
 import torch
 from click.testing import CliRunner
+from conftest import TINY
 
 import genframe
-from genframe.cli import cli
-
-from conftest import TINY
+from genframe.cli.main import cli
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +53,7 @@ def test_a_callbacks_sampling_weights_are_what_is_exported(runs, tmp_path):
 
 
 def test_loading_an_export_never_unpickles(runs, tmp_path, monkeypatch):
-    from genframe.export import export_model
+    from genframe.using.export import export_model
 
     export_model(runs / "plain", tmp_path / "model", grid_n=4, device="cpu")
 
@@ -69,7 +68,7 @@ def test_loading_an_export_never_unpickles(runs, tmp_path, monkeypatch):
 
 
 def test_sample_and_eval_take_the_folder_and_eval_logs_nowhere_else(runs, tmp_path):
-    from genframe.export import export_model
+    from genframe.using.export import export_model
 
     folder = export_model(runs / "plain", tmp_path / "model", grid_n=4, device="cpu")
     (folder / "eval.json").unlink()
@@ -81,7 +80,7 @@ def test_sample_and_eval_take_the_folder_and_eval_logs_nowhere_else(runs, tmp_pa
 
 
 def test_bad_exports_are_one_line(runs, tmp_path):
-    from genframe.export import export_model
+    from genframe.using.export import export_model
 
     (tmp_path / "taken").mkdir()
     (tmp_path / "taken" / "x").write_text("mine")
@@ -97,7 +96,7 @@ def test_bad_exports_are_one_line(runs, tmp_path):
 
 
 def test_an_interrupted_export_leaves_no_folder(runs, tmp_path, monkeypatch):
-    from genframe.interfaces import Recipe
+    from genframe.contracts.components import Recipe
 
     def interrupted(self, samples, path):
         raise KeyboardInterrupt
@@ -115,7 +114,7 @@ def one_error_line(result) -> str:
 
 
 def test_damaged_or_incomplete_exports_and_unwritable_places_are_one_line(runs, tmp_path):
-    from genframe.export import export_model
+    from genframe.using.export import export_model
 
     folder = export_model(runs / "plain", tmp_path / "model", grid_n=4, device="cpu")
     weights = (folder / "model.safetensors").read_bytes()
@@ -134,7 +133,7 @@ def test_damaged_or_incomplete_exports_and_unwritable_places_are_one_line(runs, 
 
 
 def test_the_card_quotes_only_an_evaluation_of_the_exported_checkpoint(runs, tmp_path):
-    from genframe.export import export_model
+    from genframe.using.export import export_model
 
     (tmp_path / "run").mkdir()
     # the run's eval.json measured step 2; a checkpoint of another step must not carry those figures
@@ -142,7 +141,7 @@ def test_the_card_quotes_only_an_evaluation_of_the_exported_checkpoint(runs, tmp
     for name in ("config.json", "eval.json"):
         (run / name).write_bytes((runs / "plain" / name).read_bytes())
     (run / "checkpoints").mkdir()
-    from genframe.checkpoint import load_checkpoint, save_checkpoint
+    from genframe.training.checkpoint import load_checkpoint, save_checkpoint
 
     state = load_checkpoint(runs / "plain")
     state["loop"]["step"] = 1

@@ -11,15 +11,14 @@ import numpy
 import pytest
 import torch
 from click.testing import CliRunner
+from conftest import TINY, shared_datasets
 from PIL import Image
 
 import genframe
-from genframe.cli import cli
-from genframe.errors import RunError
-from genframe.generation import generate_in_chunks
-from genframe.interfaces import SampleOutput, Sampler
-
-from conftest import TINY, shared_datasets
+from genframe.cli.main import cli
+from genframe.contracts.components import SampleOutput, Sampler
+from genframe.contracts.errors import RunError
+from genframe.using.generation import generate_in_chunks
 
 
 @pytest.fixture(scope="module")
@@ -120,7 +119,7 @@ def test_unwritable_outputs_fail_in_one_line_before_any_sampling(trained_run, tm
 
 DRIVER = """
 import resource, sys
-from genframe.cli import cli
+from genframe.cli.main import cli
 try:
     cli(sys.argv[1:], prog_name="genframe")
 except SystemExit as stop:

@@ -29,11 +29,11 @@ def test_import_genframe_is_light_and_its_names_resolve_on_use():
     assert imported_after("import genframe; genframe.Callback; genframe.DivergenceError") == "heavy: pydantic"
     # a name resolves to what its module defines: the evaluate function, even once its module is imported
     assert imported_after("import genframe, genframe.evaluate, inspect\n"
-                          "assert inspect.isfunction(genframe.evaluate), genframe.evaluate").startswith("heavy:")
+                          "assert inspect.isfunction(genframe.evaluate), genframe.using.evaluate").startswith("heavy:")
 
 
 def test_the_cli_help_imports_no_torch():
-    code = "from genframe.cli import cli\ntry:\n    cli(['--help'], prog_name='genframe')\nexcept SystemExit:\n    pass"
+    code = "from genframe.cli.main import cli\ntry:\n    cli(['--help'], prog_name='genframe')\nexcept SystemExit:\n    pass"
     assert imported_after(code) == "heavy: none"
 
 
@@ -50,7 +50,7 @@ def test_listing_plugins_and_printing_a_config_import_no_torch(monkeypatch, tmp_
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(sys.path))
     for args in (["run", "--help"], ["plugins"], ["config", "show", "ebm"], ["config", "show", "vae"],
                  ["config", "show", "toy2d"]):
-        code = (f"from genframe.cli import cli\ntry:\n    cli({args!r}, prog_name='genframe')\n"
+        code = (f"from genframe.cli.main import cli\ntry:\n    cli({args!r}, prog_name='genframe')\n"
                 "except SystemExit as exit:\n    assert not exit.code, exit.code")
         assert "torch" not in imported_after(code), args
 
@@ -79,7 +79,7 @@ def test_the_command_sets_openmps_spin_before_torch_loads_and_keeps_the_users():
     env = {k: v for k, v in os.environ.items() if k != "GOMP_SPINCOUNT"}
     assert seen(env) == "GOMP_SPINCOUNT 20000"
     assert seen({**env, "GOMP_SPINCOUNT": "5"}) == "GOMP_SPINCOUNT 5"
-    late = ("import torch, os\nfrom genframe.openmp import spin_less\nspin_less()\n"
+    late = ("import torch, os\nfrom genframe.util.openmp import spin_less\nspin_less()\n"
             "print(os.environ.get('GOMP_SPINCOUNT'))")  # libgomp already read its settings: nothing to set
     done = subprocess.run([sys.executable, "-c", late], capture_output=True, text=True, timeout=120, check=True, env=env)
     assert done.stdout.strip() == "None"

@@ -6,16 +6,15 @@ import json
 import socket
 
 import pytest
+import wandb_records
 from click.testing import CliRunner
+from conftest import TINY
 from PIL import Image
+from test_plugins import make_distribution
 
 import genframe
-from genframe.cli import cli
+from genframe.cli.main import cli
 from genframe.loggers.wandb_logger import WandbWarning
-
-import wandb_records
-from conftest import TINY
-from test_plugins import make_distribution
 
 SMALL = [*TINY, "data.limit=64", "trainer.max_steps=6"]  # 4-step epochs: validation at step 4
 WANDB = ['logging.loggers=["jsonl", "wandb"]', "logging.wandb.mode=offline", "logging.wandb.project=tests"]
@@ -88,7 +87,7 @@ def test_wandb_that_cannot_start_never_stops_training(data_dir, tmp_path, monkey
 RECORDER = """
 import json
 import genframe
-from genframe.interfaces import Logger
+from genframe.contracts.components import Logger
 
 class Recorder(Logger):
     def _note(self, **event):
@@ -159,10 +158,10 @@ def test_console_off_a_terminal_prints_at_most_every_interval(tmp_path):
     import io
 
     import torch
-
-    from genframe.loggers.console import ConsoleLogger
-    from genframe.context import RunContext
     from genframe_ebm.config import EBMConfig
+
+    from genframe.contracts.context import RunContext
+    from genframe.loggers.console import ConsoleLogger
 
     ctx = RunContext(tmp_path, "ebm", EBMConfig(trainer={"epochs": 3}), torch.device("cpu"), steps_per_epoch=10,
                      total_steps=30,
@@ -184,10 +183,10 @@ def test_console_rate_after_a_rollback_is_never_negative(tmp_path):
     import io
 
     import torch
-
-    from genframe.loggers.console import ConsoleLogger
-    from genframe.context import RunContext
     from genframe_ebm.config import EBMConfig
+
+    from genframe.contracts.context import RunContext
+    from genframe.loggers.console import ConsoleLogger
 
     ctx = RunContext(tmp_path, "ebm", EBMConfig(), torch.device("cpu"), steps_per_epoch=100, total_steps=1000)
     stream = io.StringIO()
@@ -203,7 +202,7 @@ def test_console_rate_after_a_rollback_is_never_negative(tmp_path):
 
 @pytest.mark.slow
 def test_plot_draws_the_curves_of_one_run_and_overlays_several(data_dir, tmp_path):
-    from genframe.plot import runs_figure
+    from genframe.using.plot import runs_figure
 
     run, other = tmp_path / "run", tmp_path / "other"
     genframe.train("ebm", overrides=SMALL, run_dir=run, quiet=True)
@@ -229,8 +228,8 @@ def test_fd_is_drawn_on_a_log_axis_and_a_missing_matplotlib_is_one_line(tmp_path
     import json
     import sys
 
-    from genframe.errors import RunError
-    from genframe.plot import plot_curves, runs_figure
+    from genframe.contracts.errors import RunError
+    from genframe.using.plot import plot_curves, runs_figure
 
     run = tmp_path / "run"
     run.mkdir()
@@ -254,10 +253,10 @@ def test_console_on_a_terminal_draws_a_tqdm_bar_that_follows_a_rollback(tmp_path
     import io
 
     import torch
-
-    from genframe.context import RunContext
-    from genframe.loggers.console import ConsoleLogger
     from genframe_ebm.config import EBMConfig
+
+    from genframe.contracts.context import RunContext
+    from genframe.loggers.console import ConsoleLogger
 
     class Terminal(io.StringIO):
         def isatty(self) -> bool:
@@ -287,7 +286,7 @@ def test_console_on_a_terminal_draws_a_tqdm_bar_that_follows_a_rollback(tmp_path
 def test_sample_progress_is_a_tqdm_bar_on_a_terminal_and_lines_elsewhere(monkeypatch):
     import io
 
-    from genframe.cli import progress_reporter
+    from genframe.cli.main import progress_reporter
 
     class Terminal(io.StringIO):
         def isatty(self) -> bool:

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from conftest import TINY
 
 import genframe
-from genframe.cli import cli
+from genframe.cli.main import cli
 from genframe.loggers.mlflow_logger import MlflowLogger, MlflowWarning, flatten
 
 pytest.importorskip("mlflow")
@@ -143,7 +143,7 @@ def test_a_run_that_stops_early_ends_killed_or_failed(tmp_path, status, expected
     import torch
     from genframe_ebm.config import EBMConfig
 
-    from genframe.context import RunContext
+    from genframe.contracts.context import RunContext
 
     config = EBMConfig(logging={"mlflow": {"tracking_uri": store(tmp_path)}})
     ctx = RunContext(tmp_path / "run", "ebm", config, torch.device("cpu"), steps_per_epoch=10, total_steps=10)

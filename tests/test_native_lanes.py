@@ -14,15 +14,14 @@ import re
 
 import pytest
 import torch
-
-import genframe
-from genframe.errors import ConfigError
+from conftest import TINY
 from genframe_ebm import native, native_src
 from genframe_ebm.energy import SwishEnergyNet
 from genframe_ebm.sampler import SGLDSampler
-
-from conftest import TINY
 from sampler_paths import path_marks
+
+import genframe
+from genframe.contracts.errors import ConfigError
 
 CHAIN_TOL = 2e-6  # as tests/test_sampler_fast.py: fp32 rewrites of the same arithmetic
 ARCHS = {

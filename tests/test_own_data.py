@@ -12,19 +12,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import TINY
 from PIL import Image
 
 import genframe
-from genframe.config import DataConfig
+from genframe.config.sections import DataConfig
+from genframe.contracts.errors import ConfigError, DataError
 from genframe.data import datacache
 from genframe.data.holdout import holdout_indices
 from genframe.data.imagefolder import ImageFolder
 from genframe.data.tensorfile import TensorFile
-from genframe.errors import ConfigError, DataError
-from genframe.registry import Registry
-from genframe.runsetup import Subset, build_dataset
-
-from conftest import TINY
+from genframe.plugins.registry import Registry
+from genframe.training.runsetup import Subset, build_dataset
 
 
 @pytest.fixture(autouse=True)
@@ -469,7 +468,7 @@ def test_review_findings_on_layouts_and_values_are_one_line_each(tmp_path):
 
 
 def test_the_quality_classifier_takes_sides_that_are_not_a_multiple_of_8():
-    from genframe.classifier import FeatureClassifier
+    from genframe.using.classifier import FeatureClassifier
 
     features, logits = FeatureClassifier(3, 4, 28)(torch.zeros(2, 3, 28, 28))
     assert features.shape == (2, 128) and logits.shape == (2, 4)

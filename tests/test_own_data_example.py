@@ -13,12 +13,11 @@ import sys
 
 import pytest
 import torch
+from conftest import REPO, TINY, shared_datasets
 from PIL import Image
 
 import genframe
-from genframe.checkpoint import load_checkpoint
-
-from conftest import REPO, TINY, shared_datasets
+from genframe.training.checkpoint import load_checkpoint
 
 sys.path.insert(0, str(REPO / "examples"))
 from tinted_fashion import write_tinted  # noqa: E402

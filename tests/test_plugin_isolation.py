@@ -14,15 +14,14 @@ from types import SimpleNamespace
 
 import pytest
 from click.testing import CliRunner
+from test_plugins import make_distribution
 
 import genframe
-from genframe.cli import cli
-from genframe.errors import PluginError
-from genframe.hookspecs import hookimpl
-from genframe.pluginfaults import HOOK_NAMES
-from genframe.plugins import PluginHost, PluginWarning, attached_loggers, load_plugins
-
-from test_plugins import make_distribution
+from genframe.cli.main import cli
+from genframe.contracts.errors import PluginError
+from genframe.contracts.hookspecs import hookimpl
+from genframe.plugins.faults import HOOK_NAMES
+from genframe.plugins.host import PluginHost, PluginWarning, attached_loggers, load_plugins
 
 BOOM = """
 import json

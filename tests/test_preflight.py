@@ -7,9 +7,9 @@ import pytest
 import torch
 
 import genframe
-from genframe import preflight
-from genframe.errors import ConfigError
-from genframe.plugins import get_host
+from genframe.contracts.errors import ConfigError
+from genframe.plugins.host import get_host
+from genframe.training import preflight
 
 
 class FlatRecipe:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from genframe.errors import PluginError, UnknownComponentError
-from genframe.registry import KINDS, Registry
+from genframe.contracts.errors import PluginError, UnknownComponentError
+from genframe.plugins.registry import KINDS, Registry
 
 
 def test_unknown_name_lists_known_ones_and_suggests():
@@ -60,11 +60,11 @@ def test_a_reference_is_imported_on_first_use_and_a_bad_one_is_named():
 
 
 def test_every_shipped_reference_resolves_to_a_component_of_its_registered_name():
-    from genframe.plugins import load_plugins
+    from genframe.plugins.host import load_plugins
 
     host = load_plugins(strict=True)
     lazy = [entry for entry in host.registry.entries() if entry.reference]
-    assert {entry.plugin for entry in lazy} >= {"genframe.builtins", "ebm"}
+    assert {entry.plugin for entry in lazy} >= {"genframe.plugins.builtins", "ebm"}
     for entry in lazy:
         name = getattr(entry.obj, "name", entry.name)  # classes that carry a name must carry the registered one
         assert name == entry.name, (entry, name)

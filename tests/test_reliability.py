@@ -14,13 +14,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import TINY
 
 import genframe
-from genframe.checkpoint import load_checkpoint
-from genframe.errors import INTERRUPTED, CheckpointError, DivergenceError
-from genframe.loop import DivergenceWarning
-
-from conftest import TINY
+from genframe.contracts.errors import INTERRUPTED, CheckpointError, DivergenceError
+from genframe.training.checkpoint import load_checkpoint
+from genframe.training.rewind import DivergenceWarning
 
 # 320 images in batches of 16: 20-step epochs, 2 of them; checkpoints every 3 steps.
 KILLABLE = ["trainer.batch_size=16", "sampler.steps=20", "sampler.generate_steps=10", "buffer.size=128",
@@ -146,7 +145,7 @@ def wait_for_text(process: subprocess.Popen, path: Path, text: str, timeout: flo
 def test_a_signal_while_the_cli_exits_is_one_line_not_a_traceback(first):
     # The window CI hit: a second Ctrl-C sent just after a stopped run wrote its checkpoint landed in
     # torch's teardown at interpreter exit, as a KeyboardInterrupt traceback.
-    code = ("import os, signal, time, genframe.signals as s\n"
+    code = ("import os, signal, time, genframe.util.signals as s\n"
             f"s._first_signal = signal.SIGINT if {first} else None\n"
             "s.exit_at_once_from_now()\n"
             "os.kill(os.getpid(), signal.SIGINT)\n"
@@ -255,7 +254,7 @@ def test_a_crash_right_after_a_rollback_then_resume_equals_a_run_that_went_strai
 
 
 def test_the_seed_after_a_rollback_differs_by_rollback_process_and_step_and_is_reproducible():
-    from genframe.runsetup import rollback_seed
+    from genframe.training.runsetup import rollback_seed
 
     seeds = {rollback_seed(0, rank, step, n) for rank in (0, 1) for step in (0, 100) for n in (1, 2)}
     assert len(seeds) == 8 and all(0 <= s < 2**63 for s in seeds)

@@ -13,14 +13,13 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-
-import genframe
-from genframe.checkpoint import load_checkpoint
-from genframe.cli import cli
-from genframe.rundir import read_status
-
 from conftest import TINY
 from test_reliability import SLOW, genframe_cli, logged_steps, wait_for_step, with_sets
+
+import genframe
+from genframe.cli.main import cli
+from genframe.training.checkpoint import load_checkpoint
+from genframe.training.rundir import read_status
 
 pytestmark = pytest.mark.slow
 
@@ -210,8 +209,8 @@ def test_one_interrupt_at_start_up_is_acted_on_in_one_line(data_dir, tmp_path, d
 
 def test_a_signal_while_a_run_starts_up_stops_it_after_its_first_step_with_a_checkpoint(data_dir, tmp_path,
                                                                                         monkeypatch):
-    from genframe import run as run_module
-    from genframe.errors import RunInterrupted
+    from genframe.contracts.errors import RunInterrupted
+    from genframe.training import run as run_module
 
     build = run_module.TrainingRun.build
 
@@ -230,25 +229,25 @@ def test_a_signal_while_a_run_starts_up_stops_it_after_its_first_step_with_a_che
 
 
 def test_a_run_that_fails_before_writing_anything_leaves_no_directory(data_dir, tmp_path, monkeypatch):
-    from genframe import run as run_module
+    from genframe.training import run as run_module
 
     def no_network(*args, **kwargs):
-        raise genframe.errors.RunError("the data could not be read")
+        raise genframe.contracts.errors.RunError("the data could not be read")
 
     monkeypatch.setattr(run_module.TrainingRun, "build", no_network)
-    with pytest.raises(genframe.errors.RunError):
+    with pytest.raises(genframe.contracts.errors.RunError):
         genframe.train("ebm", overrides=TINY, run_dir=tmp_path / "new", quiet=True)
     assert not (tmp_path / "new").exists()
     (tmp_path / "kept").mkdir()  # a folder the user made is theirs: left as it was
-    with pytest.raises(genframe.errors.RunError):
+    with pytest.raises(genframe.contracts.errors.RunError):
         genframe.train("ebm", overrides=TINY, run_dir=tmp_path / "kept", quiet=True)
     assert (tmp_path / "kept").is_dir()
 
 
 def test_a_signal_landing_inside_a_logger_at_the_end_still_interrupts_the_run(data_dir, tmp_path):
-    from genframe.errors import RunInterrupted
-    from genframe.hookspecs import hookimpl
-    from genframe.plugins import get_host
+    from genframe.contracts.errors import RunInterrupted
+    from genframe.contracts.hookspecs import hookimpl
+    from genframe.plugins.host import get_host
 
     class StopsWhileLogging:
         @hookimpl
@@ -269,7 +268,7 @@ def test_a_signal_landing_inside_a_logger_at_the_end_still_interrupts_the_run(da
 def test_a_full_disk_while_drawing_pictures_is_one_line_and_the_status_says_failed(data_dir, tmp_path, monkeypatch):
     import errno
 
-    from genframe.previews import Previewer
+    from genframe.training.previews import Previewer
 
     def full_disk(self, step):
         raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "run" / "samples" / "x.png"))
@@ -283,13 +282,13 @@ def test_a_full_disk_while_drawing_pictures_is_one_line_and_the_status_says_fail
 
 
 def test_a_damaged_holder_record_still_refuses_in_one_line(tmp_path):
-    from genframe.rundir import HOLDER_NAME, RunDirLock
+    from genframe.training.rundir import HOLDER_NAME, RunDirLock
 
     holder = RunDirLock(tmp_path)
     holder.acquire()
     try:
         (tmp_path / HOLDER_NAME).write_text("[1, 2]")
-        with pytest.raises(genframe.errors.RunError, match="is in use by another genframe process"):
+        with pytest.raises(genframe.contracts.errors.RunError, match="is in use by another genframe process"):
             RunDirLock(tmp_path).acquire()
     finally:
         holder.release()

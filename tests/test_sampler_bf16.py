@@ -16,15 +16,13 @@ import warnings
 
 import pytest
 import torch
-from torch import nn
-
 from genframe_ebm import native
 from genframe_ebm import sampler as sampler_module
 from genframe_ebm.energy import SwishEnergyNet
 from genframe_ebm.sampler import SGLDSampler
 from genframe_ebm.swish_plan import SwishPlan
-
 from sampler_paths import on_path
+from torch import nn
 
 needs_bf16 = on_path("native-bf16")
 ARCHS = [{}, {"image_size": 64, "channels": [32, 16, 48], "kernel_sizes": [3, 7, 3], "hidden": 32}]

@@ -11,16 +11,15 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
+from conftest import REPO, TINY
 from PIL import Image
+from sampler_paths import why_not
 
 import genframe
-from genframe.cli import cli
-from genframe.detection import aupr, auroc, fpr_at_tpr
-from genframe.errors import DataError
-from genframe.masks import known_pixels
-
-from conftest import REPO, TINY
-from sampler_paths import why_not
+from genframe.cli.main import cli
+from genframe.contracts.errors import DataError
+from genframe.using.detection import aupr, auroc, fpr_at_tpr
+from genframe.using.masks import known_pixels
 
 # fp32 native chains on every CPU: the recipe's bf16 runs only where AVX-512 BF16 exists, and "auto" races
 # native against fused on the machine's load, so the trained model would differ by CPU, not just in rounding
@@ -93,9 +92,9 @@ def test_masks_hide_what_they_name(tmp_path):
 # ---- the input sets -----------------------------------------------------------------------------------------
 
 def sets(specs, n=None, shape=(1, 32, 32)):
-    from genframe.config import DataConfig
-    from genframe.inputs import parse_inputs
-    from genframe.plugins import get_host
+    from genframe.config.sections import DataConfig
+    from genframe.plugins.host import get_host
+    from genframe.using.inputs import parse_inputs
 
     return parse_inputs(specs, shape, DataConfig(name="mnist"), get_host().registry, n)
 
@@ -209,7 +208,7 @@ def test_inpaint_holds_the_known_pixels_and_measures_labels(run, tmp_path):
 
 
 def test_a_matched_start_is_the_mean_of_the_closest_samples_on_the_known_pixels():
-    from genframe.completion import matched_start
+    from genframe.using.completion import matched_start
 
     pool = torch.stack([torch.full((1, 4, 4), v) for v in (-1.0, -0.5, 0.0, 0.5, 1.0)])
     pool[:, :, 2:] = torch.arange(5.0).view(5, 1, 1, 1)  # the hidden rows tell the samples apart
@@ -273,8 +272,9 @@ def test_the_ebm_scores_read_the_trained_net_of_the_mixture(run):
 
 @pytest.mark.slow
 def test_the_default_score_is_the_distance_to_the_models_own_samples_in_the_nets_features(run, monkeypatch):
-    from genframe.generation import generate_in_chunks
     from genframe_ebm import scores
+
+    from genframe.using.generation import generate_in_chunks
 
     monkeypatch.setattr(scores, "POOL_SIZE", 300)  # the shipped 10000 cost a CI machine ~10 s per model
     model = genframe.load(run, device="cpu")
@@ -290,7 +290,7 @@ def test_the_default_score_is_the_distance_to_the_models_own_samples_in_the_nets
             for i, x in enumerate(mine):
                 brute[i] += min(float((x - s).norm()) for s in theirs) / among.std()
     assert model.score(images).tolist() == pytest.approx((-brute).tolist(), rel=1e-4)  # the default
-    monkeypatch.setattr("genframe.generation.iter_chunks", None)  # drawn once per model: no second draw
+    monkeypatch.setattr("genframe.using.generation.iter_chunks", None)  # drawn once per model: no second draw
     assert model.score(images[:2], "nearest").tolist() == pytest.approx((-brute[:2]).tolist(), rel=1e-4)
     with torch.no_grad():
         next(model.model.parameters()).add_(0.0)  # an in-place change of the weights, as load_state_dict makes
@@ -312,7 +312,7 @@ def test_ood_of_a_run_on_your_own_data_reads_its_own_test_split(tmp_path, data_d
 
 
 def test_random_draws_of_different_purposes_are_independent(data_dir):
-    from genframe.completion import add_noise
+    from genframe.using.completion import add_noise
 
     image = whole(sets(["gaussian"], n=1)[0])[0]  # N(0, 0.5^2) clipped
     noise = add_noise(torch.zeros_like(image), 1.0, 0, 0)

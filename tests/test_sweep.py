@@ -9,13 +9,12 @@ import subprocess
 
 import pytest
 from click.testing import CliRunner
+from conftest import TINY
 
 import genframe
-from genframe.cli import cli
-from genframe.errors import ConfigError
-from genframe.sweep import CORE_GOALS, parse_grid, plan, point_name, run_sweep, summarise, threads_per_point
-
-from conftest import TINY
+from genframe.cli.main import cli
+from genframe.contracts.errors import ConfigError
+from genframe.using.sweep import CORE_GOALS, parse_grid, plan, point_name, run_sweep, summarise, threads_per_point
 
 SHARED = [a for s in [*TINY, "trainer.max_steps=4", "data.limit=256", "callbacks.evaluation.every_steps=4",
                       "callbacks.evaluation.n=50"] for a in ("--set", s)]
@@ -100,7 +99,7 @@ def test_best_follows_each_metrics_goal_and_the_table_shows_the_plotted_metric(t
     assert summary["eval/coverage best"] == 0.9 and summary["eval/coverage final"] == 0.8  # higher is better
     assert summary["energy best"] == 1.0 and summary["loss final"] == 0.1 and "loss best" not in summary  # no goal
     assert summary["step"] == 3 and summary["minutes"] == 1.5
-    from genframe.sweep import Point, write_summary
+    from genframe.using.sweep import Point, write_summary
 
     write_summary([Point({"seed": "0"}, run, "completed", 0, summary)], tmp_path, CORE_GOALS, metric="loss")
     header, _, row = (tmp_path / "summary.md").read_text().splitlines()[:3]

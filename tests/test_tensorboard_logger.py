@@ -8,14 +8,13 @@ import sys
 
 import pytest
 from click.testing import CliRunner
+from conftest import TINY
 
 import genframe
-from genframe.cli import cli
-from genframe.config import RecipeConfig
-from genframe.errors import ConfigError
+from genframe.cli.main import cli
+from genframe.config.sections import RecipeConfig
+from genframe.contracts.errors import ConfigError
 from genframe.loggers.tensorboard_logger import MISSING, TensorBoardLogger, TensorBoardWarning, flat_hparams
-
-from conftest import TINY
 
 TB = 'logging.loggers=["jsonl","tensorboard"]'
 SMALL = [*TINY, "data.limit=64", "trainer.max_steps=4", TB]  # 4-step epochs: validation at step 4

@@ -19,19 +19,18 @@ from pathlib import Path
 import numpy
 import pytest
 import torch
+import wandb_records
 from click.testing import CliRunner
+from conftest import REPO
+from example_plugins import install_example, sets
 from PIL import Image
+from test_loggers import wandb_files
 
 import genframe
-from example_plugins import install_example, sets
-from genframe.checkpoint import load_checkpoint
-from genframe.cli import cli
-from genframe.errors import PluginError
+from genframe.cli.main import cli
+from genframe.contracts.errors import PluginError
 from genframe.testing import RecipeContract
-
-import wandb_records
-from conftest import REPO
-from test_loggers import wandb_files
+from genframe.training.checkpoint import load_checkpoint
 
 EXAMPLE = REPO / "examples" / "plugins" / "genframe-toy2d"
 PROJECT = tomllib.loads((EXAMPLE / "pyproject.toml").read_text())["project"]
@@ -162,7 +161,7 @@ def test_eval_of_a_recipe_without_a_metric_says_so_in_one_line_and_draws_the_sam
 
 
 def test_an_eval_report_without_anchors_shows_whatever_the_metric_names():
-    from genframe.evaluate import format_report
+    from genframe.using.evaluate import format_report
 
     report = {"recipe": "r", "step": 3, "n": 10, "steps": None, "generation_seconds": 0.1, "dataset": "d",
               "samples": {"wasserstein_of_something": 0.25, "hits": 1.0}}  # a recipe metric with no anchors
@@ -234,7 +233,7 @@ class TestToy2DConformance(RecipeContract):
 
 
 def test_a_sweep_summary_takes_the_recipes_own_goals(data_dir, tmp_path):
-    from genframe.sweep import CORE_GOALS, _recipe_goals, summarise
+    from genframe.using.sweep import CORE_GOALS, _recipe_goals, summarise
 
     run = tmp_path / "run"
     genframe.train("toy2d", overrides=[*TOY_TINY, "trainer.max_steps=6", 'logging.loggers=["jsonl"]',

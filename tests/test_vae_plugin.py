@@ -18,18 +18,17 @@ from pathlib import Path
 
 import pytest
 import torch
+import wandb_records
 from click.testing import CliRunner
+from conftest import REPO
+from example_plugins import install_example, sets
 from PIL import Image
+from test_loggers import wandb_files
 
 import genframe
-from example_plugins import install_example, sets
-from genframe.checkpoint import load_checkpoint
-from genframe.cli import cli
+from genframe.cli.main import cli
 from genframe.testing import RecipeContract
-
-import wandb_records
-from conftest import REPO
-from test_loggers import wandb_files
+from genframe.training.checkpoint import load_checkpoint
 
 EXAMPLE = REPO / "examples" / "plugins" / "genframe-vae"
 PROJECT = tomllib.loads((EXAMPLE / "pyproject.toml").read_text())["project"]
@@ -77,9 +76,8 @@ def test_example_config_is_exactly_the_defaults():
 
 
 def test_elbo_terms_match_an_independent_computation():
-    from torch.distributions import Bernoulli, Normal, kl_divergence
-
     from genframe_vae.model import ConvVAE, elbo_terms
+    from torch.distributions import Bernoulli, Normal, kl_divergence
 
     torch.manual_seed(0)
     model = ConvVAE(channels=(4, 8), latent_dim=3)

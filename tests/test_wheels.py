@@ -18,7 +18,6 @@ import sysconfig
 from pathlib import Path
 
 import pytest
-
 from conftest import REPO
 
 SKIP = shutil.ignore_patterns("*.egg-info", "__pycache__", "build", "dist", ".venv", "runs")
@@ -82,8 +81,8 @@ def test_wheels_install_into_a_fresh_environment_and_train(data_dir, tmp_path):
 
     env = {key: value for key, value in os.environ.items() if key not in ("PYTHONPATH", "PYTHONHOME")}
     env.update(GENFRAME_DATA_DIR=str(data_dir), WANDB_MODE="offline")
-    where = run([str(python), "-c", "import genframe, genframe.run, genframe_ebm; "
-                 "print(genframe.run.__file__); print(genframe_ebm.__file__)"], cwd=tmp_path, env=env)
+    where = run([str(python), "-c", "import genframe, genframe.training.run, genframe_ebm; "
+                 "print(genframe.training.run.__file__); print(genframe_ebm.__file__)"], cwd=tmp_path, env=env)
     assert all(line.startswith(str(inner)) for line in where.split()), where  # the wheels, not the source tree
     unmet = run([str(python), "-c", DEPENDENCIES_MET], cwd=tmp_path, env=env)
     assert unmet.strip() == "unmet: none", unmet

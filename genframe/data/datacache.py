@@ -15,7 +15,6 @@ is loaded whole; a larger one is memory-mapped, so a batch reads only its own ro
 from __future__ import annotations
 
 import contextlib
-
 import hashlib
 import io
 import json
@@ -28,9 +27,9 @@ from typing import Any, BinaryIO
 import numpy as np
 import torch
 
-from genframe.atomic import atomic_write, atomic_write_bytes, atomic_write_text
+from genframe.contracts.errors import DataError
 from genframe.data.progress import say_once
-from genframe.errors import DataError
+from genframe.util.atomic import atomic_write, atomic_write_bytes, atomic_write_text
 
 #: Entries whose images take less than this share of the free memory are loaded whole, else memory-mapped.
 IN_MEMORY_FRACTION = 0.25
@@ -63,7 +62,7 @@ class Entry:
 
 
 def cache_folder() -> Path:
-    from genframe.classifier import genframe_cache
+    from genframe.util.resources import genframe_cache
 
     return genframe_cache() / "prepared"  # beside downloads (datasets/), not among them
 
@@ -158,7 +157,7 @@ def read_entry(folder: Path, fingerprint: str) -> Entry | None:
 
 
 def fits_in_memory(nbytes: int) -> bool:
-    from genframe.preflight import available_memory
+    from genframe.util.resources import available_memory
 
     available = available_memory(torch.device("cpu"))
     return available is None or nbytes < IN_MEMORY_FRACTION * available

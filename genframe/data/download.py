@@ -20,10 +20,10 @@ import zlib
 from pathlib import Path
 from typing import BinaryIO
 
-from genframe.atomic import atomic_write
+from genframe.contracts.errors import DataError
 from genframe.data.idx import GZIP_MAGIC
-from genframe.errors import DataError
-from genframe.signals import stop_if_held
+from genframe.util.atomic import atomic_write
+from genframe.util.signals import stop_if_held
 
 DATA_DIR_ENV = "GENFRAME_DATA_DIR"
 OFFLINE_ENV = "GENFRAME_OFFLINE"

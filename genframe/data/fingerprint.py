@@ -12,8 +12,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from genframe.contracts.errors import DataError
 from genframe.data.progress import with_progress
-from genframe.errors import DataError
 
 #: Bumped whenever the way files become arrays changes, so no cache made the old way is reused.
 FORMAT_VERSION = 2  # 2: EXIF orientation applied

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from genframe.errors import DataError
+from genframe.contracts.errors import DataError
 
 SPLITS = ("train", "test")
 _SALT = b"genframe-holdout-1\0"

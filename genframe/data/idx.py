@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from genframe.errors import DataError
+from genframe.contracts.errors import DataError
 
 GZIP_MAGIC = b"\x1f\x8b"
 

@@ -24,12 +24,12 @@ from typing import ClassVar
 import numpy as np
 from PIL import Image, ImageOps
 
+from genframe.contracts.errors import DataError
 from genframe.data.datacache import Prepared, load_or_prepare
 from genframe.data.fingerprint import data_fingerprint
 from genframe.data.holdout import SPLITS, check_split, holdout_indices
 from genframe.data.prepared import PreparedImages
 from genframe.data.progress import with_progress
-from genframe.errors import DataError
 
 IMAGE_SUFFIXES = (".bmp", ".gif", ".jpeg", ".jpg", ".png", ".webp")
 _GREY_MODES = frozenset({"1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"})

@@ -12,10 +12,10 @@ from typing import ClassVar
 import numpy as np
 import torch
 
+from genframe.contracts.components import Dataset
+from genframe.contracts.errors import DataError
 from genframe.data.download import ensure_dataset_files
 from genframe.data.idx import read_idx
-from genframe.errors import DataError
-from genframe.interfaces import Dataset
 
 _SOURCE_SIZE = 28
 _PAD = 2  # per side: 28 + 2 * 2 = 32

@@ -9,8 +9,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from genframe.contracts.components import Dataset
 from genframe.data.datacache import Entry
-from genframe.interfaces import Dataset
 
 
 class PreparedImages(Dataset):

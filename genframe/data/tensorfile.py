@@ -19,12 +19,12 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
+from genframe.contracts.errors import DataError
 from genframe.data.datacache import Prepared, load_or_prepare
 from genframe.data.fingerprint import data_fingerprint
 from genframe.data.holdout import check_split, holdout_indices
 from genframe.data.imageops import convert_channels, resize_and_crop
 from genframe.data.prepared import PreparedImages
-from genframe.errors import DataError
 
 SUFFIXES = (".pt", ".npy", ".npz")
 _CHUNK = 1024  # images converted at a time: bounds the float copies a conversion makes

@@ -9,8 +9,8 @@ import sys
 import time
 from typing import Any
 
-from genframe.hookspecs import hookimpl
-from genframe.interfaces import Logger
+from genframe.contracts.components import Logger
+from genframe.contracts.hookspecs import hookimpl
 
 # The first metrics a trainer returns, in its order, fit on the line; the core names none of them.
 MAX_SHOWN = 5

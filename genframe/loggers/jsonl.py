@@ -6,9 +6,9 @@ import json
 import math
 import time
 
-from genframe.atomic import atomic_write_text
-from genframe.hookspecs import hookimpl
-from genframe.interfaces import Logger
+from genframe.contracts.components import Logger
+from genframe.contracts.hookspecs import hookimpl
+from genframe.util.atomic import atomic_write_text
 
 METRICS_NAME = "metrics.jsonl"
 

@@ -23,11 +23,11 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from genframe.config import config_to_dict
-from genframe.errors import ConfigError
-from genframe.hookspecs import hookimpl
-from genframe.interfaces import Logger
-from genframe.pluginfaults import describe
+from genframe.config.sections import config_to_dict
+from genframe.contracts.components import Logger
+from genframe.contracts.errors import ConfigError
+from genframe.contracts.hookspecs import hookimpl
+from genframe.plugins.faults import describe
 
 RUN_ID_KEY = "mlflow_run_id"
 MAX_PARAM_VALUE = 6000  # MLflow's limit on a param value's length
@@ -204,7 +204,7 @@ class MlflowLogger(Logger):
     def _log_images(self, step: int, images: dict) -> None:
         import torch
 
-        from genframe.images import save_grid
+        from genframe.util.images import save_grid
 
         with tempfile.TemporaryDirectory(prefix="genframe-mlflow-") as folder:
             for name, value in images.items():

@@ -21,12 +21,12 @@ from typing import Any
 
 import torch
 
-from genframe.config import config_to_dict
-from genframe.errors import ConfigError
-from genframe.hookspecs import hookimpl
-from genframe.images import grid_array
-from genframe.interfaces import Logger
-from genframe.pluginfaults import describe
+from genframe.config.sections import config_to_dict
+from genframe.contracts.components import Logger
+from genframe.contracts.errors import ConfigError
+from genframe.contracts.hookspecs import hookimpl
+from genframe.plugins.faults import describe
+from genframe.util.images import grid_array
 
 LOG_DIR = "tensorboard"
 MISSING = "logger 'tensorboard' needs the tensorboard package: pip install 'genframe[tensorboard]'"

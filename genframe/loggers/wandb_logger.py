@@ -16,10 +16,10 @@ from pathlib import Path
 
 import torch
 
-from genframe.config import config_to_dict
-from genframe.hookspecs import hookimpl
-from genframe.images import grid_array
-from genframe.interfaces import Logger
+from genframe.config.sections import config_to_dict
+from genframe.contracts.components import Logger
+from genframe.contracts.hookspecs import hookimpl
+from genframe.util.images import grid_array
 
 STEP_KEY = "trainer/step"
 RUN_ID_KEY = "wandb_run_id"

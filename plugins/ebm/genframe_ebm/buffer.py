@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from genframe.errors import CheckpointError
+from genframe.contracts.errors import CheckpointError
 
 
 class ReplayBuffer:

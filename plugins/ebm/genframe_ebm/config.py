@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, PositiveFloat, PositiveInt, model_validator
 
-from genframe.config import RecipeConfig, Section, TrainerConfig
+from genframe.config.sections import RecipeConfig, Section, TrainerConfig
 
 
 class EnergyNetConfig(Section):
@@ -88,17 +88,3 @@ class EBMConfig(RecipeConfig):
     sampler: SGLDConfig = SGLDConfig()
     buffer: BufferConfig = BufferConfig()
     trainer: EBMTrainerConfig = EBMTrainerConfig()
-
-    @classmethod
-    def upgrade(cls, data: dict[str, Any], moved: dict[str, str]) -> dict[str, Any]:
-        from genframe_ebm.upgrade import upgrade_config
-
-        return upgrade_config(super().upgrade(data, moved), moved)
-
-    @classmethod
-    def upgrade_checkpoint(cls, state: dict[str, Any]) -> dict[str, Any]:
-        from genframe_ebm.upgrade import upgrade_checkpoint
-
-        old = state.get("format", 1) < 2
-        state = super().upgrade_checkpoint(state)
-        return upgrade_checkpoint(state) if old else state

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from genframe.interfaces import Model
+from genframe.contracts.components import Model
 
 
 class SwishEnergyNet(Model):

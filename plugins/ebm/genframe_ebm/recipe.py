@@ -38,7 +38,7 @@ def chain_bytes(config: EBMConfig, example_shape: tuple[int, ...]) -> int:
 
 def gif_frames(config: EBMConfig) -> int:
     """States kept per chain for the final GIF: the start and every ``steps // GIF_FRAMES``-th step."""
-    from genframe.previews import GIF_FRAMES
+    from genframe.training.previews import GIF_FRAMES
 
     steps = config.logging.sample_steps or config.sampler.generate_steps
     return steps // max(1, steps // GIF_FRAMES) + 1
@@ -85,7 +85,7 @@ class EBMRecipe(Recipe):
         return config.model_copy(update={"model": config.model.model_copy(update=follow)})
 
     def check_data(self, config: EBMConfig, example_shape: tuple[int, ...], dataset: str) -> None:
-        from genframe.errors import ConfigError
+        from genframe.contracts.errors import ConfigError
 
         model = config.model
         built = (model.in_channels, model.image_size, model.image_size)
@@ -113,7 +113,7 @@ class EBMRecipe(Recipe):
             needs[f"final GIF chains (logging.chain_n={logging.chain_n})"] = gif
         evaluation = evaluation_settings(config)
         if evaluation is not None:
-            from genframe.evaluate import EVAL_CHUNK
+            from genframe.using.evaluate import EVAL_CHUNK
 
             n = evaluation.get("n", 1000)  # generated EVAL_CHUNK at a time: only one chunk is in flight
             name = f"evaluation chains (callbacks.evaluation.n={n}, {EVAL_CHUNK} at a time)"

@@ -33,9 +33,9 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
-from genframe.errors import ConfigError
-from genframe.interfaces import SampleOutput, Sampler
-from genframe.pluginfaults import one_line
+from genframe.contracts.errors import ConfigError
+from genframe.contracts.components import SampleOutput, Sampler
+from genframe.plugins.faults import one_line
 from genframe_ebm import calibrate, native
 from genframe_ebm.cudagraph import GraphedChains
 from genframe_ebm.fastpath import FastChains, main_thread_alone, worker_count

@@ -12,8 +12,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from genframe.errors import DivergenceError
-from genframe.interfaces import Dataset, Trainer
+from genframe.contracts.errors import DivergenceError
+from genframe.contracts.components import Dataset, Trainer
 from genframe_ebm.buffer import ReplayBuffer
 from genframe_ebm.sampler import SGLDSampler
 

@@ -1,0 +1,48 @@
+"""Keep-best: write ``checkpoints/best.pt`` whenever an evaluation beats every earlier one, so a run whose
+quality later falls (a model can collapse) still holds its best weights."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from genframe.contracts.callbacks import Callback, Control
+from genframe.contracts.context import RunContext
+
+BEST_NAME = "best.pt"
+
+
+class KeepBestSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
+
+    metric: str = Field("eval/fd", description="The evaluation metric that decides which weights are best.")
+    mode: Literal["min", "max"] = Field("min", description="min: lower is better; max: higher is better.")
+
+
+class KeepBest(Callback):
+    name = "keep_best"
+    settings_class = KeepBestSettings
+
+    def __init__(self, settings: KeepBestSettings, run: RunContext) -> None:
+        super().__init__(settings, run)
+        self.best: float | None = None
+        self.step: int | None = None
+
+    def on_evaluation(self, run: RunContext, control: Control, metrics: dict[str, float]) -> None:
+        value = metrics.get(self.settings.metric)
+        if value is None:
+            return
+        better = self.best is None or (value < self.best if self.settings.mode == "min" else value > self.best)
+        if better:
+            self.best, self.step = value, run.step
+            control.save_copy(BEST_NAME)
+
+    def on_rollback(self, run: RunContext, before: dict[str, Any]) -> None:
+        self.best, self.step = before["best"], before["step"]  # best.pt on disk is not rolled back
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"best": self.best, "step": self.step}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.best, self.step = state.get("best"), state.get("step")

@@ -1,0 +1,57 @@
+"""Which callbacks a config turns on: the recipe's defaults less ``callbacks.disable``, then ``callbacks.use``,\neach with its settings validated (dotted-path errors) and written back into the config.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import ValidationError
+
+from genframe.config.sections import RecipeConfig, format_validation_error
+from genframe.contracts.callbacks import Callback
+from genframe.contracts.errors import ConfigError, UnknownComponentError
+
+
+def chosen_callbacks(config: RecipeConfig, registry: Any) -> list[tuple[str, type[Callback], Any]]:
+    """(name, class, validated settings) of every callback the config turns on, in call order.
+
+    Also writes each one's full settings back into ``config.callbacks``, so config.json and
+    checkpoints hold every value used, defaults included.
+    """
+    section, defaults = config.callbacks, type(config).default_callbacks
+    unknown = [name for name in section.disable if name not in defaults]
+    if unknown:
+        raise ConfigError(f"invalid config: callbacks.disable: {', '.join(map(repr, unknown))} is not a default "
+                          f"callback of this recipe (its defaults: {', '.join(defaults) or 'none'})")
+    names = [n for n in defaults if n not in section.disable] + [n for n in section.use if n not in defaults]
+    tables = dict(section.model_extra or {})
+    idle = [name for name in tables if name not in names]
+    if idle:
+        raise ConfigError(f"invalid config: callbacks.{idle[0]}: settings for a callback that is not on; add "
+                          f"{idle[0]!r} to callbacks.use (or remove it from callbacks.disable), or drop the table")
+    chosen = []
+    for name in names:
+        try:
+            cls = registry.get("callback", name)
+        except UnknownComponentError as exc:
+            raise ConfigError(f"invalid config: callbacks.use: {exc}") from None
+        given = tables.get(name) or {}
+        table = {**type(config).callback_settings.get(name, {}), **given} if isinstance(given, dict) else given
+        if not isinstance(table, dict):
+            raise ConfigError(f"invalid config: callbacks.{name}: should be a table of settings, got {table!r}")
+        try:
+            settings = cls.settings_class.model_validate(table)
+        except ValidationError as exc:
+            detail = format_validation_error(exc, cls.settings_class, prefix=("callbacks", name))
+            raise ConfigError(f"invalid config: {detail}") from None
+        section.model_extra[name] = settings.model_dump(mode="json")
+        chosen.append((name, cls, settings))
+    for name, cls, settings in chosen:  # every table is resolved: a check may look at another callback's
+        problem = cls.check_settings(settings, config)
+        if problem:
+            raise ConfigError(f"invalid config: callbacks.{name}: {problem}")
+    suppliers = [name for name, cls, _ in chosen if cls.sampling_model is not Callback.sampling_model]
+    if len(suppliers) > 1:  # only the first would be sampled: the others' weights kept for nothing
+        raise ConfigError(f"invalid config: callbacks {' and '.join(map(repr, suppliers))} each supply the "
+                          "weights to sample and evaluate with, and a run samples with one; choose one of them")
+    return chosen

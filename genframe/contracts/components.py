@@ -1,0 +1,297 @@
+"""The contracts every model family implements: Dataset, Model, Sampler, Trainer, Recipe and Logger.
+
+The core's run loop, checkpointing, sampling commands and loggers only talk to these, so a new family
+(energy-based, latent-variable, ...) plugs in by implementing them and registering a Recipe.
+Importing this module imports no torch (``Model``, a ``torch.nn.Module``, is made on first use), so a
+plugin's recipe and config can be read by ``genframe plugins`` and ``genframe config show`` at once.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
+    from genframe.config.sections import RecipeConfig
+
+
+#: ``fn(model, sampler, images, generator) -> scores``: see :meth:`Recipe.score_functions`.
+ScoreFunction = Callable[["torch.nn.Module", "Sampler", "torch.Tensor", "torch.Generator | None"], "torch.Tensor"]
+
+
+class Dataset(ABC):
+    """A finite dataset held in memory; batches are gathered by index.
+
+    Indexed batches (rather than a per-item ``__getitem__`` through a DataLoader) let the core
+    shuffle deterministically from a seed, resume mid-epoch exactly, and shard across processes.
+    """
+
+    name: ClassVar[str] = ""
+    labels: torch.Tensor | None = None
+
+    @abstractmethod
+    def __len__(self) -> int: ...
+
+    @abstractmethod
+    def get_batch(self, indices: torch.Tensor) -> torch.Tensor:
+        """Model-ready float examples at ``indices`` (a 1-D long tensor)."""
+
+    @property
+    @abstractmethod
+    def example_shape(self) -> tuple[int, ...]:
+        """Shape of one example as ``get_batch`` returns it, e.g. ``(1, 32, 32)``."""
+
+    def to(self, device: torch.device | str) -> Dataset:
+        """Move the stored data to ``device`` (whole datasets are small); default: no-op."""
+        return self
+
+
+@dataclass
+class SampleOutput:
+    """What a sampler returns: final samples and, when asked, intermediate states (for GIFs)."""
+
+    images: torch.Tensor
+    chain: list[torch.Tensor] = field(default_factory=list)
+
+
+class Sampler(ABC):
+    """Draws samples from a model. Kept apart from the model, so samplers are swappable."""
+
+    #: Steps used by :meth:`generate` when none are given (``None``: the sampler has no steps).
+    generate_steps: int | None = None
+    #: Steps :meth:`refine` takes with nothing held (denoising) when none are given (``None``: ``generate_steps``).
+    denoise_steps: int | None = None
+
+    @abstractmethod
+    def init_state(
+        self, n: int, device: torch.device | str = "cpu", generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        """Starting points for ``n`` samples (e.g. uniform noise for Langevin chains, codes drawn from a prior)."""
+
+    @abstractmethod
+    def sample(
+        self,
+        model: torch.nn.Module,
+        init: torch.Tensor,
+        steps: int | None = None,
+        keep_every: int | None = None,
+        generator: torch.Generator | None = None,
+    ) -> SampleOutput:
+        """Run the sampler from ``init``; keep every ``keep_every``-th state in ``chain``."""
+
+    def generate(
+        self,
+        model: torch.nn.Module,
+        n: int,
+        steps: int | None = None,
+        keep_every: int | None = None,
+        generator: torch.Generator | None = None,
+        device: torch.device | str = "cpu",
+    ) -> SampleOutput:
+        """Generate ``n`` fresh samples with the recipe's generation settings."""
+        init = self.init_state(n, device=device, generator=generator)
+        steps = self.generate_steps if steps is None else steps
+        return self.sample(model, init, steps=steps, keep_every=keep_every, generator=generator)
+
+    def refine(
+        self,
+        model: torch.nn.Module,
+        images: torch.Tensor,
+        known: torch.Tensor | None = None,
+        steps: int | None = None,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        """Move ``images`` towards what the model makes, the entries where ``known`` (a boolean tensor that
+        broadcasts to ``images``) is True held at their values: completion (``genframe inpaint``, hidden
+        entries start from :meth:`init_state` or a matched sample); with ``known`` None every entry moves
+        (``genframe denoise``). ``steps`` defaults to ``generate_steps`` (``denoise_steps`` with ``known`` None). Optional: a sampler that cannot leaves this
+        (see :func:`refines`), and those commands refuse its recipe in one line."""
+        raise NotImplementedError(f"{type(self).__name__} does not refine images")
+
+
+class Trainer(ABC):
+    """Owns the optimisation of one model: the core's loop calls it once per batch."""
+
+    model: torch.nn.Module
+
+    @abstractmethod
+    def train_step(self, batch: torch.Tensor) -> dict[str, torch.Tensor | float]:
+        """One optimiser step on ``batch``; returns scalar metrics (tensors are fine: no host sync)."""
+
+    @abstractmethod
+    def validate(self, dataset: Dataset) -> dict[str, float]:
+        """Metrics on held-out data, without changing any state that training depends on."""
+
+    @abstractmethod
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to resume exactly: model, optimiser, buffers, RNG streams."""
+
+    @abstractmethod
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+    #: Set by the core's loop: what :meth:`check_update` reports to (the callbacks). None outside a run.
+    update_check: Callable[[dict[str, torch.Tensor]], None] | None = None
+
+    def reseed(self, seed: int) -> None:
+        """Give the random streams training draws from (its own ``torch.Generator`` s) the seed ``seed``.
+        The core calls it on each torchrun process beyond the first, so each draws its own, and after a
+        divergence rollback, so the redone steps do not replay the draws that went wrong. Default: nothing."""
+        return None
+
+    def check_update(self, signals: dict[str, torch.Tensor]) -> None:
+        """Call in ``train_step`` after ``backward`` and before ``optimizer.step``, with the step's
+        divergence signals (scalar tensors, e.g. a loss gap the trainer watches): callbacks see them
+        (averaged across processes) and may veto the update, which raises DivergenceError here; zero
+        the gradients before re-raising if the optimizer could still see them. Call it on every step,
+        before raising a divergence of the trainer's own: under torchrun it is a collective."""
+        if self.update_check is not None:
+            self.update_check(signals)
+
+    def scale_learning_rate(self, factor: float) -> list[float]:
+        """Multiply the learning rate by ``factor`` (after a divergence); returns the new rates.
+
+        The default handles a trainer whose ``optimizer`` attribute is a ``torch.optim.Optimizer``.
+        """
+        optimizer = getattr(self, "optimizer", None)
+        if optimizer is None:
+            raise NotImplementedError(f"{type(self).__name__} has no optimizer attribute; override scale_learning_rate")
+        for group in optimizer.param_groups:
+            group["lr"] *= factor
+        return [group["lr"] for group in optimizer.param_groups]
+
+    def work_per_step(self, batch_size: int) -> tuple[str, float] | None:
+        """The unit and amount of work in one step, for throughput displays (e.g. ``("img-steps", 7680)``)."""
+        return None
+
+    def preview_images(self, n: int) -> dict[str, torch.Tensor]:
+        """Pictures of training state worth showing (e.g. replay-buffer samples); default none."""
+        return {}
+
+
+class Recipe(ABC):
+    """What ``genframe run NAME`` names: a config model and builders for the components."""
+
+    name: ClassVar[str]
+    description: ClassVar[str] = ""
+    config_class: ClassVar[type[RecipeConfig]]
+
+    @abstractmethod
+    def build_model(self, config: RecipeConfig) -> torch.nn.Module: ...
+
+    @abstractmethod
+    def build_sampler(self, config: RecipeConfig) -> Sampler: ...
+
+    @abstractmethod
+    def build_trainer(
+        self, config: RecipeConfig, model: torch.nn.Module, sampler: Sampler, device: torch.device
+    ) -> Trainer: ...
+
+    def draw_samples(self, samples: torch.Tensor, path: Path) -> Path:
+        """Write a picture of ``samples`` to ``path`` (a PNG) and return where it went; previews during
+        training and ``genframe sample --out`` use it. Default: an image grid of (N, C, H, W) samples in
+        [-1, 1]; a recipe whose samples are anything else (points, sequences, ...) overrides this."""
+        from genframe.util.images import save_grid  # PIL and numpy only when a picture is drawn
+
+        _require_images(self.name, samples, "draw_samples")
+        return save_grid(samples, path)
+
+    def draw_chain(self, chain: list[torch.Tensor], path: Path) -> Path:
+        """Write an animation of sampling states (each shaped like ``samples``) to ``path`` (a GIF) and
+        return where it went; the final chain GIF and ``genframe sample --gif`` use it. Default: a GIF
+        of image grids, one frame per state."""
+        from genframe.util.images import save_gif
+
+        for state in chain:
+            _require_images(self.name, state, "draw_chain")
+        return save_gif(chain, path)
+
+    def fit_to_data(self, config: RecipeConfig, example_shape: tuple[int, ...]) -> RecipeConfig:
+        """``config`` with the settings that follow the data filled in from the dataset's example shape where
+        the user left them unset (``model_fields_set``), e.g. a model's input channels and image size. Runs
+        before the config is checked against the data; the run saves the result, so a run's config.json
+        holds the values it trained with. Default: unchanged."""
+        return config
+
+    def check_data(self, config: RecipeConfig, example_shape: tuple[int, ...], dataset: str) -> None:
+        """Raise ``ConfigError`` naming the settings when the config does not fit the dataset's examples
+        (e.g. the channels or size the model and sampler are built for). Checked before any work starts,
+        followed by the core's own check: a forward pass of two examples on the ``meta`` device. Default:
+        only that."""
+
+    def memory_needs(self, config: RecipeConfig, example_shape: tuple[int, ...]) -> dict[str, int]:
+        """Bytes the run would hold beyond the model and its optimizer state, by part, each named with the
+        setting that sizes it (e.g. ``{"replay buffer (buffer.size)": n}``); compared with the memory
+        available before any work starts. Batches and samples in flight (``trainer.batch_size``,
+        ``logging.sample_n`` and ``chain_n``, evaluation chunks) are the recipe's to count too: only it
+        knows what one costs. Default: nothing beyond the model."""
+        return {}
+
+    def metric_goals(self) -> dict[str, str]:
+        """Which way is better for this recipe's own metrics, ``{"name": "min" | "max"}`` (e.g. a loss it logs);
+        sweep summaries report the best value of these. The core's evaluation metrics are declared already."""
+        return {}
+
+    def score_functions(self, config: RecipeConfig) -> dict[str, ScoreFunction]:
+        """Named ways to score inputs by how typical of the training data the model finds them, higher =
+        more typical, the first the default: ``genframe score`` and ``genframe ood`` use them. Each is called
+        as ``fn(model, sampler, images, generator)`` with the model the run samples with and returns one
+        float per image. Default none: those commands refuse the recipe in one line."""
+        return {}
+
+    def quality_metric(self, config: RecipeConfig, registry: Any) -> Callable[[torch.Tensor], dict[str, float]] | None:
+        """This recipe's own measure of sample quality: a callable taking (N, ...) samples and returning
+        named numbers, used by ``genframe eval`` and the evaluations during training (``config``: the
+        run's, or the recipe's defaults with the run's data section). It may also have an ``anchors(n)``
+        method giving reference rows (e.g. real data) for the report. Built once per process and config.
+        Default None: the core's classifier metric, which measures labelled image datasets."""
+        return None
+
+
+def refines(sampler: Sampler) -> bool:
+    """Whether ``sampler`` implements :meth:`Sampler.refine` (completion and denoising)."""
+    return type(sampler).refine is not Sampler.refine
+
+
+def _require_images(recipe: str, samples: torch.Tensor, method: str) -> None:
+    # A one-line error rather than a shape traceback from deep inside the picture code.
+    if samples.dim() != 4 or samples.shape[1] not in (1, 3):
+        from genframe.contracts.errors import PluginError
+
+        raise PluginError(f"recipe {recipe!r} makes samples of shape {tuple(samples.shape[1:])}, not images "
+                          f"(C, H, W) with 1 or 3 channels: it must override Recipe.{method} to draw them")
+
+
+class Logger:
+    """Base for loggers: a logger is a plugin object whose methods are ``@hookimpl`` lifecycle hooks.
+
+    The run creates the loggers named in ``logging.loggers`` as ``LoggerClass(run)`` and registers
+    them with the plugin manager for the run's duration, so they receive ``genframe_run_start``,
+    ``genframe_log``, ``genframe_checkpoint`` and ``genframe_run_end`` like any other plugin.
+    """
+
+    def __init__(self, run: Any) -> None:
+        self.run = run
+
+    @classmethod
+    def check(cls, config: Any) -> None:
+        """Raise a one-line ``GenframeError`` if this logger cannot work with ``config`` (its package is not
+        installed, a setting is unusable); called before any work starts, so a run never fails later
+        for it. Default: nothing to check."""
+
+
+def __getattr__(name: str) -> Any:
+    if name == "Model":  # a torch.nn.Module subclass: defined when first asked for, not on import
+        import torch
+
+        class Model(torch.nn.Module):
+            """Base class for a recipe's network. Any ``torch.nn.Module`` satisfies the contract."""
+
+        Model.__module__, Model.__qualname__ = __name__, "Model"
+        globals()["Model"] = Model
+        return Model
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

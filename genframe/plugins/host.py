@@ -1,0 +1,325 @@
+"""Plugin manager: built-in plugins plus every entry point in the ``genframe`` group.
+
+One broken plugin must not break every command, nor a run: each entry point is loaded on its own,
+and a failure (import error, bad hook argument, misspelled hook, error while registering) is
+recorded and warned about in one line naming the plugin, its package and the file and line to
+look at. During a run, :meth:`PluginHost.notify` calls each lifecycle hook implementation on its
+own: one that raises is reported once and switched off for the rest of the run while the others
+go on. ``GENFRAME_STRICT_PLUGINS=1`` turns those warnings into errors. ``GENFRAME_PLUGINS=a,b``
+loads only the named entry-point plugins and ``GENFRAME_DISABLE_PLUGINS=a,b`` skips the named ones
+(built-ins always load).
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from importlib import metadata
+from types import ModuleType
+from typing import Any
+
+import pluggy
+
+from genframe.contracts import hookspecs
+from genframe.contracts.errors import PluginError, RunInterrupted, UnknownComponentError
+from genframe.plugins.faults import (
+    LIFECYCLE_HOOKS,
+    bad_arguments,
+    describe,
+    one_line,
+    traceback_text,
+    unknown_hook,
+    where,
+)
+from genframe.plugins.registry import Entry, Registry
+from genframe.version import genframe_version
+
+ENTRY_POINT_GROUP = "genframe"
+BUILTIN_MODULES = ("genframe.plugins.builtins",)
+
+
+@dataclass
+class PluginInfo:
+    """What ``genframe plugins`` shows about one loaded plugin."""
+
+    name: str
+    version: str
+    source: str  # "builtin" or "entry point <value>"
+    hooks: list[str] = field(default_factory=list)
+    distribution: str = ""  # the installed package that provides it (what to upgrade or uninstall)
+
+
+@dataclass
+class PluginFailure:
+    """A plugin that could not be loaded, and why."""
+
+    name: str
+    error: str  # one line, ending with "(at file:line)" when an exception says where
+    traceback: str = ""  # the whole traceback, for ``genframe plugins --traceback``
+    distribution: str = ""
+
+
+class PluginWarning(UserWarning):
+    """A plugin failed to load or raised in a hook; the rest of genframe keeps working."""
+
+
+def _env_names(var: str) -> set[str] | None:
+    value = os.environ.get(var)
+    if value is None:
+        return None
+    return {name.strip() for name in value.split(",") if name.strip()}
+
+
+def _strict() -> bool:
+    return os.environ.get("GENFRAME_STRICT_PLUGINS", "").lower() in ("1", "true", "yes")
+
+
+class PluginHost:
+    """A pluggy manager plus the registry its plugins filled and a record of what loaded."""
+
+    def __init__(self, strict: bool | None = None) -> None:
+        self.strict = _strict() if strict is None else strict
+        self.pm = pluggy.PluginManager("genframe")
+        self.pm.add_hookspecs(hookspecs)
+        self.registry = Registry()
+        self.plugins: list[PluginInfo] = []
+        self.failures: list[PluginFailure] = []
+        self.distributions: dict[str, str] = {}  # plugin name -> the package that installed it
+        self._loggers: dict[str, tuple[str, str]] = {}  # logger's registration name -> (label, plugin name)
+        self._muted: list[tuple[Any, str]] = []  # plugins switched off during a run, given back after it
+
+    @property
+    def hook(self) -> Any:
+        return self.pm.hook
+
+    def _report(self, text: str, consequence: str) -> None:
+        """Strict: raise ``text``; otherwise warn once with what happens next."""
+        if self.strict:
+            raise PluginError(text)
+        warnings.warn(f"genframe: {text}; {consequence} (set GENFRAME_STRICT_PLUGINS=1 to make this an error)",
+                      PluginWarning, stacklevel=4)
+
+    def _fail(self, name: str, error: BaseException | str, module: str | None = None) -> None:
+        """Record and report that plugin ``name`` (code in ``module``) could not be loaded."""
+        if isinstance(error, BaseException):
+            text, trace = describe(error) + where(error, module), traceback_text(error)
+        else:
+            text, trace = one_line(error), ""
+        dist = self.distributions.get(name, "")
+        package = f" (package {dist})" if dist and dist != name else ""
+        if not self.strict:
+            self.failures.append(PluginFailure(name, text, trace, dist))
+        self._report(f"plugin {name!r} failed to load: {text}{package}", "it is skipped")
+
+    def _register(self, plugin: Any, name: str) -> list[str] | str:
+        """Register ``plugin``: the hooks it implements, or why it was refused (then it is not registered)."""
+        try:
+            self.pm.register(plugin, name=name)
+        except pluggy.PluginValidationError as exc:
+            if self.pm.is_registered(plugin):  # older pluggy registers the hooks before the bad one
+                self.pm.unregister(plugin)
+            return bad_arguments(self.pm, plugin) or describe(exc)
+        callers = self.pm.get_hookcallers(plugin) or []
+        misspelled = sorted(hc.name for hc in callers if not hc.has_spec())
+        if misspelled:  # pluggy accepts any name; genframe would never call it
+            self.pm.unregister(plugin)
+            return "; ".join(unknown_hook(hook) for hook in misspelled)
+        return sorted(hc.name for hc in callers)
+
+    def add_plugin(self, plugin: Any, name: str, version: str, source: str, distribution: str = "") -> bool:
+        """Register one plugin object or module; returns False (and records why) if it is broken."""
+        if distribution:
+            self.distributions[name] = distribution
+        try:
+            hooks = self._register(plugin, name)
+        except Exception as exc:  # a duplicate name, or pluggy choking on the object
+            self._fail(name, exc)
+            return False
+        if isinstance(hooks, str):
+            self._fail(name, hooks)
+            return False
+        self.plugins.append(PluginInfo(name, version, source, hooks, distribution or name))
+        return True
+
+    def load_builtins(self) -> None:
+        for module_name in BUILTIN_MODULES:
+            module = __import__(module_name, fromlist=["_"])
+            self.add_plugin(module, module_name, genframe_version(), "builtin", "genframe")
+
+    def load_entry_points(self) -> None:
+        allowed = _env_names("GENFRAME_PLUGINS")
+        disabled = _env_names("GENFRAME_DISABLE_PLUGINS") or set()
+        seen: set[str] = set()
+        for ep in sorted(metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
+            if ep.name in seen:  # the same distribution visible twice on sys.path
+                continue
+            seen.add(ep.name)
+            if (allowed is not None and ep.name not in allowed) or ep.name in disabled:
+                continue
+            dist = getattr(ep.dist, "name", None) or ep.name
+            self.distributions[ep.name] = dist
+            try:
+                plugin = ep.load()
+            except Exception as exc:
+                self._fail(ep.name, exc, module=ep.value.split(":")[0].strip())
+                continue
+            version = getattr(ep.dist, "version", None) or "unknown"
+            self.add_plugin(plugin, ep.name, version, f"entry point {ep.value}", dist)
+        for name in sorted((allowed or set()) - seen):
+            self._fail(name, f"GENFRAME_PLUGINS names it but no installed plugin has that name "
+                             f"(installed: {', '.join(sorted(seen)) or 'none'})")
+
+    def entry(self, kind: str, name: str) -> Entry:
+        """``registry.entry``, and when the name is unknown, say which plugins failed to load."""
+        try:
+            return self.registry.entry(kind, name)
+        except UnknownComponentError as exc:
+            if not self.failures:
+                raise
+            failed = "; ".join(f"{f.name}: {f.error}" for f in self.failures)
+            raise UnknownComponentError(f"{exc} (plugins that failed to load: {failed})") from None
+
+    def register_components(self) -> None:
+        """Call every plugin's ``genframe_register`` one at a time, so a failure names its plugin."""
+        for impl in self.pm.hook.genframe_register.get_hookimpls():
+            self.registry.current_plugin = impl.plugin_name
+            try:
+                impl.function(registry=self.registry)
+            except PluginError:
+                raise
+            except Exception as exc:
+                self.pm.unregister(name=impl.plugin_name)
+                self.plugins = [p for p in self.plugins if p.name != impl.plugin_name]
+                self._fail(impl.plugin_name, exc, module=_module_of(impl.plugin))
+        self.registry.current_plugin = "?"
+
+    def attach(self, obj: Any, name: str, label: str, owner: str) -> bool:
+        """Register a per-run plugin object (a logger) made by plugin ``owner``; ``label`` (e.g. "logger
+        'wandb'") and the owner's package name it in reports. False, after a warning, if it is broken."""
+        hooks = self._register(obj, name)
+        if isinstance(hooks, str):
+            self._report(f"{label} from {self.distributions.get(owner, owner)} cannot be used: {hooks}",
+                         "the run goes on without it")
+            return False
+        self._loggers[name] = (label, owner)
+        return True
+
+    def detach(self, obj: Any) -> None:
+        """Unregister a per-run object, unless a failure already has."""
+        name = self.pm.get_name(obj)
+        if name is not None:
+            self.pm.unregister(obj)
+            self._loggers.pop(name, None)
+
+    def unmute(self) -> None:
+        """Give back the plugins switched off during a run: "for the rest of the run" is not "for the rest
+        of the process", and the next run gives them another chance (and another warning)."""
+        while self._muted:
+            plugin, plugin_name = self._muted.pop()
+            if not self.pm.is_registered(plugin) and self.pm.get_plugin(plugin_name) is None:
+                self.pm.register(plugin, name=plugin_name)
+
+    def notify(self, hook_name: str, **kwargs: Any) -> None:
+        """Call every implementation of lifecycle hook ``hook_name`` with ``kwargs``, each on its own and
+        in pluggy's order (tryfirst, then the latest registered, ..., trylast; wrappers around them all).
+        One that raises is reported in one warning (its package, the hook, the error and where it was
+        raised) and unregistered for the rest of the run; the rest are still called. Strict mode raises
+        :class:`PluginError` instead. Returns nothing: lifecycle hooks are notifications."""
+        if hook_name not in LIFECYCLE_HOOKS:
+            raise ValueError(f"notify({hook_name!r}): lifecycle hooks are {', '.join(LIFECYCLE_HOOKS)}")
+        results: list[Any] = []
+        teardowns: list[tuple[Any, Any]] = []
+        # pluggy keeps implementations in reverse call order (wrappers last) and calls them reversed
+        for impl in reversed(getattr(self.pm.hook, hook_name).get_hookimpls()):
+            try:  # outside the plugin guard: a missing argument is the caller's bug, not the plugin's
+                args = [kwargs[arg] for arg in impl.argnames]
+            except KeyError as missing:
+                raise pluggy.HookCallError(f"{hook_name} needs argument {missing.args[0]!r}") from None
+            extra = {arg: kwargs[arg] for arg in getattr(impl, "kwargnames", ()) if arg in kwargs}
+            try:
+                outcome = impl.function(*args, **extra)
+                if impl.hookwrapper or impl.wrapper:  # a generator: run its part before the yield now
+                    next(outcome)
+                    teardowns.append((impl, outcome))
+                elif outcome is not None:
+                    results.append(outcome)
+            except RunInterrupted:  # a stop signal that landed while a plugin ran: the run's, not the plugin's
+                raise
+            except Exception as exc:
+                self._raised(impl, hook_name, exc)
+        for impl, generator in reversed(teardowns):
+            try:
+                generator.send(pluggy.Result(results, None) if impl.hookwrapper else results)
+            except StopIteration:
+                pass
+            except RunInterrupted:
+                raise
+            except Exception as exc:
+                self._raised(impl, hook_name, exc)
+
+    def _raised(self, impl: Any, hook_name: str, exc: Exception) -> None:
+        """Switch off the plugin behind ``impl`` for the rest of the run, and say so once."""
+        label, owner = self._loggers.get(impl.plugin_name) or (f"plugin {impl.plugin_name!r}", impl.plugin_name)
+        if self.pm.is_registered(impl.plugin):
+            self.pm.unregister(impl.plugin)
+            if impl.plugin_name not in self._loggers:  # loggers end with the run anyway
+                self._muted.append((impl.plugin, impl.plugin_name))
+        text = (f"{label} from {self.distributions.get(owner, owner)} raised in {hook_name}: "
+                f"{describe(exc)}{where(exc, _module_of(impl.plugin))}")
+        try:
+            self._report(text, "it is switched off for the rest of the run")
+        except PluginError as error:
+            raise error from exc
+
+
+def _module_of(plugin: Any) -> str:
+    """The module whose package holds ``plugin``'s code: where to look for the line that raised."""
+    return plugin.__name__ if isinstance(plugin, ModuleType) else type(plugin).__module__
+
+
+@contextmanager
+def attached_loggers(host: PluginHost, names: list[str], run: Any) -> Iterator[None]:
+    """Create the named loggers for ``run`` and register them as plugins while the block runs; each
+    remembers the plugin that provides its kind, so a failure names that plugin's package."""
+    entries = [host.entry("logger", name) for name in names]
+    loggers = [(entry, entry.obj(run)) for entry in entries]
+    for index, (entry, logger) in enumerate(loggers):
+        host.attach(logger, f"logger-{index}-{id(logger)}", f"logger {entry.name!r}", entry.plugin)
+    try:
+        yield
+    finally:
+        for _, logger in loggers:
+            host.detach(logger)
+        host.unmute()
+
+
+def load_plugins(strict: bool | None = None, entry_points: bool = True) -> PluginHost:
+    """A fresh host with built-ins and (unless disabled) entry-point plugins loaded and registered."""
+    host = PluginHost(strict=strict)
+    host.load_builtins()
+    if entry_points:
+        host.load_entry_points()
+    host.register_components()
+    return host
+
+
+_HOST: PluginHost | None = None
+
+
+def get_host() -> PluginHost:
+    """The process-wide plugin host, loaded on first use."""
+    global _HOST
+    if _HOST is None:
+        _HOST = load_plugins()
+    return _HOST
+
+
+def reset_host() -> None:
+    """Forget the loaded plugins (tests, or after installing a plugin in-process)."""
+    global _HOST
+    _HOST = None
+    importlib.invalidate_caches()  # so newly written *.dist-info entry points are seen

@@ -1,0 +1,327 @@
+"""The training loop, for any recipe: train steps in a deterministic order, logging, checkpoints,
+pictures and signals; every policy (divergence guard, evaluations, keep-best, EMA ...) is a callback
+that acts through ``genframe.contracts.callbacks.Control`` at the points marked ``callbacks.call`` below.
+"""
+
+from __future__ import annotations
+
+import math
+import signal
+import time
+import warnings
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from genframe.contracts.callbacks import Control
+from genframe.contracts.context import RunResult
+from genframe.contracts.errors import CallbackError, DivergenceError, RunError, RunInterrupted
+from genframe.plugins.faults import one_line
+from genframe.plugins.host import attached_loggers
+from genframe.training import distributed
+from genframe.training.checkpoint import save_checkpoint
+from genframe.training.previews import Previewer
+from genframe.training.rewind import DivergenceWarning, Redirect, Rewinding  # noqa: F401 - DivergenceWarning is public here
+from genframe.training.rundir import write_status
+from genframe.training.runsetup import epoch_permutation
+from genframe.training.runstate import Parts
+from genframe.util.signals import StopSignals
+
+if TYPE_CHECKING:  # the run assembles the loop; the loop only reads it
+    from genframe.training.run import TrainingRun
+
+
+# What the loop acts on at each point (None: every other point).
+ACTED_ON = {"on_before_update": {"veto", "stop"}, "on_before_checkpoint": {"skip"},
+            "on_divergence": {"rollback", "finish"}, None: {"stop", "rollback", "finish", "copy", "report"}}
+
+
+class TrainingLoop(Rewinding):
+    """One run's training, from its first (or resumed) step to its last."""
+
+    def __init__(self, run: TrainingRun, parts: Parts) -> None:
+        self.run_spec, self.host, self.world, self.cfg = run, run.host, run.world, run.config
+        self.tcfg, self.p, self.ctx, self.state = run.config.trainer, parts, parts.ctx, parts.state
+        self.model, self.trainer, self.callbacks = parts.model, parts.trainer, parts.callbacks
+        self.loop = self.state.loop  # epoch, batch, step, rollbacks, train_seconds: saved in checkpoints
+        self.previews = Previewer(run.run_dir, self.cfg, run.recipe, parts.sampler, parts.trainer, self.ctx.device,
+                                  self.ctx.sampling_model)
+        self.trainer.update_check = self.before_update
+        if self.world.active:
+            self.grad_hooks = distributed.average_gradients_on_backward(self.model, self.world)
+        self.last_metrics: dict[str, float] = {}
+        self.last_checkpoint_step: int | None = self.ctx.step if self.ctx.resumed else None  # resumed: it is on disk
+        self.checkpoint_due = False  # a routine checkpoint a callback put off: tried again each step
+        self.stop_signal: int | None = None
+        self.stop_reason: str | None = None  # a callback asked to end the run here
+        self.mid_update = False  # inside Trainer.check_update
+        self.in_end_of_run = False  # training is over and saved; the final evaluation and pictures are under way
+        self.status_unwritable = False  # warned once that status.json could not be written
+
+    # --- the run --------------------------------------------------------------------------------
+    def run(self) -> RunResult:
+        status, ctx, failure = "failed", self.ctx, None
+        loggers = [n for n in self.cfg.logging.loggers if not (self.run_spec.quiet and n == "console")]
+        with attached_loggers(self.host, loggers if self.world.is_main else [], ctx), StopSignals() as signals:
+            self.record_status("running")
+            self.notify("genframe_run_start", run=ctx)
+            try:
+                self.act(self.call("on_run_start"), between_steps=False)
+                if not ctx.resumed:
+                    self.checkpoint()  # step 0: something to resume from and to roll back to
+                while (self.loop["epoch"] < self.tcfg.epochs and self.loop["step"] < ctx.total_steps
+                       and not ctx.finished_early and self.stop_reason is None):
+                    try:
+                        self.train_epoch(signals)
+                    except DivergenceError as error:
+                        self.diverged(error)
+                    except Redirect as redirect:
+                        self.redirect(f"{redirect.control.rollback_reason or redirect.control.finish_reason} "
+                                      f"at step {ctx.step} (epoch {ctx.epoch + 1})", redirect.control)
+                self.end_of_run(signals)
+                status = "finished early" if (ctx.finished_early or self.stop_reason) else "completed"
+            except CallbackError as error:
+                failure = str(error)
+                if not self.mid_update and self.weights_finite():  # the run so far (not a step half done) is kept
+                    self.checkpoint()
+                raise
+            except (RunInterrupted, KeyboardInterrupt):
+                status = "interrupted"
+                raise
+            except OSError as error:  # a full disk or a lost folder while writing a picture or a log
+                failure = f"could not write {error.filename or 'a file'}: {error.strerror or error}"
+                raise RunError(f"{failure}; free disk space or fix permissions, then resume from the last checkpoint: "
+                               f"genframe run {self.run_spec.recipe_name} --resume {ctx.run_dir}") from None
+            except BaseException as error:
+                failure = one_line(error)[:300] or type(error).__name__
+                raise
+            finally:
+                self.callbacks.call("on_run_end", ctx, "completed" if status == "finished early" else status)
+                self.notify("genframe_run_end", run=ctx, status="completed" if status == "finished early" else status)
+                self.record_status(status, message=failure or self.stop_reason)
+        return RunResult(ctx.run_dir, self.p.checkpoint_path, ctx.step, "completed", self.last_metrics, rank=ctx.rank,
+                         stopped=self.stop_reason)
+
+    def end_of_run(self, signals: StopSignals) -> None:
+        """The training is saved first; then the final evaluation (``on_train_end``) and pictures, which a
+        signal interrupts at once and a ``--resume`` makes again (only what is missing)."""
+        ctx, done = self.ctx, self.run_spec.end_of_run_done
+        if ctx.finished_early or self.last_checkpoint_step != ctx.step:
+            self.checkpoint()
+        self.in_end_of_run = True
+        self.record_status("running")  # phase "end of run": a stop from here on is redone by --resume
+        try:
+            signals.at_once()
+            if "train_end" not in done:
+                control = self.call("on_train_end")
+                self.act(control, between_steps=False)
+                if control.reports:
+                    self.checkpoint()  # what the callbacks recorded of the final evaluation survives what follows
+                done.append("train_end")
+                self.record_status("running")
+            if self.world.is_main:
+                final = self.previews.grids(ctx.step) if self.previews.last_grid_step != ctx.step else {}
+                self.notify("genframe_log", run=ctx, step=ctx.step, metrics={},
+                            images={**final, **self.previews.chain(ctx.step)})
+            done.append("pictures")
+        except RunInterrupted as stop:
+            raise RunInterrupted(f"{stop} at step {ctx.step}: the training is saved in {self.p.checkpoint_path}; "
+                                 f"genframe run {self.run_spec.recipe_name} --resume {ctx.run_dir} makes the final "
+                                 "evaluation and pictures", exit_code=stop.exit_code) from None
+        finally:
+            signals.immediate = False  # the run's own closing (loggers, status) finishes whatever comes
+            self.in_end_of_run = len(done) < 2
+
+    def record_status(self, status: str, message: str | None = None) -> None:
+        """``RUN/status.json`` (rank 0): what the run is doing or how it ended, and which end-of-run work is done."""
+        if self.world.is_main:
+            fields = {"step": self.ctx.step, "total_steps": self.ctx.total_steps,
+                      "train_minutes": round(self.loop["train_seconds"] / 60, 3),
+                      "end_of_run_done": list(self.run_spec.end_of_run_done)}
+            if self.in_end_of_run:  # a --resume makes what is missing, and nothing else
+                fields["phase"] = "end of run"
+            try:
+                write_status(self.ctx.run_dir, status, **fields, **({"message": message} if message else {}))
+            except OSError as error:  # the status is for tools; a full disk must not hide the run's own outcome
+                if not self.status_unwritable:
+                    warnings.warn(f"genframe: could not record the run's status ({error.strerror or error})",
+                                  UserWarning, stacklevel=2)
+                self.status_unwritable = True
+
+    def train_epoch(self, signals: StopSignals) -> None:
+        loop, ctx, lcfg, batch_size = self.loop, self.ctx, self.cfg.logging, self.tcfg.batch_size
+        ctx.epoch = loop["epoch"]
+        order = epoch_permutation(len(self.p.train_data), self.cfg.seed, loop["epoch"], ctx.device)
+        order = order[self.world.rank :: self.world.world_size]  # this process's shard
+        while loop["batch"] < self.p.steps_per_epoch and loop["step"] < ctx.total_steps:
+            start = loop["batch"] * batch_size
+            began = time.perf_counter()
+            try:
+                metrics = self.step(order[start : start + batch_size], signals)
+            finally:  # training alone (no evaluation, pictures, checkpoints), a step that diverged included
+                loop["train_seconds"] += time.perf_counter() - began
+            ctx.batch = loop["batch"] = loop["batch"] + 1
+            ctx.step = loop["step"] = loop["step"] + 1
+            self.stop_when_out_of_time()
+            for key, value in metrics.items():  # accumulate on the device: no per-step host sync
+                self.state.sums[key] = self.state.sums.get(key, 0.0) + (value.detach() if torch.is_tensor(value) else value)
+            self.state.count += 1
+            averaged = distributed.mean_of_tensors(metrics, ctx.device) if self.world.active else metrics
+            self.act(self.call("on_after_update", averaged))
+            if ctx.step % lcfg.log_every == 0 or ctx.step == ctx.total_steps:
+                self.log_metrics()
+            if lcfg.sample_every and ctx.step % lcfg.sample_every == 0 and self.world.is_main:
+                self.notify("genframe_log", run=ctx, step=ctx.step, metrics={}, images=self.previews.grids(ctx.step))
+            ctx.end_of_epoch = loop["batch"] == self.p.steps_per_epoch
+            if ctx.end_of_epoch:
+                loop["epoch"], loop["batch"] = loop["epoch"] + 1, 0
+                self.end_epoch()
+            elif (self.tcfg.checkpoint_every and ctx.step % self.tcfg.checkpoint_every == 0) or self.checkpoint_due:
+                self.routine_checkpoint()
+            self.act(self.call("on_step_end"))
+            if self.stop_signal is not None:
+                self.interrupt(self.stop_signal)
+            if ctx.end_of_epoch or self.stop_reason is not None:
+                return  # the next epoch draws a new order
+
+    def step(self, index: torch.Tensor, signals: StopSignals) -> dict[str, Any]:
+        """One train step; under torchrun, divergence and stop signals are decided by all processes
+        together, so no process waits forever in a collective the others have left."""
+        diverged, metrics = None, {}
+        try:
+            metrics = self.trainer.train_step(self.p.train_data.get_batch(index))
+        except DivergenceError as error:
+            diverged = error
+        self.stop_signal = signals.received  # read once: what every process acts on after this step
+        if self.world.active:
+            any_diverged, any_stop = distributed.any_rank([diverged is not None, self.stop_signal is not None],
+                                                          self.ctx.device)
+            if any_diverged and diverged is None:
+                diverged = DivergenceError("diverged on another process")
+            if any_stop and self.stop_signal is None:
+                self.stop_signal = signal.SIGTERM  # another process was told to stop
+            elif not any_stop:
+                self.stop_signal = None  # arrived here after the others decided: acted on next step
+        if diverged is not None:
+            raise diverged
+        return metrics
+
+    def before_update(self, signals: dict[str, Any]) -> None:
+        """``Trainer.check_update``: callbacks see the step's divergence signals before the optimizer steps."""
+        self.mid_update = True  # until the callbacks have been heard: a failure here leaves a half-done step
+        if self.world.active:
+            signals = distributed.mean_of_tensors(signals, self.ctx.device)
+        values = {name: float(value) for name, value in signals.items()}
+        control = self.call("on_before_update", values)
+        self.mid_update = False
+        self.stop_after_step(control)
+        if control.veto_reason is not None:
+            raise DivergenceError(control.veto_reason)
+
+    def end_epoch(self) -> None:
+        val = {f"val/{k}": float(v) for k, v in self.trainer.validate(self.p.val_data).items()}
+        bad = [k for k, v in val.items() if not math.isfinite(v)]
+        if bad:
+            raise DivergenceError(f"non-finite {', '.join(bad)}")
+        val["epoch"] = self.loop["epoch"]
+        wants_grid = self.world.is_main and not self.cfg.logging.sample_every
+        images = self.previews.grids(self.ctx.step) if wants_grid else {}
+        self.notify("genframe_log", run=self.ctx, step=self.ctx.step, metrics=val, images=images)
+        self.last_metrics.update(val)
+        self.routine_checkpoint()
+
+    def log_metrics(self) -> None:
+        averaged = {k: float(v) / self.state.count for k, v in self.state.sums.items()}
+        if self.world.active:
+            averaged = distributed.mean_across(averaged, self.ctx.device)
+        bad = [k for k, v in averaged.items() if not math.isfinite(v)]
+        if bad:
+            raise DivergenceError(f"non-finite {', '.join(bad)}")
+        self.last_metrics = averaged
+        self.notify("genframe_log", run=self.ctx, step=self.ctx.step, metrics=averaged, images={})
+        self.state.sums, self.state.count = {}, 0
+
+    # --- callbacks' requests ----------------------------------------------------------------------
+    def call(self, point: str, *args: Any) -> Control:
+        control = self.callbacks.agree(self.callbacks.call(point, self.ctx, *args), self.world, self.ctx.device)
+        if control.failure is not None:  # on every process at once
+            raise CallbackError(control.failure)
+        ignored = control.requests() - ACTED_ON.get(point, ACTED_ON[None])
+        if ignored:
+            raise CallbackError(f"a callback asked to {' and '.join(sorted(ignored))} in {point}, where the loop "
+                                "does not act on it (docs/writing-plugins.md: the control surface)")
+        return control
+
+    def act(self, control: Control, between_steps: bool = True) -> None:
+        """Carry out what callbacks asked for; a rollback or finish only between training steps."""
+        for metrics in control.reports:  # an evaluation: to the loggers, then to every callback
+            self.notify("genframe_log", run=self.ctx, step=self.ctx.step, metrics=metrics, images={})
+            self.last_metrics.update(metrics)
+            self.act(self.call("on_evaluation", metrics), between_steps)
+        for name in control.copies:
+            if self.world.is_main and self.weights_finite():
+                save_checkpoint(self.p.checkpoint_path.with_name(name), self.state.checkpoint([self.trainer.state_dict()]))
+        if control.copies and self.last_checkpoint_step == self.ctx.step:
+            self.checkpoint()  # this step's checkpoint came first: it must hold the callbacks' new state (a resume
+            # would otherwise forget keep-best's record and overwrite best.pt with worse weights)
+        if control.rollback_reason is not None or control.finish_reason is not None:
+            if not between_steps:
+                asked = control.rollback_reason or control.finish_reason
+                raise CallbackError(f"a callback asked to roll back or finish ({asked}) outside training steps, where "
+                                    "there is nothing to redo; ask in on_after_update, on_step_end or on_divergence")
+            raise Redirect(control)
+        self.stop_after_step(control)
+
+    def stop_when_out_of_time(self) -> None:
+        """``trainer.max_minutes``: end after the step that used them up (all processes at the same step)."""
+        limit = self.tcfg.max_minutes
+        if limit is None or self.stop_reason is not None:
+            return
+        out_of_time = self.loop["train_seconds"] >= 60 * limit
+        if self.world.active:
+            (out_of_time,) = distributed.any_rank([out_of_time], self.ctx.device)
+        if out_of_time and self.ctx.step < self.ctx.total_steps:
+            # another process's clock may have decided: the checkpoint records the limit as used up
+            self.loop["train_seconds"] = max(self.loop["train_seconds"], 60 * limit)
+            self.stop_reason = (f"trainer.max_minutes={limit:g} of training reached at step {self.ctx.step}; "
+                                f"to train on, resume with a larger trainer.max_minutes")
+
+    def stop_after_step(self, control: Control) -> None:
+        if control.stop_reason is not None and self.stop_reason is None:
+            self.stop_reason = control.stop_reason
+            warnings.warn(f"genframe: stopping at step {self.ctx.step}: {control.stop_reason}", UserWarning, stacklevel=3)
+
+    # --- checkpoints and divergence -----------------------------------------------------------------
+    def routine_checkpoint(self) -> None:
+        """The end-of-epoch or ``checkpoint_every`` checkpoint, unless a callback puts it off (the
+        checkpoint is what a rollback returns to, so it must be a good state)."""
+        self.checkpoint_due = self.call("on_before_checkpoint").skip
+        if not self.checkpoint_due:
+            self.checkpoint()
+
+    def checkpoint(self) -> None:
+        if not self.weights_finite():  # never let a diverged model overwrite the last good checkpoint
+            raise DivergenceError("non-finite model weights")
+        own = {"trainer": self.trainer.state_dict(), "pending": self.state.pending()}
+        states = distributed.gather_to_main(own, self.world) if self.world.active else [own]
+        if self.world.is_main:  # only rank 0 writes
+            save_checkpoint(self.p.checkpoint_path, self.state.checkpoint([s["trainer"] for s in states],
+                                                                          [s["pending"] for s in states]))
+            self.notify("genframe_checkpoint", run=self.ctx, path=self.p.checkpoint_path, step=self.ctx.step)
+            self.callbacks.call("on_checkpoint", self.ctx, self.p.checkpoint_path)
+        self.last_checkpoint_step = self.ctx.step
+
+    def weights_finite(self) -> bool:
+        return all(bool(torch.isfinite(p).all()) for p in self.model.parameters())
+
+    def interrupt(self, signum: int) -> None:
+        self.checkpoint()
+        name = signal.Signals(signum).name
+        raise RunInterrupted(f"{name} at step {self.ctx.step}: checkpoint written to {self.p.checkpoint_path}; "
+                             f"continue with: genframe run {self.run_spec.recipe_name} --resume {self.ctx.run_dir}",
+                             exit_code=128 + signum)
+
+    # --- loggers: rank 0 only ----------------------------------------------------------------------
+    def notify(self, hook: str, **kwargs: Any) -> None:
+        """A lifecycle hook, each logger on its own: one that raises is switched off, the run goes on."""
+        self.host.notify(hook, **kwargs)

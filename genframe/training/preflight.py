@@ -1,0 +1,137 @@
+"""Checks a run passes before any work starts: the recipe's model against the dataset's examples, and
+the memory the run would need against the memory there is. Each failure is one ``ConfigError`` line
+naming the settings, instead of a shape or allocator traceback minutes later.
+
+The model is built on PyTorch's ``meta`` device for these checks: shapes and sizes without memory
+or arithmetic, and without touching the random streams a run is seeded with. Models should build and
+run there (plain layers do). One that cannot, because its constructor or forward reads values
+(``.item()``, ``if x.max() > 1:``, ``.numpy()``, ``nonzero``), is checked by a forward pass of two
+real zero examples on the CPU instead, built inside ``fork_rng`` so the run's random streams are
+untouched; and if it cannot even be built there, the check is skipped and the run reports its own
+error. Only a failed forward pass is reported: a shape or dtype the model does not take.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from genframe.contracts.components import Recipe
+from genframe.contracts.errors import ConfigError, GenframeError
+from genframe.plugins.faults import one_line
+from genframe.util.resources import available_memory
+
+GIB = 2**30
+# weights, gradients and two Adam moments: what training holds per parameter, besides activations
+COPIES_PER_PARAMETER = 4
+
+
+def meta_model(recipe: Recipe, config: Any) -> torch.nn.Module:
+    with torch.random.fork_rng(devices=[]), torch.device("meta"):
+        return recipe.build_model(config)
+
+
+def meta_limitation(exc: Exception) -> bool:
+    """Whether ``exc`` says only that the ``meta`` device cannot do this (a value was read, an op has no
+    meta kernel), not that the model and the examples do not fit."""
+    if isinstance(exc, NotImplementedError) or "meta" in str(exc).lower():
+        return True
+    # torch's fake-tensor errors for data-dependent shapes and branches, matched by name (private modules)
+    return any("DataDependent" in cls.__name__ or "DynamicOutputShape" in cls.__name__ for cls in type(exc).__mro__)
+
+
+def forward_two(model: torch.nn.Module, shape: tuple[int, ...], device: str) -> None:
+    """A forward pass of two zero examples of ``shape`` on ``device`` (no gradients, no random draws kept)."""
+    with torch.random.fork_rng(devices=[]), torch.no_grad():  # e.g. dropout draws nothing from the run's stream
+        model(torch.zeros((2, *shape), device=device))
+
+
+def mismatch(recipe: Recipe, shape: tuple[int, ...], dataset: str, exc: Exception) -> ConfigError:
+    """The one-line error for a forward pass that failed: what the model does not take, and why."""
+    reason = one_line(exc)[:200]
+    return ConfigError(f"model: the {recipe.name} model does not take dataset {dataset}'s examples of shape "
+                       f"{shape} ({type(exc).__name__}: {reason}); change the model settings to match "
+                       f"(`genframe config show {recipe.name}` lists them)")
+
+
+def check_model_fits_data(recipe: Recipe, config: Any, example_shape: tuple[int, ...], dataset: str) -> None:
+    """The recipe's own check (``Recipe.check_data``), then a forward pass of two examples on ``meta``,
+    or on the CPU for a model that reads values (see the module's docstring)."""
+    shape = tuple(example_shape)
+    recipe.check_data(config, shape, dataset)
+    model = None
+    try:
+        model = meta_model(recipe, config)
+        forward_two(model, shape, "meta")
+        return
+    except GenframeError:
+        raise  # the recipe's builder named a bad setting itself
+    except Exception as exc:  # a shape error, whatever layer raises it, or something meta cannot do
+        if model is not None and not meta_limitation(exc):
+            raise mismatch(recipe, shape, dataset, exc) from None
+    if model is not None and not fits_on_cpu(model):
+        return  # a real copy would not fit: check_memory says so, in its own line
+    try:
+        with torch.random.fork_rng(devices=[]), torch.device("cpu"):
+            model = recipe.build_model(config)
+    except GenframeError:
+        raise
+    except Exception:  # not a shape question (a missing file, a value it reads...): the run reports it itself
+        return
+    try:
+        forward_two(model, shape, "cpu")
+    except NotImplementedError:
+        return  # an op the CPU lacks: nothing this check can tell
+    except Exception as exc:
+        raise mismatch(recipe, shape, dataset, exc) from None
+
+
+def fits_on_cpu(model: torch.nn.Module) -> bool:
+    """Whether a real copy of ``model`` (built on ``meta``) fits in the memory available."""
+    available = available_memory(torch.device("cpu"))
+    size = sum(p.numel() * p.element_size() for p in model.parameters())
+    return available is None or size <= available // 2
+
+
+def memory_needs(recipe: Recipe, config: Any, example_shape: tuple[int, ...]) -> dict[str, int]:
+    """What the run would hold, by part: the model with its optimizer state, and the recipe's own
+    (``Recipe.memory_needs``: buffers, caches, batches and samples in flight)."""
+    # Batch- and sample-sized parts (trainer.batch_size, logging.sample_n, logging.chain_n, the
+    # evaluation's chunk) are left to the recipe although the settings are the core's: what one
+    # example costs in flight is the recipe's to know (one family back-propagates through its net for
+    # every sample it draws, another only runs a decoder forward), and a guess here would be counted
+    # twice beside the recipe's own.
+    needs = {}
+    try:
+        parameters = sum(p.numel() for p in meta_model(recipe, config).parameters())
+        needs["model weights, gradients and optimizer state (model.*)"] = parameters * 4 * COPIES_PER_PARAMETER
+    except GenframeError:
+        raise
+    except Exception:  # a model that does not build on meta goes uncounted rather than built for real here
+        pass
+    needs.update(recipe.memory_needs(config, tuple(example_shape)))
+    return needs
+
+
+def check_batch(config: Any, n_examples: int, world_size: int = 1) -> None:
+    """One training batch must come out of the data (each of ``world_size`` processes takes its share)."""
+    batch = config.trainer.batch_size
+    if n_examples // world_size // batch == 0:
+        shared = f", shared by {world_size} processes" if world_size > 1 else ""
+        raise ConfigError(f"trainer.batch_size: {batch} is larger than the training data "
+                          f"({n_examples} examples{shared})")
+
+
+def check_memory(recipe: Recipe, config: Any, example_shape: tuple[int, ...], device: torch.device) -> None:
+    """The parts of :func:`memory_needs` together against the memory ``device`` has free; one line naming
+    the parts, largest first, when they do not fit."""
+    needs = memory_needs(recipe, config, example_shape)
+    available = available_memory(device)
+    total = sum(needs.values())
+    if available is None or total <= available:
+        return
+    parts = ", ".join(f"{name}: {size / GIB:,.1f} GiB" for name, size in sorted(needs.items(), key=lambda kv: -kv[1]))
+    where = "free on the GPU" if device.type == "cuda" else "available"
+    raise ConfigError(f"the run would need about {total / GIB:,.1f} GiB of memory ({parts}) but {available / GIB:,.1f} "
+                      f"GiB is {where}; lower the setting of the largest part")

@@ -1,0 +1,88 @@
+"""Retiring names without breaking their users: one versioned helper for the core and plugins alike.
+
+``deprecate(what, since=..., until=..., instead=...)`` warns once per call site with the version that
+deprecated ``what`` and the version that removes it; once the package's own version reaches ``until`` it
+raises instead, so a deprecation cannot outlive its promise unnoticed (the tests import every module).
+``moved_modules(package, {old: new}, ...)`` keeps old import paths working, each with one such warning.
+The policy these serve is docs/compatibility.md.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.abc
+import importlib.machinery
+import importlib.util
+import sys
+import warnings
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any
+
+
+class GenframeDeprecationWarning(DeprecationWarning):
+    """Something a user's code, config or plugin relies on goes in a named later version."""
+
+
+@dataclass(frozen=True)
+class Deprecation:
+    """What is deprecated, since which version, removed in which, and what to do instead."""
+
+    what: str
+    since: str
+    until: str
+    instead: str
+
+    def message(self) -> str:
+        return (f"{self.what} is deprecated since genframe {self.since} and goes in {self.until}: "
+                f"{self.instead}")
+
+
+#: every deprecation announced in this process (docs and tests list them from here)
+ANNOUNCED: dict[str, Deprecation] = {}
+
+
+def _version_tuple(text: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in text.split(".")[:3] if part.isdigit())
+
+
+def deprecate(what: str, *, since: str, until: str, instead: str, stacklevel: int = 2,
+              current: str | None = None) -> None:
+    """Warn that ``what`` goes in version ``until``, saying what to do ``instead``; past ``until``, raise.
+
+    ``current`` is the version to compare with (a plugin passes its own; default: genframe's)."""
+    record = Deprecation(what, since, until, instead)
+    if current is None:
+        from genframe.version import genframe_version
+
+        current = genframe_version()
+    if _version_tuple(current) >= _version_tuple(until):
+        raise RuntimeError(f"{record.message()} (this is {current}: remove the deprecated code)")
+    ANNOUNCED[what] = record
+    warnings.warn(record.message(), GenframeDeprecationWarning, stacklevel=stacklevel + 1)
+
+
+class _MovedModuleFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    """Answers imports of old module paths with the module now at the new path, after one warning."""
+
+    def __init__(self, moves: dict[str, str], since: str, until: str, current: str | None) -> None:
+        self.moves, self.since, self.until, self.current = moves, since, until, current
+
+    def find_spec(self, fullname: str, path: Any = None, target: Any = None) -> importlib.machinery.ModuleSpec | None:
+        if fullname not in self.moves:
+            return None
+        return importlib.util.spec_from_loader(fullname, self)
+
+    def create_module(self, spec: importlib.machinery.ModuleSpec) -> ModuleType:
+        new = self.moves[spec.name]
+        deprecate(f"importing {spec.name}", since=self.since, until=self.until, current=self.current,
+                  instead=f"import from {new} (or the public names from the package itself)", stacklevel=8)
+        return importlib.import_module(new)
+
+    def exec_module(self, module: ModuleType) -> None:
+        """The module at the new path ran already; ``sys.modules`` maps the old name to it."""
+
+
+def moved_modules(moves: dict[str, str], *, since: str, until: str, current: str | None = None) -> None:
+    """Keep ``import OLD`` working for every ``OLD: NEW`` in ``moves``, with a deprecation warning each."""
+    sys.meta_path.append(_MovedModuleFinder(dict(moves), since, until, current))
