@@ -21,7 +21,8 @@ import torch
 
 import genframe
 from genframe.util.atomic import atomic_write_text
-from genframe.using.evaluate import EVAL_CHUNK, shared_evaluator
+from genframe.config.batches import EVAL_CHUNK
+from genframe.using.evaluate import shared_evaluator
 from genframe.using.generation import generate_in_chunks
 from genframe.plugins.host import get_host
 from genframe.plugins.recipes import get_recipe

@@ -31,9 +31,14 @@ _EXPORTS = {
     "UnknownComponentError": "genframe.contracts.errors",
     "evaluate": "genframe.using.evaluate", "export_model": "genframe.using.export",
     "hookimpl": "genframe.contracts.hookspecs",
-    "Dataset": "genframe.contracts.components", "Logger": "genframe.contracts.components", "Model": "genframe.contracts.components",
+    "Dataset": "genframe.contracts.components", "ExampleBytes": "genframe.contracts.components", "Logger": "genframe.contracts.components", "Model": "genframe.contracts.components",
     "Recipe": "genframe.contracts.components", "SampleOutput": "genframe.contracts.components", "Sampler": "genframe.contracts.components",
     "Trainer": "genframe.contracts.components",
+    "atomic_write": "genframe.util.atomic", "atomic_write_bytes": "genframe.util.atomic",
+    "atomic_write_text": "genframe.util.atomic", "one_line": "genframe.util.text", "describe": "genframe.util.text",
+    "generate_in_chunks": "genframe.using.generation",
+    "deprecate": "genframe.util.deprecation", "moved_modules": "genframe.util.deprecation",
+    "GenframeDeprecationWarning": "genframe.util.deprecation",
     "get_host": "genframe.plugins.host", "load_plugins": "genframe.plugins.host", "reset_host": "genframe.plugins.host",
     "TrainingRun": "genframe.training.run", "train": "genframe.training.run",
 }
@@ -110,7 +115,16 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
         TrainerConfig,
     )
     from genframe.contracts.callbacks import Callback, Control  # noqa: F401
-    from genframe.contracts.components import Dataset, Logger, Model, Recipe, SampleOutput, Sampler, Trainer  # noqa: F401
+    from genframe.contracts.components import (  # noqa: F401
+        Dataset,
+        ExampleBytes,
+        Logger,
+        Model,
+        Recipe,
+        SampleOutput,
+        Sampler,
+        Trainer,
+    )
     from genframe.contracts.context import RunContext, RunResult  # noqa: F401
     from genframe.contracts.errors import (  # noqa: F401
         CallbackError,
@@ -130,5 +144,9 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from genframe.training.run import TrainingRun, train  # noqa: F401
     from genframe.using.evaluate import evaluate  # noqa: F401
     from genframe.using.export import export_model  # noqa: F401
+    from genframe.using.generation import generate_in_chunks  # noqa: F401
     from genframe.using.load import LoadedModel, load  # noqa: F401
     from genframe.using.sample import sample_to_files  # noqa: F401
+    from genframe.util.atomic import atomic_write, atomic_write_bytes, atomic_write_text  # noqa: F401
+    from genframe.util.deprecation import GenframeDeprecationWarning, deprecate, moved_modules  # noqa: F401
+    from genframe.util.text import describe, one_line  # noqa: F401

@@ -119,18 +119,19 @@ def test_a_batch_larger_than_the_data_is_one_line_before_any_work():
     preflight.check_batch(config, 60000, 1)  # fits
 
 
-def test_the_ebm_recipe_counts_every_batch_of_chains_in_flight_by_its_setting():
+def test_the_core_counts_every_batch_of_chains_in_flight_by_its_setting_from_the_recipes_bytes_per_example():
     ebm = get_host().entry("recipe", "ebm").obj
     config = ebm.config_class()
-    needs = ebm.memory_needs(config, (1, 32, 32))
+    needs = preflight.memory_needs(ebm, config, (1, 32, 32))
+    assert set(ebm.memory_needs(config, (1, 32, 32))) == {"replay buffer (buffer.size=8192)"}  # the recipe's own
     assert {"training batch (trainer.batch_size=128)", "preview samples (logging.sample_n=64)",
             "final GIF chains (logging.chain_n=16)"} <= set(needs)
     assert not any(name.startswith("evaluation") for name in needs)  # not scheduled: it samples nothing
     config.callbacks.model_extra["evaluation"] = {"every_epochs": 1, "n": 100_000}
-    chunk = ebm.memory_needs(config, (1, 32, 32))["evaluation chains (callbacks.evaluation.n=100000, 500 at a time)"]
+    chunk = preflight.memory_needs(ebm, config, (1, 32, 32))["evaluation chains (callbacks.evaluation.n=100000, 500 at a time)"]
     assert chunk == 500 / 64 * needs["preview samples (logging.sample_n=64)"]  # one chunk of chains, not n
     config.trainer.batch_size = 60000  # the whole of MNIST: gigabytes of activations, not a replay buffer's worth
-    assert 4 * 2**30 < ebm.memory_needs(config, (1, 32, 32))["training batch (trainer.batch_size=60000)"] < 32 * 2**30
+    assert 4 * 2**30 < preflight.memory_needs(ebm, config, (1, 32, 32))["training batch (trainer.batch_size=60000)"] < 32 * 2**30
 
 
 def test_the_ebm_net_follows_the_datas_shape_unless_set():

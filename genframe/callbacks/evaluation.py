@@ -77,7 +77,8 @@ class Evaluation(Callback):
             return self._evaluate(run)
 
     def _evaluate(self, run: RunContext) -> dict[str, Any]:
-        from genframe.using.evaluate import EVAL_CHUNK, shared_evaluator
+        from genframe.config.batches import EVAL_CHUNK
+        from genframe.using.evaluate import shared_evaluator
         from genframe.using.generation import generate_in_chunks
 
         if self.evaluator is None and not self.no_metric:

@@ -55,3 +55,15 @@ def chosen_callbacks(config: RecipeConfig, registry: Any) -> list[tuple[str, typ
         raise ConfigError(f"invalid config: callbacks {' and '.join(map(repr, suppliers))} each supply the "
                           "weights to sample and evaluate with, and a run samples with one; choose one of them")
     return chosen
+
+
+def callback_settings(config: RecipeConfig, name: str) -> dict[str, Any] | None:
+    """The settings callback ``name`` runs with when ``config`` turns it on (the recipe's defaults under the
+    user's table), else None. For checks that must know a callback's plan, e.g. the memory an
+    evaluation's samples take."""
+    section, cls = config.callbacks, type(config)
+    on = (name in cls.default_callbacks and name not in section.disable) or name in section.use
+    if not on:
+        return None
+    given = section.table(name)
+    return {**cls.callback_settings.get(name, {}), **(given if isinstance(given, dict) else {})}

@@ -59,6 +59,14 @@ class SampleOutput:
     chain: list[torch.Tensor] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class ExampleBytes:
+    """Bytes one example holds in flight (:meth:`Recipe.bytes_per_example`)."""
+
+    training: int  # in a training step: forward, backward and whatever the step draws for it
+    sampling: int  # while one sample is drawn (previews, evaluations, ``genframe sample``)
+
+
 class Sampler(ABC):
     """Draws samples from a model. Kept apart from the model, so samplers are swappable."""
 
@@ -224,12 +232,16 @@ class Recipe(ABC):
         only that."""
 
     def memory_needs(self, config: RecipeConfig, example_shape: tuple[int, ...]) -> dict[str, int]:
-        """Bytes the run would hold beyond the model and its optimizer state, by part, each named with the
-        setting that sizes it (e.g. ``{"replay buffer (buffer.size)": n}``); compared with the memory
-        available before any work starts. Batches and samples in flight (``trainer.batch_size``,
-        ``logging.sample_n`` and ``chain_n``, evaluation chunks) are the recipe's to count too: only it
-        knows what one costs. Default: nothing beyond the model."""
+        """Bytes the run would hold of the recipe's own, by part, each named with the setting that sizes it
+        (e.g. ``{"replay buffer (buffer.size=8192)": n}``): buffers and caches. Batches and samples in
+        flight are the core's to count from :meth:`bytes_per_example`. Default: nothing."""
         return {}
+
+    def bytes_per_example(self, config: RecipeConfig, example_shape: tuple[int, ...]) -> ExampleBytes | None:
+        """What one example costs in flight: in a training step, and while one sample is drawn. The core
+        multiplies them by its own batches (``trainer.batch_size``, ``logging.sample_n`` and ``chain_n``, an
+        evaluation's chunk) before any work starts. Default None: those batches go uncounted."""
+        return None
 
     def metric_goals(self) -> dict[str, str]:
         """Which way is better for this recipe's own metrics, ``{"name": "min" | "max"}`` (e.g. a loss it logs);

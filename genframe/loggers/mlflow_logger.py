@@ -27,7 +27,7 @@ from genframe.config.sections import config_to_dict
 from genframe.contracts.components import Logger
 from genframe.contracts.errors import ConfigError
 from genframe.contracts.hookspecs import hookimpl
-from genframe.plugins.faults import describe
+from genframe.util.text import describe
 
 RUN_ID_KEY = "mlflow_run_id"
 MAX_PARAM_VALUE = 6000  # MLflow's limit on a param value's length

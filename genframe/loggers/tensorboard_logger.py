@@ -25,8 +25,8 @@ from genframe.config.sections import config_to_dict
 from genframe.contracts.components import Logger
 from genframe.contracts.errors import ConfigError
 from genframe.contracts.hookspecs import hookimpl
-from genframe.plugins.faults import describe
 from genframe.util.images import grid_array
+from genframe.util.text import describe
 
 LOG_DIR = "tensorboard"
 MISSING = "logger 'tensorboard' needs the tensorboard package: pip install 'genframe[tensorboard]'"

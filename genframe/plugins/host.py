@@ -26,16 +26,9 @@ import pluggy
 
 from genframe.contracts import hookspecs
 from genframe.contracts.errors import PluginError, RunInterrupted, UnknownComponentError
-from genframe.plugins.faults import (
-    LIFECYCLE_HOOKS,
-    bad_arguments,
-    describe,
-    one_line,
-    traceback_text,
-    unknown_hook,
-    where,
-)
+from genframe.plugins.faults import LIFECYCLE_HOOKS, bad_arguments, unknown_hook
 from genframe.plugins.registry import Entry, Registry
+from genframe.util.text import describe, one_line, traceback_text, where
 from genframe.version import genframe_version
 
 ENTRY_POINT_GROUP = "genframe"

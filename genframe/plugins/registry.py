@@ -48,7 +48,7 @@ def _import_reference(reference: str, label: str) -> Any:
         for part in attribute.strip().split("."):
             value = getattr(value, part)
     except Exception as exc:
-        from genframe.plugins.faults import describe, where
+        from genframe.util.text import describe, where
 
         raise PluginError(f"{label} is registered as {reference!r}, which could not be imported: "
                           f"{describe(exc)}{where(exc, module_name.strip())}") from exc

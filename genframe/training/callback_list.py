@@ -13,7 +13,7 @@ from typing import Any
 from genframe.contracts.callbacks import Callback, Control
 from genframe.contracts.context import RunContext
 from genframe.contracts.errors import CallbackError, RunInterrupted
-from genframe.plugins.faults import describe, where
+from genframe.util.text import describe, where
 
 
 class CallbackWarning(UserWarning):

@@ -22,8 +22,8 @@ from typing import Any
 import torch
 
 from genframe.contracts.errors import CheckpointError
-from genframe.plugins.faults import one_line
 from genframe.util.atomic import atomic_write
+from genframe.util.text import one_line
 
 FORMAT_VERSION = 2  # 2: policies' state under "callbacks"
 OLDEST_FORMAT = 2  # format 1 lived a week before any release (docs/compatibility.md)

@@ -18,7 +18,7 @@ import torch
 import torch.distributed as dist
 
 from genframe.contracts.errors import RunError
-from genframe.plugins.faults import one_line
+from genframe.util.text import one_line
 
 
 @dataclass(frozen=True)

@@ -31,9 +31,9 @@ from pathlib import Path
 import torch.distributed as dist
 
 from genframe.contracts.errors import CallbackError, DivergenceError, GenframeError, RunError, RunInterrupted
-from genframe.plugins.faults import one_line
 from genframe.training.checkpoint import CHECKPOINT_DIR, LAST_NAME
 from genframe.training.distributed import World
+from genframe.util.text import one_line
 
 FAILED = "failed"
 # Failures every process raises at the same point (decided together in a collective): each one

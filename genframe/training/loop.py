@@ -16,7 +16,6 @@ import torch
 from genframe.contracts.callbacks import Control
 from genframe.contracts.context import RunResult
 from genframe.contracts.errors import CallbackError, DivergenceError, RunError, RunInterrupted
-from genframe.plugins.faults import one_line
 from genframe.plugins.host import attached_loggers
 from genframe.training import distributed
 from genframe.training.checkpoint import save_checkpoint
@@ -26,6 +25,7 @@ from genframe.training.rundir import write_status
 from genframe.training.runsetup import epoch_permutation
 from genframe.training.runstate import Parts
 from genframe.util.signals import StopSignals
+from genframe.util.text import one_line
 
 if TYPE_CHECKING:  # the run assembles the loop; the loop only reads it
     from genframe.training.run import TrainingRun

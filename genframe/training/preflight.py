@@ -13,16 +13,20 @@ error. Only a failed forward pass is reported: a shape or dtype the model does n
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
 
-from genframe.contracts.components import Recipe
+from genframe.config.batches import EVAL_CHUNK, gif_frames
+from genframe.config.callbacks import callback_settings
+from genframe.contracts.components import ExampleBytes, Recipe
 from genframe.contracts.errors import ConfigError, GenframeError
-from genframe.plugins.faults import one_line
 from genframe.util.resources import available_memory
+from genframe.util.text import one_line
 
 GIB = 2**30
+FLOAT_BYTES = 4  # a GIF frame is a float32 copy of an example
 # weights, gradients and two Adam moments: what training holds per parameter, besides activations
 COPIES_PER_PARAMETER = 4
 
@@ -95,13 +99,10 @@ def fits_on_cpu(model: torch.nn.Module) -> bool:
 
 
 def memory_needs(recipe: Recipe, config: Any, example_shape: tuple[int, ...]) -> dict[str, int]:
-    """What the run would hold, by part: the model with its optimizer state, and the recipe's own
-    (``Recipe.memory_needs``: buffers, caches, batches and samples in flight)."""
-    # Batch- and sample-sized parts (trainer.batch_size, logging.sample_n, logging.chain_n, the
-    # evaluation's chunk) are left to the recipe although the settings are the core's: what one
-    # example costs in flight is the recipe's to know (one family back-propagates through its net for
-    # every sample it draws, another only runs a decoder forward), and a guess here would be counted
-    # twice beside the recipe's own.
+    """What the run would hold, by part: the model with its optimizer state, the recipe's own parts
+    (``Recipe.memory_needs``: buffers, caches), and the batches in flight, the core's batch sizes times what
+    one example costs (``Recipe.bytes_per_example``). Summed although they come one at a time: an upper
+    bound that stays small unless one setting is huge, and a huge one is what this is here to catch."""
     needs = {}
     try:
         parameters = sum(p.numel() for p in meta_model(recipe, config).parameters())
@@ -111,6 +112,27 @@ def memory_needs(recipe: Recipe, config: Any, example_shape: tuple[int, ...]) ->
     except Exception:  # a model that does not build on meta goes uncounted rather than built for real here
         pass
     needs.update(recipe.memory_needs(config, tuple(example_shape)))
+    bytes_per_example = getattr(recipe, "bytes_per_example", None)  # absent on a duck-typed recipe
+    per = bytes_per_example(config, tuple(example_shape)) if bytes_per_example else None
+    if per is not None:
+        needs.update(batches_in_flight(recipe, config, tuple(example_shape), per))
+    return needs
+
+
+def batches_in_flight(recipe: Recipe, config: Any, example_shape: tuple[int, ...], per: ExampleBytes) -> dict[str, int]:
+    """The core's batches: training's, the previews', the final GIF's (with its frames) and an evaluation's."""
+    batch, logging = config.trainer.batch_size, config.logging
+    needs = {f"training batch (trainer.batch_size={batch})": batch * per.training,
+             f"preview samples (logging.sample_n={logging.sample_n})": logging.sample_n * per.sampling}
+    if logging.chain_n:  # each chain also keeps its GIF frames
+        steps = logging.sample_steps or getattr(recipe.build_sampler(config), "generate_steps", 0) or 1
+        frame = FLOAT_BYTES * math.prod(example_shape)
+        needs[f"final GIF chains (logging.chain_n={logging.chain_n})"] = logging.chain_n * (
+            per.sampling + gif_frames(steps) * frame)
+    evaluation = callback_settings(config, "evaluation")
+    if evaluation and any(evaluation.get(key) for key in ("every_epochs", "every_minutes", "every_steps")):
+        n = evaluation.get("n", 1000)  # drawn EVAL_CHUNK at a time: one chunk is in flight
+        needs[f"evaluation chains (callbacks.evaluation.n={n}, {EVAL_CHUNK} at a time)"] = min(n, EVAL_CHUNK) * per.sampling
     return needs
 
 

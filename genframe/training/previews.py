@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from genframe.config.batches import gif_keep_every
 from genframe.contracts.components import Recipe, Sampler, Trainer
 from genframe.training.runsetup import seeded_generator
 
@@ -20,7 +21,6 @@ if TYPE_CHECKING:  # pragma: no cover
     from genframe.config.sections import RecipeConfig
 
 SAMPLES_DIR = "samples"
-GIF_FRAMES = 50
 
 
 class Previewer:
@@ -59,6 +59,6 @@ class Previewer:
             return {}
         steps = lcfg.sample_steps or self.sampler.generate_steps or 1
         output = self.sampler.generate(self.sampling_model(), lcfg.chain_n, steps=lcfg.sample_steps,
-                                       keep_every=max(1, steps // GIF_FRAMES),
+                                       keep_every=gif_keep_every(steps),
                                        generator=self._generator(step, 2), device=self.device)
         return {"chain": self.recipe.draw_chain(output.chain or [output.images], self.dir / "final_chain.gif")}

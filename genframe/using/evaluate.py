@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 
+from genframe.config.batches import EVAL_CHUNK
 from genframe.config.sections import DataConfig, RecipeConfig, config_to_dict
 from genframe.contracts.components import Recipe
 from genframe.contracts.context import RunContext
@@ -33,7 +34,6 @@ from genframe.using.outputs import check_output_paths
 from genframe.util.atomic import atomic_write_text
 
 EVAL_NAME = "eval.json"
-EVAL_CHUNK = 500  # fixed, so a figure does not depend on the device it was measured on
 GRID_N = 64  # samples in the grid an evaluation draws
 
 

@@ -10,7 +10,7 @@ from typing import Any
 import torch
 
 from genframe.contracts.errors import CheckpointError
-from genframe.plugins.faults import one_line
+from genframe.util.text import one_line
 
 WEIGHTS_NAME = "model.safetensors"
 

@@ -21,13 +21,13 @@ from genframe.config.sections import RecipeConfig, build_config
 from genframe.contracts.components import SampleOutput, Sampler
 from genframe.contracts.context import RunContext
 from genframe.contracts.errors import CheckpointError
-from genframe.plugins.faults import one_line
 from genframe.plugins.host import get_host
 from genframe.plugins.recipes import get_recipe
 from genframe.training.callback_list import CallbackList
 from genframe.training.checkpoint import load_checkpoint, resolve_checkpoint, run_dir_of
 from genframe.training.runsetup import resolve_device, seeded_generator
 from genframe.util.reproducible import reproducible_kernels
+from genframe.util.text import one_line
 
 if TYPE_CHECKING:
     pass

@@ -26,8 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from genframe.contracts.errors import ConfigError, RunError
-from genframe.plugins.faults import one_line
 from genframe.util.atomic import atomic_write_text
+from genframe.util.text import one_line
 
 DONE = ("completed", "finished early")
 # Which way is better, for the metrics the core measures; a recipe declares its own (Recipe.metric_goals).

@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from genframe.contracts.errors import CheckpointError
+from genframe import CheckpointError
 
 
 class ReplayBuffer:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from genframe.util.atomic import atomic_write_text
+from genframe import atomic_write_text
 from genframe_ebm import native
 
 ROUNDS = 3  # alternating timings, the fastest of each kept: a noisy machine still gets a fair race

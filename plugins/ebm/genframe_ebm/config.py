@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, PositiveFloat, PositiveInt, model_validator
 
-from genframe.config.sections import RecipeConfig, Section, TrainerConfig
+from genframe import RecipeConfig, Section, TrainerConfig
 
 
 class EnergyNetConfig(Section):

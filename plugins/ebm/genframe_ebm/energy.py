@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from genframe.contracts.components import Model
+from genframe import Model
 
 
 class SwishEnergyNet(Model):

@@ -30,7 +30,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import torch
 
-from genframe.contracts.components import SampleOutput
+from genframe import SampleOutput
 from genframe_ebm.native import NativeKernels
 from genframe_ebm.swish_plan import SwishPlan, Weights
 

@@ -35,7 +35,7 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-from genframe.contracts.errors import ConfigError
+from genframe import ConfigError
 from genframe_ebm import native_src
 
 _FLAGS = ["-fno-math-errno", "-shared", "-fPIC", "-std=gnu11"]  # after -O3 and the target's -march

@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import math
 
-from genframe import Recipe
+from genframe import ExampleBytes, Recipe
 from genframe_ebm.config import EBMConfig
-
 
 FLOAT = 4  # bytes: chains, activations and gradients are float32
 # Copies of a chain a Langevin step holds besides the net's activations: the state, its noisy copy,
@@ -34,25 +33,6 @@ def chain_bytes(config: EBMConfig, example_shape: tuple[int, ...]) -> int:
     the activations kept for the backward pass plus their gradients, of the same size (x2). Close to
     what a CPU training step measures (batch 4000: estimated 1.0 GiB, measured 0.85 to 0.95 GiB)."""
     return FLOAT * (CHAIN_COPIES * math.prod(example_shape) + 2 * activations_per_example(config, example_shape))
-
-
-def gif_frames(config: EBMConfig) -> int:
-    """States kept per chain for the final GIF: the start and every ``steps // GIF_FRAMES``-th step."""
-    from genframe.training.previews import GIF_FRAMES
-
-    steps = config.logging.sample_steps or config.sampler.generate_steps
-    return steps // max(1, steps // GIF_FRAMES) + 1
-
-
-def evaluation_settings(config: EBMConfig) -> dict | None:
-    """The evaluation callback's settings when it is on and scheduled (it samples only then), else None."""
-    section = config.callbacks
-    by_default = "evaluation" in type(config).default_callbacks and "evaluation" not in section.disable
-    on = by_default or "evaluation" in section.use
-    given = section.table("evaluation")
-    table = {**type(config).callback_settings.get("evaluation", {}), **(given if isinstance(given, dict) else {})}
-    scheduled = any(table.get(key) for key in ("every_epochs", "every_minutes", "every_steps"))
-    return table if on and scheduled else None
 
 
 class EBMRecipe(Recipe):
@@ -85,7 +65,7 @@ class EBMRecipe(Recipe):
         return config.model_copy(update={"model": config.model.model_copy(update=follow)})
 
     def check_data(self, config: EBMConfig, example_shape: tuple[int, ...], dataset: str) -> None:
-        from genframe.contracts.errors import ConfigError
+        from genframe import ConfigError
 
         model = config.model
         built = (model.in_channels, model.image_size, model.image_size)
@@ -98,27 +78,14 @@ class EBMRecipe(Recipe):
                               f"set model.in_channels={example_shape[0]} and model.image_size={example_shape[-1]}")
 
     def memory_needs(self, config: EBMConfig, example_shape: tuple[int, ...]) -> dict[str, int]:
-        """The replay buffer, and every batch of chains in flight: training's, the previews', the final
-        GIF's and the evaluations'. Summed although they come one at a time (an upper bound that stays
-        small unless one setting is huge, and a huge one is what this is here to catch)."""
-        per_example = FLOAT * math.prod(example_shape)  # float32 chains
-        chain = chain_bytes(config, example_shape)
-        batch, logging = config.trainer.batch_size, config.logging
-        needs = {f"replay buffer (buffer.size={config.buffer.size})": config.buffer.size * per_example,
-                 # the loss pass runs the real and the fake examples together: two chains' worth per example
-                 f"training batch (trainer.batch_size={batch})": 2 * batch * chain,
-                 f"preview samples (logging.sample_n={logging.sample_n})": logging.sample_n * chain}
-        if logging.chain_n:  # each chain also keeps its GIF frames
-            gif = logging.chain_n * (chain + gif_frames(config) * per_example)
-            needs[f"final GIF chains (logging.chain_n={logging.chain_n})"] = gif
-        evaluation = evaluation_settings(config)
-        if evaluation is not None:
-            from genframe.using.evaluate import EVAL_CHUNK
+        """The replay buffer: float32 chains."""
+        return {f"replay buffer (buffer.size={config.buffer.size})": config.buffer.size * FLOAT * math.prod(example_shape)}
 
-            n = evaluation.get("n", 1000)  # generated EVAL_CHUNK at a time: only one chunk is in flight
-            name = f"evaluation chains (callbacks.evaluation.n={n}, {EVAL_CHUNK} at a time)"
-            needs[name] = min(n, EVAL_CHUNK) * chain
-        return needs
+    def bytes_per_example(self, config: EBMConfig, example_shape: tuple[int, ...]) -> ExampleBytes:
+        """A chain's bytes while it is drawn; in training twice that, as the loss pass runs the real and
+        the fake examples together."""
+        chain = chain_bytes(config, example_shape)
+        return ExampleBytes(training=2 * chain, sampling=chain)
 
     def score_functions(self, config: EBMConfig) -> dict:
         from genframe_ebm.scores import SCORES

@@ -33,9 +33,7 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
-from genframe.contracts.errors import ConfigError
-from genframe.contracts.components import SampleOutput, Sampler
-from genframe.plugins.faults import one_line
+from genframe import ConfigError, SampleOutput, Sampler, one_line
 from genframe_ebm import calibrate, native
 from genframe_ebm.cudagraph import GraphedChains
 from genframe_ebm.fastpath import FastChains, main_thread_alone, worker_count

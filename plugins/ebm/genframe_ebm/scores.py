@@ -24,7 +24,7 @@ import weakref
 import torch
 from torch import nn
 
-from genframe.contracts.errors import RunError
+from genframe import RunError
 from genframe_ebm.sampler import frozen
 
 RELAX_STEPS = 5  # Langevin steps of the drop score
@@ -95,7 +95,7 @@ class SampleFeatures:
     @classmethod
     def drawn(cls, model: nn.Module, sampler) -> SampleFeatures:
         """Those of ``POOL_SIZE`` samples the model makes with its sampler, as ``genframe sample`` would."""
-        from genframe.using.generation import generate_in_chunks
+        from genframe import generate_in_chunks
 
         device = next(model.parameters()).device
         samples = generate_in_chunks(sampler, model, POOL_SIZE, None, POOL_SEED, POOL_STREAM, device).images

@@ -12,8 +12,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from genframe.contracts.errors import DivergenceError
-from genframe.contracts.components import Dataset, Trainer
+from genframe import Dataset, DivergenceError, Trainer
 from genframe_ebm.buffer import ReplayBuffer
 from genframe_ebm.sampler import SGLDSampler
 

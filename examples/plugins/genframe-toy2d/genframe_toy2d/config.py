@@ -11,7 +11,7 @@ from typing import Any, ClassVar
 from pydantic import Field, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
 
 from genframe import RecipeConfig, Section, TrainerConfig
-from genframe.config.sections import DataConfig, LoggingConfig
+from genframe import DataConfig, LoggingConfig
 
 
 # Sections whose defaults differ from the core's are subclasses, not instances with other values: a

@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 from PIL import Image, ImageDraw
 
-from genframe.util.atomic import atomic_write_bytes
+from genframe import atomic_write_bytes
 from genframe_toy2d.data import RADIUS, centres
 
 SIZE, MARGIN = 360, 14

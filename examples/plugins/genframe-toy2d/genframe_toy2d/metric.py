@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import torch
 
-from genframe.contracts.errors import PluginError
+from genframe import PluginError
 from genframe_toy2d.data import MODES, STD, Ring8, centres
 
 NEAR = 3 * STD

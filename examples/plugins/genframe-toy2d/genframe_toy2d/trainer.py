@@ -13,7 +13,7 @@ from typing import Any
 import torch
 
 from genframe import Dataset, Trainer
-from genframe.contracts.errors import DivergenceError
+from genframe import DivergenceError
 from genframe_toy2d.sampler import LangevinSampler
 
 # Keeps the trainer's stream apart from the core's streams, which are seeded from small numbers.
