@@ -21,7 +21,8 @@ if TYPE_CHECKING:  # pragma: no cover
 _EXPORTS = {
     "LoadedModel": "genframe.using.load", "get_recipe": "genframe.plugins.recipes", "load": "genframe.using.load",
     "recipe_config": "genframe.plugins.recipes", "sample_to_files": "genframe.using.sample",
-    "Callback": "genframe.contracts.callbacks", "Control": "genframe.contracts.callbacks",
+    "Callback": "genframe.contracts.listeners", "Control": "genframe.contracts.listeners",
+    "Listener": "genframe.contracts.listeners", "Logger": "genframe.contracts.listeners",
     "RecipeConfig": "genframe.config.sections", "Section": "genframe.config.sections", "TrainerConfig": "genframe.config.sections",
     "LoggingConfig": "genframe.config.sections", "DataConfig": "genframe.config.sections", "CallbacksConfig": "genframe.config.sections",
     "RunContext": "genframe.contracts.context", "RunResult": "genframe.contracts.context",
@@ -31,7 +32,7 @@ _EXPORTS = {
     "UnknownComponentError": "genframe.contracts.errors",
     "evaluate": "genframe.using.evaluate", "export_model": "genframe.using.export",
     "hookimpl": "genframe.contracts.hookspecs",
-    "Dataset": "genframe.contracts.components", "ExampleBytes": "genframe.contracts.components", "Logger": "genframe.contracts.components", "Model": "genframe.contracts.components",
+    "Dataset": "genframe.contracts.components", "ExampleBytes": "genframe.contracts.components", "Model": "genframe.contracts.components",
     "Recipe": "genframe.contracts.components", "SampleOutput": "genframe.contracts.components", "Sampler": "genframe.contracts.components",
     "Trainer": "genframe.contracts.components",
     "atomic_write": "genframe.util.atomic", "atomic_write_bytes": "genframe.util.atomic",
@@ -49,7 +50,7 @@ __all__ = ["__version__", *sorted(_EXPORTS)]
 # each with one deprecation warning (docs/compatibility.md).
 _MOVED = {
     "api": "using.load", "atomic": "util.atomic", "builtins": "plugins.builtins",
-    "callback_list": "training.callback_list", "checkpoint": "training.checkpoint", "classifier": "using.classifier",
+    "callback_list": "training.listeners", "checkpoint": "training.checkpoint", "classifier": "using.classifier",
     "cli_scoring": "cli.scoring", "completion": "using.completion", "context": "contracts.context",
     "detection": "using.detection", "distributed": "training.distributed", "errors": "contracts.errors",
     "evaluate": "using.evaluate", "export": "using.export", "generation": "using.generation",
@@ -114,11 +115,9 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
         Section,
         TrainerConfig,
     )
-    from genframe.contracts.callbacks import Callback, Control  # noqa: F401
     from genframe.contracts.components import (  # noqa: F401
         Dataset,
         ExampleBytes,
-        Logger,
         Model,
         Recipe,
         SampleOutput,
@@ -139,6 +138,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
         UnknownComponentError,
     )
     from genframe.contracts.hookspecs import hookimpl  # noqa: F401
+    from genframe.contracts.listeners import Callback, Control, Listener, Logger  # noqa: F401
     from genframe.plugins.host import get_host, load_plugins, reset_host  # noqa: F401
     from genframe.plugins.recipes import get_recipe, recipe_config  # noqa: F401
     from genframe.training.run import TrainingRun, train  # noqa: F401

@@ -168,19 +168,19 @@ class RecipeContract:
         config = self.make_config()
         parts = self.build(config)
         before = [p.detach().clone() for p in parts.model.parameters()]
-        metrics = parts.trainer.train_step(self.batch(config))
+        metrics = parts.trainer.step(self.batch(config))
         assert isinstance(metrics, Mapping) and metrics, "train_step must return a non-empty dict of metrics"
         bad = sorted(name for name, value in metrics.items() if not is_finite_scalar(value))
         assert not bad, f"train_step metrics {bad} are not finite scalars"
         after = list(parts.model.parameters())
         assert any(not torch.equal(b, a) for b, a in zip(before, after)), (
-            "train_step left every parameter unchanged: does the trainer's optimizer hold model.parameters()?")
+            "train_step and apply_update left every parameter unchanged: does the trainer's optimizer hold model.parameters()?")
         assert all(bool(torch.isfinite(p).all()) for p in after), "train_step produced non-finite weights"
 
     def test_trainer_state_round_trips_and_gives_the_same_next_step(self):
         config = self.make_config()
         first = self.build(config)
-        first.trainer.train_step(self.batch(config, 0))
+        first.trainer.step(self.batch(config, 0))
         saved = weights_only_round_trip({"model": first.model.state_dict(), "trainer": first.trainer.state_dict()})
         second = self.build(config)
         second.model.load_state_dict(saved["model"])
@@ -190,9 +190,9 @@ class RecipeContract:
         # Whatever the trainer draws next must come from its state (the core restores the global
         # RNG itself, so both sides start the step from the same global state).
         torch.manual_seed(config.seed + 1)
-        expected = first.trainer.train_step(self.batch(config, 1))
+        expected = first.trainer.step(self.batch(config, 1))
         torch.manual_seed(config.seed + 1)
-        actual = second.trainer.train_step(self.batch(config, 1))
+        actual = second.trainer.step(self.batch(config, 1))
         assert_states_equal({k: float(v) for k, v in expected.items()}, {k: float(v) for k, v in actual.items()},
                             "metrics of the step after load_state_dict")
         assert_states_equal(first.model.state_dict(), second.model.state_dict(), "model after the next step")
@@ -200,7 +200,7 @@ class RecipeContract:
     def test_validate_reports_finite_metrics_and_leaves_training_untouched(self):
         config = self.make_config()
         parts = self.build(config)
-        parts.trainer.train_step(self.batch(config))
+        parts.trainer.step(self.batch(config))
         model_before = clone_state(parts.model.state_dict())
         trainer_before = clone_state(parts.trainer.state_dict())
         metrics = parts.trainer.validate(self.dataset(config, "test"))

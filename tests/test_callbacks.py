@@ -15,7 +15,7 @@ import genframe
 from genframe.cli.main import cli
 from genframe.config.callbacks import chosen_callbacks
 from genframe.testing import assert_states_equal
-from genframe.training.callback_list import CallbackWarning
+from genframe.training.listeners import CallbackWarning
 from genframe.training.checkpoint import load_checkpoint
 from genframe.training.rewind import DivergenceWarning
 
@@ -93,7 +93,7 @@ class BrokenMidStep(genframe.Callback):
 class BrokenOnCheckpoint(genframe.Callback):
     name = "broken_on_checkpoint"
 
-    def on_checkpoint(self, run, path):
+    def on_checkpoint(self, run, control, path):
         raise OSError("cannot copy")
 
 

@@ -38,12 +38,12 @@ def test_lazy_r1_is_applied_every_r1_every_steps_weighted_by_as_many():
     shares = []
     for _ in range(6):
         before = r1_penalty(trainer.model, real.clamp(-1, 1)).detach()
-        metrics = trainer.train_step(real)
+        metrics = trainer.step(real)
         shares.append(float(metrics["r1"]))
         if len(shares) % 3 == 1:  # steps 0, 3: gamma / 2 * every * penalty (real noise 0.005 moves it a little)
             assert shares[-1] == pytest.approx(0.5 * 10 * 3 * float(before), rel=0.1)
     assert [share > 0 for share in shares] == [True, False, False, True, False, False]
-    assert "r1" not in make_trainer([]).train_step(real)  # off by default: no metric, no extra pass
+    assert "r1" not in make_trainer([]).step(real)  # off by default: no metric, no extra pass
 
 
 def test_r1_makes_real_digits_flatter_for_the_sampler(data_dir):
@@ -53,7 +53,7 @@ def test_r1_makes_real_digits_flatter_for_the_sampler(data_dir):
     def gradient_at_data(overrides: list[str]) -> float:
         trainer = make_trainer(overrides)
         for batch in real:
-            trainer.train_step(batch)
+            trainer.step(batch)
         return float(r1_penalty(trainer.model, real[0]).detach())
 
     plain, penalised = gradient_at_data([]), gradient_at_data(["trainer.r1=1000"])

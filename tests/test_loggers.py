@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import json
 import socket
+import sys
+import warnings
 
+import listening
 import pytest
 import wandb_records
 from click.testing import CliRunner
@@ -87,7 +90,35 @@ def test_wandb_that_cannot_start_never_stops_training(data_dir, tmp_path, monkey
 RECORDER = """
 import json
 import genframe
-from genframe.contracts.components import Logger
+
+class Recorder(genframe.Logger):
+    def _note(self, **event):
+        with open(self.run.run_dir.parent / "events.jsonl", "a") as handle:
+            handle.write(json.dumps(event) + "\\n")
+
+    def on_run_start(self, run, control):
+        self._note(hook="start", step=run.step)
+
+    def on_log(self, run, control, metrics, images):
+        lines = (run.run_dir / "metrics.jsonl").read_text().splitlines()
+        self._note(hook="log", step=run.step, metrics=sorted(metrics), images=sorted(images),
+                   jsonl_last=json.loads(lines[-1])["step"] if lines else None)
+
+    def on_checkpoint(self, run, control, path):
+        self._note(hook="checkpoint", step=run.step, exists=path.is_file())
+
+    def on_run_end(self, run, control, status):
+        self._note(hook="end", status=status)
+
+@genframe.hookimpl
+def genframe_register(registry):
+    registry.add("logger", "recorder", Recorder)
+"""
+# The same logger written for genframe 0.1: the old import path and pluggy lifecycle hooks.
+OLD_RECORDER = """
+import json
+import genframe
+from genframe.interfaces import Logger
 
 class Recorder(Logger):
     def _note(self, **event):
@@ -118,14 +149,25 @@ def genframe_register(registry):
 """
 
 
-def test_a_third_party_logger_receives_every_hook(data_dir, tmp_path, monkeypatch):
+@pytest.mark.parametrize("source", [RECORDER, OLD_RECORDER], ids=["points", "old hooks"])
+def test_a_third_party_logger_hears_every_point(data_dir, tmp_path, monkeypatch, source):
     site = tmp_path / "site"
     site.mkdir()
-    make_distribution(site, "genframe_recorder", "recorder", "gf_recorder_plugin", RECORDER)
+    make_distribution(site, "genframe_recorder", "recorder", "gf_recorder_plugin", source)
     monkeypatch.syspath_prepend(str(site))
+    monkeypatch.delitem(sys.modules, "gf_recorder_plugin", raising=False)
     genframe.reset_host()
-    genframe.train("ebm", overrides=[*SMALL, 'logging.loggers=["jsonl", "recorder"]', "logging.sample_every=3"],
-                   run_dir=tmp_path / "run")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        genframe.train("ebm", overrides=[*SMALL, 'logging.loggers=["jsonl", "recorder"]', "logging.sample_every=3"],
+                       run_dir=tmp_path / "run")
+    deprecated = [str(w.message) for w in caught if issubclass(w.category, genframe.GenframeDeprecationWarning)]
+    about_hooks = [text for text in deprecated if "lifecycle hooks" in text]
+    if source is OLD_RECORDER:  # one warning per run, saying what to change
+        assert len(about_hooks) == 1 and "subclass genframe.Logger and override on_run_start" in about_hooks[0]
+        assert any("importing genframe.interfaces is deprecated" in text for text in deprecated)
+    else:
+        assert deprecated == []
     events = [json.loads(line) for line in (tmp_path / "events.jsonl").read_text().splitlines()]
     assert events[0] == {"hook": "start", "step": 0} and events[-1] == {"hook": "end", "status": "completed"}
     logs = [e for e in events if e["hook"] == "log" and "loss" in e["metrics"]]
@@ -168,10 +210,10 @@ def test_console_off_a_terminal_prints_at_most_every_interval(tmp_path):
                      work_unit=("img-steps", 7680.0))
     stream = io.StringIO()  # not a terminal
     logger = ConsoleLogger(ctx, stream=stream)
-    logger.genframe_run_start(run=ctx)
+    listening.start(logger, ctx)
     for step in range(1, 31):
         ctx.step, ctx.epoch, ctx.batch = step, (step - 1) // 10, (step - 1) % 10 + 1
-        logger.genframe_log(run=ctx, step=step, metrics={"loss": 0.5, "cdiv": -0.1}, images={})
+        listening.log(logger, ctx, step, {"loss": 0.5, "cdiv": -0.1}, {})
     lines = stream.getvalue().splitlines()
     progress = [line for line in lines if "it/s" in line]
     assert len(progress) == 2  # the first line, then only the last step within 30 s
@@ -191,11 +233,11 @@ def test_console_rate_after_a_rollback_is_never_negative(tmp_path):
     ctx = RunContext(tmp_path, "ebm", EBMConfig(), torch.device("cpu"), steps_per_epoch=100, total_steps=1000)
     stream = io.StringIO()
     logger = ConsoleLogger(ctx, stream=stream)
-    logger.genframe_run_start(run=ctx)
-    logger.genframe_log(run=ctx, step=300, metrics={"loss": 0.5}, images={})
-    logger.genframe_rollback(run=ctx, step=200, reason="cdiv -3 beyond callbacks.divergence_guard.limit=1 ...")
+    listening.start(logger, ctx)
+    listening.log(logger, ctx, 300, {"loss": 0.5}, {})
+    listening.rollback(logger, ctx, 200, "cdiv -3 beyond callbacks.divergence_guard.limit=1 ...")
     logger.last_plain = float("-inf")  # print the next line at once
-    logger.genframe_log(run=ctx, step=210, metrics={"loss": 0.5}, images={})
+    listening.log(logger, ctx, 210, {"loss": 0.5}, {})
     rates = [float(line.split(" it/s")[0].split()[-1]) for line in stream.getvalue().splitlines() if "it/s" in line]
     assert len(rates) == 2 and all(rate > 0 for rate in rates)  # 10 steps since the rollback, not -90
 
@@ -266,17 +308,17 @@ def test_console_on_a_terminal_draws_a_tqdm_bar_that_follows_a_rollback(tmp_path
                      total_steps=30, work_unit=("img-steps", 7680.0))
     stream = Terminal()
     logger = ConsoleLogger(ctx, stream=stream)
-    logger.genframe_run_start(run=ctx)
+    listening.start(logger, ctx)
     assert logger.bar is not None and logger.bar.total == 30
     for step in range(1, 21):
         ctx.step, ctx.epoch, ctx.batch = step, (step - 1) // 10, (step - 1) % 10 + 1
-        logger.genframe_log(run=ctx, step=step, metrics={"loss": 0.5, "cdiv": -0.1}, images={})
+        listening.log(logger, ctx, step, {"loss": 0.5, "cdiv": -0.1}, {})
     assert logger.bar.n == 20 and logger.bar.postfix and "cdiv=-0.1" in logger.bar.postfix
-    logger.genframe_log(run=ctx, step=20, metrics={"val/loss": 0.4}, images={})  # printed above the bar
-    logger.genframe_rollback(run=ctx, step=10, reason="cdiv -3 beyond the limit")
+    listening.log(logger, ctx, 20, {"val/loss": 0.4}, {})  # printed above the bar
+    listening.rollback(logger, ctx, 10, "cdiv -3 beyond the limit")
     assert logger.bar.n == logger.bar.initial == 10  # a new bar: its rate counts steps from here, not from 0
     ctx.step = 10
-    logger.genframe_run_end(run=ctx, status="completed")
+    listening.end(logger, ctx, "completed")
     assert logger.bar is None
     text = stream.getvalue()
     assert "\r" in text and "epoch 2/3" in text and "20/30" in text  # tqdm's own bar, redrawn in place

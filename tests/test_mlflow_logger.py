@@ -6,6 +6,7 @@ import json
 import sys
 import warnings
 
+import listening
 import pytest
 from click.testing import CliRunner
 from conftest import TINY
@@ -150,9 +151,9 @@ def test_a_run_that_stops_early_ends_killed_or_failed(tmp_path, status, expected
     logger = MlflowLogger(ctx)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
-        logger.genframe_run_start(run=ctx)
-    logger.genframe_log(run=ctx, step=3, metrics={"loss": 0.5}, images={})
-    logger.genframe_run_end(run=ctx, status=status)
+        listening.start(logger, ctx)
+    listening.log(logger, ctx, 3, {"loss": 0.5}, {})
+    listening.end(logger, ctx, status)
     client = MlflowClient(store(tmp_path))
     assert client.get_run(ctx.extra["mlflow_run_id"]).info.status == expected
     assert history(client, ctx.extra["mlflow_run_id"], "loss") == [(3, 0.5)]

@@ -1,4 +1,4 @@
-"""A plugin cannot break a run: a lifecycle hook that raises is reported once (package, hook, error,
+"""A plugin cannot break a run: a logger that raises is reported once (package, point or hook, error,
 file:line) and switched off while everything else goes on; load failures say where and what was meant.
 
 Plugins are real installed distributions (a *.dist-info with entry points on sys.path), as a user's
@@ -21,7 +21,9 @@ from genframe.cli.main import cli
 from genframe.contracts.errors import PluginError
 from genframe.contracts.hookspecs import hookimpl
 from genframe.plugins.faults import HOOK_NAMES
-from genframe.plugins.host import PluginHost, PluginWarning, attached_loggers, load_plugins
+from genframe.loggers.attach import open_loggers
+from genframe.plugins.host import PluginHost, PluginWarning, load_plugins
+from genframe.training.listeners import Listeners
 
 BOOM = """
 import json
@@ -112,32 +114,41 @@ def plugin_warnings(caught) -> list[str]:
     return [str(w.message) for w in caught if issubclass(w.category, PluginWarning)]
 
 
-def test_notify_switches_off_a_raising_logger_once_and_calls_the_others(install, monkeypatch):
+def heard(host, names, run, calls, point="on_log", args=lambda step: ({"loss": 1.0}, {})):
+    """Open ``names``' loggers for ``run`` and call ``point`` at each of ``calls`` steps, as a run does."""
+    listeners = Listeners([], run, open_loggers(host, names, run))
+    for step in calls:
+        run.step = step
+        listeners.call(point, run, *args(step))
+    return listeners
+
+
+def test_a_raising_logger_is_switched_off_once_and_the_others_go_on(install, monkeypatch):
     site = install("genframe_boom_tools", "boom", "gf_boom_plugin", BOOM)
     monkeypatch.setenv("GENFRAME_PLUGINS", "boom")
     host = load_plugins()
-    run = SimpleNamespace(seen=[])
+    run = SimpleNamespace(seen=[], step=0)
     with pytest.warns(PluginWarning) as caught:
-        with attached_loggers(host, ["tally", "boom"], run):  # boom registered last: pluggy calls it first
-            for step in (1, 2, 3):
-                host.notify("genframe_log", run=run, step=step, metrics={"loss": 1.0}, images={})
+        listeners = heard(host, ["boom", "tally"], run, (1, 2, 3))  # boom first: it fails before tally hears
     assert run.seen == [1, 2, 3]  # including the call in which boom raised
     (message,) = plugin_warnings(caught)
     where = f"{site / 'gf_boom_plugin.py'}:{line_of(BOOM, 'json.loads')}"
     assert message.startswith("genframe: logger 'boom' from genframe_boom_tools raised in genframe_log: "
                               "JSONDecodeError: Expecting property name")
     assert f"(at {where})" in message and "\n" not in message  # the plugin's line, not json's
-    assert not [p for p in host.pm.get_plugins() if type(p).__name__ in ("Boom", "Tally")]  # run over
+    assert [w.label for w in listeners.loggers] == ["logger 'tally'"]  # for the rest of this run
+    deprecations = [str(w.message) for w in caught if issubclass(w.category, genframe.GenframeDeprecationWarning)]
+    assert len(deprecations) == 2 and all("genframe.Logger" in text and "on_log(run, control, metrics, images)"
+                                          in text and "goes in 0.4" in text for text in deprecations)
 
 
-def test_strict_notify_raises_a_one_line_plugin_error(install, monkeypatch):
+def test_strict_mode_makes_a_raising_logger_a_one_line_plugin_error(install, monkeypatch):
     site = install("genframe_boom_tools", "boom", "gf_boom_plugin", BOOM)
     monkeypatch.setenv("GENFRAME_PLUGINS", "boom")
     monkeypatch.setenv("GENFRAME_STRICT_PLUGINS", "1")
     host = load_plugins()
-    run = SimpleNamespace(seen=[])
-    with attached_loggers(host, ["boom"], run), pytest.raises(PluginError) as raised:
-        host.notify("genframe_log", run=run, step=1, metrics={}, images={})
+    with pytest.raises(PluginError) as raised, pytest.warns(genframe.GenframeDeprecationWarning):
+        heard(host, ["boom"], SimpleNamespace(seen=[], step=0), (1,))
     message = str(raised.value)
     assert message.startswith("logger 'boom' from genframe_boom_tools raised in genframe_log: JSONDecodeError")
     assert message.endswith(f"(at {site / 'gf_boom_plugin.py'}:{line_of(BOOM, 'json.loads')})")
@@ -167,28 +178,30 @@ class Wrapper:
         self.calls.append("wrapper after")
 
 
-def test_notify_calls_in_pluggys_order_and_gives_a_failed_plugin_back_after_the_run():
+def test_plugins_on_the_old_hooks_are_heard_in_pluggys_order_each_failure_its_own_and_next_run_again():
     host, calls = PluginHost(strict=False), []
     for plugin, name in [(Listener("a", calls), "a"), (Listener("first", calls, "tryfirst"), "first"),
                          (Listener("last", calls, "trylast"), "last"), (Wrapper(calls), "wrapper"),
                          (Listener("b", calls), "b")]:
         host.pm.register(plugin, name=name)
-    host.hook.genframe_run_end(run=None, status="completed")
-    pluggy_order = calls[:]
-    calls.clear()
-    host.notify("genframe_run_end", run=None, status="completed")
-    assert calls == pluggy_order == ["wrapper before", "first", "b", "a", "last", "wrapper after"]
+    run = SimpleNamespace(step=0)
+    end = {"point": "on_run_end", "args": lambda step: ("completed",)}
+    with pytest.warns(genframe.GenframeDeprecationWarning, match="plugin 'a' implements the genframe_\\* lifecycle"):
+        heard(host, [], run, (1,), **end)
+    # pluggy's order (wrappers, tryfirst, the latest registered first, trylast); a wrapper wraps its own plugin
+    assert calls == ["wrapper before", "wrapper after", "first", "b", "a", "last"]
 
     flaky = Listener("flaky", calls, fail=True)
     host.pm.register(flaky, name="flaky")
     calls.clear()
     with pytest.warns(PluginWarning, match=r"plugin 'flaky' from flaky raised in genframe_run_end: "
                                            r"RuntimeError: flaky broke \(at .*test_plugin_isolation.py:\d+\)"):
-        host.notify("genframe_run_end", run=None, status="completed")
-    host.notify("genframe_run_end", run=None, status="completed")  # switched off: no second warning
+        heard(host, [], run, (1, 2), **end)  # switched off after its failure: no second warning
     assert calls.count("flaky") == 1 and calls.count("a") == 2
-    host.unmute()  # what attached_loggers does when the run ends: the next run tries it again
-    assert host.pm.get_plugin("flaky") is flaky
+    calls.clear()
+    with pytest.warns(PluginWarning):
+        heard(host, [], run, (1,), **end)  # the next run tries it again
+    assert calls.count("flaky") == 1
 
 
 def test_a_plugin_failing_on_import_says_where_and_keeps_its_traceback(install, monkeypatch):

@@ -16,11 +16,9 @@ from genframe.plugins.host import PluginWarning, load_plugins
 
 GOOD = """
 import genframe
-from genframe.contracts.components import Logger
 
-class HelloLogger(Logger):
-    @genframe.hookimpl
-    def genframe_log(self, run, step, metrics, images):
+class HelloLogger(genframe.Logger):
+    def on_log(self, run, control, metrics, images):
         pass
 
 @genframe.hookimpl

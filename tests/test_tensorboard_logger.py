@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import sys
 
+import listening
 import pytest
 from click.testing import CliRunner
 from conftest import TINY
@@ -153,9 +154,9 @@ def test_drawn_pictures_are_read_from_their_png_and_log_dir_is_a_setting(tmp_pat
     run = SimpleNamespace(config=config, run_dir=tmp_path / "run", is_main=True, resumed=False, purpose="train",
                           step=3)
     logger = TensorBoardLogger(run)
-    logger.genframe_run_start(run=run)
-    logger.genframe_log(run=run, step=3, metrics={"loss": 0.5}, images={"samples": png, "chain": gif})
-    logger.genframe_run_end(run=run, status="interrupted")
+    listening.start(logger, run)
+    listening.log(logger, run, 3, {"loss": 0.5}, {"samples": png, "chain": gif})
+    listening.end(logger, run, "interrupted")
     assert not (tmp_path / "run").exists()
     ea = events(tmp_path / "elsewhere")
     (image,) = ea.Images("samples/samples")

@@ -1,5 +1,5 @@
 """The core's callbacks: divergence guard, evaluation schedule, keep-best, EMA. The base class and
-its control surface are contracts (``genframe.contracts.callbacks``).
+its control surface are contracts (``genframe.contracts.listeners``).
 """
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-_SOURCE = "genframe.contracts.callbacks"
+_SOURCE = "genframe.contracts.listeners"
 
 
 def __getattr__(name: str) -> Any:

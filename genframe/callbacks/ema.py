@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from genframe.contracts.callbacks import Callback, Control
 from genframe.contracts.context import RunContext
+from genframe.contracts.listeners import Callback, Control
 
 if TYPE_CHECKING:  # torch is imported when an average is made, not when configs are read
     from torch import nn

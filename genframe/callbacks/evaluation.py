@@ -14,9 +14,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt
 
-from genframe.contracts.callbacks import Callback, Control
 from genframe.contracts.context import RunContext
 from genframe.contracts.errors import NoQualityMetric
+from genframe.contracts.listeners import Callback, Control
 
 EVAL_STREAM = 5_000  # + step: every evaluation its own reproducible samples
 

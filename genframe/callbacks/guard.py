@@ -15,8 +15,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, model_validator
 
-from genframe.contracts.callbacks import Callback, Control
 from genframe.contracts.context import RunContext
+from genframe.contracts.listeners import Callback, Control
 
 
 class GuardSettings(BaseModel):
@@ -92,5 +92,5 @@ class DivergenceGuard(Callback):
         # routine checkpoints hold 0 (they wait for the streak to end); one written on Ctrl-C may not
         self.streak, self.forgiven = state.get("streak", 0), state.get("forgiven", 0)
 
-    def on_rollback(self, run: RunContext, before: dict[str, Any]) -> None:
+    def keep_across_rollback(self, before: dict[str, Any]) -> None:
         self.forgiven = before["forgiven"]  # the allowance is about the run, not the checkpoint

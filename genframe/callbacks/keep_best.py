@@ -7,8 +7,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from genframe.contracts.callbacks import Callback, Control
 from genframe.contracts.context import RunContext
+from genframe.contracts.listeners import Callback, Control
 
 BEST_NAME = "best.pt"
 
@@ -38,7 +38,7 @@ class KeepBest(Callback):
             self.best, self.step = value, run.step
             control.save_copy(BEST_NAME)
 
-    def on_rollback(self, run: RunContext, before: dict[str, Any]) -> None:
+    def keep_across_rollback(self, before: dict[str, Any]) -> None:
         self.best, self.step = before["best"], before["step"]  # best.pt on disk is not rolled back
 
     def state_dict(self) -> dict[str, Any]:

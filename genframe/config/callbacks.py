@@ -8,8 +8,8 @@ from typing import Any
 from pydantic import ValidationError
 
 from genframe.config.sections import RecipeConfig, format_validation_error
-from genframe.contracts.callbacks import Callback
 from genframe.contracts.errors import ConfigError, UnknownComponentError
+from genframe.contracts.listeners import Callback
 
 
 def chosen_callbacks(config: RecipeConfig, registry: Any) -> list[tuple[str, type[Callback], Any]]:

@@ -127,9 +127,38 @@ class Trainer(ABC):
 
     model: torch.nn.Module
 
+    #: Metrics of ``train_step`` that callbacks see before the update (``on_before_update``), averaged over
+    #: processes: divergence signals such as a loss gap the trainer watches (e.g. ``("cdiv",)``).
+    update_signals: ClassVar[tuple[str, ...]] = ()
+
     @abstractmethod
     def train_step(self, batch: torch.Tensor) -> dict[str, torch.Tensor | float]:
-        """One optimiser step on ``batch``; returns scalar metrics (tensors are fine: no host sync)."""
+        """Forward and backward on ``batch``, up to the optimizer step, which is the core's to call
+        (:meth:`apply_update`) once callbacks have seen ``update_signals`` under torchrun too; returns scalar
+        metrics (tensors are fine: no host sync). Raise ``DivergenceError`` for a step the trainer finds
+        unhealthy (non-finite loss or gradients): the core then calls :meth:`discard_update`."""
+
+    def step(self, batch: torch.Tensor) -> dict[str, torch.Tensor | float]:
+        """One whole step outside a run (a benchmark, a notebook): :meth:`train_step`, then
+        :meth:`apply_update`, with no callbacks to see it. Returns the step's metrics."""
+        metrics = self.train_step(batch)
+        self.apply_update()
+        return metrics
+
+    def apply_update(self) -> None:
+        """Step the optimizer with the gradients ``train_step`` left (and anything that goes with a step,
+        e.g. a learning-rate schedule). Default: ``self.optimizer.step()``."""
+        self._optimizer("apply_update").step()
+
+    def discard_update(self) -> None:
+        """Drop the gradients of a step that diverged or was vetoed. Default: ``self.optimizer.zero_grad()``."""
+        self._optimizer("discard_update").zero_grad(set_to_none=True)
+
+    def _optimizer(self, method: str) -> Any:
+        optimizer = getattr(self, "optimizer", None)
+        if optimizer is None:
+            raise NotImplementedError(f"{type(self).__name__} has no optimizer attribute; override {method}")
+        return optimizer
 
     @abstractmethod
     def validate(self, dataset: Dataset) -> dict[str, float]:
@@ -142,7 +171,7 @@ class Trainer(ABC):
     @abstractmethod
     def load_state_dict(self, state: dict[str, Any]) -> None: ...
 
-    #: Set by the core's loop: what :meth:`check_update` reports to (the callbacks). None outside a run.
+    #: Set by the core's loop for trainers of genframe 0.1 that call :meth:`check_update`. None outside a run.
     update_check: Callable[[dict[str, torch.Tensor]], None] | None = None
 
     def reseed(self, seed: int) -> None:
@@ -152,11 +181,8 @@ class Trainer(ABC):
         return None
 
     def check_update(self, signals: dict[str, torch.Tensor]) -> None:
-        """Call in ``train_step`` after ``backward`` and before ``optimizer.step``, with the step's
-        divergence signals (scalar tensors, e.g. a loss gap the trainer watches): callbacks see them
-        (averaged across processes) and may veto the update, which raises DivergenceError here; zero
-        the gradients before re-raising if the optimizer could still see them. Call it on every step,
-        before raising a divergence of the trainer's own: under torchrun it is a collective."""
+        """Deprecated (0.2, goes in 0.4): a trainer of genframe 0.1 stepped its optimizer in ``train_step`` and
+        called this first; name the signals in ``update_signals`` and leave the step to :meth:`apply_update`."""
         if self.update_check is not None:
             self.update_check(signals)
 
@@ -278,25 +304,11 @@ def _require_images(recipe: str, samples: torch.Tensor, method: str) -> None:
                           f"(C, H, W) with 1 or 3 channels: it must override Recipe.{method} to draw them")
 
 
-class Logger:
-    """Base for loggers: a logger is a plugin object whose methods are ``@hookimpl`` lifecycle hooks.
-
-    The run creates the loggers named in ``logging.loggers`` as ``LoggerClass(run)`` and registers
-    them with the plugin manager for the run's duration, so they receive ``genframe_run_start``,
-    ``genframe_log``, ``genframe_checkpoint`` and ``genframe_run_end`` like any other plugin.
-    """
-
-    def __init__(self, run: Any) -> None:
-        self.run = run
-
-    @classmethod
-    def check(cls, config: Any) -> None:
-        """Raise a one-line ``GenframeError`` if this logger cannot work with ``config`` (its package is not
-        installed, a setting is unusable); called before any work starts, so a run never fails later
-        for it. Default: nothing to check."""
-
-
 def __getattr__(name: str) -> Any:
+    if name == "Logger":  # lived here in 0.1 (``genframe.interfaces.Logger``); a listener now
+        from genframe.contracts.listeners import Logger
+
+        return Logger
     if name == "Model":  # a torch.nn.Module subclass: defined when first asked for, not on import
         import torch
 

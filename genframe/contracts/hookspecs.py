@@ -1,15 +1,14 @@
-"""The plugin contract: pluggy hook specifications every genframe plugin may implement.
+"""The plugin contract: pluggy hook specifications a genframe plugin implements.
 
-A plugin is a module (or object) with functions marked ``@genframe.hookimpl`` whose names match
-the specs below; an implementation may take fewer arguments than its spec, never one the spec does
-not pass, and a name starting with ``genframe_`` that is not below makes the plugin fail to load
-(with a did-you-mean). ``genframe_register`` adds components; the lifecycle hooks let loggers and
-callbacks follow a run without the core knowing about them.
+A plugin is a module (or object) with functions marked ``@genframe.hookimpl`` whose names match the
+specs below; an implementation may take fewer arguments than its spec, never one the spec does not
+pass, and a name starting with ``genframe_`` that is not below makes the plugin fail to load (with a
+did-you-mean). ``genframe_register`` adds components: pluggy is for registering plugins.
 
-The lifecycle hooks are called through ``PluginHost.notify``: each implementation on its own, in
-pluggy's order. One that raises is reported once (its package, the hook, the error and the file
-and line) and switched off for the rest of the run, and the run goes on; with
-``GENFRAME_STRICT_PLUGINS=1`` the run fails instead. Their return values are ignored.
+The lifecycle hooks (``genframe_run_start`` ... ``genframe_run_end``) are how genframe 0.1 let loggers
+follow a run; they are deprecated since 0.2 and go in 0.4. A run is now heard through listeners
+(``genframe.Logger``, ``genframe.Callback``: ``genframe.contracts.listeners``); plugins and loggers that
+implement these hooks are still called, through ``genframe.loggers.legacy``, with a deprecation warning.
 """
 
 from __future__ import annotations

@@ -9,8 +9,7 @@ import sys
 import time
 from typing import Any
 
-from genframe.contracts.components import Logger
-from genframe.contracts.hookspecs import hookimpl
+from genframe.contracts.listeners import Logger
 
 # The first metrics a trainer returns, in its order, fit on the line; the core names none of them.
 MAX_SHOWN = 5
@@ -68,8 +67,7 @@ class ConsoleLogger(Logger):
         self.bar.set_postfix(work | shown, refresh=False)
         self.bar.update(step - self.bar.n)  # the steps since the last log
 
-    @hookimpl
-    def genframe_run_start(self, run) -> None:
+    def on_run_start(self, run, control) -> None:
         self.start_time = self.window_time = time.perf_counter()
         self.start_step = self.window_step = run.step
         verb = f"resuming at step {run.step}" if run.resumed else "starting"
@@ -93,8 +91,8 @@ class ConsoleLogger(Logger):
         return (f"epoch {run.epoch + 1}/{epochs} [{'#' * filled}{'.' * (BAR_WIDTH - filled)}] "
                 f"{in_epoch}/{run.steps_per_epoch} {steps_per_s:.2f} it/s{work} eta {_duration(eta)} {shown}")
 
-    @hookimpl
-    def genframe_log(self, run, step, metrics, images) -> None:
+    def on_log(self, run, control, metrics, images) -> None:
+        step = run.step
         if any(key.startswith("val/") for key in metrics):
             shown = " ".join(f"{k}={v:.4g}" for k, v in metrics.items() if k.startswith("val/"))
             self._write(f"epoch {metrics.get('epoch', run.epoch + 1)} done at step {step}: {shown}")
@@ -110,21 +108,20 @@ class ConsoleLogger(Logger):
             self.last_plain = now
             self._write(line)
 
-    @hookimpl
-    def genframe_rollback(self, run, step, reason) -> None:
+    def on_rollback(self, run, control, reason) -> None:
+        step = run.step
         # the step count went back: measure the rate afresh from here, not as negative steps per second
         self.window_time, self.window_step = time.perf_counter(), step
         if self.bar is not None:  # a new bar from the rollback's step: tqdm's rate starts afresh too
             self.bar.close()
             self._open_bar(run, step)
 
-    @hookimpl
-    def genframe_checkpoint(self, run, path, step) -> None:
+    def on_checkpoint(self, run, control, path) -> None:
+        step = run.step
         if not self.live:
             self._write(f"checkpoint: {path} (step {step})")
 
-    @hookimpl
-    def genframe_run_end(self, run, status) -> None:
+    def on_run_end(self, run, control, status) -> None:
         if self.bar is not None:
             self.bar.close()
             self.bar = None

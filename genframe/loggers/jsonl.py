@@ -6,8 +6,7 @@ import json
 import math
 import time
 
-from genframe.contracts.components import Logger
-from genframe.contracts.hookspecs import hookimpl
+from genframe.contracts.listeners import Logger
 from genframe.util.atomic import atomic_write_text
 
 METRICS_NAME = "metrics.jsonl"
@@ -30,16 +29,15 @@ class JsonlLogger(Logger):
     def _open(self) -> None:
         self.handle = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - closed in run_end
 
-    @hookimpl
-    def genframe_run_start(self, run) -> None:
+    def on_run_start(self, run, control) -> None:
         self.path = run.run_dir / METRICS_NAME
         if run.resumed and run.purpose == "train" and self.path.exists():  # an eval only appends
             self._keep_until(run.step)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._open()
 
-    @hookimpl
-    def genframe_rollback(self, run, step, reason) -> None:
+    def on_rollback(self, run, control, reason) -> None:
+        step = run.step
         self.handle.close()
         self._keep_until(step)
         self._open()
@@ -50,14 +48,13 @@ class JsonlLogger(Logger):
         self.handle.write(json.dumps(record) + "\n")
         self.handle.flush()
 
-    @hookimpl
-    def genframe_log(self, run, step, metrics, images) -> None:
+    def on_log(self, run, control, metrics, images) -> None:
+        step = run.step
         if not metrics:
             return
         record = {"step": step, "epoch": run.epoch, "time": round(time.time(), 3)}
         record.update({k: (v if math.isfinite(v) else str(v)) for k, v in metrics.items()})
         self._write(record)
 
-    @hookimpl
-    def genframe_run_end(self, run, status) -> None:
+    def on_run_end(self, run, control, status) -> None:
         self.handle.close()

@@ -24,9 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from genframe.config.sections import config_to_dict
-from genframe.contracts.components import Logger
 from genframe.contracts.errors import ConfigError
-from genframe.contracts.hookspecs import hookimpl
+from genframe.contracts.listeners import Logger
 from genframe.util.text import describe
 
 RUN_ID_KEY = "mlflow_run_id"
@@ -120,8 +119,7 @@ class MlflowLogger(Logger):
             _warn(f"MLflow {what} ({describe(exc)[:300]}); training continues")
 
     # --- start ----------------------------------------------------------------------------------------
-    @hookimpl
-    def genframe_run_start(self, run) -> None:
+    def on_run_start(self, run, control) -> None:
         if not run.is_main:
             return
         try:
@@ -184,8 +182,8 @@ class MlflowLogger(Logger):
                 self.client.set_tag(self.run_id, f"resumed.{key}", value)
 
     # --- during the run -------------------------------------------------------------------------------
-    @hookimpl
-    def genframe_log(self, run, step, metrics, images) -> None:
+    def on_log(self, run, control, metrics, images) -> None:
+        step = run.step
         if self.client is None:
             return
         from mlflow.entities import Metric
@@ -216,12 +214,11 @@ class MlflowLogger(Logger):
                     continue
                 self.client.log_artifact(self.run_id, str(path), "samples")
 
-    @hookimpl
-    def genframe_checkpoint(self, run, path, step) -> None:
+    def on_checkpoint(self, run, control, path) -> None:
         self.checkpoint = Path(path)  # the last one is logged once, at the end
 
-    @hookimpl
-    def genframe_rollback(self, run, step, reason) -> None:
+    def on_rollback(self, run, control, reason) -> None:
+        step = run.step
         if self.client is None:
             return
         try:  # MLflow cannot drop the void points: say where they start
@@ -230,8 +227,7 @@ class MlflowLogger(Logger):
             self._failure("logging failed", exc)
 
     # --- end ------------------------------------------------------------------------------------------
-    @hookimpl
-    def genframe_run_end(self, run, status) -> None:
+    def on_run_end(self, run, control, status) -> None:
         if self.client is None:
             return
         if run.purpose != "train" and not self.created:  # an evaluation of a run: its status is the training's

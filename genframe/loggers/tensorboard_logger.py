@@ -22,9 +22,8 @@ from typing import Any
 import torch
 
 from genframe.config.sections import config_to_dict
-from genframe.contracts.components import Logger
 from genframe.contracts.errors import ConfigError
-from genframe.contracts.hookspecs import hookimpl
+from genframe.contracts.listeners import Logger
 from genframe.util.images import grid_array
 from genframe.util.text import describe
 
@@ -84,8 +83,7 @@ class TensorBoardLogger(Logger):
             self.failed = True
             _warn(f"TensorBoard {what} failed ({describe(exc)[:300]}); training continues")
 
-    @hookimpl
-    def genframe_run_start(self, run) -> None:
+    def on_run_start(self, run, control) -> None:
         if not run.is_main:
             return
         # a resumed training run hides what the last session logged after its checkpoint: no duplicates
@@ -108,8 +106,8 @@ class TensorBoardLogger(Logger):
                 return None
             return np.asarray(image.convert("RGB"))
 
-    @hookimpl
-    def genframe_log(self, run, step, metrics, images) -> None:
+    def on_log(self, run, control, metrics, images) -> None:
+        step = run.step
         if self.writer is None:
             return
         try:
@@ -124,8 +122,7 @@ class TensorBoardLogger(Logger):
         except Exception as exc:
             self._failed("logging", exc)
 
-    @hookimpl
-    def genframe_checkpoint(self, run, path, step) -> None:
+    def on_checkpoint(self, run, control, path) -> None:
         if self.writer is None:
             return
         try:  # what a checkpoint keeps, TensorBoard has on disk too
@@ -133,8 +130,8 @@ class TensorBoardLogger(Logger):
         except Exception as exc:
             self._failed("flush", exc)
 
-    @hookimpl
-    def genframe_rollback(self, run, step, reason) -> None:
+    def on_rollback(self, run, control, reason) -> None:
+        step = run.step
         if self.writer is None:
             return
         try:  # a fresh event file that purges the steps after ``step``: they are void
@@ -155,8 +152,7 @@ class TensorBoardLogger(Logger):
         for summary in (experiment, start, end):  # the metrics' values are the scalars already logged
             file_writer.add_summary(summary, global_step=run.step)
 
-    @hookimpl
-    def genframe_run_end(self, run, status) -> None:
+    def on_run_end(self, run, control, status) -> None:
         if self.writer is None:
             return
         try:

@@ -17,8 +17,7 @@ from pathlib import Path
 import torch
 
 from genframe.config.sections import config_to_dict
-from genframe.contracts.components import Logger
-from genframe.contracts.hookspecs import hookimpl
+from genframe.contracts.listeners import Logger
 from genframe.util.images import grid_array
 
 STEP_KEY = "trainer/step"
@@ -45,8 +44,7 @@ class WandbLogger(Logger):
         self.wb = None
         self.log_failed = False
 
-    @hookimpl
-    def genframe_run_start(self, run) -> None:
+    def on_run_start(self, run, control) -> None:
         settings = run.config.logging.wandb
         if not run.is_main or settings.mode == "disabled":
             return
@@ -92,8 +90,8 @@ class WandbLogger(Logger):
             return wandb.Image(grid_array(value), caption=f"{name} at step {self.run.step}")
         return value
 
-    @hookimpl
-    def genframe_log(self, run, step, metrics, images) -> None:
+    def on_log(self, run, control, metrics, images) -> None:
+        step = run.step
         if self.wb is None:
             return
         try:
@@ -105,8 +103,7 @@ class WandbLogger(Logger):
                 self.log_failed = True
                 _warn(f"W&B logging failed ({type(exc).__name__}: {exc}); training continues")
 
-    @hookimpl
-    def genframe_run_end(self, run, status) -> None:
+    def on_run_end(self, run, control, status) -> None:
         if self.wb is None:
             return
         try:

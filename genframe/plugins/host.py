@@ -3,9 +3,8 @@
 One broken plugin must not break every command, nor a run: each entry point is loaded on its own,
 and a failure (import error, bad hook argument, misspelled hook, error while registering) is
 recorded and warned about in one line naming the plugin, its package and the file and line to
-look at. During a run, :meth:`PluginHost.notify` calls each lifecycle hook implementation on its
-own: one that raises is reported once and switched off for the rest of the run while the others
-go on. ``GENFRAME_STRICT_PLUGINS=1`` turns those warnings into errors. ``GENFRAME_PLUGINS=a,b``
+look at. How a run is heard (callbacks and loggers, failures isolated) is not pluggy's business: see
+``genframe.training.listeners``. ``GENFRAME_STRICT_PLUGINS=1`` turns these warnings into errors. ``GENFRAME_PLUGINS=a,b``
 loads only the named entry-point plugins and ``GENFRAME_DISABLE_PLUGINS=a,b`` skips the named ones
 (built-ins always load).
 """
@@ -15,8 +14,6 @@ from __future__ import annotations
 import importlib
 import os
 import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from importlib import metadata
 from types import ModuleType
@@ -25,7 +22,7 @@ from typing import Any
 import pluggy
 
 from genframe.contracts import hookspecs
-from genframe.contracts.errors import PluginError, RunInterrupted, UnknownComponentError
+from genframe.contracts.errors import PluginError, UnknownComponentError
 from genframe.plugins.faults import LIFECYCLE_HOOKS, bad_arguments, unknown_hook
 from genframe.plugins.registry import Entry, Registry
 from genframe.util.text import describe, one_line, traceback_text, where
@@ -67,7 +64,8 @@ def _env_names(var: str) -> set[str] | None:
     return {name.strip() for name in value.split(",") if name.strip()}
 
 
-def _strict() -> bool:
+def strict_plugins() -> bool:
+    """``GENFRAME_STRICT_PLUGINS=1``: a plugin's or a logger's failure is an error, not a warning."""
     return os.environ.get("GENFRAME_STRICT_PLUGINS", "").lower() in ("1", "true", "yes")
 
 
@@ -75,21 +73,19 @@ class PluginHost:
     """A pluggy manager plus the registry its plugins filled and a record of what loaded."""
 
     def __init__(self, strict: bool | None = None) -> None:
-        self.strict = _strict() if strict is None else strict
+        self.strict = strict_plugins() if strict is None else strict
         self.pm = pluggy.PluginManager("genframe")
         self.pm.add_hookspecs(hookspecs)
         self.registry = Registry()
         self.plugins: list[PluginInfo] = []
         self.failures: list[PluginFailure] = []
         self.distributions: dict[str, str] = {}  # plugin name -> the package that installed it
-        self._loggers: dict[str, tuple[str, str]] = {}  # logger's registration name -> (label, plugin name)
-        self._muted: list[tuple[Any, str]] = []  # plugins switched off during a run, given back after it
 
     @property
     def hook(self) -> Any:
         return self.pm.hook
 
-    def _report(self, text: str, consequence: str) -> None:
+    def report(self, text: str, consequence: str) -> None:
         """Strict: raise ``text``; otherwise warn once with what happens next."""
         if self.strict:
             raise PluginError(text)
@@ -106,7 +102,7 @@ class PluginHost:
         package = f" (package {dist})" if dist and dist != name else ""
         if not self.strict:
             self.failures.append(PluginFailure(name, text, trace, dist))
-        self._report(f"plugin {name!r} failed to load: {text}{package}", "it is skipped")
+        self.report(f"plugin {name!r} failed to load: {text}{package}", "it is skipped")
 
     def _register(self, plugin: Any, name: str) -> list[str] | str:
         """Register ``plugin``: the hooks it implements, or why it was refused (then it is not registered)."""
@@ -190,104 +186,27 @@ class PluginHost:
                 self._fail(impl.plugin_name, exc, module=_module_of(impl.plugin))
         self.registry.current_plugin = "?"
 
-    def attach(self, obj: Any, name: str, label: str, owner: str) -> bool:
-        """Register a per-run plugin object (a logger) made by plugin ``owner``; ``label`` (e.g. "logger
-        'wandb'") and the owner's package name it in reports. False, after a warning, if it is broken."""
-        hooks = self._register(obj, name)
+    def check_hooks(self, obj: Any) -> str | None:
+        """Why an object with old lifecycle hook methods (a logger of genframe 0.1) cannot be used: a
+        misspelled hook, an argument a hook never passes; None when it can."""
+        hooks = self._register(obj, f"check-{id(obj)}")
         if isinstance(hooks, str):
-            self._report(f"{label} from {self.distributions.get(owner, owner)} cannot be used: {hooks}",
-                         "the run goes on without it")
-            return False
-        self._loggers[name] = (label, owner)
-        return True
+            return hooks
+        self.pm.unregister(obj)
+        return None
 
-    def detach(self, obj: Any) -> None:
-        """Unregister a per-run object, unless a failure already has."""
-        name = self.pm.get_name(obj)
-        if name is not None:
-            self.pm.unregister(obj)
-            self._loggers.pop(name, None)
-
-    def unmute(self) -> None:
-        """Give back the plugins switched off during a run: "for the rest of the run" is not "for the rest
-        of the process", and the next run gives them another chance (and another warning)."""
-        while self._muted:
-            plugin, plugin_name = self._muted.pop()
-            if not self.pm.is_registered(plugin) and self.pm.get_plugin(plugin_name) is None:
-                self.pm.register(plugin, name=plugin_name)
-
-    def notify(self, hook_name: str, **kwargs: Any) -> None:
-        """Call every implementation of lifecycle hook ``hook_name`` with ``kwargs``, each on its own and
-        in pluggy's order (tryfirst, then the latest registered, ..., trylast; wrappers around them all).
-        One that raises is reported in one warning (its package, the hook, the error and where it was
-        raised) and unregistered for the rest of the run; the rest are still called. Strict mode raises
-        :class:`PluginError` instead. Returns nothing: lifecycle hooks are notifications."""
-        if hook_name not in LIFECYCLE_HOOKS:
-            raise ValueError(f"notify({hook_name!r}): lifecycle hooks are {', '.join(LIFECYCLE_HOOKS)}")
-        results: list[Any] = []
-        teardowns: list[tuple[Any, Any]] = []
-        # pluggy keeps implementations in reverse call order (wrappers last) and calls them reversed
-        for impl in reversed(getattr(self.pm.hook, hook_name).get_hookimpls()):
-            try:  # outside the plugin guard: a missing argument is the caller's bug, not the plugin's
-                args = [kwargs[arg] for arg in impl.argnames]
-            except KeyError as missing:
-                raise pluggy.HookCallError(f"{hook_name} needs argument {missing.args[0]!r}") from None
-            extra = {arg: kwargs[arg] for arg in getattr(impl, "kwargnames", ()) if arg in kwargs}
-            try:
-                outcome = impl.function(*args, **extra)
-                if impl.hookwrapper or impl.wrapper:  # a generator: run its part before the yield now
-                    next(outcome)
-                    teardowns.append((impl, outcome))
-                elif outcome is not None:
-                    results.append(outcome)
-            except RunInterrupted:  # a stop signal that landed while a plugin ran: the run's, not the plugin's
-                raise
-            except Exception as exc:
-                self._raised(impl, hook_name, exc)
-        for impl, generator in reversed(teardowns):
-            try:
-                generator.send(pluggy.Result(results, None) if impl.hookwrapper else results)
-            except StopIteration:
-                pass
-            except RunInterrupted:
-                raise
-            except Exception as exc:
-                self._raised(impl, hook_name, exc)
-
-    def _raised(self, impl: Any, hook_name: str, exc: Exception) -> None:
-        """Switch off the plugin behind ``impl`` for the rest of the run, and say so once."""
-        label, owner = self._loggers.get(impl.plugin_name) or (f"plugin {impl.plugin_name!r}", impl.plugin_name)
-        if self.pm.is_registered(impl.plugin):
-            self.pm.unregister(impl.plugin)
-            if impl.plugin_name not in self._loggers:  # loggers end with the run anyway
-                self._muted.append((impl.plugin, impl.plugin_name))
-        text = (f"{label} from {self.distributions.get(owner, owner)} raised in {hook_name}: "
-                f"{describe(exc)}{where(exc, _module_of(impl.plugin))}")
-        try:
-            self._report(text, "it is switched off for the rest of the run")
-        except PluginError as error:
-            raise error from exc
+    def lifecycle_plugins(self) -> list[tuple[Any, str]]:
+        """Plugins that implement the old lifecycle hooks to follow runs, in pluggy's call order."""
+        found: dict[str, Any] = {}
+        for hook in LIFECYCLE_HOOKS:
+            for impl in reversed(getattr(self.pm.hook, hook).get_hookimpls()):  # pluggy calls them reversed
+                found.setdefault(impl.plugin_name, impl.plugin)
+        return [(plugin, name) for name, plugin in found.items()]
 
 
 def _module_of(plugin: Any) -> str:
     """The module whose package holds ``plugin``'s code: where to look for the line that raised."""
     return plugin.__name__ if isinstance(plugin, ModuleType) else type(plugin).__module__
-
-
-@contextmanager
-def attached_loggers(host: PluginHost, names: list[str], run: Any) -> Iterator[None]:
-    """Create the named loggers for ``run`` and register them as plugins while the block runs; each
-    remembers the plugin that provides its kind, so a failure names that plugin's package."""
-    entries = [host.entry("logger", name) for name in names]
-    loggers = [(entry, entry.obj(run)) for entry in entries]
-    for index, (entry, logger) in enumerate(loggers):
-        host.attach(logger, f"logger-{index}-{id(logger)}", f"logger {entry.name!r}", entry.plugin)
-    try:
-        yield
-    finally:
-        for _, logger in loggers:
-            host.detach(logger)
-        host.unmute()
 
 
 def load_plugins(strict: bool | None = None, entry_points: bool = True) -> PluginHost:

@@ -1,6 +1,7 @@
 """The training loop, for any recipe: train steps in a deterministic order, logging, checkpoints,
-pictures and signals; every policy (divergence guard, evaluations, keep-best, EMA ...) is a callback
-that acts through ``genframe.contracts.callbacks.Control`` at the points marked ``callbacks.call`` below.
+pictures and signals. Callbacks and loggers hear the run at the points marked ``self.call`` (where
+callbacks may act, through ``genframe.contracts.listeners.Control``) and ``self.hear`` (where everyone
+only watches); every policy (divergence guard, evaluations, keep-best, EMA ...) is a callback.
 """
 
 from __future__ import annotations
@@ -13,10 +14,10 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from genframe.contracts.callbacks import Control
 from genframe.contracts.context import RunResult
 from genframe.contracts.errors import CallbackError, DivergenceError, RunError, RunInterrupted
-from genframe.plugins.host import attached_loggers
+from genframe.contracts.listeners import Control
+from genframe.loggers.attach import open_loggers
 from genframe.training import distributed
 from genframe.training.checkpoint import save_checkpoint
 from genframe.training.previews import Previewer
@@ -24,6 +25,8 @@ from genframe.training.rewind import DivergenceWarning, Redirect, Rewinding  # n
 from genframe.training.rundir import write_status
 from genframe.training.runsetup import epoch_permutation
 from genframe.training.runstate import Parts
+from genframe.training.updates import optimizer_steps, owns_update
+from genframe.util.deprecation import deprecate
 from genframe.util.signals import StopSignals
 from genframe.util.text import one_line
 
@@ -42,7 +45,7 @@ class TrainingLoop(Rewinding):
     def __init__(self, run: TrainingRun, parts: Parts) -> None:
         self.run_spec, self.host, self.world, self.cfg = run, run.host, run.world, run.config
         self.tcfg, self.p, self.ctx, self.state = run.config.trainer, parts, parts.ctx, parts.state
-        self.model, self.trainer, self.callbacks = parts.model, parts.trainer, parts.callbacks
+        self.model, self.trainer, self.listeners = parts.model, parts.trainer, parts.callbacks
         self.loop = self.state.loop  # epoch, batch, step, rollbacks, train_seconds: saved in checkpoints
         self.previews = Previewer(run.run_dir, self.cfg, run.recipe, parts.sampler, parts.trainer, self.ctx.device,
                                   self.ctx.sampling_model)
@@ -54,7 +57,8 @@ class TrainingLoop(Rewinding):
         self.checkpoint_due = False  # a routine checkpoint a callback put off: tried again each step
         self.stop_signal: int | None = None
         self.stop_reason: str | None = None  # a callback asked to end the run here
-        self.mid_update = False  # inside Trainer.check_update
+        self.mid_update = False  # between a step's backward and its update: a failure leaves the step half done
+        self.steps_itself: bool | None = None  # a trainer of genframe 0.1 steps its optimizer in train_step
         self.in_end_of_run = False  # training is over and saved; the final evaluation and pictures are under way
         self.status_unwritable = False  # warned once that status.json could not be written
 
@@ -62,9 +66,9 @@ class TrainingLoop(Rewinding):
     def run(self) -> RunResult:
         status, ctx, failure = "failed", self.ctx, None
         loggers = [n for n in self.cfg.logging.loggers if not (self.run_spec.quiet and n == "console")]
-        with attached_loggers(self.host, loggers if self.world.is_main else [], ctx), StopSignals() as signals:
+        self.listeners.loggers = open_loggers(self.host, loggers if self.world.is_main else [], ctx)
+        with StopSignals() as signals:
             self.record_status("running")
-            self.notify("genframe_run_start", run=ctx)
             try:
                 self.act(self.call("on_run_start"), between_steps=False)
                 if not ctx.resumed:
@@ -96,8 +100,7 @@ class TrainingLoop(Rewinding):
                 failure = one_line(error)[:300] or type(error).__name__
                 raise
             finally:
-                self.callbacks.call("on_run_end", ctx, "completed" if status == "finished early" else status)
-                self.notify("genframe_run_end", run=ctx, status="completed" if status == "finished early" else status)
+                self.hear("on_run_end", "completed" if status == "finished early" else status)
                 self.record_status(status, message=failure or self.stop_reason)
         return RunResult(ctx.run_dir, self.p.checkpoint_path, ctx.step, "completed", self.last_metrics, rank=ctx.rank,
                          stopped=self.stop_reason)
@@ -121,8 +124,7 @@ class TrainingLoop(Rewinding):
                 self.record_status("running")
             if self.world.is_main:
                 final = self.previews.grids(ctx.step) if self.previews.last_grid_step != ctx.step else {}
-                self.notify("genframe_log", run=ctx, step=ctx.step, metrics={},
-                            images={**final, **self.previews.chain(ctx.step)})
+                self.hear("on_log", {}, {**final, **self.previews.chain(ctx.step)})
             done.append("pictures")
         except RunInterrupted as stop:
             raise RunInterrupted(f"{stop} at step {ctx.step}: the training is saved in {self.p.checkpoint_path}; "
@@ -171,7 +173,7 @@ class TrainingLoop(Rewinding):
             if ctx.step % lcfg.log_every == 0 or ctx.step == ctx.total_steps:
                 self.log_metrics()
             if lcfg.sample_every and ctx.step % lcfg.sample_every == 0 and self.world.is_main:
-                self.notify("genframe_log", run=ctx, step=ctx.step, metrics={}, images=self.previews.grids(ctx.step))
+                self.hear("on_log", {}, self.previews.grids(ctx.step))
             ctx.end_of_epoch = loop["batch"] == self.p.steps_per_epoch
             if ctx.end_of_epoch:
                 loop["epoch"], loop["batch"] = loop["epoch"] + 1, 0
@@ -185,13 +187,21 @@ class TrainingLoop(Rewinding):
                 return  # the next epoch draws a new order
 
     def step(self, index: torch.Tensor, signals: StopSignals) -> dict[str, Any]:
-        """One train step; under torchrun, divergence and stop signals are decided by all processes
-        together, so no process waits forever in a collective the others have left."""
+        """One train step: the trainer's forward and backward, then the update, which is the core's: callbacks
+        see the step's signals first and may veto it. Under torchrun divergence, vetoes and stop signals are
+        decided by all processes together, so no process waits forever in a collective the others have left."""
         diverged, metrics = None, {}
-        try:
-            metrics = self.trainer.train_step(self.p.train_data.get_batch(index))
-        except DivergenceError as error:
-            diverged = error
+        with optimizer_steps(self.trainer, watch=self.steps_itself is None) as stepped:
+            try:
+                metrics = self.trainer.train_step(self.p.train_data.get_batch(index))
+            except DivergenceError as error:
+                diverged = error
+        if self.steps_itself is None and diverged is None:  # decided on the first step that ran through
+            self.steps_itself = stepped() or not owns_update(self.trainer)
+            if self.steps_itself:
+                deprecate(f"{type(self.trainer).__qualname__}.train_step steps the optimizer itself", since="0.2",
+                          until="0.4", instead="end train_step after backward(), name divergence signals in "
+                          "update_signals and override apply_update() if self.optimizer.step() is not all it takes")
         self.stop_signal = signals.received  # read once: what every process acts on after this step
         if self.world.active:
             any_diverged, any_stop = distributed.any_rank([diverged is not None, self.stop_signal is not None],
@@ -202,12 +212,22 @@ class TrainingLoop(Rewinding):
                 self.stop_signal = signal.SIGTERM  # another process was told to stop
             elif not any_stop:
                 self.stop_signal = None  # arrived here after the others decided: acted on next step
+        if not self.steps_itself and owns_update(self.trainer):
+            try:
+                if diverged is None:
+                    self.before_update({name: metrics[name] for name in self.trainer.update_signals})
+                    self.trainer.apply_update()
+            except DivergenceError as veto:
+                diverged = veto
+            if diverged is not None:
+                self.trainer.discard_update()
         if diverged is not None:
             raise diverged
         return metrics
 
     def before_update(self, signals: dict[str, Any]) -> None:
-        """``Trainer.check_update``: callbacks see the step's divergence signals before the optimizer steps."""
+        """Callbacks see the step's divergence signals (averaged over processes) before the optimizer steps;
+        a veto raises DivergenceError. Also ``Trainer.check_update`` of a trainer that steps itself."""
         self.mid_update = True  # until the callbacks have been heard: a failure here leaves a half-done step
         if self.world.active:
             signals = distributed.mean_of_tensors(signals, self.ctx.device)
@@ -226,7 +246,7 @@ class TrainingLoop(Rewinding):
         val["epoch"] = self.loop["epoch"]
         wants_grid = self.world.is_main and not self.cfg.logging.sample_every
         images = self.previews.grids(self.ctx.step) if wants_grid else {}
-        self.notify("genframe_log", run=self.ctx, step=self.ctx.step, metrics=val, images=images)
+        self.hear("on_log", val, images)
         self.last_metrics.update(val)
         self.routine_checkpoint()
 
@@ -238,12 +258,12 @@ class TrainingLoop(Rewinding):
         if bad:
             raise DivergenceError(f"non-finite {', '.join(bad)}")
         self.last_metrics = averaged
-        self.notify("genframe_log", run=self.ctx, step=self.ctx.step, metrics=averaged, images={})
+        self.hear("on_log", averaged, {})
         self.state.sums, self.state.count = {}, 0
 
     # --- callbacks' requests ----------------------------------------------------------------------
     def call(self, point: str, *args: Any) -> Control:
-        control = self.callbacks.agree(self.callbacks.call(point, self.ctx, *args), self.world, self.ctx.device)
+        control = self.listeners.agree(self.listeners.call(point, self.ctx, *args), self.world, self.ctx.device)
         if control.failure is not None:  # on every process at once
             raise CallbackError(control.failure)
         ignored = control.requests() - ACTED_ON.get(point, ACTED_ON[None])
@@ -255,7 +275,7 @@ class TrainingLoop(Rewinding):
     def act(self, control: Control, between_steps: bool = True) -> None:
         """Carry out what callbacks asked for; a rollback or finish only between training steps."""
         for metrics in control.reports:  # an evaluation: to the loggers, then to every callback
-            self.notify("genframe_log", run=self.ctx, step=self.ctx.step, metrics=metrics, images={})
+            self.hear("on_log", metrics, {})
             self.last_metrics.update(metrics)
             self.act(self.call("on_evaluation", metrics), between_steps)
         for name in control.copies:
@@ -307,8 +327,7 @@ class TrainingLoop(Rewinding):
         if self.world.is_main:  # only rank 0 writes
             save_checkpoint(self.p.checkpoint_path, self.state.checkpoint([s["trainer"] for s in states],
                                                                           [s["pending"] for s in states]))
-            self.notify("genframe_checkpoint", run=self.ctx, path=self.p.checkpoint_path, step=self.ctx.step)
-            self.callbacks.call("on_checkpoint", self.ctx, self.p.checkpoint_path)
+            self.hear("on_checkpoint", self.p.checkpoint_path)
         self.last_checkpoint_step = self.ctx.step
 
     def weights_finite(self) -> bool:
@@ -321,7 +340,6 @@ class TrainingLoop(Rewinding):
                              f"continue with: genframe run {self.run_spec.recipe_name} --resume {self.ctx.run_dir}",
                              exit_code=128 + signum)
 
-    # --- loggers: rank 0 only ----------------------------------------------------------------------
-    def notify(self, hook: str, **kwargs: Any) -> None:
-        """A lifecycle hook, each logger on its own: one that raises is switched off, the run goes on."""
-        self.host.notify(hook, **kwargs)
+    def hear(self, point: str, *args: Any) -> None:
+        """A point where everyone only watches (``WATCH_ONLY``): a listener that raises is dropped, the run goes on."""
+        self.listeners.call(point, self.ctx, *args)

@@ -12,8 +12,8 @@ from typing import Any
 
 import torch
 
-from genframe.contracts.callbacks import Control
 from genframe.contracts.errors import DivergenceError
+from genframe.contracts.listeners import Control
 from genframe.training.checkpoint import load_checkpoint
 from genframe.training.runsetup import rollback_seed
 
@@ -57,7 +57,7 @@ class Rewinding:
             self.ctx.finished_early = True
             reason = f"{where}; rolled back to step {self.ctx.step} and finished there, {control.finish_reason}"
             warnings.warn(f"genframe: training diverged: {reason}", DivergenceWarning, stacklevel=2)
-            self.notify("genframe_rollback", run=self.ctx, step=self.ctx.step, reason=reason)
+            self.hear("on_rollback", reason)
             return
         self.loop["rollbacks"] = rollbacks
         # Fresh random draws for the redone steps: replaying the exact draws that diverged tends to
@@ -69,16 +69,16 @@ class Rewinding:
         reason = f"{where}; rolled back to step {self.ctx.step} with learning rate {rates[0]:.3g}"
         warnings.warn(f"genframe: training diverged: {reason} ({control.rollback_reason})", DivergenceWarning,
                       stacklevel=2)
-        self.notify("genframe_rollback", run=self.ctx, step=self.ctx.step, reason=reason)
+        self.hear("on_rollback", reason)
         self.checkpoint()  # the lower learning rate and the rollback count survive a crash
 
     def return_to_last_checkpoint(self) -> None:
         """Reload the last good checkpoint. The training time spent on the steps now thrown away was
         spent: train_minutes keeps counting it; callbacks keep what outlives a rollback."""
-        spent, before = self.loop["train_seconds"], self.callbacks.state_dict()
+        spent, before = self.loop["train_seconds"], self.listeners.state_dict()
         # a run resumed from an older format may roll back to that very file
         saved = load_checkpoint(self.p.checkpoint_path)
         self.state.restore(saved, self.p.steps_per_epoch)
-        self.callbacks.rolled_back(self.ctx, before, saved.get("callbacks", {}))
+        self.listeners.rolled_back(self.ctx, before, saved.get("callbacks", {}))
         self.loop["train_seconds"] = spent
         self.checkpoint_due = False

@@ -19,10 +19,10 @@ from genframe.contracts.context import RunContext, RunResult
 from genframe.contracts.errors import CheckpointError, ConfigError, GenframeError, RunError
 from genframe.plugins.host import PluginHost, get_host
 from genframe.training import distributed
-from genframe.training.callback_list import CallbackList
 from genframe.training.checkpoint import CHECKPOINT_DIR, LAST_NAME, load_checkpoint, resolve_checkpoint, run_dir_of
 from genframe.training.distributed import barrier, device_for, init_world, shutdown
 from genframe.training.heartbeat import Heartbeat
+from genframe.training.listeners import Listeners
 from genframe.training.loop import TrainingLoop
 from genframe.training.preflight import check_batch, check_memory, check_model_fits_data
 from genframe.training.rundir import (
@@ -219,7 +219,7 @@ class TrainingRun:
                          work_unit=trainer.work_per_step(cfg.trainer.batch_size), rank=world.rank,
                          world_size=world.world_size, model=model, sampler=sampler, trainer=trainer,
                          recipe=self.recipe, registry=self.host.registry)
-        callbacks = CallbackList(self.callback_specs, ctx)
+        callbacks = Listeners(self.callback_specs, ctx)
         ctx.sampling_model = functools.partial(callbacks.sampling_model, model)
         state = RunState(ctx, trainer, callbacks, self.plugin, self.plugin_version)
         if self.checkpoint_state is not None:

@@ -18,8 +18,8 @@ from genframe.config.sections import config_to_dict
 from genframe.contracts.components import Dataset, Sampler, Trainer
 from genframe.contracts.context import RunContext
 from genframe.contracts.errors import CheckpointError
-from genframe.training.callback_list import CallbackList
 from genframe.training.checkpoint import config_hash
+from genframe.training.listeners import Listeners
 from genframe.version import genframe_version
 
 
@@ -34,7 +34,7 @@ class RunState:
 
     ctx: RunContext
     trainer: Trainer
-    callbacks: CallbackList
+    callbacks: Listeners
     plugin: str
     plugin_version: str
     loop: dict[str, Any] = field(default_factory=dict)
@@ -78,7 +78,7 @@ class RunState:
         return state
 
     def restore(self, state: dict[str, Any], steps_per_epoch: int) -> None:
-        """Weights, trainer, loop position and RNG from ``state`` (callbacks: see ``CallbackList``)."""
+        """Weights, trainer, loop position and RNG from ``state`` (callbacks: see ``Listeners``)."""
         ctx = self.ctx
         ranks = state.get("trainer_ranks") or [state["trainer"]]
         own = ranks[ctx.rank % len(ranks)]  # more processes than saved: copies, reseeded below
@@ -120,7 +120,7 @@ class Parts:
     trainer: Trainer
     train_data: Dataset
     val_data: Dataset
-    callbacks: CallbackList
+    callbacks: Listeners
     ctx: RunContext
     state: RunState
     steps_per_epoch: int

@@ -21,10 +21,12 @@ from genframe.config.sections import DataConfig, RecipeConfig, config_to_dict
 from genframe.contracts.components import Recipe
 from genframe.contracts.context import RunContext
 from genframe.contracts.errors import GenframeError, NoQualityMetric, PluginError
-from genframe.plugins.host import attached_loggers, get_host
+from genframe.loggers.attach import open_loggers
+from genframe.plugins.host import get_host
 from genframe.plugins.recipes import get_recipe
 from genframe.plugins.registry import Registry
 from genframe.training.checkpoint import run_dir_of
+from genframe.training.listeners import Listeners
 from genframe.training.runsetup import build_dataset
 from genframe.using.classifier import ClassifierSpec, cache_dir, load_or_train
 from genframe.using.generation import generate_in_chunks
@@ -160,10 +162,10 @@ def send_to_loggers(run_dir: Path, loaded, metrics: dict[str, float], images: di
     ctx = RunContext(run_dir, loaded.recipe_name, loaded.config, loaded.device, steps_per_epoch=1,
                      total_steps=loaded.step, step=loaded.step, epoch=loaded.epoch, resumed=True,
                      extra=dict(loaded.extra), purpose="eval")
-    with attached_loggers(host, [n for n in loaded.config.logging.loggers if n != "console"], ctx):
-        host.hook.genframe_run_start(run=ctx)
-        host.hook.genframe_log(run=ctx, step=loaded.step, metrics=metrics, images=images or {})
-        host.hook.genframe_run_end(run=ctx, status="completed")
+    loggers = open_loggers(host, [n for n in loaded.config.logging.loggers if n != "console"], ctx)
+    listeners = Listeners([], ctx, loggers)  # the run's one way to be heard: each logger's failure its own
+    for point, args in (("on_run_start", ()), ("on_log", (metrics, images or {})), ("on_run_end", ("completed",))):
+        listeners.call(point, ctx, *args)
 
 
 # The classifier metric's columns keep their short headers; any other metric is shown by its own name.

@@ -23,8 +23,8 @@ from genframe.contracts.context import RunContext
 from genframe.contracts.errors import CheckpointError
 from genframe.plugins.host import get_host
 from genframe.plugins.recipes import get_recipe
-from genframe.training.callback_list import CallbackList
 from genframe.training.checkpoint import load_checkpoint, resolve_checkpoint, run_dir_of
+from genframe.training.listeners import Listeners
 from genframe.training.runsetup import resolve_device, seeded_generator
 from genframe.util.reproducible import reproducible_kernels
 from genframe.util.text import one_line
@@ -102,7 +102,7 @@ def load(path: str | Path, device: str = "auto") -> LoadedModel:
     if "sampling_model" in state:
         run = RunContext(run_dir_of(checkpoint), state["recipe"], config, torch_device, 1, state["loop"]["step"],
                          model=model, recipe=recipe, registry=get_host().registry)
-        model = CallbackList(chosen_callbacks(config, get_host().registry), run).sampling_model()
+        model = Listeners(chosen_callbacks(config, get_host().registry), run).sampling_model()
         if model is None:
             raise CheckpointError(f"{checkpoint} holds sampling weights but none of its config's callbacks "
                                   "supplies a sampling model; is the plugin that registered it installed?")
@@ -129,7 +129,7 @@ def _load_export(folder: Path, device: str) -> LoadedModel:
     if record["weights"] == "sampling_model":  # a callback's weights: its own module holds them, as in load()
         run = RunContext(folder, record["recipe"], config, torch_device, 1, record["step"], model=model,
                          recipe=recipe, registry=get_host().registry)
-        model = CallbackList(chosen_callbacks(config, get_host().registry), run).sampling_model()
+        model = Listeners(chosen_callbacks(config, get_host().registry), run).sampling_model()
         if model is None:
             raise CheckpointError(f"{folder} holds sampling weights but none of its config's callbacks supplies a "
                                   "sampling model; is the plugin that registered it installed?")

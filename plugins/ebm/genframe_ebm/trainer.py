@@ -42,6 +42,10 @@ def cd_loss(real_scores: torch.Tensor, fake_scores: torch.Tensor, alpha: float) 
 
 
 class CDTrainer(Trainer):
+    """Contrastive divergence: real images up, the replay buffer's Langevin chains down."""
+
+    update_signals = ("cdiv",)  # the gap between chain and data scores: the divergence guard's signal
+
     def __init__(
         self,
         model: nn.Module,
@@ -83,16 +87,19 @@ class CDTrainer(Trainer):
                 parts["loss"] = parts["loss"] + parts["r1"]
         self.optimizer.zero_grad(set_to_none=True)
         parts["loss"].backward()
-        self.check_divergence(parts["loss"], real_scores, fake_scores, parts["cdiv"])
+        self.check_divergence(parts["loss"], real_scores, fake_scores)
+        metrics = {name: value.detach() for name, value in parts.items()}
+        if self.lr_decay_steps is not None or self.lr_scale != 1.0:  # a constant rate is in the config already
+            metrics["lr"] = torch.tensor(self.current_rate())
+        return metrics
+
+    def apply_update(self) -> None:
+        """Adam at the schedule's rate for this step."""
         rate = self.current_rate()
         for group in self.optimizer.param_groups:
             group["lr"] = rate
         self.optimizer.step()
         self.steps_taken += 1
-        metrics = {name: value.detach() for name, value in parts.items()}
-        if self.lr_decay_steps is not None or self.lr_scale != 1.0:  # a constant rate is in the config already
-            metrics["lr"] = torch.tensor(rate)
-        return metrics
 
     def current_rate(self) -> float:
         """The learning rate of the next step: the schedule's, times the rollbacks' factor."""
@@ -106,37 +113,20 @@ class CDTrainer(Trainer):
             group["lr"] = rate
         return [rate for _ in self.optimizer.param_groups]
 
-    def check_divergence(self, loss: torch.Tensor, real: torch.Tensor, fake: torch.Tensor,
-                         cdiv: torch.Tensor) -> None:
-        """Refuse the update if the loss, scores or gradients are non-finite or the scores out of bounds;
-        then hand cdiv, the divergence signal, to the callbacks (the guard's limit, the settle gate).
-
-        One host sync per step, the flag and cdiv in one tensor; the details are worked out only on failure.
-        """
+    def check_divergence(self, loss: torch.Tensor, real: torch.Tensor, fake: torch.Tensor) -> None:
+        """Refuse the update if the loss, scores or gradients are non-finite or the scores out of bounds.
+        One host sync per step for the flag; the details are worked out only on failure. The divergence
+        signal, cdiv, goes to the callbacks through ``update_signals`` (the guard's limit, the settle gate)."""
         grads = [p.grad for p in self.model.parameters() if p.grad is not None]
         grad_norm = torch.linalg.vector_norm(torch.stack([g.detach().norm() for g in grads]))
         peak = torch.maximum(real.detach().abs().max(), fake.detach().abs().max())
-        healthy = torch.isfinite(loss) & torch.isfinite(grad_norm) & (peak <= self.score_limit)
-        flags = torch.stack([healthy.to(cdiv.dtype), cdiv.detach()]).tolist()
-        try:
-            # Handed over on every step, one that failed the checks below too: under torchrun the callbacks
-            # decide across all processes, and a process that skipped this would leave the others waiting.
-            vetoed = None
-            try:
-                self.check_update({"cdiv": flags[1]})
-            except DivergenceError as error:
-                vetoed = error
-            if not flags[0]:
-                if not torch.isfinite(loss):
-                    raise DivergenceError(f"non-finite loss ({float(loss)})")
-                if not torch.isfinite(peak) or peak > self.score_limit:
-                    raise DivergenceError(f"score {float(peak):.4g} beyond trainer.score_limit={self.score_limit:g}")
-                raise DivergenceError(f"non-finite gradients (norm {float(grad_norm)})")
-            if vetoed is not None:
-                raise vetoed
-        except DivergenceError:
-            self.optimizer.zero_grad(set_to_none=True)
-            raise
+        if bool(torch.isfinite(loss) & torch.isfinite(grad_norm) & (peak <= self.score_limit)):
+            return
+        if not torch.isfinite(loss):
+            raise DivergenceError(f"non-finite loss ({float(loss)})")
+        if not torch.isfinite(peak) or peak > self.score_limit:
+            raise DivergenceError(f"score {float(peak):.4g} beyond trainer.score_limit={self.score_limit:g}")
+        raise DivergenceError(f"non-finite gradients (norm {float(grad_norm)})")
 
     @torch.no_grad()
     def validate(self, dataset: Dataset) -> dict[str, float]:

@@ -13,7 +13,6 @@ from typing import Any
 import torch
 
 from genframe import Dataset, Trainer
-from genframe import DivergenceError
 from genframe_toy2d.sampler import LangevinSampler
 
 # Keeps the trainer's stream apart from the core's streams, which are seeded from small numbers.
@@ -24,6 +23,8 @@ VALIDATION_SEED = 2_024_1111
 
 
 class CDTrainer(Trainer):
+    update_signals = ("cdiv",)  # the core's divergence guard watches it before each update
+
     def __init__(self, model: torch.nn.Module, sampler: LangevinSampler, config: Any, device: torch.device) -> None:
         """``config`` is the whole toy2d config (its trainer section and seed)."""
         self.model, self.sampler, self.device = model, sampler, device
@@ -42,13 +43,7 @@ class CDTrainer(Trainer):
         cdiv = fake_score.mean() - real_score.mean()
         loss = cdiv + self.alpha * (real_score.square().mean() + fake_score.square().mean())
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        try:  # the core's callbacks see cdiv and may veto this update (a divergence)
-            self.check_update({"cdiv": cdiv.detach()})
-        except DivergenceError:
-            self.optimizer.zero_grad(set_to_none=True)  # the vetoed gradients must not linger
-            raise
-        self.optimizer.step()
+        loss.backward()  # the core steps the optimizer once callbacks have seen cdiv (update_signals)
         return {"loss": loss.detach(), "cdiv": cdiv.detach(), "real": real_score.mean().detach(),
                 "fake": fake_score.mean().detach()}
 

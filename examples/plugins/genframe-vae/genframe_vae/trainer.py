@@ -40,8 +40,7 @@ class ELBOTrainer(Trainer):
         terms = elbo_terms(self.model, batch, self.noise(batch.shape[0], self.generator))
         loss = terms["recon"] + self.kl_weight * terms["kl"]
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizer.step()
+        loss.backward()  # the core steps self.optimizer (Trainer.apply_update)
         self.last_batch = batch.detach()
         return {"loss": loss.detach(), **{name: value.detach() for name, value in terms.items()}}
 
