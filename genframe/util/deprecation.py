@@ -85,4 +85,6 @@ class _MovedModuleFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
 
 def moved_modules(moves: dict[str, str], *, since: str, until: str, current: str | None = None) -> None:
     """Keep ``import OLD`` working for every ``OLD: NEW`` in ``moves``, with a deprecation warning each."""
-    sys.meta_path.append(_MovedModuleFinder(dict(moves), since, until, current))
+    # first: a moved package's old name has the new package's __path__, where the path finder would load
+    # a second copy of each submodule under the old name
+    sys.meta_path.insert(0, _MovedModuleFinder(dict(moves), since, until, current))

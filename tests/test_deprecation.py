@@ -1,0 +1,55 @@
+"""The one versioned deprecation helper: old module paths keep working with one warning that names the
+new path and the version that removes the old; a deprecation past its version is an error."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+import genframe
+from genframe.util.deprecation import ANNOUNCED, Deprecation, deprecate
+
+
+def test_an_old_module_path_imports_the_moved_module_with_one_warning():
+    code = ("import warnings, genframe\nwarnings.simplefilter('always')\n"
+            "with warnings.catch_warnings(record=True) as caught:\n"
+            "    warnings.simplefilter('always')\n"
+            "    from genframe.hookspecs import hookimpl\n"
+            "    import genframe.policies.ema as ema\n"
+            "import genframe.contracts.hookspecs as new\n"
+            "assert hookimpl is new.hookimpl and ema.__name__ == 'genframe.callbacks.ema'\n"
+            "for w in caught: print(w.category.__name__, w.message)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    lines = out.splitlines()
+    assert lines[0] == ("GenframeDeprecationWarning importing genframe.hookspecs is deprecated since genframe 0.2 "
+                        "and goes in 0.4: import from genframe.contracts.hookspecs (or the public names from the "
+                        "package itself)")
+    assert any("importing genframe.policies.ema" in line for line in lines[1:])
+
+
+def test_deprecate_warns_with_the_versions_and_records_what_it_announced():
+    with pytest.warns(genframe.GenframeDeprecationWarning, match=r"^the knob is deprecated since genframe 0.2 and "
+                                                                 r"goes in 0.4: use the dial$"):
+        deprecate("the knob", since="0.2", until="0.4", instead="use the dial", current="0.2.0")
+    assert ANNOUNCED["the knob"] == Deprecation("the knob", "0.2", "0.4", "use the dial")
+
+
+def test_a_deprecation_past_its_version_is_an_error_so_it_cannot_outlive_its_promise():
+    with pytest.raises(RuntimeError, match=r"goes in 0.4: use the dial \(this is 0.4.1: remove the deprecated code\)"):
+        deprecate("the knob", since="0.2", until="0.4", instead="use the dial", current="0.4.1")
+
+
+def test_a_plugin_uses_the_same_helper_for_its_own_moved_modules():
+    code = ("import warnings\nwarnings.simplefilter('always')\n"
+            "import genframe_ebm\n"
+            "with warnings.catch_warnings(record=True) as caught:\n"
+            "    warnings.simplefilter('always')\n"
+            "    import genframe_ebm.fastpath as old\n"
+            "print(old.__name__)\n"
+            "for w in caught: print(w.category.__name__, w.message)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.splitlines()
+    assert out[0].startswith("genframe_ebm.backends.")
+    assert out[1].startswith("GenframeDeprecationWarning importing genframe_ebm.fastpath is deprecated since "
+                             "genframe 0.2 and goes in 0.4")
