@@ -1,8 +1,10 @@
-"""The throughput benchmarks run end to end at toy sizes and write their JSON (figures are not checked)."""
+"""The throughput benchmarks (benchmarks/) and the research scripts (research/scripts/) run end to end at toy sizes
+and write their JSON (figures are not checked)."""
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import statistics
@@ -13,15 +15,24 @@ import pytest
 from conftest import REPO
 from example_plugins import install_example
 
+SCRIPTS = REPO / "research" / "scripts"
+# the research scripts run as files from the repository root, as their docstrings show
+FAST_RECIPE, FAMILIES, FAMILY_SPEED, LOOP_OVERHEAD, CLI_STARTUP = (
+    f"research/scripts/{name}.py" for name in ("fast_recipe", "families", "family_speed", "loop_overhead",
+                                                "cli_startup"))
+
+
+def research_script(name: str):
+    """research/scripts/NAME.py as a module (the studies are scripts, not a package)."""
+    sys.path.insert(0, str(SCRIPTS))
+    try:
+        return importlib.import_module(name)
+    finally:
+        sys.path.remove(str(SCRIPTS))
+
 
 def fast_recipe():
-    """benchmarks/fast_recipe.py as a module (the benchmarks are scripts, not a package)."""
-    sys.path.insert(0, str(REPO / "benchmarks"))
-    try:
-        import fast_recipe
-    finally:
-        sys.path.remove(str(REPO / "benchmarks"))
-    return fast_recipe
+    return research_script("fast_recipe")
 
 
 @pytest.mark.slow
@@ -79,7 +90,7 @@ def test_fast_recipe_report_judges_each_fast_run_and_plots_all(data_dir, tmp_pat
     for name, extra in runs.items():
         genframe.train("ebm", overrides=[*tiny_eval, *extra], run_dir=tmp_path / name, quiet=True)
     plot, out = tmp_path / "plot.png", tmp_path / "report.json"
-    command = [sys.executable, "benchmarks/fast_recipe.py", "report", *(str(tmp_path / n) for n in runs),
+    command = [sys.executable, FAST_RECIPE, "report", *(str(tmp_path / n) for n in runs),
                "--minutes", "0.001", "--plot", str(plot), "--out", str(out)]
     unpaired = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300, check=False)
     assert unpaired.returncode == 0, unpaired.stderr
@@ -107,13 +118,13 @@ def test_fast_recipe_report_judges_each_fast_run_and_plots_all(data_dir, tmp_pat
 
     # Curves from that report stand in for run folders that are gone, beside a run folder that is not.
     again = tmp_path / "again.json"
-    earlier = subprocess.run([sys.executable, "benchmarks/fast_recipe.py", "report", f"{out}:reference",
+    earlier = subprocess.run([sys.executable, FAST_RECIPE, "report", f"{out}:reference",
                               f"{out}:fast f0 (seed 0)", str(tmp_path / "f1"), "--minutes", "0.001",
                               "--plot", str(tmp_path / "again.png"), "--out", str(again)],
                              cwd=REPO, capture_output=True, text=True, timeout=300, check=False)
     assert earlier.returncode == 0, earlier.stderr
     assert json.loads(again.read_text())["summary"] == report["summary"]
-    named = subprocess.run([sys.executable, "benchmarks/fast_recipe.py", "report", f"{out}:reference",
+    named = subprocess.run([sys.executable, FAST_RECIPE, "report", f"{out}:reference",
                             f"{out}:fast f0 (seed 0)", str(tmp_path / "f1"), "--labels", "60-minute seed 0",
                             "30-minute seed 1", "--fast-speed", "0.5", "0.7", "0.6", "--minutes", "0.001", "--plot",
                             str(tmp_path / "named.png"), "--out", str(again)],
@@ -124,12 +135,12 @@ def test_fast_recipe_report_judges_each_fast_run_and_plots_all(data_dir, tmp_pat
     # the run folder's steps become minutes at the given speed (the median round); the earlier curve keeps its own
     assert [p["minutes"] for p in curves["fast 30-minute seed 1"]] == [round(s * 0.6 / 60, 2) for s in (2, 4)]
     assert curves["fast 60-minute seed 0"] == report["curves"]["fast f0 (seed 0)"]
-    missing = subprocess.run([sys.executable, "benchmarks/fast_recipe.py", "report", f"{out}:reference",
+    missing = subprocess.run([sys.executable, FAST_RECIPE, "report", f"{out}:reference",
                               f"{out}:fast f9 (seed 9)", "--out", str(again)],
                              cwd=REPO, capture_output=True, text=True, timeout=300, check=False)
     assert missing.returncode == 1 and "has no curve 'fast f9 (seed 9)'" in missing.stderr
 
-    lonely = subprocess.run([sys.executable, "benchmarks/fast_recipe.py", "report", str(tmp_path / "ref")],
+    lonely = subprocess.run([sys.executable, FAST_RECIPE, "report", str(tmp_path / "ref")],
                             cwd=REPO, capture_output=True, text=True, timeout=60, check=False)
     assert lonely.returncode == 2 and "at least one fast run" in lonely.stderr
 
@@ -181,7 +192,7 @@ def test_fast_recipe_minutes_count_the_steps_a_rollback_redid(tmp_path):
 def test_fast_recipe_report_takes_a_run_that_finished_early_at_its_final_weights(tmp_path):
     # callbacks.divergence_guard.out_of_rollbacks = finish: the run ended at 50 minutes on its last good checkpoint, and
     # evaluated it; that evaluation is its figure at 60 minutes. A run still training at 50 is not judged.
-    speeds = json.loads((REPO / "benchmarks/results/fast_recipe_speed.json").read_text())
+    speeds = json.loads((REPO / "research/results/fast_recipe_speed.json").read_text())
     ref_step, fast_step = [round(m * 60 / speeds[r]["s_per_step"]) for m, r in ((60, "reference"), (50, "fast"))]
     evaluation = {"eval/confidence": 0.95, "eval/coverage": 0.99, "eval/train_minutes": 1.0, "eval/n": 1000}
     finish = {"step": fast_step, "event": "rollback",
@@ -197,7 +208,7 @@ def test_fast_recipe_report_takes_a_run_that_finished_early_at_its_final_weights
         (tmp_path / name / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
         (tmp_path / name / "config.json").write_text(json.dumps({"seed": 0, "callbacks": {"evaluation": {"n": 1000}}}))
     out = tmp_path / "report.json"
-    done = subprocess.run([sys.executable, "benchmarks/fast_recipe.py", "report", *(str(tmp_path / n) for n in runs),
+    done = subprocess.run([sys.executable, FAST_RECIPE, "report", *(str(tmp_path / n) for n in runs),
                            "--plot", str(tmp_path / "plot.png"), "--out", str(out)],
                           cwd=REPO, capture_output=True, text=True, timeout=300, check=False)
     assert done.returncode == 0, done.stderr
@@ -244,7 +255,7 @@ def test_fast_recipe_seeds_evaluates_one_model_with_several_draws(data_dir, tmp_
 
 
 def test_precision_quality_evaluates_one_model_with_each_precision_and_seed(data_dir, tmp_path):
-    from genframe_ebm import native
+    from genframe_ebm.backends import native
 
     import genframe
 
@@ -252,11 +263,7 @@ def test_precision_quality_evaluates_one_model_with_each_precision_and_seed(data
     genframe.train("ebm", overrides=["trainer.batch_size=16", "trainer.max_steps=2", "sampler.steps=3",
                                      "sampler.generate_steps=3", "buffer.size=64", 'logging.loggers=["jsonl"]',
                                      "logging.chain_n=0", "logging.sample_n=4"], run_dir=run, quiet=True)
-    sys.path.insert(0, str(REPO / "benchmarks"))
-    try:
-        import precision_quality
-    finally:
-        sys.path.remove(str(REPO / "benchmarks"))
+    precision_quality = research_script("precision_quality")
     row = precision_quality.compare([str(run)], [1, 2], 20)[str(run)]
     assert row["step"] == 2 and row["seeds"] == [1, 2] and len(row["fp32"]["fd"]) == len(row["bf16"]["fd"]) == 2
     assert row["fp32"]["fd"][0] != row["fp32"]["fd"][1]  # two draws of one model
@@ -286,11 +293,7 @@ def test_snapshot_mixture_measures_each_checkpoint_and_the_mixtures_of_the_last_
         genframe.train("ebm", overrides=[*small, f"trainer.max_steps={steps}"], run_dir=None if steps > 1 else run,
                        resume=run if steps > 1 else None, quiet=True)
         saved.append(shutil.copy(run / "checkpoints" / "last.pt", tmp_path / f"step{steps}.pt"))
-    sys.path.insert(0, str(REPO / "benchmarks"))
-    try:
-        import snapshot_mixture
-    finally:
-        sys.path.remove(str(REPO / "benchmarks"))
+    snapshot_mixture = research_script("snapshot_mixture")
     rows = snapshot_mixture.main([*map(str, reversed(saved)), "--n", "20", "--mix", "2", "3"])
     assert [row["step"] for row in rows] == [1, 2, 3]  # sorted by step
     assert "mix2_fd" not in rows[0] and "mix3_fd" not in rows[1]
@@ -307,22 +310,14 @@ def test_snapshot_mixture_scores_the_last_members_of_a_mixture_checkpoint(data_d
                                      "logging.sample_n=4", "trainer.max_steps=3", 'callbacks.use=["snapshot_mixture"]',
                                      "callbacks.snapshot_mixture.members=3", "callbacks.snapshot_mixture.every=1"],
                    run_dir=run, quiet=True)
-    sys.path.insert(0, str(REPO / "benchmarks"))
-    try:
-        import snapshot_mixture
-    finally:
-        sys.path.remove(str(REPO / "benchmarks"))
+    snapshot_mixture = research_script("snapshot_mixture")
     [row] = snapshot_mixture.main([str(run / "checkpoints" / "last.pt"), "--n", "30", "--mix", "--members", "1", "3"])
     assert row["last3_fd"] == row["fd"]  # all three members: the run's own mixture, the same draws
     assert row["last1_fd"] != row["fd"]  # the trained net alone
 
 
 def test_mixture_generation_times_one_net_against_a_mixture(tmp_path):
-    sys.path.insert(0, str(REPO / "benchmarks"))
-    try:
-        import mixture_generation
-    finally:
-        sys.path.remove(str(REPO / "benchmarks"))
+    mixture_generation = research_script("mixture_generation")
     out = tmp_path / "gen.json"
     result = mixture_generation.main(["--n", "24", "--members", "1", "3", "--rounds", "2", "--out", str(out)])
     assert json.loads(out.read_text()) == result
@@ -333,7 +328,7 @@ def test_mixture_generation_times_one_net_against_a_mixture(tmp_path):
 @pytest.mark.slow
 def test_loop_overhead_times_the_loop_against_plain_steps(data_dir, tmp_path):
     out = tmp_path / "loop.json"
-    done = subprocess.run([sys.executable, "benchmarks/loop_overhead.py", "--rounds", "1", "--steps", "12", "--out",
+    done = subprocess.run([sys.executable, LOOP_OVERHEAD, "--rounds", "1", "--steps", "12", "--out",
                            str(out)], cwd=REPO, capture_output=True, text=True, timeout=300, check=False)
     assert done.returncode == 0, done.stderr
     result = json.loads(out.read_text())
@@ -345,7 +340,7 @@ def test_loop_overhead_times_the_loop_against_plain_steps(data_dir, tmp_path):
 @pytest.mark.slow
 def test_cli_startup_benchmark_times_each_command_against_its_references(tmp_path):
     out = tmp_path / "cli.json"
-    done = subprocess.run([sys.executable, "benchmarks/cli_startup.py", "--rounds", "1", "--out", str(out)], cwd=REPO,
+    done = subprocess.run([sys.executable, CLI_STARTUP, "--rounds", "1", "--out", str(out)], cwd=REPO,
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
     medians = json.loads(out.read_text())["medians_s"]
@@ -355,11 +350,7 @@ def test_cli_startup_benchmark_times_each_command_against_its_references(tmp_pat
 
 
 def test_the_bad_input_table_judges_one_error_line_as_handled_and_anything_else_as_a_fault():
-    sys.path.insert(0, str(REPO / "benchmarks"))
-    try:
-        import bad_inputs
-    finally:
-        sys.path.remove(str(REPO / "benchmarks"))
+    bad_inputs = research_script("bad_inputs")
 
     def outcome(code, out="", err=""):
         return bad_inputs.judge(subprocess.CompletedProcess([], code, out, err))
@@ -390,7 +381,7 @@ def test_families_puts_runs_of_any_recipe_on_one_ruler_of_minutes(tmp_path):
     slow = write_run("slow", [(2, 5.0, 1000), (4, 4.0, 1000)])  # 60 s/step: minutes 2 and 4
     swinging = write_run("swinging", [(2, 10.0, 1000), (4, 30.0, 1000), (4, 29.0, 10000)])  # 30 s/step: 1 and 2
     out, plot = tmp_path / "families.json", tmp_path / "families.png"
-    done = subprocess.run([sys.executable, "benchmarks/families.py", f"slow one={slow}@60", f"swinging={swinging}@30",
+    done = subprocess.run([sys.executable, FAMILIES, f"slow one={slow}@60", f"swinging={swinging}@30",
                            "--minutes", "3", "--out", str(out), "--plot", str(plot)],
                           cwd=REPO, capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 0, done.stderr
@@ -402,7 +393,7 @@ def test_families_puts_runs_of_any_recipe_on_one_ruler_of_minutes(tmp_path):
     assert runs["swinging"]["stable_after_first_quarter"] is False  # 30 > 2 x 10 after 0.75 minutes
     assert plot.stat().st_size > 0
 
-    bad = subprocess.run([sys.executable, "benchmarks/families.py", f"slow={slow}", "--out", str(out), "--plot",
+    bad = subprocess.run([sys.executable, FAMILIES, f"slow={slow}", "--out", str(out), "--plot",
                           str(plot)], cwd=REPO, capture_output=True, text=True, timeout=120, check=False)
     assert bad.returncode == 1 and bad.stderr.startswith("Error: run ") and "LABEL=RUN_DIR@SECONDS_PER_STEP" in bad.stderr
 
@@ -419,13 +410,13 @@ def test_fast_recipe_report_draws_beside_its_own_results_file_unless_told(tmp_pa
         (tmp_path / name / "metrics.jsonl").write_text(json.dumps({"step": 100, **evaluation}) + "\n")
         (tmp_path / name / "config.json").write_text(json.dumps({"seed": 0, "callbacks": {"evaluation": {"n": 1000}}}))
     out = tmp_path / "study.json"
-    done = subprocess.run([sys.executable, "benchmarks/fast_recipe.py", "report", str(tmp_path / "ref"),
+    done = subprocess.run([sys.executable, FAST_RECIPE, "report", str(tmp_path / "ref"),
                            str(tmp_path / "fast"), "--out", str(out)],
                           cwd=REPO, capture_output=True, text=True, timeout=300, check=False)
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "study.png").stat().st_size > 0 and f"wrote {tmp_path / 'study.png'}" in done.stdout
     assert shipped.read_bytes() == before
-    assert fast_recipe().default_plot(str(REPO / "benchmarks" / "results" / "fast_recipe.json")) == shipped
+    assert fast_recipe().default_plot(str(REPO / "research" / "results" / "fast_recipe.json")) == shipped
 
 
 @pytest.mark.slow
@@ -435,7 +426,7 @@ def test_family_speed_times_recipes_of_different_families_in_interleaved_rounds(
     path = [str(site), str(vae), *filter(None, [os.environ.get("PYTHONPATH")])]
     env = {**os.environ, "GENFRAME_DATA_DIR": str(data_dir), "PYTHONPATH": os.pathsep.join(path)}
     out = tmp_path / "speed.json"
-    done = subprocess.run([sys.executable, "benchmarks/family_speed.py", "ebm=ebm:examples/ebm_mnist_quick.toml",
+    done = subprocess.run([sys.executable, FAMILY_SPEED, "ebm=ebm:examples/ebm_mnist_quick.toml",
                            "vae=vae:examples/plugins/genframe-vae/vae_mnist.toml", "--set", "trainer.batch_size=16",
                            "--rounds", "2", "--warmup", "0", "--steps", "20", "--out", str(out)],
                           cwd=REPO, env=env, capture_output=True, text=True, timeout=300, check=False)
@@ -449,10 +440,10 @@ def test_family_speed_times_recipes_of_different_families_in_interleaved_rounds(
         assert 0 < result[label]["s_per_step"] < 30
     assert result["settings"]["overrides"] == ["trainer.batch_size=16"]
 
-    bad = subprocess.run([sys.executable, "benchmarks/family_speed.py", "vae:examples/plugins/genframe-vae/vae_mnist.toml"],
+    bad = subprocess.run([sys.executable, FAMILY_SPEED, "vae:examples/plugins/genframe-vae/vae_mnist.toml"],
                          cwd=REPO, capture_output=True, text=True, timeout=120, check=False)
     assert bad.returncode == 1 and bad.stderr.startswith("Error: ") and "LABEL=RECIPE:CONFIG" in bad.stderr
-    twice = subprocess.run([sys.executable, "benchmarks/family_speed.py", "a=ebm:examples/ebm_mnist_quick.toml",
+    twice = subprocess.run([sys.executable, FAMILY_SPEED, "a=ebm:examples/ebm_mnist_quick.toml",
                             "a=ebm:examples/ebm_mnist_quick.toml"], cwd=REPO, capture_output=True, text=True, timeout=120,
                            check=False)
     assert twice.returncode == 1 and twice.stderr.startswith("Error: label 'a' is used twice")

@@ -1,8 +1,8 @@
 """Every ``genframe ...`` command in the README's and docs' fenced blocks works as written.
 
 The commands run in order, file by file (README first), in a scratch directory where ``examples/`` is
-the repository's, so a later command finds the run an earlier one made (the README and docs/ share
-one; each example plugin's README has its own). A command whose trailing
+the repository's, so a later command finds the run an earlier one made (the README, docs/ and research/
+share one; each example plugin's README has its own). A command whose trailing
 comment starts with a marker cannot run here and is checked as far as it can be:
 
 - ``[long]``: more training than a test can wait for. ``genframe run`` is run with tiny overrides when
@@ -33,7 +33,8 @@ import genframe.config.sections
 from genframe.cli.main import cli
 
 MARKERS = ("long", "online", "cluster", "example")
-DOCS = [REPO / "README.md", *sorted((REPO / "docs").rglob("*.md")), *sorted((REPO / "examples").rglob("README.md"))]
+DOCS = [REPO / "README.md", *sorted((REPO / "docs").rglob("*.md")), *sorted((REPO / "research").rglob("*.md")),
+        *sorted((REPO / "examples").rglob("README.md"))]
 FENCE = re.compile(r"^```(\w*)\n(.*?)^```", re.S | re.M)
 COMMAND = re.compile(r"^((?:\w+=\S+\s+)*)(genframe|python -m genframe|torchrun\b.*?-m genframe)(?=\s|$)\s*(.*)$")
 # A tiny run: two steps on a few images, pictures from a few chains of a few steps.
@@ -45,7 +46,7 @@ TINY_RUN = ["trainer.max_steps=2", "trainer.batch_size=16", "data.limit=64", "tr
 @dataclass
 class DocCommand:
     where: str  # file:line
-    scratch: str  # the folder it runs in: one for the README and docs/ (they share runs), one per example
+    scratch: str  # the folder it runs in: one for the README, docs/ and research/ (they share runs), one per example
     env: dict[str, str]
     args: list[str]  # after "genframe"
     marker: str | None
@@ -85,7 +86,7 @@ def doc_commands() -> list[DocCommand]:
                     launcher = match.group(2)
                     number = first_line + _source_line(raw, offset)
                     relative = path.relative_to(REPO)
-                    scratch = "docs" if relative.parts[0] in ("README.md", "docs") else relative.parent.name
+                    scratch = "docs" if relative.parts[0] in ("README.md", "docs", "research") else relative.parent.name
                     commands.append(DocCommand(f"{relative}:{number}", scratch, env, shlex.split(match.group(3)),
                                                marker, launcher))
     return commands

@@ -21,7 +21,7 @@ from genframe.training.runsetup import drawn_generator
 from genframe.util.reproducible import reproducible_kernels
 
 MATCH_SAMPLES = 10000  # fresh samples a completion starts from the closest of (0: from the sampler's noise)
-MATCH_NEIGHBOURS = 8  # the mean of this many closest: their majority shape (86.9% against 85.2% for the closest)
+MATCH_NEIGHBOURS = 8  # the mean of this many closest: their majority shape completes more digits than the closest
 MATCH_STEPS = 3  # sampler steps after a matched start: they blend the seam, more drift away
 HIDDEN_SHOWN_AS = 0.0  # mid-grey in [-1, 1]: where the masked inputs in a picture are hidden
 
@@ -65,8 +65,8 @@ def matched_start(pool: torch.Tensor, images: torch.Tensor, known: torch.Tensor,
                   neighbours: int = MATCH_NEIGHBOURS) -> torch.Tensor:
     """For each image, the mean of the ``neighbours`` pool samples closest to it on its known pixels: a
     search of the model's samples for those that agree with what is known (why: the model's chains make
-    clean samples from noise, but with half an image held fixed they complete it with the wrong class
-    often, 60% right against 86% for this start; docs/using-the-energy.md)."""
+    clean samples from noise, but with half an image held fixed they often complete it with the wrong
+    class, far more often than from this start; docs/using-the-energy.md has the accuracies)."""
     return closest_on_known(pool, images, known, neighbours).mean(0)
 
 

@@ -47,7 +47,7 @@ def sample_to_files(
     under a temporary name in its folder and renamed into place once complete, so an interrupted run
     never leaves a partial file under the name. Any other name (``.pt`` included) is refused in one
     line rather than kept working through ``torch.save``: that needs every sample in memory at once,
-    so a file name would bring back the memory growth (2.7 GB at 300,000 samples) this removes.
+    so a file name would bring back the memory growth with ``n`` this removes (docs/performance.md).
 
     Every output path is checked before the model is loaded: a missing or unwritable folder is a
     :class:`RunError`, not a failure after all the sampling.

@@ -32,9 +32,9 @@ class SGLDConfig(Section):
     grad_clip: PositiveFloat = Field(0.03, description="Score gradients are clipped to +-grad_clip.")
     generate_steps: PositiveInt = Field(1000, description="Langevin steps when generating from uniform noise.")
     denoise_steps: PositiveInt = Field(
-        100, description="Langevin steps when cleaning noisy images (genframe denoise), a matter of the step size: "
-        "noise std 0.3, the reference recipe's small steps reach 26.0 dB after 100 (21.3 after 2), the fast "
-        "recipe's large ones 22.7 dB after 2 and 12.9 after 30, as more turn an image into another sample.")
+        100, description="Langevin steps when cleaning noisy images (genframe denoise). How many clean best depends "
+        "on the step size: small steps need many, large ones a few, since more of them turn an image into another "
+        "sample; see docs/using-the-energy.md (denoising).")
     impl: Literal["auto", "autograd", "fused", "native", "cudagraph"] = Field(
         "auto", description="SGLD implementation: auto = the fastest valid one (native on CPU for the Swish CNN, "
         "fused there without a C compiler, cudagraph on a CUDA GPU, autograd otherwise); autograd = reference "
@@ -44,8 +44,8 @@ class SGLDConfig(Section):
         None, description="CPU worker threads for the fast paths (chains split across them); default: torch's.")
     precision: Literal["fp32", "bf16"] = Field(
         "fp32", description="The convolutions' products in the native CPU kernel: fp32, or bf16 on a CPU with "
-        "AVX-512 BF16 dot products (1.7x the chains' speed on Zen 4; chains, accumulators and the update stay "
-        "fp32; a CPU without them, or another path, runs fp32 with one warning).")
+        "AVX-512 BF16 dot products (faster chains; chains, accumulators and the update stay fp32; a CPU without "
+        "them, or another path, runs fp32 with one warning); see docs/performance.md (bf16 chains on CPU).")
 
 
 class BufferConfig(Section):
@@ -71,7 +71,8 @@ class EBMTrainerConfig(TrainerConfig):
         "points of the Langevin flow, where otherwise chains pass through them; default 0: off.")
     r1_every: PositiveInt = Field(
         1, description="Apply the R1 penalty every this many steps, weighted by as many (lazy regularisation, "
-        "Karras et al. 2020): the double backward pass costs about a quarter of a fast-recipe step.")
+        "Karras et al. 2020): its double backward pass is a large part of a short-chain step, so doing it less "
+        "often saves most of that cost; see docs/performance.md (the R1 penalty).")
     score_limit: PositiveFloat = Field(
         1e4, description="A step whose |score| exceeds this counts as diverged (as do non-finite values)."
     )

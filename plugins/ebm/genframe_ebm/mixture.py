@@ -1,11 +1,12 @@
 """A mixture of recent snapshots of the energy net, to sample and evaluate with (the ``snapshot_mixture`` callback).
 
 Why: a short-run model's 30-step chains are tuned so finely to the weights that the class balance of
-its samples changes from one epoch to the next (fd 5.1, 13.1, 7.2 and 18.2 at four snapshots 468 steps
-apart, measured in a fast-recipe run), while a moving average of the weights samples badly, because the
-sampler is tuned to the weights themselves, not to their average. A mixture keeps each snapshot with
-its own sampler: the chains are split into K contiguous, nearly equal parts, part ``j`` following member
-``j``, so the samples are an equal mixture of the K members' samples and their class balances average out.
+its samples changes from one epoch to the next (in a fast-recipe run the fd of snapshots an epoch apart
+rose and fell several-fold; the figures are in research/reports/fast-recipe.md), while a moving average
+of the weights samples badly, because the sampler is tuned to the weights themselves, not to their
+average. A mixture keeps each snapshot with its own sampler: the chains are split into K contiguous,
+nearly equal parts, part ``j`` following member ``j``, so the samples are an equal mixture of the K
+members' samples and their class balances average out.
 
 The members are the last K - 1 snapshots, taken every ``callbacks.snapshot_mixture.every`` steps, and the trained
 net itself (the last member, shared, not copied). Before the first snapshots exist, the earlier members

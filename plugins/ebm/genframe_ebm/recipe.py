@@ -30,8 +30,9 @@ def activations_per_example(config: EBMConfig, example_shape: tuple[int, ...]) -
 
 def chain_bytes(config: EBMConfig, example_shape: tuple[int, ...]) -> int:
     """Bytes one chain (or training example) holds in a forward and backward pass: its own copies, and
-    the activations kept for the backward pass plus their gradients, of the same size (x2). Close to
-    what a CPU training step measures (batch 4000: estimated 1.0 GiB, measured 0.85 to 0.95 GiB)."""
+    the activations kept for the backward pass plus their gradients, of the same size (x2). A slight
+    overestimate of what a CPU training step measures, so a batch it lets through fits (the figures:
+    docs/run-directories.md, "Checked before any work")."""
     return FLOAT * (CHAIN_COPIES * math.prod(example_shape) + 2 * activations_per_example(config, example_shape))
 
 

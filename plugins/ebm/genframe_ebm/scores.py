@@ -6,7 +6,7 @@
   the digits' shapes better than the energy's value ranks them, and the net's features see shapes rather
   than pixels: on the fast recipe's model it told MNIST from Fashion-MNIST, constant images and upside-down
   digits best of all (on the reference recipe's, whose samples are poorer, the energy's own scores match it
-  on most sets: docs/reports/energy-study.md);
+  on most sets: research/reports/energy-study.md);
 - ``gradnorm``: -|d s / dx|, the score's steepness at x, one backward pass: the best of the energy alone. The
   fast recipe's R1 penalty trains the net to be flat at real images, and off the data the short-run chains
   leave it steep;
@@ -14,7 +14,7 @@
 - ``drop``: s(x) - s(x after 5 Langevin steps): a typical image gains little by moving.
 
 A snapshot mixture is scored by its trained net (its last member). The mixture's mean score and the
-score after 5 Langevin steps were measured too and did no better (docs/reports/energy-study.md).
+score after 5 Langevin steps were measured too and did no better (research/reports/energy-study.md).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from genframe import RunError
 from genframe_ebm.sampler import frozen
 
 RELAX_STEPS = 5  # Langevin steps of the drop score
-POOL_SIZE = 10000  # the nearest score's samples: 20000 did a little better on upside-down digits, at twice the cost
+POOL_SIZE = 10000  # the nearest score's samples: twice as many did only a little better (research/reports/energy-study.md)
 POOL_SEED, POOL_STREAM = 0, 23  # the pool is the same whatever the images and the generator of a call
 UNIT_SAMPLES = 2000  # samples whose nearest-neighbour distances set each layer's unit
 _POOLS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model -> (its state, SampleFeatures)

@@ -1,6 +1,6 @@
 """How often a two-process ``torchrun`` training run fails on its way out: repeat small runs and count.
 
-    GENFRAME_DATA_DIR=../shared/datasets python benchmarks/torchrun_exit.py [--rounds 50]
+    GENFRAME_DATA_DIR=../shared/datasets python research/scripts/torchrun_exit.py [--rounds 50]
 
 Each round trains a tiny EBM for 2 epochs in two gloo processes (the settings of
 ``tests/test_distributed.py``), then resumes it for 2 more, so a round is two ``torchrun`` launches.

@@ -1,7 +1,7 @@
 """What a trained model's energy is good for, measured: out-of-distribution detection by each of the recipe's
 scores, completion accuracy by mask and completion schedule, and denoising PSNR (docs/using-the-energy.md).
 
-    python benchmarks/energy_uses.py RUN_OR_CHECKPOINT [--n 10000] [--complete-n 2000] [--out results.json]
+    python research/scripts/energy_uses.py RUN_OR_CHECKPOINT [--n 10000] [--complete-n 2000] [--out results.json]
         [--parts ood,inpaint,denoise] [--scores gradnorm,score] [--schedules plain,match10000/avg8+3]
 
 OOD: the in-set is the MNIST test split, each out-set as many images (the test split's size by default).

@@ -1,7 +1,7 @@
 """Runs of any recipes on one ruler: their quality curves against minutes of training, one table, one plot.
 
-    python benchmarks/families.py "VAE=/work/runs/fa-vae@0.0478" "fast=/work/runs/fa-fast60@0.0734" \
-        --minutes 60 --out benchmarks/results/fashion_anchors.json --plot docs/images/fashion_curves.png
+    python research/scripts/families.py "VAE=/work/runs/fa-vae@0.0478" "fast=/work/runs/fa-fast60@0.0734" \
+        --minutes 60 --out research/results/fashion_anchors.json --plot docs/images/fashion_curves.png
 
 Each run is ``LABEL=RUN_DIR@SECONDS_PER_STEP``: its steps become minutes at that speed (measured with
 nothing else running, so runs that shared the machine keep their budget), counting the steps a divergence
@@ -17,7 +17,7 @@ import argparse
 import json
 from pathlib import Path
 
-from fast_recipe import at_budget, curve, print_curve, stable, training_n  # benchmarks/ is on sys.path
+from fast_recipe import at_budget, curve, print_curve, stable, training_n  # research/scripts/ is on sys.path
 
 from genframe.util.atomic import atomic_write_text
 from genframe.using.plot import plot_curves

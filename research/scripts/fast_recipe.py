@@ -1,10 +1,10 @@
 """The fast EBM recipe against the reference recipe: sample quality per minute of CPU training.
 
-    python benchmarks/fast_recipe.py speed                      # s/step of each recipe here (~3 minutes)
-    python benchmarks/fast_recipe.py train --minutes 60         # both recipes, N minutes' worth of steps each
-    python benchmarks/fast_recipe.py report RUN_REF RUN_FAST [RUN_FAST ...]   # table, stability, plot
-    python benchmarks/fast_recipe.py report benchmarks/results/fast_recipe.json:reference RUN_FAST   # an earlier curve
-    python benchmarks/fast_recipe.py seeds RUN_OR_CHECKPOINT [...] --seeds 1 2 3 4 5   # one model, many draws
+    python research/scripts/fast_recipe.py speed                      # s/step of each recipe here (~3 minutes)
+    python research/scripts/fast_recipe.py train --minutes 60         # both recipes, N minutes' worth of steps each
+    python research/scripts/fast_recipe.py report RUN_REF RUN_FAST [RUN_FAST ...]   # table, stability, plot
+    python research/scripts/fast_recipe.py report research/results/fast_recipe.json:reference RUN_FAST  # earlier curve
+    python research/scripts/fast_recipe.py seeds RUN_OR_CHECKPOINT [...] --seeds 1 2 3 4 5   # one model, many draws
 
 ``speed`` runs each recipe for a few hundred steps in this process, alternating in rounds, with all
 the machine's threads, and keeps the median seconds per step (nothing else may run meanwhile).
@@ -30,12 +30,19 @@ import json
 import os
 import re
 import statistics
+import sys
 import tempfile
 from collections.abc import Sequence
 from itertools import pairwise
 from pathlib import Path
 
 from genframe.util.openmp import spin_less
+
+# A script in research/scripts: the throughput benchmarks' helpers (benchmarks/sgld_throughput.py) are imported
+# from their folder, whatever the working directory.
+BENCHMARKS = str(Path(__file__).resolve().parents[2] / "benchmarks")
+if BENCHMARKS not in sys.path:
+    sys.path.insert(0, BENCHMARKS)
 
 spin_less()  # as the genframe command does, before torch loads
 import torch  # noqa: E402
@@ -44,11 +51,11 @@ import genframe  # noqa: E402
 from genframe.util.atomic import atomic_write_text  # noqa: E402
 from genframe.callbacks.evaluation import EvaluationSettings  # noqa: E402
 from genframe.using.plot import plot_curves, read_metrics  # noqa: E402
-from sgld_throughput import cpu_name  # noqa: E402 - run as a script, benchmarks/ is on sys.path
+from sgld_throughput import cpu_name  # noqa: E402 - from benchmarks/, put on sys.path above
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 RECIPES = {"reference": REPO / "examples" / "ebm_mnist.toml", "fast": REPO / "examples" / "ebm_mnist_fast.toml"}
-RESULTS = REPO / "benchmarks" / "results"
+RESULTS = REPO / "research" / "results"
 SPEED_JSON = RESULTS / "fast_recipe_speed.json"
 QUIET = ['logging.loggers=["jsonl"]', "logging.chain_n=0", "logging.sample_n=4", "logging.log_every=10"]
 NO_EVAL = ["callbacks.evaluation.every_epochs=null", "callbacks.evaluation.every_steps=null"]
@@ -326,7 +333,7 @@ def main() -> None:
     p = commands.add_parser("report")
     p.add_argument("runs", nargs="+", metavar="RUN", help="the reference run, then one or more fast runs; each a "
                    "run folder or RESULTS.json:NAME, a curve an earlier report wrote (e.g. "
-                   "benchmarks/results/fast_recipe.json:reference)")
+                   "research/results/fast_recipe.json:reference)")
     p.add_argument("--minutes", type=float, default=60)
     p.add_argument("--labels", nargs="+", metavar="LABEL",
                    help="names for the fast runs in the table and plot, in order (default: folder and seed)")

@@ -1,6 +1,6 @@
 """What generating from a mixture of snapshots costs against one net, with the fast recipe's settings.
 
-    python benchmarks/mixture_generation.py [--n 10000] [--members 1 8] [--rounds 3] [--out FILE.json]
+    python research/scripts/mixture_generation.py [--n 10000] [--members 1 8] [--rounds 3] [--out FILE.json]
 
 Builds the fast recipe's network (examples/ebm_mnist_fast.toml; random weights: the time of a
 Langevin step does not depend on them) as one net and as mixtures of ``--members`` nets, and generates
@@ -26,7 +26,7 @@ from genframe.util.atomic import atomic_write_text
 from genframe.using.generation import generate_in_chunks
 from genframe_ebm.mixture import SnapshotMixture
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 RECIPE = REPO / "examples" / "ebm_mnist_fast.toml"
 
 

@@ -3,7 +3,7 @@ subprocess and is judged handled when it ends with exactly one ``Error:`` line, 
 traceback (or, for a value that is merely unusual, trains and exits 0 or stops as diverged, exit 3,
 in one line). Anything else (a traceback, a hang, two errors, exit 0 for a refused input) is a fault.
 
-    python benchmarks/bad_inputs.py [--quick] [--out benchmarks/results/bad_inputs.json] [--match TEXT]
+    python research/scripts/bad_inputs.py [--quick] [--out research/results/bad_inputs.json] [--match TEXT]
 
 Besides the settings (every numeric setting with negative, infinite, not-a-number, huge and
 non-numeric values, under the real ebm recipe with tiny sizes), it tries checkpoints and run
@@ -169,7 +169,7 @@ def run_case(args: list[str]) -> subprocess.CompletedProcess | None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="three values per setting instead of five")
-    parser.add_argument("--out", default="benchmarks/results/bad_inputs.json")
+    parser.add_argument("--out", default=str(Path(__file__).resolve().parents[1] / "results" / "bad_inputs.json"))
     parser.add_argument("--match", action="append", help="only the cases whose name holds this text (repeatable; nothing is written)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="genframe-bad-inputs-") as folder:

@@ -1,8 +1,8 @@
 """Seconds per training step of any family's recipe, to put runs of different families on one ruler of minutes.
 
-    python benchmarks/family_speed.py "recipe=ebm:examples/ebm_fashion_fast.toml" \
+    python research/scripts/family_speed.py "recipe=ebm:examples/ebm_fashion_fast.toml" \
         "vae=vae:examples/plugins/genframe-vae/vae_mnist.toml" --set data.name=fashion_mnist \
-        --rounds 3 --steps 40 --out benchmarks/results/fashion_speed.json
+        --rounds 3 --steps 40 --out research/results/fashion_speed.json
 
 Each spec is ``LABEL=RECIPE:CONFIG``. The specs are timed in turn, round after round (a noisy machine slows
 every spec alike within a round), each for ``--warmup`` steps and then ``--steps`` more, with the machine's
@@ -20,12 +20,13 @@ import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+# research/scripts/ (fast_recipe) and benchmarks/ (sgld_throughput), whatever the working directory
+sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parents[2] / "benchmarks")]
 
 from genframe.util.openmp import spin_less
 
 spin_less()  # as the genframe command does, before torch loads
-from fast_recipe import seconds_per_step  # noqa: E402 - run as a script, benchmarks/ is on sys.path
+from fast_recipe import seconds_per_step  # noqa: E402 - research/scripts/ is on sys.path
 from genframe.util.atomic import atomic_write_text  # noqa: E402
 from sgld_throughput import machine  # noqa: E402
 

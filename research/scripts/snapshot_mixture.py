@@ -1,6 +1,6 @@
 """How much one model's quality jumps between nearby checkpoints, and how much a mixture of them does.
 
-    python benchmarks/snapshot_mixture.py CHECKPOINT... [--n 10000] [--mix 2 4] [--members 1 4]
+    python research/scripts/snapshot_mixture.py CHECKPOINT... [--n 10000] [--mix 2 4] [--members 1 4]
                                           [--from-step A] [--to-step B]
 
 For each checkpoint (sorted by step, one per step), generates ``--n`` samples with the recipe's own

@@ -3,8 +3,8 @@ ebm` and `genframe plugins`, each a fresh process, against two references measur
 the bare interpreter (`python -c pass`) and `python -c "import torch"` (what any command that imports
 torch costs at least).
 
-    python benchmarks/cli_startup.py                       # 5 rounds, this checkout
-    python benchmarks/cli_startup.py --before /tmp/old     # also a checkout of an older commit, interleaved
+    python research/scripts/cli_startup.py                       # 5 rounds, this checkout
+    python research/scripts/cli_startup.py --before /tmp/old     # also a checkout of an older commit, interleaved
 
 With --before, the older checkout's `genframe` and `plugins/ebm` are put first on PYTHONPATH, so its code
 answers through the same installed entry points. Rounds interleave every variant (the machine is noisy);
@@ -26,7 +26,7 @@ from pathlib import Path
 COMMANDS = {"--help": ["--help"], "run --help": ["run", "--help"], "config show ebm": ["config", "show", "ebm"],
             "plugins": ["plugins"]}
 REFERENCES = {"python -c pass": ["-c", "pass"], "python -c 'import torch'": ["-c", "import torch"]}
-DEFAULT_OUT = Path(__file__).parent / "results" / "cli_startup.json"
+DEFAULT_OUT = Path(__file__).resolve().parents[1] / "results" / "cli_startup.json"
 
 
 def timed(args: list[str], env: dict[str, str]) -> float:

@@ -3,8 +3,8 @@ callbacks on: divergence guard with a limit, settle gate, snapshot mixture, keep
 schedule idle) against a plain loop calling the same recipe's ``train_step`` on the same batches, in
 one process, interleaved in rounds.
 
-    python benchmarks/loop_overhead.py                       # 3 rounds of 150 steps (a few minutes)
-    python benchmarks/loop_overhead.py --rounds 1 --steps 20  # smoke run
+    python research/scripts/loop_overhead.py                       # 3 rounds of 150 steps (a few minutes)
+    python research/scripts/loop_overhead.py --rounds 1 --steps 20  # smoke run
 
 The loop's time per step is read from its own metrics.jsonl (the time between the first and the last
 logged record, no start-up, no final pictures); the plain loop is timed around its steps. Run it on
@@ -27,7 +27,7 @@ import torch
 import genframe
 from genframe.training.runsetup import build_dataset, epoch_permutation
 
-DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "loop_overhead.json"
+DEFAULT_OUT = Path(__file__).resolve().parents[1] / "results" / "loop_overhead.json"
 LOG_EVERY = 10
 
 

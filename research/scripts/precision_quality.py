@@ -1,8 +1,8 @@
 """Does bf16 sampling change what a trained model generates? The fd of the same model's samples with fp32 and
 bf16 chains, each over several generation seeds, against the spread of the fd from seed to seed.
 
-    python benchmarks/precision_quality.py RUN [RUN ...]                 # seeds 1-5, 10000 samples each
-    python benchmarks/precision_quality.py RUN --seeds 1 2 --n 500       # smoke run
+    python research/scripts/precision_quality.py RUN [RUN ...]                 # seeds 1-5, 10000 samples each
+    python research/scripts/precision_quality.py RUN --seeds 1 2 --n 500       # smoke run
 
 The model, its sampler settings and the ruler are the run's own (as ``genframe eval`` uses them), only
 ``sampler.precision`` differs; the draws interleave (seed 1 fp32, seed 1 bf16, ...). bf16 chains draw their
@@ -27,7 +27,7 @@ from genframe.using.generation import generate_in_chunks
 from genframe.plugins.host import get_host
 from genframe.plugins.recipes import get_recipe
 
-DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "precision_quality.json"
+DEFAULT_OUT = Path(__file__).resolve().parents[1] / "results" / "precision_quality.json"
 PRECISIONS = ("fp32", "bf16")
 
 
