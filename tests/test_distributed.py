@@ -80,7 +80,7 @@ def test_two_processes_train_one_model_and_only_rank_zero_writes(data_dir, tmp_p
         assert torch.equal(tensor, rank1["state"][name]), name
     assert len(rank0["loggers"]) == 3 and rank1["loggers"] == []  # only rank 0 logs
     # Rank 1 leaves only after rank 0 is done: one that tore down gloo and exited while rank 0 still
-    # worked aborted now and then (benchmarks/torchrun_exit.py)
+    # worked aborted now and then (research/scripts/torchrun_exit.py)
     assert float((probe / "exit1").read_text()) >= float((probe / "done0").read_text())
     # 128 images / 2 processes / batch 16 = 4 steps per epoch; each step logged once, by rank 0
     steps = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()

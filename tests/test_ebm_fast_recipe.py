@@ -64,7 +64,7 @@ def test_fast_recipe_file_is_short_run_training_with_matching_generation():
     assert fast.callbacks.table("evaluation")["every_steps"] and fast.trainer.lr == 1e-3
     assert fast.trainer.r1 > 0 and fast.trainer.r1_every > 1  # the penalty that damps its swings, lazily
     assert fast.trainer.lr_decay_steps == fast.trainer.max_steps  # the decay spans the whole run
-    assert fast.sampler.precision == "bf16"  # chains 1.6x faster per step, the same samples (docs/reports)
+    assert fast.sampler.precision == "bf16"  # chains 1.6x faster per step, the same samples (research/reports/fast-recipe.md)
     # generation from the net and 7 snapshots, no moving average
     assert "snapshot_mixture" in fast.callbacks.use and "ema" not in fast.callbacks.use
     assert fast.callbacks.table("snapshot_mixture")["members"] == 8

@@ -18,6 +18,7 @@ if TYPE_CHECKING:  # pragma: no cover
     import torch
 
     from genframe.config.sections import RecipeConfig
+    from genframe.plugins.registry import Registry
 
 
 #: ``fn(model, sampler, images, generator) -> scores``: see :meth:`Recipe.score_functions`.
@@ -281,7 +282,7 @@ class Recipe(ABC):
         float per image. Default none: those commands refuse the recipe in one line."""
         return {}
 
-    def quality_metric(self, config: RecipeConfig, registry: Any) -> Callable[[torch.Tensor], dict[str, float]] | None:
+    def quality_metric(self, config: RecipeConfig, registry: Registry) -> Callable[[torch.Tensor], dict[str, float]] | None:
         """This recipe's own measure of sample quality: a callable taking (N, ...) samples and returning
         named numbers, used by ``genframe eval`` and the evaluations during training (``config``: the
         run's, or the recipe's defaults with the run's data section). It may also have an ``anchors(n)``

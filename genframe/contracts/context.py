@@ -1,6 +1,7 @@
 """What hooks and callbacks see of a run (``RunContext``) and what ``train`` returns (``RunResult``).
 
-A leaf module: it imports nothing from genframe, so any module may import it without a cycle.
+A leaf module: it imports nothing from genframe at run time (the types below are for type checkers), so
+any module may import it without a cycle.
 """
 
 from __future__ import annotations
@@ -8,7 +9,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # names for type checkers only: importing them here would make a circle
+    import torch
+
+    from genframe.config.sections import RecipeConfig
+    from genframe.contracts.components import Recipe, Sampler, Trainer
+    from genframe.plugins.registry import Registry
 
 
 @dataclass
@@ -17,8 +25,8 @@ class RunContext:
 
     run_dir: Path
     recipe_name: str
-    config: Any  # the resolved RecipeConfig
-    device: Any  # torch.device
+    config: RecipeConfig  # as resolved: every value the run uses
+    device: torch.device
     steps_per_epoch: int
     total_steps: int
     step: int = 0
@@ -30,15 +38,15 @@ class RunContext:
     world_size: int = 1
     extra: dict[str, Any] = field(default_factory=dict)  # loggers keep resumable ids here
     purpose: str = "train"  # "eval": a standalone evaluation reporting into the run's loggers
-    model: Any = None  # the network being trained
-    sampler: Any = None  # the recipe's Sampler
-    trainer: Any = None  # the recipe's Trainer
-    recipe: Any = None  # the Recipe object
-    registry: Any = None  # components by kind and name (datasets, for evaluations)
+    model: torch.nn.Module | None = None  # the network being trained
+    sampler: Sampler | None = None
+    trainer: Trainer | None = None
+    recipe: Recipe | None = None
+    registry: Registry | None = None  # components by kind and name (datasets, for evaluations)
     position: dict[str, Any] = field(default_factory=dict)  # the loop's saved counters (RunState.loop)
     end_of_epoch: bool = False  # the step just done ended an epoch
     finished_early: bool = False  # a callback ended the run on its last good checkpoint
-    sampling_model: Callable[[], Any] | None = None  # the network to sample and evaluate with
+    sampling_model: Callable[[], torch.nn.Module] | None = None  # the network to sample and evaluate with
 
     @property
     def is_main(self) -> bool:

@@ -26,11 +26,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
 
 from genframe.contracts.context import RunContext
+
+if TYPE_CHECKING:  # for type checkers only: the contracts import no torch and no config at run time
+    import torch
+
+    from genframe.config.sections import RecipeConfig
 
 
 class NoSettings(BaseModel):
@@ -179,7 +184,7 @@ class Callback(Listener):
     observer: ClassVar[bool] = False
 
     @classmethod
-    def check_settings(cls, settings: BaseModel, config: Any) -> str | None:
+    def check_settings(cls, settings: BaseModel, config: RecipeConfig) -> str | None:
         """A problem with ``settings`` that depends on the rest of the resolved config (e.g. on another
         callback's table, ``config.callbacks.table(name)``), as one line; None when there is none.
         Called when the config is resolved, before a run starts."""
@@ -190,7 +195,7 @@ class Callback(Listener):
         self.run = run
 
     # --- what the callback supplies ---------------------------------------------------------------
-    def sampling_model(self) -> Any:
+    def sampling_model(self) -> torch.nn.Module | None:
         """The network to sample and evaluate with instead of the trained one (e.g. averaged weights), or
         None. Its weights are kept in checkpoints as ``sampling_model`` for ``genframe sample`` and ``eval``."""
         return None
@@ -217,7 +222,7 @@ class Logger(Listener):
         self.run = run
 
     @classmethod
-    def check(cls, config: Any) -> None:
+    def check(cls, config: RecipeConfig) -> None:
         """Raise a one-line ``GenframeError`` if this logger cannot work with ``config`` (its package is not
         installed, a setting is unusable); called before any work starts, so a run never fails later
         for it. Default: nothing to check."""

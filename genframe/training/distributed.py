@@ -41,7 +41,7 @@ SINGLE = World()
 
 # How long a collective may wait before gloo/NCCL give up. The processes wait in one while rank 0
 # alone evaluates or draws the end-of-run pictures: 10000 samples take about 20 s to a few minutes on
-# a CPU (docs/reports/fast-recipe.md), longer chains or larger n many times that. Stalled and dead
+# a CPU (research/reports/fast-recipe.md), longer chains or larger n many times that. Stalled and dead
 # processes are noticed by the heartbeat (trainer.peer_timeout, genframe.training.heartbeat), so this is only
 # the backstop should the heartbeat itself fail: long enough for any evaluation a run asks for.
 COLLECTIVE_TIMEOUT = datetime.timedelta(hours=6)

@@ -262,7 +262,7 @@ class TrainingRun:
             # Leave together: a process that tears down gloo and exits while rank 0 is still writing
             # its last checkpoint now and then aborts at interpreter exit ("terminate called without
             # an active exception": 2 of 41 two-process launches here; 0 of 100 with this barrier;
-            # benchmarks/torchrun_exit.py). Only on success: after an error the other processes may
+            # research/scripts/torchrun_exit.py). Only on success: after an error the other processes may
             # be in another collective, or gone.
             barrier(self.world)
             self._stop_heartbeat(None)
