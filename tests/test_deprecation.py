@@ -53,3 +53,15 @@ def test_a_plugin_uses_the_same_helper_for_its_own_moved_modules():
     assert out[0].startswith("genframe_ebm.backends.")
     assert out[1].startswith("GenframeDeprecationWarning importing genframe_ebm.fastpath is deprecated since "
                              "genframe 0.2 and goes in 0.4")
+
+
+def test_a_renamed_setting_is_read_under_its_new_name_with_a_warning(monkeypatch):
+    from genframe_ebm.config import EBMConfig
+
+    from genframe.config.sections import build_config
+
+    monkeypatch.setattr(EBMConfig, "renamed_settings", {"trainer.learning_rate": ("trainer.lr", "0.2", "0.4")})
+    with pytest.warns(genframe.GenframeDeprecationWarning, match=r"the setting trainer.learning_rate is deprecated "
+                                                                 r"since genframe 0.2 and goes in 0.4: write trainer.lr"):
+        config = build_config(EBMConfig, overrides=["trainer.learning_rate=0.003"])
+    assert config.trainer.lr == 0.003

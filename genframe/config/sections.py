@@ -17,6 +17,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, ValidationError, field_validator
 
 from genframe.contracts.errors import ConfigError
+from genframe.util.deprecation import move_setting
 
 
 class Section(BaseModel):
@@ -140,6 +141,9 @@ class RecipeConfig(Section):
     logging: LoggingConfig = LoggingConfig()
     callbacks: CallbacksConfig = CallbacksConfig()
 
+    #: Settings read under a new name for a while (docs/compatibility.md): ``{"old.key": ("new.key", since,
+    #: until)}``, each read with a deprecation warning. A recipe's config adds its own to the core's.
+    renamed_settings: ClassVar[dict[str, tuple[str, str, str]]] = {}
     #: Callbacks every run of this recipe has unless ``callbacks.disable`` names them, in call order.
     default_callbacks: ClassVar[tuple[str, ...]] = ("divergence_guard", "evaluation", "keep_best")
     #: The recipe's own defaults for callbacks' settings (a user's table overrides them key by key),
@@ -263,7 +267,12 @@ def format_validation_error(error: ValidationError, model: type[BaseModel], pref
 
 
 def validate_config(model: type[RecipeConfig], data: Mapping[str, Any]) -> RecipeConfig:
-    """Build ``model`` from plain data, or raise a one-line :class:`ConfigError`."""
+    """Build ``model`` from plain data (settings renamed a while ago read under their new names, each with a
+    deprecation warning), or raise a one-line :class:`ConfigError`."""
+    if model.renamed_settings:
+        data = copy.deepcopy(dict(data))
+        for old, (new, since, until) in model.renamed_settings.items():
+            move_setting(data, old, new, since=since, until=until)
     try:
         return model.model_validate(data)
     except ValidationError as exc:

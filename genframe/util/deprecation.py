@@ -88,3 +88,24 @@ def moved_modules(moves: dict[str, str], *, since: str, until: str, current: str
     # first: a moved package's old name has the new package's __path__, where the path finder would load
     # a second copy of each submodule under the old name
     sys.meta_path.insert(0, _MovedModuleFinder(dict(moves), since, until, current))
+
+
+def move_setting(data: dict[str, Any], old: str, new: str, *, since: str, until: str,
+                 current: str | None = None) -> bool:
+    """Read dotted setting ``old`` of plain config ``data`` as ``new`` (unless ``new`` is set too), with a
+    deprecation warning; True if it was there. For a config's ``renamed_settings`` table."""
+    *parents, leaf = old.split(".")
+    node: Any = data
+    for part in parents:
+        node = node.get(part) if isinstance(node, dict) else None
+    if not isinstance(node, dict) or leaf not in node:
+        return False
+    value = node.pop(leaf)
+    deprecate(f"the setting {old}", since=since, until=until, current=current, instead=f"write {new}",
+              stacklevel=3)
+    target = data
+    *new_parents, new_leaf = new.split(".")
+    for part in new_parents:
+        target = target.setdefault(part, {})
+    target.setdefault(new_leaf, value)
+    return True
