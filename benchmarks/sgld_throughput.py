@@ -37,10 +37,10 @@ import time
 from pathlib import Path
 
 import torch
-
-from genframe_ebm import native
+from genframe_ebm.backends import native
 from genframe_ebm.energy import SwishEnergyNet
 from genframe_ebm.sampler import SGLDSampler
+
 
 def flop_per_image_step(model, shape) -> float:
     """The forward pass's FLOPs, twice (forward + input gradient): 3.42 MFLOP at 1x32x32."""
@@ -185,8 +185,7 @@ def main() -> None:
                     + ("" if precision == "fp32" else f"-{precision}"))
             with kernel_lanes(lanes):
                 example = torch.zeros(args.batch_sizes[0], *shape)
-                fast = sampler.fast_chains(model, example)
-                kernels = None if fast is None else fast.kernels
+                kernels = getattr(sampler.backend(model, example), "kernels", None)  # the native backend's
                 ran_as[f"{name} {'x'.join(map(str, shape))}"] = (sampler.implementation(model, example) + (
                     "" if kernels is None else f" ({kernels.spec.lanes} lanes)"))
             variants[name] = genframe_runner(sampler, model, lanes)

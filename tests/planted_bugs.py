@@ -29,11 +29,11 @@ BUGS = {
                           "alpha=step_size).clamp_(-1.0, 1.0)",
                           "        return x.detach().add_(grad.clamp_(-self.grad_clip, 2 * self.grad_clip), "
                           "alpha=step_size).clamp_(-1.0, 1.0)"),
-    "sampler: fused": ("plugins/ebm/genframe_ebm/swish_plan.py",
+    "sampler: fused": ("plugins/ebm/genframe_ebm/backends/swish_plan.py",
                        "            g = silu_backward_(g, pre[offset])  "
                        "# g is always a fresh temporary here: overwrite it",
                        "            g = silu_backward_(g, pre[offset] * 1.01)"),
-    "sampler: native (this CPU's and AVX2 builds)": ("plugins/ebm/genframe_ebm/native_src.py",
+    "sampler: native (this CPU's and AVX2 builds)": ("plugins/ebm/genframe_ebm/backends/native_src.py",
                                                      "    st(d, s * (1.0f + z * (1.0f - s)));",
                                                      "    st(d, s * (1.0f + z * (1.0f - s)) * 1.01f);"),
     "CLI error line": ("genframe/cli/main.py", "            error = click.ClickException(str(exc))",

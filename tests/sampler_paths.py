@@ -13,7 +13,7 @@ import shutil
 
 import pytest
 import torch
-from genframe_ebm import native
+from genframe_ebm.backends import native
 
 PATHS = ("autograd", "fused", "native", "native-avx2", "native-avx512", "native-bf16", "cudagraph")
 

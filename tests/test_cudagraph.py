@@ -6,9 +6,11 @@ from __future__ import annotations
 import pytest
 import torch
 from conftest import TINY
-from genframe_ebm.cudagraph import GraphedBlock, block_plan, sgld_block
+from genframe_ebm.backends import select
+from genframe_ebm.backends.autograd import frozen
+from genframe_ebm.backends.cudagraph import GraphedBlock, block_plan, sgld_block
 from genframe_ebm.energy import SwishEnergyNet
-from genframe_ebm.sampler import SGLDSampler, frozen
+from genframe_ebm.sampler import SGLDSampler
 from sampler_paths import on_path
 
 import genframe
@@ -62,7 +64,7 @@ def test_graph_replay_gives_the_eager_chain_from_the_same_seed():
     with reproducible_kernels():  # as genframe samples: without it, atomics in cuDNN make replays differ
         first = again.sample(model, init, generator=torch.Generator(device="cuda").manual_seed(3)).images
         second = again.sample(model, init, generator=torch.Generator(device="cuda").manual_seed(3)).images
-    assert torch.equal(first, second) and len(again.graphs.blocks) == 1
+    assert torch.equal(first, second) and len(again.backends.graphs.blocks) == 1
 
 
 @needs_cuda
@@ -82,9 +84,9 @@ def test_cuda_training_resumes_exactly_and_its_checkpoint_samples_on_cpu(tmp_pat
 class GraphFailure:
     """Makes the CUDA-graph path run on CPU tensors (``uses_cuda_graph`` says yes) and fail as asked."""
 
-    def __init__(self, monkeypatch, sampler: SGLDSampler, fail_in: str) -> None:
+    def __init__(self, monkeypatch, fail_in: str) -> None:
         self.tries = 0
-        monkeypatch.setattr(sampler, "uses_cuda_graph", lambda model, init, keep_every=None: True)
+        monkeypatch.setattr(select, "uses_cuda_graph", lambda impl, init, keep_every: True)
         capture = self.capture if fail_in == "capture" else self.fake_capture
         # plain functions, so that the block is passed as the first argument (bound methods are not rebound)
         monkeypatch.setattr(GraphedBlock, "__init__", lambda block, *args: capture(block, *args))
@@ -115,7 +117,7 @@ def test_a_failing_cuda_graph_falls_back_to_the_eager_loop_with_one_warning(monk
     want = [eager.sample(model, init, generator=torch.Generator().manual_seed(seed)).images for seed in (2, 3)]
 
     sampler = SGLDSampler(impl="auto", steps=70)
-    failure = GraphFailure(monkeypatch, sampler, fail_in)
+    failure = GraphFailure(monkeypatch, fail_in)
     with pytest.warns(UserWarning) as caught:
         got = [sampler.sample(model, init, generator=torch.Generator().manual_seed(seed)).images for seed in (2, 3)]
     assert all(torch.equal(a, b) for a, b in zip(got, want))  # the eager chains, noise and all
@@ -126,12 +128,12 @@ def test_a_failing_cuda_graph_falls_back_to_the_eager_loop_with_one_warning(monk
     assert f"CUDA graph sampling failed (RuntimeError: CUDA error: {reason}" in message and "\n" not in message
     assert len(message) < 500  # the error is shortened
     assert "genframe plugins" in message and "sampler.impl=autograd" in message
-    assert sampler.graphs.blocks == {} and sampler.implementation(model, init) == "autograd"
+    assert sampler.backends.graphs.blocks == {} and sampler.implementation(model, init) == "autograd"
 
 
 def test_out_of_memory_in_a_graph_is_raised_for_a_smaller_chunk_not_a_fallback(monkeypatch):
     sampler = SGLDSampler(impl="auto", steps=3)
-    monkeypatch.setattr(sampler, "uses_cuda_graph", lambda model, init, keep_every=None: True)
+    monkeypatch.setattr(select, "uses_cuda_graph", lambda impl, init, keep_every: True)
 
     def out_of_memory(*args, **kwargs):
         raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
@@ -139,7 +141,7 @@ def test_out_of_memory_in_a_graph_is_raised_for_a_smaller_chunk_not_a_fallback(m
     monkeypatch.setattr(GraphedBlock, "__init__", out_of_memory)
     with pytest.raises(torch.cuda.OutOfMemoryError):
         sampler.sample(SwishEnergyNet(), torch.zeros((2, 1, 32, 32)))
-    assert sampler.graph_failure is None  # graphs stay on: generate_in_chunks retries smaller
+    assert sampler.backends.graphs.failure is None  # graphs stay on: generate_in_chunks retries smaller
 
 
 def test_reproducible_kernels_are_scoped_to_genframe_work():

@@ -15,7 +15,7 @@ import re
 import pytest
 import torch
 from conftest import TINY
-from genframe_ebm import native, native_src
+from genframe_ebm.backends import native, native_src
 from genframe_ebm.energy import SwishEnergyNet
 from genframe_ebm.sampler import SGLDSampler
 from sampler_paths import path_marks
@@ -64,7 +64,7 @@ def test_one_step_is_the_autograd_gradient(lanes, arch):
     want = torch.autograd.grad(model(probe).sum(), probe)[0]
     step = 0.25 / float(want.abs().max())
     out, sampler = sample("native", model, x, 1, step_size=step, noise=0.0, grad_clip=1e9)
-    spec = sampler.fast_chains(model, x).kernels.spec
+    spec = sampler.backend(model, x).kernels.spec
     assert spec.lanes == lanes and f"-march=x86-64-v{3 if lanes == 8 else 4}" in spec.flags()
     torch.testing.assert_close((out - x) / step, want, rtol=1e-3, atol=2e-4 * float(want.abs().max()))
 

@@ -16,11 +16,10 @@ import warnings
 
 import pytest
 import torch
-from genframe_ebm import native
-from genframe_ebm import sampler as sampler_module
+from genframe_ebm.backends import native, select
+from genframe_ebm.backends.swish_plan import SwishPlan
 from genframe_ebm.energy import SwishEnergyNet
 from genframe_ebm.sampler import SGLDSampler
-from genframe_ebm.swish_plan import SwishPlan
 from sampler_paths import on_path
 from torch import nn
 
@@ -63,7 +62,7 @@ def test_bf16_gradient_is_the_fp32_gradient_within_bf16_rounding(arch):
     x = (torch.rand((16, 1, size, size), generator=torch.Generator().manual_seed(1)) * 2 - 1) * 0.8
     exact = autograd_gradient(net, x)
     fp32, bf16 = kernel_gradient(net, x, "fp32"), kernel_gradient(net, x, "bf16")
-    relative = lambda g: float((g - exact).norm() / exact.norm())  # noqa: E731
+    relative = lambda g: float((g - exact).norm() / exact.norm())
     assert relative(fp32) < 1e-4  # the fp32 kernel: float rounding only
     assert 1e-3 < relative(bf16) < 0.02  # bf16 products are really used, and within bf16's rounding
     assert float((bf16.sign() == exact.sign()).float().mean()) > 0.99
@@ -76,7 +75,7 @@ def test_bf16_chains_stay_closer_to_fp32_than_another_noise_draw():
 
     def chains(precision: str, seed: int, noise: float = FAST["noise"]) -> torch.Tensor:
         sampler = SGLDSampler(**{**FAST, "noise": noise}, impl="native", precision=precision)
-        assert sampler.fast_chains(net, init).kernels.spec.precision == precision
+        assert sampler.backend(net, init).kernels.spec.precision == precision
         return sampler.sample(net, init, 30, generator=torch.Generator().manual_seed(seed)).images
 
     assert SGLDSampler(impl="native", precision="bf16").implementation(net, init) == "native-bf16"
@@ -126,7 +125,7 @@ def test_bf16_chains_take_one_draw_of_the_generator_per_call():
 @on_path("native")  # fp32 chains on the native kernel: skipped where a forced target cannot build
 def test_without_bf16_the_chains_run_fp32_after_one_warning(monkeypatch):
     monkeypatch.setattr(native, "cpu_has_bf16", lambda: False)
-    monkeypatch.setattr(sampler_module, "_told_fp32", set())
+    monkeypatch.setattr(select, "_told_fp32", set())
     net = make_net()
     init = torch.rand((8, 1, 32, 32), generator=torch.Generator().manual_seed(3)) * 2 - 1
     sampler = SGLDSampler(**FAST, impl="native", precision="bf16")
@@ -141,7 +140,7 @@ def test_without_bf16_the_chains_run_fp32_after_one_warning(monkeypatch):
 
 
 def test_bf16_on_a_path_without_it_says_so_once(monkeypatch):
-    monkeypatch.setattr(sampler_module, "_told_fp32", set())
+    monkeypatch.setattr(select, "_told_fp32", set())
     net = make_net()
     init = torch.rand((4, 1, 32, 32)) * 2 - 1
     sampler = SGLDSampler(impl="autograd", precision="bf16")

@@ -11,10 +11,10 @@ import warnings
 
 import pytest
 import torch
-from genframe_ebm import native
+from genframe_ebm.backends import native
+from genframe_ebm.backends.swish_plan import SwishPlan
 from genframe_ebm.energy import SwishEnergyNet
 from genframe_ebm.sampler import SGLDSampler
-from genframe_ebm.swish_plan import SwishPlan
 from sampler_paths import on_path, path_marks
 from torch import nn
 
@@ -189,29 +189,29 @@ def test_bad_impl_is_a_clear_error():
 def test_a_failing_worker_raises_instead_of_hanging(monkeypatch):
     import threading
 
-    from genframe_ebm.fastpath import FastChains
+    from genframe_ebm.backends.threaded import ThreadedChains
 
-    original = FastChains.run_chunk
+    original = ThreadedChains.run_chunk
 
     def flaky(self, x, noise, t0, snapshot):
         if t0 > 0 and threading.current_thread().name.endswith("_0"):  # one worker fails in a later block
             raise RuntimeError("boom")
         return original(self, x, noise, t0, snapshot)
 
-    monkeypatch.setattr(FastChains, "run_chunk", flaky)
+    monkeypatch.setattr(ThreadedChains, "run_chunk", flaky)
     model = make_net()
     init = torch.rand((16, 1, 32, 32), generator=torch.Generator().manual_seed(0)) * 2 - 1
     sampler = SGLDSampler(threads=2)
     with pytest.raises(RuntimeError, match="boom"):
         sampler.sample(model, init, 40)
-    monkeypatch.setattr(FastChains, "run_chunk", original)
+    monkeypatch.setattr(ThreadedChains, "run_chunk", original)
     assert sampler.sample(model, init, 5).images.shape == init.shape  # the pool still works afterwards
 
 
 def test_a_shape_the_native_kernel_does_not_cover_is_named_once_with_its_cost(monkeypatch):
-    from genframe_ebm import sampler as sampler_module
+    from genframe_ebm.backends import select
 
-    monkeypatch.setattr(sampler_module, "_told", set())
+    monkeypatch.setattr(select, "_told", set())
     model = make_net(in_channels=3)
     init = torch.rand((4, 3, 32, 32)) * 2 - 1
     with pytest.warns(UserWarning, match=r"3x32x32 images run the ATen path .* measured 2.8x slower"):
@@ -223,13 +223,13 @@ def test_a_shape_the_native_kernel_does_not_cover_is_named_once_with_its_cost(mo
 
 @on_path("native")
 def test_chains_use_as_many_workers_as_torch_has_threads(monkeypatch):
-    from genframe_ebm import fastpath
+    from genframe_ebm.backends import threaded
 
-    if not fastpath.threads_available():
+    if not threaded.threads_available():
         pytest.skip("torch without OpenMP runs one chunk")
     sizes = []
-    original = fastpath.worker_pool
-    monkeypatch.setattr(fastpath, "worker_pool", lambda size: sizes.append(size) or original(size))
+    original = threaded.worker_pool
+    monkeypatch.setattr(threaded, "worker_pool", lambda size: sizes.append(size) or original(size))
     model = make_net()
     init = torch.rand((64, 1, 32, 32), generator=torch.Generator().manual_seed(0)) * 2 - 1
     keep = torch.get_num_threads()  # other tests may have left it at 1
@@ -240,3 +240,15 @@ def test_chains_use_as_many_workers_as_torch_has_threads(monkeypatch):
         assert torch.get_num_threads() == 2  # the caller's count is back afterwards
     finally:
         torch.set_num_threads(keep)
+
+
+def test_an_old_module_path_still_imports_with_a_deprecation_warning(monkeypatch):
+    import importlib
+    import sys
+
+    import genframe
+
+    monkeypatch.delitem(sys.modules, "genframe_ebm.native", raising=False)  # a fresh import, whatever ran before
+    with pytest.warns(genframe.GenframeDeprecationWarning, match="genframe_ebm.native .* genframe_ebm.backends.native"):
+        old = importlib.import_module("genframe_ebm.native")
+    assert old is native and old.load is native.load

@@ -1,5 +1,5 @@
-"""Native CPU SGLD step for the Swish CNN: C generated for the net's shape (native_src.py), compiled on
-first use, called through ctypes.
+"""The ``native`` backend: the whole SGLD step for the Swish CNN as C generated for the net's shape
+(native_src.py), compiled on first use, called through ctypes, the chains on worker threads (threaded.py).
 
 Why: with the ops of PyTorch, the one-channel first conv and above all its input gradient (a
 16-to-1-channel transposed conv) run far below the machine's FMA rate in oneDNN (at batch 128 they
@@ -11,7 +11,7 @@ image in cache, with noise, SiLU, SiLU', clipping and the update fused in.
 The C source is specialised to one net shape, compiled with the system C compiler (``$CC`` or
 ``cc``) into a per-user cache keyed by the source, flags and CPU, and loaded with ctypes (which
 releases the GIL, so sampler threads run the kernels in parallel). Without a compiler, or if the
-build fails, ``load`` warns once and returns None and the sampler uses ATen ops instead.
+build fails, ``load`` warns once and returns None and the sampler uses the fused backend instead.
 
 The build targets this CPU (``-march=native``, its own vector width). ``GENFRAME_NATIVE_TARGET``
 forces a portable one instead: ``avx2`` (8 lanes, ``-march=x86-64-v3``) or ``avx512`` (16 lanes,
@@ -35,8 +35,11 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
+
 from genframe import ConfigError
-from genframe_ebm import native_src
+from genframe_ebm.backends import native_src
+from genframe_ebm.backends.threaded import ThreadedBackend
 
 _FLAGS = ["-fno-math-errno", "-shared", "-fPIC", "-std=gnu11"]  # after -O3 and the target's -march
 TARGET_ENV = "GENFRAME_NATIVE_TARGET"
@@ -265,3 +268,35 @@ def load(spec: NativeSpec, required: bool = False, quiet: bool = False) -> Nativ
             raise ConfigError(f"{message}; unset {TARGET_ENV}, or set it to a target this CPU runs")
         raise RuntimeError(message)
     return kernels
+
+
+class NativeStep:
+    """One SGLD step on a chunk of chains as one call of the kernels (a ``ChunkStep``); ``weights``: the
+    kernels' weight list (``SwishPlan.weights(native=True)``), kept alive while the pointers are used."""
+
+    def __init__(self, kernels: NativeKernels, weights: list, grad_clip: float, noise: float) -> None:
+        self.kernels, self.weights, self.grad_clip, self.noise = kernels, weights, grad_clip, noise
+        self.draws_noise = kernels.draws_noise
+
+    def workspace(self) -> tuple[ctypes.Array, torch.Tensor]:
+        return self.kernels.pointers(self.weights), torch.zeros(self.kernels.workspace_floats)  # borders kept zero
+
+    def step(self, x, noise, step_size: float, workspace) -> None:
+        pointers, buffers = workspace
+        self.kernels.step(x, noise, pointers, buffers, step_size, self.grad_clip)
+
+    def step_seeded(self, x, step_size: float, workspace, seed: int, t: int, image0: int) -> None:
+        pointers, buffers = workspace
+        self.kernels.step_seeded(x, pointers, buffers, step_size, self.grad_clip, self.noise, seed, t, image0)
+
+
+class NativeBackend(ThreadedBackend):
+    """The native backend for ``plan``'s net (a ``SwishPlan``) with ``kernels`` built for it; the weights are
+    packed in the kernels' layouts at each ``run`` (training changes them)."""
+
+    def __init__(self, plan, kernels: NativeKernels, noise: float, grad_clip: float, threads: int) -> None:
+        precision = kernels.spec.precision
+        super().__init__("native" if precision == "fp32" else f"native-{precision}",
+                         lambda: NativeStep(kernels, plan.weights(native=True, precision=precision).native, grad_clip,
+                                            noise), noise, threads)
+        self.kernels = kernels

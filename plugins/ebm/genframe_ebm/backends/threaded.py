@@ -1,5 +1,7 @@
-"""Fast SGLD chains: the native step (native.py) or the hand-written gradient in ATen ops (swish_plan)
-and, on CPU, the batch split across worker threads.
+"""Chains run on CPU worker threads: the engine of the fused and native backends (fused.py, native.py).
+
+A backend gives one SGLD step on a chunk of chains (a ``ChunkStep``: ATen ops, or one C call); this
+module splits the batch across worker threads, feeds each step its noise, and keeps the chain states.
 
 Why threads over the batch: chains are independent, and one SGLD step is ~25 small ops. Run with
 intra-op threads, every op pays a fork/join and splits work too small to split well; each worker
@@ -27,12 +29,11 @@ import os
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Protocol
 
 import torch
 
 from genframe import SampleOutput
-from genframe_ebm.native import NativeKernels
-from genframe_ebm.swish_plan import SwishPlan, Weights
 
 MIN_CHUNK = 4  # chains per worker below which another thread costs more than it gives
 BLOCK_FLOATS = 1 << 22  # noise drawn per block: 16 MB (32 steps of a 128 batch of 32x32 images)
@@ -101,37 +102,42 @@ def chunk_bounds(n: int, workers: int) -> list[tuple[int, int]]:
     return [(lo, hi) for lo, hi in itertools.pairwise(edges) if hi > lo]
 
 
-class FastChains:
-    """Runs SGLD for one ``sample`` call: fixed weights, step settings and (optionally) kernels."""
+class ChunkStep(Protocol):
+    """One SGLD step on a chunk of chains, in place, with one call's weights: what a backend brings."""
 
-    def __init__(self, plan: SwishPlan, weights: Weights, kernels: NativeKernels | None,
-                 noise: float, grad_clip: float) -> None:
-        self.plan, self.weights, self.kernels = plan, weights, kernels
-        self.noise, self.grad_clip = noise, grad_clip
-        self.step_sizes: list[float] = []  # per step of the current ``sample`` call
+    draws_noise: bool  # the step draws the Langevin noise itself (``step_seeded``), not from ``noise``
+
+    def workspace(self) -> Any:
+        """Buffers one worker reuses across steps: made for each block, or for a worker's whole run when the
+        step draws its own noise."""
+
+    def step(self, x: torch.Tensor, noise: torch.Tensor, step_size: float, workspace: Any) -> None:
+        """x = clamp(x + noise); x = clamp(x + step_size * clip(d score / dx))."""
+
+    def step_seeded(self, x: torch.Tensor, step_size: float, workspace: Any, seed: int, t: int, image0: int) -> None:
+        """``step`` with noise drawn from (seed, t, image0 + i) for image i of the chunk x."""
+
+
+class ThreadedChains:
+    """Runs SGLD chains with one ``ChunkStep`` (its weights fixed) on up to ``threads`` workers."""
+
+    def __init__(self, step: ChunkStep, noise: float, threads: int) -> None:
+        self.chunk_step, self.noise, self.threads = step, noise, threads
+        self.step_sizes: list[float] = []  # per step of the current ``run``
 
     def run_chunk(self, x: torch.Tensor, noise: torch.Tensor, t0: int,
                   snapshot: Callable[[int, torch.Tensor], None] | None) -> None:
         """``noise.shape[0]`` steps on the chains ``x`` (updated in place), from global step ``t0``."""
-        if self.kernels is not None:
-            pointers = self.kernels.pointers(self.weights.native)
-            workspace = torch.zeros(self.kernels.workspace_floats)  # per-image buffers, borders kept zero
-        scratch = {}  # activation buffers reused across steps (ATen path)
+        workspace = self.chunk_step.workspace()
         for t in range(noise.shape[0]):
-            step_size = self.step_sizes[t0 + t]
-            if self.kernels is not None:
-                self.kernels.step(x, noise[t], pointers, workspace, step_size, self.grad_clip)
-            else:
-                x.add_(noise[t]).clamp_(-1.0, 1.0)
-                grad = self.plan.input_grad(self.weights, x, scratch)
-                x.add_(grad.clamp_(-self.grad_clip, self.grad_clip), alpha=step_size).clamp_(-1.0, 1.0)
+            self.chunk_step.step(x, noise[t], self.step_sizes[t0 + t], workspace)
             if snapshot is not None:
                 snapshot(t0 + t + 1, x)
 
-    def sample(self, init: torch.Tensor, step_sizes: list[float], keep_every: int | None,
-               generator: torch.Generator | None, threads: int) -> SampleOutput:
+    def run(self, init: torch.Tensor, step_sizes: list[float], keep_every: int | None,
+            generator: torch.Generator | None) -> SampleOutput:
         """As many SGLD steps as ``step_sizes`` has entries, step t with step size ``step_sizes[t]``."""
-        workers = worker_count(init, threads)
+        workers = worker_count(init, self.threads)
         self.step_sizes, steps = step_sizes, len(step_sizes)
         x = init.detach().clone(memory_format=torch.contiguous_format)
         n = x.shape[0]
@@ -148,8 +154,8 @@ class FastChains:
                     snaps[step // keep_every - 1, lo:lo + chunk.shape[0]].copy_(chunk)
             return keep
 
-        if self.kernels is not None and self.kernels.draws_noise:
-            self._sample_seeded(x, generator, bounds, snapshot_for, workers)
+        if self.chunk_step.draws_noise:
+            self._run_seeded(x, generator, bounds, snapshot_for, workers)
             if snaps is not None:
                 chain.extend(snaps.unbind(0))
             return SampleOutput(x, chain)
@@ -178,16 +184,15 @@ class FastChains:
             chain.extend(snaps.unbind(0))
         return SampleOutput(x, chain)
 
-    def _sample_seeded(self, x, generator, bounds, snapshot_for, workers: int) -> None:
-        """All steps with noise the kernel draws from one seed (one draw of ``generator`` per call): each worker
+    def _run_seeded(self, x, generator, bounds, snapshot_for, workers: int) -> None:
+        """All steps with noise the step draws from one seed (one draw of ``generator`` per call): each worker
         runs its chunk from start to end, nothing to wait for."""
         seed = int(torch.randint(0, 2**32, (1,), generator=generator, dtype=torch.int64))
-        pointers = self.kernels.pointers(self.weights.native)
 
         def work(lo: int, hi: int) -> None:
-            workspace, chunk, snapshot = torch.zeros(self.kernels.workspace_floats), x[lo:hi], snapshot_for(lo)
+            workspace, chunk, snapshot = self.chunk_step.workspace(), x[lo:hi], snapshot_for(lo)
             for t, step_size in enumerate(self.step_sizes):
-                self.kernels.step_seeded(chunk, pointers, workspace, step_size, self.grad_clip, self.noise, seed, t, lo)
+                self.chunk_step.step_seeded(chunk, step_size, workspace, seed, t, lo)
                 if snapshot is not None:
                     snapshot(t + 1, chunk)
 
@@ -240,3 +245,18 @@ class FastChains:
             concurrent.futures.wait(futures)
         for future in futures:
             future.result()
+
+
+class ThreadedBackend:
+    """A backend whose chains run as ``ThreadedChains``; ``make_step`` reads the model's weights (now)."""
+
+    def __init__(self, name: str, make_step: Callable[[], ChunkStep], noise: float, threads: int) -> None:
+        self.name, self.make_step, self.noise, self.threads = name, make_step, noise, threads
+
+    def bind(self) -> ThreadedChains:
+        return ThreadedChains(self.make_step(), self.noise, self.threads)
+
+    def run(self, init: torch.Tensor, step_sizes: list[float], keep_every: int | None,
+            generator: torch.Generator | None) -> SampleOutput:
+        with main_thread_alone(worker_count(init, self.threads)):  # packing the weights included
+            return self.bind().run(init, step_sizes, keep_every, generator)

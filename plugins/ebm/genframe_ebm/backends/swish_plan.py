@@ -10,8 +10,8 @@ channels-last layout, which oneDNN runs much faster on CPU. ATen ops only, so it
 
 A plan exists only for models whose computation is exactly the SwishEnergyNet pattern (plain
 Conv2d/SiLU pairs, Flatten, Linear, SiLU, Linear to one score, no hooks); anything else returns
-None and the sampler keeps the autograd loop, which is right for every nn.Module. The plan also
-gives the native step (native.py) the net's shape and its weights in that step's layouts.
+None and the sampler keeps the autograd backend, which is right for every nn.Module. The plan also
+gives the native backend (native.py) the net's shape and its weights in that step's layouts.
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from genframe_ebm.backends.native import NativeSpec
 from genframe_ebm.energy import SwishEnergyNet
-from genframe_ebm.native import NativeSpec
 
 silu_backward = torch.ops.aten.silu_backward.default
 
@@ -54,7 +54,7 @@ class Weights:
     native: list[torch.Tensor] | None = None  # the native step's weight list, in its layouts
 
 
-def _has_hooks(model: nn.Module) -> bool:
+def has_hooks(model: nn.Module) -> bool:
     """Hooks could change what forward computes; the hand-written gradient would then be wrong."""
     names = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks")
     if any(getattr(nn.modules.module, f"_global{name}", None) for name in names):
@@ -86,7 +86,7 @@ class SwishPlan:
         if not isinstance(model, SwishEnergyNet) or type(model).forward is not SwishEnergyNet.forward:
             return None
         modules = list(getattr(model, "net", ()))
-        if _has_hooks(model) or any(p.dtype != torch.float32 for p in model.parameters()):
+        if has_hooks(model) or any(p.dtype != torch.float32 for p in model.parameters()):
             return None
         convs, index = [], 0
         while index + 1 < len(modules) and _plain_conv(modules[index]) and type(modules[index + 1]) is nn.SiLU:

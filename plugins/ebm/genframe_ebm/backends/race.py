@@ -1,4 +1,4 @@
-"""Which CPU fast path ``sampler.impl = "auto"`` takes on this machine: measured, not assumed.
+"""Which CPU backend ``sampler.impl = "auto"`` takes on this machine, native or fused: measured, not assumed.
 
 The compiled step (native) beat the hand-written ATen gradient (fused) by 2.5x on the AMD EPYC Zen 4
 machine it was written on, and once lost by 4.8x on a Zen 3 one, before it had vectors and register
@@ -20,7 +20,8 @@ from pathlib import Path
 import torch
 
 from genframe import atomic_write_text
-from genframe_ebm import native
+from genframe_ebm.backends import native
+from genframe_ebm.backends.fused import fused_backend
 
 ROUNDS = 3  # alternating timings, the fastest of each kept: a noisy machine still gets a fair race
 STEPS = 2  # SGLD steps per timing, after one warm-up step each
@@ -70,20 +71,17 @@ def _remembered_or_raced(path: Path, plan, kernels, threads: int, grad_clip: flo
 
 def _race(plan, kernels, threads: int, grad_clip: float) -> dict:
     """Time both paths on chains of their own (never the run's random streams), alternating rounds."""
-    from genframe_ebm.fastpath import FastChains
-
-    contenders = {"native": FastChains(plan, plan.weights(native=True, precision=kernels.spec.precision), kernels,
-                                       0.005, grad_clip),
-                  "fused": FastChains(plan, plan.weights(native=False), None, 0.005, grad_clip)}
+    contenders = {"native": native.NativeBackend(plan, kernels, 0.005, grad_clip, threads).bind(),
+                  "fused": fused_backend(plan, 0.005, grad_clip, threads).bind()}
     generator = torch.Generator().manual_seed(0)
     shape = (plan.convs[0].in_channels, *plan.sizes[0])
     init = torch.rand((16 * threads, *shape), generator=generator) * 2 - 1
     best = {name: float("inf") for name in contenders}
     for chains in contenders.values():  # warm-up: first-touch allocations, thread start
-        chains.sample(init, [10.0], None, generator, threads)
+        chains.run(init, [10.0], None, generator)
     for _ in range(ROUNDS):
         for name, chains in contenders.items():
             start = time.perf_counter()
-            chains.sample(init, [10.0] * STEPS, None, generator, threads)
+            chains.run(init, [10.0] * STEPS, None, generator)
             best[name] = min(best[name], time.perf_counter() - start)
     return {"native": best["native"] < best["fused"], "seconds": best, "threads": threads, "chains": init.shape[0]}

@@ -15,7 +15,7 @@ so the compiler unrolls and keeps accumulators in registers, as many as ``blocki
 
 from __future__ import annotations
 
-from genframe_ebm import native_bf16_src
+from genframe_ebm.backends import native_bf16_src
 
 PRELUDE = r"""static inline vf ld(const float *p) { return *(const vfu *)p; }
 static inline void st(float *p, vf v) { *(vfu *)p = v; }
