@@ -24,6 +24,10 @@ from genframe.plugins.host import PluginWarning, strict_plugins
 from genframe.util.deprecation import deprecate
 from genframe.util.text import describe, where
 
+# What the loop acts on at each point where callbacks may act (None: every other such point).
+ACTED_ON = {"on_before_update": {"veto", "stop"}, "on_before_checkpoint": {"skip"},
+            "on_divergence": {"rollback", "finish"}, None: {"stop", "rollback", "finish", "copy", "report"}}
+
 
 class CallbackWarning(UserWarning):
     """A watching callback failed and was dropped; the run goes on."""
@@ -108,6 +112,18 @@ class Listeners:
             raise PluginError(text) from exc
         warnings.warn(f"genframe: {text}; it is switched off for the rest of the run (set GENFRAME_STRICT_PLUGINS=1 "
                       "to make this an error)", PluginWarning, stacklevel=3)
+
+    def decide(self, point: str, run: RunContext, world: Any, *args: Any) -> Control:
+        """Call ``point`` and agree the requests across processes; a callback's failure, or a request the
+        loop does not act on at ``point``, raises :class:`CallbackError` on every process at once."""
+        control = self.agree(self.call(point, run, *args), world, run.device)
+        if control.failure is not None:
+            raise CallbackError(control.failure)
+        ignored = control.requests() - ACTED_ON.get(point, ACTED_ON[None])
+        if ignored:
+            raise CallbackError(f"a callback asked to {' and '.join(sorted(ignored))} in {point}, where the loop "
+                                "does not act on it (docs/writing-plugins.md: the control surface)")
+        return control
 
     def agree(self, control: Control, world: Any, device: Any) -> Control:
         """Under torchrun, a request any process made is acted on by all (decisions are made once); the

@@ -22,21 +22,15 @@ from genframe.training import distributed
 from genframe.training.checkpoint import save_checkpoint
 from genframe.training.previews import Previewer
 from genframe.training.rewind import DivergenceWarning, Redirect, Rewinding  # noqa: F401 - DivergenceWarning is public here
-from genframe.training.rundir import write_status
+from genframe.training.rundir import StatusRecorder
 from genframe.training.runsetup import epoch_permutation
 from genframe.training.runstate import Parts
-from genframe.training.updates import optimizer_steps, owns_update
-from genframe.util.deprecation import deprecate
+from genframe.training.updates import UpdateBoundary
 from genframe.util.signals import StopSignals
 from genframe.util.text import one_line
 
 if TYPE_CHECKING:  # the run assembles the loop; the loop only reads it
     from genframe.training.run import TrainingRun
-
-
-# What the loop acts on at each point (None: every other point).
-ACTED_ON = {"on_before_update": {"veto", "stop"}, "on_before_checkpoint": {"skip"},
-            "on_divergence": {"rollback", "finish"}, None: {"stop", "rollback", "finish", "copy", "report"}}
 
 
 class TrainingLoop(Rewinding):
@@ -58,9 +52,9 @@ class TrainingLoop(Rewinding):
         self.stop_signal: int | None = None
         self.stop_reason: str | None = None  # a callback asked to end the run here
         self.mid_update = False  # between a step's backward and its update: a failure leaves the step half done
-        self.steps_itself: bool | None = None  # a trainer of genframe 0.1 steps its optimizer in train_step
+        self.updates = UpdateBoundary(self.trainer)  # who steps the optimizer, and when
         self.in_end_of_run = False  # training is over and saved; the final evaluation and pictures are under way
-        self.status_unwritable = False  # warned once that status.json could not be written
+        self.status = StatusRecorder(self.ctx.run_dir, self.world.is_main)
 
     # --- the run --------------------------------------------------------------------------------
     def run(self) -> RunResult:
@@ -135,20 +129,11 @@ class TrainingLoop(Rewinding):
             self.in_end_of_run = len(done) < 2
 
     def record_status(self, status: str, message: str | None = None) -> None:
-        """``RUN/status.json`` (rank 0): what the run is doing or how it ended, and which end-of-run work is done."""
-        if self.world.is_main:
-            fields = {"step": self.ctx.step, "total_steps": self.ctx.total_steps,
-                      "train_minutes": round(self.loop["train_seconds"] / 60, 3),
-                      "end_of_run_done": list(self.run_spec.end_of_run_done)}
-            if self.in_end_of_run:  # a --resume makes what is missing, and nothing else
-                fields["phase"] = "end of run"
-            try:
-                write_status(self.ctx.run_dir, status, **fields, **({"message": message} if message else {}))
-            except OSError as error:  # the status is for tools; a full disk must not hide the run's own outcome
-                if not self.status_unwritable:
-                    warnings.warn(f"genframe: could not record the run's status ({error.strerror or error})",
-                                  UserWarning, stacklevel=2)
-                self.status_unwritable = True
+        """``RUN/status.json``: what the run is doing or how it ended, and which end-of-run work is done."""
+        self.status.record(status, step=self.ctx.step, total_steps=self.ctx.total_steps, message=message,
+                           train_minutes=round(self.loop["train_seconds"] / 60, 3),
+                           end_of_run_done=list(self.run_spec.end_of_run_done),
+                           phase="end of run" if self.in_end_of_run else None)  # --resume redoes only that
 
     def train_epoch(self, signals: StopSignals) -> None:
         loop, ctx, lcfg, batch_size = self.loop, self.ctx, self.cfg.logging, self.tcfg.batch_size
@@ -191,17 +176,12 @@ class TrainingLoop(Rewinding):
         see the step's signals first and may veto it. Under torchrun divergence, vetoes and stop signals are
         decided by all processes together, so no process waits forever in a collective the others have left."""
         diverged, metrics = None, {}
-        with optimizer_steps(self.trainer, watch=self.steps_itself is None) as stepped:
+        with self.updates.watch() as stepped:
             try:
                 metrics = self.trainer.train_step(self.p.train_data.get_batch(index))
             except DivergenceError as error:
                 diverged = error
-        if self.steps_itself is None and diverged is None:  # decided on the first step that ran through
-            self.steps_itself = stepped() or not owns_update(self.trainer)
-            if self.steps_itself:
-                deprecate(f"{type(self.trainer).__qualname__}.train_step steps the optimizer itself", since="0.2",
-                          until="0.4", instead="end train_step after backward(), name divergence signals in "
-                          "update_signals and override apply_update() if self.optimizer.step() is not all it takes")
+        self.updates.decide(stepped(), diverged is not None)
         self.stop_signal = signals.received  # read once: what every process acts on after this step
         if self.world.active:
             any_diverged, any_stop = distributed.any_rank([diverged is not None, self.stop_signal is not None],
@@ -212,15 +192,7 @@ class TrainingLoop(Rewinding):
                 self.stop_signal = signal.SIGTERM  # another process was told to stop
             elif not any_stop:
                 self.stop_signal = None  # arrived here after the others decided: acted on next step
-        if not self.steps_itself and owns_update(self.trainer):
-            try:
-                if diverged is None:
-                    self.before_update({name: metrics[name] for name in self.trainer.update_signals})
-                    self.trainer.apply_update()
-            except DivergenceError as veto:
-                diverged = veto
-            if diverged is not None:
-                self.trainer.discard_update()
+        diverged = self.updates.finish(metrics, diverged, self.before_update)
         if diverged is not None:
             raise diverged
         return metrics
@@ -263,14 +235,8 @@ class TrainingLoop(Rewinding):
 
     # --- callbacks' requests ----------------------------------------------------------------------
     def call(self, point: str, *args: Any) -> Control:
-        control = self.listeners.agree(self.listeners.call(point, self.ctx, *args), self.world, self.ctx.device)
-        if control.failure is not None:  # on every process at once
-            raise CallbackError(control.failure)
-        ignored = control.requests() - ACTED_ON.get(point, ACTED_ON[None])
-        if ignored:
-            raise CallbackError(f"a callback asked to {' and '.join(sorted(ignored))} in {point}, where the loop "
-                                "does not act on it (docs/writing-plugins.md: the control surface)")
-        return control
+        """A point where callbacks may act: their requests, agreed across processes (``Listeners.decide``)."""
+        return self.listeners.decide(point, self.ctx, self.world, *args)
 
     def act(self, control: Control, between_steps: bool = True) -> None:
         """Carry out what callbacks asked for; a rollback or finish only between training steps."""

@@ -8,7 +8,7 @@ either between steps (``Redirect``).
 from __future__ import annotations
 
 import warnings
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -16,6 +16,14 @@ from genframe.contracts.errors import DivergenceError
 from genframe.contracts.listeners import Control
 from genframe.training.checkpoint import load_checkpoint
 from genframe.training.runsetup import rollback_seed
+
+if TYPE_CHECKING:
+    from genframe.config.sections import RecipeConfig
+    from genframe.contracts.components import Trainer
+    from genframe.contracts.context import RunContext
+    from genframe.training.distributed import World
+    from genframe.training.listeners import Listeners
+    from genframe.training.runstate import Parts, RunState
 
 
 class DivergenceWarning(UserWarning):
@@ -33,9 +41,22 @@ class Redirect(Exception):
 class Rewinding:
     """The rollback part of ``TrainingLoop`` (it uses the loop's state, callbacks, trainer and checkpoints)."""
 
-    ctx: Any
-    loop: dict[str, Any]
+    # What it uses of the loop, all of it declared here (the loop sets them in __init__).
+    ctx: RunContext
+    cfg: RecipeConfig
+    loop: dict[str, Any]  # the saved position: epoch, batch, step, rollbacks, train_seconds
+    p: Parts
+    state: RunState
+    trainer: Trainer
+    listeners: Listeners
+    world: World
     mid_update: bool
+    checkpoint_due: bool
+
+    if TYPE_CHECKING:  # the loop's own methods it calls
+        def call(self, point: str, *args: Any) -> Control: ...
+        def hear(self, point: str, *args: Any) -> None: ...
+        def checkpoint(self) -> None: ...
 
     def diverged(self, error: DivergenceError) -> None:
         """Callbacks decide (``on_divergence``): roll back, finish, or (no decision) stop with an error."""

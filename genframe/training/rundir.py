@@ -76,6 +76,25 @@ def write_status(run_dir: Path, status: str, **fields: Any) -> None:
     atomic_write_text(run_dir / STATUS_NAME, json.dumps(record, indent=2, sort_keys=True) + "\n")
 
 
+class StatusRecorder:
+    """``RUN/status.json`` as a run writes it (main process): what it is doing or how it ended. A full disk
+    must not hide the run's own outcome: a failed write is one warning, and the run goes on."""
+
+    def __init__(self, run_dir: Path, is_main: bool) -> None:
+        self.run_dir, self.is_main, self.unwritable = run_dir, is_main, False
+
+    def record(self, status: str, **fields: Any) -> None:
+        if not self.is_main:
+            return
+        try:
+            write_status(self.run_dir, status, **{k: v for k, v in fields.items() if v is not None})
+        except OSError as error:
+            if not self.unwritable:
+                warnings.warn(f"genframe: could not record the run's status ({error.strerror or error})",
+                              UserWarning, stacklevel=3)
+            self.unwritable = True
+
+
 class RunDirLock:
     """The exclusive lock of one run directory, held from ``acquire()`` to ``release()`` (or death)."""
 

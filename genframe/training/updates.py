@@ -1,6 +1,7 @@
-"""Who steps the optimizer: the core, after callbacks have seen a step's signals (``Trainer.apply_update``),
-or, for a trainer of genframe 0.1, the trainer itself inside ``train_step``. Told apart on the first step
-by watching the optimizer, so an old trainer is never stepped twice."""
+"""The optimizer-step boundary, which is the core's: after ``train_step`` callbacks see the step's signals
+and may veto, then the core calls ``Trainer.apply_update`` or ``discard_update``. A trainer of genframe 0.1
+stepped itself inside ``train_step``; that is told apart on the first step by watching the optimizer, so
+an old trainer is never stepped twice."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from typing import Any
 import torch
 
 from genframe.contracts.components import Trainer
+from genframe.contracts.errors import DivergenceError
+from genframe.util.deprecation import deprecate
 
 
 def owns_update(trainer: Any) -> bool:
@@ -33,3 +36,41 @@ def optimizer_steps(trainer: Any, watch: bool = True) -> Iterator[Callable[[], b
     finally:
         if handle is not None:
             handle.remove()
+
+
+class UpdateBoundary:
+    """One trainer's updates over a run: who steps it, and the step after the callbacks have looked."""
+
+    def __init__(self, trainer: Any) -> None:
+        self.trainer = trainer
+        self.steps_itself: bool | None = None  # decided on the first step that runs through
+
+    def watch(self) -> Any:
+        """Around ``train_step``: notices an optimizer step inside it, until that is decided."""
+        return optimizer_steps(self.trainer, watch=self.steps_itself is None)
+
+    def decide(self, stepped: bool, diverged: bool) -> None:
+        if self.steps_itself is not None or diverged:
+            return
+        self.steps_itself = stepped or not owns_update(self.trainer)
+        if self.steps_itself:
+            deprecate(f"{type(self.trainer).__qualname__}.train_step steps the optimizer itself", since="0.2",
+                      until="0.4", instead="end train_step after backward(), name divergence signals in "
+                      "update_signals and override apply_update() if self.optimizer.step() is not all it takes",
+                      stacklevel=4)
+
+    def finish(self, metrics: dict[str, Any], diverged: DivergenceError | None,
+               before_update: Callable[[dict[str, Any]], None]) -> DivergenceError | None:
+        """Show the step's ``update_signals`` to ``before_update`` (the callbacks, which may veto by raising
+        DivergenceError), then apply the update, or discard it on a divergence or veto; the divergence, if any."""
+        if self.steps_itself or not owns_update(self.trainer):
+            return diverged
+        try:
+            if diverged is None:
+                before_update({name: metrics[name] for name in self.trainer.update_signals})
+                self.trainer.apply_update()
+        except DivergenceError as veto:
+            diverged = veto
+        if diverged is not None:
+            self.trainer.discard_update()
+        return diverged
