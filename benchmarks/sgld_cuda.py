@@ -105,11 +105,11 @@ def reference_epoch_seconds(steps_per_epoch: int = 468, reproducible: bool = Fal
     data = torch.rand((steps_per_epoch * 128, 1, 32, 32), device=device) * 2 - 1  # cost does not depend on pixels
     def epoch():
         for i in range(steps_per_epoch):
-            trainer.train_step(data[i * 128:(i + 1) * 128])
+            trainer.step(data[i * 128:(i + 1) * 128])
 
     with reproducible_kernels() if reproducible else contextlib.nullcontext():
         for i in range(3):
-            trainer.train_step(data[i * 128:(i + 1) * 128])  # warm-up and capture
+            trainer.step(data[i * 128:(i + 1) * 128])  # warm-up and capture
         return timed(epoch)
 
 

@@ -101,13 +101,13 @@ def main() -> None:
         trainer_module.r1_penalty = clock.wrap("r1 penalty (forward, grad)", original_r1)
         torch.Tensor.backward = clock.wrap("backward", original_backward)
         for _ in range(every):  # warm-up: kernel build, first allocations, one R1 step
-            trainer.train_step(next_batch())
+            trainer.step(next_batch())
         rounds = []
         for _ in range(args.rounds):
             clock.seconds.clear()
             start = time.perf_counter()
             for _ in range(steps):
-                trainer.train_step(next_batch())
+                trainer.step(next_batch())
             total = (time.perf_counter() - start) / steps
             share = {phase: clock.seconds[phase] / steps for phase in PHASES if phase != "rest"}
             share["rest"] = total - sum(share.values())
@@ -117,7 +117,7 @@ def main() -> None:
 
             with profile(activities=[ProfilerActivity.CPU]) as prof:
                 for _ in range(every):
-                    trainer.train_step(next_batch())
+                    trainer.step(next_batch())
             print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=args.ops))
     finally:
         trainer_module.r1_penalty, torch.Tensor.backward = original_r1, original_backward

@@ -62,6 +62,8 @@ class PlainTrainer:
         self.optimizer.step()
         return loss.detach()
 
+    step = train_step  # a whole step, as genframe's Trainer.step (train_step, then apply_update)
+
 
 def data(batch: int):
     generator = torch.Generator().manual_seed(0)
@@ -102,14 +104,14 @@ def main() -> None:
           f"batch {args.batch}, {args.sgld_steps} SGLD steps per train step; genframe runs as {ran_as}")
 
     for trainer in variants.values():  # warm-up (kernel build, first allocations)
-        trainer.train_step(next_batch())
+        trainer.step(next_batch())
     seconds = {name: [] for name in variants}
     names = list(variants)
     for r in range(args.rounds):
         for name in names[r % len(names):] + names[:r % len(names)]:
             start = time.perf_counter()
             for _ in range(args.steps_per_round):
-                variants[name].train_step(next_batch())
+                variants[name].step(next_batch())
             seconds[name].append((time.perf_counter() - start) / args.steps_per_round)
     results = []
     for name, values in seconds.items():

@@ -59,10 +59,10 @@ def plain_seconds_per_step(steps: int) -> float:
     data = build_dataset(genframe.get_host().registry, config.data, "train")
     order, size = epoch_permutation(len(data), config.seed, 0), config.trainer.batch_size
     batches = [data.get_batch(order[i * size : (i + 1) * size]) for i in range(steps)]
-    trainer.train_step(batches[0])  # warm-up, as the loop's first logged record leaves out its first steps
+    trainer.step(batches[0])  # warm-up, as the loop's first logged record leaves out its first steps
     began = time.perf_counter()
     for batch in batches[1:]:
-        for value in trainer.train_step(batch).values():
+        for value in trainer.step(batch).values():
             value.detach()
     return (time.perf_counter() - began) / (steps - 1)
 
