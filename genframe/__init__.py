@@ -67,10 +67,22 @@ _MOVED = {
 }
 
 
+# Modules that were split: each old name is looked up in these, in order.
+_SPLIT = {
+    "api": ("using.load", "using.sample", "using.outputs", "plugins.recipes"),
+    "completion": ("using.completion", "using.completion_files"), "scoring": ("using.scoring", "using.scoring_files"),
+    "export": ("using.export", "using.exported"), "previews": ("training.previews", "config.batches"),
+    "pluginfaults": ("plugins.faults", "util.text"), "callback_list": ("training.listeners", "config.callbacks"),
+    "preflight": ("training.preflight", "util.resources"), "classifier": ("using.classifier", "util.resources"),
+}
+
+
 def _keep_old_paths() -> None:
     from genframe.util.deprecation import moved_modules
 
-    moved_modules({f"genframe.{old}": f"genframe.{new}" for old, new in _MOVED.items()}, since="0.2", until="0.4")
+    moves: dict[str, str | tuple[str, ...]] = {f"genframe.{old}": f"genframe.{new}" for old, new in _MOVED.items()}
+    moves.update({f"genframe.{old}": tuple(f"genframe.{new}" for new in homes) for old, homes in _SPLIT.items()})
+    moved_modules(moves, since="0.2", until="0.4")
 
 
 _keep_old_paths()

@@ -65,3 +65,13 @@ def test_a_renamed_setting_is_read_under_its_new_name_with_a_warning(monkeypatch
                                                                  r"since genframe 0.2 and goes in 0.4: write trainer.lr"):
         config = build_config(EBMConfig, overrides=["trainer.learning_rate=0.003"])
     assert config.trainer.lr == 0.003
+
+
+def test_a_module_that_was_split_still_answers_every_old_name():
+    code = ("import warnings\nwarnings.simplefilter('ignore')\n"
+            "from genframe.api import check_output_paths, get_recipe, load, sample_to_files\n"
+            "from genframe.completion import inpaint_images, inpaint_to_files\n"
+            "from genframe.previews import GIF_FRAMES, Previewer\n"
+            "import genframe.using.sample as sample\n"
+            "assert sample_to_files is sample.sample_to_files and GIF_FRAMES == 50\n")
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -65,7 +65,8 @@ def deprecate(what: str, *, since: str, until: str, instead: str, stacklevel: in
 class _MovedModuleFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
     """Answers imports of old module paths with the module now at the new path, after one warning."""
 
-    def __init__(self, moves: dict[str, str], since: str, until: str, current: str | None) -> None:
+    def __init__(self, moves: dict[str, str | tuple[str, ...]], since: str, until: str,
+                 current: str | None) -> None:
         self.moves, self.since, self.until, self.current = moves, since, until, current
 
     def find_spec(self, fullname: str, path: Any = None, target: Any = None) -> importlib.machinery.ModuleSpec | None:
@@ -75,16 +76,40 @@ class _MovedModuleFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
 
     def create_module(self, spec: importlib.machinery.ModuleSpec) -> ModuleType:
         new = self.moves[spec.name]
+        homes = (new,) if isinstance(new, str) else tuple(new)
         deprecate(f"importing {spec.name}", since=self.since, until=self.until, current=self.current,
-                  instead=f"import from {new} (or the public names from the package itself)", stacklevel=8)
-        return importlib.import_module(new)
+                  instead=f"import from {' or '.join(homes)} (or the public names from the package itself)",
+                  stacklevel=8)
+        if len(homes) == 1:
+            return importlib.import_module(homes[0])
+        return _merged(spec.name, homes)
 
     def exec_module(self, module: ModuleType) -> None:
         """The module at the new path ran already; ``sys.modules`` maps the old name to it."""
 
 
-def moved_modules(moves: dict[str, str], *, since: str, until: str, current: str | None = None) -> None:
-    """Keep ``import OLD`` working for every ``OLD: NEW`` in ``moves``, with a deprecation warning each."""
+def _merged(name: str, homes: tuple[str, ...]) -> ModuleType:
+    """A module standing for one that was split: each name is looked up in ``homes``, in order."""
+    module = ModuleType(name, f"{name} was split into {', '.join(homes)}")
+
+    def __getattr__(attribute: str) -> Any:
+        for home in homes:
+            found = getattr(importlib.import_module(home), attribute, _MISSING)
+            if found is not _MISSING:
+                return found
+        raise AttributeError(f"module {name!r} has no attribute {attribute!r}")
+
+    module.__getattr__ = __getattr__  # type: ignore[method-assign]
+    return module
+
+
+_MISSING = object()
+
+
+def moved_modules(moves: dict[str, str | tuple[str, ...]], *, since: str, until: str,
+                  current: str | None = None) -> None:
+    """Keep ``import OLD`` working for every ``OLD: NEW`` in ``moves``, with a deprecation warning each; a
+    module that was split names its new homes as a tuple, looked up in order."""
     # first: a moved package's old name has the new package's __path__, where the path finder would load
     # a second copy of each submodule under the old name
     sys.meta_path.insert(0, _MovedModuleFinder(dict(moves), since, until, current))
