@@ -15,7 +15,8 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 TYPING = REPO / "tests" / "fixtures" / "typing"
 
-pytestmark = pytest.mark.skipif(importlib.util.find_spec("mypy") is None, reason="mypy is not installed (dev extra)")
+pytestmark = [pytest.mark.slow,  # a type check of the API: CI, not between edits
+              pytest.mark.skipif(importlib.util.find_spec("mypy") is None, reason="mypy is not installed (dev extra)")]
 
 
 def mypy(*paths: Path, cache: Path) -> subprocess.CompletedProcess:
