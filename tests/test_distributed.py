@@ -30,10 +30,8 @@ import genframe
 
 @genframe.hookimpl
 def genframe_run_end(run, status):
-    host = genframe.get_host()
-    loggers = [name for name, _ in host.pm.list_name_plugin() if name.startswith("logger-")]
     out = os.environ["GF_PROBE_DIR"]
-    torch.save({"state": {k: v.clone() for k, v in run.model.state_dict().items()}, "loggers": loggers,
+    torch.save({"state": {k: v.clone() for k, v in run.model.state_dict().items()}, "loggers": list(run.loggers),
                 "rank": run.rank, "world": run.world_size, "status": status}, f"{out}/rank{run.rank}.pt")
     if run.rank == 0:
         time.sleep(1.0)
@@ -174,19 +172,19 @@ import genframe_ebm.trainer as trainer
 
 rank, original, calls = int(os.environ.get("RANK", "0")), trainer.CDTrainer.check_divergence, [0]
 
-def check(self, loss, real, fake, cdiv):
+def check(self, loss, real, fake):
     calls[0] += 1
     if rank == 1 and calls[0] == 2:
         real = real * 0 + 1e9
-    return original(self, loss, real, fake, cdiv)
+    return original(self, loss, real, fake)
 
 trainer.CDTrainer.check_divergence = check
 """
 
 
 def test_a_step_that_diverges_on_one_process_rolls_back_every_process(data_dir, tmp_path):
-    # The process whose step failed still hands its signals to the callbacks, which decide across all
-    # processes: had it skipped that collective, the others would wait in it for ever.
+    # The processes agree that a step diverged before any of them shows the callbacks its signals: had the
+    # failed one skipped a collective the others entered, they would wait in it for ever.
     site = tmp_path / "site"
     site.mkdir()
     make_distribution(site, "genframe_onerank", "onerank", "gf_onerank_plugin", ONE_RANK_DIVERGES)

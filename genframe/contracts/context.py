@@ -37,6 +37,7 @@ class RunContext:
     rank: int = 0
     world_size: int = 1
     extra: dict[str, Any] = field(default_factory=dict)  # loggers keep resumable ids here
+    loggers: tuple[str, ...] = ()  # the loggers this process runs (the main process's, from logging.loggers)
     purpose: str = "train"  # "eval": a standalone evaluation reporting into the run's loggers
     model: torch.nn.Module | None = None  # the network being trained
     sampler: Sampler | None = None

@@ -61,6 +61,7 @@ class TrainingLoop(Rewinding):
         status, ctx, failure = "failed", self.ctx, None
         loggers = [n for n in self.cfg.logging.loggers if not (self.run_spec.quiet and n == "console")]
         self.listeners.loggers = open_loggers(self.host, loggers if self.world.is_main else [], ctx)
+        ctx.loggers = tuple(loggers) if self.world.is_main else ()
         with StopSignals() as signals:
             self.record_status("running")
             try:
