@@ -63,7 +63,7 @@ _MOVED = {
     "recipes": "plugins.recipes", "registry": "plugins.registry", "reproducible": "util.reproducible",
     "rewind": "training.rewind", "run": "training.run", "rundir": "training.rundir", "runsetup": "training.runsetup",
     "runstate": "training.runstate", "scoring": "using.scoring", "signals": "util.signals", "sweep": "using.sweep",
-    "tomlwrite": "util.tomlwrite", "upgrade": "config.upgrade",
+    "tomlwrite": "util.tomlwrite",
 }
 
 

@@ -41,7 +41,8 @@ def module_name(path: Path, root: Path) -> str:
 
 
 def _is_type_checking(node: ast.If) -> bool:
-    return "TYPE_CHECKING" in ast.unparse(node.test)
+    """``if TYPE_CHECKING:`` or ``if typing.TYPE_CHECKING:`` (not ``if not TYPE_CHECKING:``, which runs)."""
+    return ast.unparse(node.test) in ("TYPE_CHECKING", "typing.TYPE_CHECKING")
 
 
 def imports_of(path: Path, name: str, prefix: str = "genframe") -> set[str]:

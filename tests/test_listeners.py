@@ -7,11 +7,12 @@ from __future__ import annotations
 import inspect
 import warnings
 
+import genframe_ebm.trainer
 import pytest
+import torch
 from conftest import TINY
 
 import genframe
-import genframe_ebm.trainer
 from genframe.contracts.listeners import POINTS, WATCH_ONLY, Control, Listener
 from genframe.plugins.host import PluginWarning, get_host
 from genframe.training.checkpoint import load_checkpoint
@@ -127,3 +128,39 @@ def test_a_trainer_that_steps_itself_is_stepped_once_per_step_with_one_deprecati
              and "steps the optimizer itself" in str(w.message)]
     assert len(about) == 1 and "apply_update" in about[0]
     assert load_checkpoint(result.checkpoint)["trainer"]["steps_taken"] == 3  # once per step, not twice
+
+
+def test_an_old_trainer_that_skips_its_first_step_is_still_never_stepped_twice(data_dir, tmp_path, monkeypatch):
+    # e.g. a gradient scaler skipping a step on inf gradients: that step must not be taken by the core either
+    trainer = genframe_ebm.trainer.CDTrainer
+    real_step, calls = trainer.train_step, {"n": 0}
+
+    def old_style_skipping_the_first(self, batch):
+        metrics = real_step(self, batch)
+        calls["n"] += 1
+        if calls["n"] > 1:
+            trainer.apply_update(self)
+        return metrics
+
+    monkeypatch.setattr(trainer, "train_step", old_style_skipping_the_first)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", genframe.GenframeDeprecationWarning)
+        result = genframe.train("ebm", overrides=[*QUIET, 'logging.loggers=["jsonl"]'], run_dir=tmp_path / "run",
+                                quiet=True)
+    # the first step, which the trainer skipped, was the core's to take; the other two were the trainer's
+    assert load_checkpoint(result.checkpoint)["trainer"]["steps_taken"] == 3
+
+
+def test_trainer_step_outside_a_run_never_steps_an_old_trainer_twice(data_dir, monkeypatch):
+    recipe = get_host().entry("recipe", "ebm").obj
+    config = genframe.recipe_config("ebm", overrides=["trainer.batch_size=8", "sampler.steps=2", "buffer.size=16"])
+    model = recipe.build_model(config)
+    sampler = recipe.build_sampler(config)
+    trainer = recipe.build_trainer(config, model, sampler, torch.device("cpu"))
+    batch = torch.rand(8, 1, 32, 32) * 2 - 1
+    trainer.step(batch)
+    assert trainer.steps_taken == 1
+    real_step = type(trainer).train_step
+    monkeypatch.setattr(type(trainer), "train_step", lambda self, b: (real_step(self, b), self.apply_update())[0])
+    trainer.step(batch)
+    assert trainer.steps_taken == 2  # stepped inside train_step: Trainer.step left it at that

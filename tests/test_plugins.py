@@ -118,7 +118,7 @@ def test_cli_plugins_lists_versions_hooks_and_failures(site):
     out = subprocess.run([sys.executable, "-m", "genframe", "plugins"], env=env, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert "hello 1.2.3 (entry point gf_hello_plugin)  hooks: genframe_register" in out.stdout
-    assert "ebm 0.1.0" in out.stdout and "logger:   console" in out.stdout
+    assert "ebm 0.2.0" in out.stdout and "logger:   console" in out.stdout
     assert "Failed to load:" in out.stdout and "broken: ImportError" in out.stdout
     assert "warning: genframe: plugin 'broken' failed to load" in out.stderr
     assert "Traceback" not in out.stderr

@@ -336,7 +336,7 @@ def test_resuming_a_checkpoint_from_other_versions_warns(data_dir, tmp_path):
     state = load_checkpoint(run)
     state["plugin_version"] = "0.0.1"
     torch.save(state, run / "checkpoints" / "last.pt")
-    with pytest.warns(UserWarning, match=r"made by other versions \(ebm 0.0.1 -> 0.1.0\)"):
+    with pytest.warns(UserWarning, match=r"made by other versions \(ebm 0.0.1 -> 0.2.0\)"):
         genframe.train("ebm", overrides=["trainer.max_steps=4"], resume=run, quiet=True)
 
 

@@ -1,7 +1,7 @@
 """The divergence guard: what to do when a step diverges, and an optional limit on a divergence signal.
 
 A step diverges when the trainer's own checks fail (non-finite values) or when the signal the trainer
-supplies (``Trainer.check_update``; e.g. an energy-based model's gap between chain and data scores)
+supplies (``Trainer.update_signals``; e.g. an energy-based model's gap between chain and data scores)
 has been beyond ``limit`` for ``patience`` steps in a row. The guard then rolls back to the last good
 checkpoint with the learning rate cut by ``lr_factor``; after ``max_rollbacks`` it stops the run with
 an error, or with ``out_of_rollbacks = "finish"`` ends it as completed on the last good checkpoint

@@ -73,7 +73,13 @@ class GenframeGroup(click.Group):
 @click.version_option(package_name="genframe")
 def cli() -> None:
     """Train, sample and compare generative models; model families come from plugins."""
+    from genframe.util.deprecation import GenframeDeprecationWarning
+
     warnings.formatwarning = _one_line_warning
+    # Python hides deprecations outside __main__; on the command line they are about the user's own plugins
+    # and configs, which is who must act on them (unless -W or PYTHONWARNINGS says otherwise)
+    if not sys.warnoptions:
+        warnings.filterwarnings("default", category=GenframeDeprecationWarning)
 
 
 @contextmanager

@@ -142,7 +142,8 @@ class RecipeConfig(Section):
     callbacks: CallbacksConfig = CallbacksConfig()
 
     #: Settings read under a new name for a while (docs/compatibility.md): ``{"old.key": ("new.key", since,
-    #: until)}``, each read with a deprecation warning. A recipe's config adds its own to the core's.
+    #: until)}``, each read with a deprecation warning. A recipe's config that has renames of its own
+    #: writes ``{**RecipeConfig.renamed_settings, ...}`` to keep the core's.
     renamed_settings: ClassVar[dict[str, tuple[str, str, str]]] = {}
     #: Callbacks every run of this recipe has unless ``callbacks.disable`` names them, in call order.
     default_callbacks: ClassVar[tuple[str, ...]] = ("divergence_guard", "evaluation", "keep_best")

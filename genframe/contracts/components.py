@@ -142,8 +142,12 @@ class Trainer(ABC):
     def step(self, batch: torch.Tensor) -> dict[str, torch.Tensor | float]:
         """One whole step outside a run (a benchmark, a notebook): :meth:`train_step`, then
         :meth:`apply_update`, with no callbacks to see it. Returns the step's metrics."""
-        metrics = self.train_step(batch)
-        self.apply_update()
+        from genframe.util.optimizers import optimizer_steps
+
+        with optimizer_steps(self) as stepped:
+            metrics = self.train_step(batch)
+        if not stepped():  # a trainer of genframe 0.1 stepped inside train_step: never twice
+            self.apply_update()
         return metrics
 
     def apply_update(self) -> None:
@@ -184,6 +188,12 @@ class Trainer(ABC):
     def check_update(self, signals: dict[str, torch.Tensor]) -> None:
         """Deprecated (0.2, goes in 0.4): a trainer of genframe 0.1 stepped its optimizer in ``train_step`` and
         called this first; name the signals in ``update_signals`` and leave the step to :meth:`apply_update`."""
+        from genframe.util.deprecation import deprecate
+
+        if not getattr(self, "_warned_check_update", False):
+            self._warned_check_update = True
+            deprecate("Trainer.check_update", since="0.2", until="0.4", instead="name the signals in "
+                      "update_signals; the core shows them to the callbacks before it calls apply_update()")
         if self.update_check is not None:
             self.update_check(signals)
 

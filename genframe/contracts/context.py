@@ -21,7 +21,7 @@ if TYPE_CHECKING:  # names for type checkers only: importing them here would mak
 
 @dataclass
 class RunContext:
-    """A run as lifecycle hooks, loggers and callbacks see it; the loop keeps the position up to date."""
+    """A run as listeners (callbacks and loggers) see it; the loop keeps the position up to date."""
 
     run_dir: Path
     recipe_name: str

@@ -129,8 +129,8 @@ class Listener:
 
     def on_log(self, run: RunContext, control: Control, metrics: dict[str, float],
                images: dict[str, Any]) -> None:
-        """*Watch*, main process. Metrics (averaged since the last log, validation's ``val/*``, an
-        evaluation's ``eval/*``) and pictures at ``run.step``: image samples as tensors N,C,H,W in [-1, 1],
+        """*Watch*. Metrics (averaged since the last log, validation's ``val/*``, an evaluation's ``eval/*``;
+        on every process) and pictures (main process only) at ``run.step``: image samples as tensors N,C,H,W in [-1, 1],
         anything a recipe draws itself (a scatter of 2-D samples, a GIF) as a file ``Path``."""
 
     def on_before_checkpoint(self, run: RunContext, control: Control) -> None:

@@ -4,8 +4,9 @@
 Two kinds keep working until 0.4, each with one deprecation warning per run that says what to change:
 a logger class whose methods are those hooks (``registry.add("logger", ...)``), and a plugin module that
 implements them to follow every run. The plugin kind is called through pluggy itself
-(``subset_hook_caller``), one plugin at a time, so its wrappers and ordering marks keep their meaning
-while a failure stays that plugin's own.
+(``subset_hook_caller``), one plugin at a time, so a failure stays that plugin's own: a wrapper wraps
+its own plugin's implementation, no longer the others', and the plugins are called in pluggy's order
+(tryfirst, the latest registered first, trylast) of the first lifecycle hook they implement.
 """
 
 from __future__ import annotations

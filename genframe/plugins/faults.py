@@ -20,18 +20,6 @@ HOOK_NAMES = tuple(sorted(name for name, obj in vars(hookspecs).items() if hasat
 LIFECYCLE_HOOKS = tuple(name for name in HOOK_NAMES if name != "genframe_register")
 
 
-
-
-
-
-
-
-
-
-
-
-
-
 def unknown_hook(name: str) -> str:
     """Names one misspelled hook with the closest real one, or the real ones when none is close."""
     # compared without the shared "genframe_" prefix, which would make every name look close

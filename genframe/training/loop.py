@@ -43,7 +43,7 @@ class TrainingLoop(Rewinding):
         self.loop = self.state.loop  # epoch, batch, step, rollbacks, train_seconds: saved in checkpoints
         self.previews = Previewer(run.run_dir, self.cfg, run.recipe, parts.sampler, parts.trainer, self.ctx.device,
                                   self.ctx.sampling_model)
-        self.trainer.update_check = self.before_update
+        self.trainer.update_check = self.checked_update  # Trainer.check_update of genframe 0.1
         if self.world.active:
             self.grad_hooks = distributed.average_gradients_on_backward(self.model, self.world)
         self.last_metrics: dict[str, float] = {}
@@ -182,7 +182,6 @@ class TrainingLoop(Rewinding):
                 metrics = self.trainer.train_step(self.p.train_data.get_batch(index))
             except DivergenceError as error:
                 diverged = error
-        self.updates.decide(stepped(), diverged is not None)
         self.stop_signal = signals.received  # read once: what every process acts on after this step
         if self.world.active:
             any_diverged, any_stop = distributed.any_rank([diverged is not None, self.stop_signal is not None],
@@ -193,10 +192,15 @@ class TrainingLoop(Rewinding):
                 self.stop_signal = signal.SIGTERM  # another process was told to stop
             elif not any_stop:
                 self.stop_signal = None  # arrived here after the others decided: acted on next step
-        diverged = self.updates.finish(metrics, diverged, self.before_update)
+        diverged = self.updates.finish(metrics, diverged, stepped(), self.before_update)
         if diverged is not None:
             raise diverged
         return metrics
+
+    def checked_update(self, signals: dict[str, Any]) -> None:
+        """``Trainer.check_update`` (genframe 0.1): the callbacks look now, and not again after train_step."""
+        self.updates.checked = True
+        self.before_update(signals)
 
     def before_update(self, signals: dict[str, Any]) -> None:
         """Callbacks see the step's divergence signals (averaged over processes) before the optimizer steps;

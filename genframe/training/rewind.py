@@ -97,7 +97,6 @@ class Rewinding:
         """Reload the last good checkpoint. The training time spent on the steps now thrown away was
         spent: train_minutes keeps counting it; callbacks keep what outlives a rollback."""
         spent, before = self.loop["train_seconds"], self.listeners.state_dict()
-        # a run resumed from an older format may roll back to that very file
         saved = load_checkpoint(self.p.checkpoint_path)
         self.state.restore(saved, self.p.steps_per_epoch)
         self.listeners.rolled_back(self.ctx, before, saved.get("callbacks", {}))

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
@@ -28,9 +28,6 @@ from genframe.training.listeners import Listeners
 from genframe.training.runsetup import resolve_device, seeded_generator
 from genframe.util.reproducible import reproducible_kernels
 from genframe.util.text import one_line
-
-if TYPE_CHECKING:
-    pass
 
 
 @dataclass

@@ -5,12 +5,8 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from genframe.contracts.errors import RunError
-
-if TYPE_CHECKING:
-    pass
 
 
 def check_output_paths(paths: dict[str, str | Path | None]) -> None:

@@ -68,6 +68,7 @@ class _MovedModuleFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
     def __init__(self, moves: dict[str, str | tuple[str, ...]], since: str, until: str,
                  current: str | None) -> None:
         self.moves, self.since, self.until, self.current = moves, since, until, current
+        self.specs: dict[int, Any] = {}
 
     def find_spec(self, fullname: str, path: Any = None, target: Any = None) -> importlib.machinery.ModuleSpec | None:
         if fullname not in self.moves:
@@ -79,13 +80,18 @@ class _MovedModuleFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
         homes = (new,) if isinstance(new, str) else tuple(new)
         deprecate(f"importing {spec.name}", since=self.since, until=self.until, current=self.current,
                   instead=f"import from {' or '.join(homes)} (or the public names from the package itself)",
-                  stacklevel=8)
+                  stacklevel=2)
         if len(homes) == 1:
-            return importlib.import_module(homes[0])
+            module = importlib.import_module(homes[0])
+            self.specs[id(module)] = module.__spec__  # the import system overwrites it with the old name's
+            return module
         return _merged(spec.name, homes)
 
     def exec_module(self, module: ModuleType) -> None:
-        """The module at the new path ran already; ``sys.modules`` maps the old name to it."""
+        """The module at the new path ran already; ``sys.modules`` maps the old name to it. Its own spec
+        is put back, for the tools that read it (``importlib.resources``, reload)."""
+        if id(module) in self.specs:
+            module.__spec__ = self.specs.pop(id(module))
 
 
 def _merged(name: str, homes: tuple[str, ...]) -> ModuleType:
