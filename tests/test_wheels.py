@@ -15,6 +15,7 @@ import site
 import subprocess
 import sys
 import sysconfig
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -88,7 +89,8 @@ def test_wheels_install_into_a_fresh_environment_and_train(data_dir, tmp_path):
     assert unmet.strip() == "unmet: none", unmet
     genframe_script = str(venv / "bin" / "genframe")
     listed = run([genframe_script, "plugins"], cwd=tmp_path, env=env)
-    assert "ebm 0.1.0 (entry point genframe_ebm.plugin)" in listed
+    ebm_version = tomllib.loads((REPO / "plugins" / "ebm" / "pyproject.toml").read_text())["project"]["version"]
+    assert f"ebm {ebm_version} (entry point genframe_ebm.plugin)" in listed
     tiny = ["trainer.max_steps=3", "trainer.batch_size=16", "data.limit=64", "sampler.steps=3",
             "sampler.generate_steps=3", "logging.sample_n=4", "logging.chain_n=0", "trainer.val_batch_size=64"]
     trained = run([genframe_script, "run", "ebm", "--run-dir", "run", "--quiet",

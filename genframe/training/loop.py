@@ -95,8 +95,10 @@ class TrainingLoop(Rewinding):
                 failure = one_line(error)[:300] or type(error).__name__
                 raise
             finally:
-                self.hear("on_run_end", "completed" if status == "finished early" else status)
-                self.record_status(status, message=failure or self.stop_reason)
+                try:
+                    self.hear("on_run_end", "completed" if status == "finished early" else status)
+                finally:  # a strict run's failing logger must not leave status.json saying "running"
+                    self.record_status(status, message=failure or self.stop_reason)
         return RunResult(ctx.run_dir, self.p.checkpoint_path, ctx.step, "completed", self.last_metrics, rank=ctx.rank,
                          stopped=self.stop_reason)
 
