@@ -36,7 +36,7 @@ BUGS = {
     "sampler: native (this CPU's and AVX2 builds)": ("plugins/ebm/genframe_ebm/backends/native_src.py",
                                                      "    st(d, s * (1.0f + z * (1.0f - s)));",
                                                      "    st(d, s * (1.0f + z * (1.0f - s)) * 1.01f);"),
-    "CLI error line": ("genframe/cli/main.py", "            error = click.ClickException(str(exc))",
+    "CLI error line": ("genframe/cli/group.py", "            error = click.ClickException(str(exc))",
                        "            error = click.ClickException(repr(exc))"),
     "evaluation": ("genframe/using/metrics.py",
                    "    value = (mu1 - mu2).square().sum() + torch.trace(sigma1) + torch.trace(sigma2) - 2 * cross",
