@@ -11,5 +11,5 @@ from planted_bugs import BUGS, REPO
 def test_each_planted_bug_finds_its_line(name):
     path, line, bug = BUGS[name]
     text = (REPO / path).read_text()
-    assert text.count(line) == 1, f"{path} no longer holds the line of the planted bug {name!r}: update BUGS"
+    assert text.count(line + "\n") == 1, f"{path} no longer holds the line of the planted bug {name!r}: update BUGS"
     assert bug != line
