@@ -17,72 +17,70 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:  # pragma: no cover
     from typing import Any
 
-# public name -> the module that defines it
-_EXPORTS = {
-    "LoadedModel": "genframe.using.load", "get_recipe": "genframe.plugins.recipes", "load": "genframe.using.load",
-    "recipe_config": "genframe.plugins.recipes", "sample_to_files": "genframe.using.sample",
-    "Callback": "genframe.contracts.listeners", "Control": "genframe.contracts.listeners",
-    "Listener": "genframe.contracts.listeners", "Logger": "genframe.contracts.listeners",
-    "RecipeConfig": "genframe.config.sections", "Section": "genframe.config.sections", "TrainerConfig": "genframe.config.sections",
-    "LoggingConfig": "genframe.config.sections", "DataConfig": "genframe.config.sections", "CallbacksConfig": "genframe.config.sections",
-    "RunContext": "genframe.contracts.context", "RunResult": "genframe.contracts.context",
-    "CallbackError": "genframe.contracts.errors", "CheckpointError": "genframe.contracts.errors", "ConfigError": "genframe.contracts.errors",
-    "DataError": "genframe.contracts.errors", "DivergenceError": "genframe.contracts.errors", "GenframeError": "genframe.contracts.errors",
-    "PluginError": "genframe.contracts.errors", "RunError": "genframe.contracts.errors", "RunInterrupted": "genframe.contracts.errors",
-    "UnknownComponentError": "genframe.contracts.errors",
-    "evaluate": "genframe.using.evaluate", "export_model": "genframe.using.export",
-    "hookimpl": "genframe.contracts.hookspecs",
-    "Dataset": "genframe.contracts.components", "ExampleBytes": "genframe.contracts.components", "Model": "genframe.contracts.components",
-    "Recipe": "genframe.contracts.components", "SampleOutput": "genframe.contracts.components", "Sampler": "genframe.contracts.components",
-    "Trainer": "genframe.contracts.components",
-    "atomic_write": "genframe.util.atomic", "atomic_write_bytes": "genframe.util.atomic",
-    "atomic_write_text": "genframe.util.atomic", "one_line": "genframe.util.text", "describe": "genframe.util.text",
-    "generate_in_chunks": "genframe.using.generation",
-    "deprecate": "genframe.util.deprecation", "moved_modules": "genframe.util.deprecation",
-    "GenframeDeprecationWarning": "genframe.util.deprecation",
-    "get_host": "genframe.plugins.host", "load_plugins": "genframe.plugins.host", "reset_host": "genframe.plugins.host",
-    "TrainingRun": "genframe.training.run", "train": "genframe.training.run",
+# module -> the public names it defines
+_FROM = {
+    "genframe.contracts.components": (
+        "Dataset", "ExampleBytes", "Model", "Recipe", "SampleOutput", "Sampler", "Trainer",
+    ),
+    "genframe.contracts.listeners": ("Callback", "Control", "Listener", "Logger"),
+    "genframe.contracts.context": ("RunContext", "RunResult"),
+    "genframe.contracts.errors": (
+        "CallbackError", "CheckpointError", "ConfigError", "DataError", "DivergenceError", "GenframeError",
+        "PluginError", "RunError", "RunInterrupted", "UnknownComponentError",
+    ),
+    "genframe.contracts.hookspecs": ("hookimpl",),
+    "genframe.config.sections": (
+        "CallbacksConfig", "DataConfig", "LoggingConfig", "RecipeConfig", "Section", "TrainerConfig",
+    ),
+    "genframe.plugins.host": ("get_host", "load_plugins", "reset_host"),
+    "genframe.plugins.recipes": ("get_recipe", "recipe_config"),
+    "genframe.training.run": ("TrainingRun", "train"),
+    "genframe.using.load": ("LoadedModel", "load"),
+    "genframe.using.sample": ("sample_to_files",),
+    "genframe.using.evaluate": ("evaluate",),
+    "genframe.using.export": ("export_model",),
+    "genframe.using.generation": ("generate_in_chunks",),
+    "genframe.util.atomic": ("atomic_write", "atomic_write_bytes", "atomic_write_text"),
+    "genframe.util.text": ("describe", "one_line"),
+    "genframe.util.deprecation": ("GenframeDeprecationWarning", "deprecate", "moved_modules"),
 }
+# public name -> the module that defines it
+_EXPORTS = {name: module for module, names in _FROM.items() for name in names}
 
 __all__ = ["__version__", *sorted(_EXPORTS)]
 
 # Modules that moved into rooms in 0.2 (docs/architecture.md): their old paths keep working until 0.4,
-# each with one deprecation warning (docs/compatibility.md).
-_MOVED = {
-    "api": "using.load", "atomic": "util.atomic", "builtins": "plugins.builtins",
-    "callback_list": "training.listeners", "checkpoint": "training.checkpoint", "classifier": "using.classifier",
-    "cli_scoring": "cli.scoring", "completion": "using.completion", "context": "contracts.context",
-    "detection": "using.detection", "distributed": "training.distributed", "errors": "contracts.errors",
-    "evaluate": "using.evaluate", "export": "using.export", "generation": "using.generation",
-    "heartbeat": "training.heartbeat", "histogram": "using.histogram", "hookspecs": "contracts.hookspecs",
-    "images": "util.images", "inputs": "using.inputs", "interfaces": "contracts.components", "loop": "training.loop",
-    "masks": "using.masks", "metrics": "using.metrics", "openmp": "util.openmp", "plot": "using.plot",
-    "pluginfaults": "plugins.faults", "policies": "callbacks", "policies.ema": "callbacks.ema",
+# each with one deprecation warning (docs/compatibility.md). A module that was split names its new homes,
+# where each old name is looked up in order.
+_MOVED: dict[str, str | tuple[str, ...]] = {
+    "api": ("using.load", "using.sample", "using.outputs", "plugins.recipes"), "atomic": "util.atomic",
+    "builtins": "plugins.builtins", "callback_list": ("training.listeners", "config.callbacks"),
+    "checkpoint": "training.checkpoint", "classifier": ("using.classifier", "util.resources"),
+    "cli_scoring": "cli.scoring", "completion": ("using.completion", "using.completion_files"),
+    "context": "contracts.context", "detection": "using.detection", "distributed": "training.distributed",
+    "errors": "contracts.errors", "evaluate": "using.evaluate", "export": ("using.export", "using.exported"),
+    "generation": "using.generation", "heartbeat": "training.heartbeat", "histogram": "using.histogram",
+    "hookspecs": "contracts.hookspecs", "images": "util.images", "inputs": "using.inputs",
+    "interfaces": "contracts.components", "loop": "training.loop", "masks": "using.masks",
+    "metrics": "using.metrics", "openmp": "util.openmp", "plot": "using.plot",
+    "pluginfaults": ("plugins.faults", "util.text"), "policies": "callbacks", "policies.ema": "callbacks.ema",
     "policies.evaluation": "callbacks.evaluation", "policies.guard": "callbacks.guard",
-    "policies.keep_best": "callbacks.keep_best", "preflight": "training.preflight", "previews": "training.previews",
-    "recipes": "plugins.recipes", "registry": "plugins.registry", "reproducible": "util.reproducible",
-    "rewind": "training.rewind", "run": "training.run", "rundir": "training.rundir", "runsetup": "training.runsetup",
-    "runstate": "training.runstate", "scoring": "using.scoring", "signals": "util.signals", "sweep": "using.sweep",
-    "tomlwrite": "util.tomlwrite",
-}
-
-
-# Modules that were split: each old name is looked up in these, in order.
-_SPLIT = {
-    "api": ("using.load", "using.sample", "using.outputs", "plugins.recipes"),
-    "completion": ("using.completion", "using.completion_files"), "scoring": ("using.scoring", "using.scoring_files"),
-    "export": ("using.export", "using.exported"), "previews": ("training.previews", "config.batches"),
-    "pluginfaults": ("plugins.faults", "util.text"), "callback_list": ("training.listeners", "config.callbacks"),
-    "preflight": ("training.preflight", "util.resources"), "classifier": ("using.classifier", "util.resources"),
+    "policies.keep_best": "callbacks.keep_best", "preflight": ("training.preflight", "util.resources"),
+    "previews": ("training.previews", "config.batches"), "recipes": "plugins.recipes",
+    "registry": "plugins.registry", "reproducible": "util.reproducible", "rewind": "training.rewind",
+    "run": "training.run", "rundir": "training.rundir", "runsetup": "training.runsetup",
+    "runstate": "training.runstate", "scoring": ("using.scoring", "using.scoring_files"), "signals": "util.signals",
+    "sweep": "using.sweep", "tomlwrite": "util.tomlwrite",
 }
 
 
 def _keep_old_paths() -> None:
     from genframe.util.deprecation import moved_modules
 
-    moves: dict[str, str | tuple[str, ...]] = {f"genframe.{old}": f"genframe.{new}" for old, new in _MOVED.items()}
-    moves.update({f"genframe.{old}": tuple(f"genframe.{new}" for new in homes) for old, homes in _SPLIT.items()})
-    moved_modules(moves, since="0.2", until="0.4")
+    def where(new: str | tuple[str, ...]) -> str | tuple[str, ...]:
+        return f"genframe.{new}" if isinstance(new, str) else tuple(f"genframe.{home}" for home in new)
+
+    moved_modules({f"genframe.{old}": where(new) for old, new in _MOVED.items()}, since="0.2", until="0.4")
 
 
 _keep_old_paths()

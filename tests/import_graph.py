@@ -148,12 +148,12 @@ def private_imports(package_dir: Path) -> list[str]:
 
 
 def _public_names() -> list[str]:
-    """The names ``genframe`` exports, read from its ``_EXPORTS`` table (nothing is imported)."""
+    """The names ``genframe`` exports, read from its ``_FROM`` table (nothing is imported)."""
     tree = ast.parse((REPO / "genframe" / "__init__.py").read_text())
     for node in tree.body:
-        if isinstance(node, ast.Assign) and any(getattr(t, "id", "") == "_EXPORTS" for t in node.targets):
-            return list(ast.literal_eval(node.value))
-    raise AssertionError("genframe/__init__.py has no _EXPORTS table")
+        if isinstance(node, ast.Assign) and any(getattr(t, "id", "") == "_FROM" for t in node.targets):
+            return [name for names in ast.literal_eval(node.value).values() for name in names]
+    raise AssertionError("genframe/__init__.py has no _FROM table")
 
 
 def shipped_plugin_packages() -> list[Path]:

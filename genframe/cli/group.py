@@ -1,4 +1,5 @@
-"""The command group every genframe command joins: one-line errors and warnings, torch imported only for the\ncommands that need it, and the progress report long commands share.
+"""The command group every genframe command joins: one-line errors and warnings, torch imported only for the
+commands that need it, and the progress report long commands share.
 """
 
 from __future__ import annotations

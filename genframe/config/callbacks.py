@@ -1,4 +1,5 @@
-"""Which callbacks a config turns on: the recipe's defaults less ``callbacks.disable``, then ``callbacks.use``,\neach with its settings validated (dotted-path errors) and written back into the config.
+"""Which callbacks a config turns on: the recipe's defaults less ``callbacks.disable``, then ``callbacks.use``,
+each with its settings validated (dotted-path errors) and written back into the config.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ def chosen_callbacks(config: RecipeConfig, registry: Any) -> list[tuple[str, typ
     if unknown:
         raise ConfigError(f"invalid config: callbacks.disable: {', '.join(map(repr, unknown))} is not a default "
                           f"callback of this recipe (its defaults: {', '.join(defaults) or 'none'})")
-    names = [n for n in defaults if n not in section.disable] + [n for n in section.use if n not in defaults]
+    names = turned_on(config)
     tables = dict(section.model_extra or {})
     idle = [name for name in tables if name not in names]
     if idle:
@@ -35,8 +36,7 @@ def chosen_callbacks(config: RecipeConfig, registry: Any) -> list[tuple[str, typ
             cls = registry.get("callback", name)
         except UnknownComponentError as exc:
             raise ConfigError(f"invalid config: callbacks.use: {exc}") from None
-        given = tables.get(name) or {}
-        table = {**type(config).callback_settings.get(name, {}), **given} if isinstance(given, dict) else given
+        table = settings_table(config, name)
         if not isinstance(table, dict):
             raise ConfigError(f"invalid config: callbacks.{name}: should be a table of settings, got {table!r}")
         try:
@@ -57,13 +57,22 @@ def chosen_callbacks(config: RecipeConfig, registry: Any) -> list[tuple[str, typ
     return chosen
 
 
+def turned_on(config: RecipeConfig) -> list[str]:
+    """The callbacks ``config`` turns on, in call order: the recipe's defaults less ``callbacks.disable``,
+    then ``callbacks.use``."""
+    section, defaults = config.callbacks, type(config).default_callbacks
+    return [n for n in defaults if n not in section.disable] + [n for n in section.use if n not in defaults]
+
+
+def settings_table(config: RecipeConfig, name: str) -> Any:
+    """Callback ``name``'s settings as given: the recipe's defaults under the user's table (the user's value
+    as it is when it is not a table, for the caller to refuse)."""
+    given = config.callbacks.table(name) or {}
+    return {**type(config).callback_settings.get(name, {}), **given} if isinstance(given, dict) else given
+
+
 def callback_settings(config: RecipeConfig, name: str) -> dict[str, Any] | None:
-    """The settings callback ``name`` runs with when ``config`` turns it on (the recipe's defaults under the
-    user's table), else None. For checks that must know a callback's plan, e.g. the memory an
-    evaluation's samples take."""
-    section, cls = config.callbacks, type(config)
-    on = (name in cls.default_callbacks and name not in section.disable) or name in section.use
-    if not on:
-        return None
-    given = section.table(name)
-    return {**cls.callback_settings.get(name, {}), **(given if isinstance(given, dict) else {})}
+    """The settings callback ``name`` runs with when ``config`` turns it on, else None. For checks that must
+    know a callback's plan, e.g. the memory an evaluation's samples take."""
+    table = settings_table(config, name) if name in turned_on(config) else None
+    return table if isinstance(table, dict) else None

@@ -74,16 +74,16 @@ class HookLogger(OldHooks):
 
     def __init__(self, inner: Any, name: str) -> None:
         self.inner, self.run = inner, getattr(inner, "run", None)
+        # each hook it implements, with the arguments it takes (an implementation may take fewer than its hook)
+        self.hooks = {point: (method, set(inspect.signature(method).parameters))
+                      for point, hook in HOOK_OF_POINT.items() if callable(method := getattr(inner, hook, None))}
         deprecate(f"logger {name!r} ({type(inner).__module__}.{type(inner).__qualname__}) implements the "
                   "genframe_* lifecycle hooks", since="0.2", until="0.4", instead=INSTEAD, stacklevel=4)
 
     def _call(self, point: str, run: RunContext, args: tuple[Any, ...]) -> None:
-        method = getattr(self.inner, HOOK_OF_POINT[point], None)
-        if method is None:
-            return
-        given = hook_arguments(point, run, args)
-        accepted = inspect.signature(method).parameters
-        method(**{name: value for name, value in given.items() if name in accepted})
+        if point in self.hooks:
+            method, accepted = self.hooks[point]
+            method(**{name: value for name, value in hook_arguments(point, run, args).items() if name in accepted})
 
 
 class PluginHooks(OldHooks):

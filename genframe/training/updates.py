@@ -29,6 +29,7 @@ class UpdateBoundary:
 
     def __init__(self, trainer: Any) -> None:
         self.trainer = trainer
+        self.owned = owns_update(trainer)  # the trainer's class and optimizer are fixed for the run
         self.warned = False
         self.checked = False  # the trainer called check_update during this step (genframe 0.1)
 
@@ -42,7 +43,7 @@ class UpdateBoundary:
         """Show the step's ``update_signals`` to ``before_update`` (the callbacks, which may veto by raising
         DivergenceError), then apply the update, or discard it on a divergence or veto; the divergence, if any.
         A step that already stepped itself (or has no optimizer the core can step) is left as it is."""
-        if stepped or not owns_update(self.trainer):
+        if stepped or not self.owned:
             if stepped and not self.warned:
                 self.warned = True
                 deprecate(f"{type(self.trainer).__qualname__}.train_step steps the optimizer itself", since="0.2",
@@ -65,6 +66,7 @@ class UpdateBoundary:
         names = tuple(getattr(self.trainer, "update_signals", ()))
         missing = [name for name in names if name not in metrics]
         if missing:
+            returned = ", ".join(map(repr, metrics)) or "nothing"
             raise PluginError(f"{type(self.trainer).__qualname__}.update_signals names {', '.join(map(repr, missing))}, "
-                              f"which train_step did not return (it returned {', '.join(map(repr, metrics)) or 'nothing'})")
+                              f"which train_step did not return (it returned {returned})")
         return {name: metrics[name] for name in names}

@@ -1,4 +1,5 @@
-"""Inpainting and denoising to files, as ``genframe inpaint`` and ``genframe denoise`` do: read images, load the\nmodel, complete them in chunks, write pictures, tensors and a report.
+"""Inpainting and denoising to files, as ``genframe inpaint`` and ``genframe denoise`` do: read images, load the
+model, complete them in chunks, write pictures, tensors and a report.
 """
 
 from __future__ import annotations

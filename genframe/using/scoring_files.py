@@ -1,4 +1,5 @@
-"""Scoring to files, as ``genframe score`` and ``genframe ood`` do: load the model, score input sets, write the\nreport and histograms, hand the figures to the run's loggers.
+"""Scoring to files, as ``genframe score`` and ``genframe ood`` do: load the model, score input sets, write the
+report and histograms, hand the figures to the run's loggers.
 """
 
 from __future__ import annotations

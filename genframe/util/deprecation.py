@@ -3,43 +3,28 @@
 ``deprecate(what, since=..., until=..., instead=...)`` warns once per call site with the version that
 deprecated ``what`` and the version that removes it; once the package's own version reaches ``until`` it
 raises instead, so a deprecation cannot outlive its promise unnoticed (the tests import every module).
-``moved_modules(package, {old: new}, ...)`` keeps old import paths working, each with one such warning.
+``moved_modules({old: new}, since=..., until=...)`` keeps old import paths working, each with one such
+warning; ``move_setting`` reads a renamed setting under its new name, with one too.
 The policy these serve is docs/compatibility.md.
 """
 
 from __future__ import annotations
 
 import importlib
-import importlib.abc
-import importlib.machinery
-import importlib.util
 import sys
 import warnings
-from dataclasses import dataclass
 from types import ModuleType
-from typing import Any
+
+# Imported by every ``import genframe`` (the moved-module finder), so it imports nothing heavy: no
+# dataclasses (which pull in inspect), no typing at run time.
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # pragma: no cover
+    from importlib.machinery import ModuleSpec
+    from typing import Any
 
 
 class GenframeDeprecationWarning(DeprecationWarning):
     """Something a user's code, config or plugin relies on goes in a named later version."""
-
-
-@dataclass(frozen=True)
-class Deprecation:
-    """What is deprecated, since which version, removed in which, and what to do instead."""
-
-    what: str
-    since: str
-    until: str
-    instead: str
-
-    def message(self) -> str:
-        return (f"{self.what} is deprecated since genframe {self.since} and goes in {self.until}: "
-                f"{self.instead}")
-
-
-#: every deprecation announced in this process (docs and tests list them from here)
-ANNOUNCED: dict[str, Deprecation] = {}
 
 
 def _version_tuple(text: str) -> tuple[int, ...]:
@@ -51,18 +36,17 @@ def deprecate(what: str, *, since: str, until: str, instead: str, stacklevel: in
     """Warn that ``what`` goes in version ``until``, saying what to do ``instead``; past ``until``, raise.
 
     ``current`` is the version to compare with (a plugin passes its own; default: genframe's)."""
-    record = Deprecation(what, since, until, instead)
+    message = f"{what} is deprecated since genframe {since} and goes in {until}: {instead}"
     if current is None:
         from genframe.version import genframe_version
 
         current = genframe_version()
     if _version_tuple(current) >= _version_tuple(until):
-        raise RuntimeError(f"{record.message()} (this is {current}: remove the deprecated code)")
-    ANNOUNCED[what] = record
-    warnings.warn(record.message(), GenframeDeprecationWarning, stacklevel=stacklevel + 1)
+        raise RuntimeError(f"{message} (this is {current}: remove the deprecated code)")
+    warnings.warn(message, GenframeDeprecationWarning, stacklevel=stacklevel + 1)
 
 
-class _MovedModuleFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+class _MovedModuleFinder:
     """Answers imports of old module paths with the module now at the new path, after one warning."""
 
     def __init__(self, moves: dict[str, str | tuple[str, ...]], since: str, until: str,
@@ -70,12 +54,15 @@ class _MovedModuleFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
         self.moves, self.since, self.until, self.current = moves, since, until, current
         self.specs: dict[int, Any] = {}
 
-    def find_spec(self, fullname: str, path: Any = None, target: Any = None) -> importlib.machinery.ModuleSpec | None:
+    def find_spec(self, fullname: str, path: Any = None, target: Any = None) -> ModuleSpec | None:
+        """A meta path finder's one method: a spec for an old name, None for any other."""
         if fullname not in self.moves:
             return None
+        import importlib.util
+
         return importlib.util.spec_from_loader(fullname, self)
 
-    def create_module(self, spec: importlib.machinery.ModuleSpec) -> ModuleType:
+    def create_module(self, spec: ModuleSpec) -> ModuleType:
         new = self.moves[spec.name]
         homes = (new,) if isinstance(new, str) else tuple(new)
         deprecate(f"importing {spec.name}", since=self.since, until=self.until, current=self.current,

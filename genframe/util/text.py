@@ -1,4 +1,5 @@
-"""One-line descriptions of errors for users: the message on one line, and where in the user's or plugin's\nown code it was raised (not in the library it called).
+"""One-line descriptions of errors for users: the message on one line, and where in the user's or plugin's
+own code it was raised (not in the library it called).
 """
 
 from __future__ import annotations
