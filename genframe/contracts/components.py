@@ -262,11 +262,21 @@ class Recipe(ABC):
         holds the values it trained with. Default: unchanged."""
         return config
 
+    def model_inputs(self, config: RecipeConfig, examples: torch.Tensor) -> tuple[Any, ...]:
+        """The positional arguments the recipe's model is called with on a batch of ``examples`` (N, ...): what
+        the core's pre-run check passes to ``model(*inputs)``. Default ``(examples,)``, for a net that takes
+        the examples alone (an energy, a classifier). A net that takes more returns it, made on ``examples``'
+        device and batch size, e.g. a time or noise level, ``(examples, torch.zeros(len(examples),
+        device=examples.device))`` (flow matching, diffusion, score models), or a class label,
+        ``(examples, torch.zeros(len(examples), dtype=torch.long, device=examples.device))`` (a conditional
+        model). Zeros suffice: the check asks whether shapes and arguments fit, not what the net computes."""
+        return (examples,)
+
     def check_data(self, config: RecipeConfig, example_shape: tuple[int, ...], dataset: str) -> None:
         """Raise ``ConfigError`` naming the settings when the config does not fit the dataset's examples
         (e.g. the channels or size the model and sampler are built for). Checked before any work starts,
-        followed by the core's own check: a forward pass of two examples on the ``meta`` device. Default:
-        only that."""
+        followed by the core's own check: a forward pass of two examples (called as :meth:`model_inputs` says)
+        on the ``meta`` device. Default: only that."""
 
     def memory_needs(self, config: RecipeConfig, example_shape: tuple[int, ...]) -> dict[str, int]:
         """Bytes the run would hold of the recipe's own, by part, each named with the setting that sizes it

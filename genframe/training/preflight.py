@@ -45,35 +45,70 @@ def meta_limitation(exc: Exception) -> bool:
     return any("DataDependent" in cls.__name__ or "DynamicOutputShape" in cls.__name__ for cls in type(exc).__mro__)
 
 
-def forward_two(model: torch.nn.Module, shape: tuple[int, ...], device: str) -> None:
-    """A forward pass of two zero examples of ``shape`` on ``device`` (no gradients, no random draws kept)."""
+def forward_two(recipe: Recipe, config: Any, model: torch.nn.Module, shape: tuple[int, ...], device: str) -> None:
+    """A forward pass of two zero examples of ``shape`` on ``device``, called with the arguments
+    ``Recipe.model_inputs`` gives (no gradients, no random draws kept)."""
     with torch.random.fork_rng(devices=[]), torch.no_grad():  # e.g. dropout draws nothing from the run's stream
-        model(torch.zeros((2, *shape), device=device))
+        model(*inputs_for(recipe, config, torch.zeros((2, *shape), device=device)))
 
 
-def mismatch(recipe: Recipe, shape: tuple[int, ...], dataset: str, exc: Exception) -> ConfigError:
-    """The one-line error for a forward pass that failed: what the model does not take, and why."""
-    reason = one_line(exc)[:200]
+def inputs_for(recipe: Recipe, config: Any, examples: torch.Tensor) -> tuple[Any, ...]:
+    """``recipe.model_inputs(config, examples)``; ``(examples,)`` for a duck-typed recipe without it."""
+    model_inputs = getattr(recipe, "model_inputs", None)
+    return (examples,) if model_inputs is None else tuple(model_inputs(config, examples))
+
+
+def described_call(recipe: Recipe, config: Any, shape: tuple[int, ...]) -> str:
+    """``model(x)`` as the check called it, each argument by shape and dtype: ``model(float32 (2, 2), int64 (2,))``."""
+    try:
+        with torch.device("meta"):
+            inputs = inputs_for(recipe, config, torch.zeros((2, *shape)))
+    except Exception:
+        return f"model(float32 {(2, *shape)})"
+    shown = [f"{str(value.dtype).removeprefix('torch.')} {tuple(value.shape)}" if isinstance(value, torch.Tensor)
+             else repr(value)[:40] for value in inputs]
+    return f"model({', '.join(shown)})"
+
+
+def calling_problem(exc: Exception) -> bool:
+    """Whether ``exc`` says the model was called with the wrong arguments (not that an argument's shape was wrong)."""
+    text = str(exc)
+    return isinstance(exc, TypeError) and any(word in text for word in (
+        "positional argument", "keyword argument", "required argument", "takes from", "were given", "was given"))
+
+
+def mismatch(recipe: Recipe, config: Any, shape: tuple[int, ...], dataset: str, exc: Exception) -> ConfigError:
+    """The one-line error for a forward pass that failed: what was called, what went wrong, and where to look:
+    ``Recipe.model_inputs`` when the arguments do not match the net's, the model settings when a shape does not."""
+    reason = f"{type(exc).__name__}: {one_line(exc)[:200]}"
+    called = described_call(recipe, config, shape)
+    own_inputs = getattr(type(recipe), "model_inputs", Recipe.model_inputs) is not Recipe.model_inputs
+    if calling_problem(exc):
+        fix = ("fix the recipe's model_inputs to give the arguments the model's forward takes" if own_inputs else
+               "a model that takes more than the examples (a time, a noise level, a class label) needs its recipe "
+               "to override Recipe.model_inputs to give them (docs/writing-plugins.md, 'How the model is called')")
+        return ConfigError(f"model: the pre-run check called the {recipe.name} model as {called} on dataset "
+                           f"{dataset}'s examples of shape {shape} and it refused the arguments ({reason}); {fix}")
     return ConfigError(f"model: the {recipe.name} model does not take dataset {dataset}'s examples of shape "
-                       f"{shape} ({type(exc).__name__}: {reason}); change the model settings to match "
+                       f"{shape} ({reason}; called as {called}); change the model settings to match "
                        f"(`genframe config show {recipe.name}` lists them)")
 
 
 def check_model_fits_data(recipe: Recipe, config: Any, example_shape: tuple[int, ...], dataset: str) -> None:
-    """The recipe's own check (``Recipe.check_data``), then a forward pass of two examples on ``meta``,
-    or on the CPU for a model that reads values (see the module's docstring)."""
+    """The recipe's own check (``Recipe.check_data``), then a forward pass of two examples (with the arguments
+    ``Recipe.model_inputs`` gives) on ``meta``, or on the CPU for a model that reads values (see the module's docstring)."""
     shape = tuple(example_shape)
     recipe.check_data(config, shape, dataset)
     model = None
     try:
         model = meta_model(recipe, config)
-        forward_two(model, shape, "meta")
+        forward_two(recipe, config, model, shape, "meta")
         return
     except GenframeError:
         raise  # the recipe's builder named a bad setting itself
     except Exception as exc:  # a shape error, whatever layer raises it, or something meta cannot do
         if model is not None and not meta_limitation(exc):
-            raise mismatch(recipe, shape, dataset, exc) from None
+            raise mismatch(recipe, config, shape, dataset, exc) from None
     if model is not None and not fits_on_cpu(model):
         return  # a real copy would not fit: check_memory says so, in its own line
     try:
@@ -84,11 +119,11 @@ def check_model_fits_data(recipe: Recipe, config: Any, example_shape: tuple[int,
     except Exception:  # not a shape question (a missing file, a value it reads...): the run reports it itself
         return
     try:
-        forward_two(model, shape, "cpu")
+        forward_two(recipe, config, model, shape, "cpu")
     except NotImplementedError:
         return  # an op the CPU lacks: nothing this check can tell
     except Exception as exc:
-        raise mismatch(recipe, shape, dataset, exc) from None
+        raise mismatch(recipe, config, shape, dataset, exc) from None
 
 
 def fits_on_cpu(model: torch.nn.Module) -> bool:

@@ -45,6 +45,7 @@ class Previewer:
         batches["samples"] = self.sampler.generate(self.sampling_model(), lcfg.sample_n, steps=lcfg.sample_steps,
                                                    generator=self._generator(step, 1), device=self.device).images
         pictures: dict[str, torch.Tensor | Path] = {}
+        self.dir.mkdir(parents=True, exist_ok=True)  # the core makes every folder it hands a recipe
         for name, batch in batches.items():
             path = self.recipe.draw_samples(batch, self.dir / f"step{step:07d}_{name}.png")
             # Loggers draw image batches themselves (as they always have); other samples only the recipe can draw.
@@ -61,4 +62,5 @@ class Previewer:
         output = self.sampler.generate(self.sampling_model(), lcfg.chain_n, steps=lcfg.sample_steps,
                                        keep_every=gif_keep_every(steps),
                                        generator=self._generator(step, 2), device=self.device)
+        self.dir.mkdir(parents=True, exist_ok=True)
         return {"chain": self.recipe.draw_chain(output.chain or [output.images], self.dir / "final_chain.gif")}

@@ -135,6 +135,7 @@ def evaluate(path: str | Path, n: int = 1000, steps: int | None = None, seed: in
     try:
         # spread over all the samples: chunks (or a mixture's members) may differ, and the first 64 show one
         shown = samples[torch.linspace(0, len(samples) - 1, min(GRID_N, len(samples))).long()]
+        (run_dir / "samples").mkdir(parents=True, exist_ok=True)  # the core makes every folder it hands a recipe
         grid = recipe.draw_samples(shown, run_dir / "samples" / f"eval_step{loaded.step:07d}.png")
     except GenframeError:  # samples this recipe cannot draw: the numbers stand alone
         grid = None
