@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import json
 import sys
-import textwrap
 from pathlib import Path
 
 import click
 
-import genframe.cli.scoring  # noqa: F401  (its commands join the group)
+import genframe.cli.plugins  # their commands join the group
+import genframe.cli.scoring  # noqa: F401
 from genframe.cli.group import cli, progress_reporter
 from genframe.contracts.errors import INTERRUPTED, INTERRUPTED_EXIT
 
@@ -147,38 +147,6 @@ def export(path: str, out: str, grid_n: int, seed: int, device: str) -> None:
 
     folder = export_model(path, out, grid_n=grid_n, seed=seed, device=device)
     click.echo(f"wrote {folder}: {', '.join(sorted(p.name for p in folder.iterdir()))}")
-
-
-@cli.command()
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output (failures with their tracebacks).")
-@click.option("--traceback", "show_traceback", is_flag=True, help="The whole traceback of each plugin that failed.")
-def plugins(as_json: bool, show_traceback: bool) -> None:
-    """List installed plugins, their hooks and components, and any that failed to load."""
-    from genframe.plugins.host import get_host
-
-    host = get_host()
-    components = {}
-    for entry in host.registry.entries():
-        components.setdefault(entry.kind, []).append({"name": entry.name, "plugin": entry.plugin})
-    if as_json:
-        click.echo(json.dumps({
-            "plugins": [vars(p) for p in host.plugins],
-            "components": components,
-            "failed": [vars(f) for f in host.failures],
-        }, indent=2))
-        return
-    click.echo("Plugins:")
-    for p in host.plugins:
-        click.echo(f"  {p.name} {p.version} ({p.source})  hooks: {', '.join(p.hooks) or '-'}")
-    click.echo("Components:")
-    for kind, entries in components.items():
-        click.echo(f"  {kind + ':':9} " + ", ".join(f"{e['name']} [{e['plugin']}]" for e in entries))
-    if host.failures:
-        click.echo("Failed to load:")
-        for failure in host.failures:
-            click.echo(f"  {failure.name}: {failure.error}")
-            if show_traceback and failure.traceback:  # the one line says where; this says how it got there
-                click.echo(textwrap.indent(failure.traceback.rstrip("\n"), "      "))
 
 
 @cli.group()
