@@ -38,9 +38,15 @@ def plugins(ctx: click.Context, as_json: bool, show_traceback: bool) -> None:
     click.echo("Components:")
     for kind, entries in components.items():
         click.echo(f"  {kind + ':':9} " + ", ".join(f"{e['name']} [{e['plugin']}]" for e in entries))
+    ambiguous = {kind: host.registry.ambiguous(kind) for kind in components}
+    for kind, names in ambiguous.items():
+        for name, qualified in names.items():  # a bare name is refused until the user picks one
+            click.echo(f"  {kind} {name!r} is offered by {len(qualified)} plugins: name it {' or '.join(qualified)}")
     if host.failures:
         click.echo("Failed to load:")
         for failure in host.failures:
             click.echo(f"  {failure.name}: {failure.error}")
+            if failure.fix:
+                click.echo(f"      fix: {failure.fix}")
             if show_traceback and failure.traceback:  # the one line says where; this says how it got there
                 click.echo(textwrap.indent(failure.traceback.rstrip("\n"), "      "))
