@@ -72,7 +72,7 @@ def test_entry_point_plugin_is_discovered_with_its_version_and_hooks(site):
         host = load_plugins()
     info = {p.name: p for p in host.plugins}
     assert info["hello"].version == "1.2.3" and info["hello"].hooks == ["genframe_register"]
-    assert info["hello"].distribution == "genframe_hello" and info["genframe.plugins.builtins"].distribution == "genframe"
+    assert info["hello"].distribution == "genframe_hello" and info["genframe"].distribution == "genframe"
     assert host.registry.entry("logger", "hello").plugin == "hello"
     assert "ebm" in info and host.registry.get("recipe", "ebm").name == "ebm"  # the real installed plugin
 
@@ -98,13 +98,13 @@ def test_strict_mode_raises_on_the_first_broken_plugin(site, monkeypatch):
 def test_environment_restricts_which_plugins_load(site, monkeypatch):
     monkeypatch.setenv("GENFRAME_PLUGINS", "hello")
     host = load_plugins()  # no warnings: the broken ones are never imported
-    assert {p.name for p in host.plugins} == {"genframe.plugins.builtins", "hello"}
+    assert {p.name for p in host.plugins} == {"genframe", "hello"}
     assert host.failures == [] and "gf_broken_plugin" not in sys.modules
     monkeypatch.delenv("GENFRAME_PLUGINS")
     monkeypatch.setenv("GENFRAME_DISABLE_PLUGINS", "broken,typo,raises,hello")
     host = load_plugins()
     loaded = {p.name for p in host.plugins}  # whatever else the environment has installed may load too
-    assert {"genframe.plugins.builtins", "ebm"} <= loaded and not loaded & {"broken", "typo", "raises", "hello"}
+    assert {"genframe", "ebm"} <= loaded and not loaded & {"broken", "typo", "raises", "hello"}
 
 
 def test_core_never_imports_a_plugin():

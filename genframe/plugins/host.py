@@ -24,7 +24,7 @@ import pluggy
 from genframe.contracts import hookspecs
 from genframe.contracts.errors import PluginError, UnknownComponentError
 from genframe.plugins.faults import LIFECYCLE_HOOKS, bad_arguments, unknown_hook
-from genframe.plugins.registry import Entry, Registry
+from genframe.plugins.registry import CORE_PLUGIN, AmbiguousComponentError, Entry, Registry
 from genframe.util.text import describe, one_line, traceback_text, where
 from genframe.version import genframe_version
 
@@ -51,6 +51,7 @@ class PluginFailure:
     error: str  # one line, ending with "(at file:line)" when an exception says where
     traceback: str = ""  # the whole traceback, for ``genframe plugins --traceback``
     distribution: str = ""
+    fix: str = ""  # what to do about it, disabling it included
 
 
 class PluginWarning(UserWarning):
@@ -93,16 +94,19 @@ class PluginHost:
                       PluginWarning, stacklevel=4)
 
     def _fail(self, name: str, error: BaseException | str, module: str | None = None) -> None:
-        """Record and report that plugin ``name`` (code in ``module``) could not be loaded."""
-        if isinstance(error, BaseException):
+        """Record and report that plugin ``name`` (code in ``module``) could not be loaded: it is skipped whole."""
+        if isinstance(error, PluginError):  # genframe's own words already say what the plugin did wrong
+            text, trace = one_line(error) + where(error, module), traceback_text(error)
+        elif isinstance(error, BaseException):
             text, trace = describe(error) + where(error, module), traceback_text(error)
         else:
             text, trace = one_line(error), ""
         dist = self.distributions.get(name, "")
         package = f" (package {dist})" if dist and dist != name else ""
+        fix = fix_for(name, dist)
         if not self.strict:
-            self.failures.append(PluginFailure(name, text, trace, dist))
-        self.report(f"plugin {name!r} failed to load: {text}{package}", "it is skipped")
+            self.failures.append(PluginFailure(name, text, trace, dist, fix))
+        self.report(f"plugin {name!r} failed to load: {text}{package}", f"it is skipped; {fix}")
 
     def _register(self, plugin: Any, name: str) -> list[str] | str:
         """Register ``plugin``: the hooks it implements, or why it was refused (then it is not registered)."""
@@ -137,7 +141,7 @@ class PluginHost:
     def load_builtins(self) -> None:
         for module_name in BUILTIN_MODULES:
             module = __import__(module_name, fromlist=["_"])
-            self.add_plugin(module, module_name, genframe_version(), "builtin", "genframe")
+            self.add_plugin(module, CORE_PLUGIN, genframe_version(), "builtin", "genframe")
 
     def load_entry_points(self) -> None:
         allowed = _env_names("GENFRAME_PLUGINS")
@@ -167,24 +171,23 @@ class PluginHost:
         try:
             return self.registry.entry(kind, name)
         except UnknownComponentError as exc:
-            if not self.failures:
+            if not self.failures or isinstance(exc, AmbiguousComponentError):
                 raise
             failed = "; ".join(f"{f.name}: {f.error}" for f in self.failures)
             raise UnknownComponentError(f"{exc} (plugins that failed to load: {failed})") from None
 
     def register_components(self) -> None:
-        """Call every plugin's ``genframe_register`` one at a time, so a failure names its plugin."""
+        """Call every plugin's ``genframe_register`` one at a time; a plugin that raises, or registers what it
+        may not (an unknown kind, a name twice), is skipped whole, its other components included, and every
+        other plugin keeps working (strict: the error stops the command)."""
         for impl in self.pm.hook.genframe_register.get_hookimpls():
-            self.registry.current_plugin = impl.plugin_name
             try:
-                impl.function(registry=self.registry)
-            except PluginError:
-                raise
-            except Exception as exc:
+                with self.registry.registering(impl.plugin_name):
+                    impl.function(registry=self.registry)
+            except Exception as exc:  # strict: _fail raises
                 self.pm.unregister(name=impl.plugin_name)
                 self.plugins = [p for p in self.plugins if p.name != impl.plugin_name]
                 self._fail(impl.plugin_name, exc, module=_module_of(impl.plugin))
-        self.registry.current_plugin = "?"
 
     def check_hooks(self, obj: Any) -> str | None:
         """Why an object with old lifecycle hook methods (a logger of genframe 0.1) cannot be used: a
@@ -202,6 +205,15 @@ class PluginHost:
             for impl in reversed(getattr(self.pm.hook, hook).get_hookimpls()):  # pluggy calls them reversed
                 found.setdefault(impl.plugin_name, impl.plugin)
         return [(plugin, name) for name, plugin in found.items()]
+
+
+def fix_for(name: str, distribution: str) -> str:
+    """How to get rid of a broken plugin's warning: fix it, or leave it out."""
+    if name == CORE_PLUGIN:
+        return "reinstall genframe"
+    dist = distribution or name
+    return (f"upgrade or fix package {dist}, or leave it out: GENFRAME_DISABLE_PLUGINS={name} "
+            f"(or pip uninstall {dist})")
 
 
 def _module_of(plugin: Any) -> str:

@@ -18,6 +18,7 @@ from genframe.config.sections import RecipeConfig, build_config, config_to_dict,
 from genframe.contracts.context import RunContext, RunResult
 from genframe.contracts.errors import CheckpointError, ConfigError, GenframeError, RunError
 from genframe.plugins.host import PluginHost, get_host
+from genframe.plugins.registry import Choices, Registry
 from genframe.training import distributed
 from genframe.training.checkpoint import CHECKPOINT_DIR, LAST_NAME, load_checkpoint, resolve_checkpoint, run_dir_of
 from genframe.training.distributed import barrier, device_for, init_world, shutdown
@@ -70,13 +71,23 @@ class TrainingRun:
     ) -> None:
         self.host = host or get_host()
         self.quiet = quiet
-        entry = self.host.entry("recipe", recipe)
-        self.recipe_name, self.recipe, self.plugin = recipe, entry.obj, entry.plugin
         self.checkpoint_state: dict[str, Any] | None = None
         self.end_of_run_done: list[str] = []  # end-of-run work done before a stop ("train_end", "pictures")
         self.resume_from = None if resume is None else resolve_checkpoint(resume)
         if self.resume_from is not None:
-            self._load_resume_checkpoint()
+            self._read_resume_checkpoint()
+        # the plugins this run's bare names resolved to, followed on resume (a later plugin may offer one too)
+        self.choices = Choices((self.checkpoint_state or {}).get("components"))
+        with Registry.choosing(self.choices):
+            self._assemble(recipe, config, overrides, run_dir, resume)
+
+    def _assemble(self, recipe: str, config: Any, overrides: Iterable[str], run_dir: str | Path | None,
+                  resume: str | Path | None) -> None:
+        """Resolve the recipe and config, join torchrun's processes and check everything before any work."""
+        entry = self.host.entry("recipe", recipe)
+        self.recipe_name, self.recipe, self.plugin = entry.name, entry.obj, entry.plugin
+        if self.resume_from is not None:
+            self._check_resume_recipe()
             if self.resume_from.parent.name != CHECKPOINT_DIR:  # a loose file: its folder is no run directory
                 raise RunError(f"{resume} is not in a run directory's {CHECKPOINT_DIR}/ folder, so there is no run to "
                                f"continue; copy it to NEWRUN/{CHECKPOINT_DIR}/{LAST_NAME} and resume NEWRUN")
@@ -85,7 +96,7 @@ class TrainingRun:
         saved = self.checkpoint_state["config"] if self.checkpoint_state else None
         self.config = _resolve_config(self.recipe.config_class, config, overrides, saved)
         self.callback_specs = chosen_callbacks(self.config, self.host.registry)  # bad settings fail before anything starts
-        if self.config.recipe not in (None, recipe):
+        if self.config.recipe not in (None, recipe, self.recipe_name):
             raise ConfigError(f"recipe: the config is for {self.config.recipe!r} but `genframe run {recipe}` was asked")
         self.device = resolve_device(self.config.trainer.device)
         self.world = init_world(self.config.trainer.device)  # torchrun: join the process group first
@@ -144,14 +155,16 @@ class TrainingRun:
             raise RunError(f"cannot create run directory {run_dir or 'under runs/'}: {exc.strerror or exc}; "
                            "choose another --run-dir") from None
 
-    def _load_resume_checkpoint(self) -> None:
+    def _read_resume_checkpoint(self) -> None:
         checkpoint = self.resume_from
         self.resume_stamp = checkpoint.stat().st_mtime_ns
         self.checkpoint_state = load_checkpoint(checkpoint)
-        if self.checkpoint_state["recipe"] != self.recipe_name:
-            made_by = self.checkpoint_state["recipe"]
-            raise CheckpointError(f"{checkpoint} is a checkpoint of recipe {made_by!r}, not {self.recipe_name!r}; "
-                                  f"run `genframe run {made_by} --resume ...`")
+
+    def _check_resume_recipe(self) -> None:
+        made_by = self.checkpoint_state["recipe"]
+        if made_by != self.recipe_name:
+            raise CheckpointError(f"{self.resume_from} is a checkpoint of recipe {made_by!r}, not "
+                                  f"{self.recipe_name!r}; run `genframe run {made_by} --resume ...`")
 
     def _take_run_dir(self) -> None:
         """Lock the run directory (rank 0, for the whole run) and ready it: leftovers of a killed writer go,
@@ -180,7 +193,8 @@ class TrainingRun:
             self.lock.release()
             raise problem
         if reload:
-            self._load_resume_checkpoint()  # another writer saved since it was read: every process takes the newest
+            self._read_resume_checkpoint()
+            self._check_resume_recipe()  # another writer saved since it was read: every process takes the newest
 
     def release(self) -> None:
         """Let another command write the run directory (called when the run ends, however it ends); one this
@@ -221,7 +235,7 @@ class TrainingRun:
                          recipe=self.recipe, registry=self.host.registry)
         callbacks = Listeners(self.callback_specs, ctx)
         ctx.sampling_model = functools.partial(callbacks.sampling_model, model)
-        state = RunState(ctx, trainer, callbacks, self.plugin, self.plugin_version)
+        state = RunState(ctx, trainer, callbacks, self.plugin, self.plugin_version, components=self.choices)
         if self.checkpoint_state is not None:
             state.restore(self.checkpoint_state, steps_per_epoch)
             callbacks.load_state_dict(self.checkpoint_state.get("callbacks", {}))
@@ -257,7 +271,7 @@ class TrainingRun:
 
     def run(self) -> RunResult:
         try:
-            with reproducible_kernels():  # a resumed GPU run matches a straight one
+            with reproducible_kernels(), Registry.choosing(self.choices):  # a resumed GPU run matches a straight one
                 result = TrainingLoop(self, self.build()).run()
             # Leave together: a process that tears down gloo and exits while rank 0 is still writing
             # its last checkpoint now and then aborts at interpreter exit ("terminate called without

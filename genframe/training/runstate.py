@@ -18,6 +18,7 @@ from genframe.config.sections import config_to_dict
 from genframe.contracts.components import Dataset, Sampler, Trainer
 from genframe.contracts.context import RunContext
 from genframe.contracts.errors import CheckpointError
+from genframe.plugins.registry import Choices
 from genframe.training.checkpoint import config_hash
 from genframe.training.listeners import Listeners
 from genframe.version import genframe_version
@@ -37,6 +38,7 @@ class RunState:
     callbacks: Listeners
     plugin: str
     plugin_version: str
+    components: Choices | None = None  # which plugin's component each bare name was (genframe.plugins.registry)
     loop: dict[str, Any] = field(default_factory=dict)
     sums: dict[str, Any] = field(default_factory=dict)
     count: int = 0
@@ -71,6 +73,7 @@ class RunState:
             "rng": {"torch": torch.get_rng_state(),
                     "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []},
             "extra": dict(ctx.extra),
+            "components": {**self.components.recorded, **self.components.used} if self.components else {},
         }
         sampling = self.callbacks.sampling_model()
         if sampling is not None:  # what `genframe sample` and `eval` load

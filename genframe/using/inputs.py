@@ -71,7 +71,8 @@ def parse_inputs(specs: Sequence[str], shape: tuple[int, ...], data: DataConfig,
 def parse_input(spec: str, shape: tuple[int, ...], data: DataConfig, registry, n: int | None = None,
                 seed: int = 0) -> ImageSet:
     """One set (see the module's description)."""
-    name, _, argument = spec.partition(":")
+    # "mnist:test"; a dataset two plugins offer is qualified by its plugin: "plugin:name:test"
+    name, _, argument = spec.rpartition(":") if spec.count(":") > 1 else spec.partition(":")
     if name in BUILT_IN and not argument:
         count = n or len(_test_split(data, registry))
         return ImageSet(name, count, _synthetic(name, shape, seed))
@@ -87,7 +88,7 @@ def parse_input(spec: str, shape: tuple[int, ...], data: DataConfig, registry, n
     if argument and name in ("imagefolder", "tensorfile"):
         raise DataError(f"input {spec!r}: give the folder or file of your images itself as the input, e.g. "
                         f"path/to/images/ or images.npy")
-    if argument and name in registry.names("dataset"):
+    if argument and name.rpartition(":")[2] in registry.names("dataset"):
         if argument not in ("train", "test"):
             raise DataError(f"input {spec!r}: dataset splits are 'train' and 'test', not {argument!r}; "
                             f"e.g. {name}:test")

@@ -23,6 +23,7 @@ from genframe.contracts.context import RunContext
 from genframe.contracts.errors import CheckpointError
 from genframe.plugins.host import get_host
 from genframe.plugins.recipes import get_recipe
+from genframe.plugins.registry import Choices, Registry
 from genframe.training.checkpoint import load_checkpoint, resolve_checkpoint, run_dir_of
 from genframe.training.listeners import Listeners
 from genframe.training.runsetup import resolve_device, seeded_generator
@@ -91,6 +92,11 @@ def load(path: str | Path, device: str = "auto") -> LoadedModel:
         return _load_export(Path(path), device)
     checkpoint = resolve_checkpoint(path)
     state = load_checkpoint(checkpoint)
+    with Registry.choosing(Choices(state.get("components"))):  # the plugins the run used, if two offer a name
+        return _load_checkpoint_state(checkpoint, state, device)
+
+
+def _load_checkpoint_state(checkpoint: Path, state: dict[str, Any], device: str) -> LoadedModel:
     recipe = get_recipe(state["recipe"])
     config = build_config(recipe.config_class, data=state["config"])
     torch_device = resolve_device(device)
