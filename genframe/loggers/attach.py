@@ -8,6 +8,7 @@ from types import ModuleType
 from typing import Any
 
 from genframe.contracts.listeners import Listener
+from genframe.contracts.mistakes import check_listener
 from genframe.loggers.legacy import HookLogger, PluginHooks, uses_hooks
 
 
@@ -36,6 +37,8 @@ def open_loggers(host: Any, names: list[str], run: Any) -> list[Watcher]:
             if problem:
                 host.report(f"{label} from {package} cannot be used: {problem}", "the run goes on without it")
                 continue
+        if not old:
+            check_listener(type(logger), "logger")
         watchers.append(Watcher(HookLogger(logger, name) if old else logger, label, package,
                                 type(logger).__module__, old))
     for plugin, plugin_name in host.lifecycle_plugins():

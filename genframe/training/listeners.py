@@ -21,6 +21,7 @@ from genframe.contracts.listeners import WATCH_ONLY, Callback, Control, Listener
 from genframe.loggers.attach import Watcher
 from genframe.loggers.legacy import HOOK_OF_POINT
 from genframe.plugins.host import PluginWarning, strict_plugins
+from genframe.contracts.mistakes import check_listener
 from genframe.util.deprecation import deprecate
 from genframe.util.text import describe, where
 
@@ -69,6 +70,8 @@ class Listeners:
                  loggers: list[Watcher] | None = None) -> None:
         """Build the callbacks ``chosen_callbacks`` chose, for ``run``; ``loggers`` from ``open_loggers``."""
         self.callbacks = [cls(settings, run) for _, cls, settings in chosen]
+        for callback in self.callbacks:
+            check_listener(type(callback), "callback")
         self.loggers: list[Watcher] = list(loggers or [])
 
     def call(self, point: str, run: RunContext, *args: Any) -> Control:

@@ -17,6 +17,7 @@ from genframe.config.callbacks import chosen_callbacks
 from genframe.config.sections import RecipeConfig, build_config, config_to_dict, deep_merge
 from genframe.contracts.context import RunContext, RunResult
 from genframe.contracts.errors import CheckpointError, ConfigError, GenframeError, RunError
+from genframe.contracts.mistakes import check_components
 from genframe.plugins.host import PluginHost, get_host
 from genframe.plugins.registry import Choices, Registry
 from genframe.training import distributed
@@ -223,6 +224,7 @@ class TrainingRun:
         model = self.recipe.build_model(cfg).to(device)
         sampler = self.recipe.build_sampler(cfg)
         trainer = self.recipe.build_trainer(cfg, model, sampler, device)
+        check_components(self.recipe, sampler, trainer)  # methods of genframe 0.1 that nothing calls now
         # torchrun: each process takes every world_size-th example of the epoch's order; the last
         # partial batch is dropped (every process steps alike)
         steps_per_epoch = len(train_data) // world.world_size // cfg.trainer.batch_size
