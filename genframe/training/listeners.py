@@ -18,10 +18,10 @@ from typing import Any
 from genframe.contracts.context import RunContext
 from genframe.contracts.errors import CallbackError, PluginError, RunInterrupted
 from genframe.contracts.listeners import WATCH_ONLY, Callback, Control, Listener
+from genframe.contracts.mistakes import check_listener
 from genframe.loggers.attach import Watcher
 from genframe.loggers.legacy import HOOK_OF_POINT
 from genframe.plugins.host import PluginWarning, strict_plugins
-from genframe.contracts.mistakes import check_listener
 from genframe.util.deprecation import deprecate
 from genframe.util.text import describe, where
 
