@@ -132,6 +132,11 @@ class Trainer(ABC):
     #: processes: divergence signals such as a loss gap the trainer watches (e.g. ``("cdiv",)``).
     update_signals: ClassVar[tuple[str, ...]] = ()
 
+    #: True for a class-conditional model: ``train_step`` then gets ``(examples, labels)``, the labels the
+    #: dataset holds (``Dataset.labels``) for the very examples of the batch, a long tensor on their device.
+    #: A run on a dataset without labels is refused before any work. Default False: ``train_step(examples)``.
+    takes_labels: ClassVar[bool] = False
+
     @abstractmethod
     def train_step(self, batch: torch.Tensor) -> dict[str, torch.Tensor | float]:
         """Forward and backward on ``batch``, up to the optimizer step, which is the core's to call

@@ -37,7 +37,13 @@ from genframe.training.rundir import (
     start_afresh,
     write_status,
 )
-from genframe.training.runsetup import build_dataset, new_run_dir, resolve_device, save_resolved_config
+from genframe.training.runsetup import (
+    build_dataset,
+    new_run_dir,
+    resolve_device,
+    save_resolved_config,
+    training_data,
+)
 from genframe.training.runstate import Parts, RunState, stream_seed
 from genframe.util.reproducible import reproducible_kernels
 from genframe.util.signals import StartUp
@@ -225,6 +231,7 @@ class TrainingRun:
         sampler = self.recipe.build_sampler(cfg)
         trainer = self.recipe.build_trainer(cfg, model, sampler, device)
         check_components(self.recipe, sampler, trainer)  # methods of genframe 0.1 that nothing calls now
+        train_data = training_data(train_data, trainer, self.recipe_name, cfg.data.name)
         # torchrun: each process takes every world_size-th example of the epoch's order; the last
         # partial batch is dropped (every process steps alike)
         steps_per_epoch = len(train_data) // world.world_size // cfg.trainer.batch_size

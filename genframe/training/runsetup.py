@@ -124,6 +124,36 @@ class Subset(Dataset):
         return self
 
 
+class WithLabels(Dataset):
+    """A dataset whose batches are ``(examples, labels)``: what a class-conditional trainer trains on
+    (``Trainer.takes_labels``)."""
+
+    def __init__(self, dataset: Dataset) -> None:
+        self.dataset, self.labels = dataset, dataset.labels
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def get_batch(self, indices: torch.Tensor) -> Any:  # (examples, labels), as the contract says
+        examples = self.dataset.get_batch(indices)
+        labels = self.dataset.labels
+        return examples, labels[indices.to(labels.device)].to(examples.device, torch.long)
+
+    @property
+    def example_shape(self) -> tuple[int, ...]:
+        return self.dataset.example_shape
+
+
+def training_data(dataset: Dataset, trainer: Any, recipe: str, data_name: str) -> Dataset:
+    """``dataset`` as ``trainer`` takes its batches: with their labels for a class-conditional trainer."""
+    if not getattr(trainer, "takes_labels", False):
+        return dataset
+    if dataset.labels is None:
+        raise ConfigError(f"data.name: the {recipe} trainer trains on labels (Trainer.takes_labels) but dataset "
+                          f"{data_name} has none; pick a labelled dataset, or a recipe that needs no labels")
+    return WithLabels(dataset)
+
+
 # Settings only some datasets read (a user's own files), passed to a factory whose signature takes them.
 OPTIONAL_DATA_SETTINGS = ("path", "size", "channels", "test_fraction")
 
