@@ -37,8 +37,9 @@ from genframe.config.sections import DataConfig, RecipeConfig, build_config, con
 from genframe.contracts.components import Dataset, Recipe, SampleOutput, Sampler, Trainer
 from genframe.plugins.host import get_host
 from genframe.training.checkpoint import load_checkpoint
+from genframe.training.preflight import check_model_fits_data
 from genframe.training.run import train
-from genframe.training.runsetup import build_dataset
+from genframe.training.runsetup import build_dataset, training_data
 from genframe.using.load import get_recipe
 from genframe.util.tomlwrite import dumps as toml_dumps
 
@@ -134,13 +135,16 @@ class RecipeContract:
         torch.manual_seed(config.seed)  # as the loop does before building the model
         model = recipe.build_model(config).to(device)
         sampler = recipe.build_sampler(config)
-        return Parts(model, sampler, recipe.build_trainer(config, model, sampler, device))
+        self._trainer = recipe.build_trainer(config, model, sampler, device)
+        return Parts(model, sampler, self._trainer)
 
     def dataset(self, config: RecipeConfig, split: str = "train") -> Dataset:
         return _cached_dataset(config.data.model_dump_json(), split).to(self.device)
 
-    def batch(self, config: RecipeConfig, offset: int = 0) -> torch.Tensor:
-        data = self.dataset(config)
+    def batch(self, config: RecipeConfig, offset: int = 0) -> Any:
+        """A training batch as the core hands it to ``train_step`` of the trainer :meth:`build` made last: with
+        its labels for one that ``takes_labels``."""
+        data = training_data(self.dataset(config), getattr(self, "_trainer", None), self.recipe, config.data.name)
         size = config.trainer.batch_size
         indices = (torch.arange(size) + offset * size) % len(data)
         return data.get_batch(indices.to(self.device))
@@ -216,6 +220,12 @@ class RecipeContract:
         assert rates and all(isinstance(rate, float) and rate > 0 for rate in rates)
         work = parts.trainer.work_per_step(4)
         assert work is None or (isinstance(work[0], str) and work[1] >= 0), "work_per_step: None or (unit, amount)"
+
+    def test_the_model_takes_what_model_inputs_gives(self):
+        config = self.make_config()
+        data = self.dataset(config)
+        # the core's pre-run check: the model called as Recipe.model_inputs says, on two of the data's examples
+        check_model_fits_data(self.get_recipe(), config, data.example_shape, config.data.name)
 
     def test_sampler_gives_samples_of_the_data_shape_in_range(self):
         config = self.make_config()

@@ -103,9 +103,10 @@ class FlowTrainer(genframe.Trainer):
         self.generator = torch.Generator(device=device).manual_seed(config.seed)
         self.seen: list[tuple[torch.Tensor, torch.Tensor]] = []  # (points, labels) of each labelled batch
 
-    def _loss(self, x1, labels=None):
-        x0 = torch.randn(x1.shape, generator=self.generator, device=x1.device)
-        t = torch.rand((len(x1),), generator=self.generator, device=x1.device)
+    def _loss(self, x1, labels=None, generator=None):
+        generator = generator or self.generator
+        x0 = torch.randn(x1.shape, generator=generator, device=x1.device)
+        t = torch.rand((len(x1),), generator=generator, device=x1.device)
         xt = (1 - t[:, None]) * x0 + t[:, None] * x1
         v = self.model(xt, t, labels) if labels is not None else self.model(xt, t)
         return ((v - (x1 - x0)) ** 2).mean()
@@ -118,7 +119,10 @@ class FlowTrainer(genframe.Trainer):
 
     def validate(self, dataset):
         with torch.no_grad():
-            return {"loss": float(self._loss(dataset.get_batch(torch.arange(len(dataset)))))}
+            return {"loss": float(self._loss(dataset.get_batch(torch.arange(len(dataset))), generator=self._fixed()))}
+
+    def _fixed(self):  # validation draws from its own stream: training's is left where it was
+        return torch.Generator(device=self.device).manual_seed(0)
 
     def state_dict(self):
         return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
@@ -149,7 +153,8 @@ class LabelledFlowTrainer(FlowTrainer):
     def validate(self, dataset):
         with torch.no_grad():
             everything = torch.arange(len(dataset))
-            return {"loss": float(self._loss(dataset.get_batch(everything), dataset.labels[everything]))}
+            return {"loss": float(self._loss(dataset.get_batch(everything), dataset.labels[everything].to(self.device),
+                                             generator=self._fixed()))}
 
 
 class BlobsData(DataConfig):

@@ -15,6 +15,7 @@ from conditional_recipes import Blobs, register
 import genframe
 from genframe.contracts.errors import ConfigError
 from genframe.plugins.host import get_host
+from genframe.testing import RecipeContract
 
 TINY = ["trainer.max_steps=6", "trainer.device=cpu", "logging.log_every=2", 'logging.loggers=["jsonl"]']
 
@@ -73,3 +74,21 @@ def test_a_class_conditional_recipe_on_data_without_labels_is_refused_before_any
         genframe.train("flow_points_labelled", overrides=[*TINY, "data.name=unlabelled_blobs"],
                        run_dir=tmp_path / "run", quiet=True)
     assert not (tmp_path / "run").exists()
+
+
+class TestTimeConditionedContract(RecipeContract):
+    """The conformance suite a plugin author runs, against the model(x, t) recipe."""
+
+    recipe = "flow_points"
+    overrides = ("trainer.batch_size=16", "logging.sample_n=8")
+    sample_range = None  # points in the plane: no fixed range
+
+    @pytest.fixture(autouse=True)
+    def _registered(self):
+        register(get_host().registry)
+
+
+class TestClassConditionedContract(TestTimeConditionedContract):
+    """... and against the model(x, t, y) recipe, whose trainer takes labels."""
+
+    recipe = "flow_points_labelled"
