@@ -93,7 +93,7 @@ class PluginHost:
         warnings.warn(f"genframe: {text}; {consequence} (set GENFRAME_STRICT_PLUGINS=1 to make this an error)",
                       PluginWarning, stacklevel=4)
 
-    def _fail(self, name: str, error: BaseException | str, module: str | None = None) -> None:
+    def _fail(self, name: str, error: BaseException | str, module: str | None = None, fix: str | None = None) -> None:
         """Record and report that plugin ``name`` (code in ``module``) could not be loaded: it is skipped whole."""
         if isinstance(error, PluginError):  # genframe's own words already say what the plugin did wrong
             text, trace = one_line(error) + where(error, module), traceback_text(error)
@@ -103,7 +103,7 @@ class PluginHost:
             text, trace = one_line(error), ""
         dist = self.distributions.get(name, "")
         package = f" (package {dist})" if dist and dist != name else ""
-        fix = fix_for(name, dist)
+        fix = fix or fix_for(name, dist)
         if not self.strict:
             self.failures.append(PluginFailure(name, text, trace, dist, fix))
         self.report(f"plugin {name!r} failed to load: {text}{package}", f"it is skipped; {fix}")
@@ -164,7 +164,8 @@ class PluginHost:
             self.add_plugin(plugin, ep.name, version, f"entry point {ep.value}", dist)
         for name in sorted((allowed or set()) - seen):
             self._fail(name, f"GENFRAME_PLUGINS names it but no installed plugin has that name "
-                             f"(installed: {', '.join(sorted(seen)) or 'none'})")
+                             f"(installed: {', '.join(sorted(seen)) or 'none'})",
+                       fix="install it, or take it out of GENFRAME_PLUGINS")
 
     def entry(self, kind: str, name: str) -> Entry:
         """``registry.entry``, and when the name is unknown, say which plugins failed to load."""
