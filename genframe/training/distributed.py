@@ -106,11 +106,13 @@ def from_main(obj: Any, world: World) -> Any:
 
 
 def mean_across(values: dict[str, float], device: torch.device) -> dict[str, float]:
-    """Average scalar metrics across processes."""
+    """Average scalar metrics across processes; they come back in ``values``' order (the trainer's, which the
+    console shows), though reduced in sorted order, the same on every process whatever order each met them in."""
     keys = sorted(values)
     tensor = torch.tensor([float(values[k]) for k in keys], dtype=torch.float64, device=device)
     dist.all_reduce(tensor)
-    return {k: float(v) / dist.get_world_size() for k, v in zip(keys, tensor.tolist())}
+    averaged = {k: float(v) / dist.get_world_size() for k, v in zip(keys, tensor.tolist())}
+    return {k: averaged[k] for k in values}
 
 
 def gather_to_main(obj: Any, world: World) -> list[Any] | None:
