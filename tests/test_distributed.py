@@ -226,3 +226,35 @@ def test_a_callback_failing_on_one_process_stops_every_process(data_dir, tmp_pat
     assert "Error: callback 'fails_on_rank_zero' failed in on_step_end: RuntimeError: only here" in result.stderr
     assert "Error: a callback failed on another process" in result.stderr
     assert load_checkpoint(tmp_path / "run")["loop"]["step"] == 3
+
+
+# Every process's callback asks to stop after step 2, with its reason.
+EVERY_RANK_STOPS = """
+import genframe
+
+class StopsAtTwo(genframe.Callback):
+    name = "stops_at_two"
+
+    def on_step_end(self, run, control):
+        if run.step == 2:
+            control.stop("enough at step two")
+
+@genframe.hookimpl
+def genframe_register(registry):
+    registry.add("callback", StopsAtTwo.name, StopsAtTwo)
+"""
+
+
+def test_a_stop_is_announced_once_and_the_console_keeps_the_trainers_metric_order(data_dir, tmp_path):
+    site = tmp_path / "site"
+    site.mkdir()
+    make_distribution(site, "genframe_stops", "stops", "gf_stops_plugin", EVERY_RANK_STOPS)
+    sets = [arg for item in [*SETTINGS, 'callbacks.use=["stops_at_two"]'] for arg in ("--set", item)]
+    result = torchrun(2, ["run", "ebm", *sets, "--run-dir", str(tmp_path / "run")], site, tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stderr.count("stopping at step 2: enough at step two") == 1, result.stderr[-3000:]  # not per process
+    assert load_checkpoint(tmp_path / "run")["loop"]["step"] == 2
+    # the console line shows the averaged metrics in the order the trainer returns them, not sorted
+    (first, *_) = [line for line in result.stderr.splitlines() if " it/s " in line and "loss=" in line]
+    shown = [word.split("=")[0] for word in first.split() if "=" in word]
+    assert shown == ["loss", "reg", "cdiv", "real", "fake"], first

@@ -282,7 +282,9 @@ class TrainingLoop(Rewinding):
     def stop_after_step(self, control: Control) -> None:
         if control.stop_reason is not None and self.stop_reason is None:
             self.stop_reason = control.stop_reason
-            warnings.warn(f"genframe: stopping at step {self.ctx.step}: {control.stop_reason}", UserWarning, stacklevel=3)
+            if self.world.is_main:  # every process stops (the request was agreed); the main one says so, once
+                warnings.warn(f"genframe: stopping at step {self.ctx.step}: {control.stop_reason}", UserWarning,
+                              stacklevel=3)
 
     # --- checkpoints and divergence -----------------------------------------------------------------
     def routine_checkpoint(self) -> None:
