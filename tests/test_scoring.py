@@ -174,6 +174,21 @@ def test_score_writes_every_score_and_a_histogram_and_matches_the_api(run, tmp_p
 
 
 @pytest.mark.slow
+def test_the_histogram_goes_beside_the_csv_not_into_the_current_folder(run, tmp_path, monkeypatch):
+    where, elsewhere = tmp_path / "results", tmp_path / "cwd"
+    where.mkdir()
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    result = invoke("score", run, "noise", "--n", 16, "--out", where / "s.csv", "--device", "cpu")
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in where.iterdir()) == ["s.csv", "scores.png"] and list(elsewhere.iterdir()) == []
+    assert f"wrote {where / 's.csv'}, {where / 'scores.png'}" in result.output
+    with_plot = invoke("score", run, "noise", "--n", 16, "--out", "t.csv", "--plot", where / "t.svg", "--device", "cpu")
+    assert with_plot.exit_code == 0, with_plot.output  # a --plot given goes where it says
+    assert sorted(p.name for p in elsewhere.iterdir()) == ["t.csv"] and (where / "t.svg").is_file()
+
+
+@pytest.mark.slow
 def test_ood_reports_each_out_set_writes_ood_json_and_logs(run):
     result = invoke("ood", run, "--out", "noise", "--out", "inverted", "--out", "flipped:2,4,5,7", "--n", 300,
                     "--score", "score", "--device", "cpu")

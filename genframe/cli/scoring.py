@@ -7,6 +7,7 @@ by ``genframe.cli.main``.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import click
 
@@ -44,18 +45,21 @@ INPUTS_HELP = ("DATASET:SPLIT (mnist:test), noise, gaussian, constant, flipped[:
 @click.argument("path", type=click.Path())
 @click.argument("inputs", nargs=-1, required=True)
 @click.option("--out", type=click.Path(dir_okay=False), help="CSV of every score (input,index,score).")
-@click.option("--plot", default="scores.png", show_default=True, type=click.Path(dir_okay=False),
-              help="Histogram of each input's scores (PNG, SVG or PDF).")
+@click.option("--plot", type=click.Path(dir_okay=False),
+              help="Histogram of each input's scores (PNG, SVG or PDF) [default: scores.png beside --out, else in "
+                   "the current folder].")
 @click.option("--n", "n", type=click.IntRange(min=1), help="At most N images of each input [built-in sets: as many "
                                                            "as the run's test split].")
 @SCORE
 @SEED
 @DEVICE
 @AS_JSON
-def score(path: str, inputs: tuple[str, ...], out: str | None, plot: str, n: int | None, kind: str | None, seed: int,
-          device: str, as_json: bool) -> None:
+def score(path: str, inputs: tuple[str, ...], out: str | None, plot: str | None, n: int | None, kind: str | None,
+          seed: int, device: str, as_json: bool) -> None:
     from genframe.using.scoring_files import format_scores, score_to_files
 
+    if plot is None:  # the picture keeps the CSV company: both where --out puts its file
+        plot = str(Path(out).parent / "scores.png") if out is not None else "scores.png"
     with progress_reporter(None, "scoring") as progress:
         report = score_to_files(path, list(inputs), out, plot, kind, n, seed, device, progress)
     click.echo(json.dumps(report, indent=2) if as_json else format_scores(report))
