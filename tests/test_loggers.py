@@ -242,6 +242,38 @@ def test_console_rate_after_a_rollback_is_never_negative(tmp_path):
     assert len(rates) == 2 and all(rate > 0 for rate in rates)  # 10 steps since the rollback, not -90
 
 
+def test_console_shows_an_evaluation_on_its_own_line_without_a_rate_of_zero(tmp_path):
+    import io
+
+    import torch
+    from genframe_ebm.config import EBMConfig
+
+    from genframe.contracts.context import RunContext
+    from genframe.loggers.console import ConsoleLogger
+
+    ctx = RunContext(tmp_path, "ebm", EBMConfig(), torch.device("cpu"), steps_per_epoch=100, total_steps=1000,
+                     work_unit=("img-steps", 7680.0))
+    stream = io.StringIO()
+    logger = ConsoleLogger(ctx, stream=stream)
+    listening.start(logger, ctx)
+    listening.log(logger, ctx, 300, {"loss": 0.5}, {})
+    # an evaluation's report comes at the step just logged: no steps since, so no rate to tell (not 0.00 it/s)
+    logger.last_plain = float("-inf")
+    listening.log(logger, ctx, 300, {"eval/fd": 81.25, "eval/n": 1000}, {})
+    logger.last_plain = float("-inf")
+    listening.log(logger, ctx, 300, {"other": 2.0}, {})  # any other report at that step: no rate either
+    logger.last_plain = float("-inf")
+    listening.log(logger, ctx, 310, {"loss": 0.25}, {})
+    listening.log(logger, ctx, 310, {"eval/fd": 40.5, "eval/n": 1000}, {})  # shown at once, within the interval
+    lines = stream.getvalue().splitlines()[1:]
+    assert not any("0.00 it/s" in line for line in lines), lines
+    assert lines[1] == "evaluation at step 300: eval/fd=81.25 eval/n=1000", lines
+    assert "it/s" not in lines[2] and "eta" not in lines[2] and lines[2].endswith(" 0/100 other=2"), lines
+    rates = [float(line.split(" it/s")[0].split()[-1]) for line in lines if "it/s" in line]
+    assert len(rates) == 2 and all(rate > 0 for rate in rates), lines  # 10 steps since step 300, not 0 since the report
+    assert lines[-1] == "evaluation at step 310: eval/fd=40.5 eval/n=1000", lines
+
+
 @pytest.mark.slow
 def test_plot_draws_the_curves_of_one_run_and_overlays_several(data_dir, tmp_path):
     from genframe.using.plot import runs_figure

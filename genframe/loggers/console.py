@@ -77,25 +77,33 @@ class ConsoleLogger(Logger):
             self._open_bar(run, run.step)
 
     def progress_line(self, run, step: int, metrics: dict[str, float]) -> str:
-        now = time.perf_counter()
-        steps_per_s = (step - self.window_step) / max(now - self.window_time, 1e-9)
-        self.window_time, self.window_step = now, step
         in_epoch = run.batch  # steps done in this epoch
         filled = int(BAR_WIDTH * in_epoch / max(run.steps_per_epoch, 1))
         epochs = run.config.trainer.epochs
-        eta = (run.total_steps - step) / steps_per_s if steps_per_s > 0 else 0.0
-        work = ""
-        if run.work_unit is not None:
-            work = f" {_rate(steps_per_s * run.work_unit[1])} {run.work_unit[0]}/s"
+        rate = ""
+        if step > self.window_step:  # no steps since the last line (a callback's report): no rate to tell yet
+            now = time.perf_counter()
+            steps_per_s = (step - self.window_step) / max(now - self.window_time, 1e-9)
+            self.window_time, self.window_step = now, step
+            eta = (run.total_steps - step) / steps_per_s
+            work = ""
+            if run.work_unit is not None:
+                work = f" {_rate(steps_per_s * run.work_unit[1])} {run.work_unit[0]}/s"
+            rate = f" {steps_per_s:.2f} it/s{work} eta {_duration(eta)}"
         shown = " ".join(f"{k}={v:.4g}" for k, v in list(metrics.items())[:MAX_SHOWN])
         return (f"epoch {run.epoch + 1}/{epochs} [{'#' * filled}{'.' * (BAR_WIDTH - filled)}] "
-                f"{in_epoch}/{run.steps_per_epoch} {steps_per_s:.2f} it/s{work} eta {_duration(eta)} {shown}")
+                f"{in_epoch}/{run.steps_per_epoch}{rate} {shown}")
 
     def on_log(self, run, control, metrics, images) -> None:
         step = run.step
         if any(key.startswith("val/") for key in metrics):
             shown = " ".join(f"{k}={v:.4g}" for k, v in metrics.items() if k.startswith("val/"))
             self._write(f"epoch {metrics.get('epoch', run.epoch + 1)} done at step {step}: {shown}")
+            return
+        if any(key.startswith("eval/") for key in metrics):  # an evaluation: its numbers, not training progress
+            shown = " ".join(f"{k}={v:.4g}" for k, v in metrics.items() if k.startswith("eval/"))
+            self._write(f"evaluation at step {step}: {shown}")
+            self.window_time, self.window_step = time.perf_counter(), step  # the next rate: training alone
             return
         if not metrics:
             return
