@@ -24,6 +24,14 @@ from genframe.util.resources import genframe_cache
 
 FEATURE_DIM = 128
 FEW_IMAGES = 1000  # below this many labelled training images the classifier's figures are rough (said once)
+# Three stride-2 convolutions: an "image" smaller than this a side leaves them nothing to see (2-D points stored
+# as (1, 1, 2), say, as a tensor file of N x 1 x 2 points reads)
+MIN_SIDE = 8
+
+
+def measures(shape: tuple[int, ...]) -> bool:
+    """Whether examples of ``shape`` are images the classifier can measure: (C, H, W), at least ``MIN_SIDE`` a side."""
+    return len(shape) == 3 and min(shape[1:]) >= MIN_SIDE
 
 
 @dataclass(frozen=True)

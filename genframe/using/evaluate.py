@@ -28,7 +28,7 @@ from genframe.plugins.registry import Registry
 from genframe.training.checkpoint import run_dir_of
 from genframe.training.listeners import Listeners
 from genframe.training.runsetup import build_dataset
-from genframe.using.classifier import ClassifierSpec, cache_dir, load_or_train
+from genframe.using.classifier import MIN_SIDE, ClassifierSpec, cache_dir, load_or_train, measures
 from genframe.using.generation import generate_in_chunks
 from genframe.using.load import load
 from genframe.using.metrics import features_and_probs, gaussian, quality
@@ -42,14 +42,19 @@ GRID_N = 64  # samples in the grid an evaluation draws
 class Evaluator:
     """The classifier and reference statistics of one dataset, reused across evaluations."""
 
-    def __init__(self, registry: Registry, data: DataConfig, spec: ClassifierSpec = ClassifierSpec()) -> None:
+    def __init__(self, registry: Registry, data: DataConfig, spec: ClassifierSpec = ClassifierSpec(),
+                 recipe: str | None = None) -> None:
+        """``recipe``: the recipe whose samples it would measure, refused when they are not images (one line)."""
         full = data.model_copy(update={"limit": None})  # always the whole test set: comparable numbers
-        self.train = build_dataset(registry, full, "train")
         test = build_dataset(registry, full, "test")
-        if self.train.labels is None or len(test.example_shape) != 3:
+        if recipe is not None:
+            refuse_non_images(recipe, data.name, tuple(test.example_shape))
+        self.train = build_dataset(registry, full, "train")
+        if self.train.labels is None or not measures(tuple(test.example_shape)):
             raise NoQualityMetric(f"dataset {data.name!r} has no quality classifier (genframe eval measures labelled "
-                            f"image datasets of shape (C, H, W), such as mnist and fashion_mnist, and this one's "
-                            f"examples are {'unlabelled ' if self.train.labels is None else ''}of shape "
+                            f"image datasets of shape (C, H, W), at least {MIN_SIDE} pixels a side, such as mnist and "
+                            f"fashion_mnist, and this one's examples are "
+                            f"{'unlabelled ' if self.train.labels is None else ''}of shape "
                             f"{tuple(test.example_shape)}); a recipe can offer its own metric by overriding "
                             f"Recipe.quality_metric")
         num_classes = getattr(self.train, "num_classes", None) or int(self.train.labels.max()) + 1
@@ -94,24 +99,59 @@ class RecipeMetric:
 
 
 _SHARED: dict[tuple[str, ...], Evaluator | RecipeMetric] = {}
+_RECIPE_METRICS: dict[tuple[str, ...], RecipeMetric] = {}
+
+
+def _recipe_metric(registry: Registry, data: DataConfig, recipe: Recipe,
+                   config: RecipeConfig | None) -> RecipeMetric | None:
+    """``recipe``'s own metric for ``config`` (by default the recipe's defaults with this data section), built
+    once per process and config; None when it has none (asked again next time: answering None costs nothing)."""
+    config = config or recipe.config_class(data=data.model_dump())  # a dict: the recipe's own data class
+    key = ("recipe", recipe.name, json.dumps(config_to_dict(config), sort_keys=True))
+    if key not in _RECIPE_METRICS:
+        metric = recipe.quality_metric(config, registry)
+        if metric is None:
+            return None
+        _RECIPE_METRICS[key] = RecipeMetric(metric)
+    return _RECIPE_METRICS[key]
 
 
 def shared_evaluator(registry: Registry, data: DataConfig, recipe: Recipe | None = None,
                      config: RecipeConfig | None = None) -> Evaluator | RecipeMetric:
     """The quality metric of ``recipe``'s runs on ``data``: the recipe's own (``Recipe.quality_metric``,
     given ``config``, by default the recipe's defaults with this data section), else the classifier
-    metric. One per dataset (and recipe and config) in this process: evaluating many checkpoints is cheap."""
+    metric, which refuses a recipe whose samples are not images in one line. One per dataset (and recipe and
+    config) in this process: evaluating many checkpoints is cheap."""
     if recipe is not None:
-        config = config or recipe.config_class(data=data.model_dump())  # a dict: the recipe's own data class
-        key = ("recipe", recipe.name, json.dumps(config_to_dict(config), sort_keys=True))
-        if key not in _SHARED:  # asked once: a recipe without a metric of its own maps to the classifier's
-            metric = recipe.quality_metric(config, registry)
-            _SHARED[key] = shared_evaluator(registry, data) if metric is None else RecipeMetric(metric)
-        return _SHARED[key]
+        metric = _recipe_metric(registry, data, recipe, config)
+        if metric is not None:
+            return metric
     key = ("classifier", data.model_copy(update={"limit": None}).model_dump_json(), str(cache_dir()))
     if key not in _SHARED:
-        _SHARED[key] = Evaluator(registry, data)
+        _SHARED[key] = Evaluator(registry, data, recipe=None if recipe is None else recipe.name)
     return _SHARED[key]
+
+
+def refuse_non_images(recipe: str, dataset: str, shape: tuple[int, ...], instead: str = "") -> None:
+    """One line, before any sample is drawn, when the core's classifier would be asked to measure samples of
+    ``shape`` (``dataset``'s examples) that are shaped like images (C, H, W) but too small to be any: a recipe
+    whose samples are points or vectors needs a metric of its own. (Examples of another rank, such as (2,), have
+    no classifier at all: an evaluation says so and measures nothing.)"""
+    if len(shape) == 3 and not measures(shape):
+        raise PluginError(f"recipe {recipe!r} makes samples of shape {shape}, like the examples of dataset "
+                          f"{dataset!r}, which the core's quality metric cannot measure: its classifier measures "
+                          f"images (C, H, W) at least {MIN_SIDE} pixels a side; give the recipe a quality_metric "
+                          f"(Recipe.quality_metric) that measures its samples{instead}")
+
+
+def check_measurable(registry: Registry, data: DataConfig, recipe: Recipe, config: RecipeConfig | None = None,
+                     instead: str = "") -> None:
+    """Refuse at once (a run's evaluation callback: before its first step) a recipe without a metric of its own
+    whose samples the core's classifier cannot measure; reads the shape of ``data``'s examples, and asks the
+    recipe for its metric only when that shape would be refused."""
+    shape = tuple(build_dataset(registry, data.model_copy(update={"limit": None}), "test").example_shape)
+    if len(shape) == 3 and not measures(shape) and _recipe_metric(registry, data, recipe, config) is None:
+        refuse_non_images(recipe.name, data.name, shape, instead)
 
 
 def evaluate(path: str | Path, n: int = 1000, steps: int | None = None, seed: int = 0, device: str = "auto",
