@@ -50,3 +50,26 @@ def plugins(ctx: click.Context, as_json: bool, show_traceback: bool) -> None:
                 click.echo(f"      fix: {failure.fix}")
             if show_traceback and failure.traceback:  # the one line says where; this says how it got there
                 click.echo(textwrap.indent(failure.traceback.rstrip("\n"), "      "))
+
+
+@plugins.command("new")
+@click.argument("name")
+@click.option("--samples", type=click.Choice(["images", "vectors"]), default="images", show_default=True,
+              help="images: 1-channel images (MNIST); vectors: 2-D points, with a dataset, pictures and metric "
+                   "of its own.")
+@click.option("--time-conditioned", is_flag=True,
+              help="The net takes a time, forward(x, t): conditional flow matching with an Euler ODE sampler "
+                   "(default: an energy-based model, Langevin sampling, contrastive divergence).")
+@click.option("--dir", "folder", type=click.Path(), help="Where to write it [default: ./genframe-NAME].")
+def new(name: str, samples: str, time_conditioned: bool, folder: str | None) -> None:
+    """Write a new plugin package NAME to start from: recipe, config, model, sampler, trainer, a conformance
+    test, a README and a pyproject.toml with the entry point; `pip install -e DIR` and it passes its test."""
+    from genframe.plugins.scaffold import write_plugin
+
+    written = write_plugin(name, folder, samples=samples, time_conditioned=time_conditioned)
+    click.echo(f"wrote {written.folder}: {written.summary}")
+    for path in written.files:
+        click.echo(f"  {path}")
+    click.echo("next:")
+    for command in written.next_commands():
+        click.echo(f"  {command}")
