@@ -144,7 +144,8 @@ class RecipeContract:
     def batch(self, config: RecipeConfig, offset: int = 0) -> Any:
         """A training batch as the core hands it to ``train_step`` of the trainer :meth:`build` made last: with
         its labels for one that ``takes_labels``."""
-        data = training_data(self.dataset(config), getattr(self, "_trainer", None), self.recipe, config.data.name)
+        trainer = getattr(self, "_trainer", None) or self.build(config).trainer
+        data = training_data(self.dataset(config), trainer, self.recipe, config.data.name)
         size = config.trainer.batch_size
         indices = (torch.arange(size) + offset * size) % len(data)
         return data.get_batch(indices.to(self.device))

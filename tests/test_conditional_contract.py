@@ -50,6 +50,23 @@ def test_a_refused_call_names_the_call_and_points_at_model_inputs_not_at_setting
     assert "change the model settings" not in text
 
 
+def test_a_model_inputs_that_fails_is_named_itself_not_the_model(recipes, tmp_path):
+    from conditional_recipes import FlowRecipe
+
+    class Broken(FlowRecipe):
+        name = "flow_points_broken"
+
+        def model_inputs(self, config, examples):
+            return (examples, examples.time)  # no such attribute
+
+    registry = get_host().registry
+    with registry.registering("broken"):
+        registry.add("recipe", Broken.name, Broken())
+    with pytest.raises(genframe.PluginError, match=r"^recipe 'flow_points_broken': Recipe.model_inputs\(config, "
+                                                   r"examples\) failed on examples of shape \(2, 2\): AttributeError: "):
+        genframe.train(Broken.name, overrides=TINY, run_dir=tmp_path / "run", quiet=True)
+
+
 def test_a_class_conditional_trainer_gets_each_batchs_labels(recipes, tmp_path):
     run = genframe.TrainingRun("flow_points_labelled", overrides=TINY, run_dir=tmp_path / "run", quiet=True)
     parts = run.build()

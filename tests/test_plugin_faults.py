@@ -51,6 +51,22 @@ import genframe
 def genframe_register(registry):
     registry.add("dataset", "digits", "genframe.data.mnist:MNIST")
 """
+# A later plugin offering "digits" of its own (another class) and a recipe "ebm" of its own.
+OFFERS_DIGITS_AND_EBM = """
+import genframe
+from genframe.data.mnist import MNIST
+from genframe_ebm.recipe import EBMRecipe
+
+
+class Digits(MNIST):
+    pass
+
+
+@genframe.hookimpl
+def genframe_register(registry):
+    registry.add("dataset", "digits", Digits)
+    registry.add("recipe", "ebm", EBMRecipe(registry))
+"""
 TINY = ["trainer.device=cpu", "trainer.max_steps=2", "trainer.batch_size=16", "data.limit=64", "sampler.steps=2",
         "sampler.generate_steps=2", "buffer.size=32", "logging.sample_n=0", "logging.chain_n=0", "logging.log_every=1",
         'logging.loggers=["jsonl"]']
@@ -110,8 +126,8 @@ def test_strict_mode_fails_fast_on_a_registration_fault(install, monkeypatch):
     monkeypatch.setenv("GENFRAME_STRICT_PLUGINS", "1")
     result = invoke("plugins")
     assert result.exit_code != 0
-    assert result.output.strip().splitlines()[-1].startswith("Error: plugin 'oldkind' failed to load: plugin "
-                                                            "'oldkind' registered unknown kind 'sampler'")
+    assert result.output.strip().splitlines()[-1].startswith("Error: plugin 'oldkind' failed to load: it registered "
+                                                            "unknown kind 'sampler'")
 
 
 def test_a_name_two_plugins_offer_is_picked_by_its_qualified_name_and_a_run_resumes_with_its_own(
@@ -122,22 +138,49 @@ def test_a_name_two_plugins_offer_is_picked_by_its_qualified_name_and_a_run_resu
     assert trained.exit_code == 0, trained.output
     assert load_checkpoint(run)["components"]["dataset:digits"] == "first"
 
-    install("second", OFFERS_DIGITS)  # a later plugin offers "digits" too
+    install("same", OFFERS_DIGITS)  # the very same component under the same name: no choice to make
+    assert invoke("plugins").output.count("digits [") == 1
+
+    install("second", OFFERS_DIGITS_AND_EBM)  # a later plugin offers "digits" and "ebm" too
     fresh = invoke("run", "ebm", "--run-dir", str(tmp_path / "fresh"), "--quiet", *sets([*TINY, "data.name=digits"]))
     assert fresh.exit_code != 0
+    assert fresh.output.strip().splitlines()[-1] == ("Error: recipe 'ebm' is offered by 2 plugins (ebm, second); "
+                                                     "name the one you mean: ebm:ebm, second:ebm")
+    fresh = invoke("run", "ebm:ebm", "--run-dir", str(tmp_path / "fresh"), "--quiet",
+                   *sets([*TINY, "data.name=digits"]))
     assert fresh.output.strip().splitlines()[-1] == ("Error: dataset 'digits' is offered by 2 plugins (first, second); "
                                                      "name the one you mean: first:digits, second:digits")
     assert not (tmp_path / "fresh").exists()
-    picked = invoke("run", "ebm", "--run-dir", str(tmp_path / "picked"), "--quiet",
+    picked = invoke("run", "ebm:ebm", "--run-dir", str(tmp_path / "picked"), "--quiet",
                     *sets([*TINY, "data.name=second:digits"]))
     assert picked.exit_code == 0, picked.output
     assert load_checkpoint(tmp_path / "picked")["components"]["dataset:digits"] == "second"
 
+    # the first run, made before either name was ambiguous, goes on with its own plugins' components
     resumed = invoke("run", "ebm", "--resume", str(run), "--quiet", "--set", "trainer.max_steps=4")
     assert resumed.exit_code == 0, resumed.output
     state = load_checkpoint(run)
     assert state["loop"]["step"] == 4 and state["components"]["dataset:digits"] == "first"
+    assert state["components"]["recipe:ebm"] == "ebm"
+    switched = invoke("run", "second:ebm", "--resume", str(run), "--quiet", "--set", "trainer.max_steps=6")
+    assert switched.exit_code != 0 and "was made by plugin 'ebm''s recipe 'ebm', not plugin 'second''s" in switched.output
     sampled = invoke("sample", str(run), "--n", "4", "--out", str(tmp_path / "s.png"))
     assert sampled.exit_code == 0, sampled.output
+    scored = invoke("score", str(run), "digits:test", "--n", "8", "--out", str(tmp_path / "s.csv"))
+    assert scored.exit_code == 0, scored.output
+    exported = invoke("export", str(run), "--out", str(tmp_path / "shared"), "--grid-n", "4")
+    assert exported.exit_code == 0, exported.output
+    assert genframe.load(tmp_path / "shared").sample(2).images.shape[0] == 2
     listing = invoke("plugins")
     assert "digits [first], digits [second]" in listing.output
+    assert "dataset 'digits' is offered by 2 plugins: name it first:digits or second:digits" in listing.output
+
+
+def test_an_entry_point_named_like_the_core_is_skipped_with_the_fix(install):
+    install("genframe", OFFERS_DIGITS)
+    listing = invoke("plugins")
+    assert listing.exit_code == 0
+    assert ("  genframe: package genframe_genframe names its entry point 'genframe', the name genframe's own "
+            "components go by\n      fix: rename the entry point in genframe_genframe's pyproject.toml") in listing.output
+    assert "digits" not in listing.output.split("Failed to load:")[0]
+    assert "[genframe]" in listing.output  # the core's own components are untouched

@@ -41,12 +41,12 @@ class Evaluation(Callback):
         self.evaluator = None  # built when first needed: it may train a classifier
         self.no_metric = False  # the data has none (unlabelled images, say): evaluations are skipped
         self.last = time.monotonic()
-        if self.scheduled and run.recipe is not None and run.registry is not None:
-            # samples the core's metric cannot measure: refused as the run starts, not after steps at the first
-            # evaluation (every process alike: each builds its callbacks before the first step)
+        if self.scheduled and run.example_shape is not None and run.recipe is not None and run.registry is not None:
+            # a training run whose samples the core's metric cannot measure: refused before its first step, not
+            # at its first evaluation (every process alike: each builds its callbacks before the first step)
             from genframe.using.evaluate import check_measurable
 
-            check_measurable(run.registry, run.config.data, run.recipe, run.config,
+            check_measurable(run.registry, run.config.data, run.recipe, run.example_shape, run.config,
                              instead=", or schedule no evaluations (callbacks.evaluation every_epochs, "
                                      "every_minutes, every_steps)")
 

@@ -48,6 +48,7 @@ class RunContext:
     end_of_epoch: bool = False  # the step just done ended an epoch
     finished_early: bool = False  # a callback ended the run on its last good checkpoint
     sampling_model: Callable[[], torch.nn.Module] | None = None  # the network to sample and evaluate with
+    example_shape: tuple[int, ...] | None = None  # the shape of one training example (None outside a training run)
 
     @property
     def is_main(self) -> bool:

@@ -12,7 +12,7 @@ import functools
 import warnings
 from typing import Any
 
-from genframe.contracts.components import Recipe, Sampler, Trainer
+from genframe.contracts.components import Recipe, Trainer
 from genframe.contracts.listeners import POINTS
 from genframe.util.deprecation import GenframeDeprecationWarning
 
@@ -34,7 +34,6 @@ RETIRED_METHODS: dict[type, dict[str, str]] = {
     Recipe: {
         "build_sampling_model": "a callback's sampling_model() builds the network it samples with",
     },
-    Sampler: {},
 }
 
 
@@ -74,6 +73,7 @@ def check_retired(cls: type) -> None:
 
 
 def check_components(*components: Any) -> None:
-    """``check_retired`` for each of a run's recipe, sampler and trainer."""
+    """``check_retired`` for each of a run's components (a sampler has no retired methods yet, a recipe and a
+    trainer do)."""
     for component in components:
         check_retired(type(component))

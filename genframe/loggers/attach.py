@@ -23,6 +23,12 @@ class Watcher:
     old_hooks: bool = False  # written against the old hooks: failures name the hook it implemented
 
 
+def is_console(name: str) -> bool:
+    """Whether logger ``name`` is the core's console (``--quiet`` leaves it out; a command that prints its own
+    result does not open it), however it is named."""
+    return name in ("console", "genframe:console")
+
+
 def open_loggers(host: Any, names: list[str], run: Any) -> list[Watcher]:
     """The named loggers made for ``run`` (``LoggerClass(run)``), then every plugin that implements the old
     lifecycle hooks. A logger whose old hooks cannot be called is reported and left out."""

@@ -154,6 +154,10 @@ class PluginHost:
             if (allowed is not None and ep.name not in allowed) or ep.name in disabled:
                 continue
             dist = getattr(ep.dist, "name", None) or ep.name
+            if ep.name == CORE_PLUGIN:  # the core's own components are qualified with it (genframe:mnist)
+                self._fail(ep.name, f"package {dist} names its entry point {ep.name!r}, the name genframe's own "
+                                    "components go by", fix=f"rename the entry point in {dist}'s pyproject.toml")
+                continue
             self.distributions[ep.name] = dist
             try:
                 plugin = ep.load()

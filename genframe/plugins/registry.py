@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import difflib
+import functools
 import importlib
 from collections.abc import Iterator
 from contextvars import ContextVar
@@ -45,6 +46,37 @@ class Choices:
 
 
 _CHOICES: ContextVar[Choices | None] = ContextVar("genframe_choices", default=None)
+
+
+def recorded_choices(record: dict[str, Any]) -> dict[str, str]:
+    """The plugins a checkpoint's (or an export's) bare names were: its ``components``, and for one written before
+    those were recorded, at least its recipe's (``plugin``)."""
+    choices = {f"recipe:{record['recipe']}": record["plugin"]} if record.get("plugin") and record.get("recipe") else {}
+    return {**choices, **(record.get("components") or {})}
+
+
+def follow_run(record: dict[str, Any]) -> Choices:
+    """The choices of the run ``record`` (a checkpoint or export record) came from; inside a command that
+    follows runs (:func:`following_runs`), they also join the command's own."""
+    recorded = recorded_choices(record)
+    active = _CHOICES.get()
+    if active is not None:
+        for key, plugin in recorded.items():
+            active.recorded.setdefault(key, plugin)
+    return Choices(recorded)
+
+
+def following_runs(function: Any) -> Any:
+    """Decorate a command that loads a run and then names its components (its dataset, its recipe): inside it,
+    a bare name two plugins now offer resolves to the plugin the run recorded."""
+    @functools.wraps(function)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if _CHOICES.get() is not None:
+            return function(*args, **kwargs)
+        with Registry.choosing(Choices()):
+            return function(*args, **kwargs)
+
+    return wrapper
 
 
 class Entry:
@@ -111,24 +143,29 @@ class Registry:
         Another plugin may offer the same name (both are kept); one plugin offering one name twice is an error."""
         if kind not in self._entries:
             fix = RETIRED_KINDS.get(kind, f"kinds are: {', '.join(KINDS)}")
-            raise PluginError(f"plugin {self.current_plugin!r} registered unknown kind {kind!r}; {fix}")
+            raise PluginError(f"{self._who()}registered unknown kind {kind!r}; {fix}")
         if not isinstance(name, str) or not name or ":" in name:
-            raise PluginError(f"plugin {self.current_plugin!r} registered {kind} {name!r}; a name is a non-empty "
+            raise PluginError(f"{self._who()}registered {kind} {name!r}; a name is a non-empty "
                               "string without ':' (genframe writes PLUGIN:NAME to pick between plugins)")
         if isinstance(obj, str) and not all(part.strip() for part in obj.partition(":")):
-            raise PluginError(f"plugin {self.current_plugin!r} registered {kind} {name!r} as {obj!r}; a reference "
+            raise PluginError(f"{self._who()}registered {kind} {name!r} as {obj!r}; a reference "
                               "names a module and an attribute, e.g. 'my_package.models:MyModel'")
         entry = Entry(kind, name, obj, self.current_plugin)
-        own = [e for e in self._offers(kind, name) if e.plugin == entry.plugin]
+        offers = self._offers(kind, name)
+        own = [e for e in offers if e.plugin == entry.plugin]
         if own and not own[0].same_as(obj):
-            raise PluginError(f"plugin {self.current_plugin!r} registered {kind} {name!r} twice, as two different "
-                              "components; give one of them another name")
-        if own:
+            raise PluginError(f"{self._who()}registered {kind} {name!r} twice, as two different components; give "
+                              "one of them another name")
+        if own or any(e.same_as(obj) for e in offers):  # the very same component again (a shared helper): no choice
             return
         if self._pending is not None:
             self._pending.append(entry)
         else:
             self._entries[kind].setdefault(name, []).append(entry)
+
+    def _who(self) -> str:
+        """Who did it, for an error: nobody while a plugin registers (the plugin manager names the plugin)."""
+        return "it " if self._pending is not None else f"plugin {self.current_plugin!r} "
 
     def _offers(self, kind: str, name: str) -> list[Entry]:
         """Every entry under ``name``, those of the plugin registering now included."""
@@ -148,16 +185,16 @@ class Registry:
             chosen = [e for e in offers if e.plugin == plugin]
             if not chosen:
                 raise UnknownComponentError(self._unknown(kind, name, offers))
-            return self._used(chosen[0], name)
+            return self._used(chosen[0])
         if len(offers) == 1:
-            return self._used(offers[0], name)
+            return self._used(offers[0])
         if not offers:
             raise UnknownComponentError(self._unknown(kind, name, offers))
         choices = _CHOICES.get()
         recorded = choices.recorded.get(f"{kind}:{name}") if choices else None
         chosen = [e for e in offers if e.plugin == recorded]
         if chosen:
-            return self._used(chosen[0], name)
+            return self._used(chosen[0])
         options = ", ".join(f"{e.plugin}:{name}" for e in offers)
         raise AmbiguousComponentError(f"{kind} {name!r} is offered by {len(offers)} plugins "
                                       f"({', '.join(e.plugin for e in offers)}); name the one you mean: {options}")
@@ -173,7 +210,7 @@ class Registry:
         return f"unknown {kind} {name!r}.{did_you_mean} Known {kind}s: {listing}"
 
     @staticmethod
-    def _used(entry: Entry, name: str) -> Entry:  # noqa: ARG004  (``name``: as asked, for a reader of the call)
+    def _used(entry: Entry) -> Entry:
         choices = _CHOICES.get()
         if choices is not None:
             choices.used[f"{entry.kind}:{entry.name}"] = entry.plugin

@@ -89,7 +89,8 @@ def check_name(name: str) -> None:
 
 
 def check_untaken(name: str, dataset: str | None) -> None:
-    """Refuse a NAME an installed plugin already uses: the new one would fail to load beside it."""
+    """Refuse a NAME an installed plugin already uses: as a plugin name, only one of the two would load; as a
+    recipe or dataset name, every command would have to qualify it (``PLUGIN:NAME``) to say which."""
     from genframe.plugins.host import get_host
 
     host = get_host()
@@ -193,27 +194,42 @@ def write_plugin(name: str, folder: str | Path | None = None, samples: str = "im
     check_destination(folder)
     files = plugin_files(name, samples, time_conditioned)
     check_untaken(name, f"{name}_ring" if samples == "vectors" else None)
-    parent = folder.absolute().parent
-    parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".new", dir=parent))
+    folder = folder.expanduser().absolute()
+    parent = folder.parent
+    made = [p for p in (parent, *parent.parents) if not p.exists()]  # folders this makes: gone again on failure
+    staging = None
     try:
+        parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".new", dir=parent))
         for relative, text in files.items():
             path = staging / relative
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(text, encoding="utf-8")
         os.chmod(staging, 0o777 & ~current_umask())  # mkdtemp makes 0700; the folder gets the usual permissions
-        try:
-            os.rename(staging, folder)  # POSIX: replaces an empty folder, refuses one that filled up meanwhile
-        except OSError:
-            if not folder.is_dir() or any(folder.iterdir()):
-                raise
-            folder.rmdir()  # an empty folder where rename cannot replace one (Windows)
+        if folder.is_dir():  # an empty folder (the current one, say): filled, never replaced under the user's feet
+            check_destination(folder)
+            for child in sorted(staging.iterdir()):
+                os.rename(child, folder / child.name)
+            staging.rmdir()
+        else:
             os.rename(staging, folder)
-    except OSError as exc:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise ScaffoldError(f"could not write {folder}: {exc.strerror or exc}") from None
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
+    except BaseException as exc:
+        if staging is not None and staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+            if folder.is_dir():  # what was moved into an existing folder before the failure
+                for top in {Path(relative).parts[0] for relative in files}:
+                    target = folder / top
+                    if target.is_dir():
+                        shutil.rmtree(target, ignore_errors=True)
+                    else:
+                        target.unlink(missing_ok=True)
+        for made_folder in made:  # innermost first
+            try:
+                made_folder.rmdir()
+            except OSError:
+                break
+        if isinstance(exc, OSError):
+            raise ScaffoldError(f"could not write {folder}: {exc.strerror or exc}; choose another --dir") from None
         raise
     summary, details = describe_model(samples, time_conditioned)
     return Scaffold(name, folder, f"genframe_{name}", tuple(files), f"{summary} ({details})")

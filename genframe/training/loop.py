@@ -17,7 +17,7 @@ import torch
 from genframe.contracts.context import RunResult
 from genframe.contracts.errors import CallbackError, DivergenceError, RunError, RunInterrupted
 from genframe.contracts.listeners import Control
-from genframe.loggers.attach import open_loggers
+from genframe.loggers.attach import is_console, open_loggers
 from genframe.training import distributed
 from genframe.training.checkpoint import save_checkpoint
 from genframe.training.previews import Previewer
@@ -59,7 +59,7 @@ class TrainingLoop(Rewinding):
     # --- the run --------------------------------------------------------------------------------
     def run(self) -> RunResult:
         status, ctx, failure = "failed", self.ctx, None
-        loggers = [n for n in self.cfg.logging.loggers if not (self.run_spec.quiet and n == "console")]
+        loggers = [n for n in self.cfg.logging.loggers if not (self.run_spec.quiet and is_console(n))]
         self.listeners.loggers = open_loggers(self.host, loggers if self.world.is_main else [], ctx)
         ctx.loggers = tuple(loggers) if self.world.is_main else ()
         with StopSignals() as signals:

@@ -21,7 +21,7 @@ import torch
 from genframe.config.batches import EVAL_CHUNK, gif_frames
 from genframe.config.callbacks import callback_settings
 from genframe.contracts.components import ExampleBytes, Recipe
-from genframe.contracts.errors import ConfigError, GenframeError
+from genframe.contracts.errors import ConfigError, GenframeError, PluginError
 from genframe.util.resources import available_memory
 from genframe.util.text import one_line
 
@@ -49,7 +49,14 @@ def forward_two(recipe: Recipe, config: Any, model: torch.nn.Module, shape: tupl
     """A forward pass of two zero examples of ``shape`` on ``device``, called with the arguments
     ``Recipe.model_inputs`` gives (no gradients, no random draws kept)."""
     with torch.random.fork_rng(devices=[]), torch.no_grad():  # e.g. dropout draws nothing from the run's stream
-        model(*inputs_for(recipe, config, torch.zeros((2, *shape), device=device)))
+        examples = torch.zeros((2, *shape), device=device)
+        try:
+            inputs = inputs_for(recipe, config, examples)
+        except Exception as exc:  # the hook itself failed: the model was never called
+            raise PluginError(f"recipe {recipe.name!r}: Recipe.model_inputs(config, examples) failed on examples of "
+                              f"shape {tuple(examples.shape)}: {type(exc).__name__}: {one_line(exc)[:200]}; fix the "
+                              "recipe's model_inputs (docs/writing-plugins.md, 'How the model is called')") from None
+        model(*inputs)
 
 
 def inputs_for(recipe: Recipe, config: Any, examples: torch.Tensor) -> tuple[Any, ...]:

@@ -168,10 +168,14 @@ class TrainingRun:
         self.checkpoint_state = load_checkpoint(checkpoint)
 
     def _check_resume_recipe(self) -> None:
-        made_by = self.checkpoint_state["recipe"]
+        made_by, plugin = self.checkpoint_state["recipe"], self.checkpoint_state.get("plugin")
         if made_by != self.recipe_name:
             raise CheckpointError(f"{self.resume_from} is a checkpoint of recipe {made_by!r}, not "
                                   f"{self.recipe_name!r}; run `genframe run {made_by} --resume ...`")
+        if plugin and plugin != self.plugin:  # another plugin's recipe of the same name: never switch silently
+            raise CheckpointError(f"{self.resume_from} was made by plugin {plugin!r}'s recipe {made_by!r}, not plugin "
+                                  f"{self.plugin!r}'s; install {plugin!r} and run `genframe run {plugin}:{made_by} "
+                                  "--resume ...`")
 
     def _take_run_dir(self) -> None:
         """Lock the run directory (rank 0, for the whole run) and ready it: leftovers of a killed writer go,
@@ -241,7 +245,8 @@ class TrainingRun:
         ctx = RunContext(self.run_dir, self.recipe_name, cfg, device, steps_per_epoch, 0,
                          work_unit=trainer.work_per_step(cfg.trainer.batch_size), rank=world.rank,
                          world_size=world.world_size, model=model, sampler=sampler, trainer=trainer,
-                         recipe=self.recipe, registry=self.host.registry)
+                         recipe=self.recipe, registry=self.host.registry,
+                         example_shape=tuple(self.datasets[0].example_shape))
         callbacks = Listeners(self.callback_specs, ctx)
         ctx.sampling_model = functools.partial(callbacks.sampling_model, model)
         state = RunState(ctx, trainer, callbacks, self.plugin, self.plugin_version, components=self.choices)

@@ -14,6 +14,7 @@ from typing import Any
 import torch
 
 from genframe.contracts.errors import NoQualityMetric, RunError
+from genframe.plugins.registry import following_runs
 from genframe.training.checkpoint import run_dir_of
 from genframe.training.runsetup import drawn_generator
 from genframe.using.completion import (
@@ -100,6 +101,7 @@ def _report(loaded, image_set, seed: int, start: float, **fields: Any) -> dict[s
             "images": image_set.name, **fields, "seed": seed, "seconds": round(time.perf_counter() - start, 2)}
 
 
+@following_runs
 def inpaint_to_files(path: str | Path, images: str, mask: str = "bottom-half", n: int = 1000,
                      steps: int | None = None, seed: int = 0, device: str = "auto", out: str | Path = "inpaint.png",
                      grid_n: int = 32, tensor: str | Path | None = None,
@@ -151,6 +153,7 @@ def inpaint_to_files(path: str | Path, images: str, mask: str = "bottom-half", n
     return report
 
 
+@following_runs
 def denoise_to_files(path: str | Path, images: str, noise: float = 0.3, n: int = 1000, steps: int | None = None,
                      seed: int = 0, device: str = "auto", out: str | Path = "denoise.png", grid_n: int = 32,
                      tensor: str | Path | None = None,

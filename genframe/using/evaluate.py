@@ -21,10 +21,10 @@ from genframe.config.sections import DataConfig, RecipeConfig, config_to_dict
 from genframe.contracts.components import Recipe
 from genframe.contracts.context import RunContext
 from genframe.contracts.errors import GenframeError, NoQualityMetric, PluginError
-from genframe.loggers.attach import open_loggers
+from genframe.loggers.attach import is_console, open_loggers
 from genframe.plugins.host import get_host
 from genframe.plugins.recipes import get_recipe
-from genframe.plugins.registry import Registry
+from genframe.plugins.registry import CORE_PLUGIN, Registry, following_runs
 from genframe.training.checkpoint import run_dir_of
 from genframe.training.listeners import Listeners
 from genframe.training.runsetup import build_dataset
@@ -60,7 +60,9 @@ class Evaluator:
         num_classes = getattr(self.train, "num_classes", None) or int(self.train.labels.max()) + 1
         # a dataset read from the user's files names its classifier by their content, not by "imagefolder"
         fingerprint = getattr(self.train, "fingerprint", None)
-        name = data.name if fingerprint is None else f"{data.name}-{fingerprint[:16]}"
+        entry = registry.entry("dataset", data.name)  # by whose dataset it is: two plugins may offer one name
+        name = entry.name if entry.plugin == CORE_PLUGIN else f"{entry.plugin}-{entry.name}"
+        name = name if fingerprint is None else f"{name}-{fingerprint[:16]}"
         self.classifier = load_or_train(name, self.train, num_classes, spec)
         self.example_shape = test.example_shape
         self.reference = gaussian(features_and_probs(self.classifier, test.get_batch(torch.arange(len(test))))[0])
@@ -144,16 +146,16 @@ def refuse_non_images(recipe: str, dataset: str, shape: tuple[int, ...], instead
                           f"(Recipe.quality_metric) that measures its samples{instead}")
 
 
-def check_measurable(registry: Registry, data: DataConfig, recipe: Recipe, config: RecipeConfig | None = None,
-                     instead: str = "") -> None:
+def check_measurable(registry: Registry, data: DataConfig, recipe: Recipe, shape: tuple[int, ...],
+                     config: RecipeConfig | None = None, instead: str = "") -> None:
     """Refuse at once (a run's evaluation callback: before its first step) a recipe without a metric of its own
-    whose samples the core's classifier cannot measure; reads the shape of ``data``'s examples, and asks the
+    whose samples, shaped like ``data``'s examples (``shape``), the core's classifier cannot measure; asks the
     recipe for its metric only when that shape would be refused."""
-    shape = tuple(build_dataset(registry, data.model_copy(update={"limit": None}), "test").example_shape)
     if len(shape) == 3 and not measures(shape) and _recipe_metric(registry, data, recipe, config) is None:
         refuse_non_images(recipe.name, data.name, shape, instead)
 
 
+@following_runs
 def evaluate(path: str | Path, n: int = 1000, steps: int | None = None, seed: int = 0, device: str = "auto",
              log: bool = True) -> dict[str, Any]:
     """Generate ``n`` samples from a run or checkpoint and measure them; writes ``RUN_DIR/eval.json``.
@@ -203,7 +205,7 @@ def send_to_loggers(run_dir: Path, loaded, metrics: dict[str, float], images: di
     ctx = RunContext(run_dir, loaded.recipe_name, loaded.config, loaded.device, steps_per_epoch=1,
                      total_steps=loaded.step, step=loaded.step, epoch=loaded.epoch, resumed=True,
                      extra=dict(loaded.extra), purpose="eval")
-    loggers = open_loggers(host, [n for n in loaded.config.logging.loggers if n != "console"], ctx)
+    loggers = open_loggers(host, [n for n in loaded.config.logging.loggers if not is_console(n)], ctx)
     listeners = Listeners([], ctx, loggers)  # the run's one way to be heard: each logger's failure its own
     for point, args in (("on_run_start", ()), ("on_log", (metrics, images or {})), ("on_run_end", ("completed",))):
         listeners.call(point, ctx, *args)

@@ -28,11 +28,13 @@ from typing import Any
 
 from genframe.config.sections import config_to_dict
 from genframe.contracts.errors import RunError
+from genframe.plugins.registry import following_runs
 from genframe.training.checkpoint import resolve_checkpoint, run_dir_of
 from genframe.using.exported import EXPORT_FORMAT, EXPORT_NAME, WEIGHTS_NAME
 from genframe.util.atomic import atomic_write_bytes, atomic_write_text, current_umask, fsync_dir
 
 
+@following_runs
 def export_model(path: str | Path, out: str | Path, grid_n: int = 64, seed: int = 0, device: str = "auto") -> Path:
     """Write the shareable folder ``out`` for the run or checkpoint ``path``; returns ``out``."""
     from safetensors.torch import save
@@ -53,6 +55,7 @@ def export_model(path: str | Path, out: str | Path, grid_n: int = 64, seed: int 
         "step": loaded.step, "epoch": loaded.epoch,
         "train_minutes": round(loaded.provenance.get("train_seconds", 0.0) / 60, 2),
         "exported": time.strftime("%Y-%m-%d %H:%M:%S"), "source": str(checkpoint),
+        "components": dict(loaded.choices.recorded),  # which plugin each bare name was (genframe.plugins.registry)
     }
     config = config_to_dict(loaded.config)  # as resolved, so that it loads as it is
     evaluation = matching_evaluation(checkpoint, loaded.step)

@@ -23,7 +23,7 @@ from genframe.contracts.context import RunContext
 from genframe.contracts.errors import CheckpointError
 from genframe.plugins.host import get_host
 from genframe.plugins.recipes import get_recipe
-from genframe.plugins.registry import Choices, Registry
+from genframe.plugins.registry import Choices, Registry, follow_run
 from genframe.training.checkpoint import load_checkpoint, resolve_checkpoint, run_dir_of
 from genframe.training.listeners import Listeners
 from genframe.training.runsetup import resolve_device, seeded_generator
@@ -47,6 +47,8 @@ class LoadedModel:
     exported: bool = False  # loaded from a `genframe export` folder, not from a run
     # what made it: plugin, plugin_version, genframe_version, train_seconds, weights ("model" or "sampling_model")
     provenance: dict[str, Any] = field(default_factory=dict)
+    #: which plugin's component each of the run's bare names was: followed by what this model does
+    choices: Choices = field(default_factory=Choices)
 
     def sample(self, n: int = 64, steps: int | None = None, keep_every: int | None = None, seed: int = 0) -> SampleOutput:
         """``n`` fresh samples with the recipe's generation settings (``steps`` overrides them)."""
@@ -60,7 +62,8 @@ class LoadedModel:
         finds it, higher = more typical; ``kind`` picks one of the recipe's scores (default: its first)."""
         from genframe.using.scoring import score_images
 
-        return score_images(self, images, kind, seed)
+        with Registry.choosing(self.choices):
+            return score_images(self, images, kind, seed)
 
     def inpaint(self, images: torch.Tensor, known: torch.Tensor, steps: int | None = None, seed: int = 0,
                 match: int = 10000) -> torch.Tensor:
@@ -70,14 +73,16 @@ class LoadedModel:
         sampler steps (default 3 after a match, else the recipe's generation steps)."""
         from genframe.using.completion import inpaint_images, match_pool
 
-        pool = match_pool(self, match, seed) if match else None
-        return inpaint_images(self, images, known, steps, seed, pool=pool)
+        with Registry.choosing(self.choices):
+            pool = match_pool(self, match, seed) if match else None
+            return inpaint_images(self, images, known, steps, seed, pool=pool)
 
     def denoise(self, images: torch.Tensor, steps: int | None = None, seed: int = 0) -> torch.Tensor:
         """``images`` moved by the model's sampler towards what the model makes: noise taken away."""
         from genframe.using.completion import denoise_images
 
-        return denoise_images(self, images, steps, seed)
+        with Registry.choosing(self.choices):
+            return denoise_images(self, images, steps, seed)
 
 
 def load(path: str | Path, device: str = "auto") -> LoadedModel:
@@ -92,8 +97,11 @@ def load(path: str | Path, device: str = "auto") -> LoadedModel:
         return _load_export(Path(path), device)
     checkpoint = resolve_checkpoint(path)
     state = load_checkpoint(checkpoint)
-    with Registry.choosing(Choices(state.get("components"))):  # the plugins the run used, if two offer a name
-        return _load_checkpoint_state(checkpoint, state, device)
+    choices = follow_run(state)
+    with Registry.choosing(choices):  # the plugins the run used, where two offer a name now
+        loaded = _load_checkpoint_state(checkpoint, state, device)
+    loaded.choices = choices
+    return loaded
 
 
 def _load_checkpoint_state(checkpoint: Path, state: dict[str, Any], device: str) -> LoadedModel:
@@ -122,9 +130,20 @@ def _load_checkpoint_state(checkpoint: Path, state: dict[str, Any], device: str)
 
 def _load_export(folder: Path, device: str) -> LoadedModel:
     """A folder written by ``genframe export``: safetensors weights, JSON config and record, no pickle."""
-    from genframe.using.exported import WEIGHTS_NAME, read_export
+    from genframe.using.exported import read_export
 
     record, data, weights = read_export(folder)
+    choices = follow_run(record)
+    with Registry.choosing(choices):
+        loaded = _load_export_record(folder, record, data, weights, device)
+    loaded.choices = choices
+    return loaded
+
+
+def _load_export_record(folder: Path, record: dict[str, Any], data: dict[str, Any], weights: dict[str, Any],
+                        device: str) -> LoadedModel:
+    from genframe.using.exported import WEIGHTS_NAME
+
     recipe = get_recipe(record["recipe"])
     config = build_config(recipe.config_class, data=data)
     torch_device = resolve_device(device)

@@ -11,6 +11,7 @@ import torch
 
 from genframe.contracts.components import SampleOutput
 from genframe.plugins.recipes import get_recipe
+from genframe.plugins.registry import following_runs
 from genframe.using.load import load
 from genframe.using.outputs import check_output_paths
 from genframe.util.atomic import atomic_write
@@ -19,6 +20,7 @@ if TYPE_CHECKING:
     from genframe.using.generation import NpyWriter
 
 
+@following_runs
 def sample_to_files(
     path: str | Path,
     out: str | Path,

@@ -13,6 +13,7 @@ from typing import Any
 import torch
 
 from genframe.contracts.errors import RunError
+from genframe.plugins.registry import following_runs
 from genframe.training.checkpoint import run_dir_of
 from genframe.using.scoring import DEFAULT_OUT_SETS, metric_name, read_sets, score_function, score_sets, summary
 from genframe.util.atomic import atomic_write, atomic_write_text
@@ -20,6 +21,7 @@ from genframe.util.atomic import atomic_write, atomic_write_text
 OOD_NAME = "ood.json"
 
 
+@following_runs
 def score_to_files(path: str | Path, inputs: list[str], out: str | Path | None = None,
                    plot: str | Path | None = None, kind: str | None = None, n: int | None = None, seed: int = 0,
                    device: str = "auto", progress: Callable[[int], None] | None = None) -> dict[str, Any]:
@@ -62,6 +64,7 @@ def score_to_files(path: str | Path, inputs: list[str], out: str | Path | None =
     return report
 
 
+@following_runs
 def detect_ood(path: str | Path, inside: str | None = None, outsides: list[str] | None = None,
                kind: str | None = None, n: int | None = None, seed: int = 0, device: str = "auto",
                plot: str | Path | None = None, progress: Callable[[int], None] | None = None,
