@@ -8,7 +8,6 @@ Each warning points at the method's own file and line, and comes once per class 
 from __future__ import annotations
 
 import difflib
-import functools
 import warnings
 from typing import Any
 
@@ -48,9 +47,20 @@ def _warn(text: str, category: type[Warning], cls: type, name: str) -> None:
     warnings.warn_explicit(f"genframe: {text}", category, filename, line, module=cls.__module__)
 
 
-@functools.cache
+_CHECKED: set[tuple[type, str]] = set()  # (class, check) done in this process: each warning comes once
+
+
+def _first_time(cls: type, check: str) -> bool:
+    if (cls, check) in _CHECKED:
+        return False
+    _CHECKED.add((cls, check))
+    return True
+
+
 def check_listener(cls: type, label: str) -> None:
     """Warn about each ``on_*`` method of ``cls`` that is no point but close to one (a did-you-mean)."""
+    if not _first_time(cls, "listener"):
+        return
     for name in dir(cls):
         if not name.startswith("on_") or name in POINTS or not callable(getattr(cls, name, None)):
             continue
@@ -60,9 +70,10 @@ def check_listener(cls: type, label: str) -> None:
                   f"{hint[0]}? (the points: docs/writing-plugins.md)", ContractWarning, cls, name)
 
 
-@functools.cache
 def check_retired(cls: type) -> None:
     """Warn about each method ``cls`` defines that genframe 0.1's contract had and no release since calls."""
+    if not _first_time(cls, "retired"):
+        return
     for base, retired in RETIRED_METHODS.items():
         if not issubclass(cls, base):
             continue
