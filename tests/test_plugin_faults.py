@@ -184,3 +184,11 @@ def test_an_entry_point_named_like_the_core_is_skipped_with_the_fix(install):
             "components go by\n      fix: rename the entry point in genframe_genframe's pyproject.toml") in listing.output
     assert "digits" not in listing.output.split("Failed to load:")[0]
     assert "[genframe]" in listing.output  # the core's own components are untouched
+
+
+def test_a_qualified_core_callback_is_the_same_callback_and_is_refused_twice():
+    config = genframe.recipe_config("ebm", overrides=['callbacks.use=["genframe:ema"]'])
+    assert config.callbacks.use == ["genframe:ema"] and config.callbacks.table("genframe:ema")["decay"] > 0
+    with pytest.raises(genframe.ConfigError, match=r"^invalid config: callbacks.use: 'genframe:evaluation' is the "
+                                                   r"callback 'evaluation' again, which is on already"):
+        genframe.recipe_config("ebm", overrides=['callbacks.use=["genframe:evaluation"]'])

@@ -44,6 +44,10 @@ def chosen_callbacks(config: RecipeConfig, registry: Any) -> list[tuple[str, typ
         except ValidationError as exc:
             detail = format_validation_error(exc, cls.settings_class, prefix=("callbacks", name))
             raise ConfigError(f"invalid config: {detail}") from None
+        twice = next((other for other, other_cls, _ in chosen if other_cls is cls), None)
+        if twice is not None:  # e.g. a default `evaluation` and `genframe:evaluation` in callbacks.use
+            raise ConfigError(f"invalid config: callbacks.use: {name!r} is the callback {twice!r} again, which is "
+                              "on already; name each callback once")
         section.model_extra[name] = settings.model_dump(mode="json")
         chosen.append((name, cls, settings))
     for name, cls, settings in chosen:  # every table is resolved: a check may look at another callback's
