@@ -179,11 +179,13 @@ def test_the_histogram_goes_beside_the_csv_not_into_the_current_folder(run, tmp_
     where.mkdir()
     elsewhere.mkdir()
     monkeypatch.chdir(elsewhere)
-    result = invoke("score", run, "noise", "--n", 16, "--out", where / "s.csv", "--device", "cpu")
+    result = invoke("score", run, "noise", "--n", 16, "--score", "score", "--out", where / "s.csv",
+                    "--device", "cpu")  # the raw score: no pool of samples to draw
     assert result.exit_code == 0, result.output
     assert sorted(p.name for p in where.iterdir()) == ["s.csv", "scores.png"] and list(elsewhere.iterdir()) == []
     assert f"wrote {where / 's.csv'}, {where / 'scores.png'}" in result.output
-    with_plot = invoke("score", run, "noise", "--n", 16, "--out", "t.csv", "--plot", where / "t.svg", "--device", "cpu")
+    with_plot = invoke("score", run, "noise", "--n", 16, "--score", "score", "--out", "t.csv", "--plot", where / "t.svg",
+                       "--device", "cpu")
     assert with_plot.exit_code == 0, with_plot.output  # a --plot given goes where it says
     assert sorted(p.name for p in elsewhere.iterdir()) == ["t.csv"] and (where / "t.svg").is_file()
 
