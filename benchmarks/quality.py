@@ -4,7 +4,7 @@
 
 Trains each seed from scratch with ``callbacks.evaluation.every_epochs=1`` (the evaluation's own time is not counted as
 training time), then prints a table of (epoch, training minutes, fd, confidence, confident share,
-coverage) per seed with the mean and spread across seeds, and writes it all as JSON. Figures depend
+class spread) per seed with the mean and spread across seeds, and writes it all as JSON. Figures depend
 on the machine; quote them with the machine and the command.
 """
 
@@ -21,10 +21,11 @@ from pathlib import Path
 import torch
 
 import genframe
+from genframe.util.metric_names import renamed_metrics
 from genframe.util.atomic import atomic_write_text
 from sgld_throughput import cpu_name  # run as a script, benchmarks/ is on sys.path
 
-METRICS = ("fd", "confidence", "confident", "coverage")
+METRICS = ("fd", "confidence", "confident", "class_spread")
 
 
 def run_seed(recipe: str, config: str, seed: int, epochs: int, n: int, steps: int | None, extra: list[str],
@@ -58,7 +59,8 @@ def main() -> None:
     per_seed: dict = {}
     if args.combine:  # seeds run as separate processes (e.g. side by side, one core each): merge their JSON
         for path in args.combine:
-            per_seed.update(json.loads(Path(path).read_text())["per_seed"])
+            per_seed.update({seed: [renamed_metrics(row, path) for row in rows]  # older results: "coverage"
+                             for seed, rows in json.loads(Path(path).read_text())["per_seed"].items()})
         args.seeds = sorted(int(seed) for seed in per_seed)
     else:
         base = Path(args.runs) if args.runs else Path(tempfile.mkdtemp(prefix="genframe-quality-"))
@@ -73,7 +75,7 @@ def main() -> None:
         threads = json.loads(Path(args.combine[0]).read_text())["machine"].get("torch_threads", threads)
     print(f"\n{args.recipe} ({args.config}), {args.n} samples per evaluation, {threads} torch threads, "
           f"{os.cpu_count()} cores: {cpu_name()}")
-    print(f"{'epoch':>5} {'train min':>9} {'fd mean':>9} {'fd min-max':>17} {'conf':>6} {'conf>0.9':>8} {'coverage':>8}")
+    print(f"{'epoch':>5} {'train min':>9} {'fd mean':>9} {'fd min-max':>17} {'conf':>6} {'conf>0.9':>8} {'spread':>8}")
     for epoch in range(1, args.epochs + 1):
         rows = [r for seed_rows in per_seed.values() for r in seed_rows if r["epoch"] == epoch]
         if not rows:
@@ -83,7 +85,7 @@ def main() -> None:
         summary.append({"epoch": epoch, **{k: round(v, 4) for k, v in mean.items()}, "fd_min": min(fds),
                         "fd_max": max(fds)})
         print(f"{epoch:5d} {mean['train_minutes']:9.1f} {mean['fd']:9.1f} {min(fds):8.1f}-{max(fds):<8.1f} "
-              f"{mean['confidence']:6.3f} {mean['confident']:8.3f} {mean['coverage']:8.3f}")
+              f"{mean['confidence']:6.3f} {mean['confident']:8.3f} {mean['class_spread']:8.3f}")
     result = {"recipe": args.recipe, "config": args.config, "seeds": args.seeds, "epochs": args.epochs, "n": args.n,
               "steps": args.steps, "overrides": args.overrides, "machine": {"cpu": cpu_name(), "cores": os.cpu_count(),
               "torch_threads": threads, "torch": torch.__version__}, "per_seed": per_seed, "summary": summary,

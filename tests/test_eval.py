@@ -19,6 +19,8 @@ from genframe.using.evaluate import Evaluator
 from genframe.using.metrics import frechet_distance, gaussian
 
 QUICK = ClassifierSpec(epochs=1, train_limit=3000)
+RULER = {"fd", "kid", "kid_std", "precision", "recall", "density", "knn_coverage", "confidence", "confident",
+         "class_spread"}
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +46,7 @@ def test_metric_is_zero_for_test_images_large_for_noise_and_in_between_for_blur(
     test = genframe.get_host().registry.get("dataset", "mnist")(split="test")
     images = test.get_batch(torch.arange(len(test)))
     itself = mnist_evaluator(images)
-    assert itself["fd"] < 1e-6 and itself["coverage"] > 0.99 and itself["confidence"] > 0.95
+    assert itself["fd"] < 1e-6 and itself["class_spread"] > 0.99 and itself["confidence"] > 0.95
     anchors = mnist_evaluator.anchors(1000)
     floor, noise = anchors["train"]["fd"], anchors["noise"]["fd"]
     assert floor < 30 and noise > 20 * floor
@@ -54,7 +56,7 @@ def test_metric_is_zero_for_test_images_large_for_noise_and_in_between_for_blur(
     heavy = mnist_evaluator(F.avg_pool2d(images[:1000], 7, stride=1, padding=3, count_include_pad=False))["fd"]
     assert blur < heavy < noise  # the metric orders degradations
     ones = images[:1000][test.labels[:1000] == 1]
-    assert mnist_evaluator(ones)["coverage"] < 0.2  # one class only
+    assert mnist_evaluator(ones)["class_spread"] < 0.2  # one class only
 
 
 def test_classifier_cache_is_reused_and_a_corrupted_cache_rebuilt(data_dir, tmp_path, monkeypatch):
@@ -118,7 +120,7 @@ def test_genframe_eval_reports_to_stdout_file_and_loggers(data_dir, tmp_path, mn
     assert "ebm at step 2: 64 samples, 5 sampler steps" in result.output
     assert "train images (floor)" in result.output and "uniform noise" in result.output
     report = json.loads((run / "eval.json").read_text())
-    assert report["n"] == 64 and report["step"] == 2 and set(report["samples"]) == {"fd", "confidence", "confident", "coverage"}
+    assert report["n"] == 64 and report["step"] == 2 and set(report["samples"]) == RULER
     assert report["samples"]["fd"] > report["anchors"]["train"]["fd"]  # two training steps are not MNIST
     last = json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])
     assert last["step"] == 2 and last["eval/fd"] == pytest.approx(report["samples"]["fd"])
@@ -135,7 +137,7 @@ def test_training_evaluates_every_epoch(data_dir, tmp_path, mnist_evaluator):
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     evals = [r for r in rows if "eval/fd" in r]
     assert [r["step"] for r in evals] == [4, 8]
-    assert all(r["eval/fd"] > 0 and 0 <= r["eval/coverage"] <= 1 and r["eval/n"] == 32 for r in evals)
+    assert all(r["eval/fd"] > 0 and 0 <= r["eval/class_spread"] <= 1 and "eval/coverage" not in r and r["eval/n"] == 32 for r in evals)
     assert 0 < evals[0]["eval/train_minutes"] < evals[1]["eval/train_minutes"] < 1
 
 

@@ -58,6 +58,17 @@ TRAINING_TOLERANCE = 1e-5
 RULER_TOLERANCE = 1e-4
 
 
+# The ruler's metrics added after the pins were taken: measured by tests/test_ruler.py, not pinned here (a k-NN
+# count moves by a whole sample where another CPU's last bits move a distance across a radius).
+RULER_V2 = {"kid", "kid_std", "precision", "recall", "density", "knn_coverage"}
+
+
+def pinned_names(record: dict) -> dict:
+    """A pinned record under today's metric names (``coverage`` is ``class_spread`` now)."""
+    return {("/".join([*key.split("/")[:-1], "class_spread"]) if key.rpartition("/")[2] == "coverage" else key): value
+            for key, value in record.items()}
+
+
 def close(expected, actual, where: str) -> None:
     """Equal numbers, to TRAINING_TOLERANCE (evaluations: RULER_TOLERANCE)."""
     if isinstance(expected, float) and isinstance(actual, float):
@@ -84,6 +95,8 @@ def test_recipe_trains_as_pinned(name, tmp_path, data_dir):
         assert actual[key] == expected[key], f"{key}: {actual[key]!r}, pinned {expected[key]!r}"
     assert len(actual["records"]) == len(expected["records"])
     for index, (old, new) in enumerate(zip(expected["records"], actual["records"])):
+        old = pinned_names(old)
+        new = {key: value for key, value in new.items() if key.rpartition("/")[2] not in RULER_V2}
         assert set(old) == set(new), f"record {index}: keys {sorted(new)}, pinned {sorted(old)}"
         for key in old:
             if key == "reason":

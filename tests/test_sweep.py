@@ -12,6 +12,7 @@ from click.testing import CliRunner
 from conftest import TINY
 
 import genframe
+from genframe.util.deprecation import GenframeDeprecationWarning
 from genframe.cli.main import cli
 from genframe.contracts.errors import ConfigError
 from genframe.using.sweep import CORE_GOALS, parse_grid, plan, point_name, run_sweep, summarise, threads_per_point
@@ -48,8 +49,9 @@ def test_a_sweep_runs_every_point_summarises_them_and_skips_or_resumes_when_run_
     assert len(rows) == 4 and {r["status"] for r in rows} == {"completed"} and {r["step"] for r in rows} == {"4"}
     assert all(r["eval/fd best"] == r["eval/fd final"] for r in rows)  # one evaluation each (best: see below)
     table = (runs / "summary.md").read_text()
-    assert "| trainer.lr | seed | status | step | minutes | eval/confidence | eval/confident | eval/coverage | eval/fd |" in table
-    assert "eval/fd: lower" in table
+    assert ("| trainer.lr | seed | status | step | minutes | eval/class_spread | eval/confidence | eval/confident | "
+            "eval/density | eval/fd | eval/kid | eval/knn_coverage | eval/precision | eval/recall |") in table
+    assert "eval/fd: lower" in table and "eval/kid: lower" in table and "eval/recall: higher" in table
     assert (runs / "summary.png").stat().st_size > 0
     # again: done points are skipped (nothing rewritten); a point whose run was killed is resumed
     stamps = {name: (runs / name / "checkpoints" / "last.pt").stat().st_mtime_ns for name in points}
@@ -94,16 +96,17 @@ def test_best_follows_each_metrics_goal_and_the_table_shows_the_plotted_metric(t
             {"step": 3, "loss": 0.1, "eval/fd": 6.0, "eval/coverage": 0.8, "energy": 1.0}]
     (run / "metrics.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
     (run / "status.json").write_text(json.dumps({"status": "completed", "step": 3, "train_minutes": 1.5}))
-    summary = summarise(run, {**CORE_GOALS, "energy": "min"})
+    with pytest.warns(GenframeDeprecationWarning, match="'eval/coverage'"):  # a run of genframe 0.1: its old name
+        summary = summarise(run, {**CORE_GOALS, "energy": "min"})
     assert summary["eval/fd best"] == 4.0 and summary["eval/fd final"] == 6.0  # lower is better
-    assert summary["eval/coverage best"] == 0.9 and summary["eval/coverage final"] == 0.8  # higher is better
+    assert summary["eval/class_spread best"] == 0.9 and summary["eval/class_spread final"] == 0.8  # higher is better
     assert summary["energy best"] == 1.0 and summary["loss final"] == 0.1 and "loss best" not in summary  # no goal
     assert summary["step"] == 3 and summary["minutes"] == 1.5
     from genframe.using.sweep import Point, write_summary
 
     write_summary([Point({"seed": "0"}, run, "completed", 0, summary)], tmp_path, CORE_GOALS, metric="loss")
     header, _, row = (tmp_path / "summary.md").read_text().splitlines()[:3]
-    assert header == "| seed | status | step | minutes | eval/coverage | eval/fd | loss |"  # "energy": no goal given
+    assert header == "| seed | status | step | minutes | eval/class_spread | eval/fd | loss |"  # "energy": no goal
     assert row == "| 0 | completed | 3 | 1.5 | 0.8 (best 0.9) | 6 (best 4) | 0.1 |"
     assert "energy final" in (tmp_path / "summary.csv").read_text().splitlines()[0]
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from genframe.contracts.context import RunContext
 from genframe.contracts.listeners import Callback, Control
+from genframe.util.metric_names import renamed_metrics
 
 BEST_NAME = "best.pt"
 
@@ -18,6 +19,12 @@ class KeepBestSettings(BaseModel):
 
     metric: str = Field("eval/fd", description="The evaluation metric that decides which weights are best.")
     mode: Literal["min", "max"] = Field("min", description="min: lower is better; max: higher is better.")
+
+    @field_validator("metric")
+    @classmethod
+    def _renamed(cls, metric: str) -> str:
+        """``eval/coverage`` of genframe 0.1 is ``eval/class_spread`` now (read with a deprecation notice)."""
+        return next(iter(renamed_metrics({metric: None}, "callbacks.keep_best.metric")))
 
 
 class KeepBest(Callback):

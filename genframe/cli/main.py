@@ -98,8 +98,9 @@ def plot(run_dirs: tuple[str, ...], out: str | None, metrics: tuple[str, ...]) -
 def eval_command(path: str, n: int, steps: int | None, seed: int, device: str, as_json: bool) -> None:
     """Measure sample quality of a run directory or checkpoint PATH against the test set.
 
-    Fréchet distance in a small classifier's feature space (lower is better), the classifier's
-    confidence, the share of confident samples and class coverage; writes RUN_DIR/eval.json.
+    In a small classifier's feature space: Fréchet distance and KID (lower is better), precision and recall,
+    density and k-NN coverage; the classifier's confidence, the share of confident samples and the class spread
+    (docs/evaluation.md); writes RUN_DIR/eval.json.
     """
     from genframe.using.evaluate import evaluate, format_report
 

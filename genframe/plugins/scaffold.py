@@ -194,7 +194,7 @@ def write_plugin(name: str, folder: str | Path | None = None, samples: str = "im
     check_destination(folder)
     files = plugin_files(name, samples, time_conditioned)
     check_untaken(name, f"{name}_ring" if samples == "vectors" else None)
-    folder = folder.expanduser().absolute()
+    shown, folder = folder, folder.expanduser().absolute()  # what the user named, and where it is
     parent = folder.parent
     made = [p for p in (parent, *parent.parents) if not p.exists()]  # folders this makes: gone again on failure
     staging = None
@@ -232,4 +232,4 @@ def write_plugin(name: str, folder: str | Path | None = None, samples: str = "im
             raise ScaffoldError(f"could not write {folder}: {exc.strerror or exc}; choose another --dir") from None
         raise
     summary, details = describe_model(samples, time_conditioned)
-    return Scaffold(name, folder, f"genframe_{name}", tuple(files), f"{summary} ({details})")
+    return Scaffold(name, shown, f"genframe_{name}", tuple(files), f"{summary} ({details})")

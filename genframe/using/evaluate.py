@@ -31,7 +31,7 @@ from genframe.training.runsetup import build_dataset
 from genframe.using.classifier import MIN_SIDE, ClassifierSpec, cache_dir, load_or_train, measures
 from genframe.using.generation import generate_in_chunks
 from genframe.using.load import load
-from genframe.using.metrics import features_and_probs, gaussian, quality
+from genframe.using.metrics import Reference, features_and_probs, quality
 from genframe.using.outputs import check_output_paths
 from genframe.util.atomic import atomic_write_text
 
@@ -65,7 +65,7 @@ class Evaluator:
         name = name if fingerprint is None else f"{name}-{fingerprint[:16]}"
         self.classifier = load_or_train(name, self.train, num_classes, spec)
         self.example_shape = test.example_shape
-        self.reference = gaussian(features_and_probs(self.classifier, test.get_batch(torch.arange(len(test))))[0])
+        self.reference = Reference(features_and_probs(self.classifier, test.get_batch(torch.arange(len(test))))[0])
         self._anchors: dict[int, dict[str, dict[str, float]]] = {}
 
     def __call__(self, images: torch.Tensor) -> dict[str, float]:

@@ -32,6 +32,7 @@ from genframe.plugins.registry import following_runs
 from genframe.training.checkpoint import resolve_checkpoint, run_dir_of
 from genframe.using.exported import EXPORT_FORMAT, EXPORT_NAME, WEIGHTS_NAME
 from genframe.util.atomic import atomic_write_bytes, atomic_write_text, current_umask, fsync_dir
+from genframe.util.metric_names import renamed_metrics
 
 
 @following_runs
@@ -95,6 +96,8 @@ def matching_evaluation(checkpoint: Path, step: int) -> dict[str, Any] | None:
     path = run_dir_of(checkpoint) / "eval.json"
     try:
         report = json.loads(path.read_text(encoding="utf-8"))
+        if isinstance(report, dict) and isinstance(report.get("samples"), dict):  # made by genframe 0.1: "coverage"
+            report["samples"] = renamed_metrics(report["samples"], str(path))
     except FileNotFoundError:
         return None
     except (OSError, ValueError) as exc:

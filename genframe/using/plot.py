@@ -18,6 +18,7 @@ from typing import Any
 from genframe.contracts.errors import RunError
 from genframe.loggers.jsonl import METRICS_NAME
 from genframe.util.atomic import atomic_write_bytes
+from genframe.util.metric_names import renamed_metrics
 
 META_KEYS = {"step", "epoch", "time", "eval/n"}  # eval/n: the sample count behind an fd, not a curve
 FORMATS = ("png", "svg", "pdf")
@@ -32,7 +33,7 @@ def read_metrics(run_dir: str | Path) -> list[dict]:
     rows = []
     for line in path.read_text(encoding="utf-8").splitlines():
         try:
-            rows.append(json.loads(line))
+            rows.append(renamed_metrics(json.loads(line), str(path)))  # a run of genframe 0.1 logged "coverage"
         except json.JSONDecodeError:  # a line being written right now
             continue
     return rows

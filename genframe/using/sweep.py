@@ -33,7 +33,9 @@ DONE = ("completed", "finished early")
 # Which way is better, for the metrics the core measures; a recipe declares its own (Recipe.metric_goals).
 # (No goal for "loss": what a good loss is depends on the family; a contrastive-divergence loss is best near 0.)
 CORE_GOALS = {f"eval/{prefix}{name}": goal for prefix in ("", "trained/")  # trained/: a callback's weights aside
-              for name, goal in (("fd", "min"), ("confidence", "max"), ("confident", "max"), ("coverage", "max"))}
+              for name, goal in (("fd", "min"), ("kid", "min"), ("precision", "max"), ("recall", "max"),
+                                 ("density", "max"), ("knn_coverage", "max"), ("confidence", "max"),
+                                 ("confident", "max"), ("class_spread", "max"))}
 
 
 @dataclass

@@ -132,7 +132,8 @@ def curve(run_dir: str, s_per_step: float, weights: str = "sampling") -> list[di
                        "own_clock_minutes": round(r.get("eval/train_minutes", float("nan")), 2),
                        "fd": r[f"{prefix}/fd"],  # unrounded: the stability rule is a sharp factor of 2
                        "confidence": round(r[f"{prefix}/confidence"], 3),
-                       "coverage": round(r[f"{prefix}/coverage"], 3)})
+                       # the class spread, logged as "coverage" before genframe 0.2 (the stored results keep that key)
+                       "coverage": round(r.get(f"{prefix}/class_spread", r.get(f"{prefix}/coverage")), 3)})
         if finished_at == r["step"]:
             points[-1]["final"] = True  # the run's final weights: its model at any later minute
     return points
@@ -308,11 +309,13 @@ def seeds(args: argparse.Namespace) -> None:
         results[path] = {
             "step": draws[0]["step"], "n": n, "seeds": args.seeds, "fd": [round(f, 2) for f in fds],
             "fd_mean": round(statistics.mean(fds), 2), "fd_sd": round(statistics.stdev(fds), 2) if len(fds) > 1 else 0.0,
-            **{f"{k}_mean": round(statistics.mean(d["samples"][k] for d in draws), 3) for k in ("confidence", "coverage")}}
+            **{f"{k}_mean": round(statistics.mean(d["samples"][k] for d in draws), 3)
+               for k in ("confidence", "class_spread", "kid", "precision", "recall")}}
         r = results[path]
         print(f"{path} (step {r['step']}): fd {r['fd_mean']:.1f} +- {r['fd_sd']:.1f} over seeds {args.seeds} "
               f"({', '.join(f'{f:.1f}' for f in r['fd'])}); confidence {r['confidence_mean']:.3f}, "
-              f"coverage {r['coverage_mean']:.3f}", flush=True)
+              f"class spread {r['class_spread_mean']:.3f}, KID {r['kid_mean']:.3g}, precision "
+              f"{r['precision_mean']:.3f}, recall {r['recall_mean']:.3f}", flush=True)
     if args.out:
         atomic_write_text(args.out, json.dumps(results, indent=2) + "\n")
         print(f"wrote {args.out}")

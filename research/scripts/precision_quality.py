@@ -32,7 +32,7 @@ PRECISIONS = ("fp32", "bf16")
 
 
 def compare(runs: list[str], seeds: list[int], n: int) -> dict:
-    """Per run: the fd (and confidence, coverage) of each seed's samples with each precision, and their means."""
+    """Per run: the fd (and confidence, class spread) of each seed's samples with each precision, and their means."""
     results = {}
     for path in runs:
         loaded = genframe.load(path, device="cpu")
@@ -52,15 +52,15 @@ def compare(runs: list[str], seeds: list[int], n: int) -> dict:
             row[precision] = {"fd": [round(f, 3) for f in fds], "fd_mean": round(statistics.mean(fds), 3),
                               "fd_sd": round(statistics.stdev(fds), 3) if len(fds) > 1 else 0.0,
                               **{f"{k}_mean": round(statistics.mean(v[k] for v in values), 4)
-                                 for k in ("confidence", "coverage")}}
+                                 for k in ("confidence", "class_spread")}}
         gap = row["bf16"]["fd_mean"] - row["fp32"]["fd_mean"]
         row["bf16_minus_fp32"] = round(gap, 3)
         results[path] = row
         print(f"{path} (step {row['step']}, {n} samples, seeds {seeds}): fd fp32 {row['fp32']['fd_mean']:.3f}"
               f" +- {row['fp32']['fd_sd']:.3f}, bf16 {row['bf16']['fd_mean']:.3f} +- {row['bf16']['fd_sd']:.3f}; "
               f"bf16 - fp32 = {gap:+.3f}; confidence {row['fp32']['confidence_mean']:.4f} / "
-              f"{row['bf16']['confidence_mean']:.4f}, coverage {row['fp32']['coverage_mean']:.4f} / "
-              f"{row['bf16']['coverage_mean']:.4f}", flush=True)
+              f"{row['bf16']['confidence_mean']:.4f}, class spread {row['fp32']['class_spread_mean']:.4f} / "
+              f"{row['bf16']['class_spread_mean']:.4f}", flush=True)
     return results
 
 

@@ -4,7 +4,7 @@
                                           [--from-step A] [--to-step B]
 
 For each checkpoint (sorted by step, one per step), generates ``--n`` samples with the recipe's own
-generation settings and prints its fd, confidence, coverage and how many samples the classifier puts in
+generation settings and prints its fd, confidence, class spread and how many samples the classifier puts in
 each class; then, for each K in ``--mix``, the fd of an equal mixture of the last K checkpoints' samples
 (the first n/K samples of each), which is what the ``snapshot_mixture`` callback with ``members = K``
 samples when the checkpoints are its snapshots. For checkpoints of a ``snapshot_mixture`` run, "fd" is the
@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         row = {"step": model.step, **evaluator(images)}
         _, probs = features_and_probs(evaluator.classifier, images)
         row["classes"] = torch.bincount(probs.argmax(1), minlength=probs.shape[1]).tolist()
-        line = (f"step {row['step']} fd {row['fd']:.2f} conf {row['confidence']:.3f} cov {row['coverage']:.3f} "
+        line = (f"step {row['step']} fd {row['fd']:.2f} conf {row['confidence']:.3f} spread {row['class_spread']:.3f} "
                 f"classes {row['classes']}")
         for k in args.members:
             if isinstance(model.model, SnapshotMixture) and k <= len(model.model.members):
