@@ -1,0 +1,1 @@
+"""genframe-flow: conditional flow matching for genframe (a U-Net velocity net, ODE samplers)."""

@@ -1,0 +1,149 @@
+"""The flow plugin (plugins/flow): its solvers and path against what they compute by hand, its log-likelihood
+against a case with a closed form, and the whole of it on real MNIST through the same commands as the EBM
+(run, resume, sample with a GIF and a .npy, eval, score, ood, inpaint, denoise, export and load)."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+from click.testing import CliRunner
+from genframe_flow.likelihood import log_likelihood
+from genframe_flow.paths import ot_pairing, sinkhorn_plan
+from genframe_flow.sampler import ODESampler
+from genframe_flow.solvers import integrate_adaptive, integrate_fixed
+
+import genframe
+from genframe.cli.main import cli
+from genframe.testing import RecipeContract
+
+TINY = ["trainer.device=cpu", "trainer.batch_size=16", "data.limit=64", "model.channels=[8,16]", "model.time_dim=16",
+        "sampler.nfe=4", "logging.sample_n=4", "logging.chain_n=2", "logging.log_every=2", 'logging.loggers=["jsonl"]']
+
+
+def sets(settings):
+    return [arg for item in settings for arg in ("--set", item)]
+
+
+def invoke(*args):
+    return CliRunner().invoke(cli, [str(a) for a in args])
+
+
+@pytest.mark.parametrize(("method", "order"), [("euler", 1), ("midpoint", 2), ("heun", 2)])
+def test_fixed_step_solvers_reach_the_exact_end_with_their_order(method, order):
+    x0 = torch.ones(3)
+    errors = [abs(float(integrate_fixed(lambda x, t: -x, x0, 0.0, 1.0, method, steps)[0][0]) - math.exp(-1))
+              for steps in (10, 20)]
+    assert errors[0] < 0.05 and errors[1] < errors[0] / (2 ** order) * 1.3  # halving the step cuts it 2^order
+    _, kept, nfe = integrate_fixed(lambda x, t: -x, x0, 0.0, 1.0, method, 10, keep_every=5)
+    assert nfe == 10 * (1 if method == "euler" else 2) and len(kept) == 3
+
+
+def test_the_adaptive_solver_meets_its_tolerance_and_counts_its_evaluations():
+    x0 = torch.ones(4)
+    end, _, nfe = integrate_adaptive(lambda x, t: -x * (1 + 3 * t), x0, 0.0, 1.0, rtol=1e-6, atol=1e-6)
+    assert abs(float(end[0]) - math.exp(-2.5)) < 1e-5
+    loose = integrate_adaptive(lambda x, t: -x * (1 + 3 * t), x0, 0.0, 1.0, rtol=1e-2, atol=1e-2)[2]
+    assert loose < nfe and (nfe - 1) % 6 == 0  # one first evaluation, then six per try
+
+
+def test_inpainting_holds_the_known_pixels_and_a_flow_to_a_point_reaches_it():
+    target = torch.full((1, 4, 4), 0.5)
+
+    class ToPoint(torch.nn.Module):  # the exact velocity of straight paths to one image: (target - x) / (1 - t)
+        def forward(self, x, t):
+            return (target - x) / (1 - t.view(-1, 1, 1, 1)).clamp_min(1e-3)
+
+    sampler = ODESampler((1, 4, 4), "euler", nfe=8)
+    samples = sampler.generate(ToPoint(), 3, generator=torch.Generator().manual_seed(0)).images
+    assert torch.allclose(samples, target.expand(3, 1, 4, 4), atol=1e-5)
+    images = torch.rand(2, 1, 4, 4) * 2 - 1
+    known = torch.zeros(1, 1, 4, 4, dtype=torch.bool)
+    known[..., :2, :] = True
+    done = sampler.refine(ToPoint(), images, known, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(done[..., :2, :], images[..., :2, :]) and torch.allclose(done[..., 2:, :], torch.tensor(0.5))
+
+
+def test_ot_pairing_shortens_the_paths_and_the_plan_has_uniform_marginals():
+    generator = torch.Generator().manual_seed(0)
+    data = torch.randn(64, 6, generator=generator) + 3
+    noise = torch.randn(64, 6, generator=generator)
+    plan = sinkhorn_plan(torch.cdist(noise, data).square() / 50, epsilon=0.05)
+    assert torch.allclose(plan.sum(0), torch.full((64,), 1 / 64), atol=1e-4)
+    paired = ot_pairing(noise, data, generator)
+    assert (paired - data).square().sum() < 0.9 * (noise - data).square().sum()
+
+
+def test_log_likelihood_of_a_shifted_gaussian_matches_its_closed_form():
+    shift = 0.7
+
+    class Shift(torch.nn.Module):  # data = noise + shift: a constant velocity, zero divergence
+        def forward(self, x, t):
+            return torch.full_like(x, shift)
+
+    images = torch.randn(5, 1, 4, 4, generator=torch.Generator().manual_seed(2)) + shift
+    got = log_likelihood(Shift(), images, steps=4, generator=torch.Generator().manual_seed(0))
+    exact = -0.5 * ((images - shift).flatten(1).square().sum(1) + 16 * math.log(2 * math.pi)) / 16
+    assert torch.allclose(got, exact, atol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def flow_run(tmp_path_factory):
+    import os
+
+    if not os.path.isdir(os.path.join(os.environ.get("GENFRAME_DATA_DIR", ""), "mnist")):
+        pytest.skip("MNIST not found; set GENFRAME_DATA_DIR")
+    run = tmp_path_factory.mktemp("flow") / "run"
+    result = invoke("run", "flow", "--run-dir", run, "--quiet", *sets([*TINY, "trainer.max_steps=4"]))
+    assert result.exit_code == 0, result.output
+    return run
+
+
+def test_flow_trains_resumes_samples_and_evaluates_on_mnist(flow_run, tmp_path):
+    rows = [json.loads(line) for line in (flow_run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows if "loss" in r] == [2, 4] and all(math.isfinite(r["loss"]) for r in rows if "loss" in r)
+    assert (flow_run / "samples" / "final_chain.gif").stat().st_size > 0
+    resumed = invoke("run", "flow", "--resume", flow_run, "--quiet", "--set", "trainer.max_steps=6")
+    assert resumed.exit_code == 0, resumed.output
+    out, gif, npy = tmp_path / "grid.png", tmp_path / "chain.gif", tmp_path / "s.npy"
+    sampled = invoke("sample", flow_run, "--n", 8, "--out", out, "--gif", gif, "--tensor", npy)
+    assert sampled.exit_code == 0, sampled.output
+    import numpy
+
+    array = numpy.load(npy)
+    assert array.shape == (8, 1, 32, 32) and -1 <= array.min() and array.max() <= 1
+    evaluated = invoke("eval", flow_run, "--n", 32, "--json")
+    assert evaluated.exit_code == 0, evaluated.output
+    report = json.loads(evaluated.stdout)
+    assert report["recipe"] == "flow" and {"fd", "kid", "precision", "recall"} <= set(report["samples"])
+    exported = invoke("export", flow_run, "--out", tmp_path / "shared", "--grid-n", 4)
+    assert exported.exit_code == 0, exported.output
+    assert genframe.load(tmp_path / "shared").sample(2).images.shape == (2, 1, 32, 32)
+
+
+def test_flow_scores_completes_and_cleans_through_the_ebms_commands(flow_run, tmp_path):
+    scored = invoke("score", flow_run, "mnist:test", "noise", "--n", 4, "--out", tmp_path / "s.csv", "--json")
+    assert scored.exit_code == 0, scored.output
+    lines = (tmp_path / "s.csv").read_text().splitlines()
+    assert lines[0] == "input,index,score" and len(lines) == 9 and all(math.isfinite(float(x.split(",")[2]))
+                                                                      for x in lines[1:])
+    again = invoke("score", flow_run, "mnist:test", "--n", 4, "--out", tmp_path / "t.csv", "--seed", 1)
+    assert again.exit_code == 0  # another Hutchinson probe: another estimate of the same likelihood
+    assert (tmp_path / "t.csv").read_text() != "\n".join(lines[:5]) + "\n"
+    completed = invoke("inpaint", flow_run, "--images", "mnist:test", "--mask", "bottom-half", "--n", 4,
+                       "--match", 0, "--out", tmp_path / "inpaint.png")
+    assert completed.exit_code == 0, completed.output
+    cleaned = invoke("denoise", flow_run, "--images", "mnist:test", "--noise", 0.3, "--n", 4,
+                     "--out", tmp_path / "denoise.png")
+    assert cleaned.exit_code == 0, cleaned.output
+    assert (tmp_path / "inpaint.png").stat().st_size > 0 and (tmp_path / "denoise.png").stat().st_size > 0
+
+
+class TestFlowConformance(RecipeContract):
+    """genframe's conformance suite against the flow recipe, on tiny settings."""
+
+    recipe = "flow"
+    overrides = ("trainer.batch_size=16", "data.limit=64", "model.channels=[8,16]", "model.time_dim=16",
+                 "sampler.nfe=4", "logging.sample_n=4")
