@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from pathlib import Path
 
 import click
@@ -69,11 +70,14 @@ def sample(path: str, n: int, steps: int | None, out: str, gif: str | None, tens
     """Generate samples from a trained run directory or checkpoint PATH."""
     from genframe.using.sample import sample_to_files
 
+    start = time.perf_counter()
     with progress_reporter(n, "sampling") as progress:
-        sample_to_files(path, out, n=n, steps=steps, gif=gif, seed=seed, device=device, tensor=tensor, chunk=chunk,
-                        grid_n=grid_n, progress=progress)
+        kept = sample_to_files(path, out, n=n, steps=steps, gif=gif, seed=seed, device=device, tensor=tensor,
+                               chunk=chunk, grid_n=grid_n, progress=progress)
+    seconds = time.perf_counter() - start
     written = [out, *(name for name in (gif, tensor) if name)]
-    click.echo(f"wrote {', '.join(written)}")
+    nfe = f", {kept.nfe} function evaluations each" if kept.nfe else ""
+    click.echo(f"{n} samples in {seconds:.1f} s ({1000 * seconds / n:.1f} s per 1000{nfe}); wrote {', '.join(written)}")
 
 
 @cli.command()

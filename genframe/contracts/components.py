@@ -58,6 +58,8 @@ class SampleOutput:
 
     images: torch.Tensor
     chain: list[torch.Tensor] = field(default_factory=list)
+    #: function evaluations (net calls) per sample, from a sampler that counts them (an ODE solver); else None
+    nfe: int | None = None
 
 
 @dataclass(frozen=True)

@@ -184,7 +184,8 @@ def evaluate(path: str | Path, n: int = 1000, steps: int | None = None, seed: in
     report = {
         "recipe": loaded.recipe_name, "checkpoint": str(loaded.checkpoint), "step": loaded.step,
         "dataset": loaded.config.data.name, "n": n, "steps": steps if steps is not None else loaded.sampler.generate_steps,
-        "seed": seed, "generation_seconds": round(seconds, 2), "grid": None if grid is None else str(grid),
+        "seed": seed, "generation_seconds": round(seconds, 2),
+        "seconds_per_1000": round(1000 * seconds / n, 2), "nfe": getattr(loaded.sampler, "last_nfe", None) or None, "grid": None if grid is None else str(grid),
         "samples": {} if evaluator is None else evaluator(samples),
     }
     if no_metric is not None:
@@ -228,8 +229,9 @@ def format_report(report: dict[str, Any]) -> str:
         drawn = f"; the samples: {report['grid']}" if report.get("grid") else ""
         return (f"{report['recipe']} at step {report['step']}: {report['n']} samples, {steps}; no quality metric is "
                 f"available, so none was measured: {report['no_metric']}{drawn}")
+    nfe = f" ({report['nfe']} function evaluations each)" if report.get("nfe") else ""
     lines = [f"{report['recipe']} at step {report['step']}: {report['n']} samples, {steps}, "
-             f"{report['generation_seconds']} s to generate; vs the {report['dataset']} test set",
+             f"{report['generation_seconds']} s to generate{nfe}; vs the {report['dataset']} test set",
              " " * label + "".join(f"{HEADERS.get(name, name):>{w}}" for name, w in zip(names, widths))]
     for row, values in rows:
         cells = "".join(f"{values[name]:{w}.3f}" if name in values else " " * (w - 1) + "-"

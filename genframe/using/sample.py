@@ -73,6 +73,7 @@ def sample_to_files(
         atomic_write(tensor, stream)
     else:
         stream(None)
+    kept.nfe = getattr(loaded.sampler, "last_nfe", None) or None  # an ODE sampler's count (its last chunk's)
     recipe.draw_samples(kept.images, Path(out))
     if gif:
         recipe.draw_chain(kept.chain or [kept.images], Path(gif))
