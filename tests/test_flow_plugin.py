@@ -149,3 +149,42 @@ class TestFlowConformance(RecipeContract):
     recipe = "flow"
     overrides = ("trainer.batch_size=16", "data.limit=64", "model.channels=[8,16]", "model.time_dim=16",
                  "sampler.nfe=4", "logging.sample_n=4")
+
+
+def test_flow_trains_on_a_colour_folder_of_your_own(tmp_path):
+    from PIL import Image
+
+    folder = tmp_path / "pictures"
+    folder.mkdir()
+    generator = torch.Generator().manual_seed(0)
+    for i in range(40):
+        pixels = (torch.rand(32, 32, 3, generator=generator) * 255).to(torch.uint8).numpy()
+        Image.fromarray(pixels).save(folder / f"p{i:02d}.png")
+    run = tmp_path / "run"
+    result = invoke("run", "flow", "--run-dir", run, "--quiet",
+                    *sets([*TINY, "trainer.max_steps=2", "data.name=imagefolder", f"data.path={folder}",
+                           "data.limit=32", "callbacks.disable=[\"evaluation\", \"keep_best\"]"]))
+    assert result.exit_code == 0, result.output
+    assert json.loads((run / "config.json").read_text())["model"]["in_channels"] == 3  # followed the data
+    assert genframe.load(run).sample(2).images.shape == (2, 3, 32, 32)
+
+
+@pytest.mark.slow
+def test_flow_under_torchrun_trains_one_model_with_each_process_its_own_draws(tmp_path, data_dir):
+    import os
+    import subprocess
+    import sys
+
+    from genframe.training.checkpoint import load_checkpoint
+
+    run = tmp_path / "run"
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2", "-m", "genframe",
+               "run", "flow", "--run-dir", str(run), "--quiet", *sets([*TINY, "trainer.max_steps=4"])]
+    result = subprocess.run(command, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True,
+                            timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    state = load_checkpoint(run)
+    generators = [rank["generator"] for rank in state["trainer_ranks"]]
+    assert state["loop"]["step"] == 4 and len(generators) == 2 and not torch.equal(*generators)
+    steps = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines() if '"loss"' in line]
+    assert steps == [2, 4]  # logged once, by the main process
