@@ -198,7 +198,7 @@ def test_from_the_wheel_in_a_fresh_environment_the_package_installs_and_passes_i
         shutil.copy(REPO / name, core / name)
     shutil.copytree(REPO / "genframe", core / "genframe", ignore=shutil.ignore_patterns("__pycache__"))
     env = {key: value for key, value in subprocess_env().items() if key not in ("PYTHONPATH", "PYTHONHOME")}
-    env["GENFRAME_DISABLE_PLUGINS"] = "ebm"  # its editable install is this environment's, not the new one's
+    env["GENFRAME_DISABLE_PLUGINS"] = "ebm,flow"  # their editable installs are this environment's, not the new one's
 
     def run(*args: str, timeout: float = 300) -> str:
         done = subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=timeout)
