@@ -72,8 +72,24 @@ def test_ot_pairing_shortens_the_paths_and_the_plan_has_uniform_marginals():
     noise = torch.randn(64, 6, generator=generator)
     plan = sinkhorn_plan(torch.cdist(noise, data).square() / 50, epsilon=0.05)
     assert torch.allclose(plan.sum(0), torch.full((64,), 1 / 64), atol=1e-4)
+    assert torch.allclose(plan.sum(1), torch.full((64,), 1 / 64), atol=1e-3)  # the rows, which are not exact by construction
     paired = ot_pairing(noise, data, generator)
     assert (paired - data).square().sum() < 0.9 * (noise - data).square().sum()
+
+
+def test_log_likelihood_of_a_scaled_gaussian_matches_its_closed_form():
+    scale = 2.0
+
+    class Scale(torch.nn.Module):  # x_t = (1 + (s - 1) t) x0: data ~ N(0, s^2 I); a diagonal Jacobian, which one
+        def forward(self, x, t):  # Rademacher probe measures exactly, so only the steps' error is left
+            return (scale - 1) * x / (1 + (scale - 1) * t.view(-1, 1, 1, 1))
+
+    images = torch.randn(5, 1, 4, 4, generator=torch.Generator().manual_seed(3)) * scale
+    got = log_likelihood(Scale(), images, steps=400, generator=torch.Generator().manual_seed(0))
+    exact = (-0.5 * (images / scale).flatten(1).square().sum(1) - 16 * (0.5 * math.log(2 * math.pi) + math.log(scale))) / 16
+    assert torch.allclose(got, exact, atol=2e-3)
+    wrong_sign = (-0.5 * (images / scale).flatten(1).square().sum(1) - 16 * (0.5 * math.log(2 * math.pi) - math.log(scale))) / 16
+    assert not torch.allclose(got, wrong_sign, atol=0.5)  # the divergence counted the other way is far off
 
 
 def test_log_likelihood_of_a_shifted_gaussian_matches_its_closed_form():
@@ -135,8 +151,11 @@ def test_flow_scores_completes_and_cleans_through_the_ebms_commands(flow_run, tm
     assert again.exit_code == 0  # another Hutchinson probe: another estimate of the same likelihood
     assert (tmp_path / "t.csv").read_text() != "\n".join(lines[:5]) + "\n"
     completed = invoke("inpaint", flow_run, "--images", "mnist:test", "--mask", "bottom-half", "--n", 4,
-                       "--match", 0, "--out", tmp_path / "inpaint.png")
+                       "--out", tmp_path / "inpaint.png")  # the default --match: no pool drawn for an ODE sampler
     assert completed.exit_code == 0, completed.output
+    assert json.loads((flow_run / "inpaint.json").read_text())["match"] == 0
+    detected = invoke("ood", flow_run, "--out", "noise", "--n", 8, "--json")
+    assert detected.exit_code == 0, detected.output
     cleaned = invoke("denoise", flow_run, "--images", "mnist:test", "--noise", 0.3, "--n", 4,
                      "--out", tmp_path / "denoise.png")
     assert cleaned.exit_code == 0, cleaned.output

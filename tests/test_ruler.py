@@ -94,9 +94,10 @@ def test_real_images_score_as_real_and_noise_as_nothing(mnist_evaluator):
 
 
 def test_the_old_metric_name_is_read_as_class_spread_with_a_notice():
-    old = {"step": 3, "eval/fd": 4.0, "eval/coverage": 0.9, "eval/trained/coverage": 0.8, "eval/knn_coverage": 0.5}
+    old = {"step": 3, "eval/fd": 4.0, "eval/coverage": 0.9, "eval/trained/coverage": 0.8, "eval/knn_coverage": 0.5,
+           "train/coverage": 0.3}  # a plugin's own figure keeps its name
     with pytest.warns(GenframeDeprecationWarning, match="'eval/coverage' .* it is 'class_spread' now"):
         new = renamed_metrics(old, "metrics.jsonl")
     assert new == {"step": 3, "eval/fd": 4.0, "eval/class_spread": 0.9, "eval/trained/class_spread": 0.8,
-                   "eval/knn_coverage": 0.5}
+                   "eval/knn_coverage": 0.5, "train/coverage": 0.3}
     assert renamed_metrics(new) is new  # nothing old: as it is

@@ -77,6 +77,9 @@ class Sampler(ABC):
     generate_steps: int | None = None
     #: Steps :meth:`refine` takes with nothing held (denoising) when none are given (``None``: ``generate_steps``).
     denoise_steps: int | None = None
+    #: True for a sampler whose :meth:`refine` completes hidden entries along its whole path from its own noise
+    #: (an ODE from t = 0): ``genframe inpaint`` then draws no pool of samples to start them from (``--match``).
+    completes_from_noise: bool = False
 
     @abstractmethod
     def init_state(

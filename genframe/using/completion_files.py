@@ -122,6 +122,7 @@ def inpaint_to_files(path: str | Path, images: str, mask: str = "bottom-half", n
     _, height, width = _shape(loaded)
     known_pixels(mask, 1, height, width, seed)  # a bad mask is one line before any work
     classifier = LabelReader(loaded, image_set.dataset)
+    match = 0 if loaded.sampler.completes_from_noise else match  # its refine starts from its own noise
     pool = match_pool(loaded, match, seed, match_progress) if match else None
     counts = {"originals": 0, "masked": 0, "completions": 0, "noise completions": 0}
     kept: list[list[torch.Tensor]] = [[], [], []]

@@ -74,7 +74,7 @@ class LoadedModel:
         from genframe.using.completion import inpaint_images, match_pool
 
         with Registry.choosing(self.choices):
-            pool = match_pool(self, match, seed) if match else None
+            pool = match_pool(self, match, seed) if match and not self.sampler.completes_from_noise else None
             return inpaint_images(self, images, known, steps, seed, pool=pool)
 
     def denoise(self, images: torch.Tensor, steps: int | None = None, seed: int = 0) -> torch.Tensor:

@@ -18,7 +18,7 @@ from typing import Any
 from genframe.contracts.errors import RunError
 from genframe.loggers.jsonl import METRICS_NAME
 from genframe.util.atomic import atomic_write_bytes
-from genframe.util.metric_names import renamed_metrics
+from genframe.util.metric_names import current_name, renamed_metrics
 
 META_KEYS = {"step", "epoch", "time", "eval/n"}  # eval/n: the sample count behind an fd, not a curve
 FORMATS = ("png", "svg", "pdf")
@@ -106,6 +106,7 @@ def runs_figure(paths: list[Path], metrics: list[str] | None = None) -> Any:
     data = {path: series(read_metrics(path)) for path in paths}
     known = list(dict.fromkeys(name for curves in data.values() for name in curves))
     if metrics:
+        metrics = [current_name(m) for m in metrics]  # eval/coverage, as genframe 0.1 named it: eval/class_spread
         unknown = [m for m in metrics if m not in known]
         if unknown:
             where = ", ".join(str(p) for p in paths)

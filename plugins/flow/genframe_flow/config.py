@@ -16,7 +16,8 @@ class UNetConfig(Section):
     channels: list[PositiveInt] = Field(
         [16, 32, 32], description="Width of each resolution level (the image halves between levels); [16, 32, 32] "
         "costs a CPU step like the EBM's, a GPU takes [64, 128, 128] or wider.")
-    time_dim: PositiveInt = Field(64, description="Width of the time embedding.")
+    time_dim: PositiveInt = Field(64, multiple_of=2, description="Width of the time embedding (even: sines and "
+                                  "cosines).")
 
 
 class ODEConfig(Section):
@@ -25,12 +26,12 @@ class ODEConfig(Section):
         "heun (2), adaptive (Dormand-Prince 5(4), error-controlled; reports the evaluations it used).")
     nfe: PositiveInt = Field(
         20, description="Function evaluations (net calls) per sample for euler, midpoint and heun; the adaptive "
-        "solver's budget ceiling.")
+        "solver stops with an error past 50 times this (at least 1000).")
     rtol: PositiveFloat = Field(1e-3, description="Relative tolerance of the adaptive solver.")
     atol: PositiveFloat = Field(1e-3, description="Absolute tolerance of the adaptive solver.")
     denoise_from: float = Field(
-        0.6, gt=0, lt=1, description="genframe denoise: the noisy image is taken as the path's point at this time "
-        "(0 noise, 1 data) and the rest of the path is integrated from there.")
+        0.6, gt=0, lt=1, description="genframe denoise: the path restarts at this time (0 noise, 1 data) from "
+        "(1 - t) z + t x with fresh noise z and the noisy image x, and is integrated from there to t = 1.")
     likelihood_steps: PositiveInt = Field(
         20, description="Steps of the log-likelihood ODE (genframe score/ood), each with one Hutchinson probe.")
 

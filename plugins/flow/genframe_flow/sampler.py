@@ -1,6 +1,7 @@
 """The ODE sampler: noise at t = 0 carried along the learnt velocity to data at t = 1, with a fixed-step or an
 adaptive solver (:mod:`genframe_flow.solvers`); ``refine`` completes images (known pixels held on the path at
-every step) and cleans them (the noisy image taken as the path's point at ``denoise_from``).
+every step) and cleans them (fresh noise mixed in as the path would have it at ``denoise_from``, then the rest of
+the path integrated: an SDEdit-style restart).
 
 ``generate_steps`` is the number of function evaluations (NFE) a sample costs, as the recipe's
 ``sampler.nfe`` sets it; ``last_nfe`` is what the last call used (the adaptive solver's own count).
@@ -11,10 +12,12 @@ from __future__ import annotations
 import torch
 
 from genframe import SampleOutput, Sampler
-from genframe_flow.solvers import fixed_steps, integrate_adaptive, integrate_fixed
+from genframe_flow.solvers import EVALS_PER_STEP, fixed_steps, integrate_adaptive, integrate_fixed
 
 
 class ODESampler(Sampler):
+    completes_from_noise = True  # inpainting runs the whole path from noise, holding the known pixels on it
+
     def __init__(self, shape: tuple[int, ...], method: str = "heun", nfe: int = 20, rtol: float = 1e-3,
                  atol: float = 1e-3, denoise_from: float = 0.6, likelihood_steps: int = 20) -> None:
         self.shape, self.method, self.rtol, self.atol, self.denoise_from = tuple(shape), method, rtol, atol, denoise_from
@@ -49,14 +52,17 @@ class ODESampler(Sampler):
             return integrate_fixed(self.velocity(model), x, t0, 1.0, self.method, steps, keep_every, after_step)
 
     def sample(self, model, init, steps=None, keep_every=None, generator=None):
-        """From noise ``init`` to samples in ``steps`` evaluations (default ``generate_steps``); the chain keeps
-        every ``keep_every``-th solver step."""
-        x, kept, self.last_nfe = self._solve(model, init, 0.0, steps or self.generate_steps, keep_every)
+        """From noise ``init`` to samples in ``steps`` evaluations (default ``generate_steps``); the chain keeps a
+        state every ``keep_every`` evaluations (the core counts a GIF's frames in the sampler's steps, which here
+        are evaluations). ``last_nfe``: what this call used."""
+        per_step = EVALS_PER_STEP.get(self.method, 1)
+        every = None if not keep_every else max(1, keep_every // per_step)
+        x, kept, self.last_nfe = self._solve(model, init, 0.0, steps or self.generate_steps, every)
         return SampleOutput(x.clamp(-1, 1), [state.clamp(-1, 1) for state in kept] if keep_every else [])
 
     def refine(self, model, images, known=None, steps=None, generator=None):
         noise = torch.randn(images.shape, generator=generator, device=images.device)
-        if known is None:  # cleaning: the noisy image stands for the path's point at denoise_from
+        if known is None:  # cleaning: restart the path at denoise_from, (1 - t0) z + t0 x, and integrate on
             t0 = self.denoise_from
             start = (1 - t0) * noise + t0 * images
             x, _, self.last_nfe = self._solve(model, start, t0, steps or self.denoise_steps)
