@@ -50,7 +50,7 @@ def test_a_sweep_runs_every_point_summarises_them_and_skips_or_resumes_when_run_
     assert all(r["eval/fd best"] == r["eval/fd final"] for r in rows)  # one evaluation each (best: see below)
     table = (runs / "summary.md").read_text()
     assert ("| trainer.lr | seed | status | step | minutes | eval/class_spread | eval/confidence | eval/confident | "
-            "eval/density | eval/fd | eval/kid | eval/knn_coverage | eval/precision | eval/recall |") in table
+            "eval/fd | eval/kid | eval/knn_coverage | eval/precision | eval/recall |") in table  # density: no goal
     assert "eval/fd: lower" in table and "eval/kid: lower" in table and "eval/recall: higher" in table
     assert (runs / "summary.png").stat().st_size > 0
     # again: done points are skipped (nothing rewritten); a point whose run was killed is resumed
