@@ -25,13 +25,14 @@ class Blobs(genframe.Dataset):
     """Four Gaussian blobs in the plane, labelled by blob; each split from its own seed."""
 
     name = "blobs"
+    size: ClassVar[int] = 256  # points in each split
 
     def __init__(self, split: str = "train", root: str | None = None, download: bool = True) -> None:
         generator = torch.Generator().manual_seed({"train": 1, "test": 2}[split])
-        self.labels = torch.randint(0, CLASSES, (256,), generator=generator)
+        self.labels = torch.randint(0, CLASSES, (self.size,), generator=generator)
         angles = self.labels.float() * (2 * math.pi / CLASSES)
         centres = 2 * torch.stack([angles.cos(), angles.sin()], dim=1)
-        self.points = centres + 0.1 * torch.randn((256, 2), generator=generator)
+        self.points = centres + 0.1 * torch.randn((self.size, 2), generator=generator)
 
     def __len__(self) -> int:
         return len(self.points)

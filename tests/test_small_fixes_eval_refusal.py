@@ -5,12 +5,12 @@ points reads) would otherwise train the image classifier on them and report an f
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
 import pytest
 import torch
 from click.testing import CliRunner
+from conditional_recipes import Blobs
 
 import genframe
 from genframe import DataConfig, LoggingConfig, RecipeConfig, TrainerConfig
@@ -24,23 +24,15 @@ TINY = ["trainer.max_steps=2", "trainer.device=cpu", "logging.log_every=1", 'log
 SHAPE = "(1, 1, 2)"
 
 
-class StackedBlobs(genframe.Dataset):
-    """Four labelled blobs of 2-D points, each point stored as a (1, 1, 2) tensor; each split from its own seed."""
+class StackedBlobs(Blobs):
+    """The four labelled blobs of tests/conditional_recipes.py, 128 points a split, each stored as (1, 1, 2)."""
 
     name = "stacked_blobs"
+    size = 128
 
     def __init__(self, split: str = "train", root: str | None = None, download: bool = True) -> None:
-        generator = torch.Generator().manual_seed({"train": 1, "test": 2}[split])
-        self.labels = torch.randint(0, 4, (128,), generator=generator)
-        angles = self.labels.float() * (math.pi / 2)
-        centres = 2 * torch.stack([angles.cos(), angles.sin()], dim=1)
-        self.points = (centres + 0.1 * torch.randn((128, 2), generator=generator)).reshape(128, 1, 1, 2)
-
-    def __len__(self) -> int:
-        return len(self.points)
-
-    def get_batch(self, indices: torch.Tensor) -> torch.Tensor:
-        return self.points[indices]
+        super().__init__(split, root, download)
+        self.points = self.points.reshape(-1, 1, 1, 2)
 
     @property
     def example_shape(self) -> tuple[int, ...]:
