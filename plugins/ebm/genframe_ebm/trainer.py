@@ -6,25 +6,17 @@ loss = mean(score_fake) - mean(score_real) + alpha * mean(score_real^2 + score_f
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import torch
 from torch import nn
 
 from genframe import Dataset, DivergenceError, Trainer
+from genframe.training.schedules import cosine_rate
 from genframe_ebm.buffer import ReplayBuffer
 from genframe_ebm.sampler import SGLDSampler
 
 VALIDATION_SEED = 20_240_601  # fixed noise: validation is comparable across epochs and draws no training randomness
-
-
-def cosine_rate(step: int, lr: float, lr_min: float, decay_steps: int | None) -> float:
-    """The learning rate at ``step``: a half cosine from ``lr`` down to ``lr_min`` over ``decay_steps``, then flat."""
-    if decay_steps is None:
-        return lr
-    progress = min(step, decay_steps) / decay_steps
-    return lr_min + (lr - lr_min) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
 def r1_penalty(model: nn.Module, real: torch.Tensor) -> torch.Tensor:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, NonNegativeFloat, PositiveFloat, PositiveInt
+from pydantic import Field, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, model_validator
 
 from genframe import RecipeConfig, Section, TrainerConfig
 
@@ -39,7 +39,14 @@ class ODEConfig(Section):
 class FlowTrainerConfig(TrainerConfig):
     epochs: PositiveInt = Field(10, description="Passes over the training data.")
     batch_size: PositiveInt = 64
-    lr: PositiveFloat = Field(2e-4, description="Adam learning rate.")
+    lr: PositiveFloat = Field(2e-4, description="Adam learning rate (the peak, with a schedule).")
+    warmup_steps: NonNegativeInt = Field(0, description="Raise the rate linearly from lr / warmup_steps to lr over "
+                                         "this many first steps.")
+    lr_decay_steps: PositiveInt | None = Field(
+        None, description="Cosine decay of the rate from lr (after the warm-up) to lr_min, ending this many steps "
+        "into training, then lr_min; set it to the run's max_steps to fit the schedule to the budget. Default: "
+        "a constant lr.")
+    lr_min: NonNegativeFloat = Field(0.0, description="The rate at the end of the cosine decay.")
     grad_clip: PositiveFloat | None = Field(1.0, description="Clip the gradients' global norm to this (None: never).")
     time_sampling: Literal["uniform", "logit_normal"] = Field(
         "uniform", description="How training draws t: uniform on [0, 1], or logit-normal (more weight mid-path).")
@@ -47,6 +54,17 @@ class FlowTrainerConfig(TrainerConfig):
         "independent", description="Pairing of noise and data in a batch: independent, or mini-batch optimal "
         "transport (Sinkhorn plan, straighter paths, fewer sampler steps).")
     sigma_min: NonNegativeFloat = Field(0.0, description="Noise kept around the straight path (0: none).")
+
+    @model_validator(mode="after")
+    def _schedule_makes_sense(self) -> FlowTrainerConfig:
+        if self.lr_decay_steps is not None and self.lr_min >= self.lr:
+            raise ValueError(f"trainer.lr_min={self.lr_min:g} is not below trainer.lr={self.lr:g}; a decay needs "
+                             "lr_min < lr (or drop trainer.lr_decay_steps for a constant rate)")
+        if self.lr_decay_steps is not None and self.warmup_steps >= self.lr_decay_steps:
+            raise ValueError(f"trainer.warmup_steps={self.warmup_steps} is not below trainer.lr_decay_steps="
+                             f"{self.lr_decay_steps}; the decay ends that many steps into training, after the "
+                             "warm-up")
+        return self
 
 
 class FlowConfig(RecipeConfig):

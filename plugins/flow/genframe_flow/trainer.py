@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 
 from genframe import DivergenceError, Trainer
+from genframe.training.schedules import cosine_rate
 from genframe_flow.paths import draw_times, ot_pairing, path_point
 
 VALIDATION_EXAMPLES = 1000
@@ -20,6 +21,16 @@ class FlowTrainer(Trainer):
         self.model, self.device, self.config = model, device, config.trainer
         self.optimizer = torch.optim.Adam(model.parameters(), lr=self.config.lr)
         self.generator = torch.Generator(device=device).manual_seed(seed)
+        self.steps_taken = 0  # the schedule's clock, saved with the trainer
+
+    def current_rate(self) -> float:
+        """The learning rate of the next step, by the warm-up and cosine schedule."""
+        c = self.config
+        return cosine_rate(self.steps_taken, c.lr, c.lr_min, c.lr_decay_steps, c.warmup_steps)
+
+    @property
+    def scheduled(self) -> bool:
+        return self.config.warmup_steps > 0 or self.config.lr_decay_steps is not None
 
     def loss(self, x1: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         x0 = torch.randn(x1.shape, generator=generator, device=x1.device)
@@ -36,12 +47,19 @@ class FlowTrainer(Trainer):
         if not torch.isfinite(loss):
             raise DivergenceError(f"flow-matching loss is {float(loss)}")
         loss.backward()
-        return {"loss": loss.detach()}
+        metrics = {"loss": loss.detach()}
+        if self.scheduled:  # a constant rate is in the config already
+            metrics["lr"] = self.current_rate()
+        return metrics
 
     def apply_update(self) -> None:
         if self.config.grad_clip is not None:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
+        rate = self.current_rate()
+        for group in self.optimizer.param_groups:
+            group["lr"] = rate
         self.optimizer.step()
+        self.steps_taken += 1
 
     def validate(self, dataset) -> dict[str, float]:
         """The loss on up to 1000 held-out examples, with draws of its own (training's stream is left alone)."""
@@ -54,12 +72,13 @@ class FlowTrainer(Trainer):
 
     def state_dict(self) -> dict:
         return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "generator": self.generator.get_state()}
+                "generator": self.generator.get_state(), "steps_taken": self.steps_taken}
 
     def load_state_dict(self, state: dict) -> None:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.generator.set_state(state["generator"].to(self.generator.get_state().device))
+        self.steps_taken = state.get("steps_taken", 0)
 
     def reseed(self, seed: int) -> None:
         self.generator.manual_seed(seed)
