@@ -32,6 +32,17 @@ KEPT = ("fd", "kid", "kid_std", "precision", "recall", "density", "knn_coverage"
         "class_spread")
 
 
+def cpu() -> str:
+    """This machine's CPU in a line: name, family and model, whether it has AVX-512 and AMX, core count."""
+    info = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").is_file() else ""
+    fields = dict(line.split(":", 1) for line in info.splitlines()[:30] if ":" in line)
+    get = lambda key: fields.get(key.ljust(len(key)), "").strip() or next(  # noqa: E731
+        (v.strip() for k, v in fields.items() if k.strip() == key), "?")
+    flags = get("flags").split()
+    vector = "AMX" if "amx_tile" in flags else "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "?"
+    return f"{get('model name')}, family {get('cpu family')} model {get('model')}, {vector}, {os.cpu_count()} cores"
+
+
 def steps_of(name: str, run: dict, speeds: dict) -> int:
     if "steps" in run:
         return int(run["steps"])
@@ -86,9 +97,15 @@ def main() -> None:
     p.add_argument("--runs", default="runs/queue", help="folder of the runs' directories")
     p.add_argument("--only", nargs="*", default=None, help="run only these, in this order")
     p.add_argument("--n", type=int, default=2000, help="samples per evaluation")
+    p.add_argument("--speeds", default=None, help="family_speed.py's JSON, measured on this machine: its "
+                   "s_per_step figures replace the plan's [speeds] of the same labels")
     args = p.parse_args()
     plan = tomllib.loads(Path(args.plan).read_text())
     runs, speeds = plan.get("runs", {}), plan.get("speeds", {})
+    if args.speeds:
+        measured = json.loads(Path(args.speeds).read_text())
+        speeds |= {label: row["s_per_step"] for label, row in measured.items() if isinstance(row, dict)
+                   and "s_per_step" in row}
     names = args.only if args.only else list(runs)
     unknown = [n for n in names if n not in runs]
     if unknown:
@@ -108,9 +125,12 @@ def main() -> None:
                   "eval": evaluate(run_dir, args.n, run.get("eval_steps")),
                   "wall_minutes": {"train": round((trained - started) / 60, 2),
                                    "eval": round((time.monotonic() - trained) / 60, 2)},
-                  "load_average": [round(v, 2) for v in os.getloadavg()]}
+                  "cpu": cpu(), "load_average": [round(v, 2) for v in os.getloadavg()]}
         if run.get("speed") in speeds:
+            result["s_per_step"] = speeds[run["speed"]]
             result["minutes_alone"] = round(steps * speeds[run["speed"]] / 60, 2)
+        if args.speeds:
+            result["speeds_from"] = args.speeds
         done[name] = result
         atomic_write_text(out, json.dumps(done, indent=2) + "\n")
         e = result["eval"]
