@@ -135,7 +135,7 @@ def test_flow_trains_resumes_samples_and_evaluates_on_mnist(flow_run, tmp_path):
     assert evaluated.exit_code == 0, evaluated.output
     report = json.loads(evaluated.stdout)
     assert report["recipe"] == "flow" and {"fd", "kid", "precision", "recall"} <= set(report["samples"])
-    assert report["nfe"] == 4 and report["seconds_per_1000"] > 0  # heun: 2 evaluations a step, 2 steps
+    assert report["nfe"] == 4 and report["seconds_per_1000"] > 0  # midpoint: 2 evaluations a step, 2 steps
     exported = invoke("export", flow_run, "--out", tmp_path / "shared", "--grid-n", 4)
     assert exported.exit_code == 0, exported.output
     assert genframe.load(tmp_path / "shared").sample(2).images.shape == (2, 1, 32, 32)

@@ -18,7 +18,7 @@ from genframe_flow.solvers import EVALS_PER_STEP, fixed_steps, integrate_adaptiv
 class ODESampler(Sampler):
     completes_from_noise = True  # inpainting runs the whole path from noise, holding the known pixels on it
 
-    def __init__(self, shape: tuple[int, ...], method: str = "heun", nfe: int = 20, rtol: float = 1e-3,
+    def __init__(self, shape: tuple[int, ...], method: str = "midpoint", nfe: int = 20, rtol: float = 1e-3,
                  atol: float = 1e-3, denoise_from: float = 0.6, likelihood_steps: int = 20) -> None:
         self.shape, self.method, self.rtol, self.atol, self.denoise_from = tuple(shape), method, rtol, atol, denoise_from
         self.likelihood_steps = likelihood_steps  # genframe score: steps of the log-likelihood ODE
