@@ -447,3 +447,40 @@ def test_family_speed_times_recipes_of_different_families_in_interleaved_rounds(
                             "a=ebm:examples/ebm_mnist_quick.toml"], cwd=REPO, capture_output=True, text=True, timeout=120,
                            check=False)
     assert twice.returncode == 1 and twice.stderr.startswith("Error: label 'a' is used twice")
+
+
+@pytest.mark.slow
+def test_flow_step_benchmark_runs_every_variant(tmp_path):
+    out = tmp_path / "flow_step.json"
+    env = {**os.environ, "GENFRAME_DATA_DIR": str(tmp_path)}  # noise batches: the cost does not depend on the pixels
+    done = subprocess.run([sys.executable, "benchmarks/flow_step.py", "--channels", "8", "16", "--batch", "4",
+                           "--rounds", "2", "--steps", "1", "--warmup", "1", "--variants", "plain", "genframe",
+                           "channels_last", "--out", str(out)], cwd=REPO, env=env, capture_output=True, text=True,
+                          timeout=300, check=False)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(out.read_text())
+    assert list(report["variants"]) == ["plain", "genframe", "channels_last"]
+    assert all(len(v["rounds"]) == 2 and v["s_per_step"] > 0 for v in report["variants"].values())
+    assert report["variants"]["plain"]["ratio_to_plain"] == 1.0
+
+
+@pytest.mark.slow
+def test_run_queue_trains_scores_and_skips_what_is_done(data_dir, tmp_path):
+    # A run given in minutes becomes steps at its speed; "=EXPR" settings are worked out from those steps.
+    plan = tmp_path / "plan.toml"
+    plan.write_text('recipe = "flow"\n[speeds]\ntiny = 30.0\n[runs.tiny]\nminutes = 1.5\nspeed = "tiny"\n'
+                    'set = { "trainer.batch_size" = 8, "data.limit" = 32, "model.channels" = [8, 16], '
+                    '"model.time_dim" = 16, "sampler.nfe" = 2, "logging.sample_n" = 4, "logging.chain_n" = 0, '
+                    '"trainer.lr_decay_steps" = "=steps", "trainer.warmup_steps" = "=steps // 3" }\n')
+    out, runs = tmp_path / "out.json", tmp_path / "runs"
+    command = [sys.executable, "research/scripts/run_queue.py", str(plan), "--out", str(out), "--runs", str(runs),
+               "--n", "16"]
+    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(out.read_text())["tiny"]
+    assert result["steps"] == 3 and result["minutes_alone"] == 1.5 and result["eval"]["step"] == 3
+    assert result["eval"]["n"] == 16 and result["eval"]["nfe"] == 2 and "fd" in result["eval"] and result["cpu"]
+    config = json.loads((runs / "tiny" / "config.json").read_text())
+    assert (config["trainer"]["lr_decay_steps"], config["trainer"]["warmup_steps"]) == (3, 1)
+    again = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300, check=False)
+    assert again.returncode == 0 and "[tiny] done: fd" in again.stdout and "genframe run" not in again.stdout

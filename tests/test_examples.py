@@ -65,3 +65,19 @@ def test_every_example_is_written_with_todays_keys(name):
         warnings.simplefilter("error")  # e.g. a deprecated setting or module still used by an example
         config = genframe.recipe_config("ebm", REPO / "examples" / name)  # callbacks' settings checked too
     assert config.recipe == "ebm"
+
+
+def test_flow_examples_fit_their_schedule_to_the_run_and_differ_only_in_the_data():
+    mnist = genframe.recipe_config("flow", REPO / "examples" / "flow_mnist_fast.toml")
+    fashion = genframe.recipe_config("flow", REPO / "examples" / "flow_fashion_fast.toml")
+    assert (mnist.data.name, fashion.data.name) == ("mnist", "fashion_mnist")
+    assert mnist.trainer.lr_decay_steps == mnist.trainer.max_steps  # the cosine ends with the run
+    assert mnist.trainer.warmup_steps < mnist.trainer.max_steps and mnist.sampler.method == "midpoint"
+    assert mnist.model_dump(exclude={"data"}) == fashion.model_dump(exclude={"data"})
+
+
+@pytest.mark.parametrize("name", ["flow_mnist_fast.toml", "flow_fashion_fast.toml"])
+def test_every_flow_example_is_written_with_todays_keys(name):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert genframe.recipe_config("flow", REPO / "examples" / name).recipe == "flow"
