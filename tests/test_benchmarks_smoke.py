@@ -484,3 +484,26 @@ def test_run_queue_trains_scores_and_skips_what_is_done(data_dir, tmp_path):
     assert (config["trainer"]["lr_decay_steps"], config["trainer"]["warmup_steps"]) == (3, 1)
     again = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300, check=False)
     assert again.returncode == 0 and "[tiny] done: fd" in again.stdout and "genframe run" not in again.stdout
+
+
+@pytest.mark.slow
+def test_families_table_averages_seeds_and_draws_a_line_per_family_and_dataset(tmp_path):
+    def result(fd: float, steps: int = 100) -> dict:
+        return {"steps": steps, "eval": {"fd": fd, "kid": fd, "precision": 0.5, "recall": 0.9, "confidence": 0.8,
+                                         "nfe": 20, "seconds_per_1000": 10.0}}
+    results = {"flow-mnist-5min-seed0": result(10.0), "flow-mnist-5min-seed1": result(14.0),
+               "flow-mnist-15min-seed0": result(6.0, 300), "ebm-mnist-5min": result(20.0), "not-a-family-run": {}}
+    source, plot = tmp_path / "families.json", tmp_path / "families.png"
+    source.write_text(json.dumps(results))
+    done = subprocess.run([sys.executable, "research/scripts/families_table.py", str(source), "--plot", str(plot)],
+                          cwd=REPO, capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    rows = [line for line in done.stdout.splitlines() if line.startswith("| flow") or line.startswith("| ebm")]
+    assert rows[0].startswith("| ebm | mnist | 5 | 1 | 100 | 20.00 |")
+    assert rows[1].startswith("| flow | mnist | 5 | 2 | 100 | 12.00 ± 2.83 |")  # mean and spread of the seeds
+    assert rows[2].startswith("| flow | mnist | 15 | 1 | 300 | 6.00 |") and plot.stat().st_size > 0
+    empty = tmp_path / "empty.json"
+    empty.write_text("{}")
+    refused = subprocess.run([sys.executable, "research/scripts/families_table.py", str(empty)], cwd=REPO,
+                             capture_output=True, text=True, timeout=120, check=False)
+    assert refused.returncode == 1 and refused.stderr.startswith("Error: ")
