@@ -63,3 +63,26 @@ def test_flow_training_keeps_a_constant_rate_by_default_and_logs_none(data_dir, 
 def test_a_schedule_that_cannot_run_is_a_clear_error(tmp_path, settings, message):
     with pytest.raises(ConfigError, match=message):
         genframe.train("flow", overrides=[*TINY, *settings], run_dir=tmp_path / "run", quiet=True)
+
+
+def test_a_rollbacks_rate_cut_holds_under_the_schedule_and_survives_a_resume():
+    from genframe_flow.config import FlowConfig
+    from genframe_flow.trainer import FlowTrainer
+    from genframe_flow.unet import UNet
+
+    def trainer(**settings) -> FlowTrainer:
+        config = FlowConfig(trainer={"lr": 1e-3, **settings})
+        return FlowTrainer(UNet(1, (8, 16), 16), config, torch.device("cpu"))
+
+    for settings, rate in (({}, lambda step: 1e-3), ({"warmup_steps": 2, "lr_decay_steps": 6, "lr_min": 1e-4}, by_hand)):
+        first = trainer(**settings)
+        assert first.scale_learning_rate(0.5) == [pytest.approx(0.5 * rate(0))]
+        batch = torch.zeros(2, 1, 8, 8)
+        for _ in range(3):
+            metrics = first.train_step(batch)
+            first.apply_update()
+        assert metrics["lr"] == pytest.approx(0.5 * rate(2))  # the step just taken
+        assert first.optimizer.param_groups[0]["lr"] == pytest.approx(0.5 * rate(2))
+        second = trainer(**settings)
+        second.load_state_dict(first.state_dict())
+        assert second.current_rate() == pytest.approx(0.5 * rate(3))

@@ -21,12 +21,21 @@ class FlowTrainer(Trainer):
         self.model, self.device, self.config = model, device, config.trainer
         self.optimizer = torch.optim.Adam(model.parameters(), lr=self.config.lr)
         self.generator = torch.Generator(device=device).manual_seed(seed)
-        self.steps_taken = 0  # the schedule's clock, saved with the trainer
+        # The rate is worked out afresh each step from the schedule, the steps taken and the rollbacks' factor,
+        # so a divergence rollback's cut and the schedule compose, and both survive a resume.
+        self.steps_taken, self.lr_scale = 0, 1.0
 
     def current_rate(self) -> float:
-        """The learning rate of the next step, by the warm-up and cosine schedule."""
+        """The learning rate of the next step: the warm-up and cosine schedule's, times the rollbacks' factor."""
         c = self.config
-        return cosine_rate(self.steps_taken, c.lr, c.lr_min, c.lr_decay_steps, c.warmup_steps)
+        return cosine_rate(self.steps_taken, c.lr, c.lr_min, c.lr_decay_steps, c.warmup_steps) * self.lr_scale
+
+    def scale_learning_rate(self, factor: float) -> list[float]:
+        """After a divergence: every later step's rate (schedule included) is multiplied by ``factor``."""
+        self.lr_scale *= factor
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.current_rate()
+        return [group["lr"] for group in self.optimizer.param_groups]
 
     @property
     def scheduled(self) -> bool:
@@ -48,7 +57,7 @@ class FlowTrainer(Trainer):
             raise DivergenceError(f"flow-matching loss is {float(loss)}")
         loss.backward()
         metrics = {"loss": loss.detach()}
-        if self.scheduled:  # a constant rate is in the config already
+        if self.scheduled or self.lr_scale != 1.0:  # a constant rate is in the config already
             metrics["lr"] = self.current_rate()
         return metrics
 
@@ -72,13 +81,13 @@ class FlowTrainer(Trainer):
 
     def state_dict(self) -> dict:
         return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "generator": self.generator.get_state(), "steps_taken": self.steps_taken}
+                "generator": self.generator.get_state(), "steps_taken": self.steps_taken, "lr_scale": self.lr_scale}
 
     def load_state_dict(self, state: dict) -> None:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.generator.set_state(state["generator"].to(self.generator.get_state().device))
-        self.steps_taken = state.get("steps_taken", 0)
+        self.steps_taken, self.lr_scale = state.get("steps_taken", 0), state.get("lr_scale", 1.0)
 
     def reseed(self, seed: int) -> None:
         self.generator.manual_seed(seed)
