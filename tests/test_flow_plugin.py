@@ -207,3 +207,20 @@ def test_flow_under_torchrun_trains_one_model_with_each_process_its_own_draws(tm
     assert state["loop"]["step"] == 4 and len(generators) == 2 and not torch.equal(*generators)
     steps = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines() if '"loss"' in line]
     assert steps == [2, 4]  # logged once, by the main process
+
+
+@pytest.mark.slow  # two runs, each its own process
+def test_flow_sweeps_a_grid_and_summarises_it_on_the_ruler(data_dir, tmp_path):
+    import csv
+
+    runs = tmp_path / "sweep"
+    settings = [*TINY, "trainer.max_steps=2", "callbacks.evaluation.every_steps=2", "callbacks.evaluation.n=16"]
+    result = invoke("sweep", "flow", *sets(settings), "--grid", "trainer.time_sampling=uniform,logit_normal",
+                    "--runs-dir", runs)
+    assert result.exit_code == 0, result.output
+    rows = list(csv.DictReader((runs / "summary.csv").open()))
+    assert [r["trainer.time_sampling"] for r in rows] == ["uniform", "logit_normal"]
+    assert {r["status"] for r in rows} == {"completed"} and {r["step"] for r in rows} == {"2"}
+    for row in rows:  # the ruler's metrics, measured during training, with their goals
+        assert all(math.isfinite(float(row[f"eval/{k} final"])) for k in ("fd", "kid", "precision", "recall"))
+    assert "eval/kid: lower" in (runs / "summary.md").read_text()
