@@ -224,3 +224,20 @@ def test_flow_sweeps_a_grid_and_summarises_it_on_the_ruler(data_dir, tmp_path):
     for row in rows:  # the ruler's metrics, measured during training, with their goals
         assert all(math.isfinite(float(row[f"eval/{k} final"])) for k in ("fd", "kid", "precision", "recall"))
     assert "eval/kid: lower" in (runs / "summary.md").read_text()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_flow_trains_resumes_samples_scores_and_completes_on_a_gpu(data_dir, tmp_path):
+    run = tmp_path / "run"
+    gpu = [setting for setting in TINY if not setting.startswith("trainer.device")] + ["trainer.device=cuda"]
+    trained = invoke("run", "flow", "--run-dir", run, "--quiet", *sets([*gpu, "trainer.max_steps=2"]))
+    assert trained.exit_code == 0, trained.output
+    resumed = invoke("run", "flow", "--resume", run, "--quiet", "--set", "trainer.max_steps=4")
+    assert resumed.exit_code == 0, resumed.output
+    for command in (["eval", run, "--n", 32, "--device", "cuda"],
+                    ["score", run, "mnist:test", "--n", 4, "--out", tmp_path / "s.csv", "--device", "cuda"],
+                    ["inpaint", run, "--images", "mnist:test", "--mask", "center", "--n", 4, "--out",
+                     tmp_path / "i.png", "--device", "cuda"]):
+        done = invoke(*command)
+        assert done.exit_code == 0, done.output
+    assert genframe.load(run, device="cuda").sample(2).images.device.type == "cuda"
