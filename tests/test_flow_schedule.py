@@ -15,7 +15,7 @@ from genframe.training.schedules import cosine_rate
 from genframe.using.plot import read_metrics
 
 TINY = ["trainer.device=cpu", "trainer.batch_size=8", "data.limit=32", "model.channels=[8,16]", "model.time_dim=16",
-        "sampler.nfe=2", "logging.sample_n=4", "logging.chain_n=2", 'logging.loggers=["jsonl"]',
+        "sampler.nfe=2", "logging.sample_n=4", "logging.chain_n=0", 'logging.loggers=["jsonl"]',
         "logging.log_every=1", "logging.sample_every=1000"]
 SCHEDULE = ["trainer.lr=0.001", "trainer.warmup_steps=2", "trainer.lr_decay_steps=6", "trainer.lr_min=0.0001"]
 

@@ -2,7 +2,8 @@
 
 ``train_step`` ends after ``backward()``: the core steps the optimizer (``apply_update``, which clips the
 gradients' norm first). Noise, times and OT pairings come from the trainer's own seeded generator, saved in
-its state, so a resumed run draws what an uninterrupted one would.
+its state, so a resumed run draws what an uninterrupted one would. The learning rate follows the config's
+warm-up and cosine (``genframe.training.schedules.cosine_rate``), by the steps taken, which are saved too.
 """
 
 from __future__ import annotations
