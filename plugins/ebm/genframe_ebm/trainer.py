@@ -11,8 +11,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from genframe import Dataset, DivergenceError, Trainer
-from genframe.training.schedules import cosine_rate
+from genframe import Dataset, DivergenceError, Trainer, cosine_rate
 from genframe_ebm.buffer import ReplayBuffer
 from genframe_ebm.sampler import SGLDSampler
 

@@ -3,15 +3,14 @@
 ``train_step`` ends after ``backward()``: the core steps the optimizer (``apply_update``, which clips the
 gradients' norm first). Noise, times and OT pairings come from the trainer's own seeded generator, saved in
 its state, so a resumed run draws what an uninterrupted one would. The learning rate follows the config's
-warm-up and cosine (``genframe.training.schedules.cosine_rate``), by the steps taken, which are saved too.
+warm-up and cosine (``genframe.cosine_rate``), by the steps taken, which are saved too.
 """
 
 from __future__ import annotations
 
 import torch
 
-from genframe import DivergenceError, Trainer
-from genframe.training.schedules import cosine_rate
+from genframe import DivergenceError, Trainer, cosine_rate
 from genframe_flow.paths import draw_times, ot_pairing, path_point
 
 VALIDATION_EXAMPLES = 1000
