@@ -35,7 +35,7 @@ _FROM = {
     "genframe.plugins.host": ("get_host", "load_plugins", "reset_host"),
     "genframe.plugins.recipes": ("get_recipe", "recipe_config"),
     "genframe.training.run": ("TrainingRun", "train"),
-    "genframe.training.schedules": ("cosine_rate",),
+    "genframe.training.schedules": ("RateSchedule", "cosine_rate", "rate_schedule_problem"),
     "genframe.using.load": ("LoadedModel", "load"),
     "genframe.using.sample": ("sample_to_files",),
     "genframe.using.evaluate": ("evaluate",),

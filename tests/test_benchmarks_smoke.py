@@ -493,10 +493,12 @@ def test_families_table_averages_seeds_and_draws_a_line_per_family_and_dataset(t
                                          "nfe": 20, "seconds_per_1000": 10.0}}
     results = {"flow-mnist-5min-seed0": result(10.0), "flow-mnist-5min-seed1": result(14.0),
                "flow-mnist-15min-seed0": result(6.0, 300), "ebm-mnist-5min": result(20.0), "not-a-family-run": {}}
-    source, plot = tmp_path / "families.json", tmp_path / "families.png"
-    source.write_text(json.dumps(results))
-    done = subprocess.run([sys.executable, "research/scripts/families_table.py", str(source), "--plot", str(plot)],
-                          cwd=REPO, capture_output=True, text=True, timeout=120, check=False)
+    lane1, lane2, plot = tmp_path / "lane1.json", tmp_path / "lane2.json", tmp_path / "families.png"
+    names = sorted(results)
+    lane1.write_text(json.dumps({k: results[k] for k in names[::2]}))  # two queues that shared the machine
+    lane2.write_text(json.dumps({k: results[k] for k in names[1::2]}))
+    done = subprocess.run([sys.executable, "research/scripts/families_table.py", str(lane1), str(lane2),
+                           "--plot", str(plot)], cwd=REPO, capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 0, done.stderr
     rows = [line for line in done.stdout.splitlines() if line.startswith("| flow") or line.startswith("| ebm")]
     assert rows[0].startswith("| ebm | mnist | 5 | 1 | 100 | 20.00 |")
@@ -507,3 +509,6 @@ def test_families_table_averages_seeds_and_draws_a_line_per_family_and_dataset(t
     refused = subprocess.run([sys.executable, "research/scripts/families_table.py", str(empty)], cwd=REPO,
                              capture_output=True, text=True, timeout=120, check=False)
     assert refused.returncode == 1 and refused.stderr.startswith("Error: ")
+    twice = subprocess.run([sys.executable, "research/scripts/families_table.py", str(lane1), str(lane1)], cwd=REPO,
+                           capture_output=True, text=True, timeout=120, check=False)
+    assert twice.returncode == 1 and twice.stderr.startswith("Error: ") and "repeats runs" in twice.stderr

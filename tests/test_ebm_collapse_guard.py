@@ -173,7 +173,7 @@ def test_out_of_rollbacks_finish_ends_the_run_on_the_last_good_checkpoint_and_ev
     real_step = genframe_ebm.trainer.CDTrainer.train_step
 
     def diverges_from_step_4(self, batch):
-        if self.steps_taken >= 3:  # every step after the checkpoint at step 2... and every retry of it
+        if self.schedule.steps_taken >= 3:  # every step after the checkpoint at step 2... and every retry of it
             raise DivergenceError("non-finite loss (nan)")
         return real_step(self, batch)
 

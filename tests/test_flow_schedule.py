@@ -85,4 +85,4 @@ def test_a_rollbacks_rate_cut_holds_under_the_schedule_and_survives_a_resume():
         assert first.optimizer.param_groups[0]["lr"] == pytest.approx(0.5 * rate(2))
         second = trainer(**settings)
         second.load_state_dict(first.state_dict())
-        assert second.current_rate() == pytest.approx(0.5 * rate(3))
+        assert second.schedule.rate() == pytest.approx(0.5 * rate(3))

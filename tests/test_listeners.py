@@ -159,8 +159,8 @@ def test_trainer_step_outside_a_run_never_steps_an_old_trainer_twice(data_dir, m
     trainer = recipe.build_trainer(config, model, sampler, torch.device("cpu"))
     batch = torch.rand(8, 1, 32, 32) * 2 - 1
     trainer.step(batch)
-    assert trainer.steps_taken == 1
+    assert trainer.schedule.steps_taken == 1
     real_step = type(trainer).train_step
     monkeypatch.setattr(type(trainer), "train_step", lambda self, b: (real_step(self, b), self.apply_update())[0])
     trainer.step(batch)
-    assert trainer.steps_taken == 2  # stepped inside train_step: Trainer.step left it at that
+    assert trainer.schedule.steps_taken == 2  # stepped inside train_step: Trainer.step left it at that

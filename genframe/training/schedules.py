@@ -1,12 +1,15 @@
 """Learning-rate schedules a trainer works out afresh each step from the steps it has taken.
 
 Worked out from the step count rather than kept in a torch scheduler, the rate survives a resume with the
-trainer's step count alone, and composes with other factors (the EBM's rollback halvings).
+trainer's step count alone, and composes with other factors (a divergence rollback's cut).
 """
 
 from __future__ import annotations
 
 import math
+from typing import Any
+
+import torch
 
 
 def cosine_rate(step: int, lr: float, lr_min: float, decay_steps: int | None, warmup_steps: int = 0) -> float:
@@ -20,3 +23,62 @@ def cosine_rate(step: int, lr: float, lr_min: float, decay_steps: int | None, wa
     span = max(decay_steps - warmup_steps, 1)
     progress = min(max(step - warmup_steps, 0), span) / span
     return lr_min + (lr - lr_min) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def rate_schedule_problem(lr: float, lr_min: float, decay_steps: int | None, warmup_steps: int = 0) -> str | None:
+    """Why these settings (named as ``trainer.*``) make no schedule, or None: for a config's validator."""
+    if decay_steps is not None and lr_min >= lr:
+        return (f"trainer.lr_min={lr_min:g} is not below trainer.lr={lr:g}; a decay needs lr_min < lr (or drop "
+                "trainer.lr_decay_steps for a constant rate)")
+    if decay_steps is not None and warmup_steps >= decay_steps:
+        return (f"trainer.warmup_steps={warmup_steps} is not below trainer.lr_decay_steps={decay_steps}; the decay "
+                "ends that many steps into training, after the warm-up")
+    return None
+
+
+class RateSchedule:
+    """A trainer's learning rate with its own state: :func:`cosine_rate` at the steps taken, times the factor
+    of every divergence rollback so far. A trainer calls :meth:`apply` before each optimizer step and
+    :meth:`advance` after it, hands :meth:`scale` to the core's ``scale_learning_rate``, and saves
+    :meth:`state_dict` with its own state, so a resume continues the schedule and keeps the cuts."""
+
+    def __init__(self, optimizer: torch.optim.Optimizer, lr: float, lr_min: float = 0.0,
+                 decay_steps: int | None = None, warmup_steps: int = 0) -> None:
+        self.optimizer, self.lr, self.lr_min = optimizer, lr, lr_min
+        self.decay_steps, self.warmup_steps = decay_steps, warmup_steps
+        self.steps_taken, self.factor = 0, 1.0
+
+    @property
+    def varies(self) -> bool:
+        """Whether the rate differs from the configured ``lr`` at some step (worth logging as ``lr``)."""
+        return self.warmup_steps > 0 or self.decay_steps is not None or self.factor != 1.0
+
+    def rate(self) -> float:
+        """The rate of the next step."""
+        return cosine_rate(self.steps_taken, self.lr, self.lr_min, self.decay_steps, self.warmup_steps) * self.factor
+
+    def apply(self) -> float:
+        """Set the optimizer's rate to the next step's; returns it."""
+        rate = self.rate()
+        for group in self.optimizer.param_groups:
+            group["lr"] = rate
+        return rate
+
+    def advance(self) -> None:
+        """One optimizer step was taken."""
+        self.steps_taken += 1
+
+    def scale(self, factor: float) -> list[float]:
+        """After a divergence: every later rate (schedule included) is multiplied by ``factor``; the new rates."""
+        self.factor *= factor
+        rate = self.apply()
+        return [rate for _ in self.optimizer.param_groups]
+
+    def state_dict(self) -> dict[str, Any]:
+        """Flat keys, to merge into a trainer's state."""
+        return {"steps_taken": self.steps_taken, "lr_scale": self.factor}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Reads the keys :meth:`state_dict` wrote (absent: a fresh schedule) and sets the optimizer's rate."""
+        self.steps_taken, self.factor = state.get("steps_taken", 0), state.get("lr_scale", 1.0)
+        self.apply()

@@ -1,8 +1,9 @@
 """The families table and its figure from a run queue's results: each family on each dataset at each budget.
 
     python research/scripts/families_table.py research/results/families.json --plot docs/images/families.png
+    python research/scripts/families_table.py LANE1.json LANE2.json   # queues run side by side, one file each
 
-Reads ``run_queue.py``'s output for ``research/scripts/families.toml`` (runs named FAMILY-DATA-MINUTESmin, with
+Reads ``run_queue.py``'s output (one file per queue, where several queues shared the machine) for ``research/scripts/families.toml`` (runs named FAMILY-DATA-MINUTESmin, with
 ``-seedK`` where a family ran several seeds), prints a Markdown table (the mean over seeds, and each metric's
 spread over them where there are several) and draws fd against minutes, one line per family and dataset, on
 a log axis. A budget whose runs are not all done shows what is done and says how many seeds it holds.
@@ -55,12 +56,20 @@ def table(groups: dict) -> str:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("results", help="run_queue.py's JSON for the families plan")
+    p.add_argument("results", nargs="+", help="run_queue.py's JSON for the families plan, one per queue")
     p.add_argument("--plot", default=None, help="PNG of fd against minutes, a line per family and dataset")
     args = p.parse_args()
-    groups = grouped(json.loads(Path(args.results).read_text()))
+    results: dict = {}
+    for path in args.results:
+        more = json.loads(Path(path).read_text())
+        twice = sorted(set(results) & set(more))
+        if twice:
+            raise SystemExit(f"Error: {path} repeats runs another file holds ({', '.join(twice)}); give each run's "
+                             f"results once")
+        results |= more
+    groups = grouped(results)
     if not groups:
-        raise SystemExit(f"Error: {args.results} holds no run named FAMILY-DATA-MINUTESmin[-seedK]; give the "
+        raise SystemExit(f"Error: {' '.join(args.results)} holds no run named FAMILY-DATA-MINUTESmin[-seedK]; give the "
                          f"results of research/scripts/families.toml")
     print(table(groups))
     if args.plot:

@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, PositiveFloat, PositiveInt, model_validator
 
-from genframe import RecipeConfig, Section, TrainerConfig
+from genframe import RecipeConfig, Section, TrainerConfig, rate_schedule_problem
 
 
 class EnergyNetConfig(Section):
@@ -78,9 +78,9 @@ class EBMTrainerConfig(TrainerConfig):
     )
     @model_validator(mode="after")
     def _decay_goes_down(self) -> EBMTrainerConfig:
-        if self.lr_decay_steps is not None and self.lr_min >= self.lr:
-            raise ValueError(f"trainer.lr_min={self.lr_min:g} is not below trainer.lr={self.lr:g}; a decay "
-                             "needs lr_min < lr (or drop trainer.lr_decay_steps for a constant rate)")
+        problem = rate_schedule_problem(self.lr, self.lr_min, self.lr_decay_steps)
+        if problem:
+            raise ValueError(problem)
         return self
 
 

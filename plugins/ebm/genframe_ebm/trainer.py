@@ -11,7 +11,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from genframe import Dataset, DivergenceError, Trainer, cosine_rate
+from genframe import Dataset, DivergenceError, RateSchedule, Trainer
 from genframe_ebm.buffer import ReplayBuffer
 from genframe_ebm.sampler import SGLDSampler
 
@@ -51,16 +51,13 @@ class CDTrainer(Trainer):
         self.alpha, self.real_noise, self.val_batch_size = tcfg.alpha, tcfg.real_noise, tcfg.val_batch_size
         self.score_limit, self.lr = tcfg.score_limit, tcfg.lr
         self.r1, self.r1_every = tcfg.r1, tcfg.r1_every
-        self.lr_min, self.lr_decay_steps = tcfg.lr_min, tcfg.lr_decay_steps
-        # The rate is worked out afresh each step from the schedule, the steps taken and the rollbacks'
-        # factor, so a rollback's halving and the schedule compose, and both survive a resume.
-        self.steps_taken, self.lr_scale = 0, 1.0
         self.seed = seed
         self.generator = torch.Generator(device=device)
         self.generator.manual_seed(seed)
         self.buffer = ReplayBuffer(config.buffer.size, sampler.example_shape, tcfg.batch_size,
                                    config.buffer.fresh_prob, device, self.generator)
         self.optimizer = torch.optim.Adam(model.parameters(), lr=tcfg.lr, betas=tcfg.betas, eps=tcfg.eps)
+        self.schedule = RateSchedule(self.optimizer, tcfg.lr, tcfg.lr_min, tcfg.lr_decay_steps)
 
     def train_step(self, batch: torch.Tensor) -> dict[str, torch.Tensor]:
         real = batch + self.real_noise * torch.randn(batch.shape, generator=self.generator, device=batch.device)
@@ -73,36 +70,26 @@ class CDTrainer(Trainer):
             # lazy: every r1_every-th step, weighted by r1_every, so the mean pull is the same. The metric
             # is the penalty's share of the loss, 0 on the steps between, so its logged mean is the mean share.
             parts["r1"] = torch.zeros((), device=real.device)
-            if self.steps_taken % self.r1_every == 0:
+            if self.schedule.steps_taken % self.r1_every == 0:
                 parts["r1"] = 0.5 * self.r1 * self.r1_every * r1_penalty(self.model, real)
                 parts["loss"] = parts["loss"] + parts["r1"]
         self.optimizer.zero_grad(set_to_none=True)
         parts["loss"].backward()
         self.check_divergence(parts["loss"], real_scores, fake_scores)
         metrics = {name: value.detach() for name, value in parts.items()}
-        if self.lr_decay_steps is not None or self.lr_scale != 1.0:  # a constant rate is in the config already
-            metrics["lr"] = torch.tensor(self.current_rate())
+        if self.schedule.varies:  # a constant rate is in the config already
+            metrics["lr"] = torch.tensor(self.schedule.rate())
         return metrics
 
     def apply_update(self) -> None:
         """Adam at the schedule's rate for this step."""
-        rate = self.current_rate()
-        for group in self.optimizer.param_groups:
-            group["lr"] = rate
+        self.schedule.apply()
         self.optimizer.step()
-        self.steps_taken += 1
-
-    def current_rate(self) -> float:
-        """The learning rate of the next step: the schedule's, times the rollbacks' factor."""
-        return cosine_rate(self.steps_taken, self.lr, self.lr_min, self.lr_decay_steps) * self.lr_scale
+        self.schedule.advance()
 
     def scale_learning_rate(self, factor: float) -> list[float]:
         """After a divergence: every later step's rate (schedule included) is multiplied by ``factor``."""
-        self.lr_scale *= factor
-        rate = self.current_rate()
-        for group in self.optimizer.param_groups:
-            group["lr"] = rate
-        return [rate for _ in self.optimizer.param_groups]
+        return self.schedule.scale(factor)
 
     def check_divergence(self, loss: torch.Tensor, real: torch.Tensor, fake: torch.Tensor) -> None:
         """Refuse the update if the loss, scores or gradients are non-finite or the scores out of bounds.
@@ -149,19 +136,16 @@ class CDTrainer(Trainer):
     def state_dict(self) -> dict[str, Any]:
         """Optimizer, replay buffer and RNG; the core saves the model's weights itself."""
         state = {"optimizer": self.optimizer.state_dict(), "buffer": self.buffer.state_dict(),
-                 "generator": self.generator.get_state(), "config_lr": self.lr,
-                 "steps_taken": self.steps_taken, "lr_scale": self.lr_scale}
+                 "generator": self.generator.get_state(), "config_lr": self.lr, **self.schedule.state_dict()}
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.optimizer.load_state_dict(state["optimizer"])
-        self.steps_taken = state.get("steps_taken", 0)
         saved_lr = state.get("config_lr", self.lr)
         # A checkpoint from before the schedule kept the rollbacks' factor only in the optimizer's rate.
-        self.lr_scale = state.get("lr_scale", self.optimizer.param_groups[0]["lr"] / saved_lr)
+        factor = state.get("lr_scale", self.optimizer.param_groups[0]["lr"] / saved_lr)
         if saved_lr != self.lr:  # `--set trainer.lr=...` on resume wins over any rollback's lowering
-            self.lr_scale = 1.0
-        for group in self.optimizer.param_groups:
-            group["lr"] = self.current_rate()
+            factor = 1.0
+        self.schedule.load_state_dict({"steps_taken": state.get("steps_taken", 0), "lr_scale": factor})
         self.buffer.load_state_dict(state["buffer"])
         self.generator.set_state(state["generator"])

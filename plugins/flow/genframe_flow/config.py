@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, model_validator
 
-from genframe import RecipeConfig, Section, TrainerConfig
+from genframe import RecipeConfig, Section, TrainerConfig, rate_schedule_problem
 
 
 class UNetConfig(Section):
@@ -59,13 +59,9 @@ class FlowTrainerConfig(TrainerConfig):
 
     @model_validator(mode="after")
     def _schedule_makes_sense(self) -> FlowTrainerConfig:
-        if self.lr_decay_steps is not None and self.lr_min >= self.lr:
-            raise ValueError(f"trainer.lr_min={self.lr_min:g} is not below trainer.lr={self.lr:g}; a decay needs "
-                             "lr_min < lr (or drop trainer.lr_decay_steps for a constant rate)")
-        if self.lr_decay_steps is not None and self.warmup_steps >= self.lr_decay_steps:
-            raise ValueError(f"trainer.warmup_steps={self.warmup_steps} is not below trainer.lr_decay_steps="
-                             f"{self.lr_decay_steps}; the decay ends that many steps into training, after the "
-                             "warm-up")
+        problem = rate_schedule_problem(self.lr, self.lr_min, self.lr_decay_steps, self.warmup_steps)
+        if problem:
+            raise ValueError(problem)
         return self
 
 

@@ -3,14 +3,14 @@
 ``train_step`` ends after ``backward()``: the core steps the optimizer (``apply_update``, which clips the
 gradients' norm first). Noise, times and OT pairings come from the trainer's own seeded generator, saved in
 its state, so a resumed run draws what an uninterrupted one would. The learning rate follows the config's
-warm-up and cosine (``genframe.cosine_rate``), by the steps taken, which are saved too.
+warm-up and cosine (``genframe.RateSchedule``), by the steps taken, which are saved too.
 """
 
 from __future__ import annotations
 
 import torch
 
-from genframe import DivergenceError, Trainer, cosine_rate
+from genframe import DivergenceError, RateSchedule, Trainer
 from genframe_flow.paths import draw_times, ot_pairing, path_point
 
 VALIDATION_EXAMPLES = 1000
@@ -21,25 +21,12 @@ class FlowTrainer(Trainer):
         self.model, self.device, self.config = model, device, config.trainer
         self.optimizer = torch.optim.Adam(model.parameters(), lr=self.config.lr)
         self.generator = torch.Generator(device=device).manual_seed(seed)
-        # The rate is worked out afresh each step from the schedule, the steps taken and the rollbacks' factor,
-        # so a divergence rollback's cut and the schedule compose, and both survive a resume.
-        self.steps_taken, self.lr_scale = 0, 1.0
-
-    def current_rate(self) -> float:
-        """The learning rate of the next step: the warm-up and cosine schedule's, times the rollbacks' factor."""
         c = self.config
-        return cosine_rate(self.steps_taken, c.lr, c.lr_min, c.lr_decay_steps, c.warmup_steps) * self.lr_scale
+        self.schedule = RateSchedule(self.optimizer, c.lr, c.lr_min, c.lr_decay_steps, c.warmup_steps)
 
     def scale_learning_rate(self, factor: float) -> list[float]:
         """After a divergence: every later step's rate (schedule included) is multiplied by ``factor``."""
-        self.lr_scale *= factor
-        for group in self.optimizer.param_groups:
-            group["lr"] = self.current_rate()
-        return [group["lr"] for group in self.optimizer.param_groups]
-
-    @property
-    def scheduled(self) -> bool:
-        return self.config.warmup_steps > 0 or self.config.lr_decay_steps is not None
+        return self.schedule.scale(factor)
 
     def loss(self, x1: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         x0 = torch.randn(x1.shape, generator=generator, device=x1.device)
@@ -57,18 +44,16 @@ class FlowTrainer(Trainer):
             raise DivergenceError(f"flow-matching loss is {float(loss)}")
         loss.backward()
         metrics = {"loss": loss.detach()}
-        if self.scheduled or self.lr_scale != 1.0:  # a constant rate is in the config already
-            metrics["lr"] = self.current_rate()
+        if self.schedule.varies:  # a constant rate is in the config already
+            metrics["lr"] = self.schedule.rate()
         return metrics
 
     def apply_update(self) -> None:
         if self.config.grad_clip is not None:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
-        rate = self.current_rate()
-        for group in self.optimizer.param_groups:
-            group["lr"] = rate
+        self.schedule.apply()
         self.optimizer.step()
-        self.steps_taken += 1
+        self.schedule.advance()
 
     def validate(self, dataset) -> dict[str, float]:
         """The loss on up to 1000 held-out examples, with draws of its own (training's stream is left alone)."""
@@ -81,13 +66,13 @@ class FlowTrainer(Trainer):
 
     def state_dict(self) -> dict:
         return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "generator": self.generator.get_state(), "steps_taken": self.steps_taken, "lr_scale": self.lr_scale}
+                "generator": self.generator.get_state(), **self.schedule.state_dict()}
 
     def load_state_dict(self, state: dict) -> None:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.generator.set_state(state["generator"].to(self.generator.get_state().device))
-        self.steps_taken, self.lr_scale = state.get("steps_taken", 0), state.get("lr_scale", 1.0)
+        self.schedule.load_state_dict(state)
 
     def reseed(self, seed: int) -> None:
         self.generator.manual_seed(seed)
