@@ -512,3 +512,26 @@ def test_families_table_averages_seeds_and_draws_a_line_per_family_and_dataset(t
     twice = subprocess.run([sys.executable, "research/scripts/families_table.py", str(lane1), str(lane1)], cwd=REPO,
                            capture_output=True, text=True, timeout=120, check=False)
     assert twice.returncode == 1 and twice.stderr.startswith("Error: ") and "repeats runs" in twice.stderr
+
+
+@pytest.mark.slow
+def test_generation_speed_times_each_trained_model_in_interleaved_rounds(data_dir, tmp_path):
+    import genframe
+
+    genframe.train("flow", overrides=["trainer.device=cpu", "trainer.batch_size=8", "data.limit=32",
+                                      "model.channels=[8,16]", "model.time_dim=16", "sampler.nfe=4",
+                                      "trainer.max_steps=2", 'logging.loggers=["jsonl"]'],
+                   run_dir=tmp_path / "flow", quiet=True)
+    out = tmp_path / "gen.json"
+    done = subprocess.run([sys.executable, "research/scripts/generation_speed.py", f"a={tmp_path / 'flow'}",
+                           f"b={tmp_path / 'flow'}", "--n", "6", "--rounds", "2", "--out", str(out)],
+                          cwd=REPO, capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr
+    assert [line.split(":")[0] for line in done.stdout.splitlines()[:4]] == ["round 1"] * 2 + ["round 2"] * 2
+    report = json.loads(out.read_text())
+    for label in ("a", "b"):
+        assert report[label]["recipe"] == "flow" and report[label]["nfe"] == 4 and len(report[label]["rounds"]) == 2
+        assert report[label]["seconds_per_1000"] == statistics.median(report[label]["rounds"]) > 0
+    missing = subprocess.run([sys.executable, "research/scripts/generation_speed.py", f"a={tmp_path / 'none'}"],
+                             cwd=REPO, capture_output=True, text=True, timeout=120, check=False)
+    assert missing.returncode == 1 and missing.stderr.startswith("Error: ") and "does not exist" in missing.stderr
