@@ -64,7 +64,7 @@ def test_fast_recipe_file_is_short_run_training_with_matching_generation():
     assert fast.callbacks.table("evaluation")["every_steps"] and fast.trainer.lr == 1e-3
     assert fast.trainer.r1 > 0 and fast.trainer.r1_every > 1  # the penalty that damps its swings, lazily
     assert fast.trainer.lr_decay_steps == fast.trainer.max_steps  # the decay spans the whole run
-    assert fast.sampler.precision == "bf16"  # chains 1.6x faster per step, the same samples (research/reports/fast-recipe.md)
+    assert fast.sampler.precision == "auto"  # bf16 where it pays: 1.6x per step on a Zen 4, 1.0x on a Xeon
     # generation from the net and 7 snapshots, no moving average
     assert "snapshot_mixture" in fast.callbacks.use and "ema" not in fast.callbacks.use
     assert fast.callbacks.table("snapshot_mixture")["members"] == 8
@@ -85,7 +85,7 @@ def test_fast_recipe_runs_and_samples_with_its_own_generation_settings(data_dir,
     result = genframe.train("ebm", REPO / "examples" / "ebm_mnist_fast.toml", small, run_dir=run, quiet=True)
     assert result.status == "completed" and result.step == 4
     loaded = genframe.load(run)
-    assert loaded.sampler.generate_steps == 30 and loaded.sampler.precision == "bf16"  # generation as trained
+    assert loaded.sampler.generate_steps == 30 and loaded.sampler.precision == "auto"  # generation as trained
     assert isinstance(loaded.model, SnapshotMixture) and len(loaded.model.members) == 8  # the recipe's mixture
     calls = []
     original = SGLDSampler.sample

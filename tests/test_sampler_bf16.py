@@ -152,5 +152,5 @@ def test_bf16_on_a_path_without_it_says_so_once(monkeypatch):
 
 
 def test_a_bad_precision_is_a_clear_error():
-    with pytest.raises(ValueError, match="precision must be one of fp32, bf16"):
+    with pytest.raises(ValueError, match="precision must be one of auto, fp32, bf16"):
         SGLDSampler(precision="fp16")

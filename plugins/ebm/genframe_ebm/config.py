@@ -42,10 +42,12 @@ class SGLDConfig(Section):
         "step as compiled C (CPU); cudagraph = blocks of reference steps replayed as CUDA graphs (GPU).")
     threads: PositiveInt | None = Field(
         None, description="CPU worker threads for the fast paths (chains split across them); default: torch's.")
-    precision: Literal["fp32", "bf16"] = Field(
+    precision: Literal["auto", "fp32", "bf16"] = Field(
         "fp32", description="The convolutions' products in the native CPU kernel: fp32, or bf16 on a CPU with "
-        "AVX-512 BF16 dot products (faster chains; chains, accumulators and the update stay fp32; a CPU without "
-        "them, or another path, runs fp32 with one warning); see docs/performance.md (bf16 chains on CPU).")
+        "AVX-512 BF16 dot products (faster chains on some CPUs; chains, accumulators and the update stay fp32; a "
+        "CPU without them, or another path, runs fp32 with one warning), or auto: bf16 only where a one-time race "
+        "on this machine finds it 1.1x as fast as fp32, said in one line and kept in the run's checkpoint (a "
+        "resume keeps it); see docs/performance.md (bf16 chains on CPU).")
 
 
 class BufferConfig(Section):

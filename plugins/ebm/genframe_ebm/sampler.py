@@ -129,6 +129,13 @@ class SGLDSampler(Sampler):
         native-bf16 (the native kernel with bf16 products)."""
         return self.backend(model, init).name
 
+    @property
+    def chosen_precision(self) -> dict | None:
+        """What ``precision = "auto"`` took for this sampler's chains, why, and the race's speed-up (None until
+        it has chosen, or where it never chooses: another backend, another precision)."""
+        choice = self.backends.precision_choice
+        return None if choice is None else choice.as_dict()
+
     def worker_threads(self) -> int:
         """Chain workers on the CPU backends: ``threads``, or torch's thread count."""
         return self.threads or torch.get_num_threads()

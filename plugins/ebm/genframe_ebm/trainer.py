@@ -6,6 +6,8 @@ loss = mean(score_fake) - mean(score_real) + alpha * mean(score_real^2 + score_f
 
 from __future__ import annotations
 
+import os
+import sys
 from typing import Any
 
 import torch
@@ -58,6 +60,7 @@ class CDTrainer(Trainer):
                                    config.buffer.fresh_prob, device, self.generator)
         self.optimizer = torch.optim.Adam(model.parameters(), lr=tcfg.lr, betas=tcfg.betas, eps=tcfg.eps)
         self.schedule = RateSchedule(self.optimizer, tcfg.lr, tcfg.lr_min, tcfg.lr_decay_steps)
+        self.kept_precision: dict | None = None  # precision "auto"'s choice, as a resumed run recorded it
 
     def train_step(self, batch: torch.Tensor) -> dict[str, torch.Tensor]:
         real = batch + self.real_noise * torch.randn(batch.shape, generator=self.generator, device=batch.device)
@@ -137,6 +140,9 @@ class CDTrainer(Trainer):
         """Optimizer, replay buffer and RNG; the core saves the model's weights itself."""
         state = {"optimizer": self.optimizer.state_dict(), "buffer": self.buffer.state_dict(),
                  "generator": self.generator.get_state(), "config_lr": self.lr, **self.schedule.state_dict()}
+        chosen = getattr(self.sampler, "chosen_precision", None) or self.kept_precision
+        if chosen is not None:  # precision "auto" chose: the run keeps that choice on resume
+            state["chain_precision"] = chosen
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -149,3 +155,10 @@ class CDTrainer(Trainer):
         self.schedule.load_state_dict({"steps_taken": state.get("steps_taken", 0), "lr_scale": factor})
         self.buffer.load_state_dict(state["buffer"])
         self.generator.set_state(state["generator"])
+        chosen = state.get("chain_precision")
+        if chosen is not None and getattr(self.sampler, "precision", None) == "auto":
+            self.sampler.precision = chosen["precision"]  # the run's recorded choice, not a new race's
+            self.kept_precision = chosen
+            if os.environ.get("RANK", "0") == "0":
+                print(f"genframe: sampler.precision='auto' keeps {chosen['precision']}, the run's recorded choice "
+                      f"({chosen['why']})", file=sys.stderr, flush=True)

@@ -9,7 +9,9 @@
   this machine found faster (race.py; ``fused`` when the kernels do not build); ``cudagraph`` on a CUDA
   GPU (the eager loop when chain states are kept, for GIFs); ``autograd`` otherwise.
 ``sampler.precision = "bf16"`` asks for the native kernel's bf16 products; elsewhere (another CPU, another
-backend) the chains run fp32 and this says so once.
+backend) the chains run fp32 and this says so once. ``precision = "auto"`` takes bf16 only where a one-time
+race on this machine found the bf16 kernel at least ``BF16_MARGIN`` times as fast as the fp32 one (race.py),
+says its choice once, and leaves it on the sampler (``SGLDSampler.chosen_precision``) for the run to record.
 
 A choice depends on the model (its layers, their hooks, its parameters' dtypes and devices: what the
 network plan reads), the chains' device, dtype and image shape, and the settings; a model changed in
@@ -18,8 +20,12 @@ any of these is chosen for anew. The weights themselves are read at each run: tr
 
 from __future__ import annotations
 
+import os
+import sys
 import warnings
 import weakref
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -34,7 +40,10 @@ from genframe_ebm.backends.swish_plan import SwishPlan, has_hooks
 from genframe_ebm.backends.threaded import main_thread_alone, worker_count
 
 IMPLS = ("auto", "autograd", "fused", "native", "cudagraph")
-PRECISIONS = ("fp32", "bf16")
+PRECISIONS = ("auto", "fp32", "bf16")
+# bf16 products round the chains' gradients (and cost stability on some seeds: issue 48), so auto takes them
+# only for a clear gain, not for a tie within the race's noise
+BF16_MARGIN = 1.1
 MAX_KEPT = 32  # choices kept per sampler: its models (a mixture's members, an average) and settings; the oldest go
 
 
@@ -46,6 +55,7 @@ class Backends:
         self.step = step  # the sampler's step, the autograd backend's loop
         self.graphs = GraphedChains()
         self._chosen: dict[tuple, tuple[weakref.ref, ChainBackend]] = {}
+        self.precision_choice: PrecisionChoice | None = None  # what precision "auto" took, once it has chosen
 
     def choose(self, model: nn.Module, init: torch.Tensor, keep_every: int | None,
                settings: ChainSettings) -> ChainBackend:
@@ -67,11 +77,27 @@ class Backends:
         if graphs:
             tell_if_fp32(settings, "cudagraph")
             return GraphBackend(self.graphs, model, settings.noise, settings.grad_clip, reference)
-        backend = plan_backend(model, init, settings)
+        backend = plan_backend(model, init, settings, self.chose_precision)
         if backend is None:
             tell_if_fp32(settings, "autograd")
             return reference
         return backend
+
+    def chose_precision(self, choice: PrecisionChoice) -> None:
+        self.precision_choice = choice
+        tell_once_of_choice(choice)
+
+
+@dataclass(frozen=True)
+class PrecisionChoice:
+    """What ``sampler.precision = "auto"`` took here, and why."""
+
+    precision: str  # fp32 or bf16
+    why: str  # a clause: "the bf16 kernel ran 2.03x the fp32 kernel on this CPU", "this CPU has no ..."
+    speedup: float | None = None  # the bf16 kernel's speed over the fp32 kernel's, where they were raced
+
+    def as_dict(self) -> dict:
+        return {"precision": self.precision, "why": self.why, "speedup": self.speedup}
 
 
 def uses_cuda_graph(impl: str, init: torch.Tensor, keep_every: int | None) -> bool:
@@ -90,8 +116,10 @@ def model_signature(model: nn.Module) -> tuple:
             tuple((p.dtype, p.device) for p in model.parameters()))
 
 
-def plan_backend(model: nn.Module, init: torch.Tensor, settings: ChainSettings) -> ChainBackend | None:
-    """The fused or native backend for this model and these chains, or None for the autograd loop."""
+def plan_backend(model: nn.Module, init: torch.Tensor, settings: ChainSettings,
+                 chose_precision: Callable[[PrecisionChoice], None] | None = None) -> ChainBackend | None:
+    """The fused or native backend for this model and these chains, or None for the autograd loop; where
+    precision "auto" chooses, ``chose_precision`` hears its choice."""
     impl = settings.impl
     if impl == "autograd":
         return None
@@ -115,6 +143,11 @@ def plan_backend(model: nn.Module, init: torch.Tensor, settings: ChainSettings) 
                                   "of 16 channels and hidden units")
             if on_cpu:
                 tell_once_of_the_slower_path(tuple(init.shape[1:]))
+        elif settings.precision == "auto":
+            with main_thread_alone(worker_count(init, settings.threads)):  # the race runs as the chains will
+                kernels, choice = auto_kernels(plan, impl, settings)
+            if chose_precision is not None:
+                chose_precision(choice)
         else:
             kernels = bf16_kernels(plan) if settings.precision == "bf16" else None
             kernels = kernels or native.load(spec, required=impl == "native")
@@ -126,6 +159,27 @@ def plan_backend(model: nn.Module, init: torch.Tensor, settings: ChainSettings) 
         tell_if_fp32(settings, "fused")
         return fused_backend(plan, settings.noise, settings.grad_clip, settings.threads)
     return native.NativeBackend(plan, kernels, settings.noise, settings.grad_clip, settings.threads)
+
+
+def auto_kernels(plan: SwishPlan, impl: str, settings: ChainSettings) -> tuple[native.NativeKernels | None,
+                                                                              PrecisionChoice]:
+    """The native kernels precision "auto" takes for ``plan`` here (None: none build), and its choice."""
+    fp32 = native.load(plan.native_spec(), required=impl == "native")
+    reason = native.why_no_bf16()
+    if reason:
+        return fp32, PrecisionChoice("fp32", reason)
+    bf16 = native.load(plan.native_spec("bf16"), quiet=True)
+    if bf16 is None:
+        why = native.why_unavailable(plan.native_spec("bf16"))
+        return fp32, PrecisionChoice("fp32", f"the bf16 kernel did not build ({why})")
+    if fp32 is None:
+        return bf16, PrecisionChoice("bf16", "the fp32 kernel did not build")
+    speedup = race.bf16_speedup(plan, fp32, bf16, settings.threads, settings.grad_clip)
+    if speedup >= BF16_MARGIN:
+        return bf16, PrecisionChoice("bf16", f"the bf16 kernel ran {speedup:.2f}x the fp32 kernel on this CPU",
+                                     speedup)
+    return fp32, PrecisionChoice("fp32", f"the bf16 kernel ran {speedup:.2f}x the fp32 kernel on this CPU (bf16 "
+                                 f"needs {BF16_MARGIN}x)", speedup)
 
 
 def bf16_kernels(plan: SwishPlan) -> native.NativeKernels | None:
@@ -146,6 +200,7 @@ def bf16_kernels(plan: SwishPlan) -> native.NativeKernels | None:
 ATEN_VS_NATIVE = 2.8
 _told: set[tuple[int, ...]] = set()
 _told_fp32: set[str] = set()
+_told_choice: set[PrecisionChoice] = set()
 STACKLEVEL = 7  # a warning names a line near the sampler's caller (sample -> backend -> choose -> ...)
 
 
@@ -159,6 +214,16 @@ def tell_once_of_the_slower_path(shape: tuple[int, ...]) -> None:
                   "whose widths are multiples of 16; "
                   f"where both run it measured {ATEN_VS_NATIVE}x slower (docs/performance.md, 'Other image "
                   "shapes')", UserWarning, stacklevel=STACKLEVEL)
+
+
+def tell_once_of_choice(choice: PrecisionChoice) -> None:
+    """Print once per process (the first of a torchrun job's) what precision "auto" took, and why."""
+    if choice in _told_choice or os.environ.get("RANK", "0") != "0":
+        return
+    _told_choice.add(choice)
+    raced = " (raced once per machine, kept in the kernel cache)" if choice.speedup is not None else ""
+    print(f"genframe: sampler.precision='auto' takes {choice.precision} here: {choice.why}{raced}", file=sys.stderr,
+          flush=True)
 
 
 def tell_if_fp32(settings: ChainSettings, path: str) -> None:
