@@ -43,6 +43,7 @@ _FROM = {
     "genframe.using.generation": ("generate_in_chunks",),
     "genframe.util.atomic": ("atomic_write", "atomic_write_bytes", "atomic_write_text"),
     "genframe.util.text": ("describe", "one_line"),
+    "genframe.util.shares": ("StepsOrShare", "steps_of"),
     "genframe.util.deprecation": ("GenframeDeprecationWarning", "deprecate", "moved_modules"),
 }
 # public name -> the module that defines it

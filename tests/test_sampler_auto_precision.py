@@ -85,6 +85,7 @@ def test_the_race_times_both_kernels_once_per_machine_and_remembers(monkeypatch,
     assert race.bf16_speedup(plan, kernels, kernels, 1, 0.03) == speedup
 
 
+@pytest.mark.slow
 def test_a_run_records_the_choice_and_its_resume_keeps_it(bf16_here, data_dir, tmp_path, capfd):
     settings = [*TINY, "sampler.precision=auto", "sampler.impl=native", "trainer.max_steps=2",
                 "trainer.checkpoint_every=1", "logging.sample_n=0", "logging.chain_n=0"]

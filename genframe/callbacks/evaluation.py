@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt
 from genframe.contracts.context import RunContext
 from genframe.contracts.errors import NoQualityMetric
 from genframe.contracts.listeners import Callback, Control
+from genframe.util.shares import StepsOrShare, steps_of
 
 EVAL_STREAM = 5_000  # + step: every evaluation its own reproducible samples
 
@@ -26,8 +27,9 @@ class EvaluationSettings(BaseModel):
 
     every_epochs: PositiveInt | None = Field(None, description="Evaluate sample quality every N epochs.")
     every_minutes: PositiveFloat | None = Field(None, description="... and/or every N minutes of training.")
-    every_steps: PositiveInt | None = Field(
-        None, description="... and/or every N optimizer steps (a schedule that does not depend on the machine).")
+    every_steps: StepsOrShare | None = Field(
+        None, description="... and/or every N optimizer steps, or every share of the run ('20%'): a schedule that "
+        "does not depend on the machine.")
     n: PositiveInt = Field(1000, description="Samples per evaluation.")
     steps: PositiveInt | None = Field(None, description="Sampler steps (default: the recipe's generation steps).")
 
@@ -62,7 +64,8 @@ class Evaluation(Callback):
         s = self.settings
         by_epoch = run.end_of_epoch and s.every_epochs and (run.epoch + 1) % s.every_epochs == 0
         by_time = s.every_minutes and time.monotonic() - self.last >= s.every_minutes * 60
-        by_step = s.every_steps and run.step % s.every_steps == 0
+        every = steps_of(s.every_steps, run.planned_steps)
+        by_step = every and run.step % every == 0
         if run.is_main and (by_epoch or by_time or by_step):
             self.report(run, control)
 

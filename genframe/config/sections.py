@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, V
 
 from genframe.contracts.errors import ConfigError
 from genframe.util.deprecation import move_setting
+from genframe.util.shares import StepsOrShare
 
 
 class Section(BaseModel):
@@ -49,10 +50,20 @@ class DataConfig(Section):
 
 class TrainerConfig(Section):
     epochs: PositiveInt = Field(60, description="Passes over the training data.")
-    max_steps: PositiveInt | None = Field(None, description="Stop after this many optimizer steps.")
+    max_steps: PositiveInt | None = Field(
+        None, description="Stop after this many optimizer steps (set, it overrides trainer.budget_minutes).")
     max_minutes: PositiveFloat | None = Field(
         None, description="Stop once this many minutes of training (steps only, not evaluations, pictures or "
         "checkpoints; counted across resumes) are done; the run ends completed and resumable with a larger value.")
+    budget_minutes: PositiveFloat | None = Field(
+        None, description="Train for about this many minutes (steps only, as max_minutes counts them): the run "
+        "times its first budget_probe_steps steps, fixes its length in steps from that speed, records it in the "
+        "checkpoint (a resume keeps it) and says so; every setting written as a share of the run ('100%') "
+        "follows that length, so a slower machine gets a shorter, complete schedule. trainer.max_steps, if set, "
+        "wins; max_minutes stays the hard stop. See docs/configuration.md (budgets in minutes).")
+    budget_probe_steps: int = Field(
+        40, ge=10, description="Steps a trainer.budget_minutes run times before it fixes its length (the first "
+        "quarter of them, warm-up, not counted).")
     batch_size: PositiveInt = 128
     device: str = Field("auto", description="cpu, cuda, cuda:N or auto (cuda when available).")
     checkpoint_every: PositiveInt | None = Field(
@@ -103,8 +114,9 @@ class LoggingConfig(Section):
         ["console", "jsonl"], description="Registered logger names, e.g. console, jsonl, wandb."
     )
     log_every: PositiveInt = Field(10, description="Log metrics every N optimizer steps.")
-    sample_every: PositiveInt | None = Field(
-        None, description="Save sample grids every N steps (default: at the end of each epoch)."
+    sample_every: StepsOrShare | None = Field(
+        None, description="Save sample grids every N steps, or every share of the run ('25%'; default: at the "
+        "end of each epoch)."
     )
     sample_n: int = Field(64, ge=0, description="Samples in each preview picture (0: no previews).")
     sample_steps: PositiveInt | None = Field(

@@ -223,6 +223,13 @@ class Trainer(ABC):
         """The unit and amount of work in one step, for throughput displays (e.g. ``("img-steps", 7680)``)."""
         return None
 
+    def set_run_length(self, total_steps: int) -> None:
+        """The run's length in steps, once known: before the first step (and at each resume), or after the first
+        steps of a ``trainer.budget_minutes`` run, which is when its length is fixed. A trainer with schedules
+        written as a share of the run (``lr_decay_steps = "100%"``) resolves them here (``RateSchedule``
+        does). Default: nothing."""
+        return None
+
     def preview_images(self, n: int) -> dict[str, torch.Tensor]:
         """Pictures of training state worth showing (e.g. replay-buffer samples); default none."""
         return {}

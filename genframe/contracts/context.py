@@ -49,6 +49,13 @@ class RunContext:
     finished_early: bool = False  # a callback ended the run on its last good checkpoint
     sampling_model: Callable[[], torch.nn.Module] | None = None  # the network to sample and evaluate with
     example_shape: tuple[int, ...] | None = None  # the shape of one training example (None outside a training run)
+    length_known: bool = True  # False while a trainer.budget_minutes run times its first steps
+
+    @property
+    def planned_steps(self) -> int | None:
+        """The run's length in steps, for settings written as a share of it; None while a budget in minutes
+        has not fixed it yet (``total_steps`` is then only the epochs' bound)."""
+        return self.total_steps if self.length_known else None
 
     @property
     def is_main(self) -> bool:

@@ -60,6 +60,8 @@ class ConsoleLogger(Logger):
 
     def _update_bar(self, run, step: int, metrics: dict[str, float]) -> None:
         self.bar.set_description(f"epoch {run.epoch + 1}/{run.config.trainer.epochs}", refresh=False)
+        if self.bar.total != run.total_steps:  # a budget in minutes fixed the run's length
+            self.bar.total = run.total_steps
         work = {}
         if run.work_unit is not None and self.bar.format_dict.get("rate"):
             work = {run.work_unit[0] + "/s": _rate(self.bar.format_dict["rate"] * run.work_unit[1])}
@@ -71,8 +73,11 @@ class ConsoleLogger(Logger):
         self.start_time = self.window_time = time.perf_counter()
         self.start_step = self.window_step = run.step
         verb = f"resuming at step {run.step}" if run.resumed else "starting"
+        tcfg = run.config.trainer
+        length = (f"{run.total_steps} steps" if run.length_known else f"trainer.budget_minutes={tcfg.budget_minutes:g}: "
+                  f"its steps counted after the first {tcfg.budget_probe_steps}")
         self._write(f"genframe: {run.recipe_name} {verb} in {run.run_dir} on {run.device} "
-                    f"({run.total_steps} steps, {run.steps_per_epoch} per epoch)")
+                    f"({length}, {run.steps_per_epoch} per epoch)")
         if self.live:
             self._open_bar(run, run.step)
 

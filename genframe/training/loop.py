@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import signal
+import sys
 import time
 import warnings
 from typing import TYPE_CHECKING, Any
@@ -19,6 +20,7 @@ from genframe.contracts.errors import CallbackError, DivergenceError, RunError, 
 from genframe.contracts.listeners import Control
 from genframe.loggers.attach import is_console, open_loggers
 from genframe.training import distributed
+from genframe.training.budget import Budget
 from genframe.training.checkpoint import save_checkpoint
 from genframe.training.previews import Previewer
 from genframe.training.rewind import DivergenceWarning, Redirect, Rewinding  # noqa: F401 - DivergenceWarning is public here
@@ -26,6 +28,7 @@ from genframe.training.rundir import StatusRecorder
 from genframe.training.runsetup import epoch_permutation
 from genframe.training.runstate import Parts
 from genframe.training.updates import UpdateBoundary
+from genframe.util.shares import steps_of
 from genframe.util.signals import StopSignals
 from genframe.util.text import one_line
 
@@ -55,6 +58,7 @@ class TrainingLoop(Rewinding):
         self.updates = UpdateBoundary(self.trainer)  # who steps the optimizer, and when
         self.in_end_of_run = False  # training is over and saved; the final evaluation and pictures are under way
         self.status = StatusRecorder(self.ctx.run_dir, self.world.is_main)
+        self.budget = Budget(self.tcfg, self.loop, self.world)
 
     # --- the run --------------------------------------------------------------------------------
     def run(self) -> RunResult:
@@ -152,6 +156,7 @@ class TrainingLoop(Rewinding):
                 loop["train_seconds"] += time.perf_counter() - began
             ctx.batch = loop["batch"] = loop["batch"] + 1
             ctx.step = loop["step"] = loop["step"] + 1
+            self.fix_length_when_timed()
             self.stop_when_out_of_time()
             for key, value in metrics.items():  # accumulate on the device: no per-step host sync
                 self.state.sums[key] = self.state.sums.get(key, 0.0) + (value.detach() if torch.is_tensor(value) else value)
@@ -160,7 +165,8 @@ class TrainingLoop(Rewinding):
             self.act(self.call("on_after_update", averaged))
             if ctx.step % lcfg.log_every == 0 or ctx.step == ctx.total_steps:
                 self.log_metrics()
-            if lcfg.sample_every and ctx.step % lcfg.sample_every == 0 and self.world.is_main:
+            sample_every = steps_of(lcfg.sample_every, ctx.planned_steps)
+            if sample_every and ctx.step % sample_every == 0 and self.world.is_main:
                 self.hear("on_log", {}, self.previews.grids(ctx.step))
             ctx.end_of_epoch = loop["batch"] == self.p.steps_per_epoch
             if ctx.end_of_epoch:
@@ -264,6 +270,17 @@ class TrainingLoop(Rewinding):
                                     "there is nothing to redo; ask in on_after_update, on_step_end or on_divergence")
             raise Redirect(control)
         self.stop_after_step(control)
+
+    def fix_length_when_timed(self) -> None:
+        """``trainer.budget_minutes``: once the first steps are timed, the run's length is fixed, and the trainer and
+        every setting written as a share of the run follow it."""
+        fixed = self.budget.after_step()
+        if fixed is None:
+            return
+        self.ctx.total_steps, self.ctx.length_known = min(self.ctx.total_steps, fixed), True
+        self.trainer.set_run_length(self.ctx.total_steps)
+        if self.world.is_main:
+            print(f"genframe: {self.budget.line(self.ctx.total_steps)}", file=sys.stderr, flush=True)
 
     def stop_when_out_of_time(self) -> None:
         """``trainer.max_minutes``: end after the step that used them up (all processes at the same step)."""

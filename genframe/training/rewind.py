@@ -97,8 +97,10 @@ class Rewinding:
         """Reload the last good checkpoint. The training time spent on the steps now thrown away was
         spent: train_minutes keeps counting it; callbacks keep what outlives a rollback."""
         spent, before = self.loop["train_seconds"], self.listeners.state_dict()
+        length = {k: v for k, v in self.loop.items() if k.startswith("budget_")}  # a budget's length, once fixed
         saved = load_checkpoint(self.p.checkpoint_path)
         self.state.restore(saved, self.p.steps_per_epoch)
         self.listeners.rolled_back(self.ctx, before, saved.get("callbacks", {}))
         self.loop["train_seconds"] = spent
+        self.loop.update(length)
         self.checkpoint_due = False

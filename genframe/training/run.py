@@ -262,6 +262,13 @@ class TrainingRun:
         loop, tcfg = state.loop, cfg.trainer
         total = loop["step"] + max((tcfg.epochs - loop["epoch"]) * steps_per_epoch - loop["batch"], 0)
         ctx.total_steps = total if tcfg.max_steps is None else min(total, tcfg.max_steps)
+        if tcfg.budget_minutes is not None and tcfg.max_steps is None:  # an explicit max_steps wins
+            if "budget_steps" in loop:  # fixed before: a resume keeps it
+                ctx.total_steps = min(ctx.total_steps, loop["budget_steps"])
+            else:  # fixed after the first steps (training/budget.py)
+                ctx.length_known = False
+        if ctx.length_known:
+            trainer.set_run_length(ctx.total_steps)
         status = read_status(self.run_dir) if ctx.resumed else None
         out_of_time = tcfg.max_minutes is not None and loop["train_seconds"] >= 60 * tcfg.max_minutes
         ended_here = loop["step"] >= ctx.total_steps or out_of_time  # (a resume may ask for more steps)

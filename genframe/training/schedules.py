@@ -7,9 +7,12 @@ trainer's step count alone, and composes with other factors (a divergence rollba
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
+from genframe.util.shares import steps_of
+
+if TYPE_CHECKING:  # a config's validator imports this module: it must not import torch (`genframe plugins`)
+    import torch
 
 
 def cosine_rate(step: int, lr: float, lr_min: float, decay_steps: int | None, warmup_steps: int = 0) -> float:
@@ -25,12 +28,15 @@ def cosine_rate(step: int, lr: float, lr_min: float, decay_steps: int | None, wa
     return lr_min + (lr - lr_min) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
-def rate_schedule_problem(lr: float, lr_min: float, decay_steps: int | None, warmup_steps: int = 0) -> str | None:
-    """Why these settings (named as ``trainer.*``) make no schedule, or None: for a config's validator."""
+def rate_schedule_problem(lr: float, lr_min: float, decay_steps: int | str | None,
+                          warmup_steps: int = 0) -> str | None:
+    """Why these settings (named as ``trainer.*``) make no schedule, or None: for a config's validator. A
+    decay given as a share of the run (``"100%"``) is checked against the warm-up when the run's length is known
+    (:meth:`RateSchedule.set_run_length`)."""
     if decay_steps is not None and lr_min >= lr:
         return (f"trainer.lr_min={lr_min:g} is not below trainer.lr={lr:g}; a decay needs lr_min < lr (or drop "
                 "trainer.lr_decay_steps for a constant rate)")
-    if decay_steps is not None and warmup_steps >= decay_steps:
+    if isinstance(decay_steps, int) and warmup_steps >= decay_steps:
         return (f"trainer.warmup_steps={warmup_steps} is not below trainer.lr_decay_steps={decay_steps}; the decay "
                 "ends that many steps into training, after the warm-up")
     return None
@@ -39,14 +45,21 @@ def rate_schedule_problem(lr: float, lr_min: float, decay_steps: int | None, war
 class RateSchedule:
     """A trainer's learning rate with its own state: :func:`cosine_rate` at the steps taken, times the factor
     of every divergence rollback so far. A trainer calls :meth:`apply` before each optimizer step and
-    :meth:`advance` after it, hands :meth:`scale` to the core's ``scale_learning_rate``, and saves
-    :meth:`state_dict` with its own state, so a resume continues the schedule and keeps the cuts."""
+    :meth:`advance` after it, hands :meth:`scale` to the core's ``scale_learning_rate``, passes the run's length
+    to :meth:`set_run_length` (from its ``Trainer.set_run_length``), and saves :meth:`state_dict` with its own
+    state, so a resume continues the schedule and keeps the cuts. ``decay_steps`` may be a share of the run
+    (``"100%"``): until the run's length is known the rate is ``lr`` after the warm-up."""
 
     def __init__(self, optimizer: torch.optim.Optimizer, lr: float, lr_min: float = 0.0,
-                 decay_steps: int | None = None, warmup_steps: int = 0) -> None:
+                 decay_steps: int | str | None = None, warmup_steps: int = 0) -> None:
         self.optimizer, self.lr, self.lr_min = optimizer, lr, lr_min
         self.decay_steps, self.warmup_steps = decay_steps, warmup_steps
+        self.run_length: int | None = None
         self.steps_taken, self.factor = 0, 1.0
+
+    def set_run_length(self, total_steps: int) -> None:
+        """The run's length in steps, which a decay given as a share of the run follows from now on."""
+        self.run_length = total_steps
 
     @property
     def varies(self) -> bool:
@@ -55,7 +68,10 @@ class RateSchedule:
 
     def rate(self) -> float:
         """The rate of the next step."""
-        return cosine_rate(self.steps_taken, self.lr, self.lr_min, self.decay_steps, self.warmup_steps) * self.factor
+        decay = steps_of(self.decay_steps, self.run_length)
+        if decay is not None and decay <= self.warmup_steps:  # a short run's share: the decay follows the warm-up
+            decay = self.warmup_steps + 1
+        return cosine_rate(self.steps_taken, self.lr, self.lr_min, decay, self.warmup_steps) * self.factor
 
     def apply(self) -> float:
         """Set the optimizer's rate to the next step's; returns it."""

@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, PositiveFloat, PositiveInt, model_validator
 
-from genframe import RecipeConfig, Section, TrainerConfig, rate_schedule_problem
+from genframe import RecipeConfig, Section, StepsOrShare, TrainerConfig, rate_schedule_problem
 
 
 class EnergyNetConfig(Section):
@@ -57,9 +57,9 @@ class BufferConfig(Section):
 
 class EBMTrainerConfig(TrainerConfig):
     lr: PositiveFloat = Field(1e-4, description="Adam learning rate.")
-    lr_decay_steps: PositiveInt | None = Field(
-        None, description="Cosine decay of the learning rate from lr to lr_min over this many steps, then "
-        "lr_min; default: a constant lr.")
+    lr_decay_steps: StepsOrShare | None = Field(
+        None, description="Cosine decay of the learning rate from lr to lr_min over this many steps, or this share "
+        "of the run ('100%': the whole run, however long a budget makes it), then lr_min; default: a constant lr.")
     lr_min: float = Field(0.0, ge=0, description="The learning rate at the end of the cosine decay.")
     betas: tuple[Annotated[float, Field(ge=0, lt=1)], Annotated[float, Field(ge=0, lt=1)]] = Field(
         (0.9, 0.999), description="Adam betas, each in [0, 1).")

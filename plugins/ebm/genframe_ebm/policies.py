@@ -13,9 +13,9 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat
 
-from genframe import Callback
+from genframe import Callback, StepsOrShare, steps_of
 
 if TYPE_CHECKING:  # torch comes with the mixture, when a run makes one
     from genframe_ebm.mixture import SnapshotMixture
@@ -69,7 +69,7 @@ class MixtureSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
     members: int = Field(8, ge=2, description="Nets in the mixture: the trained one and its last members - 1 snapshots.")
-    every: PositiveInt = Field(500, description="Steps between snapshots.")
+    every: StepsOrShare = Field(500, description="Steps between snapshots, or a share of the run ('1.85%').")
 
 
 class SnapshotMixtureCallback(Callback):
@@ -83,7 +83,8 @@ class SnapshotMixtureCallback(Callback):
         self.mixture = SnapshotMixture.around(run.model, settings.members)
 
     def on_after_update(self, run, control, metrics) -> None:
-        if run.step % self.settings.every == 0:
+        every = steps_of(self.settings.every, run.planned_steps)
+        if every and run.step % every == 0:
             self.mixture.snapshot()
 
     def sampling_model(self) -> SnapshotMixture:

@@ -94,6 +94,10 @@ class CDTrainer(Trainer):
         """After a divergence: every later step's rate (schedule included) is multiplied by ``factor``."""
         return self.schedule.scale(factor)
 
+    def set_run_length(self, total_steps: int) -> None:
+        """A learning-rate decay written as a share of the run follows the run's length."""
+        self.schedule.set_run_length(total_steps)
+
     def check_divergence(self, loss: torch.Tensor, real: torch.Tensor, fake: torch.Tensor) -> None:
         """Refuse the update if the loss, scores or gradients are non-finite or the scores out of bounds.
         One host sync per step for the flag; the details are worked out only on failure. The divergence

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, model_validator
 
-from genframe import RecipeConfig, Section, TrainerConfig, rate_schedule_problem
+from genframe import RecipeConfig, Section, StepsOrShare, TrainerConfig, rate_schedule_problem
 
 
 class UNetConfig(Section):
@@ -43,10 +43,10 @@ class FlowTrainerConfig(TrainerConfig):
     lr: PositiveFloat = Field(2e-4, description="Adam learning rate (the peak, with a schedule).")
     warmup_steps: NonNegativeInt = Field(0, description="Raise the rate linearly from lr / warmup_steps to lr over "
                                          "this many first steps.")
-    lr_decay_steps: PositiveInt | None = Field(
+    lr_decay_steps: StepsOrShare | None = Field(
         None, description="Cosine decay of the rate from lr (after the warm-up) to lr_min, ending this many steps "
-        "into training, then lr_min; set it to the run's max_steps to fit the schedule to the budget. Default: "
-        "a constant lr.")
+        "into training, or this share of the run ('100%': at its end, however long a budget makes it), then "
+        "lr_min. Default: a constant lr.")
     lr_min: NonNegativeFloat = Field(0.0, description="The rate at the end of the cosine decay.")
     grad_clip: PositiveFloat | None = Field(1.0, description="Clip the gradients' global norm to this (None: never).")
     time_sampling: Literal["uniform", "logit_normal"] = Field(

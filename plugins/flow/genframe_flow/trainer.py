@@ -28,6 +28,10 @@ class FlowTrainer(Trainer):
         """After a divergence: every later step's rate (schedule included) is multiplied by ``factor``."""
         return self.schedule.scale(factor)
 
+    def set_run_length(self, total_steps: int) -> None:
+        """A learning-rate decay written as a share of the run follows the run's length."""
+        self.schedule.set_run_length(total_steps)
+
     def loss(self, x1: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         x0 = torch.randn(x1.shape, generator=generator, device=x1.device)
         if self.config.coupling == "ot":
