@@ -38,6 +38,18 @@ def genframe_run_end(run, status):
         open(f"{out}/done0", "w").write(repr(time.time()))
     else:
         atexit.register(lambda: open(f"{out}/exit{run.rank}", "w").write(repr(time.time())))
+
+if os.environ.get("GF_SLOW_CLOCK_RANK") == os.environ.get("RANK"):  # this process times its steps twice as long
+    import genframe.training.loop
+
+    class SlowClock:
+        def __getattr__(self, name):
+            return getattr(time, name)
+
+        def perf_counter(self):
+            return 2 * time.perf_counter()
+
+    genframe.training.loop.time = SlowClock()
 """
 
 SETTINGS = ["trainer.batch_size=16", "sampler.steps=5", "sampler.generate_steps=10", "buffer.size=64",
@@ -45,9 +57,9 @@ SETTINGS = ["trainer.batch_size=16", "sampler.steps=5", "sampler.generate_steps=
             'logging.loggers=["console", "jsonl", "wandb"]', "logging.wandb.mode=offline"]
 
 
-def torchrun(nproc: int, args: list[str], site, probe_dir) -> subprocess.CompletedProcess:
+def torchrun(nproc: int, args: list[str], site, probe_dir, **env_vars: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")]),
-           "GF_PROBE_DIR": str(probe_dir), "OMP_NUM_THREADS": "1",
+           "GF_PROBE_DIR": str(probe_dir), "OMP_NUM_THREADS": "1", **env_vars,
            "PYTHONFAULTHANDLER": "1"}  # a process that aborts says where its threads were
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
                "-m", "genframe", *args]
@@ -258,3 +270,23 @@ def test_a_stop_is_announced_once_and_the_console_keeps_the_trainers_metric_orde
     (first, *_) = [line for line in result.stderr.splitlines() if " it/s " in line and "loss=" in line]
     shown = [word.split("=")[0] for word in first.split() if "=" in word]
     assert shown == ["loss", "reg", "cdiv", "real", "fake"], first
+
+
+def test_a_budget_in_minutes_gives_every_process_the_main_process_length(data_dir, tmp_path, site):
+    # each process times its own first steps, and process 1's clock runs twice as fast here: had it kept its own
+    # count it would stop at half the others' step (and leave them waiting in a collective)
+    run, probe = tmp_path / "run", tmp_path / "probe"
+    probe.mkdir()
+    settings = [*SETTINGS, "data.limit=512", "trainer.epochs=50", "trainer.budget_minutes=0.05",
+                "trainer.budget_probe_steps=12", "trainer.lr_decay_steps=100%", 'logging.loggers=["jsonl"]',
+                "trainer.peer_timeout=30"]
+    sets = [arg for item in settings for arg in ("--set", item)]
+    result = torchrun(2, ["run", "ebm", *sets, "--run-dir", str(run)], site, probe, GF_SLOW_CLOCK_RANK="1")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stderr.count("genframe: trainer.budget_minutes=0.05:") == 1  # said once, by the main process
+    state = load_checkpoint(run)
+    assert 12 <= state["loop"]["step"] == state["loop"]["budget_steps"]
+    rank0, rank1 = probes(probe, 2)
+    assert rank0["status"] == rank1["status"] == "completed"
+    for name, tensor in rank0["state"].items():
+        assert torch.equal(tensor, rank1["state"][name]), name
