@@ -90,7 +90,9 @@ def test_a_resume_keeps_the_recorded_length_on_a_slower_machine_and_ends_as_a_st
 @pytest.mark.slow
 def test_an_explicit_max_steps_overrides_the_budget(data_dir, tmp_path, clock, capfd):
     clock(SECONDS)
-    result = genframe.train("ebm", overrides=[*BUDGET, "trainer.max_steps=20"], run_dir=tmp_path / "run", quiet=True)
+    with pytest.warns(UserWarning, match=r"trainer.budget_minutes=0.025 is not used: trainer.max_steps=20 sets"):
+        result = genframe.train("ebm", overrides=[*BUDGET, "trainer.max_steps=20"], run_dir=tmp_path / "run",
+                                quiet=True)
     assert result.step == 20 and "budget_steps" not in load_checkpoint(tmp_path / "run")["loop"]
     assert "trainer.budget_minutes" not in capfd.readouterr().err
     rates = {row["step"]: row["lr"] for row in read_metrics(tmp_path / "run") if "lr" in row}
@@ -105,3 +107,52 @@ def test_shares_of_the_run_are_checked_and_resolved():
     for bad in ("150%", "0%", "half", "-3"):
         with pytest.raises(ConfigError, match="trainer.lr_decay_steps"):
             genframe.recipe_config("ebm", overrides=[f"trainer.lr_decay_steps={bad}"])
+
+
+@pytest.mark.slow
+def test_a_larger_budget_on_resume_trains_on_at_the_recorded_speed(data_dir, tmp_path, clock, capfd):
+    clock(SECONDS)
+    run = tmp_path / "run"
+    genframe.train("ebm", overrides=BUDGET, run_dir=run, quiet=True)
+    with pytest.raises(genframe.RunError, match="or trainer.budget_minutes=M"):  # finished: says how to go on
+        genframe.train("ebm", resume=run, quiet=True)
+    clock(4 * SECONDS)
+    result = genframe.train("ebm", overrides=["trainer.budget_minutes=0.05"], resume=run, quiet=True)
+    assert result.step == 2 * LENGTH  # 1.5 more seconds at the recorded 1/32 s a step, not at today's speed
+    assert f"trainer.budget_minutes=0.05 (was 0.025): {2 * LENGTH} steps in all" in capfd.readouterr().err
+
+
+@pytest.mark.slow
+def test_a_run_shorter_than_the_probe_knows_its_length_from_the_start(data_dir, tmp_path, clock, capfd):
+    clock(SECONDS)
+    run = tmp_path / "run"  # 160 images, batch 16: 10 steps an epoch, 20 in all, under the probe's 40
+    result = genframe.train("ebm", overrides=[*BUDGET, "data.limit=160", "trainer.epochs=2",
+                                               "trainer.budget_probe_steps=40"], run_dir=run, quiet=True)
+    assert result.step == 20 and "trainer.budget_minutes" not in capfd.readouterr().err
+    grids = sorted(p.name for p in (run / "samples").glob("step*_samples.png"))
+    assert grids == ["step0000010_samples.png", "step0000020_samples.png"]  # "50%" of the 20 steps
+
+
+@pytest.mark.slow
+def test_a_rollback_while_timing_times_afresh_and_a_rollback_after_keeps_the_length(data_dir, tmp_path, clock,
+                                                                                     monkeypatch):
+    from genframe_ebm.trainer import CDTrainer
+
+    from genframe.contracts.errors import DivergenceError
+
+    real_step, calls = CDTrainer.train_step, {"n": 0}
+
+    def diverges_twice(self, batch):
+        calls["n"] += 1
+        if calls["n"] in (9, 31):  # step 9, while timing (back to step 8); and step 30, after the length is fixed
+            raise DivergenceError("non-finite loss (nan)")
+        return real_step(self, batch)
+
+    monkeypatch.setattr(CDTrainer, "train_step", diverges_twice)
+    clock(SECONDS)
+    run = tmp_path / "run"
+    with pytest.warns(UserWarning, match="rolled back"):
+        result = genframe.train("ebm", overrides=[*BUDGET, "trainer.checkpoint_every=4"], run_dir=run, quiet=True)
+    loop = load_checkpoint(run)["loop"]
+    assert loop["rollbacks"] == 2 and loop["budget_seconds_per_step"] == SECONDS  # the thrown-away steps untimed
+    assert result.step == loop["budget_steps"] < LENGTH  # the redone steps' time was spent: fewer steps are left

@@ -17,8 +17,9 @@ EMA = ['callbacks.use=["ema"]', "callbacks.ema.decay=0.5"]
 def test_ema_weights_are_sampled_checkpointed_and_resumed(data_dir, tmp_path):
     run = tmp_path / "run"
     genframe.train("ebm", overrides=[*TINY, *EMA, "trainer.max_steps=4", "callbacks.evaluation.every_steps=4",
-                                     "callbacks.evaluation.n=16", "callbacks.evaluation.steps=3"], run_dir=run,
-                   quiet=True)
+                                     "callbacks.evaluation.n=16", "callbacks.evaluation.steps=3",
+                                     'callbacks.disable=["keep_best"]'], run_dir=run,  # no end-of-run choice:
+                   quiet=True)  # the averaged weights are what the run samples with (test_sample_choice.py)
     rows = read_metrics(run)
     evals = [r for r in rows if "eval/fd" in r]  # the averaged weights, and the trained ones beside them
     assert len(evals) == 1 and evals[0]["eval/fd"] != evals[0]["eval/trained/fd"]
@@ -81,7 +82,8 @@ def test_fast_recipe_runs_and_samples_with_its_own_generation_settings(data_dir,
     run = tmp_path / "fast"
     small = ["trainer.batch_size=16", "trainer.max_steps=4", "callbacks.evaluation.every_steps=4",
              "callbacks.evaluation.n=16",
-             "logging.sample_every=4", "logging.sample_n=4", "logging.chain_n=2", "trainer.val_batch_size=2000"]
+             "logging.sample_every=4", "logging.sample_n=4", "logging.chain_n=2", "trainer.val_batch_size=2000",
+             'callbacks.disable=["keep_best"]']  # the recipe's mixture is sampled with, whatever 4 steps measure
     result = genframe.train("ebm", REPO / "examples" / "ebm_mnist_fast.toml", small, run_dir=run, quiet=True)
     assert result.status == "completed" and result.step == 4
     loaded = genframe.load(run)

@@ -30,12 +30,16 @@ class Budget:
         """Whether the run's length is still to be fixed."""
         return self.minutes is not None and "budget_steps" not in self.loop
 
+    def restart(self) -> None:
+        """A rollback went back to a checkpoint: the steps thrown away do not count towards the timing."""
+        self.start = self.mark = None
+
     def after_step(self) -> int | None:
         """Called after each step: the run's length, the once it is fixed, else None."""
         if not self.pending:
             return None
         step, seconds = self.loop["step"], self.loop["train_seconds"]
-        if self.start is None or step <= self.start:  # the first step here (a resume), or a rollback before the fix
+        if self.start is None:  # the first step here (or since a rollback)
             self.start, self.mark = step - 1, None
         done = step - self.start
         if done == self.skip:
@@ -47,12 +51,29 @@ class Budget:
         steps = step + max(0, int(left / per_step)) if per_step > 0 else step
         if self.world.active:  # every process the main one's length: they stop together
             steps, per_step = distributed.from_main((steps, per_step), self.world)
-        self.loop["budget_steps"], self.loop["budget_seconds_per_step"] = steps, round(per_step, 6)
+        self.loop.update(budget_steps=steps, budget_seconds_per_step=round(per_step, 6), budget_minutes=self.minutes)
         return steps
 
     def line(self, total_steps: int) -> str:
         """What the run says once its length is fixed."""
-        per_step = self.loop["budget_seconds_per_step"]
+        per_step, fixed = self.loop["budget_seconds_per_step"], self.loop["budget_steps"]
+        capped = f" (the epochs' bound; the minutes held {fixed})" if total_steps < fixed else ""
+        over = " (the budget was used up while timing)" if fixed <= self.loop["step"] else ""
         return (f"trainer.budget_minutes={self.minutes:g}: {per_step:.4g} s a step over steps "
-                f"{self.start + self.skip + 1}-{self.start + self.probe} here, so {total_steps} steps in all "
-                f"(recorded in the checkpoint: a resume keeps them)")
+                f"{self.start + self.skip + 1}-{self.start + self.probe} here, so {total_steps} steps in all"
+                f"{capped}{over} (recorded in the checkpoint: a resume keeps them)")
+
+
+def budget_steps_on_resume(trainer_config: Any, loop: dict[str, Any]) -> tuple[int | None, str | None]:
+    """The length a resumed budget run keeps (None: not fixed yet), and a line to say when a new
+    ``trainer.budget_minutes`` changed it: the recorded speed gives the steps the new minutes hold."""
+    if "budget_steps" not in loop:
+        return None, None
+    minutes, recorded = trainer_config.budget_minutes, loop.get("budget_minutes")
+    if recorded is None or minutes == recorded or not loop.get("budget_seconds_per_step"):
+        return loop["budget_steps"], None
+    left = 60 * minutes - loop["train_seconds"]
+    steps = loop["step"] + max(0, int(left / loop["budget_seconds_per_step"]))
+    loop.update(budget_steps=steps, budget_minutes=minutes)
+    return steps, (f"trainer.budget_minutes={minutes:g} (was {recorded:g}): {steps} steps in all at the recorded "
+                   f"{loop['budget_seconds_per_step']:.4g} s a step")

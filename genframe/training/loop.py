@@ -117,9 +117,10 @@ class TrainingLoop(Rewinding):
         try:
             signals.at_once()
             if "train_end" not in done:
+                extra = dict(ctx.extra)
                 control = self.call("on_train_end")
                 self.act(control, between_steps=False)
-                if control.reports:
+                if control.reports or ctx.extra != extra:  # (keep-best records what the run samples with there)
                     self.checkpoint()  # what the callbacks recorded of the final evaluation survives what follows
                 done.append("train_end")
                 self.record_status("running")
@@ -279,6 +280,7 @@ class TrainingLoop(Rewinding):
             return
         self.ctx.total_steps, self.ctx.length_known = min(self.ctx.total_steps, fixed), True
         self.trainer.set_run_length(self.ctx.total_steps)
+        self.checkpoint_due = True  # the length is on disk at once: a crash before the next checkpoint keeps it
         if self.world.is_main:
             print(f"genframe: {self.budget.line(self.ctx.total_steps)}", file=sys.stderr, flush=True)
 

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from genframe.config.sections import RecipeConfig
     from genframe.contracts.components import Trainer
     from genframe.contracts.context import RunContext
+    from genframe.training.budget import Budget
     from genframe.training.distributed import World
     from genframe.training.listeners import Listeners
     from genframe.training.runstate import Parts, RunState
@@ -52,6 +53,7 @@ class Rewinding:
     world: World
     mid_update: bool
     checkpoint_due: bool
+    budget: Budget  # trainer.budget_minutes: its timing starts again after a rollback
 
     if TYPE_CHECKING:  # the loop's own methods it calls
         def call(self, point: str, *args: Any) -> Control: ...
@@ -103,4 +105,5 @@ class Rewinding:
         self.listeners.rolled_back(self.ctx, before, saved.get("callbacks", {}))
         self.loop["train_seconds"] = spent
         self.loop.update(length)
+        self.budget.restart()  # still timing: the steps thrown away are not timed
         self.checkpoint_due = False

@@ -6,6 +6,7 @@ callbacks, restore a checkpoint when resuming, then hand over to the loop.
 from __future__ import annotations
 
 import functools
+import sys
 import warnings
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -21,6 +22,7 @@ from genframe.contracts.mistakes import check_components
 from genframe.plugins.host import PluginHost, get_host
 from genframe.plugins.registry import Choices, Registry
 from genframe.training import distributed
+from genframe.training.budget import budget_steps_on_resume
 from genframe.training.checkpoint import CHECKPOINT_DIR, LAST_NAME, load_checkpoint, resolve_checkpoint, run_dir_of
 from genframe.training.distributed import barrier, device_for, init_world, shutdown
 from genframe.training.heartbeat import Heartbeat
@@ -262,10 +264,17 @@ class TrainingRun:
         loop, tcfg = state.loop, cfg.trainer
         total = loop["step"] + max((tcfg.epochs - loop["epoch"]) * steps_per_epoch - loop["batch"], 0)
         ctx.total_steps = total if tcfg.max_steps is None else min(total, tcfg.max_steps)
-        if tcfg.budget_minutes is not None and tcfg.max_steps is None:  # an explicit max_steps wins
-            if "budget_steps" in loop:  # fixed before: a resume keeps it
-                ctx.total_steps = min(ctx.total_steps, loop["budget_steps"])
-            else:  # fixed after the first steps (training/budget.py)
+        if tcfg.budget_minutes is not None and tcfg.max_steps is not None and world.is_main:
+            warnings.warn(f"genframe: trainer.budget_minutes={tcfg.budget_minutes:g} is not used: trainer.max_steps="
+                          f"{tcfg.max_steps} sets the run's length (add --set trainer.max_steps=null to train for "
+                          "minutes)", UserWarning, stacklevel=2)
+        elif tcfg.budget_minutes is not None:
+            fixed, changed = budget_steps_on_resume(tcfg, loop)
+            if fixed is not None:  # fixed before: a resume keeps it (or a new budget_minutes moves it)
+                ctx.total_steps = min(ctx.total_steps, fixed)
+                if changed and world.is_main:
+                    print(f"genframe: {changed}", file=sys.stderr, flush=True)
+            elif ctx.total_steps - loop["step"] > tcfg.budget_probe_steps:  # fixed after the first steps (budget.py)
                 ctx.length_known = False
         if ctx.length_known:
             trainer.set_run_length(ctx.total_steps)
@@ -278,7 +287,9 @@ class TrainingRun:
         elif ctx.resumed and loop["step"] >= ctx.total_steps:
             raise RunError(f"run {self.run_dir} already finished at step {loop['step']}; to train further "
                            f"resume with --set trainer.epochs=N (now {tcfg.epochs}) or trainer.max_steps=N "
-                           f"(now {tcfg.max_steps})")
+                           f"(now {tcfg.max_steps})"
+                           + (f" or trainer.budget_minutes=M (now {tcfg.budget_minutes:g})" if tcfg.budget_minutes
+                              else ""))
         elif ctx.resumed and out_of_time:
             raise RunError(f"run {self.run_dir} already trained {loop['train_seconds'] / 60:.4g} minutes, its "
                            f"trainer.max_minutes={tcfg.max_minutes:g}; to train further resume with "

@@ -7,6 +7,7 @@ trainer's step count alone, and composes with other factors (a divergence rollba
 from __future__ import annotations
 
 import math
+import warnings
 from typing import TYPE_CHECKING, Any
 
 from genframe.util.shares import steps_of
@@ -60,6 +61,12 @@ class RateSchedule:
     def set_run_length(self, total_steps: int) -> None:
         """The run's length in steps, which a decay given as a share of the run follows from now on."""
         self.run_length = total_steps
+        decay = steps_of(self.decay_steps, total_steps)
+        if isinstance(self.decay_steps, str) and decay is not None and decay <= self.warmup_steps:
+            warnings.warn(f"genframe: trainer.lr_decay_steps={self.decay_steps!r} of this {total_steps}-step run is "
+                          f"{decay} steps, no longer than trainer.warmup_steps={self.warmup_steps}: the rate falls "
+                          f"to lr_min={self.lr_min:g} right after the warm-up; give a larger share or a shorter "
+                          "warm-up", UserWarning, stacklevel=2)
 
     @property
     def varies(self) -> bool:

@@ -97,6 +97,12 @@ def load(path: str | Path, device: str = "auto") -> LoadedModel:
         return _load_export(Path(path), device)
     checkpoint = resolve_checkpoint(path)
     state = load_checkpoint(checkpoint)
+    chosen = state.get("extra", {}).get("sample_with", {}).get("weights")
+    best = checkpoint.with_name("best.pt")  # keep_best's BEST_NAME (a callback: above this room)
+    if chosen == "best.pt" and Path(path).is_dir() and best.is_file():  # the run's end chose its best evaluation
+        checkpoint, state = best, load_checkpoint(best)
+    elif chosen == "model":  # the run's end found the trained net alone better than its averaged or mixed weights
+        state = {k: v for k, v in state.items() if k != "sampling_model"}
     choices = follow_run(state)
     with Registry.choosing(choices):  # the plugins the run used, where two offer a name now
         loaded = _load_checkpoint_state(checkpoint, state, device)

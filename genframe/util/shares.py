@@ -11,25 +11,28 @@ from __future__ import annotations
 import re
 from typing import Annotated
 
-from pydantic import AfterValidator
+from pydantic import PlainValidator
 
 _SHARE = re.compile(r"^(\d+(?:\.\d+)?)%$")
 
 
-def _steps_or_share(value: int | str) -> int | str:
-    if isinstance(value, int):
-        if value <= 0:
-            raise ValueError("should be a positive number of steps or a share of the run such as '25%'")
+def _steps_or_share(value: object) -> int | str:
+    """A whole number of steps (also written as digits) or a share ``"P%"``, 0 < P <= 100; anything else is
+    refused in one message."""
+    text = value.strip() if isinstance(value, str) else None
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
         return value
-    match = _SHARE.match(value.strip())
-    if not match or not 0 < float(match[1]) <= 100:
-        raise ValueError(f"{value!r} is neither a positive number of steps nor a share of the run between 0% "
-                         "and 100% (such as '25%')")
-    return value.strip()
+    if text is not None and text.isdigit() and int(text) > 0:
+        return int(text)
+    match = _SHARE.match(text) if text is not None else None
+    if match and 0 < float(match[1]) <= 100:
+        return text
+    raise ValueError(f"{value!r} is neither a positive whole number of steps nor a share of the run between 0% "
+                     "and 100% (such as '25%')")
 
 
 #: A positive number of steps, or a share of the run's steps written ``"P%"`` (0 < P <= 100).
-StepsOrShare = Annotated[int | str, AfterValidator(_steps_or_share)]
+StepsOrShare = Annotated[int | str, PlainValidator(_steps_or_share)]
 
 
 def steps_of(value: int | str | None, total_steps: int | None) -> int | None:

@@ -31,6 +31,14 @@ from genframe.config.batches import EVAL_CHUNK  # noqa: E402
 from genframe.util.atomic import atomic_write_text  # noqa: E402
 
 
+def at_least_one(text: str) -> int:
+    """An argparse type: a whole number of at least 1."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text} is below 1")
+    return value
+
+
 def parse_spec(text: str) -> tuple[str, str]:
     """``LABEL=RUN_OR_CHECKPOINT`` -> (label, path)."""
     label, sep, path = text.partition("=")
@@ -44,14 +52,17 @@ def parse_spec(text: str) -> tuple[str, str]:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("specs", nargs="+", metavar="LABEL=RUN_OR_CHECKPOINT")
-    p.add_argument("--n", type=int, default=1000, help="samples per timing")
-    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--n", type=at_least_one, default=1000, help="samples per timing")
+    p.add_argument("--rounds", type=at_least_one, default=3)
     p.add_argument("--out", default=None, help="JSON of every round and the medians")
     args = p.parse_args()
     specs = [parse_spec(t) for t in args.specs]
     if len({label for label, _ in specs}) < len(specs):
         raise SystemExit("Error: a label is used twice; give each model its own label")
-    models = {label: genframe.load(path) for label, path in specs}
+    try:
+        models = {label: genframe.load(path) for label, path in specs}
+    except genframe.GenframeError as error:
+        raise SystemExit(f"Error: {genframe.one_line(error)}") from None
     rounds: dict[str, list[float]] = {label: [] for label in models}
     nfe: dict[str, int | None] = {}
     for r in range(args.rounds):

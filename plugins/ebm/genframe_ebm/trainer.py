@@ -160,7 +160,8 @@ class CDTrainer(Trainer):
         self.buffer.load_state_dict(state["buffer"])
         self.generator.set_state(state["generator"])
         chosen = state.get("chain_precision")
-        if chosen is not None and getattr(self.sampler, "precision", None) == "auto":
+        if chosen is not None and getattr(self.sampler, "precision", None) == "auto" and \
+                getattr(self.sampler, "chosen_precision", None) is None:  # a resume (a rollback keeps what it has)
             self.sampler.precision = chosen["precision"]  # the run's recorded choice, not a new race's
             self.kept_precision = chosen
             if os.environ.get("RANK", "0") == "0":

@@ -146,8 +146,6 @@ def plan_backend(model: nn.Module, init: torch.Tensor, settings: ChainSettings,
         elif settings.precision == "auto":
             with main_thread_alone(worker_count(init, settings.threads)):  # the race runs as the chains will
                 kernels, choice = auto_kernels(plan, impl, settings)
-            if chose_precision is not None:
-                chose_precision(choice)
         else:
             kernels = bf16_kernels(plan) if settings.precision == "bf16" else None
             kernels = kernels or native.load(spec, required=impl == "native")
@@ -155,6 +153,10 @@ def plan_backend(model: nn.Module, init: torch.Tensor, settings: ChainSettings,
             with main_thread_alone(worker_count(init, settings.threads)):  # the race runs as the chains will
                 faster = race.native_is_faster(plan, kernels, settings.threads, settings.grad_clip)
             kernels = kernels if faster else None
+        if settings.precision == "auto" and chose_precision is not None and spec is not None and on_cpu:
+            if kernels is None:  # the ATen path won the impl race (or no kernel built): its products are fp32
+                choice = PrecisionChoice("fp32", "the chains run the fused ATen path here, which has no bf16 products")
+            chose_precision(choice)
     if kernels is None:
         tell_if_fp32(settings, "fused")
         return fused_backend(plan, settings.noise, settings.grad_clip, settings.threads)
