@@ -25,7 +25,8 @@ from pathlib import Path
 
 TINY = ["trainer.batch_size=16", "trainer.max_steps=1", "sampler.steps=3", "sampler.generate_steps=5",
         "buffer.size=64", "logging.sample_n=4", "logging.chain_n=0", "data.limit=64", "trainer.val_batch_size=64"]
-NUMERIC = ["seed", "trainer.epochs", "trainer.max_steps", "trainer.max_minutes", "trainer.batch_size",
+NUMERIC = ["seed", "trainer.epochs", "trainer.max_steps", "trainer.max_minutes", "trainer.budget_minutes",
+           "trainer.budget_probe_steps", "trainer.batch_size",
            "trainer.checkpoint_every", "trainer.peer_timeout", "trainer.lr", "trainer.lr_min", "trainer.lr_decay_steps",
            "trainer.eps", "trainer.alpha", "trainer.real_noise", "trainer.val_batch_size", "trainer.r1",
            "trainer.r1_every", "trainer.score_limit", "logging.log_every", "logging.sample_n", "logging.chain_n",
