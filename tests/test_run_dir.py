@@ -293,3 +293,19 @@ def test_a_damaged_holder_record_still_refuses_in_one_line(tmp_path):
     finally:
         holder.release()
     RunDirLock(tmp_path).acquire()  # released: free again
+
+
+def test_a_run_killed_outright_shows_the_step_of_its_last_checkpoint(data_dir, tmp_path):
+    # kill -9: no handler runs, so status.json says what the last checkpoint wrote (it once kept the start's step 0)
+    run = tmp_path / "run"
+    process = subprocess.Popen(genframe_cli("run", "ebm", *with_sets([*SLOW, "trainer.checkpoint_every=2"]),
+                                            "--run-dir", str(run)), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True)
+    try:
+        wait_for_step(process, run, 5)
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+    saved = load_checkpoint(run)["loop"]["step"]
+    assert saved >= 4 and status_of(run)["step"] == saved and status_of(run)["status"] == "running"
+    assert read_status(run)["status"] == "interrupted"  # its process is gone: readers are told

@@ -323,6 +323,8 @@ class TrainingLoop(Rewinding):
                                                                           [s["pending"] for s in states]))
             self.hear("on_checkpoint", self.p.checkpoint_path)
         self.last_checkpoint_step = self.ctx.step
+        if not self.in_end_of_run:  # a run killed outright (kill -9) still shows the step it can resume from
+            self.record_status("running")
 
     def weights_finite(self) -> bool:
         return all(bool(torch.isfinite(p).all()) for p in self.model.parameters())
