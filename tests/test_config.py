@@ -31,6 +31,15 @@ def test_config_files_in_every_format(tmp_path, suffix, text):
     assert c.trainer.epochs == 4 and c.sampler.step_size == 5.0 and c.sampler.steps == 60
 
 
+@pytest.mark.parametrize("suffix,text", [
+    (".toml", "[trainer]\nepochs = 3\n"), (".yaml", "trainer:\n  epochs: 3\n"), (".json", '{"trainer": {"epochs": 3}}')])
+def test_a_byte_order_mark_at_the_start_of_a_config_is_read_past(tmp_path, suffix, text):
+    # Windows editors write one; TOML and JSON parsers refused it as invalid at line 1
+    path = tmp_path / f"c{suffix}"
+    path.write_bytes(b"\xef\xbb\xbf" + text.encode())
+    assert build_config(EBMConfig, path=path).trainer.epochs == 3
+
+
 def test_bad_value_names_the_dotted_path_and_reason():
     with pytest.raises(ConfigError) as err:
         build_config(EBMConfig, overrides=["trainer.epochs=abc"])

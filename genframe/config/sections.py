@@ -179,7 +179,7 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     if fmt is None:
         raise ConfigError(f"config file {path}: unknown extension {path.suffix!r}; use .toml, .yaml, .yml or .json")
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # a byte-order mark (Windows editors write one) is no setting
     except FileNotFoundError:
         raise ConfigError(f"config file {path} does not exist; check the path given to --config") from None
     except (OSError, UnicodeDecodeError) as exc:
