@@ -154,3 +154,12 @@ def test_bf16_on_a_path_without_it_says_so_once(monkeypatch):
 def test_a_bad_precision_is_a_clear_error():
     with pytest.raises(ValueError, match="precision must be one of auto, fp32, bf16"):
         SGLDSampler(precision="fp16")
+
+
+def test_more_threads_than_cores_are_said_and_capped():
+    from genframe_ebm.sampler import SGLDSampler, usable_cores
+
+    with pytest.warns(UserWarning, match=rf"sampler.threads=1000 is more than the {usable_cores()} CPU cores"):
+        sampler = SGLDSampler(threads=1000)
+    assert sampler.worker_threads() == usable_cores()
+    assert SGLDSampler(threads=1).worker_threads() == 1  # within the cores: as asked

@@ -14,6 +14,8 @@ kernel draws itself (tests/test_sampler_bf16.py).
 
 from __future__ import annotations
 
+import os
+import warnings
 from collections.abc import Callable, Sequence
 
 import torch
@@ -25,6 +27,14 @@ from genframe_ebm.backends.base import ChainBackend, ChainSettings
 from genframe_ebm.backends.select import IMPLS, PRECISIONS, Backends
 
 __all__ = ["IMPLS", "PRECISIONS", "SGLDSampler", "frozen"]
+
+
+def usable_cores() -> int:
+    """The CPU cores this process may run on (its affinity where the OS tells it, else all of them)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
 
 
 class SGLDSampler(Sampler):
@@ -50,6 +60,12 @@ class SGLDSampler(Sampler):
         self.step_size, self.noise, self.grad_clip = step_size, noise, grad_clip
         self.steps, self.generate_steps, self.denoise_steps = steps, generate_steps, denoise_steps
         self.example_shape = tuple(example_shape)
+        cores = usable_cores()
+        if threads is not None and threads > cores:
+            warnings.warn(f"genframe: sampler.threads={threads} is more than the {cores} CPU cores this process may "
+                          f"use; workers beyond them only take turns, so the chains run on {cores}", UserWarning,
+                          stacklevel=3)
+            threads = cores
         self.impl, self.threads, self.precision = impl, threads, precision
         self.backends = Backends(self.step)  # the choice per model, and the CUDA graphs captured for them
 
