@@ -112,9 +112,9 @@ def inpaint_to_files(path: str | Path, images: str, mask: str = "bottom-half", n
     (masked, completed, original) for the first ``grid_n`` to ``out``, every completion to ``tensor`` (a
     ``.npy``) and the report to ``RUN_DIR/inpaint.json``; measure label accuracy when the images have labels."""
     from genframe.using.load import load
-    from genframe.using.outputs import check_output_paths
+    from genframe.using.outputs import check_output_paths, picture_name
 
-    check_output_paths({"--out": _png(out), "--tensor": tensor})
+    check_output_paths({"--out": picture_name("--out", out, ".png"), "--tensor": tensor})
     loaded = load(path, device)
     _check_refines(loaded)
     check_output_paths({"the report": run_dir_of(loaded.checkpoint) / INPAINT_NAME})
@@ -163,11 +163,11 @@ def denoise_to_files(path: str | Path, images: str, noise: float = 0.3, n: int =
     report the mean PSNR against the clean images before and after, write a picture of (noisy, cleaned,
     clean) to ``out``, every cleaned image to ``tensor`` and the report to ``RUN_DIR/denoise.json``."""
     from genframe.using.load import load
-    from genframe.using.outputs import check_output_paths
+    from genframe.using.outputs import check_output_paths, picture_name
 
     if not (math.isfinite(noise) and noise > 0):
         raise RunError(f"--noise {noise}: give the noise's standard deviation, a positive number (e.g. 0.3)")
-    check_output_paths({"--out": _png(out), "--tensor": tensor})
+    check_output_paths({"--out": picture_name("--out", out, ".png"), "--tensor": tensor})
     loaded = load(path, device)
     _check_refines(loaded)
     check_output_paths({"the report": run_dir_of(loaded.checkpoint) / DENOISE_NAME})
@@ -193,12 +193,6 @@ def denoise_to_files(path: str | Path, images: str, noise: float = 0.3, n: int =
         report["tensor"] = str(tensor)
     atomic_write_text(run_dir_of(loaded.checkpoint) / DENOISE_NAME, json.dumps(report, indent=2) + "\n")
     return report
-
-
-def _png(out: str | Path) -> str | Path:
-    if Path(out).suffix.lower() != ".png":
-        raise RunError(f"--out {out}: the picture is a PNG; name it {Path(out).with_suffix('.png').name}")
-    return out
 
 
 def _shape(loaded) -> tuple[int, ...]:

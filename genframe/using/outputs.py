@@ -34,3 +34,12 @@ def check_output_paths(paths: dict[str, str | Path | None]) -> None:
         except OSError as error:
             raise RunError(f"cannot write {path} ({option}): folder {folder} is not writable "
                            f"({error.strerror or error})") from None
+
+
+def picture_name(option: str, path: str | Path | None, suffix: str) -> str | Path | None:
+    """``path`` if it is named for the picture written there (``.png``, ``.gif``), else one line naming the fix:
+    the bytes are that format whatever the name, and a ``.jpg`` holding PNG bytes misleads every viewer."""
+    if path is not None and not Path(path).is_dir() and Path(path).suffix.lower() != suffix:  # (a folder: said next)
+        raise RunError(f"{option} {path}: the picture is a {suffix[1:].upper()}; name it "
+                       f"{Path(path).with_suffix(suffix).name}")
+    return path

@@ -13,7 +13,7 @@ from genframe.contracts.components import SampleOutput
 from genframe.plugins.recipes import get_recipe
 from genframe.plugins.registry import following_runs
 from genframe.using.load import load
-from genframe.using.outputs import check_output_paths
+from genframe.using.outputs import check_output_paths, picture_name
 from genframe.util.atomic import atomic_write
 
 if TYPE_CHECKING:
@@ -56,7 +56,8 @@ def sample_to_files(
     """
     from genframe.using.generation import NpyWriter, iter_chunks
 
-    check_output_paths({"--out": out, "--gif": gif, "--tensor": tensor})
+    check_output_paths({"--out": picture_name("--out", out, ".png"), "--gif": picture_name("--gif", gif, ".gif"),
+                        "--tensor": tensor})
     loaded = load(path, device)
     recipe = get_recipe(loaded.recipe_name)
     total = loaded.sampler.generate_steps if steps is None else steps
