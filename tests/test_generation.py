@@ -180,3 +180,28 @@ def test_out_of_memory_halves_the_chunk_and_loses_nothing():
 def test_out_of_memory_at_one_sample_is_raised():
     with pytest.raises(torch.cuda.OutOfMemoryError):
         generate_in_chunks(RunsOutOfMemory(limit=0), None, 4, None, seed=0, stream=0, device="cpu", chunk=4)
+
+
+@pytest.mark.parametrize("option", ["--tensor", "--out", "--gif"])
+def test_a_full_disk_is_one_line_naming_the_file_and_leaves_nothing_half_written(trained_run, tmp_path, monkeypatch,
+                                                                                 option):
+    import errno
+    import os
+
+    target = {"--tensor": "x.npy", "--out": "g.png", "--gif": "c.gif"}[option]
+    real_fsync = os.fsync
+
+    def full(fd):  # the disk fills while this output is written (fsync is where a full disk shows at the latest)
+        if any(name.startswith(f".{target}.") for name in os.listdir(tmp_path)):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", full)
+    args = ["sample", str(trained_run), "--n", "8", "--steps", "1", "--out", str(tmp_path / "g.png"),
+            option, str(tmp_path / target)]
+    result = CliRunner().invoke(cli, list(dict.fromkeys(args)) if option == "--out" else args)
+    lines = [line for line in result.output.splitlines() if line.strip() and not line.startswith("warning")]
+    assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+    assert lines[-1] == (f"Error: could not write {tmp_path / target} ({option}): No space left on device; free disk "
+                         "space or write elsewhere (nothing half-written was left under that name)")
+    assert not (tmp_path / target).exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".")]

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
@@ -10,6 +11,7 @@ from typing import TYPE_CHECKING, BinaryIO
 import torch
 
 from genframe.contracts.components import SampleOutput
+from genframe.contracts.errors import RunError
 from genframe.plugins.recipes import get_recipe
 from genframe.plugins.registry import following_runs
 from genframe.using.load import load
@@ -71,14 +73,28 @@ def sample_to_files(
         kept = _stream_chunks(chunks, NpyWriter(handle, n) if handle is not None else None, grid_n, progress)
 
     if tensor is not None:  # first: the costly result is on disk before anything else can fail
-        atomic_write(tensor, stream)
+        with writing("--tensor", tensor):
+            atomic_write(tensor, stream)
     else:
         stream(None)
     kept.nfe = getattr(loaded.sampler, "last_nfe", None) or None  # an ODE sampler's count (its last chunk's)
-    recipe.draw_samples(kept.images, Path(out))
+    with writing("--out", out):
+        recipe.draw_samples(kept.images, Path(out))
     if gif:
-        recipe.draw_chain(kept.chain or [kept.images], Path(gif))
+        with writing("--gif", gif):
+            recipe.draw_chain(kept.chain or [kept.images], Path(gif))
     return kept
+
+
+@contextlib.contextmanager
+def writing(option: str, path: str | Path) -> Iterator[None]:
+    """A write that fails (a full disk, a folder gone since the check) is one line naming the file, not a
+    traceback; the writes are atomic, so nothing half-written is left under the name."""
+    try:
+        yield
+    except OSError as error:
+        raise RunError(f"could not write {path} ({option}): {error.strerror or error}; free disk space or write "
+                       "elsewhere (nothing half-written was left under that name)") from None
 
 
 def _stream_chunks(chunks: Iterator[SampleOutput], writer: NpyWriter | None, grid_n: int,
