@@ -120,6 +120,11 @@ def test_damaged_or_incomplete_exports_and_unwritable_places_are_one_line(runs, 
     weights = (folder / "model.safetensors").read_bytes()
     (folder / "model.safetensors").write_bytes(weights[:100])  # cut short
     line = one_error_line(CliRunner().invoke(cli, ["sample", str(folder), "--out", str(tmp_path / "s.png")]))
+    assert "model.safetensors is damaged" in line and "export the run again" in line
+    record = json.loads((folder / "export.json").read_text())
+    del record["weights_sha256"]  # an export made before the checksum: safetensors' own check still holds
+    (folder / "export.json").write_text(json.dumps(record))
+    line = one_error_line(CliRunner().invoke(cli, ["sample", str(folder), "--out", str(tmp_path / "s.png")]))
     assert "is not a whole genframe export" in line and "export the run again" in line
     (folder / "model.safetensors").write_bytes(weights)
     record = json.loads((folder / "export.json").read_text())
@@ -151,3 +156,36 @@ def test_the_card_quotes_only_an_evaluation_of_the_exported_checkpoint(runs, tmp
     assert not (folder / "eval.json").exists() and "## Quality" not in (folder / "README.md").read_text()
     matching = export_model(runs / "plain", tmp_path / "matching", grid_n=4, device="cpu")
     assert json.loads((matching / "eval.json").read_text())["step"] == 2
+
+
+def test_a_flipped_bit_in_the_exported_weights_is_caught(runs, tmp_path):
+    # safetensors reads a flipped bit in a weight as a valid (wild) number: the record's checksum catches it
+    from genframe.using.export import export_model
+
+    folder = export_model(runs / "plain", tmp_path / "model", grid_n=4, device="cpu")
+    data = bytearray((folder / "model.safetensors").read_bytes())
+    data[-3] ^= 0x40  # an exponent bit of the last weight
+    (folder / "model.safetensors").write_bytes(bytes(data))
+    line = one_error_line(CliRunner().invoke(cli, ["sample", str(folder), "--out", str(tmp_path / "s.png")]))
+    assert "model.safetensors is damaged: its SHA-256 is not the one export.json recorded" in line
+    assert not (tmp_path / "s.png").exists()
+
+
+def test_an_empty_folder_given_to_export_keeps_its_permissions(runs, tmp_path):
+    import os
+    import stat
+
+    from genframe.using.export import export_model
+
+    out = tmp_path / "shared"
+    out.mkdir()
+    out.chmod(0o555)  # its owner made it read-only
+    try:
+        if os.access(out, os.W_OK):  # root writes anyway: the folder it gets is read-only as it was, not writable
+            export_model(runs / "plain", out, grid_n=4, device="cpu")
+            assert stat.S_IMODE(out.stat().st_mode) == 0o555 and (out / "model.safetensors").is_file()
+        else:  # anyone else is told, and nothing is replaced
+            line = one_error_line(CliRunner().invoke(cli, ["export", str(runs / "plain"), "--out", str(out)]))
+            assert f"{out} is not writable" in line and not any(out.iterdir())
+    finally:
+        out.chmod(0o755)

@@ -17,9 +17,11 @@ it as it is.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
+import stat
 import tempfile
 import time
 import warnings
@@ -46,8 +48,11 @@ def export_model(path: str | Path, out: str | Path, grid_n: int = 64, seed: int 
     out = Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise RunError(f"{out} already exists and is not an empty folder; give a new folder with --out")
-    checkpoint = resolve_checkpoint(path)
-    loaded = load(checkpoint, device)  # the sampling model, rebuilt as genframe.load does
+    if out.exists() and not os.access(out, os.W_OK):  # it is replaced by the export: its owner said no writing
+        raise RunError(f"{out} is not writable; give a writable folder with --out, or make this one writable")
+    resolve_checkpoint(path)  # a path that holds no checkpoint: one line, before anything is built
+    loaded = load(path, device)  # the weights the run samples with, as genframe.load chooses them
+    checkpoint = loaded.checkpoint
     weights = {name: tensor.detach().cpu().contiguous() for name, tensor in loaded.model.state_dict().items()}
     record = {
         "format": EXPORT_FORMAT, "recipe": loaded.recipe_name, "plugin": loaded.provenance.get("plugin"),
@@ -68,7 +73,9 @@ def export_model(path: str | Path, out: str | Path, grid_n: int = 64, seed: int 
         raise RunError(f"cannot write {out} ({exc.strerror or exc}); give a writable place with --out") from None
     try:
         metadata = {"genframe_recipe": record["recipe"], "genframe_weights": record["weights"]}
-        atomic_write_bytes(staging / WEIGHTS_NAME, save(weights, metadata=metadata))
+        data = save(weights, metadata=metadata)
+        record["weights_sha256"] = hashlib.sha256(data).hexdigest()  # read_export proves the weights with it
+        atomic_write_bytes(staging / WEIGHTS_NAME, data)
         atomic_write_text(staging / "config.json", json.dumps(config, indent=2, sort_keys=True) + "\n")
         atomic_write_text(staging / EXPORT_NAME, json.dumps(record, indent=2) + "\n")
         if evaluation is not None:
@@ -76,11 +83,15 @@ def export_model(path: str | Path, out: str | Path, grid_n: int = 64, seed: int 
         grid = loaded.sample(grid_n, seed=seed).images.cpu()
         get_recipe(record["recipe"]).draw_samples(grid, staging / "samples.png")
         atomic_write_text(staging / "README.md", model_card(record, config, staging, name=out.name))
-        os.chmod(staging, 0o777 & ~current_umask())  # mkdtemp makes it private; give the folder the usual permissions
+        mode = 0o777 & ~current_umask()  # mkdtemp makes it private; give the folder the usual permissions...
+        if out.exists():
+            mode = out.stat().st_mode & 0o7777  # ...or those of the empty folder it takes the place of
+        os.chmod(staging, mode | stat.S_IWUSR)  # writable until the files are in (root bypasses it anyway)
         fsync_dir(staging)
         if out.exists():
             out.rmdir()  # empty (checked above)
         os.replace(staging, out)
+        os.chmod(out, mode)
         fsync_dir(out.parent)
     except BaseException as error:
         shutil.rmtree(staging, ignore_errors=True)

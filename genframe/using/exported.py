@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -32,12 +33,17 @@ def is_export(path: str | Path) -> bool:
 def read_export(folder: Path) -> tuple[dict[str, Any], dict[str, Any], dict[str, torch.Tensor]]:
     """The export record, the config and the weights of an exported folder (safetensors: no unpickling)."""
     from safetensors import SafetensorError
-    from safetensors.torch import load_file
+    from safetensors.torch import load
 
     try:
         record = json.loads((folder / EXPORT_NAME).read_text(encoding="utf-8"))
         config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
-        weights = load_file(str(folder / WEIGHTS_NAME))
+        data = (folder / WEIGHTS_NAME).read_bytes()
+        recorded = record.get("weights_sha256") if isinstance(record, dict) else None
+        if recorded is not None and hashlib.sha256(data).hexdigest() != recorded:  # (exports before 0.2.1: none)
+            raise CheckpointError(f"{folder}/{WEIGHTS_NAME} is damaged: its SHA-256 is not the one {EXPORT_NAME} "
+                                  "recorded; copy the export again, or export the run again")
+        weights = load(data)
     except (OSError, ValueError, SafetensorError) as exc:  # a missing config, bad JSON, damaged weights
         raise CheckpointError(f"{folder} is not a whole genframe export ({one_line(exc)[:200]}); "
                               "export the run again") from None
