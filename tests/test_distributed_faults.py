@@ -289,3 +289,28 @@ def test_a_locked_run_directory_refuses_every_torchrun_process_at_once(data_dir,
     assert code != 0 and len(refusals) == 2, stderr  # rank 0 tried the lock; rank 1 learnt the outcome from it
     assert f"pid {os.getpid()}" in refusals[0] and not worker_tracebacks(stderr)
     assert not (run / "checkpoints").exists() and took < 60
+
+
+def test_a_silent_peer_has_the_first_steps_allowance_then_peer_timeout(tmp_path, monkeypatch):
+    # rank 1 never beats: before this process's first step that is a slow start (first_step_timeout), after it a
+    # stall (peer_timeout). The watch is real, against a real store; only its leaving (os._exit) is caught.
+    from genframe.training.distributed import World
+    from genframe.training.heartbeat import Heartbeat
+
+    store = dist.TCPStore("127.0.0.1", 0, is_master=True, wait_for_workers=False)
+    monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
+    monkeypatch.setenv("MASTER_PORT", str(store.port))
+    beat = Heartbeat(World(rank=0, world_size=2), 0.3, tmp_path, "ebm", first_step_timeout=30)
+    left: list[str] = []
+    monkeypatch.setattr(beat, "_leave", lambda reason: (left.append(reason), beat._stopping.set()))
+    beat.start()
+    try:
+        time.sleep(1.5)  # five times peer_timeout without a beat from rank 1, but before the first step
+        assert left == [] and beat.limit == 30
+        beat.first_step_done()
+        deadline = time.monotonic() + 5
+        while not left and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert left == ["process rank 1 of 2 has not answered for 0.3 s (stalled or dead)"]
+    finally:
+        beat.stop()

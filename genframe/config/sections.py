@@ -70,9 +70,12 @@ class TrainerConfig(Section):
         None, description="Also checkpoint every N steps (always: each epoch end, the run's end, on SIGINT/SIGTERM)."
     )
     peer_timeout: PositiveFloat = Field(
-        120.0, le=86_400, description="torchrun: seconds a process may go without a heartbeat before the others "
-        "call it stalled or dead and stop (the heartbeat goes on during rank-0-only work such as evaluations); "
-        "at most a day.")
+        60.0, le=86_400, description="torchrun: seconds a process may go without a heartbeat, once its first step "
+        "is done, before the others call it stalled or dead and stop (the heartbeat goes on during rank-0-only work "
+        "such as evaluations); at most a day.")
+    first_step_timeout: PositiveFloat = Field(
+        600.0, le=86_400, description="torchrun: the same allowance until the first step is done, when processes "
+        "build kernels, read their data and meet in their first collectives at their own pace; at most a day.")
 
     @field_validator("device")
     @classmethod

@@ -3,8 +3,9 @@
 Each process runs a daemon thread that beats (a counter in torchrun's key-value store) and watches
 its neighbour in a ring (rank r watches r + 1: one peer each, so the store's load does not grow
 with the world) and the run's ``failed`` key. A neighbour whose counter has not moved for
-``trainer.peer_timeout`` seconds (this process's monotonic clock: no clock skew between machines)
-is stalled or dead: the watcher announces it in ``failed``, and every process that sees ``failed``
+``trainer.peer_timeout`` seconds (this process's monotonic clock: no clock skew between machines;
+``trainer.first_step_timeout`` until this process's first step is done, when processes build kernels,
+read data and meet in their first collectives at their own pace) is stalled or dead: the watcher announces it in ``failed``, and every process that sees ``failed``
 prints one line and leaves at once (``os._exit``: its main thread may be stuck inside a collective
 that will never complete). A process whose run fails in a way the others do not share (rank 0
 cannot write its checkpoint) announces it the same way before it leaves; one whose collective broke
@@ -78,8 +79,10 @@ class Heartbeat:
     """One process's beat and watch; ``start()`` once the process group is up, ``stop()`` on the way out."""
 
     def __init__(self, world: World, timeout: float, run_dir: Path, recipe: str,
-                 on_leave: Callable[[str], None] | None = None) -> None:
+                 on_leave: Callable[[str], None] | None = None, first_step_timeout: float | None = None) -> None:
         self.world, self.timeout, self.run_dir, self.recipe = world, float(timeout), Path(run_dir), recipe
+        self.first_step_timeout = max(self.timeout, float(first_step_timeout or timeout))
+        self._first_step_done = threading.Event()
         self.on_leave = on_leave  # told why, just before the watch ends this process (rank 0 records it)
         # Several beats per timeout, at most a second apart: a stall is noticed within timeout + interval.
         self.interval = min(1.0, max(0.05, self.timeout / 5))
@@ -112,6 +115,15 @@ class Heartbeat:
         _current = self
         return self
 
+    def first_step_done(self) -> None:
+        """From now on a silent peer is stalled after ``timeout``, no longer after the first step's allowance."""
+        self._first_step_done.set()
+
+    @property
+    def limit(self) -> float:
+        """Seconds a peer may go without a beat now."""
+        return self.timeout if self._first_step_done.is_set() else self.first_step_timeout
+
     # --- the watch (its own thread) -----------------------------------------------------------------
     def _watch(self) -> None:
         rank, size = self.world.rank, self.world.world_size
@@ -130,8 +142,10 @@ class Heartbeat:
                 count = self.store.add(f"beat/{peer}", 0)
                 if count != seen:
                     seen, moved_at = count, time.monotonic()
-                elif time.monotonic() - moved_at >= self.timeout and not self.store.check([f"left/{peer}"]):
-                    reason = f"process rank {peer} of {size} has not answered for {self.timeout:g} s (stalled or dead)"
+                elif time.monotonic() - moved_at >= self.limit and not self.store.check([f"left/{peer}"]):
+                    before = "" if self._first_step_done.is_set() else " before its first step was done"
+                    reason = (f"process rank {peer} of {size} has not answered for {self.limit:g} s{before} "
+                              "(stalled or dead)")
                     self._leave(self._announce(reason))
             except Exception as exc:  # the store itself stopped answering (it gives up after ``timeout``)
                 if self._stopping.is_set():

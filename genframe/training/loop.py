@@ -157,6 +157,8 @@ class TrainingLoop(Rewinding):
                 loop["train_seconds"] += time.perf_counter() - began
             ctx.batch = loop["batch"] = loop["batch"] + 1
             ctx.step = loop["step"] = loop["step"] + 1
+            if self.run_spec.heartbeat is not None:
+                self.run_spec.heartbeat.first_step_done()  # torchrun: a silent peer is stalled after peer_timeout now
             self.fix_length_when_timed()
             self.stop_when_out_of_time()
             for key, value in metrics.items():  # accumulate on the device: no per-step host sync

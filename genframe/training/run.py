@@ -116,7 +116,8 @@ class TrainingRun:
         self.heartbeat = None
         if self.world.active:
             self.heartbeat = Heartbeat(self.world, self.config.trainer.peer_timeout, Path(run_dir), recipe,
-                                       on_leave=self._record_failure).start()
+                                       on_leave=self._record_failure,
+                                       first_step_timeout=self.config.trainer.first_step_timeout).start()
         try:
             self._prepare(run_dir)
         except BaseException as error:
