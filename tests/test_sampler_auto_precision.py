@@ -99,3 +99,21 @@ def test_a_run_records_the_choice_and_its_resume_keeps_it(bf16_here, data_dir, t
     genframe.train("ebm", overrides=["trainer.max_steps=4"], resume=run, quiet=True)
     assert races == [] and "sampler.precision='auto' keeps bf16, the run's recorded choice" in capfd.readouterr().err
     assert load_checkpoint(run / "checkpoints" / "last.pt")["trainer"]["chain_precision"] == recorded
+
+
+def test_a_race_record_of_the_earlier_format_is_read_without_racing_again(monkeypatch, tmp_path):
+    # before precision "auto" the cache held {"native": bool, "seconds": ...} under the same file name
+    import hashlib
+    import json
+
+    from genframe_ebm.backends.swish_plan import SwishPlan
+
+    monkeypatch.setenv("GENFRAME_KERNEL_CACHE", str(tmp_path))
+    monkeypatch.setattr(race, "_records", {})
+    plan = SwishPlan.for_model(SwishEnergyNet(), (1, 32, 32))
+    kernels = native.load(plan.native_spec())
+    name = hashlib.sha256(f"{kernels.build}\n1\n{torch.__version__}".encode()).hexdigest()[:20]
+    (tmp_path / f"choice_{name}.json").write_text(json.dumps(
+        {"native": False, "seconds": {"native": 1.0, "fused": 2.0}, "threads": 1, "chains": 16}))
+    monkeypatch.setattr(race, "_race", lambda *args: pytest.fail("raced again on a machine that remembers"))
+    assert race.native_is_faster(plan, kernels, 1, 0.03) is False  # the recorded answer, as it was written
