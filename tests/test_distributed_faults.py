@@ -61,6 +61,9 @@ class Faults(genframe.Callback):
     name = "faults"
 
     def on_step_end(self, run, control):
+        first_launch = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0") == "0" or os.environ.get("GF_DIE_ALWAYS")
+        if run.rank == 1 and run.step == int(os.environ.get("GF_DIE_AT", "0")) and first_launch:
+            os._exit(1)  # killed outright, between checkpoints
         if run.step == int(os.environ.get("GF_STOP_AT", "0")):
             control.stop("the test stops here")
         if run.rank == 0 and run.step == int(os.environ.get("GF_PAUSE_AT", "0")):
@@ -87,11 +90,11 @@ def site(tmp_path):
     return site
 
 
-def launch(args: list[str], site, out, **env) -> subprocess.Popen:
+def launch(args: list[str], site, out, restarts: int = 0, **env) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")]),
            "GF_FAULT_DIR": str(out), "OMP_NUM_THREADS": "1", **env}
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2",
-               "-m", "genframe", *args]
+               f"--max-restarts={restarts}", "-m", "genframe", *args]
     return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -314,3 +317,27 @@ def test_a_silent_peer_has_the_first_steps_allowance_then_peer_timeout(tmp_path,
         assert left == ["process rank 1 of 2 has not answered for 0.3 s (stalled or dead)"]
     finally:
         beat.stop()
+
+
+def test_a_group_torchrun_restarts_resumes_by_itself_and_ends_as_a_straight_run(data_dir, tmp_path, site):
+    # rank 1 is killed at step 5 (checkpoints every 2 steps); torchrun restarts both with the same command line
+    straight, failed, out = tmp_path / "straight", tmp_path / "failed", tmp_path / "out"
+    out.mkdir()
+    code, stderr = finish(launch(run_args(straight), site, out))
+    assert code == 0, stderr[-3000:]
+    code, stderr = finish(launch(run_args(failed, "trainer.checkpoint_every=2"), site, out, restarts=1, GF_DIE_AT="5"))
+    assert code == 0, stderr[-3000:]
+    assert stderr.count(f"genframe: torchrun restart 1: resuming {failed} from step 4, its last checkpoint") == 1
+    assert metric_rows(failed) == metric_rows(straight)  # one history: no step twice, none missing
+    a, b = load_checkpoint(straight), load_checkpoint(failed)
+    assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+
+
+def test_a_run_that_keeps_failing_stops_after_its_restarts_with_the_reason(data_dir, tmp_path, site):
+    run, out = tmp_path / "run", tmp_path / "out"
+    out.mkdir()
+    code, stderr = finish(launch(run_args(run, "trainer.checkpoint_every=2"), site, out, restarts=1, GF_DIE_AT="5",
+                                 GF_DIE_ALWAYS="1"))
+    assert code != 0 and stderr.count("genframe: torchrun restart 1: resuming") == 1
+    assert "has died" in stderr or "has not answered" in stderr, stderr[-3000:]  # the survivor names the dead
+    assert load_checkpoint(run)["loop"]["step"] == 4  # the last good checkpoint stays, resumable

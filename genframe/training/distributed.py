@@ -51,6 +51,14 @@ def launched_by_torchrun() -> bool:
     return int(os.environ.get("WORLD_SIZE", "1")) > 1
 
 
+def torchrun_restart() -> int:
+    """Which restart of its group torchrun made this process (``--max-restarts``): 0 for the first launch."""
+    try:
+        return int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")) if launched_by_torchrun() else 0
+    except ValueError:
+        return 0
+
+
 def init_world(device_name: str) -> World:
     """Join the process group torchrun set up (idempotent); a single process gets ``SINGLE``."""
     if not launched_by_torchrun():

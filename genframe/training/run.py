@@ -6,6 +6,7 @@ callbacks, restore a checkpoint when resuming, then hand over to the loop.
 from __future__ import annotations
 
 import functools
+import os
 import sys
 import warnings
 from collections.abc import Iterable, Mapping
@@ -24,7 +25,7 @@ from genframe.plugins.registry import Choices, Registry
 from genframe.training import distributed
 from genframe.training.budget import budget_steps_on_resume
 from genframe.training.checkpoint import CHECKPOINT_DIR, LAST_NAME, load_checkpoint, resolve_checkpoint, run_dir_of
-from genframe.training.distributed import barrier, device_for, init_world, shutdown
+from genframe.training.distributed import barrier, device_for, init_world, shutdown, torchrun_restart
 from genframe.training.heartbeat import Heartbeat
 from genframe.training.listeners import Listeners
 from genframe.training.loop import TrainingLoop
@@ -82,9 +83,17 @@ class TrainingRun:
         self.quiet = quiet
         self.checkpoint_state: dict[str, Any] | None = None
         self.end_of_run_done: list[str] = []  # end-of-run work done before a stop ("train_end", "pictures")
+        self.restart = torchrun_restart()
+        if self.restart and resume is None and run_dir is not None and holds_checkpoint(Path(run_dir)):
+            # torchrun restarted the group after a failure (--max-restarts) with the first launch's command:
+            # the run goes on from its last checkpoint, with its saved config (which holds the --config file's)
+            resume, run_dir, config = run_dir, None, None
         self.resume_from = None if resume is None else resolve_checkpoint(resume)
         if self.resume_from is not None:
             self._read_resume_checkpoint()
+            if self.restart and os.environ.get("RANK", "0") == "0":
+                print(f"genframe: torchrun restart {self.restart}: resuming {run_dir_of(self.resume_from)} from step "
+                      f"{self.checkpoint_state['loop']['step']}, its last checkpoint", file=sys.stderr, flush=True)
         # the plugins this run's bare names resolved to, followed on resume (a later plugin may offer one too)
         self.choices = Choices((self.checkpoint_state or {}).get("components"))
         with Registry.choosing(self.choices):
