@@ -223,6 +223,14 @@ class Trainer(ABC):
         """The unit and amount of work in one step, for throughput displays (e.g. ``("img-steps", 7680)``)."""
         return None
 
+    def reshard_state(self, states: list[dict[str, Any]], rank: int, world_size: int) -> dict[str, Any]:
+        """This process's state when a run saved by ``len(states)`` processes resumes on ``world_size``
+        (torchrun): ``states`` are each saved process's :meth:`state_dict`. A trainer with per-process pools
+        (replay buffers, chains) splits them here so that every process holds its own; its random streams
+        are reseeded by the core where ``rank`` is beyond the saved processes. Default: process ``rank``
+        takes saved process ``rank % len(states)``'s state."""
+        return states[rank % len(states)]
+
     def set_run_length(self, total_steps: int) -> None:
         """The run's length in steps, once known: before the first step (and at each resume), or after the first
         steps of a ``trainer.budget_minutes`` run, which is when its length is fixed. A trainer with schedules

@@ -84,8 +84,10 @@ class RunState:
         """Weights, trainer, loop position and RNG from ``state`` (callbacks: see ``Listeners``)."""
         ctx = self.ctx
         ranks = state.get("trainer_ranks") or [state["trainer"]]
-        own = ranks[ctx.rank % len(ranks)]  # more processes than saved: copies, reseeded below
         try:
+            # another number of processes: the trainer splits or pools what each saved process held
+            own = ranks[ctx.rank] if len(ranks) == ctx.world_size else self.trainer.reshard_state(
+                ranks, ctx.rank, ctx.world_size)
             ctx.model.load_state_dict(state["model"])
             self.trainer.load_state_dict(own)
         except (RuntimeError, KeyError, ValueError) as exc:

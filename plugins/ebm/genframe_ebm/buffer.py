@@ -80,7 +80,12 @@ class ReplayBuffer:
             self.head, self.size = state["head"], state["size"]
             return
         # A different capacity: keep the newest samples in age order.
-        head, size = state["head"], state["size"]
-        ordered = storage if size < state["capacity"] else torch.cat([storage[head:], storage[:head]])
+        ordered = oldest_first(state)
         self.size = self.head = 0
         self.push(ordered.to(self.device))
+
+
+def oldest_first(state: dict[str, Any]) -> torch.Tensor:
+    """A saved buffer's samples (``ReplayBuffer.state_dict``), oldest first."""
+    storage, head, size = state["storage"], state["head"], state["size"]
+    return storage[:size] if size < state["capacity"] else torch.cat([storage[head:], storage[:head]])

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from genframe import Dataset, DivergenceError, RateSchedule, Trainer
-from genframe_ebm.buffer import ReplayBuffer
+from genframe_ebm.buffer import ReplayBuffer, oldest_first
 from genframe_ebm.sampler import SGLDSampler
 
 VALIDATION_SEED = 20_240_601  # fixed noise: validation is comparable across epochs and draws no training randomness
@@ -148,6 +148,24 @@ class CDTrainer(Trainer):
         if chosen is not None:  # precision "auto" chose: the run keeps that choice on resume
             state["chain_precision"] = chosen
         return state
+
+    def reshard_state(self, states: list[dict[str, Any]], rank: int, world_size: int) -> dict[str, Any]:
+        """Every saved process's replay buffer pooled, then split so that each process holds its own chains.
+        The pool interleaves the buffers by age (the newest of each, then the next newest of each...), and
+        process ``rank`` takes every ``world_size``-th chain of it, its newest up to the buffer's size: fewer
+        processes keep the newest chains of all, more share them out. Where the pool is short, a process
+        starts from a batch of fresh noise, as a new buffer does. The optimizer is the same on every process;
+        the random stream is the saved process's (the core reseeds processes beyond them)."""
+        own = dict(states[rank % len(states)])
+        newest_first = [oldest_first(state["buffer"]).flip(0) for state in states]
+        order = [(i, r) for i in range(max(len(chains) for chains in newest_first)) for r in range(len(states))
+                 if i < len(newest_first[r])]
+        pooled = torch.stack([newest_first[r][i] for i, r in order]).flip(0)  # oldest first again
+        share = pooled[rank::world_size][-self.buffer.capacity:]
+        if share.shape[0] == 0:  # more processes than chains: this one starts as a fresh buffer does
+            share = self.buffer.uniform(self.buffer.size or 1).cpu()
+        own["buffer"] = {"storage": share, "head": 0, "size": share.shape[0], "capacity": share.shape[0]}
+        return own
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.optimizer.load_state_dict(state["optimizer"])
