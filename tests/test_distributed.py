@@ -291,3 +291,36 @@ def test_a_budget_in_minutes_gives_every_process_the_main_process_length(data_di
     assert rank0["status"] == rank1["status"] == "completed"
     for name, tensor in rank0["state"].items():
         assert torch.equal(tensor, rank1["state"][name]), name
+
+
+def test_two_torchrun_agents_on_one_machine_train_as_two_nodes_and_one_node_resumes(data_dir, tmp_path, site):
+    # the c10d rendezvous on 127.0.0.1, as two machines would use it (docs/distributed.md), one process a node
+    import socket
+
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    run, probe = tmp_path / "run", tmp_path / "probe"
+    probe.mkdir()
+    sets = [arg for item in [*SETTINGS, 'logging.loggers=["jsonl"]'] for arg in ("--set", item)]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")]),
+           "GF_PROBE_DIR": str(probe), "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "torch.distributed.run", "--nnodes=2", "--nproc-per-node=1",
+               "--rdzv-backend=c10d", f"--rdzv-endpoint=127.0.0.1:{port}", "--rdzv-id=two-nodes",
+               "-m", "genframe", "run", "ebm", *sets, "--run-dir", str(run)]
+    nodes = [subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(2)]
+    outputs = [node.communicate(timeout=300) for node in nodes]
+    assert [node.returncode for node in nodes] == [0, 0], [err[-2000:] for _, err in outputs]
+    assert sum(out.count("run completed:") for out, _ in outputs) == 1  # said once, by the process of rank 0
+    rank0, rank1 = probes(probe, 2)
+    assert rank0["world"] == rank1["world"] == 2
+    for name, tensor in rank0["state"].items():
+        assert torch.equal(tensor, rank1["state"][name]), name
+    state = load_checkpoint(run)
+    assert state["loop"]["step"] == 8 and len(state["trainer_ranks"]) == 2
+    # one machine died: the other resumes the run alone, with the chains of both (pooled)
+    resumed = genframe.train("ebm", overrides=["trainer.epochs=3", 'logging.loggers=["jsonl"]'], resume=run,
+                             quiet=True)
+    assert resumed.status == "completed" and resumed.step == 16  # 128 images a process, batch 16: 8 an epoch
+    assert len(load_checkpoint(run)["trainer_ranks"]) == 1
