@@ -341,3 +341,58 @@ def test_a_run_that_keeps_failing_stops_after_its_restarts_with_the_reason(data_
     assert code != 0 and stderr.count("genframe: torchrun restart 1: resuming") == 1
     assert "has died" in stderr or "has not answered" in stderr, stderr[-3000:]  # the survivor names the dead
     assert load_checkpoint(run)["loop"]["step"] == 4  # the last good checkpoint stays, resumable
+
+
+@pytest.mark.parametrize("fault", ["stalled", "dead"])
+def test_a_stalled_or_dead_process_on_another_node_ends_each_process_in_one_line(data_dir, tmp_path, site, fault):
+    # two torchrun agents on this machine as two nodes (c10d rendezvous on 127.0.0.1), one process each
+    import socket
+
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    run, out = tmp_path / "run", tmp_path / "out"
+    out.mkdir()
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")]),
+           "GF_FAULT_DIR": str(out), "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "torch.distributed.run", "--nnodes=2", "--nproc-per-node=1",
+               "--rdzv-backend=c10d", f"--rdzv-endpoint=127.0.0.1:{port}", f"--rdzv-id={fault}", "-m", "genframe",
+               *run_args(run, "trainer.epochs=1000", "trainer.checkpoint_every=2", "trainer.peer_timeout=3")]
+    nodes = [subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(2)]
+    try:
+        deadline = time.monotonic() + 120
+        while not (run / "metrics.jsonl").is_file() or len(metric_rows(run)) < 2:
+            assert all(node.poll() is None for node in nodes) and time.monotonic() < deadline, \
+                [node.communicate()[1][-2000:] for node in nodes if node.poll() is not None]
+            time.sleep(0.2)
+        victim = int((out / "pid1").read_text())
+        os.kill(victim, signal.SIGSTOP if fault == "stalled" else signal.SIGKILL)
+        survivor = int((out / "pid0").read_text())
+        deadline = time.monotonic() + 60
+        while _alive(survivor):  # the process on the other node notices and leaves
+            assert time.monotonic() < deadline, "the other process did not stop"
+            time.sleep(0.1)
+        if fault == "stalled":
+            os.kill(victim, signal.SIGCONT)  # woken, it finds the run stopped and says so itself
+        outputs = [node.communicate(timeout=120) for node in nodes]
+    finally:
+        for node in nodes:
+            node.kill()
+    errors = [[line for line in err.splitlines() if line.startswith("Error: ")] for _, err in outputs]
+    said = [lines for lines in errors if lines]
+    assert len(said) == (2 if fault == "stalled" else 1), errors  # one line per process that lived to say it
+    assert all(len(lines) == 1 and "process rank 1 of 2" in lines[0] and "resumable" in lines[0] for lines in said)
+    assert not any(worker_tracebacks(err) for _, err in outputs)
+    assert load_checkpoint(run)["loop"]["step"] >= 2  # the last checkpoint stays, resumable
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:  # a zombie (exited, not yet reaped by its torchrun agent) is not alive
+        return open(f"/proc/{pid}/stat").read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return True
