@@ -29,6 +29,12 @@ import torch
 import genframe
 
 @genframe.hookimpl
+def genframe_run_start(run):
+    if os.environ.get("GF_CHAINS"):  # the chains each process starts (or resumes) with
+        torch.save(run.trainer.buffer.oldest_first().clone(), f"{os.environ['GF_PROBE_DIR']}/chains{run.rank}.pt")
+
+
+@genframe.hookimpl
 def genframe_run_end(run, status):
     out = os.environ["GF_PROBE_DIR"]
     torch.save({"state": {k: v.clone() for k, v in run.model.state_dict().items()}, "loggers": list(run.loggers),
@@ -324,3 +330,19 @@ def test_two_torchrun_agents_on_one_machine_train_as_two_nodes_and_one_node_resu
                              quiet=True)
     assert resumed.status == "completed" and resumed.step == 16  # 128 images a process, batch 16: 8 an epoch
     assert len(load_checkpoint(run)["trainer_ranks"]) == 1
+
+
+def test_a_run_resumed_on_more_processes_gives_each_its_own_chains(data_dir, tmp_path, site):
+    # 2 processes, then 3: the saved replay buffers are pooled and split (Trainer.reshard_state), not copied
+    run, probe = tmp_path / "run", tmp_path / "probe"
+    probe.mkdir()
+    sets = [arg for item in [*SETTINGS, 'logging.loggers=["jsonl"]'] for arg in ("--set", item)]
+    result = torchrun(2, ["run", "ebm", *sets, "--run-dir", str(run)], site, probe)
+    assert result.returncode == 0, result.stderr[-3000:]
+    saved = torch.cat([s["buffer"]["storage"] for s in load_checkpoint(run)["trainer_ranks"]])
+    again = torchrun(3, ["run", "ebm", "--resume", str(run), "--set", "trainer.epochs=3"], site, probe, GF_CHAINS="1")
+    assert again.returncode == 0, again.stderr[-3000:]
+    chains = [torch.load(probe / f"chains{r}.pt", weights_only=True).flatten(1) for r in range(3)]
+    distinct = torch.unique(torch.cat(chains), dim=0).shape[0]
+    assert distinct == sum(c.shape[0] for c in chains)  # no chain on two processes
+    assert all(c.shape[0] > 0 for c in chains) and distinct == torch.unique(saved.flatten(1), dim=0).shape[0]
