@@ -98,8 +98,9 @@ def test_fast_recipe_report_judges_each_fast_run_and_plots_all(data_dir, tmp_pat
     assert f"genframe eval {tmp_path / 'ref'} --n 24" in unpaired.stdout
     assert not any("ratio" in e for e in json.loads(out.read_text())["summary"]["fast"].values())
 
-    genframe.evaluate(tmp_path / "ref", n=24)  # the reference's last step again, with the fast runs' sample count
-    genframe.evaluate(tmp_path / "ref", n=32)  # and with more samples still: not the fast runs' count, not paired
+    last = tmp_path / "ref" / "checkpoints" / "last.pt"  # (the run itself may sample with best.pt: keep-best's choice)
+    genframe.evaluate(last, n=24)  # the reference's last step again, with the fast runs' sample count
+    genframe.evaluate(last, n=32)  # and with more samples still: not the fast runs' count, not paired
     done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300, check=False)
     assert done.returncode == 0, done.stderr
     report = json.loads(out.read_text())
