@@ -157,7 +157,9 @@ def test_a_bad_precision_is_a_clear_error():
 
 
 def test_more_threads_than_cores_are_said_and_capped():
-    from genframe_ebm.sampler import SGLDSampler, usable_cores
+    from genframe_ebm.sampler import SGLDSampler
+
+    from genframe import usable_cores
 
     with pytest.warns(UserWarning, match=rf"sampler.threads=1000 is more than the {usable_cores()} CPU cores"):
         sampler = SGLDSampler(threads=1000)

@@ -47,8 +47,7 @@ class Budget:
         if done < self.probe or self.mark is None:
             return None
         per_step = (seconds - self.mark) / (done - self.skip)
-        left = 60 * self.minutes - seconds
-        steps = step + max(0, int(left / per_step)) if per_step > 0 else step
+        steps = steps_within(self.minutes, step, seconds, per_step)
         if self.world.active:  # every process the main one's length: they stop together
             steps, per_step = distributed.from_main((steps, per_step), self.world)
         self.loop.update(budget_steps=steps, budget_seconds_per_step=round(per_step, 6), budget_minutes=self.minutes)
@@ -72,8 +71,12 @@ def budget_steps_on_resume(trainer_config: Any, loop: dict[str, Any]) -> tuple[i
     minutes, recorded = trainer_config.budget_minutes, loop.get("budget_minutes")
     if recorded is None or minutes == recorded or not loop.get("budget_seconds_per_step"):
         return loop["budget_steps"], None
-    left = 60 * minutes - loop["train_seconds"]
-    steps = loop["step"] + max(0, int(left / loop["budget_seconds_per_step"]))
+    steps = steps_within(minutes, loop["step"], loop["train_seconds"], loop["budget_seconds_per_step"])
     loop.update(budget_steps=steps, budget_minutes=minutes)
     return steps, (f"trainer.budget_minutes={minutes:g} (was {recorded:g}): {steps} steps in all at the recorded "
                    f"{loop['budget_seconds_per_step']:.4g} s a step")
+
+
+def steps_within(minutes: float, step: int, seconds: float, per_step: float) -> int:
+    """The run's length: the steps taken plus as many more as the minutes left hold at ``per_step`` seconds."""
+    return step + max(0, int((60 * minutes - seconds) / per_step)) if per_step > 0 else step

@@ -27,6 +27,7 @@ from typing import Any
 
 from genframe.contracts.errors import ConfigError, RunError
 from genframe.util.atomic import atomic_write_text
+from genframe.util.openmp import usable_cores
 from genframe.util.text import one_line
 
 DONE = ("completed", "finished early")
@@ -104,7 +105,7 @@ def threads_per_point(parallel: int, environ: dict[str, str] | None = None) -> i
     except ValueError:
         available = 0
     if available < 1:
-        available = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        available = usable_cores()
     return max(1, available // parallel)
 
 

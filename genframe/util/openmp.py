@@ -20,3 +20,11 @@ def spin_less() -> None:
     """Set ``GOMP_SPINCOUNT`` unless the user did, or torch (and with it libgomp) is already loaded."""
     if "torch" not in sys.modules:
         os.environ.setdefault("GOMP_SPINCOUNT", SPINCOUNT)
+
+
+def usable_cores() -> int:
+    """The CPU cores this process may run on (its affinity where the OS tells it, else all of them)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1

@@ -14,27 +14,18 @@ kernel draws itself (tests/test_sampler_bf16.py).
 
 from __future__ import annotations
 
-import os
 import warnings
 from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
 
-from genframe import ConfigError, SampleOutput, Sampler
+from genframe import ConfigError, SampleOutput, Sampler, usable_cores
 from genframe_ebm.backends.autograd import frozen
 from genframe_ebm.backends.base import ChainBackend, ChainSettings
 from genframe_ebm.backends.select import IMPLS, PRECISIONS, Backends
 
 __all__ = ["IMPLS", "PRECISIONS", "SGLDSampler", "frozen"]
-
-
-def usable_cores() -> int:
-    """The CPU cores this process may run on (its affinity where the OS tells it, else all of them)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
 
 
 class SGLDSampler(Sampler):
