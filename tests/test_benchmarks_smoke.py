@@ -427,7 +427,7 @@ def test_family_speed_times_recipes_of_different_families_in_interleaved_rounds(
     path = [str(site), str(vae), *filter(None, [os.environ.get("PYTHONPATH")])]
     env = {**os.environ, "GENFRAME_DATA_DIR": str(data_dir), "PYTHONPATH": os.pathsep.join(path)}
     out = tmp_path / "speed.json"
-    done = subprocess.run([sys.executable, FAMILY_SPEED, "ebm=ebm:examples/ebm_mnist_quick.toml",
+    done = subprocess.run([sys.executable, FAMILY_SPEED, "ebm=ebm:examples/ebm_mnist_quick.toml@sampler.steps=5",
                            "vae=vae:examples/plugins/genframe-vae/vae_mnist.toml", "--set", "trainer.batch_size=16",
                            "--rounds", "2", "--warmup", "0", "--steps", "20", "--out", str(out)],
                           cwd=REPO, env=env, capture_output=True, text=True, timeout=300, check=False)
@@ -440,10 +440,14 @@ def test_family_speed_times_recipes_of_different_families_in_interleaved_rounds(
         assert result[label]["s_per_step"] == statistics.median(result[label]["rounds"])
         assert 0 < result[label]["s_per_step"] < 30
     assert result["settings"]["overrides"] == ["trainer.batch_size=16"]
+    assert result["ebm"]["overrides"] == ["sampler.steps=5"] and result["vae"]["overrides"] == []  # a spec's own
 
     bad = subprocess.run([sys.executable, FAMILY_SPEED, "vae:examples/plugins/genframe-vae/vae_mnist.toml"],
                          cwd=REPO, capture_output=True, text=True, timeout=120, check=False)
     assert bad.returncode == 1 and bad.stderr.startswith("Error: ") and "LABEL=RECIPE:CONFIG" in bad.stderr
+    no_value = subprocess.run([sys.executable, FAMILY_SPEED, "a=ebm:examples/ebm_mnist_quick.toml@sampler.steps"],
+                              cwd=REPO, capture_output=True, text=True, timeout=120, check=False)
+    assert no_value.returncode == 1 and "LABEL=RECIPE:CONFIG[@KEY=VALUE...]" in no_value.stderr
     twice = subprocess.run([sys.executable, FAMILY_SPEED, "a=ebm:examples/ebm_mnist_quick.toml",
                             "a=ebm:examples/ebm_mnist_quick.toml"], cwd=REPO, capture_output=True, text=True, timeout=120,
                            check=False)

@@ -4,7 +4,8 @@
         "vae=vae:examples/plugins/genframe-vae/vae_mnist.toml" --set data.name=fashion_mnist \
         --rounds 3 --steps 40 --out research/results/fashion_speed.json
 
-Each spec is ``LABEL=RECIPE:CONFIG``. The specs are timed in turn, round after round (a noisy machine slows
+Each spec is ``LABEL=RECIPE:CONFIG``, optionally followed by ``@KEY=VALUE`` overrides of its own (for trials
+of one recipe: ``"b16=ebm:examples/ebm_mnist_quick.toml@trainer.batch_size=16"``). The specs are timed in turn, round after round (a noisy machine slows
 every spec alike within a round), each for ``--warmup`` steps and then ``--steps`` more, with the machine's
 own threads and no evaluation (the script sets the run length, logging and evaluation, over any ``--set`` of
 the same keys); a round's figure is the median of the run's logged 10-step intervals after the warm-up, and
@@ -43,10 +44,10 @@ def at_least(low: int):
     return parse
 
 
-def parse_specs(texts: list[str]) -> list[tuple[str, str, str]]:
+def parse_specs(texts: list[str]) -> list[tuple[str, str, str, list[str]]]:
     """Every spec parsed; labels unique and none of the JSON's own keys."""
     specs = [parse_spec(t) for t in texts]
-    labels = [label for label, _, _ in specs]
+    labels = [label for label, *_ in specs]
     for label in labels:
         if label in RESERVED or labels.count(label) > 1:
             raise SystemExit(f"Error: label {label!r} is used twice or is one of {sorted(RESERVED)}; give each "
@@ -54,16 +55,17 @@ def parse_specs(texts: list[str]) -> list[tuple[str, str, str]]:
     return specs
 
 
-def parse_spec(text: str) -> tuple[str, str, str]:
-    """``LABEL=RECIPE:CONFIG`` -> (label, recipe, config path)."""
+def parse_spec(text: str) -> tuple[str, str, str, list[str]]:
+    """``LABEL=RECIPE:CONFIG[@KEY=VALUE...]`` -> (label, recipe, config path, its own overrides)."""
     label, sep, rest = text.partition("=")
     recipe, sep2, config = rest.partition(":")
-    if not (sep and sep2 and label and recipe and config):
-        raise SystemExit(f"Error: {text!r} is not LABEL=RECIPE:CONFIG (e.g. vae=vae:examples/plugins/"
+    config, *overrides = config.split("@")
+    if not (sep and sep2 and label and recipe and config) or not all("=" in o for o in overrides):
+        raise SystemExit(f"Error: {text!r} is not LABEL=RECIPE:CONFIG[@KEY=VALUE...] (e.g. vae=vae:examples/plugins/"
                          f"genframe-vae/vae_mnist.toml)")
     if not Path(config).is_file():
         raise SystemExit(f"Error: {config!r} (in {text!r}) is not a file; give a recipe's TOML config")
-    return label, recipe, config
+    return label, recipe, config, overrides
 
 
 def main() -> None:
@@ -77,16 +79,17 @@ def main() -> None:
     p.add_argument("--out", default=None, help="JSON of every round and the medians")
     args = p.parse_args()
     specs = parse_specs(args.specs)
-    rounds: dict[str, list[float]] = {label: [] for label, _, _ in specs}
+    rounds: dict[str, list[float]] = {label: [] for label, *_ in specs}
     with tempfile.TemporaryDirectory(prefix="genframe-family-speed-") as base:
         for r in range(args.rounds):
-            for index, (label, recipe, config) in enumerate(specs):
+            for index, (label, recipe, config, own) in enumerate(specs):
                 run_dir = Path(base) / f"spec{index}-round{r}"
-                s = seconds_per_step(config, args.warmup, args.steps, run_dir, recipe, args.overrides)
+                s = seconds_per_step(config, args.warmup, args.steps, run_dir, recipe, [*args.overrides, *own])
                 rounds[label].append(s)
                 print(f"round {r + 1}: {label} {s:.4f} s/step", flush=True)
-    result = {label: {"recipe": recipe, "config": config, "s_per_step": statistics.median(rounds[label]),
-                      "rounds": rounds[label]} for label, recipe, config in specs}
+    result = {label: {"recipe": recipe, "config": config, "overrides": own,
+                      "s_per_step": statistics.median(rounds[label]), "rounds": rounds[label]}
+              for label, recipe, config, own in specs}
     result["settings"] = {"overrides": args.overrides, "warmup": args.warmup, "steps": args.steps}
     result["machine"] = machine()
     for label, *_ in specs:
