@@ -16,7 +16,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 #: bottom first; a module belongs to the room with the longest matching prefix
 ROOMS: list[tuple[str, tuple[str, ...]]] = [
-    ("foundations", ("genframe.version", "genframe.util", "genframe.contracts")),
+    ("foundations", ("genframe.version", "genframe.util", "genframe.contracts", "genframe.flows")),
     ("config", ("genframe.config",)),
     ("plugins", ("genframe.plugins",)),
     ("data", ("genframe.data",)),

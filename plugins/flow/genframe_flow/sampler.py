@@ -1,7 +1,7 @@
 """The ODE sampler: noise at t = 0 carried along the learnt velocity to data at t = 1, with a fixed-step or an
-adaptive solver (:mod:`genframe_flow.solvers`); ``refine`` completes images (known pixels held on the path at
-every step) and cleans them (fresh noise mixed in as the path would have it at ``denoise_from``, then the rest of
-the path integrated: an SDEdit-style restart).
+adaptive solver (the core's ``genframe.integrate_fixed`` and ``integrate_adaptive``); ``refine`` completes images
+(known pixels held on the path at every step) and cleans them (fresh noise mixed in as the path would have it
+at ``denoise_from``, then the rest of the path integrated: an SDEdit-style restart).
 
 ``generate_steps`` is the number of function evaluations (NFE) a sample costs, as the recipe's
 ``sampler.nfe`` sets it; ``last_nfe`` is what the last call used (the adaptive solver's own count).
@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import torch
 
-from genframe import SampleOutput, Sampler
-from genframe_flow.solvers import EVALS_PER_STEP, fixed_steps, integrate_adaptive, integrate_fixed
+from genframe import SOLVER_EVALS_PER_STEP, SampleOutput, Sampler, integrate_adaptive, integrate_fixed, solver_steps
 
 
 class ODESampler(Sampler):
@@ -44,18 +43,18 @@ class ODESampler(Sampler):
         with torch.no_grad():
             if self.method == "adaptive":
                 if after_step is not None:  # holding pixels between steps needs steps of its own choosing
-                    method, steps = "heun", fixed_steps("heun", nfe)
+                    method, steps = "heun", solver_steps("heun", nfe)
                     return integrate_fixed(self.velocity(model), x, t0, 1.0, method, steps, keep_every, after_step)
                 return integrate_adaptive(self.velocity(model), x, t0, 1.0, self.rtol, self.atol,
                                           max_nfe=max(50 * nfe, 1000), keep_every=keep_every)
-            steps = fixed_steps(self.method, nfe)
+            steps = solver_steps(self.method, nfe)
             return integrate_fixed(self.velocity(model), x, t0, 1.0, self.method, steps, keep_every, after_step)
 
     def sample(self, model, init, steps=None, keep_every=None, generator=None):
         """From noise ``init`` to samples in ``steps`` evaluations (default ``generate_steps``); the chain keeps a
         state every ``keep_every`` evaluations (the core counts a GIF's frames in the sampler's steps, which here
         are evaluations). ``last_nfe``: what this call used."""
-        per_step = EVALS_PER_STEP.get(self.method, 1)
+        per_step = SOLVER_EVALS_PER_STEP.get(self.method, 1)
         every = None if not keep_every else max(1, keep_every // per_step)
         x, kept, self.last_nfe = self._solve(model, init, 0.0, steps or self.generate_steps, every)
         return SampleOutput(x.clamp(-1, 1), [state.clamp(-1, 1) for state in kept] if keep_every else [])

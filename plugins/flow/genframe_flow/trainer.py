@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from genframe import DivergenceError, RateSchedule, Trainer
-from genframe_flow.paths import draw_times, ot_pairing, path_point
+from genframe import DivergenceError, RateSchedule, Trainer, draw_path_times, ot_pairing, straight_path
 
 VALIDATION_EXAMPLES = 1000
 
@@ -36,8 +35,8 @@ class FlowTrainer(Trainer):
         x0 = torch.randn(x1.shape, generator=generator, device=x1.device)
         if self.config.coupling == "ot":
             x0 = ot_pairing(x0, x1, generator)
-        t = draw_times(len(x1), self.config.time_sampling, generator, x1.device)
-        xt, target = path_point(x0, x1, t, self.config.sigma_min, generator)
+        t = draw_path_times(len(x1), self.config.time_sampling, generator, x1.device)
+        xt, target = straight_path(x0, x1, t, self.config.sigma_min, generator)
         return (self.model(xt, t) - target).square().mean()
 
     def train_step(self, batch: torch.Tensor) -> dict[str, torch.Tensor | float]:

@@ -1,6 +1,7 @@
-"""ODE solvers for dx/dt = f(x, t): fixed-step Euler, midpoint and Heun with a set number of function
-evaluations (NFE), and an adaptive Dormand-Prince 5(4) that keeps its error within tolerances and reports the
-NFE it used. Each returns the end state, the states it was asked to keep, and the NFE.
+"""ODE solvers for dx/dt = f(x, t), for any family that samples along a flow: fixed-step Euler, midpoint and
+Heun with a set number of function evaluations (NFE), and an adaptive Dormand-Prince 5(4) that keeps its error
+within tolerances and reports the NFE it used. Each returns the end state, the states it was asked to keep,
+and the NFE.
 """
 
 from __future__ import annotations
@@ -10,12 +11,12 @@ from collections.abc import Callable
 import torch
 
 Field = Callable[[torch.Tensor, float], torch.Tensor]
-EVALS_PER_STEP = {"euler": 1, "midpoint": 2, "heun": 2}
+SOLVER_EVALS_PER_STEP = {"euler": 1, "midpoint": 2, "heun": 2}
 
 
-def fixed_steps(method: str, nfe: int) -> int:
+def solver_steps(method: str, nfe: int) -> int:
     """The steps a fixed-step ``method`` takes within ``nfe`` evaluations (at least one)."""
-    return max(1, nfe // EVALS_PER_STEP[method])
+    return max(1, nfe // SOLVER_EVALS_PER_STEP[method])
 
 
 def integrate_fixed(f: Field, x: torch.Tensor, t0: float, t1: float, method: str, steps: int,
@@ -40,7 +41,7 @@ def integrate_fixed(f: Field, x: torch.Tensor, t0: float, t1: float, method: str
             x = x + 0.5 * h * (slope + f(guess, t + h))
             nfe += 2
         else:
-            raise ValueError(f"unknown fixed-step method {method!r}; methods: {', '.join(EVALS_PER_STEP)}")
+            raise ValueError(f"unknown fixed-step method {method!r}; methods: {', '.join(SOLVER_EVALS_PER_STEP)}")
         if after_step is not None:
             x = after_step(x, t + h)
         if keep_every and (k + 1) % keep_every == 0:
@@ -59,7 +60,8 @@ _B4 = (5179 / 57600, 0.0, 7571 / 16695, 393 / 640, -92097 / 339200, 187 / 2100, 
 
 
 def integrate_adaptive(f: Field, x: torch.Tensor, t0: float, t1: float, rtol: float, atol: float,
-                       max_nfe: int = 10000, keep_every: int | None = None) -> tuple[torch.Tensor, list[torch.Tensor], int]:
+                       max_nfe: int = 10000, keep_every: int | None = None,
+                       ) -> tuple[torch.Tensor, list[torch.Tensor], int]:
     """Dormand-Prince 5(4) from ``t0`` to ``t1``: each step's error (RMS over the batch, scaled by the
     tolerances) at most 1, the step size adapted; stops with an error past ``max_nfe`` evaluations."""
     t, h = t0, (t1 - t0) / 10

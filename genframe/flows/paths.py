@@ -1,6 +1,7 @@
-"""The probability path flow matching trains on: x_t = (1 - t) x0 + t x1 from noise x0 to data x1, with
-velocity x1 - x0; how t is drawn; and how noise and data are paired in a batch (independently, or by a
-mini-batch optimal-transport plan, which straightens the paths the sampler follows)."""
+"""The probability path that flow matching trains on, for any family that regresses a velocity (or an energy's
+gradient) on it: x_t = (1 - t) x0 + t x1 from noise x0 to data x1, with velocity x1 - x0; how t is drawn; and
+how noise and data are paired in a batch (independently, or by a mini-batch optimal-transport plan, which
+straightens the paths a sampler follows)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ import math
 import torch
 
 
-def draw_times(n: int, how: str, generator: torch.Generator, device: torch.device | str) -> torch.Tensor:
+def draw_path_times(n: int, how: str, generator: torch.Generator, device: torch.device | str) -> torch.Tensor:
+    """``n`` times in (0, 1): ``uniform``, or ``logit_normal`` (the sigmoid of a standard normal: more mid-path)."""
     if how == "uniform":
         return torch.rand((n,), generator=generator, device=device)
     if how == "logit_normal":
@@ -41,7 +43,7 @@ def ot_pairing(noise: torch.Tensor, data: torch.Tensor, generator: torch.Generat
     return noise[choice]
 
 
-def path_point(x0: torch.Tensor, x1: torch.Tensor, t: torch.Tensor, sigma_min: float = 0.0,
+def straight_path(x0: torch.Tensor, x1: torch.Tensor, t: torch.Tensor, sigma_min: float = 0.0,
                generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """(x_t, target velocity) on the straight path at times ``t`` (N,)."""
     tt = t.view(-1, *([1] * (x1.dim() - 1)))
