@@ -78,6 +78,22 @@ class EBMTrainerConfig(TrainerConfig):
     score_limit: PositiveFloat = Field(
         1e4, description="A step whose |score| exceeds this counts as diverged (as do non-finite values)."
     )
+    objective: Literal["cd", "matching"] = Field(
+        "cd", description="How the energy learns: cd = contrastive divergence against Langevin chains; matching = "
+        "its gradient fitted to a flow from noise to the data, no chains (energy matching, docs/using-the-energy.md), "
+        "for trainer.matching_steps, then contrastive divergence joins it to sharpen the energy near the data.")
+    matching_steps: StepsOrShare = Field(
+        "100%", description="objective = matching: steps, or a share of the run, of matching alone; contrastive "
+        "divergence (the sharpening) joins it for the rest of the run.")
+    matching_weight: float = Field(
+        1.0, ge=0, description="objective = matching: the matching loss's weight beside contrastive divergence while "
+        "sharpening (alone before that, it has weight 1).")
+    matching_decay_from: float = Field(
+        0.8, gt=0, lt=1, description="objective = matching: where on the path from noise (0) to data (1) the fitted "
+        "gradient starts to shrink, linearly to nothing at the data, so that real images are its resting points.")
+    coupling: Literal["independent", "ot"] = Field(
+        "independent", description="objective = matching: how noise and data are paired on the paths: independently, "
+        "or by a mini-batch optimal-transport plan (straighter paths that do not cross).")
     @model_validator(mode="after")
     def _decay_goes_down(self) -> EBMTrainerConfig:
         problem = rate_schedule_problem(self.lr, self.lr_min, self.lr_decay_steps)

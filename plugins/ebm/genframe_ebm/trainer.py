@@ -2,6 +2,9 @@
 
 loss = mean(score_fake) - mean(score_real) + alpha * mean(score_real^2 + score_fake^2)
        [+ r1 / 2 * mean ||d score_real / dx||^2, the optional R1 penalty]
+
+With ``trainer.objective = "matching"`` the score's gradient is first fitted to a flow from noise to the data
+alone (``genframe_ebm.matching``), then contrastive divergence joins it for the rest of the run.
 """
 
 from __future__ import annotations
@@ -13,8 +16,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from genframe import Dataset, DivergenceError, RateSchedule, Trainer
+from genframe import Dataset, DivergenceError, RateSchedule, Trainer, steps_of
 from genframe_ebm.buffer import ReplayBuffer, oldest_first
+from genframe_ebm.matching import matching_loss
 from genframe_ebm.sampler import SGLDSampler
 
 VALIDATION_SEED = 20_240_601  # fixed noise: validation is comparable across epochs and draws no training randomness
@@ -37,7 +41,6 @@ def cd_loss(real_scores: torch.Tensor, fake_scores: torch.Tensor, alpha: float) 
 class CDTrainer(Trainer):
     """Contrastive divergence: real images up, the replay buffer's Langevin chains down."""
 
-    update_signals = ("cdiv",)  # the gap between chain and data scores: the divergence guard's signal
 
     def __init__(
         self,
@@ -53,6 +56,10 @@ class CDTrainer(Trainer):
         self.alpha, self.real_noise, self.val_batch_size = tcfg.alpha, tcfg.real_noise, tcfg.val_batch_size
         self.score_limit, self.lr = tcfg.score_limit, tcfg.lr
         self.r1, self.r1_every = tcfg.r1, tcfg.r1_every
+        self.objective, self.matching_steps = tcfg.objective, tcfg.matching_steps
+        self.matching_weight, self.matching_decay_from, self.coupling = (tcfg.matching_weight,
+                                                                         tcfg.matching_decay_from, tcfg.coupling)
+        self.run_length: int | None = None
         self.seed = seed
         self.generator = torch.Generator(device=device)
         self.generator.manual_seed(seed)
@@ -62,12 +69,42 @@ class CDTrainer(Trainer):
         self.schedule = RateSchedule(self.optimizer, tcfg.lr, tcfg.lr_min, tcfg.lr_decay_steps)
         self.kept_precision: dict | None = None  # precision "auto"'s choice, as a resumed run recorded it
 
+    @property
+    def update_signals(self) -> tuple[str, ...]:
+        """The gap between chain and data scores, the divergence guard's signal, on steps that draw chains."""
+        return ("cdiv",) if self.sharpening else ()
+
+    @property
+    def sharpening(self) -> bool:
+        """Whether contrastive divergence trains this step: always, or after matching's own steps."""
+        if self.objective != "matching":
+            return True
+        alone = steps_of(self.matching_steps, self.run_length)
+        return alone is not None and self.schedule.steps_taken >= alone
+
     def train_step(self, batch: torch.Tensor) -> dict[str, torch.Tensor]:
         real = batch + self.real_noise * torch.randn(batch.shape, generator=self.generator, device=batch.device)
         real = real.clamp_(-1.0, 1.0)
-        fake = self.sampler.sample(self.model, self.buffer.draw(batch.shape[0]), generator=self.generator).images
+        sharpening = self.sharpening
+        parts, scores = self._cd_parts(real) if sharpening else ({}, ())
+        if self.objective == "matching":
+            parts["matching"] = matching_loss(self.model, real, self.generator, self.matching_decay_from,
+                                              self.coupling)
+            weighted = (self.matching_weight if sharpening else 1.0) * parts["matching"]
+            parts["loss"] = parts["loss"] + weighted if "loss" in parts else weighted
+        self.optimizer.zero_grad(set_to_none=True)
+        parts["loss"].backward()
+        self.check_divergence(parts["loss"], *scores)
+        metrics = {name: value.detach() for name, value in parts.items()}
+        if self.schedule.varies:  # a constant rate is in the config already
+            metrics["lr"] = torch.tensor(self.schedule.rate())
+        return metrics
+
+    def _cd_parts(self, real: torch.Tensor) -> tuple[dict[str, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
+        """Contrastive divergence's loss and its parts, and the scores of the real and the chains' images."""
+        fake = self.sampler.sample(self.model, self.buffer.draw(real.shape[0]), generator=self.generator).images
         self.buffer.push(fake)
-        real_scores, fake_scores = self.model(torch.cat([real, fake])).split(batch.shape[0])
+        real_scores, fake_scores = self.model(torch.cat([real, fake])).split(real.shape[0])
         parts = cd_loss(real_scores, fake_scores, self.alpha)
         if self.r1 > 0:
             # lazy: every r1_every-th step, weighted by r1_every, so the mean pull is the same. The metric
@@ -76,13 +113,7 @@ class CDTrainer(Trainer):
             if self.schedule.steps_taken % self.r1_every == 0:
                 parts["r1"] = 0.5 * self.r1 * self.r1_every * r1_penalty(self.model, real)
                 parts["loss"] = parts["loss"] + parts["r1"]
-        self.optimizer.zero_grad(set_to_none=True)
-        parts["loss"].backward()
-        self.check_divergence(parts["loss"], real_scores, fake_scores)
-        metrics = {name: value.detach() for name, value in parts.items()}
-        if self.schedule.varies:  # a constant rate is in the config already
-            metrics["lr"] = torch.tensor(self.schedule.rate())
-        return metrics
+        return parts, (real_scores, fake_scores)
 
     def apply_update(self) -> None:
         """Adam at the schedule's rate for this step."""
@@ -95,16 +126,19 @@ class CDTrainer(Trainer):
         return self.schedule.scale(factor)
 
     def set_run_length(self, total_steps: int) -> None:
-        """A learning-rate decay written as a share of the run follows the run's length."""
+        """A learning-rate decay, and matching's own steps, written as a share of the run follow its length."""
+        self.run_length = total_steps
         self.schedule.set_run_length(total_steps)
 
-    def check_divergence(self, loss: torch.Tensor, real: torch.Tensor, fake: torch.Tensor) -> None:
+    def check_divergence(self, loss: torch.Tensor, real: torch.Tensor | None = None,
+                         fake: torch.Tensor | None = None) -> None:
         """Refuse the update if the loss, scores or gradients are non-finite or the scores out of bounds.
         One host sync per step for the flag; the details are worked out only on failure. The divergence
         signal, cdiv, goes to the callbacks through ``update_signals`` (the guard's limit, the settle gate)."""
         grads = [p.grad for p in self.model.parameters() if p.grad is not None]
         grad_norm = torch.linalg.vector_norm(torch.stack([g.detach().norm() for g in grads]))
-        peak = torch.maximum(real.detach().abs().max(), fake.detach().abs().max())
+        peak = (torch.zeros((), device=loss.device) if real is None or fake is None
+                else torch.maximum(real.detach().abs().max(), fake.detach().abs().max()))
         if bool(torch.isfinite(loss) & torch.isfinite(grad_norm) & (peak <= self.score_limit)):
             return
         if not torch.isfinite(loss):
@@ -134,8 +168,8 @@ class CDTrainer(Trainer):
         self.generator.manual_seed(seed)
 
     def work_per_step(self, batch_size: int) -> tuple[str, float]:
-        """Langevin image-steps: nearly all of an EBM's training cost."""
-        return "img-steps", float(batch_size * self.sampler.steps)
+        """Langevin image-steps: nearly all of an EBM's training cost (energy matching alone: one pass each)."""
+        return "img-steps", float(batch_size * (self.sampler.steps if self.sharpening else 1))
 
     def preview_images(self, n: int) -> dict[str, torch.Tensor]:
         return {"buffer": self.buffer.newest(n)}
