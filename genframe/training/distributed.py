@@ -52,11 +52,32 @@ def launched_by_torchrun() -> bool:
 
 
 def torchrun_restart() -> int:
-    """Which restart of its group torchrun made this process (``--max-restarts``): 0 for the first launch."""
+    """Which restart of its group torchrun made this process (``--max-restarts``): 0 for the first launch. Also
+    in a group of one process: an elastic run (``--nnodes 1:2``) restarted on the one node left is one."""
+    started_by_agent = "TORCHELASTIC_RUN_ID" in os.environ and "WORLD_SIZE" in os.environ
     try:
-        return int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")) if launched_by_torchrun() else 0
+        return int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")) if started_by_agent else 0
     except ValueError:
         return 0
+
+
+def launch_id() -> str:
+    """This launch of the group: torchrun's run id and its restart count (the same in every process one agent
+    starts, and new at each restart)."""
+    return f"{os.environ.get('TORCHELASTIC_RUN_ID', 'none')}/{os.environ.get('TORCHELASTIC_RESTART_COUNT', '0')}"
+
+
+def _launch_store(timeout: datetime.timedelta) -> dist.Store | None:
+    """torchrun's agent store, with a namespace of this launch's own; None where each launch has a fresh store.
+
+    The agent keeps one store across ``--max-restarts``, and the process group's keys (each process's address)
+    are the same in every launch, so a restarted process could read a dead one's address and hang connecting to
+    it, now and then, as the two raced (pytorch/pytorch#135712). A namespace per launch leaves nothing stale."""
+    if os.environ.get("TORCHELASTIC_USE_AGENT_STORE") != "True":
+        return None
+    store = dist.TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]),
+                          int(os.environ["WORLD_SIZE"]), is_master=False, timeout=timeout)
+    return dist.PrefixStore(f"genframe/process-group/{launch_id()}", store)
 
 
 def init_world(device_name: str) -> World:
@@ -70,7 +91,12 @@ def init_world(device_name: str) -> World:
         if use_cuda:
             torch.cuda.set_device(local_rank)
         try:
-            dist.init_process_group("nccl" if use_cuda else "gloo", timeout=COLLECTIVE_TIMEOUT)
+            store = _launch_store(COLLECTIVE_TIMEOUT)
+            if store is None:
+                dist.init_process_group("nccl" if use_cuda else "gloo", timeout=COLLECTIVE_TIMEOUT)
+            else:
+                dist.init_process_group("nccl" if use_cuda else "gloo", store=store, rank=rank, world_size=world_size,
+                                        timeout=COLLECTIVE_TIMEOUT)
         except Exception as exc:  # a wrong MASTER_ADDR, a port in use, a peer that never came
             raise RunError(f"could not join the torchrun process group (rank {rank} of {world_size}): "
                            f"{one_line(exc)[:300]}") from None

@@ -33,7 +33,7 @@ import torch.distributed as dist
 
 from genframe.contracts.errors import CallbackError, DivergenceError, GenframeError, RunError, RunInterrupted
 from genframe.training.checkpoint import CHECKPOINT_DIR, LAST_NAME
-from genframe.training.distributed import World
+from genframe.training.distributed import World, launch_id
 from genframe.util.text import one_line
 
 FAILED = "failed"
@@ -104,8 +104,7 @@ class Heartbeat:
             raise RunError(f"could not reach torchrun's store at {self.address} for the heartbeat: "
                            f"{describe(exc)}") from None
         # One namespace per launch and restart: torchrun's agent keeps its store across restarts.
-        launch = f"{os.environ.get('TORCHELASTIC_RUN_ID', 'none')}/{os.environ.get('TORCHELASTIC_RESTART_COUNT', '0')}"
-        return dist.PrefixStore(f"genframe/heartbeat/{launch}/", store)
+        return dist.PrefixStore(f"genframe/heartbeat/{launch_id()}/", store)
 
     def start(self) -> Heartbeat:
         global _current
