@@ -3,7 +3,6 @@ an exact resume; real ``torchrun`` processes (gloo on CPU, loopback only)."""
 
 from __future__ import annotations
 
-import datetime
 import json
 import os
 import signal
@@ -305,40 +304,6 @@ def test_a_locked_run_directory_refuses_every_torchrun_process_at_once(data_dir,
     assert not (run / "checkpoints").exists() and took < 60
 
 
-def test_a_restart_is_seen_in_a_group_of_one_process_too(monkeypatch):
-    # an elastic run restarted on the one node left has one process; it must resume all the same
-    from genframe.training.distributed import torchrun_restart
-
-    monkeypatch.setenv("WORLD_SIZE", "1")
-    monkeypatch.setenv("TORCHELASTIC_RESTART_COUNT", "2")
-    monkeypatch.setenv("TORCHELASTIC_RUN_ID", "job")
-    assert torchrun_restart() == 2
-    monkeypatch.delenv("TORCHELASTIC_RUN_ID")  # a count left in the environment of a process no agent started
-    assert torchrun_restart() == 0
-
-
-def test_each_torchrun_launch_keys_its_process_group_apart_in_the_agents_store(monkeypatch):
-    # torchrun's agent keeps its store across --max-restarts; the process group's keys must not be read from a
-    # failed launch (a dead process's address) by the restarted one
-    from genframe.training.distributed import _launch_store
-
-    agent = dist.TCPStore("127.0.0.1", 0, is_master=True, wait_for_workers=False)
-    monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
-    monkeypatch.setenv("MASTER_PORT", str(agent.port))
-    monkeypatch.setenv("WORLD_SIZE", "2")
-    monkeypatch.setenv("TORCHELASTIC_RUN_ID", "job")
-    stores = {}
-    for restart in ("0", "1"):
-        monkeypatch.setenv("TORCHELASTIC_RESTART_COUNT", restart)
-        monkeypatch.setenv("TORCHELASTIC_USE_AGENT_STORE", "True")
-        stores[restart] = _launch_store(datetime.timedelta(seconds=5))
-    stores["0"].set("rank_0", "the first launch's address")
-    assert not stores["1"].check(["rank_0"])  # the restarted launch sees none of it
-    assert agent.check(["genframe/process-group/job/0/rank_0"])  # in the first launch's namespace
-    monkeypatch.setenv("TORCHELASTIC_USE_AGENT_STORE", "False")  # a fresh store each launch: torch's own rendezvous
-    assert _launch_store(datetime.timedelta(seconds=5)) is None
-
-
 def test_a_silent_peer_has_the_first_steps_allowance_then_peer_timeout(tmp_path, monkeypatch):
     # rank 1 never beats: before this process's first step that is a slow start (first_step_timeout), after it a
     # stall (peer_timeout). The watch is real, against a real store; only its leaving (os._exit) is caught.
@@ -385,7 +350,7 @@ def test_a_run_that_keeps_failing_stops_after_its_restarts_with_the_reason(data_
     run, out = tmp_path / "run", tmp_path / "out"
     out.mkdir()
     code, stderr = finish(launch(run_args(run, "trainer.checkpoint_every=2"), site, out, restarts=1, GF_DIE_AT="5",
-                                 GF_DIE_ALWAYS="1"))
+                                 GF_DIE_ALWAYS="1"), timeout=300)
     assert code != 0 and stderr.count("genframe: torchrun restart 1: resuming") == 1
     assert "has died" in stderr or "has not answered" in stderr, stderr[-3000:]  # the survivor names the dead
     assert load_checkpoint(run)["loop"]["step"] == 4  # the last good checkpoint stays, resumable
@@ -459,6 +424,7 @@ def _alive(pid: int) -> bool:
         return True
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="finds the dying node's process in /proc")
 def test_an_elastic_run_restarts_on_the_node_left_with_the_chains_of_both(data_dir, tmp_path, site):
     # --nnodes 1:2, two agents on this machine as two nodes (c10d rendezvous on 127.0.0.1, one process each);
     # one node dies mid-run (its agent and its process killed at once); torchrun restarts the group on the node

@@ -21,7 +21,7 @@ def test_the_loss_is_the_gradients_distance_from_the_scaled_velocity_and_trains_
     torch.manual_seed(0)
     linear = nn.Sequential(nn.Flatten(), nn.Linear(16, 1))  # score = w.x + b: its gradient is w everywhere
     data = torch.rand(6, 1, 4, 4) * 2 - 1
-    loss = matching_loss(linear, data, torch.Generator().manual_seed(3), decay_from=0.8)
+    loss, scores = matching_loss(linear, data, torch.Generator().manual_seed(3), decay_from=0.8)
     replay = torch.Generator().manual_seed(3)  # the same draws, by hand: the start noise, then the times
     noise = torch.rand(data.shape, generator=replay) * 2 - 1
     t = torch.rand((6,), generator=replay)
@@ -29,6 +29,8 @@ def test_the_loss_is_the_gradients_distance_from_the_scaled_velocity_and_trains_
     target = scale * (data - noise)
     w = linear[1].weight.view(1, 1, 4, 4)
     assert torch.allclose(loss, (w - target).square().flatten(1).mean(1).mean())
+    x_t = (1 - t.view(-1, 1, 1, 1)) * noise + t.view(-1, 1, 1, 1) * data
+    assert torch.allclose(scores.flatten(), linear(x_t).flatten())  # the path's scores, for the bound on them
     loss.backward()
     assert linear[1].weight.grad is not None and linear[1].weight.grad.abs().sum() > 0
 
@@ -42,7 +44,9 @@ def test_at_the_data_the_target_is_a_resting_point():
     generator = torch.Generator().manual_seed(0)
     # on a path into the bowl's bottom its gradient is (1 - t)(data - noise): the target itself when the decay
     # starts at the noise (decay_from -> 0), so a score with its resting point at the data fits it exactly
-    assert float(matching_loss(Bowl(), data, generator, decay_from=1e-9)) < 1e-10
+    assert float(matching_loss(Bowl(), data, generator, decay_from=1e-9)[0]) < 1e-10
+    # with the default decay the target is the whole velocity until 0.8 of the path: the bowl falls short there
+    assert float(matching_loss(Bowl(), data, torch.Generator().manual_seed(0), decay_from=0.8)[0]) > 1e-3
 
 
 def make_trainer(overrides: list[str]) -> CDTrainer:
@@ -66,7 +70,7 @@ def test_matching_trains_alone_then_contrastive_divergence_joins_it():
     assert "matching" in alone[0] and "cdiv" not in alone[0] and alone[1] == ()  # no chains, no guard signal
     assert {"matching", "cdiv", "real", "fake"} <= set(joined[0]) and joined[1] == ("cdiv",)
     assert [bool("cdiv" in names) for names, _ in steps] == [False, False, True, True]
-    assert trainer.work_per_step(8) == ("img-steps", 24.0)  # the chains' cost again
+    assert trainer.work_per_step(8) == ("images", 8.0)  # counted in images: most steps draw no chain
 
 
 def test_the_loss_while_sharpening_weighs_matching_beside_contrastive_divergence():
@@ -88,10 +92,12 @@ def test_a_cd_recipe_draws_chains_from_the_first_step():
 
 @pytest.mark.parametrize(("setting", "message"), [("trainer.objective=flow", "trainer.objective"),
                                                   ("trainer.matching_decay_from=1", "trainer.matching_decay_from"),
-                                                  ("trainer.coupling=best", "trainer.coupling")])
+                                                  ("trainer.coupling=best", "trainer.coupling"),
+                                                  ("trainer.objective=matching --set trainer.matching_steps=50% "
+                                                   "--set trainer.budget_minutes=5", "would not hold")])
 def test_bad_matching_settings_are_refused_in_one_line(setting, message):
     with pytest.raises(ConfigError, match=message) as caught:
-        genframe.recipe_config("ebm", overrides=[setting])
+        genframe.recipe_config("ebm", overrides=setting.split(" --set "))
     assert "\n" not in str(caught.value)
 
 
@@ -114,3 +120,15 @@ def test_a_matching_run_trains_resumes_exactly_and_samples_on_mnist(data_dir, tm
     assert with_cdiv == [5, 6, 7, 8]  # half the run matching alone, then sharpened
     images = genframe.load(tmp_path / "straight").sample(4).images
     assert images.shape == (4, 1, 32, 32) and torch.isfinite(images).all()
+
+
+def test_a_resume_with_a_longer_run_keeps_sharpening_from_where_it_began(data_dir, tmp_path):
+    settings = ["trainer.objective=matching", "trainer.matching_steps=50%", "trainer.batch_size=8", "data.limit=32",
+                "sampler.steps=2", "sampler.generate_steps=2", "buffer.size=16", "buffer.fresh_prob=1",
+                "logging.log_every=1", "logging.sample_n=0", "logging.chain_n=0", 'logging.loggers=["jsonl"]']
+    genframe.train("ebm", overrides=[*settings, "trainer.max_steps=4"], run_dir=tmp_path / "run", quiet=True)
+    genframe.train("ebm", overrides=["trainer.max_steps=12"], resume=tmp_path / "run", quiet=True)
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    # half of 12 would be 6: the run sharpened from step 3 (half of its first 4) and goes on doing so
+    assert [row["step"] for row in rows if "cdiv" in row and "matching" in row] == list(range(3, 13))
+

@@ -34,4 +34,3 @@ def flow_log_likelihood(model: torch.nn.Module, images: torch.Tensor, steps: int
         x = (x - h * velocity).detach()
     prior = -0.5 * (x.flatten(1).double().square().sum(dim=1) + dims * math.log(2 * math.pi))
     return ((prior - divergence) / dims).float()
-

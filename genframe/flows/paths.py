@@ -44,7 +44,7 @@ def ot_pairing(noise: torch.Tensor, data: torch.Tensor, generator: torch.Generat
 
 
 def straight_path(x0: torch.Tensor, x1: torch.Tensor, t: torch.Tensor, sigma_min: float = 0.0,
-               generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                  generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """(x_t, target velocity) on the straight path at times ``t`` (N,)."""
     tt = t.view(-1, *([1] * (x1.dim() - 1)))
     xt = (1 - tt) * x0 + tt * x1

@@ -54,7 +54,7 @@ def launched_by_torchrun() -> bool:
 def torchrun_restart() -> int:
     """Which restart of its group torchrun made this process (``--max-restarts``): 0 for the first launch. Also
     in a group of one process: an elastic run (``--nnodes 1:2``) restarted on the one node left is one."""
-    started_by_agent = "TORCHELASTIC_RUN_ID" in os.environ and "WORLD_SIZE" in os.environ
+    started_by_agent = all(name in os.environ for name in ("TORCHELASTIC_RUN_ID", "GROUP_RANK", "WORLD_SIZE"))
     try:
         return int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")) if started_by_agent else 0
     except ValueError:
@@ -62,9 +62,10 @@ def torchrun_restart() -> int:
 
 
 def launch_id() -> str:
-    """This launch of the group: torchrun's run id and its restart count (the same in every process one agent
-    starts, and new at each restart)."""
-    return f"{os.environ.get('TORCHELASTIC_RUN_ID', 'none')}/{os.environ.get('TORCHELASTIC_RESTART_COUNT', '0')}"
+    """This launch of the group: torchrun's run id, its restart count (new at each restart after a failure) and the
+    group's size (new when an elastic run grows or shrinks, which restarts the group with the same count)."""
+    run, restart = os.environ.get("TORCHELASTIC_RUN_ID", "none"), os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")
+    return f"{run}/{restart}/{os.environ.get('WORLD_SIZE', '1')}"
 
 
 def _launch_store(timeout: datetime.timedelta) -> dist.Store | None:

@@ -274,11 +274,11 @@ class TrainingRun:
         loop, tcfg = state.loop, cfg.trainer
         total = loop["step"] + max((tcfg.epochs - loop["epoch"]) * steps_per_epoch - loop["batch"], 0)
         ctx.total_steps = total if tcfg.max_steps is None else min(total, tcfg.max_steps)
-        if tcfg.budget_minutes is not None and tcfg.max_steps is not None and world.is_main:
-            # a notice, not a warning: pinning the steps of a recipe written in minutes is the documented way
-            print(f"genframe: trainer.max_steps={tcfg.max_steps} sets the run's length; the recipe's "
-                  f"trainer.budget_minutes={tcfg.budget_minutes:g} is not used (--set trainer.max_steps=null trains "
-                  "for minutes)", file=sys.stderr, flush=True)
+        if tcfg.budget_minutes is not None and tcfg.max_steps is not None:
+            if world.is_main:  # a notice, not a warning: pinning the steps of a recipe in minutes is documented
+                print(f"genframe: trainer.max_steps={tcfg.max_steps} sets the run's length; the recipe's "
+                      f"trainer.budget_minutes={tcfg.budget_minutes:g} is not used (--set trainer.max_steps=null "
+                      "trains for minutes)", file=sys.stderr, flush=True)
         elif tcfg.budget_minutes is not None:
             fixed, changed = budget_steps_on_resume(tcfg, loop)
             if fixed is not None:  # fixed before: a resume keeps it (or a new budget_minutes moves it)

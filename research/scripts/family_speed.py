@@ -4,12 +4,13 @@
         "vae=vae:examples/plugins/genframe-vae/vae_mnist.toml" --set data.name=fashion_mnist \
         --rounds 3 --steps 40 --out research/results/fashion_speed.json
 
-Each spec is ``LABEL=RECIPE:CONFIG``, optionally followed by ``@KEY=VALUE`` overrides of its own (for trials
-of one recipe: ``"b16=ebm:examples/ebm_mnist_quick.toml@trainer.batch_size=16"``). The specs are timed in turn, round after round (a noisy machine slows
-every spec alike within a round), each for ``--warmup`` steps and then ``--steps`` more, with the machine's
-own threads and no evaluation (the script sets the run length, logging and evaluation, over any ``--set`` of
-the same keys); a round's figure is the median of the run's logged 10-step intervals after the warm-up, and
-the result is the median of the rounds. ``families.py`` takes these figures as ``@S_PER_STEP``.
+Each spec is ``LABEL=RECIPE:CONFIG``, optionally followed by ``@KEY=VALUE`` overrides of its own (for
+trials of one recipe: ``"b16=ebm:examples/ebm_mnist_quick.toml@trainer.batch_size=16"``). The specs are timed
+in turn, round after round (a noisy machine slows every spec alike within a round), each for ``--warmup`` steps
+and then ``--steps`` more, with the machine's own threads and no evaluation (the script sets the run length,
+logging and evaluation, over any ``--set`` of the same keys); a round's figure is the median of the run's
+logged 10-step intervals after the warm-up, and the result is the median of the rounds. ``families.py`` takes
+these figures as ``@S_PER_STEP``.
 """
 
 from __future__ import annotations

@@ -80,7 +80,8 @@ class EBMTrainerConfig(TrainerConfig):
     )
     objective: Literal["cd", "matching"] = Field(
         "cd", description="How the energy learns: cd = contrastive divergence against Langevin chains; matching = "
-        "its gradient fitted to a flow from noise to the data, no chains (energy matching, docs/using-the-energy.md), "
+        "its gradient fitted to a flow from noise to the data, no chains (energy matching, research/reports/"
+        "energy-matching.md), "
         "for trainer.matching_steps, then contrastive divergence joins it to sharpen the energy near the data.")
     matching_steps: StepsOrShare = Field(
         "100%", description="objective = matching: steps, or a share of the run, of matching alone; contrastive "
@@ -94,11 +95,22 @@ class EBMTrainerConfig(TrainerConfig):
     coupling: Literal["independent", "ot"] = Field(
         "independent", description="objective = matching: how noise and data are paired on the paths: independently, "
         "or by a mini-batch optimal-transport plan (straighter paths that do not cross).")
+
     @model_validator(mode="after")
     def _decay_goes_down(self) -> EBMTrainerConfig:
         problem = rate_schedule_problem(self.lr, self.lr_min, self.lr_decay_steps)
         if problem:
             raise ValueError(problem)
+        return self
+
+    @model_validator(mode="after")
+    def _budget_times_the_steps_it_fits(self) -> EBMTrainerConfig:
+        sharpens = self.matching_steps not in ("100%", "100.0%")
+        if self.objective == "matching" and sharpens and self.budget_minutes is not None and self.max_steps is None:
+            raise ValueError(f"trainer.budget_minutes times the run's first steps, which for objective = 'matching' "
+                             f"draw no chains, so the length it fixes would not hold once contrastive divergence "
+                             f"joins (trainer.matching_steps={self.matching_steps!r}); give trainer.max_steps, or "
+                             "trainer.matching_steps='100%'")
         return self
 
 

@@ -21,8 +21,9 @@ import genframe
 
 
 def matching_loss(model: nn.Module, data: torch.Tensor, generator: torch.Generator, decay_from: float,
-                  coupling: str = "independent") -> torch.Tensor:
-    """Mean squared error per pixel between grad_x s(x_t) and the scaled velocity, differentiable in the weights."""
+                  coupling: str = "independent") -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean squared error per pixel between grad_x s(x_t) and the scaled velocity, differentiable in the weights;
+    and the scores s(x_t), for the trainer's bound on them (matching fits slopes, not levels, which may drift)."""
     noise = torch.rand(data.shape, generator=generator, device=data.device) * 2 - 1
     if coupling == "ot":  # straighter, uncrossed paths: a field of the image alone can follow them
         noise = genframe.ot_pairing(noise, data, generator)
@@ -30,5 +31,6 @@ def matching_loss(model: nn.Module, data: torch.Tensor, generator: torch.Generat
     xt, velocity = genframe.straight_path(noise, data, t)
     scale = ((1 - t) / (1 - decay_from)).clamp(max=1.0).view(-1, *([1] * (data.dim() - 1)))
     xt = xt.detach().requires_grad_(True)
-    (gradient,) = torch.autograd.grad(model(xt).sum(), xt, create_graph=True)
-    return (gradient - scale * velocity).square().flatten(1).mean(1).mean()
+    scores = model(xt)
+    (gradient,) = torch.autograd.grad(scores.sum(), xt, create_graph=True)
+    return (gradient - scale * velocity).square().flatten(1).mean(1).mean(), scores.detach()

@@ -39,8 +39,8 @@ def cd_loss(real_scores: torch.Tensor, fake_scores: torch.Tensor, alpha: float) 
 
 
 class CDTrainer(Trainer):
-    """Contrastive divergence: real images up, the replay buffer's Langevin chains down."""
-
+    """Contrastive divergence: real images up, the replay buffer's Langevin chains down; or energy matching first
+    (``trainer.objective = "matching"``), contrastive divergence joining it after ``trainer.matching_steps``."""
 
     def __init__(
         self,
@@ -59,7 +59,7 @@ class CDTrainer(Trainer):
         self.objective, self.matching_steps = tcfg.objective, tcfg.matching_steps
         self.matching_weight, self.matching_decay_from, self.coupling = (tcfg.matching_weight,
                                                                          tcfg.matching_decay_from, tcfg.coupling)
-        self.run_length: int | None = None
+        self.sharpen_from: int | None = None  # the step contrastive divergence joined matching, once it has
         self.seed = seed
         self.generator = torch.Generator(device=device)
         self.generator.manual_seed(seed)
@@ -79,8 +79,12 @@ class CDTrainer(Trainer):
         """Whether contrastive divergence trains this step: always, or after matching's own steps."""
         if self.objective != "matching":
             return True
-        alone = steps_of(self.matching_steps, self.run_length)
-        return alone is not None and self.schedule.steps_taken >= alone
+        if self.sharpen_from is None:  # fixed once reached: a resume with another length does not go back
+            alone = steps_of(self.matching_steps, self.schedule.run_length)
+            if alone is None or self.schedule.steps_taken < alone:
+                return False
+            self.sharpen_from = alone
+        return self.schedule.steps_taken >= self.sharpen_from
 
     def train_step(self, batch: torch.Tensor) -> dict[str, torch.Tensor]:
         real = batch + self.real_noise * torch.randn(batch.shape, generator=self.generator, device=batch.device)
@@ -88,8 +92,9 @@ class CDTrainer(Trainer):
         sharpening = self.sharpening
         parts, scores = self._cd_parts(real) if sharpening else ({}, ())
         if self.objective == "matching":
-            parts["matching"] = matching_loss(self.model, real, self.generator, self.matching_decay_from,
-                                              self.coupling)
+            parts["matching"], path_scores = matching_loss(self.model, real, self.generator, self.matching_decay_from,
+                                                           self.coupling)
+            scores = scores or (path_scores, path_scores)  # matching alone: its own scores are the ones bounded
             weighted = (self.matching_weight if sharpening else 1.0) * parts["matching"]
             parts["loss"] = parts["loss"] + weighted if "loss" in parts else weighted
         self.optimizer.zero_grad(set_to_none=True)
@@ -127,7 +132,6 @@ class CDTrainer(Trainer):
 
     def set_run_length(self, total_steps: int) -> None:
         """A learning-rate decay, and matching's own steps, written as a share of the run follow its length."""
-        self.run_length = total_steps
         self.schedule.set_run_length(total_steps)
 
     def check_divergence(self, loss: torch.Tensor, real: torch.Tensor | None = None,
@@ -168,8 +172,11 @@ class CDTrainer(Trainer):
         self.generator.manual_seed(seed)
 
     def work_per_step(self, batch_size: int) -> tuple[str, float]:
-        """Langevin image-steps: nearly all of an EBM's training cost (energy matching alone: one pass each)."""
-        return "img-steps", float(batch_size * (self.sampler.steps if self.sharpening else 1))
+        """Langevin image-steps: nearly all of an EBM's training cost; for energy matching, whose steps draw chains
+        only while sharpening, the images trained on."""
+        if self.objective == "matching":
+            return "images", float(batch_size)
+        return "img-steps", float(batch_size * self.sampler.steps)
 
     def preview_images(self, n: int) -> dict[str, torch.Tensor]:
         return {"buffer": self.buffer.newest(n)}
@@ -181,6 +188,8 @@ class CDTrainer(Trainer):
         chosen = getattr(self.sampler, "chosen_precision", None) or self.kept_precision
         if chosen is not None:  # precision "auto" chose: the run keeps that choice on resume
             state["chain_precision"] = chosen
+        if self.sharpen_from is not None:
+            state["sharpen_from"] = self.sharpen_from
         return state
 
     def reshard_state(self, states: list[dict[str, Any]], rank: int, world_size: int) -> dict[str, Any]:
@@ -211,6 +220,7 @@ class CDTrainer(Trainer):
         self.schedule.load_state_dict({"steps_taken": state.get("steps_taken", 0), "lr_scale": factor})
         self.buffer.load_state_dict(state["buffer"])
         self.generator.set_state(state["generator"])
+        self.sharpen_from = state.get("sharpen_from")
         chosen = state.get("chain_precision")
         if chosen is not None and getattr(self.sampler, "precision", None) == "auto" and \
                 getattr(self.sampler, "chosen_precision", None) is None:  # a resume (a rollback keeps what it has)
