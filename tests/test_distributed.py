@@ -299,6 +299,22 @@ def test_a_budget_in_minutes_gives_every_process_the_main_process_length(data_di
         assert torch.equal(tensor, rank1["state"][name]), name
 
 
+def test_steps_pinned_over_a_budget_give_every_process_the_same_schedule(data_dir, tmp_path, site):
+    # a recipe written in minutes, run with --set trainer.max_steps: every process knows the length at once, so
+    # every process decays its rate over it (before, only the main one did, and the replicas drifted apart)
+    run, probe = tmp_path / "run", tmp_path / "probe"
+    probe.mkdir()
+    settings = [*SETTINGS, "trainer.budget_minutes=5", "trainer.max_steps=48", "trainer.epochs=20", "trainer.lr=0.01",
+                "trainer.lr_decay_steps=100%", "logging.log_every=8", 'logging.loggers=["jsonl"]']  # past the timing
+    sets = [arg for item in settings for arg in ("--set", item)]
+    result = torchrun(2, ["run", "ebm", *sets, "--run-dir", str(run)], site, probe)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stderr.count("trainer.max_steps=48 sets the run's length") == 1  # said once, by the main process
+    rank0, rank1 = probes(probe, 2)
+    for name, tensor in rank0["state"].items():
+        assert torch.equal(tensor, rank1["state"][name]), name
+
+
 def test_two_torchrun_agents_on_one_machine_train_as_two_nodes_and_one_node_resumes(data_dir, tmp_path, site):
     # the c10d rendezvous on 127.0.0.1, as two machines would use it (docs/distributed.md), one process a node
     import socket
