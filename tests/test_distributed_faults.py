@@ -437,11 +437,11 @@ def test_an_elastic_run_restarts_on_the_node_left_with_the_chains_of_both(data_d
     run, out = tmp_path / "run", tmp_path / "out"
     out.mkdir()
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")]),
-           "GF_FAULT_DIR": str(out), "OMP_NUM_THREADS": "1", "GF_STEP_SLEEP": "0.5", "GF_CHAINS": "1",
+           "GF_FAULT_DIR": str(out), "OMP_NUM_THREADS": "1", "GF_STEP_SLEEP": "0.3", "GF_CHAINS": "1",
            "PYTHONFAULTHANDLER": "1"}
     command = [sys.executable, "-m", "torch.distributed.run", "--nnodes=1:2", "--nproc-per-node=1",
                "--max-restarts=1", "--rdzv-backend=c10d", f"--rdzv-endpoint=127.0.0.1:{port}", "--rdzv-id=elastic",
-               "--rdzv-conf=last_call_timeout=20", "-m", "genframe",
+               "--rdzv-conf=last_call_timeout=8", "-m", "genframe",
                *run_args(run, "trainer.epochs=1000", "trainer.max_steps=24", "trainer.checkpoint_every=2",
                          "trainer.peer_timeout=5")]
 
