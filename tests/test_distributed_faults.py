@@ -100,6 +100,20 @@ def site(tmp_path):
     return site
 
 
+@pytest.fixture(scope="module")
+def straight(tmp_path_factory):
+    """One uninterrupted two-process run of the settings, which the interrupted runs must end as (made once)."""
+    base = tmp_path_factory.mktemp("straight")
+    if not (Path(os.environ["GENFRAME_DATA_DIR"]) / "mnist").is_dir():
+        pytest.skip("MNIST not found under GENFRAME_DATA_DIR")
+    (base / "site").mkdir()
+    make_distribution(base / "site", "genframe_faults", "faults", "gf_faults_plugin", FAULTS)
+    (base / "out").mkdir()
+    code, stderr = finish(launch(run_args(base / "run"), base / "site", base / "out"))
+    assert code == 0, stderr[-3000:]
+    return base / "run"
+
+
 def launch(args: list[str], site, out, restarts: int = 0, **env) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")]),
            "GF_FAULT_DIR": str(out), "OMP_NUM_THREADS": "1", **env}
@@ -234,13 +248,11 @@ def test_a_long_pause_on_rank_zero_alone_is_not_a_stall(data_dir, tmp_path, site
     assert load_checkpoint(run)["loop"]["step"] == 3
 
 
-def test_a_resumed_torchrun_run_logs_exactly_what_a_straight_run_logs(data_dir, tmp_path, site):
+def test_a_resumed_torchrun_run_logs_exactly_what_a_straight_run_logs(data_dir, tmp_path, site, straight):
     # Stopped at step 3 (logged every 2 steps), each process holds metric sums not yet logged; the
     # resumed run's step-4 row averages them with step 4's, as the straight run's does.
-    straight, split, out = tmp_path / "straight", tmp_path / "split", tmp_path / "out"
+    split, out = tmp_path / "split", tmp_path / "out"
     out.mkdir()
-    code, stderr = finish(launch(run_args(straight), site, out))
-    assert code == 0, stderr[-3000:]
     code, stderr = finish(launch(run_args(split), site, out, GF_STOP_AT="3"))
     assert code == 0, stderr[-3000:]
     state = load_checkpoint(split)
@@ -329,12 +341,10 @@ def test_a_silent_peer_has_the_first_steps_allowance_then_peer_timeout(tmp_path,
         beat.stop()
 
 
-def test_a_group_torchrun_restarts_resumes_by_itself_and_ends_as_a_straight_run(data_dir, tmp_path, site):
+def test_a_group_torchrun_restarts_resumes_by_itself_and_ends_as_a_straight_run(data_dir, tmp_path, site, straight):
     # rank 1 is killed at step 5 (checkpoints every 2 steps); torchrun restarts both with the same command line
-    straight, failed, out = tmp_path / "straight", tmp_path / "failed", tmp_path / "out"
+    failed, out = tmp_path / "failed", tmp_path / "out"
     out.mkdir()
-    code, stderr = finish(launch(run_args(straight), site, out))
-    assert code == 0, stderr[-3000:]
     # one restart and no more: the restarted group must join at once (each launch keys its process group apart
     # in torchrun's store, which outlives the failed group; without that it now and then read a dead address)
     code, stderr = finish(launch(run_args(failed, "trainer.checkpoint_every=2"), site, out, restarts=1, GF_DIE_AT="5"),
