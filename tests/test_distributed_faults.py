@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -369,15 +370,9 @@ def test_a_run_that_keeps_failing_stops_after_its_restarts_with_the_reason(data_
 @pytest.mark.parametrize("fault", ["stalled", "dead"])
 def test_a_stalled_or_dead_process_on_another_node_ends_each_process_in_one_line(data_dir, tmp_path, site, fault):
     # two torchrun agents on this machine as two nodes (c10d rendezvous on 127.0.0.1), one process each
-    import socket
-
-    with socket.socket() as free:
-        free.bind(("127.0.0.1", 0))
-        port = free.getsockname()[1]
-    run, out = tmp_path / "run", tmp_path / "out"
+    port, run, out = free_port(), tmp_path / "run", tmp_path / "out"
     out.mkdir()
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")]),
-           "GF_FAULT_DIR": str(out), "OMP_NUM_THREADS": "1"}
+    env = node_env(site, out)
     command = [sys.executable, "-m", "torch.distributed.run", "--nnodes=2", "--nproc-per-node=1",
                "--rdzv-backend=c10d", f"--rdzv-endpoint=127.0.0.1:{port}", f"--rdzv-id={fault}", "-m", "genframe",
                *run_args(run, "trainer.epochs=1000", "trainer.checkpoint_every=2", "trainer.peer_timeout=3")]
@@ -410,6 +405,19 @@ def test_a_stalled_or_dead_process_on_another_node_ends_each_process_in_one_line
     assert load_checkpoint(run)["loop"]["step"] >= 2  # the last checkpoint stays, resumable
 
 
+def free_port() -> int:
+    """A port nothing on 127.0.0.1 listens on now, for a c10d rendezvous of agents on this machine."""
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        return free.getsockname()[1]
+
+
+def node_env(site, out) -> dict[str, str]:
+    """A torchrun agent's environment: the fault plugin on the path, one thread, faults noted in ``out``."""
+    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")]),
+            "GF_FAULT_DIR": str(out), "OMP_NUM_THREADS": "1"}
+
+
 def _children(pid: int) -> list[int]:
     """The processes whose parent is ``pid`` (from /proc)."""
     found = []
@@ -439,15 +447,9 @@ def test_an_elastic_run_restarts_on_the_node_left_with_the_chains_of_both(data_d
     # --nnodes 1:2, two agents on this machine as two nodes (c10d rendezvous on 127.0.0.1, one process each);
     # one node dies mid-run (its agent and its process killed at once); torchrun restarts the group on the node
     # left, whose one process resumes from the last checkpoint with both processes' chains pooled and split
-    import socket
-
-    with socket.socket() as free:
-        free.bind(("127.0.0.1", 0))
-        port = free.getsockname()[1]
-    run, out = tmp_path / "run", tmp_path / "out"
+    port, run, out = free_port(), tmp_path / "run", tmp_path / "out"
     out.mkdir()
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")]),
-           "GF_FAULT_DIR": str(out), "OMP_NUM_THREADS": "1", "GF_STEP_SLEEP": "0.3", "GF_CHAINS": "1",
+    env = {**node_env(site, out), "GF_STEP_SLEEP": "0.3", "GF_CHAINS": "1",
            "PYTHONFAULTHANDLER": "1"}
     command = [sys.executable, "-m", "torch.distributed.run", "--nnodes=1:2", "--nproc-per-node=1",
                "--max-restarts=1", "--rdzv-backend=c10d", f"--rdzv-endpoint=127.0.0.1:{port}", "--rdzv-id=elastic",
