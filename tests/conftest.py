@@ -118,8 +118,14 @@ def pytest_configure(config):
                                        "(tests/sampler_paths.py)")
 
 
-def pytest_collection_finish(session):
-    PATH_REPORT.collected(session.items)  # what -m and -k left to run
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_auto_num_workers(config):
+    """``-n auto``: a process per CPU, at most 4 (each holds torch and its own trained fixtures)."""
+    return max(1, min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1))
+
+
+def pytest_collection_modifyitems(items):
+    PATH_REPORT.label(items)  # in the process that runs them (an xdist worker sends the labels with each report)
 
 
 def pytest_runtest_logreport(report):
@@ -129,5 +135,5 @@ def pytest_runtest_logreport(report):
 def pytest_unconfigure(config):
     """The output's last line: which sampler paths ran here and which were skipped, and why."""
     reporter = config.pluginmanager.getplugin("terminalreporter")
-    if reporter is not None and PATH_REPORT.paths_of:
+    if reporter is not None and PATH_REPORT.paths_of and not hasattr(config, "workerinput"):
         reporter.write_line(PATH_REPORT.line())

@@ -67,14 +67,19 @@ class PathReport:
         self.ran: set[str] = set()
         self.failed: set[str] = set()
 
-    def collected(self, items) -> None:
-        """``items``: the tests selected to run (after -m and -k)."""
+    @staticmethod
+    def label(items) -> None:
+        """Give each test of a path its paths in ``user_properties``, which its reports carry, also from
+        an xdist worker to the main process (deselected tests make no report: "not selected")."""
         for item in items:
             names = [mark.args[0] for mark in item.iter_markers("sampler_path")]
             if names:
-                self.paths_of[item.nodeid] = names
+                item.user_properties.append(("sampler_paths", tuple(names)))
 
     def record(self, report) -> None:
+        for key, names in report.user_properties:
+            if key == "sampler_paths":
+                self.paths_of[report.nodeid] = list(names)
         for name in self.paths_of.get(report.nodeid, ()):
             if report.failed:
                 self.failed.add(name)
