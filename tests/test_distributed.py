@@ -346,6 +346,9 @@ def test_two_torchrun_agents_on_one_machine_train_as_two_nodes_and_one_node_resu
                              quiet=True)
     assert resumed.status == "completed" and resumed.step == 16  # 128 images a process, batch 16: 8 an epoch
     assert len(load_checkpoint(run)["trainer_ranks"]) == 1
+    print(*[line for streams in outputs for text in streams for line in text.splitlines()
+            if "starting in" in line or "completed" in line], f"resumed alone: {resumed.status} at step {resumed.step}",
+          sep="\n")  # shown with -s, for reports
 
 
 def test_a_run_resumed_on_more_processes_gives_each_its_own_chains(data_dir, tmp_path, site):
@@ -362,3 +365,5 @@ def test_a_run_resumed_on_more_processes_gives_each_its_own_chains(data_dir, tmp
     distinct = torch.unique(torch.cat(chains), dim=0).shape[0]
     assert distinct == sum(c.shape[0] for c in chains)  # no chain on two processes
     assert all(c.shape[0] > 0 for c in chains) and distinct == torch.unique(saved.flatten(1), dim=0).shape[0]
+    print(f"2 -> 3 processes: {[c.shape[0] for c in chains]} chains, {distinct} distinct, of the "
+          f"{saved.shape[0]} saved")  # shown with -s, for reports

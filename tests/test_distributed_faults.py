@@ -355,6 +355,10 @@ def test_a_group_torchrun_restarts_resumes_by_itself_and_ends_as_a_straight_run(
     assert metric_rows(failed) == metric_rows(straight)  # one history: no step twice, none missing
     a, b = load_checkpoint(straight), load_checkpoint(failed)
     assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+    steps = [row["step"] for row in metric_rows(failed) if "loss" in row]
+    print(*[line for line in stderr.splitlines() if "torchrun restart" in line],
+          f"steps logged: {steps[0]}..{steps[-1]}, {len(steps)} rows, none twice; weights equal to the straight run's "
+          f"in all {len(a['model'])} tensors", sep="\n")  # shown with -s, for reports
 
 
 def test_a_run_that_keeps_failing_stops_after_its_restarts_with_the_reason(data_dir, tmp_path, site):
@@ -365,6 +369,8 @@ def test_a_run_that_keeps_failing_stops_after_its_restarts_with_the_reason(data_
     assert code != 0 and stderr.count("genframe: torchrun restart 1: resuming") == 1
     assert "has died" in stderr or "has not answered" in stderr, stderr[-3000:]  # the survivor names the dead
     assert load_checkpoint(run)["loop"]["step"] == 4  # the last good checkpoint stays, resumable
+    print(*[line for line in stderr.splitlines() if "torchrun restart" in line or line.startswith("Error: ")],
+          sep="\n")  # shown with -s, for reports
 
 
 @pytest.mark.parametrize("fault", ["stalled", "dead"])
@@ -401,6 +407,7 @@ def test_a_stalled_or_dead_process_on_another_node_ends_each_process_in_one_line
     said = [lines for lines in errors if lines]
     assert len(said) == (2 if fault == "stalled" else 1), errors  # one line per process that lived to say it
     assert all(len(lines) == 1 and "process rank 1 of 2" in lines[0] and "resumable" in lines[0] for lines in said)
+    print(*[lines[0] for lines in said], sep="\n")  # shown with -s, for reports
     assert not any(worker_tracebacks(err) for _, err in outputs)
     assert load_checkpoint(run)["loop"]["step"] >= 2  # the last checkpoint stays, resumable
 
@@ -500,6 +507,9 @@ def test_an_elastic_run_restarts_on_the_node_left_with_the_chains_of_both(data_d
     assert len(saved) == 2 and torch.unique(chains, dim=0).shape[0] == chains.shape[0] == 64
     from_each = [sum(bool((row == part).all(dim=1).any()) for row in chains) for part in saved]
     assert sum(from_each) == 64 and min(from_each) > 0, from_each
+    print(*[line for line in stderr.splitlines() if "torchrun restart" in line],
+          f"the process left holds {chains.shape[0]} distinct chains: {from_each[0]} from saved process 0, "
+          f"{from_each[1]} from saved process 1", sep="\n")  # shown with -s, for reports
     state = load_checkpoint(run)
     assert state["loop"]["step"] == 24 and len(state["trainer_ranks"]) == 1
     steps = [row["step"] for row in metric_rows(run) if "loss" in row]

@@ -45,6 +45,8 @@ def test_every_process_holds_chains_of_its_own(before, after):
         assert {int(c) for c in held[0]} == set(range(before)) and len(held[0]) == resumed[0].buffer.capacity
     if after > before:  # split: together the processes still hold every saved chain
         assert set().union(*held) == every
+    print(f"{before} -> {after} processes: {[len(h) for h in held]} chains each, {len(set().union(*held))} distinct, "
+          f"of {len(every)} saved")  # shown with -s, for reports
 
 
 def _loaded(states: list[dict], world_size: int):
