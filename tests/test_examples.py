@@ -21,7 +21,11 @@ def test_quick_example_is_the_fast_recipe_on_small_batches_within_five_minutes()
     fast = build_config(EBMConfig, path=REPO / "examples" / "ebm_mnist_fast.toml")
     assert quick.model == fast.model and quick.buffer == fast.buffer  # short-run chains from noise, no replay
     assert quick.sampler.generate_steps == quick.sampler.steps == 20 and quick.sampler.step_size == fast.sampler.step_size
-    assert (quick.trainer.lr, quick.trainer.lr_min, quick.trainer.r1) == (fast.trainer.lr, fast.trainer.lr_min, fast.trainer.r1)
+    assert (quick.trainer.lr_min, quick.trainer.r1) == (fast.trainer.lr_min, fast.trainer.r1)
+    # twice the rate, so a slow CPU's 1500 steps make digits, and a guard that acts within 2 steps on its spikes
+    guard = quick.callbacks.table("divergence_guard")
+    assert quick.trainer.lr == 2 * fast.trainer.lr and guard["patience"] == 2 and guard["limit"] == 1.0
+    assert "settle_gate" in quick.callbacks.use and quick.trainer.checkpoint_every == 200
     assert quick.trainer.batch_size == 32 and quick.trainer.lr_decay_steps == "100%"  # the decay ends with the run
     # five minutes on any CPU: a length fitted to the machine, the hard stop beyond it
     assert quick.trainer.budget_minutes == 5.0 and quick.trainer.max_steps is None and quick.trainer.max_minutes > 5.0
