@@ -154,13 +154,18 @@ def test_a_stop_during_the_end_of_run_work_exits_143_and_resume_makes_only_what_
     # long final pictures (5000-step chains): seconds of end-of-run work after 2 quick steps
     settings = [*TINY, "trainer.max_steps=2", "sampler.generate_steps=5000", "logging.chain_n=4"]
     process = subprocess.Popen(genframe_cli("run", "ebm", *with_sets(settings), "--run-dir", str(run)),
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               env={**os.environ, "PYTHONFAULTHANDLER": "1"})  # SIGABRT prints every thread's stack
     deadline = time.monotonic() + 300
     while (read_status(run) or {}).get("phase") != "end of run":
         assert process.poll() is None and time.monotonic() < deadline, process.communicate()
         time.sleep(0.01)
     process.send_signal(signal.SIGTERM)
-    out, err = process.communicate(timeout=120)
+    try:
+        out, err = process.communicate(timeout=120)  # the whole end-of-run work takes about 10 s on a loaded Zen 3
+    except subprocess.TimeoutExpired:  # once in a parallel run it hung: say where each thread was
+        process.send_signal(signal.SIGABRT)
+        pytest.fail(f"no exit 120 s after SIGTERM; its threads:\n{process.communicate(timeout=60)[1][-6000:]}")
     assert process.returncode == 143, err
     assert "SIGTERM during the end-of-run work at step 2: the training is saved" in err, err
     assert "Traceback" not in err and "run completed" not in out
