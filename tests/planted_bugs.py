@@ -54,7 +54,8 @@ def plant(name: str) -> tuple[bool, float, str]:
     try:
         start = time.monotonic()
         # test_planted_bugs_lines fails on any planted line by construction: it must not be what catches one
-        result = subprocess.run([sys.executable, "-m", "pytest", "-m", "not slow", "-x", "-q", "-p", "no:cacheprovider",
+        result = subprocess.run([sys.executable, "-m", "pytest", "-m", "not slow", "-n", "0", "-x", "-q",
+                                 "-p", "no:cacheprovider",
                                  "--ignore", "tests/test_planted_bugs_lines.py", "--durations=0", "--durations-min=1000"],
                                 cwd=REPO, capture_output=True, text=True, check=False)
         seconds = time.monotonic() - start
