@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import socket
 import tempfile
 from pathlib import Path
 
@@ -110,6 +111,13 @@ def fresh_plugins():
     genframe.reset_host()
 
 
+def free_port() -> int:
+    """A port nothing on 127.0.0.1 listens on now, for a c10d rendezvous of torchrun agents on this machine."""
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        return free.getsockname()[1]
+
+
 PATH_REPORT = PathReport()
 
 
@@ -121,7 +129,9 @@ def pytest_configure(config):
 @pytest.hookimpl(optionalhook=True)
 def pytest_xdist_auto_num_workers(config):
     """``-n auto``: a process per CPU, at most 4 (each holds torch and its own trained fixtures)."""
-    return max(1, min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1))
+    from genframe.util.openmp import usable_cores
+
+    return min(4, usable_cores())
 
 
 FILE_SECONDS = json.loads((Path(__file__).with_name("file_seconds.json")).read_text())["seconds"]

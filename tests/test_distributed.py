@@ -10,6 +10,7 @@ import sys
 import pytest
 import torch
 import torch.distributed as dist
+from conftest import free_port
 from test_plugins import make_distribution
 
 import genframe
@@ -317,11 +318,7 @@ def test_steps_pinned_over_a_budget_give_every_process_the_same_schedule(data_di
 
 def test_two_torchrun_agents_on_one_machine_train_as_two_nodes_and_one_node_resumes(data_dir, tmp_path, site):
     # the c10d rendezvous on 127.0.0.1, as two machines would use it (docs/distributed.md), one process a node
-    import socket
-
-    with socket.socket() as free:
-        free.bind(("127.0.0.1", 0))
-        port = free.getsockname()[1]
+    port = free_port()
     run, probe = tmp_path / "run", tmp_path / "probe"
     probe.mkdir()
     sets = [arg for item in [*SETTINGS, 'logging.loggers=["jsonl"]'] for arg in ("--set", item)]

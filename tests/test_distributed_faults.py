@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.distributed as dist
+from conftest import free_port
 from test_plugins import make_distribution
 
 import genframe
@@ -410,13 +411,6 @@ def test_a_stalled_or_dead_process_on_another_node_ends_each_process_in_one_line
     print(*[lines[0] for lines in said], sep="\n")  # shown with -s, for reports
     assert not any(worker_tracebacks(err) for _, err in outputs)
     assert load_checkpoint(run)["loop"]["step"] >= 2  # the last checkpoint stays, resumable
-
-
-def free_port() -> int:
-    """A port nothing on 127.0.0.1 listens on now, for a c10d rendezvous of agents on this machine."""
-    with socket.socket() as free:
-        free.bind(("127.0.0.1", 0))
-        return free.getsockname()[1]
 
 
 def node_env(site, out) -> dict[str, str]:
