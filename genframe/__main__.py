@@ -6,9 +6,33 @@ click) would print a ``KeyboardInterrupt`` traceback. Here the import is inside 
 module and ``genframe/__init__.py`` import next to nothing. (An interrupt while Python itself starts,
 before any genframe code, is the interpreter's to report.) Until the command has imported torch, a signal
 exits at once (genframe.util.signals).
+
+An interrupted command ends with ``os._exit(130)`` once its exit handlers have run, not by returning to the
+interpreter: CPython marks the process as killed by Ctrl-C whenever a ``KeyboardInterrupt`` has left a frame
+run by ``exec`` or ``eval`` of source text (``dataclasses`` and ``namedtuple`` build classes that way while
+modules import), caught or not, and at exit it then kills itself with SIGINT, so a parent process saw -2
+instead of the 130 it was promised.
 """
 
 import sys
+
+
+def _exit_interrupted() -> None:
+    """Run the exit handlers (loggers finish there), flush, and end with 130 whatever CPython had marked."""
+    import atexit
+    import os
+
+    from genframe.contracts.errors import INTERRUPTED_EXIT
+    from genframe.util.signals import exit_at_once_from_now
+
+    exit_at_once_from_now()  # a second signal meanwhile: one line, not a traceback from an exit handler
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(INTERRUPTED_EXIT)
 
 
 def main() -> None:
@@ -24,10 +48,16 @@ def main() -> None:
 
         cli_main()
     except KeyboardInterrupt:
-        from genframe.contracts.errors import INTERRUPTED, INTERRUPTED_EXIT
+        from genframe.contracts.errors import INTERRUPTED
 
         print(f"\n{INTERRUPTED}", file=sys.stderr)
-        sys.exit(INTERRUPTED_EXIT)
+        _exit_interrupted()
+    except SystemExit as exit:
+        from genframe.contracts.errors import INTERRUPTED_EXIT
+
+        if exit.code == INTERRUPTED_EXIT:
+            _exit_interrupted()
+        raise
     finally:
         from genframe.util.signals import exit_at_once_from_now
 
