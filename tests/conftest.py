@@ -124,6 +124,12 @@ PATH_REPORT = PathReport()
 def pytest_configure(config):
     config.addinivalue_line("markers", "sampler_path(name): the test exercises that sampler path "
                                        "(tests/sampler_paths.py)")
+    if hasattr(config, "workerinput"):  # an xdist worker: share the cores with the other workers
+        import torch
+
+        from genframe.util.openmp import usable_cores
+
+        torch.set_num_threads(max(1, usable_cores() // int(config.workerinput["workercount"])))
 
 
 @pytest.hookimpl(optionalhook=True)
