@@ -35,6 +35,26 @@ def test_the_loss_is_the_gradients_distance_from_the_scaled_velocity_and_trains_
     assert linear[1].weight.grad is not None and linear[1].weight.grad.abs().sum() > 0
 
 
+def test_matching_time_scales_the_gradient_that_is_fitted():
+    torch.manual_seed(0)
+    linear = nn.Sequential(nn.Flatten(), nn.Linear(16, 1))
+    data = torch.rand(6, 1, 4, 4) * 2 - 1
+    loss, _ = matching_loss(linear, data, torch.Generator().manual_seed(3), decay_from=0.8, time=3000.0)
+    replay = torch.Generator().manual_seed(3)
+    noise = torch.rand(data.shape, generator=replay) * 2 - 1
+    t = torch.rand((6,), generator=replay)
+    target = ((1 - t) / 0.2).clamp(max=1).view(-1, 1, 1, 1) * (data - noise)
+    w = linear[1].weight.view(1, 1, 4, 4)
+    assert torch.allclose(loss, (3000.0 * w - target).square().flatten(1).mean(1).mean())
+
+
+def test_matching_time_sampler_is_the_training_chains_steps_times_their_step_size():
+    trainer = make_trainer(["trainer.objective=matching", "trainer.matching_time=sampler", "sampler.step_size=50"])
+    assert trainer.matching_time == 3 * 50.0  # sampler.steps=3 in make_trainer
+    assert make_trainer(["trainer.objective=matching"]).matching_time == 1.0  # the default: the gradient is the velocity
+    assert make_trainer(["trainer.objective=matching", "trainer.matching_time=2.5"]).matching_time == 2.5
+
+
 def test_at_the_data_the_target_is_a_resting_point():
     class Bowl(nn.Module):  # score -||x - c||^2 / 2: its gradient c - x vanishes at c
         def forward(self, x):

@@ -92,6 +92,11 @@ class EBMTrainerConfig(TrainerConfig):
     matching_decay_from: float = Field(
         0.8, gt=0, lt=1, description="objective = matching: where on the path from noise (0) to data (1) the fitted "
         "gradient starts to shrink, linearly to nothing at the data, so that real images are its resting points.")
+    matching_time: Literal["sampler"] | PositiveFloat = Field(
+        1.0, description="objective = matching: the fit is of this times the score's gradient, so ascent steps of "
+        "size h cross the path in matching_time / h steps; 'sampler' = sampler.steps x sampler.step_size, so the "
+        "training chains' own Langevin steps cross it (a gradient, and score levels, on contrastive divergence's "
+        "scale, for it to take over from).")
     coupling: Literal["independent", "ot"] = Field(
         "independent", description="objective = matching: how noise and data are paired on the paths: independently, "
         "or by a mini-batch optimal-transport plan (straighter paths that do not cross).")

@@ -10,6 +10,11 @@ so gradient ascent on s (the Langevin sampler with no noise) carries noise to th
 images are resting points of the score, the equilibrium the contrastive phase then sharpens (Energy Matching,
 Balcerak et al. 2025; Equilibrium Matching, Wang et al. 2025, whose truncated decay c(t) this is). The energy
 is a scalar of the image alone, no time input, so scoring, OOD and completion keep their meaning.
+
+``time`` sets the gradient's size: the fit is of ``time * grad_x s``, so ascent steps of size h cover the path in
+``time / h`` steps. With ``time`` = the training chains' steps x their step size, the contrastive recipe's own
+Langevin sampler (large steps on a small gradient) crosses the path in its own number of steps, and the
+scores' levels stay near the small gap contrastive divergence keeps, so it can take over without a jolt.
 """
 
 from __future__ import annotations
@@ -21,9 +26,9 @@ import genframe
 
 
 def matching_loss(model: nn.Module, data: torch.Tensor, generator: torch.Generator, decay_from: float,
-                  coupling: str = "independent") -> tuple[torch.Tensor, torch.Tensor]:
-    """Mean squared error per pixel between grad_x s(x_t) and the scaled velocity, differentiable in the weights;
-    and the scores s(x_t), for the trainer's bound on them (matching fits slopes, not levels, which may drift)."""
+                  coupling: str = "independent", time: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean squared error per pixel between time * grad_x s(x_t) and the scaled velocity, differentiable in the
+    weights; and the scores s(x_t), for the trainer's bound on them (matching fits slopes, not levels)."""
     noise = torch.rand(data.shape, generator=generator, device=data.device) * 2 - 1
     if coupling == "ot":  # straighter, uncrossed paths: a field of the image alone can follow them
         noise = genframe.ot_pairing(noise, data, generator)
@@ -33,4 +38,4 @@ def matching_loss(model: nn.Module, data: torch.Tensor, generator: torch.Generat
     xt = xt.detach().requires_grad_(True)
     scores = model(xt)
     (gradient,) = torch.autograd.grad(scores.sum(), xt, create_graph=True)
-    return (gradient - scale * velocity).square().flatten(1).mean(1).mean(), scores.detach()
+    return (time * gradient - scale * velocity).square().flatten(1).mean(1).mean(), scores.detach()

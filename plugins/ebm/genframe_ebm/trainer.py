@@ -59,6 +59,8 @@ class CDTrainer(Trainer):
         self.objective, self.matching_steps = tcfg.objective, tcfg.matching_steps
         self.matching_weight, self.matching_decay_from, self.coupling = (tcfg.matching_weight,
                                                                          tcfg.matching_decay_from, tcfg.coupling)
+        self.matching_time = (config.sampler.steps * config.sampler.step_size if tcfg.matching_time == "sampler"
+                              else tcfg.matching_time)
         self.sharpen_from: int | None = None  # the step contrastive divergence joined matching, once it has
         self.seed = seed
         self.generator = torch.Generator(device=device)
@@ -93,7 +95,7 @@ class CDTrainer(Trainer):
         parts, scores = self._cd_parts(real) if sharpening else ({}, ())
         if self.objective == "matching":
             parts["matching"], path_scores = matching_loss(self.model, real, self.generator, self.matching_decay_from,
-                                                           self.coupling)
+                                                           self.coupling, self.matching_time)
             scores = scores or (path_scores, path_scores)  # matching alone: its own scores are the ones bounded
             weighted = (self.matching_weight if sharpening else 1.0) * parts["matching"]
             parts["loss"] = parts["loss"] + weighted if "loss" in parts else weighted
