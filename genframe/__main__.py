@@ -52,10 +52,10 @@ def main() -> None:
 
         print(f"\n{INTERRUPTED}", file=sys.stderr)
         _exit_interrupted()
-    except SystemExit as exit:
+    except SystemExit as ending:
         from genframe.contracts.errors import INTERRUPTED_EXIT
 
-        if exit.code == INTERRUPTED_EXIT:
+        if ending.code == INTERRUPTED_EXIT:
             _exit_interrupted()
         raise
     finally:
