@@ -10,6 +10,7 @@ import os
 import statistics
 import subprocess
 import sys
+import time
 
 import pytest
 from conftest import REPO
@@ -480,8 +481,14 @@ def test_run_queue_trains_scores_and_skips_what_is_done(data_dir, tmp_path):
     out, runs = tmp_path / "out.json", tmp_path / "runs"
     command = [sys.executable, "research/scripts/run_queue.py", str(plan), "--out", str(out), "--runs", str(runs),
                "--n", "16"]
-    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300, check=False)
-    assert done.returncode == 0, done.stderr
+    queue = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    while not (runs / "tiny" / "status.json").is_file() and queue.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    out.write_text(json.dumps({"other": {"eval": {"fd": 1.0}}}))  # another queue's run, finished meanwhile
+    _, err = queue.communicate(timeout=300)
+    assert queue.returncode == 0, err
+    assert json.loads(out.read_text())["other"] == {"eval": {"fd": 1.0}}  # added to, not written over
     result = json.loads(out.read_text())["tiny"]
     assert result["steps"] == 3 and result["minutes_alone"] == 1.5 and result["eval"]["step"] == 3
     assert result["eval"]["n"] == 16 and result["eval"]["nfe"] == 2 and "fd" in result["eval"] and result["cpu"]

@@ -12,7 +12,8 @@ the budget), a ``seed``, a ``data`` name and an ``eval_steps`` for ``genframe ev
 
 Every run trains in ``--runs/NAME``, then ``genframe eval --n N`` scores the weights it samples with. Runs
 already in ``--out`` are skipped, and one whose training was cut off resumes from its last checkpoint, so a queue
-spans sessions: run the same command again.
+spans sessions: run the same command again. Queues that share an ``--out`` file each add their finished runs to it
+(give them different runs: a run's directory is held by the process training it).
 """
 
 from __future__ import annotations
@@ -131,7 +132,8 @@ def main() -> None:
             result["minutes_alone"] = round(steps * speeds[run["speed"]] / 60, 2)
         if args.speeds:
             result["speeds_from"] = args.speeds
-        done[name] = result
+        # added to the file as it is now: another queue may have written its own runs there meanwhile
+        done = (json.loads(out.read_text()) if out.is_file() else {}) | {name: result}
         atomic_write_text(out, json.dumps(done, indent=2) + "\n")
         e = result["eval"]
         print(f"[{name}] fd {e['fd']:.2f} kid {e['kid']:.2f} precision {e['precision']:.3f} recall "
