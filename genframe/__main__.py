@@ -23,15 +23,11 @@ def _exit_interrupted() -> None:
     import os
 
     from genframe.contracts.errors import INTERRUPTED_EXIT
-    from genframe.util.signals import exit_at_once_from_now
+    from genframe.util.signals import exit_at_once_from_now, flush_output
 
     exit_at_once_from_now()  # a second signal meanwhile: one line, not a traceback from an exit handler
     atexit._run_exitfuncs()
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except (OSError, ValueError):
-            pass
+    flush_output()
     os._exit(INTERRUPTED_EXIT)
 
 

@@ -31,12 +31,17 @@ def _say(line: str) -> None:
     sys.stderr.flush()
 
 
-def _exit_now(signum: int, again: bool) -> None:
+def flush_output() -> None:
+    """Flush stdout and stderr before an ``os._exit``, which skips it; a closed or broken stream is passed over."""
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()
         except (OSError, ValueError):
             pass
+
+
+def _exit_now(signum: int, again: bool) -> None:
+    flush_output()
     name = signal.Signals(signum).name
     line = f"genframe: second {name}, exiting now" if again else INTERRUPTED.replace("(SIGINT)", f"({name})")
     os.write(2, f"\n{line}\n".encode())
