@@ -45,6 +45,19 @@ def test_inpainting_holds_the_known_pixels_and_a_flow_to_a_point_reaches_it():
     assert torch.equal(done[..., :2, :], images[..., :2, :]) and torch.allclose(done[..., 2:, :], torch.tensor(0.5))
 
 
+def test_a_net_that_predicts_the_clean_image_is_sampled_through_its_velocity():
+    from genframe_flow.config import UNetConfig
+    from genframe_flow.unet import UNet
+
+    net = UNet.from_config(UNetConfig(channels=[8, 16], time_dim=16, predicts="data"))
+    last = net.out[-1]  # the net now draws one image, 0.5 everywhere, whatever x and t are
+    torch.nn.init.zeros_(last.weight)
+    torch.nn.init.constant_(last.bias, 0.5)
+    sampler = ODESampler((1, 32, 32), "euler", nfe=8)
+    samples = sampler.generate(net, 3, generator=torch.Generator().manual_seed(0)).images
+    assert torch.allclose(samples, torch.full_like(samples, 0.5), atol=1e-5)
+
+
 @pytest.fixture(scope="module")
 def flow_run(tmp_path_factory):
     import os

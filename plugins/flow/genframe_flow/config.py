@@ -18,6 +18,9 @@ class UNetConfig(Section):
         "costs a CPU step like the EBM's, a GPU takes [64, 128, 128] or wider.")
     time_dim: PositiveInt = Field(64, multiple_of=2, description="Width of the time embedding (even: sines and "
                                   "cosines).")
+    predicts: Literal["velocity", "data"] = Field(
+        "velocity", description="What the net's output is: the velocity itself, or the clean image x1, turned into "
+        "the velocity (x1 - x_t) / (1 - t) (1 - t held at 0.05 or more); training regresses the velocity either way.")
 
 
 class ODEConfig(Section):

@@ -13,6 +13,9 @@ import torch
 from torch import nn
 
 
+DATA_PREDICTION_MIN_REMAINING = 0.05
+
+
 def groups(channels: int) -> int:
     """Group normalisation's groups: 8, or fewer where the width does not divide."""
     return math.gcd(8, channels)
@@ -51,8 +54,10 @@ class ResBlock(nn.Module):
 class UNet(nn.Module):
     """v(x, t) for images (N, C, H, W) with H and W divisible by 2^(levels - 1), and times (N,)."""
 
-    def __init__(self, in_channels: int = 1, channels: tuple[int, ...] = (16, 32, 32), time_dim: int = 64) -> None:
+    def __init__(self, in_channels: int = 1, channels: tuple[int, ...] = (16, 32, 32), time_dim: int = 64,
+                 predicts: str = "velocity") -> None:
         super().__init__()
+        self.predicts = predicts
         self.embed = TimeEmbedding(time_dim)
         self.inp = nn.Conv2d(in_channels, channels[0], 3, padding=1)
         self.down = nn.ModuleList()
@@ -74,7 +79,7 @@ class UNet(nn.Module):
 
     @classmethod
     def from_config(cls, config) -> UNet:
-        return cls(config.in_channels, tuple(config.channels), config.time_dim)
+        return cls(config.in_channels, tuple(config.channels), config.time_dim, config.predicts)
 
     def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         emb = self.embed(t)
@@ -88,4 +93,10 @@ class UNet(nn.Module):
         for block, upsample in zip(self.up, self.upsample):
             h = block(torch.cat([h, skips.pop()], dim=1), emb)
             h = upsample(h)
-        return self.out(h)
+        out = self.out(h)
+        if self.predicts == "data":
+            # The net draws the clean image x1; the straight path's velocity toward it is (x1 - x_t) / (1 - t),
+            # with 1 - t held off zero so the last steps stay finite.
+            remaining = (1.0 - t).clamp(min=DATA_PREDICTION_MIN_REMAINING)[:, None, None, None]
+            return (out - x) / remaining
+        return out
