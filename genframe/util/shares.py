@@ -27,8 +27,8 @@ def _steps_or_share(value: object) -> int | str:
     match = _SHARE.match(text) if text is not None else None
     if match and 0 < float(match[1]) <= 100:
         return text
-    raise ValueError(f"{value!r} is neither a positive whole number of steps nor a share of the run between 0% "
-                     "and 100% (such as '25%')")
+    raise ValueError(f"{value!r} is neither a positive whole number of steps nor a share of the run above 0% and "
+                     "at most 100% (such as '25%')")
 
 
 #: A positive number of steps, or a share of the run's steps written ``"P%"`` (0 < P <= 100).
