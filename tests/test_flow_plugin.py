@@ -58,6 +58,12 @@ def test_a_net_that_predicts_the_clean_image_is_sampled_through_its_velocity():
     assert torch.allclose(samples, torch.full_like(samples, 0.5), atol=1e-5)
 
 
+def test_a_net_with_no_levels_is_refused_in_one_error_line(tmp_path):
+    result = invoke("run", "flow", "--run-dir", tmp_path / "run", "--set", "model.channels=[]")
+    assert result.exit_code == 2 and "model.channels" in result.output and "at least 1 item" in result.output
+    assert "Traceback" not in result.output and not (tmp_path / "run").exists()
+
+
 @pytest.fixture(scope="module")
 def flow_run(tmp_path_factory):
     import os

@@ -56,6 +56,9 @@ def test_the_adaptive_solver_meets_its_tolerance_and_counts_its_evaluations():
     assert abs(float(end[0]) - math.exp(-2.5)) < 1e-5
     loose = genframe.integrate_adaptive(lambda x, t: -x * (1 + 3 * t), x0, 0.0, 1.0, rtol=1e-2, atol=1e-2)[2]
     assert loose < nfe and (nfe - 1) % 6 == 0  # one first evaluation, then six per try
+    # Tolerances the budget cannot meet are the user's to loosen: a config error (one Error: line), not a crash.
+    with pytest.raises(genframe.ConfigError, match="loosen sampler.rtol/atol"):
+        genframe.integrate_adaptive(lambda x, t: -x * (1 + 3 * t), x0, 0.0, 1.0, rtol=1e-12, atol=1e-12, max_nfe=50)
 
 
 def test_ot_pairing_shortens_the_paths_and_the_plan_has_uniform_marginals():

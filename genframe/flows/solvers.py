@@ -10,6 +10,8 @@ from collections.abc import Callable
 
 import torch
 
+from genframe.contracts.errors import ConfigError
+
 Field = Callable[[torch.Tensor, float], torch.Tensor]
 SOLVER_EVALS_PER_STEP = {"euler": 1, "midpoint": 2, "heun": 2}
 
@@ -85,7 +87,7 @@ def integrate_adaptive(f: Field, x: torch.Tensor, t0: float, t1: float, rtol: fl
             if keep_every and accepted % keep_every == 0:
                 kept.append(x)
         if nfe > max_nfe:
-            raise RuntimeError(f"the adaptive solver used {nfe} evaluations without reaching t={t1} (at t={t:.3f}); "
+            raise ConfigError(f"the adaptive solver used {nfe} evaluations without reaching t={t1} (at t={t:.3f}); "
                                "loosen sampler.rtol/atol or use a fixed-step method")
         h = h * min(5.0, max(0.2, 0.9 * (norm + 1e-12) ** -0.2))
     return x, kept, nfe

@@ -1,8 +1,8 @@
 """A small U-Net velocity net v(x, t): residual blocks told the time through a sinusoidal embedding, halving
 the image between levels and joining each level's features back on the way up.
 
-Sized for a CPU by default (widths 16, 32, 32 on 32 x 32 images: 0.37 s a step of 128 images on a 2-core AMD
-EPYC, against 1.40 s for 32, 64, 64); wider ``model.channels`` suit a GPU.
+Sized for a CPU by default (widths 16, 32, 32 on 32 x 32 images: 0.196 s a step of 64 images on a 2-core AMD
+EPYC Zen 3, research/reports/flow-recipe.md); wider ``model.channels`` suit a GPU.
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ import math
 
 import torch
 from torch import nn
-
 
 DATA_PREDICTION_MIN_REMAINING = 0.05
 
