@@ -47,6 +47,7 @@ _FROM = {
     "genframe.util.atomic": ("atomic_write", "atomic_write_bytes", "atomic_write_text"),
     "genframe.util.text": ("describe", "one_line"),
     "genframe.util.shares": ("StepsOrShare", "steps_of"),
+    "genframe.util.generators": ("restore_generator",),
     "genframe.util.openmp": ("usable_cores",),
     "genframe.util.deprecation": ("GenframeDeprecationWarning", "deprecate", "moved_modules"),
 }

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from genframe import Dataset, DivergenceError, RateSchedule, Trainer, steps_of
+from genframe import Dataset, DivergenceError, RateSchedule, Trainer, restore_generator, steps_of
 from genframe_ebm.buffer import ReplayBuffer, oldest_first
 from genframe_ebm.matching import matching_loss
 from genframe_ebm.sampler import SGLDSampler
@@ -221,7 +221,7 @@ class CDTrainer(Trainer):
             factor = 1.0
         self.schedule.load_state_dict({"steps_taken": state.get("steps_taken", 0), "lr_scale": factor})
         self.buffer.load_state_dict(state["buffer"])
-        self.generator.set_state(state["generator"])
+        restore_generator(self.generator, state["generator"])
         self.sharpen_from = state.get("sharpen_from")
         chosen = state.get("chain_precision")
         if chosen is not None and getattr(self.sampler, "precision", None) == "auto" and \

@@ -10,7 +10,15 @@ from __future__ import annotations
 
 import torch
 
-from genframe import DivergenceError, RateSchedule, Trainer, draw_path_times, ot_pairing, straight_path
+from genframe import (
+    DivergenceError,
+    RateSchedule,
+    Trainer,
+    draw_path_times,
+    ot_pairing,
+    restore_generator,
+    straight_path,
+)
 
 VALIDATION_EXAMPLES = 1000
 
@@ -74,7 +82,7 @@ class FlowTrainer(Trainer):
     def load_state_dict(self, state: dict) -> None:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
-        self.generator.set_state(state["generator"].to(self.generator.get_state().device))
+        restore_generator(self.generator, state["generator"])
         self.schedule.load_state_dict(state)
 
     def reseed(self, seed: int) -> None:

@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from genframe import Dataset, Trainer
+from genframe import Dataset, Trainer, restore_generator
 from genframe_toy2d.sampler import LangevinSampler
 
 # Keeps the trainer's stream apart from the core's streams, which are seeded from small numbers.
@@ -65,4 +65,4 @@ class CDTrainer(Trainer):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.optimizer.load_state_dict(state["optimizer"])
-        self.generator.set_state(state["generator"])
+        restore_generator(self.generator, state["generator"])

@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from genframe import Dataset, Trainer
+from genframe import Dataset, Trainer, restore_generator
 from genframe_vae.model import ConvVAE, elbo_terms
 
 # Keeps the noise stream apart from the core's data-order streams, which are seeded from small
@@ -78,4 +78,4 @@ class ELBOTrainer(Trainer):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.optimizer.load_state_dict(state["optimizer"])
-        self.generator.set_state(state["generator"])
+        restore_generator(self.generator, state["generator"])
