@@ -45,6 +45,17 @@ def test_inpainting_holds_the_known_pixels_and_a_flow_to_a_point_reaches_it():
     assert torch.equal(done[..., :2, :], images[..., :2, :]) and torch.allclose(done[..., 2:, :], torch.tensor(0.5))
 
 
+def test_the_adaptive_solver_keeps_a_frame_about_every_keep_every_evaluations():
+    class Spiral(torch.nn.Module):  # a velocity that turns with time, so the solver takes several steps
+        def forward(self, x, t):
+            return torch.cos(6 * t).view(-1, 1, 1, 1) * x + 1
+
+    sampler = ODESampler((1, 4, 4), "adaptive", nfe=20, rtol=1e-5, atol=1e-5)
+    out = sampler.sample(Spiral(), torch.zeros(2, 1, 4, 4), keep_every=6)
+    asked = sampler.last_nfe / 6
+    assert sampler.last_nfe > 30 and asked / 2 <= len(out.chain) <= asked * 2, (sampler.last_nfe, len(out.chain))
+
+
 def test_a_net_that_predicts_the_clean_image_is_sampled_through_its_velocity():
     from genframe_flow.config import UNetConfig
     from genframe_flow.unet import UNet

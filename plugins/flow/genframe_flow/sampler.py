@@ -13,6 +13,10 @@ import torch
 
 from genframe import SOLVER_EVALS_PER_STEP, SampleOutput, Sampler, integrate_adaptive, integrate_fixed, solver_steps
 
+# Dormand-Prince 5(4) evaluates six new stages a step (the seventh is the next step's first): a GIF's frames,
+# counted in evaluations, are kept every so many of its steps
+ADAPTIVE_EVALS_PER_STEP = 6
+
 
 class ODESampler(Sampler):
     completes_from_noise = True  # inpainting runs the whole path from noise, holding the known pixels on it
@@ -54,7 +58,7 @@ class ODESampler(Sampler):
         """From noise ``init`` to samples in ``steps`` evaluations (default ``generate_steps``); the chain keeps a
         state every ``keep_every`` evaluations (the core counts a GIF's frames in the sampler's steps, which here
         are evaluations). ``last_nfe``: what this call used."""
-        per_step = SOLVER_EVALS_PER_STEP.get(self.method, 1)
+        per_step = ADAPTIVE_EVALS_PER_STEP if self.method == "adaptive" else SOLVER_EVALS_PER_STEP[self.method]
         every = None if not keep_every else max(1, keep_every // per_step)
         x, kept, self.last_nfe = self._solve(model, init, 0.0, steps or self.generate_steps, every)
         return SampleOutput(x.clamp(-1, 1), [state.clamp(-1, 1) for state in kept] if keep_every else [])
