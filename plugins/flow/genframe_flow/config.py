@@ -14,13 +14,10 @@ class UNetConfig(Section):
     in_channels: PositiveInt = Field(1, description="Image channels; follows the dataset unless set.")
     image_size: PositiveInt = Field(32, description="Image side in pixels; follows the dataset unless set.")
     channels: list[PositiveInt] = Field(
-        [16, 32, 32], min_length=1, description="Width of each resolution level (the image halves between levels); [16, 32, 32] "
-        "costs a CPU step like the EBM's, a GPU takes [64, 128, 128] or wider.")
+        [16, 32, 32], min_length=1, description="Width of each resolution level (the image halves between levels); "
+        "[16, 32, 32] costs a CPU step like the EBM's, a GPU takes [64, 128, 128] or wider.")
     time_dim: PositiveInt = Field(64, multiple_of=2, description="Width of the time embedding (even: sines and "
                                   "cosines).")
-    predicts: Literal["velocity", "data"] = Field(
-        "velocity", description="What the net's output is: the velocity itself, or the clean image x1, turned into "
-        "the velocity (x1 - x_t) / (1 - t) (1 - t held at 0.05 or more); training regresses the velocity either way.")
 
 
 class ODEConfig(Section):

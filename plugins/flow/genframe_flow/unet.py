@@ -12,8 +12,6 @@ import math
 import torch
 from torch import nn
 
-DATA_PREDICTION_MIN_REMAINING = 0.05
-
 
 def groups(channels: int) -> int:
     """Group normalisation's groups: 8, or fewer where the width does not divide."""
@@ -53,10 +51,8 @@ class ResBlock(nn.Module):
 class UNet(nn.Module):
     """v(x, t) for images (N, C, H, W) with H and W divisible by 2^(levels - 1), and times (N,)."""
 
-    def __init__(self, in_channels: int = 1, channels: tuple[int, ...] = (16, 32, 32), time_dim: int = 64,
-                 predicts: str = "velocity") -> None:
+    def __init__(self, in_channels: int = 1, channels: tuple[int, ...] = (16, 32, 32), time_dim: int = 64) -> None:
         super().__init__()
-        self.predicts = predicts
         self.embed = TimeEmbedding(time_dim)
         self.inp = nn.Conv2d(in_channels, channels[0], 3, padding=1)
         self.down = nn.ModuleList()
@@ -78,7 +74,7 @@ class UNet(nn.Module):
 
     @classmethod
     def from_config(cls, config) -> UNet:
-        return cls(config.in_channels, tuple(config.channels), config.time_dim, config.predicts)
+        return cls(config.in_channels, tuple(config.channels), config.time_dim)
 
     def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         emb = self.embed(t)
@@ -92,10 +88,4 @@ class UNet(nn.Module):
         for block, upsample in zip(self.up, self.upsample):
             h = block(torch.cat([h, skips.pop()], dim=1), emb)
             h = upsample(h)
-        out = self.out(h)
-        if self.predicts == "data":
-            # The net draws the clean image x1; the straight path's velocity toward it is (x1 - x_t) / (1 - t),
-            # with 1 - t held off zero so the last steps stay finite.
-            remaining = (1.0 - t).clamp(min=DATA_PREDICTION_MIN_REMAINING)[:, None, None, None]
-            return (out - x) / remaining
-        return out
+        return self.out(h)
