@@ -88,6 +88,6 @@ def integrate_adaptive(f: Field, x: torch.Tensor, t0: float, t1: float, rtol: fl
                 kept.append(x)
         if nfe > max_nfe:
             raise ConfigError(f"the adaptive solver used {nfe} evaluations without reaching t={t1} (at t={t:.3f}); "
-                               "loosen sampler.rtol/atol or use a fixed-step method")
+                              "loosen sampler.rtol/atol or use a fixed-step method")
         h = h * min(5.0, max(0.2, 0.9 * (norm + 1e-12) ** -0.2))
     return x, kept, nfe
