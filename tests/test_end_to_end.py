@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import tomllib
 
 import pytest
 import torch
@@ -133,6 +134,10 @@ def test_config_commands():
     runner = CliRunner()
     shown = runner.invoke(cli, ["config", "show", "ebm", "--set", "trainer.epochs=3"])
     assert shown.exit_code == 0 and "epochs = 3" in shown.output and "[sampler]" in shown.output
+    # settings with no value are shown as comments (TOML has no null), and the text is still a config file
+    assert "# max_steps: not set" in shown.output and "# lr_decay_steps: not set" in shown.output
+    shown_config = tomllib.loads(shown.output)
+    assert shown_config["trainer"]["epochs"] == 3 and "max_steps" not in shown_config["trainer"]
     schema = json.loads(runner.invoke(cli, ["config", "schema", "ebm"]).output)
     assert {"trainer", "sampler", "buffer", "model", "data", "logging"} <= set(schema["properties"])
 

@@ -19,12 +19,15 @@ def _value(value: Any) -> str:
 
 
 def dumps(data: dict[str, Any], prefix: str = "") -> str:
-    """TOML text for nested dicts of scalars and lists; ``None`` values are left out (TOML has no null)."""
+    """TOML text for nested dicts of scalars and lists; a ``None`` value (TOML has no null) becomes a comment
+    line, ``# key: not set``, so a reader still sees that the setting exists."""
     lines, tables = [], []
     for key, value in data.items():
         if isinstance(value, dict):
             tables.append((key, value))
-        elif value is not None:
+        elif value is None:
+            lines.append(f"# {key}: not set")
+        else:
             lines.append(f"{key} = {_value(value)}")
     text = "\n".join(lines) + ("\n" if lines else "")
     for key, value in tables:
