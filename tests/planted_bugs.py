@@ -22,7 +22,7 @@ BUGS = {
     "config validation": ("genframe/config/sections.py", "    batch_size: PositiveInt = 128", "    batch_size: int = 128"),
     "checkpoint round-trip": ("genframe/training/runstate.py", '            ctx.model.load_state_dict(state["model"])',
                               '            pass'),
-    "exact resume": ("plugins/ebm/genframe_ebm/trainer.py", '        self.generator.set_state(state["generator"])',
+    "exact resume": ("plugins/ebm/genframe_ebm/trainer.py", '        restore_generator(self.generator, state["generator"])',
                      "        pass"),
     "sampler: autograd": ("plugins/ebm/genframe_ebm/sampler.py",
                           "        return x.detach().add_(grad.clamp_(-self.grad_clip, self.grad_clip), "
