@@ -14,6 +14,8 @@ from genframe.contracts.errors import ConfigError
 
 Field = Callable[[torch.Tensor, float], torch.Tensor]
 SOLVER_EVALS_PER_STEP = {"euler": 1, "midpoint": 2, "heun": 2}
+# Dormand-Prince 5(4) evaluates six new stages a step, accepted or not (the seventh is the next step's first)
+ADAPTIVE_EVALS_PER_STEP = 6
 
 
 def solver_steps(method: str, nfe: int) -> int:
@@ -76,7 +78,7 @@ def integrate_adaptive(f: Field, x: torch.Tensor, t0: float, t1: float, rtol: fl
         for i in range(1, 7):
             state = x + h * sum(a * k for a, k in zip(_A[i], stages))
             stages.append(f(state, t + _C[i] * h))
-        nfe += 6
+        nfe += ADAPTIVE_EVALS_PER_STEP
         new = x + h * sum(b * k for b, k in zip(_B5, stages))
         error = h * sum((b5 - b4) * k for b5, b4, k in zip(_B5, _B4, stages))
         scale = atol + rtol * torch.maximum(x.abs(), new.abs())

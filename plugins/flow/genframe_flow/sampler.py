@@ -11,11 +11,15 @@ from __future__ import annotations
 
 import torch
 
-from genframe import SOLVER_EVALS_PER_STEP, SampleOutput, Sampler, integrate_adaptive, integrate_fixed, solver_steps
-
-# Dormand-Prince 5(4) evaluates six new stages a step (the seventh is the next step's first): a GIF's frames,
-# counted in evaluations, are kept every so many of its steps
-ADAPTIVE_EVALS_PER_STEP = 6
+from genframe import (
+    ADAPTIVE_EVALS_PER_STEP,
+    SOLVER_EVALS_PER_STEP,
+    SampleOutput,
+    Sampler,
+    integrate_adaptive,
+    integrate_fixed,
+    solver_steps,
+)
 
 
 class ODESampler(Sampler):
