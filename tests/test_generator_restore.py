@@ -9,6 +9,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 from conftest import TINY
+from test_flow_plugin import TINY as FLOW_TINY
 
 from genframe import restore_generator
 from genframe.cli.main import cli
@@ -35,13 +36,12 @@ def test_a_state_from_this_device_goes_on_exactly_and_one_from_another_is_seeded
 
 
 @pytest.mark.parametrize("recipe, settings", [
-    ("ebm", TINY),
-    pytest.param("flow", ["trainer.batch_size=16", "data.limit=64", "model.channels=[8,16]", "model.time_dim=16",
-                          "sampler.nfe=4", "logging.sample_n=4", "logging.log_every=2"], marks=pytest.mark.slow),
+    ("ebm", [*TINY, 'logging.loggers=["jsonl"]']),
+    pytest.param("flow", FLOW_TINY, marks=pytest.mark.slow),
 ])
 def test_a_run_saved_on_another_kind_of_device_resumes_with_a_warning(recipe, settings, data_dir, tmp_path):
     run = tmp_path / "run"
-    sets = [arg for item in [*settings, 'logging.loggers=["jsonl"]'] for arg in ("--set", item)]
+    sets = [arg for item in settings for arg in ("--set", item)]
     first = CliRunner().invoke(cli, ["run", recipe, "--run-dir", str(run), "--quiet", *sets,
                                      "--set", "trainer.max_steps=2"])
     assert first.exit_code == 0, first.output
