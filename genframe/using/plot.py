@@ -145,7 +145,7 @@ def runs_figure(paths: list[Path], metrics: list[str] | None = None) -> Any:
 
 
 def plot_curves(curves: dict[str, list[tuple[float, float]]], out: str | Path, xlabel: str = "step",
-                log_y: bool = False) -> Path:
+                log_y: bool = False, ylabel: str = "") -> Path:
     """One panel with a line per named curve of (x, y) points, e.g. two runs' quality against minutes;
     ``log_y`` draws the values on a log axis (they must all be positive)."""
     if not any(curves.values()):
@@ -161,6 +161,8 @@ def plot_curves(curves: dict[str, list[tuple[float, float]]], out: str | Path, x
     if log_y:
         ax.set_yscale("log")
     ax.set_xlabel(xlabel)
+    if ylabel:
+        ax.set_ylabel(ylabel)
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize="small")
     return save_figure(figure, out)
