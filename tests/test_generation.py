@@ -177,6 +177,30 @@ def test_out_of_memory_halves_the_chunk_and_loses_nothing():
     assert len({row.sum().item() for row in images}) == 1000  # no chunk repeated another's noise
 
 
+class CountsItsEvaluations(Sampler):
+    """A third-party ODE-like sampler: each chunk's ``SampleOutput.nfe`` is what an adaptive solver might use."""
+
+    generate_steps = 1
+
+    def init_state(self, n, device="cpu", generator=None):
+        return torch.rand((n, 1, 2, 2), generator=generator, device=device)
+
+    def sample(self, model, init, steps=None, keep_every=None, generator=None):
+        return SampleOutput(init, nfe=10 if init.shape[0] == 300 else 14)
+
+
+def test_the_evaluations_a_sampler_counts_are_reported_as_their_mean_over_samples():
+    from genframe.using.generation import iter_chunks, mean_nfe
+    from genframe.using.sample import _stream_chunks
+
+    gathered = generate_in_chunks(CountsItsEvaluations(), None, 700, None, seed=0, stream=0, device="cpu", chunk=300)
+    assert gathered.nfe == round((2 * 300 * 10 + 100 * 14) / 700, 1) == 10.6  # chunks of 300, 300, 100
+    streamed = _stream_chunks(iter_chunks(CountsItsEvaluations(), None, 600, None, 0, 0, "cpu", 300), None, 4, None)
+    assert streamed.nfe == 10 and isinstance(streamed.nfe, int)  # the same in every chunk: a whole number
+    assert generate_in_chunks(RunsOutOfMemory(limit=9), None, 4, None, seed=0, stream=0, device="cpu").nfe is None
+    assert mean_nfe([(20, 5), (None, 5)]) is None and mean_nfe([]) is None
+
+
 def test_out_of_memory_at_one_sample_is_raised():
     with pytest.raises(torch.cuda.OutOfMemoryError):
         generate_in_chunks(RunsOutOfMemory(limit=0), None, 4, None, seed=0, stream=0, device="cpu", chunk=4)

@@ -170,8 +170,9 @@ def evaluate(path: str | Path, n: int = 1000, steps: int | None = None, seed: in
     except NoQualityMetric as exc:  # unlabelled data, say: the samples can still be looked at
         evaluator, no_metric = None, str(exc)
     start = time.perf_counter()
-    samples = generate_in_chunks(loaded.sampler, loaded.model, n, steps, seed, stream=7, device=loaded.device,
-                                 chunk=EVAL_CHUNK).images
+    generated = generate_in_chunks(loaded.sampler, loaded.model, n, steps, seed, stream=7, device=loaded.device,
+                                   chunk=EVAL_CHUNK)
+    samples = generated.images
     seconds = time.perf_counter() - start
     run_dir = run_dir_of(loaded.checkpoint)
     try:
@@ -185,7 +186,7 @@ def evaluate(path: str | Path, n: int = 1000, steps: int | None = None, seed: in
         "recipe": loaded.recipe_name, "checkpoint": str(loaded.checkpoint), "step": loaded.step,
         "dataset": loaded.config.data.name, "n": n, "steps": steps if steps is not None else loaded.sampler.generate_steps,
         "seed": seed, "generation_seconds": round(seconds, 2),
-        "seconds_per_1000": round(1000 * seconds / n, 2), "nfe": getattr(loaded.sampler, "last_nfe", None) or None, "grid": None if grid is None else str(grid),
+        "seconds_per_1000": round(1000 * seconds / n, 2), "nfe": generated.nfe, "grid": None if grid is None else str(grid),
         "samples": {} if evaluator is None else evaluator(samples),
     }
     if no_metric is not None:

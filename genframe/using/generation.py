@@ -66,7 +66,16 @@ def iter_chunks(
             continue
         chain = [state[:keep_n].detach().cpu() for state in output.chain] if index == 0 and keep_every else []
         made, index = made + size, index + 1
-        yield SampleOutput(output.images.detach().cpu(), chain)
+        yield SampleOutput(output.images.detach().cpu(), chain, output.nfe)
+
+
+def mean_nfe(counts: list[tuple[int | None, int]]) -> float | int | None:
+    """The function evaluations a sample cost over chunks of (``SampleOutput.nfe``, samples): ``None`` where the
+    sampler counts none; an adaptive solver's chunks may differ, so the mean over samples, whole where it is."""
+    if not counts or any(nfe is None for nfe, _ in counts):
+        return None
+    mean = sum(nfe * size for nfe, size in counts) / sum(size for _, size in counts)
+    return int(mean) if mean == int(mean) else round(mean, 1)
 
 
 def generate_in_chunks(
@@ -89,12 +98,14 @@ def generate_in_chunks(
     """
     images: list[torch.Tensor] = []
     chain: list[torch.Tensor] = []
+    counts: list[tuple[int | None, int]] = []
     for output in iter_chunks(sampler, model, n, steps, seed, stream, device, chunk, keep_every, keep_n):
         images.append(output.images)
         chain = chain or output.chain
+        counts.append((output.nfe, output.images.shape[0]))
         if progress is not None:
             progress(output.images.shape[0])
-    return SampleOutput(torch.cat(images), chain)
+    return SampleOutput(torch.cat(images), chain, mean_nfe(counts))
 
 
 class NpyWriter:

@@ -77,7 +77,6 @@ def sample_to_files(
             atomic_write(tensor, stream)
     else:
         stream(None)
-    kept.nfe = getattr(loaded.sampler, "last_nfe", None) or None  # an ODE sampler's count (its last chunk's)
     with writing("--out", out):
         recipe.draw_samples(kept.images, Path(out))
     if gif:
@@ -101,10 +100,14 @@ def _stream_chunks(chunks: Iterator[SampleOutput], writer: NpyWriter | None, gri
                    progress: Callable[[int], None] | None) -> SampleOutput:
     """Write each chunk to ``writer`` (if any) and drop it, keeping only the first ``grid_n`` samples
     and the first chunk's chain; returns what was kept."""
+    from genframe.using.generation import mean_nfe
+
     shown: list[torch.Tensor] = []
     chain: list[torch.Tensor] = []
+    counts: list[tuple[int | None, int]] = []
     count = 0
     for output in chunks:
+        counts.append((output.nfe, output.images.shape[0]))
         if writer is not None:
             writer.append(output.images)
         if count < grid_n:
@@ -116,4 +119,4 @@ def _stream_chunks(chunks: Iterator[SampleOutput], writer: NpyWriter | None, gri
             progress(output.images.shape[0])
     if writer is not None:
         writer.close()
-    return SampleOutput(torch.cat(shown), chain)
+    return SampleOutput(torch.cat(shown), chain, mean_nfe(counts))

@@ -4,7 +4,8 @@ adaptive solver (the core's ``genframe.integrate_fixed`` and ``integrate_adaptiv
 at ``denoise_from``, then the rest of the path integrated: an SDEdit-style restart).
 
 ``generate_steps`` is the number of function evaluations (NFE) a sample costs, as the recipe's
-``sampler.nfe`` sets it; ``last_nfe`` is what the last call used (the adaptive solver's own count).
+``sampler.nfe`` sets it; each ``SampleOutput.nfe`` (and ``last_nfe``, for ``refine``) is what the call used (the
+adaptive solver's own count).
 """
 
 from __future__ import annotations
@@ -61,11 +62,11 @@ class ODESampler(Sampler):
     def sample(self, model, init, steps=None, keep_every=None, generator=None):
         """From noise ``init`` to samples in ``steps`` evaluations (default ``generate_steps``); the chain keeps a
         state every ``keep_every`` evaluations (the core counts a GIF's frames in the sampler's steps, which here
-        are evaluations). ``last_nfe``: what this call used."""
+        are evaluations). The output's ``nfe``: what this call used."""
         per_step = ADAPTIVE_EVALS_PER_STEP if self.method == "adaptive" else SOLVER_EVALS_PER_STEP[self.method]
         every = None if not keep_every else max(1, keep_every // per_step)
         x, kept, self.last_nfe = self._solve(model, init, 0.0, steps or self.generate_steps, every)
-        return SampleOutput(x.clamp(-1, 1), [state.clamp(-1, 1) for state in kept] if keep_every else [])
+        return SampleOutput(x.clamp(-1, 1), [state.clamp(-1, 1) for state in kept] if keep_every else [], self.last_nfe)
 
     def refine(self, model, images, known=None, steps=None, generator=None):
         noise = torch.randn(images.shape, generator=generator, device=images.device)
