@@ -13,6 +13,7 @@ import sys
 import time
 
 import pytest
+import torch
 from conftest import REPO
 from example_plugins import install_example
 
@@ -500,11 +501,12 @@ def test_run_queue_trains_scores_and_skips_what_is_done(data_dir, tmp_path):
 
 @pytest.mark.slow
 def test_families_table_averages_seeds_and_draws_a_line_per_family_and_dataset(tmp_path):
-    def result(fd: float, steps: int = 100) -> dict:
+    def result(fd: float, steps: int = 100, nfe: int | None = 20) -> dict:
         return {"steps": steps, "eval": {"fd": fd, "kid": fd, "precision": 0.5, "recall": 0.9, "confidence": 0.8,
-                                         "nfe": 20, "seconds_per_1000": 10.0}}
+                                         "nfe": nfe, "seconds_per_1000": 10.0}}
     results = {"flow-mnist-5min-seed0": result(10.0), "flow-mnist-5min-seed1": result(14.0),
-               "flow-mnist-15min-seed0": result(6.0, 300), "ebm-mnist-5min": result(20.0), "not-a-family-run": {}}
+               "flow-mnist-15min-seed0": result(6.0, 300), "ebm-mnist-5min": result(20.0),
+               "ebm-fashion_mnist-5min": result(8.0, nfe=None), "not-a-family-run": {}}
     lane1, lane2, plot = tmp_path / "lane1.json", tmp_path / "lane2.json", tmp_path / "families.png"
     names = sorted(results)
     lane1.write_text(json.dumps({k: results[k] for k in names[::2]}))  # two queues that shared the machine
@@ -516,6 +518,8 @@ def test_families_table_averages_seeds_and_draws_a_line_per_family_and_dataset(t
     assert rows[0].startswith("| ebm | mnist | 5 | 1 | 100 | 20.00 |")
     assert rows[1].startswith("| flow | mnist | 5 | 2 | 100 | 12.00 ± 2.83 |")  # mean and spread of the seeds
     assert rows[2].startswith("| flow | mnist | 15 | 1 | 300 | 6.00 |") and plot.stat().st_size > 0
+    assert rows[3].startswith("| ebm | fashion_mnist | 5 | 1 | 100 | 8.00 |")  # MNIST first, then other data
+    assert "| 30 Langevin steps | 10.0 |" in rows[3]  # no ODE count: the EBM's generation cost by its name
     empty = tmp_path / "empty.json"
     empty.write_text("{}")
     refused = subprocess.run([sys.executable, "research/scripts/families_table.py", str(empty)], cwd=REPO,
@@ -524,6 +528,23 @@ def test_families_table_averages_seeds_and_draws_a_line_per_family_and_dataset(t
     twice = subprocess.run([sys.executable, "research/scripts/families_table.py", str(lane1), str(lane1)], cwd=REPO,
                            capture_output=True, text=True, timeout=120, check=False)
     assert twice.returncode == 1 and twice.stderr.startswith("Error: ") and "repeats runs" in twice.stderr
+
+
+def test_net_size_counts_the_multiply_adds_of_a_pass_and_tables_each_recipes_net(monkeypatch, capsys):
+    net_size = research_script("net_size")
+    net = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3, padding=1), torch.nn.Flatten(), torch.nn.Linear(32, 3))
+    assert net_size.multiply_adds(net, torch.zeros(1, 1, 4, 4)) == 16 * 2 * 9 + 3 * 32
+    monkeypatch.chdir(REPO)
+    monkeypatch.setattr(sys, "argv", ["net_size.py", "ebm=examples/ebm_mnist_fast.toml",
+                                      "flow=examples/flow_mnist_fast.toml"])
+    net_size.main()
+    rows = capsys.readouterr().out.splitlines()
+    assert rows[2].startswith("| ebm | `examples/ebm_mnist_fast.toml` | 76,993 | 0.86 |")  # the fast recipe's net
+    assert rows[3].startswith("| flow | `examples/flow_mnist_fast.toml` |") and len(rows) == 4
+    monkeypatch.setattr(sys, "argv", ["net_size.py", "ebm"])
+    with pytest.raises(SystemExit, match="^Error: 'ebm' is not RECIPE=CONFIG"):
+        net_size.main()
+    assert capsys.readouterr().out == ""  # no table's head before the error
 
 
 @pytest.mark.slow
