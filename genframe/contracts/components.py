@@ -60,7 +60,7 @@ class SampleOutput:
     chain: list[torch.Tensor] = field(default_factory=list)
     #: function evaluations (net calls) per sample, from a sampler that counts them (an ODE solver); else None.
     #: ``genframe sample`` and ``genframe eval`` report it (the mean over chunks, weighed by their samples).
-    nfe: int | None = None
+    nfe: float | None = None
 
 
 @dataclass(frozen=True)
