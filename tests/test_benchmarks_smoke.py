@@ -568,3 +568,9 @@ def test_generation_speed_times_each_trained_model_in_interleaved_rounds(data_di
     missing = subprocess.run([sys.executable, "research/scripts/generation_speed.py", f"a={tmp_path / 'none'}"],
                              cwd=REPO, capture_output=True, text=True, timeout=120, check=False)
     assert missing.returncode == 1 and missing.stderr.startswith("Error: ") and "does not exist" in missing.stderr
+
+    # the sampling trials on the same run: the recipe's own sampler (1:1) scores what genframe eval does
+    flow_sampling = research_script("flow_sampling")
+    plain = genframe.evaluate(tmp_path / "flow", n=20, seed=0, log=False)["samples"]["fd"]
+    assert flow_sampling.scored(tmp_path / "flow", 20, 1.0, 1.0)["fd"] == round(plain, 3)
+    assert flow_sampling.scored(tmp_path / "flow", 20, 0.9, 0.5)["fd"] != round(plain, 3)  # other noise, other times
